@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"sync"
+)
+
+// ChangeKind says what changed.
+type ChangeKind string
+
+// Kinds of change announced on the feed.
+const (
+	ChangeAgent        ChangeKind = "agent"         // Key is the agent id
+	ChangeTokenRevoked ChangeKind = "token_revoked" // Key is the jti
+	ChangeSigningKeys  ChangeKind = "signing_keys"
+	// ChangeResync means changes may have been missed: reload everything.
+	ChangeResync ChangeKind = "resync"
+)
+
+// Change is one announcement on the change feed.
+type Change struct {
+	Kind ChangeKind `json:"kind"`
+	Key  string     `json:"key,omitempty"`
+}
+
+// ChangeFeed announces committed changes that matter for safety (status,
+// revocation, keys) to every process sharing the store.
+type ChangeFeed interface {
+	// Subscribe delivers changes committed by any process until ctx ends.
+	// A subscriber that falls behind receives ChangeResync.
+	Subscribe(ctx context.Context) <-chan Change
+	// FeedHealthy reports whether the feed is currently connected; while it is
+	// not, changes from other processes may be missed.
+	FeedHealthy() bool
+}
+
+// Broadcaster fans changes out to in-process subscribers. Backends use it to
+// implement ChangeFeed.
+type Broadcaster struct {
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	ch     chan Change
+	behind bool // a change was dropped; send a resync when there is room
+}
+
+const subscriberBuffer = 256
+
+// Subscribe registers a subscriber until ctx ends.
+func (b *Broadcaster) Subscribe(ctx context.Context) <-chan Change {
+	s := &subscriber{ch: make(chan Change, subscriberBuffer)}
+	b.mu.Lock()
+	if b.subs == nil {
+		b.subs = make(map[*subscriber]struct{})
+	}
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		delete(b.subs, s)
+		close(s.ch)
+		b.mu.Unlock()
+	}()
+	return s.ch
+}
+
+// Publish delivers c to every subscriber without blocking. A subscriber whose
+// buffer is full gets ChangeResync as soon as it has room again.
+func (b *Broadcaster) Publish(c Change) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.behind {
+			select {
+			case s.ch <- Change{Kind: ChangeResync}:
+				s.behind = false
+			default:
+				continue
+			}
+		}
+		select {
+		case s.ch <- c:
+		default:
+			s.behind = true
+		}
+	}
+}
