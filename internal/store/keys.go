@@ -25,7 +25,7 @@ type SigningKey struct {
 
 // SigningKeyStore keeps the issuer's signing keys.
 type SigningKeyStore interface {
-	// SigningKeys returns every stored key, newest first.
+	// SigningKeys returns every stored key: the active one first, then newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	// RotateSigningKey makes next the active key and schedules the key that was
 	// active to retire at prevRetireAt, in one transaction. prevKID names the

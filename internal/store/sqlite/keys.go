@@ -12,7 +12,7 @@ import (
 // SigningKeys implements store.SigningKeyStore.
 func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT kid, alg, public_jwk, sealed, created_at, active, retire_at
-		FROM signing_keys ORDER BY created_at DESC, kid`)
+		FROM signing_keys ORDER BY active DESC, created_at DESC, kid`)
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}

@@ -27,10 +27,10 @@ type Config struct {
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
-	w     *sql.DB // the one writer connection: SQLite allows one writer at a time
-	r     *sql.DB // readers, concurrent under WAL
-	feed  store.Broadcaster
-	close context.CancelFunc
+	w    *sql.DB // the one writer connection: SQLite allows one writer at a time
+	r    *sql.DB // readers, concurrent under WAL
+	used *groupCommit[usedValue]
+	feed store.Broadcaster
 }
 
 var _ store.Store = (*Store)(nil)
@@ -71,9 +71,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	r.SetMaxIdleConns(8)
 	s := &Store{w: w, r: r}
 	if err := s.migrate(ctx); err != nil {
-		s.Close()
+		r.Close()
+		w.Close()
 		return nil, err
 	}
+	s.used = newGroupCommit(w, insertUsedValues)
 	return s, nil
 }
 
@@ -127,6 +129,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.used.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -1,0 +1,281 @@
+// Package config turns warden.yaml, WARDEN_* environment variables and
+// command-line flags into one typed, validated Config. Unknown keys are errors.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/warden-run/warden/internal/identity"
+)
+
+// Config is Warden's whole configuration. Every field has a safe default.
+type Config struct {
+	// Data is the data directory: the embedded database, the admin token and
+	// the master key live here.
+	Data string `yaml:"data"`
+	// Store is empty for the embedded SQLite store in Data, or a
+	// postgres:// URL for a shared PostgreSQL.
+	Store    string   `yaml:"store"`
+	Server   Server   `yaml:"server"`
+	Log      Log      `yaml:"log"`
+	Identity Identity `yaml:"identity"`
+}
+
+// Server configures the HTTP API.
+type Server struct {
+	// Addr is host:port to listen on.
+	Addr    string `yaml:"addr"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Insecure allows plain HTTP on a non-loopback address. Never in production.
+	Insecure bool `yaml:"insecure"`
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds the graceful drain on SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Identity configures agent identity and tokens.
+type Identity struct {
+	// Issuer is the URL agents and verifiers know this server by: the iss of
+	// every token and the aud of every client assertion. Defaults to the
+	// server's own URL.
+	Issuer string `yaml:"issuer"`
+	// Audience is the aud of access tokens when the client names no resource.
+	Audience string `yaml:"audience"`
+	// TokenTTL is the access token lifetime when the client asks for none.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// MaxTokenTTL is the longest lifetime a client may ask for; at most 15 minutes.
+	MaxTokenTTL time.Duration `yaml:"max_token_ttl"`
+	// ClockSkew is the leeway allowed on iat/nbf/exp between machines.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// KeyGrace is how long an agent's old key keeps working after rotate-key.
+	KeyGrace time.Duration `yaml:"key_grace"`
+	// MasterKeyFile holds the key that encrypts issuer signing keys at rest.
+	// Defaults to <data>/master.key; every replica needs the same one.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// MaxStaleness is how long the token verifier keeps trusting its view of
+	// revocations while the change feed is disconnected; then it fails closed.
+	MaxStaleness time.Duration `yaml:"max_staleness"`
+	// TrustDomains lists the trust domains agents may belong to.
+	TrustDomains map[string]TrustDomain `yaml:"trust_domains"`
+}
+
+// TrustDomain configures one trust domain.
+type TrustDomain struct {
+	Description string `yaml:"description"`
+	// RequireDPoP makes enforcement points refuse this domain's tokens
+	// without a DPoP proof of possession.
+	RequireDPoP bool `yaml:"require_dpop"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Data: "./warden-data",
+		Server: Server{
+			Addr:            "127.0.0.1:7070",
+			MaxBodyBytes:    1 << 20,
+			ShutdownTimeout: 10 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text"},
+		Identity: Identity{
+			Audience:     "warden",
+			TokenTTL:     5 * time.Minute,
+			MaxTokenTTL:  identity.MaxTokenLifetime,
+			ClockSkew:    30 * time.Second,
+			KeyGrace:     24 * time.Hour,
+			MaxStaleness: 5 * time.Second,
+			TrustDomains: map[string]TrustDomain{
+				"prod":    {Description: "production agents", RequireDPoP: true},
+				"staging": {Description: "staging agents"},
+				"dev":     {Description: "development agents"},
+			},
+		},
+	}
+}
+
+// LoadFile merges the YAML file at path over cfg. Unknown keys are errors.
+func LoadFile(cfg *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return Decode(cfg, b, path)
+}
+
+// Decode merges YAML b over cfg; name is used in error messages.
+func Decode(cfg *Config, b []byte, name string) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var file Config
+	// Trust domains in a file replace the defaults rather than merging with them.
+	file = *cfg
+	file.Identity.TrustDomains = nil
+	if err := dec.Decode(&file); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	if file.Identity.TrustDomains == nil {
+		file.Identity.TrustDomains = cfg.Identity.TrustDomains
+	}
+	*cfg = file
+	return nil
+}
+
+// Env variables read by ApplyEnv, with what each sets.
+var envVars = []struct {
+	name, help string
+	set        func(*Config, string) error
+}{
+	{"WARDEN_DATA", "data directory", func(c *Config, v string) error { c.Data = v; return nil }},
+	{"WARDEN_STORE", "store DSN", func(c *Config, v string) error { c.Store = v; return nil }},
+	{"WARDEN_ADDR", "listen address", func(c *Config, v string) error { c.Server.Addr = v; return nil }},
+	{"WARDEN_TLS_CERT", "TLS certificate file", func(c *Config, v string) error { c.Server.TLSCert = v; return nil }},
+	{"WARDEN_TLS_KEY", "TLS key file", func(c *Config, v string) error { c.Server.TLSKey = v; return nil }},
+	{"WARDEN_INSECURE", "allow plain HTTP off loopback", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.Server.Insecure = b
+		return err
+	}},
+	{"WARDEN_ISSUER", "issuer URL", func(c *Config, v string) error { c.Identity.Issuer = v; return nil }},
+	{"WARDEN_LOG_LEVEL", "log level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"WARDEN_LOG_FORMAT", "log format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+}
+
+// ApplyEnv sets cfg fields from the WARDEN_* variables that lookup finds.
+func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+	for _, e := range envVars {
+		if v, ok := lookup(e.name); ok && v != "" {
+			if err := e.set(cfg, v); err != nil {
+				return fmt.Errorf("config: %s=%q: %w", e.name, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks cfg and fills derived defaults (issuer, master key path).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if c.Data == "" && c.Store == "" {
+		bad("data: a data directory is required for the embedded store")
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		bad("store: want empty (embedded SQLite) or a postgres:// URL")
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Addr); err != nil {
+		bad("server.addr %q: want host:port", c.Server.Addr)
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		bad("server: tls_cert and tls_key go together")
+	}
+	if c.Server.MaxBodyBytes <= 0 {
+		bad("server.max_body_bytes must be positive")
+	}
+	if c.Server.ShutdownTimeout <= 0 {
+		bad("server.shutdown_timeout must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q: want text or json", c.Log.Format)
+	}
+
+	id := &c.Identity
+	if id.MaxTokenTTL <= 0 || id.MaxTokenTTL > identity.MaxTokenLifetime {
+		bad("identity.max_token_ttl %s: want more than 0 and at most %s", id.MaxTokenTTL, identity.MaxTokenLifetime)
+	}
+	if id.TokenTTL <= 0 || id.TokenTTL > id.MaxTokenTTL {
+		bad("identity.token_ttl %s: want more than 0 and at most max_token_ttl (%s)", id.TokenTTL, id.MaxTokenTTL)
+	}
+	if id.ClockSkew < 0 || id.ClockSkew > 5*time.Minute {
+		bad("identity.clock_skew %s: want 0 to 5m", id.ClockSkew)
+	}
+	if id.KeyGrace < 0 {
+		bad("identity.key_grace must not be negative")
+	}
+	if id.MaxStaleness <= 0 {
+		bad("identity.max_staleness must be positive")
+	}
+	if id.Audience == "" {
+		bad("identity.audience must not be empty")
+	}
+	if len(id.TrustDomains) == 0 {
+		bad("identity.trust_domains: declare at least one trust domain")
+	}
+	for name := range id.TrustDomains {
+		if !validDomainName(name) {
+			bad("identity.trust_domains: %q is not a valid trust domain (a-z, 0-9, '-', '_', '.')", name)
+		}
+	}
+	if id.Issuer == "" {
+		scheme := "http"
+		if c.Server.TLSCert != "" {
+			scheme = "https"
+		}
+		id.Issuer = scheme + "://" + c.Server.Addr
+	}
+	if !strings.HasPrefix(id.Issuer, "https://") && !strings.HasPrefix(id.Issuer, "http://") {
+		bad("identity.issuer %q: want an http(s) URL", id.Issuer)
+	}
+	id.Issuer = strings.TrimSuffix(id.Issuer, "/")
+	if id.MasterKeyFile == "" && c.Data != "" {
+		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
+	}
+	if id.MasterKeyFile == "" {
+		bad("identity.master_key_file is required when there is no data directory")
+	}
+	return errors.Join(errs...)
+}
+
+func validDomainName(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsLoopback reports whether addr (host:port) listens on loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

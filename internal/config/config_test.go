@@ -1,0 +1,106 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDecodeAndValidate(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		yaml    string
+		wantErr string
+		check   func(*testing.T, Config)
+	}{
+		{name: "empty file keeps defaults", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Server.Addr != "127.0.0.1:7070" || c.Identity.TokenTTL != 5*time.Minute || c.Identity.Issuer != "http://127.0.0.1:7070" {
+				t.Fatalf("defaults: %+v", c)
+			}
+			if _, ok := c.Identity.TrustDomains["prod"]; !ok {
+				t.Fatal("default trust domains missing")
+			}
+		}},
+		{name: "durations and trust domains", yaml: `
+identity:
+  token_ttl: 10m
+  trust_domains:
+    acme: {require_dpop: true}
+`, check: func(t *testing.T, c Config) {
+			if c.Identity.TokenTTL != 10*time.Minute {
+				t.Fatalf("ttl %s", c.Identity.TokenTTL)
+			}
+			if len(c.Identity.TrustDomains) != 1 || !c.Identity.TrustDomains["acme"].RequireDPoP {
+				t.Fatalf("trust domains replace the defaults: %+v", c.Identity.TrustDomains)
+			}
+		}},
+		{name: "tls makes an https issuer", yaml: "server: {addr: '0.0.0.0:8443', tls_cert: c.pem, tls_key: k.pem}", check: func(t *testing.T, c Config) {
+			if c.Identity.Issuer != "https://0.0.0.0:8443" {
+				t.Fatalf("issuer %q", c.Identity.Issuer)
+			}
+		}},
+		{name: "unknown top-level key", yaml: "stor: postgres://x", wantErr: "field stor not found"},
+		{name: "unknown nested key", yaml: "identity: {token_tll: 5m}", wantErr: "field token_tll not found"},
+		{name: "ttl over 15 minutes", yaml: "identity: {token_ttl: 16m}", wantErr: "at most max_token_ttl (15m0s)"},
+		{name: "max ttl over 15 minutes", yaml: "identity: {max_token_ttl: 1h}", wantErr: "at most 15m0s"},
+		{name: "ttl over a lower max", yaml: "identity: {token_ttl: 10m, max_token_ttl: 5m}", wantErr: "at most max_token_ttl (5m0s)"},
+		{name: "zero ttl", yaml: "identity: {token_ttl: 0s}", wantErr: "token_ttl"},
+		{name: "not a duration", yaml: "identity: {token_ttl: soon}", wantErr: "soon"},
+		{name: "bad trust domain", yaml: "identity: {trust_domains: {Prod: {}}}", wantErr: `"Prod" is not a valid trust domain`},
+		{name: "no trust domains", yaml: "identity: {trust_domains: {}}", wantErr: "at least one trust domain"},
+		{name: "half of tls", yaml: "server: {tls_cert: c.pem}", wantErr: "tls_cert and tls_key go together"},
+		{name: "bad log level", yaml: "log: {level: loud}", wantErr: "log.level"},
+		{name: "bad store", yaml: "store: mysql://x", wantErr: "postgres:// URL"},
+		{name: "bad addr", yaml: "server: {addr: '7070'}", wantErr: "want host:port"},
+		{name: "not yaml", yaml: "identity: [", wantErr: "config test.yaml"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := Default()
+			err := Decode(&cfg, []byte(c.yaml), "test.yaml")
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, cfg)
+		})
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	t.Parallel()
+	cfg := Default()
+	env := map[string]string{"WARDEN_ADDR": "127.0.0.1:9999", "WARDEN_STORE": "postgres://h/db", "WARDEN_INSECURE": "true", "WARDEN_UNRELATED": "x"}
+	if err := ApplyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Addr != "127.0.0.1:9999" || cfg.Store != "postgres://h/db" || !cfg.Server.Insecure {
+		t.Fatalf("env not applied: %+v", cfg)
+	}
+	env["WARDEN_INSECURE"] = "maybe"
+	if err := ApplyEnv(&cfg, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "WARDEN_INSECURE") {
+		t.Fatalf("bad bool: %v", err)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:7070": true, "[::1]:7070": true, "localhost:7070": true, "127.0.0.2:1": true,
+		"0.0.0.0:7070": false, ":7070": false, "10.0.0.1:7070": false, "example.com:7070": false, "[::]:7070": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

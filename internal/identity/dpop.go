@@ -1,0 +1,226 @@
+package identity
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// DPoPConfig configures a DPoPVerifier.
+type DPoPConfig struct {
+	// MaxAge is how old a proof's iat may be. Default 60s.
+	MaxAge time.Duration
+	// ClockSkew is how far in the future iat may be. Default 5s.
+	ClockSkew time.Duration
+	// ReplayCacheSize bounds the remembered proof ids. Default 1,000,000.
+	ReplayCacheSize int
+	Now             func() time.Time
+}
+
+// DPoPVerifier checks RFC 9449 proofs of possession: a fresh JWT, signed by
+// the key the access token is bound to, naming this very request, used once.
+type DPoPVerifier struct {
+	maxAge, skew time.Duration
+	now          func() time.Time
+	replay       *ReplayCache
+}
+
+// DPoPCheck is what a proof must match.
+type DPoPCheck struct {
+	// Method and URL are the request's HTTP method and target URI.
+	Method string
+	URL    string
+	// AccessToken, when set, must be hashed in the proof's ath claim.
+	AccessToken string
+	// JKT, when set, must equal the proof key's thumbprint (the token's cnf.jkt).
+	JKT string
+}
+
+// DPoPProof is a verified proof.
+type DPoPProof struct {
+	JKT      string
+	ID       string
+	IssuedAt time.Time
+	Key      ed25519.PublicKey
+}
+
+const maxProofLen = 8 << 10
+
+// NewDPoPVerifier makes a verifier with its own replay cache.
+func NewDPoPVerifier(cfg DPoPConfig) *DPoPVerifier {
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 60 * time.Second
+	}
+	if cfg.ClockSkew <= 0 {
+		cfg.ClockSkew = 5 * time.Second
+	}
+	if cfg.ReplayCacheSize <= 0 {
+		cfg.ReplayCacheSize = 1_000_000
+	}
+	return &DPoPVerifier{maxAge: cfg.MaxAge, skew: cfg.ClockSkew, now: orNow(cfg.Now), replay: NewReplayCache(cfg.ReplayCacheSize)}
+}
+
+type dpopClaims struct {
+	JTI   string          `json:"jti"`
+	HTM   string          `json:"htm"`
+	HTU   string          `json:"htu"`
+	IAT   json.Number     `json:"iat"`
+	ATH   string          `json:"ath"`
+	Nonce json.RawMessage `json:"nonce"`
+}
+
+// Verify checks proof against c and records its id, so the same proof is
+// refused next time. A refused proof is not recorded.
+func (d *DPoPVerifier) Verify(proof string, c DPoPCheck) (*DPoPProof, error) {
+	p, err := d.check(proof, c)
+	if err != nil {
+		return nil, err
+	}
+	exp := p.IssuedAt.Add(d.maxAge + 2*d.skew)
+	if err := d.replay.Use(p.JKT+"\x00"+p.ID, exp, d.now()); err != nil {
+		return nil, fmt.Errorf("%w: proof %w", ErrDPoP, err)
+	}
+	return p, nil
+}
+
+func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
+	if len(proof) > maxProofLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrDPoP, maxProofLen)
+	}
+	hdr, err := peekHeader(proof)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDPoP, err)
+	}
+	if hdr.Alg != string(jose.EdDSA) {
+		return nil, fmt.Errorf("%w: %w: %q (want EdDSA)", ErrDPoP, ErrAlgorithm, hdr.Alg)
+	}
+	if hdr.Typ != "dpop+jwt" {
+		return nil, fmt.Errorf("%w: typ %q, want dpop+jwt", ErrDPoP, hdr.Typ)
+	}
+	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDPoP, ErrMalformed)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("%w: want exactly one signature", ErrDPoP)
+	}
+	jwk := jws.Signatures[0].Protected.JSONWebKey
+	if jwk == nil {
+		return nil, fmt.Errorf("%w: no jwk in the header", ErrDPoP)
+	}
+	pub, ok := jwk.Key.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: the header jwk must be an Ed25519 public key", ErrDPoP)
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDPoP, ErrSignature)
+	}
+	var cl dpopClaims
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.UseNumber()
+	if err := dec.Decode(&cl); err != nil {
+		return nil, fmt.Errorf("%w: claims are not a JSON object", ErrDPoP)
+	}
+	jkt := Thumbprint(pub)
+	if c.JKT != "" && subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {
+		return nil, ErrDPoPKeyMismatch
+	}
+	if cl.JTI == "" || len(cl.JTI) > 256 {
+		return nil, fmt.Errorf("%w: jti missing or longer than 256 bytes", ErrDPoP)
+	}
+	if cl.HTM != c.Method {
+		return nil, fmt.Errorf("%w: htm %q does not match the request method %q", ErrDPoP, cl.HTM, c.Method)
+	}
+	if !sameTargetURI(cl.HTU, c.URL) {
+		return nil, fmt.Errorf("%w: htu %q does not match the request URI", ErrDPoP, cl.HTU)
+	}
+	iatSec, err := cl.IAT.Int64()
+	if err != nil {
+		return nil, fmt.Errorf("%w: iat missing or not an integer", ErrDPoP)
+	}
+	iat := time.Unix(iatSec, 0)
+	now := d.now()
+	if iat.After(now.Add(d.skew)) {
+		return nil, fmt.Errorf("%w: %w: iat is %s in the future", ErrDPoP, ErrNotYetValid, iat.Sub(now).Round(time.Second))
+	}
+	if now.Sub(iat) > d.maxAge {
+		return nil, fmt.Errorf("%w: %w: issued %s ago, the limit is %s", ErrDPoP, ErrExpired, now.Sub(iat).Round(time.Second), d.maxAge)
+	}
+	if c.AccessToken != "" {
+		if subtle.ConstantTimeCompare([]byte(cl.ATH), []byte(accessTokenHash(c.AccessToken))) != 1 {
+			return nil, fmt.Errorf("%w: ath does not hash the presented access token", ErrDPoP)
+		}
+	}
+	return &DPoPProof{JKT: jkt, ID: cl.JTI, IssuedAt: iat, Key: pub}, nil
+}
+
+// accessTokenHash is the ath of a proof: base64url(SHA-256(token)).
+func accessTokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// sameTargetURI compares a proof's htu with the request URI as RFC 9449
+// asks: without query and fragment, after syntax- and scheme-based
+// normalisation (case of scheme and host, default ports, empty path).
+func sameTargetURI(htu, reqURL string) bool {
+	a, err1 := url.Parse(htu)
+	b, err2 := url.Parse(reqURL)
+	if err1 != nil || err2 != nil || a.Scheme == "" || a.Host == "" || a.User != nil {
+		return false
+	}
+	return normalURI(a) == normalURI(b)
+}
+
+func normalURI(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return scheme + "://" + host + path
+}
+
+type joseHeader struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ"`
+	Kid string `json:"kid"`
+}
+
+// peekHeader decodes the protected header of a compact JWS without trusting
+// it, to say precisely why a token is refused before verifying it.
+func peekHeader(compact string) (joseHeader, error) {
+	var h joseHeader
+	dot := strings.IndexByte(compact, '.')
+	if dot <= 0 || strings.Count(compact, ".") != 2 {
+		return h, fmt.Errorf("%w: not a compact JWS (three base64url parts)", ErrMalformed)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(compact[:dot])
+	if err != nil {
+		return h, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return h, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	return h, nil
+}

@@ -1,0 +1,183 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/warden-run/warden/internal/store"
+)
+
+// errSubjectToken marks a subject or actor token that does not verify; the
+// token endpoint answers invalid_grant.
+var errSubjectToken = errors.New("subject or actor token invalid")
+
+// RoleDelegator lets an agent delegate to any agent of its own trust domain.
+// The attribute AttrDelegateTo lists, comma-separated, the agent ids or id
+// prefixes ("ai-agent://prod/finance/*") an agent may delegate to, in any domain.
+const (
+	RoleDelegator  = "delegator"
+	AttrDelegateTo = "delegate_to"
+)
+
+// exchange implements RFC 8693 delegation. The caller authenticates with its
+// own client assertion and presents a subject token. Either the caller is the
+// token's current holder and names the delegate in audience (A hands a
+// token to B), or the caller is the delegate itself (B exchanges the token A
+// gave it). The new token keeps the subject, adds the delegate at the head of
+// the act chain, is bound to the delegate's key, carries only the roles both
+// the subject token and the delegate have, and never outlives the subject token.
+func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
+	if req.SubjectToken == "" {
+		return nil, fmt.Errorf("%w: subject_token is required", ErrInvalidRequest)
+	}
+	if req.SubjectTokenType != TokenTypeAccessToken && req.SubjectTokenType != TokenTypeJWT {
+		return nil, fmt.Errorf("%w: subject_token_type must be %s", ErrInvalidRequest, TokenTypeAccessToken)
+	}
+	if req.RequestedTokenType != "" && req.RequestedTokenType != TokenTypeAccessToken {
+		return nil, fmt.Errorf("%w: only %s can be issued", ErrInvalidRequest, TokenTypeAccessToken)
+	}
+	if req.ActorToken != "" && req.ActorTokenType != TokenTypeAccessToken && req.ActorTokenType != TokenTypeJWT {
+		return nil, fmt.Errorf("%w: actor_token_type must be %s", ErrInvalidRequest, TokenTypeAccessToken)
+	}
+	ttl, err := i.lifetime(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.checkResource(req.Resource); err != nil {
+		return nil, err
+	}
+	caller, err := i.authenticate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := i.verifier.Verify(ctx, req.SubjectToken)
+	if err != nil {
+		return nil, fmt.Errorf("%w: subject token: %w", errSubjectToken, err)
+	}
+	if req.ActorToken != "" {
+		at, err := i.verifier.Verify(ctx, req.ActorToken)
+		if err != nil {
+			return nil, fmt.Errorf("%w: actor token: %w", errSubjectToken, err)
+		}
+		if at.Presenter != caller.id {
+			return nil, fmt.Errorf("%w: the actor token belongs to %s, not the caller %s", ErrInvalidRequest, at.Presenter, caller.id)
+		}
+	}
+
+	// Who hands the token over, and to whom.
+	holder := subject.Presenter
+	var delegate store.Agent
+	var jkt string
+	if caller.id == holder {
+		if req.Audience == "" {
+			return nil, fmt.Errorf("%w: name the delegate agent in audience", ErrInvalidRequest)
+		}
+		did, err := ParseAgentID(req.Audience)
+		if err != nil {
+			return nil, fmt.Errorf("%w: audience: %w", ErrInvalidRequest, err)
+		}
+		if delegate, err = i.activeAgent(ctx, did); err != nil {
+			return nil, err
+		}
+		if jkt = newestKey(delegate, i.now()); jkt == "" {
+			return nil, fmt.Errorf("%w: %s has no active key", ErrDelegationDenied, did)
+		}
+	} else {
+		if req.Audience != "" && req.Audience != caller.id.String() {
+			return nil, fmt.Errorf("%w: audience names another agent than the caller", ErrInvalidRequest)
+		}
+		delegate, jkt = caller.agent, caller.kid
+	}
+	did := MustParseAgentID(delegate.ID)
+
+	holderRec, err := i.activeAgent(ctx, holder)
+	if err != nil {
+		return nil, err
+	}
+	if !mayDelegate(holderRec, did) {
+		return nil, fmt.Errorf("%w: %s may not delegate to %s (needs role %q for its own domain or attribute %q)",
+			ErrDelegationDenied, holder, did, RoleDelegator, AttrDelegateTo)
+	}
+	if did == subject.Agent || slices.Contains(subject.Chain, did) {
+		return nil, fmt.Errorf("%w: %s is already in the delegation chain", ErrDelegationDenied, did)
+	}
+	if depth := subject.Act.Depth() + 1; depth > MaxDelegationDepth {
+		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, depth, MaxDelegationDepth)
+	}
+	roles := intersect(subject.Roles, delegate.Roles)
+	if roles, err = narrowRoles(roles, req.Scope, ErrDelegationWidens); err != nil {
+		return nil, err
+	}
+	tokenType, err := i.checkTokenEndpointProof(req, caller.kid)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.consume(ctx, caller); err != nil {
+		return nil, err
+	}
+	if err := i.waitPastRevocation(ctx, delegate, holderRec); err != nil {
+		return nil, err
+	}
+	now := i.now()
+	exp := now.Add(ttl)
+	if subject.Expiry.Before(exp) {
+		exp = subject.Expiry
+	}
+	act := &Actor{Subject: did.String(), Act: subject.Act}
+	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, now, exp)
+	tok, err := i.sign(cl)
+	if err != nil {
+		return nil, err
+	}
+	return &IssuedToken{AccessToken: tok, TokenType: tokenType, ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),
+		Scope: strings.Join(roles, " "), IssuedTokenType: TokenTypeAccessToken,
+		Subject: cl.Subject, JTI: cl.ID, Chain: act.Chain()}, nil
+}
+
+// activeAgent looks up an agent that must exist and may hold tokens.
+func (i *TokenIssuer) activeAgent(ctx context.Context, id AgentID) (store.Agent, error) {
+	av, err := i.verifier.view.lookupAgent(ctx, id.String())
+	if errors.Is(err, ErrUnknownAgent) {
+		return store.Agent{}, fmt.Errorf("%w: %w", ErrDelegationDenied, err)
+	}
+	if err != nil {
+		return store.Agent{}, err
+	}
+	if !av.status.MayHoldTokens() {
+		return store.Agent{}, fmt.Errorf("%w: %w: %s is %s", ErrDelegationDenied, ErrAgentInactive, id, av.status)
+	}
+	return av.rec, nil
+}
+
+// mayDelegate reports whether from's record allows handing its tokens to to.
+func mayDelegate(from store.Agent, to AgentID) bool {
+	for _, p := range strings.FieldsFunc(from.Attributes[AttrDelegateTo], func(r rune) bool { return r == ',' || r == ' ' }) {
+		if MatchAgentPattern(p, to) {
+			return true
+		}
+	}
+	return slices.Contains(from.Roles, RoleDelegator) && from.TrustDomain == to.TrustDomain()
+}
+
+func newestKey(a store.Agent, now time.Time) string {
+	for _, k := range slices.Backward(a.Keys) {
+		if k.ActiveAt(now) {
+			return k.KID
+		}
+	}
+	return ""
+}
+
+func intersect(a, b []string) []string {
+	out := []string{}
+	for _, r := range a {
+		if slices.Contains(b, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

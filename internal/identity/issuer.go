@@ -1,0 +1,302 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/warden-run/warden/internal/store"
+)
+
+// OAuth 2.0 grant and token type identifiers Warden speaks.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange"
+	AssertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT           = "urn:ietf:params:oauth:token-type:jwt"
+)
+
+// IssuerConfig configures a TokenIssuer.
+type IssuerConfig struct {
+	// Issuer is iss of every token and the aud client assertions must name.
+	Issuer string
+	// Audience is aud of every access token.
+	Audience string
+	// TokenTTL is the lifetime when the client asks for none; MaxTokenTTL the
+	// longest it may ask for (never above MaxTokenLifetime).
+	TokenTTL, MaxTokenTTL time.Duration
+	ClockSkew             time.Duration
+	TrustDomains          map[string]DomainPolicy
+	Logger                *slog.Logger
+	Now                   func() time.Time
+}
+
+// TokenIssuer is the token endpoint: it authenticates agents by their own
+// signed client assertions (RFC 7523) and issues short-lived access tokens
+// bound to the agent's key, and delegated tokens by token exchange (RFC 8693).
+type TokenIssuer struct {
+	cfg      IssuerConfig
+	replay   store.ReplayStore
+	keys     *Keyring
+	verifier *Verifier
+	dpop     *DPoPVerifier
+	log      *slog.Logger
+	now      func() time.Time
+	sleep    func(context.Context, time.Duration) error
+}
+
+// NewTokenIssuer makes a token endpoint. It knows agents through the
+// verifier's TrustView, checks subject and actor tokens with the verifier,
+// and records assertion ids in replay.
+func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, verifier *Verifier) (*TokenIssuer, error) {
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, errors.New("issuer: Issuer and Audience are required")
+	}
+	if cfg.MaxTokenTTL <= 0 || cfg.MaxTokenTTL > MaxTokenLifetime || cfg.TokenTTL <= 0 || cfg.TokenTTL > cfg.MaxTokenTTL {
+		return nil, fmt.Errorf("issuer: want 0 < TokenTTL <= MaxTokenTTL <= %s", MaxTokenLifetime)
+	}
+	now := orNow(cfg.Now)
+	return &TokenIssuer{
+		cfg: cfg, replay: replay, keys: keys, verifier: verifier,
+		dpop: NewDPoPVerifier(DPoPConfig{ClockSkew: cfg.ClockSkew, Now: now}),
+		log:  orDiscard(cfg.Logger), now: now, sleep: sleepCtx,
+	}, nil
+}
+
+// TokenEndpoint is the URL of the token endpoint: what DPoP proofs sent to it must name.
+func (i *TokenIssuer) TokenEndpoint() string { return i.cfg.Issuer + "/oauth/token" }
+
+// TokenRequest is a token endpoint request (form parameters of RFC 6749,
+// 7521/7523 and 8693).
+type TokenRequest struct {
+	GrantType           string
+	ClientID            string
+	ClientAssertionType string
+	ClientAssertion     string
+	Scope               string
+	Resource            string
+	// ExpiresIn is a requested lifetime in seconds; zero for the default.
+	ExpiresIn int64
+	// Token exchange.
+	SubjectToken       string
+	SubjectTokenType   string
+	ActorToken         string
+	ActorTokenType     string
+	Audience           string
+	RequestedTokenType string
+	// DPoP is the proof from the DPoP request header, if any.
+	DPoP string
+}
+
+// IssuedToken is a successful token response.
+type IssuedToken struct {
+	AccessToken     string `json:"access_token"`
+	TokenType       string `json:"token_type"`
+	ExpiresIn       int64  `json:"expires_in"`
+	Scope           string `json:"scope,omitempty"`
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
+	// For the server's log, never sent.
+	Subject string   `json:"-"`
+	JTI     string   `json:"-"`
+	Chain   []string `json:"-"`
+}
+
+// Issue handles one token request.
+func (i *TokenIssuer) Issue(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
+	switch req.GrantType {
+	case GrantClientCredentials:
+		return i.clientCredentials(ctx, req)
+	case GrantTokenExchange:
+		return i.exchange(ctx, req)
+	case "":
+		return nil, fmt.Errorf("%w: grant_type is required", ErrInvalidRequest)
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrUnsupportedGrant, req.GrantType)
+	}
+}
+
+func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
+	ttl, err := i.lifetime(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.checkResource(req.Resource); err != nil {
+		return nil, err
+	}
+	if req.SubjectToken != "" || req.ActorToken != "" {
+		return nil, fmt.Errorf("%w: subject_token and actor_token belong to token exchange", ErrInvalidRequest)
+	}
+	c, err := i.authenticate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := narrowRoles(c.agent.Roles, req.Scope, ErrInvalidScope)
+	if err != nil {
+		return nil, err
+	}
+	tokenType, err := i.checkTokenEndpointProof(req, c.kid)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.consume(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := i.waitPastRevocation(ctx, c.agent); err != nil {
+		return nil, err
+	}
+	now := i.now()
+	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, now, now.Add(ttl))
+	tok, err := i.sign(cl)
+	if err != nil {
+		return nil, err
+	}
+	return &IssuedToken{AccessToken: tok, TokenType: tokenType, ExpiresIn: int64(ttl / time.Second),
+		Scope: strings.Join(roles, " "), Subject: cl.Subject, JTI: cl.ID}, nil
+}
+
+func (i *TokenIssuer) lifetime(req TokenRequest) (time.Duration, error) {
+	switch {
+	case req.ExpiresIn == 0:
+		return i.cfg.TokenTTL, nil
+	case req.ExpiresIn < 0:
+		return 0, fmt.Errorf("%w: expires_in must be positive", ErrInvalidRequest)
+	case time.Duration(req.ExpiresIn)*time.Second > i.cfg.MaxTokenTTL:
+		return 0, fmt.Errorf("%w: %w: %d seconds asked, at most %d allowed", ErrInvalidRequest, ErrLifetime,
+			req.ExpiresIn, int64(i.cfg.MaxTokenTTL/time.Second))
+	}
+	return time.Duration(req.ExpiresIn) * time.Second, nil
+}
+
+func (i *TokenIssuer) checkResource(resource string) error {
+	if resource != "" && resource != i.cfg.Audience {
+		return fmt.Errorf("%w: resource %q is not served here", ErrInvalidTarget, resource)
+	}
+	return nil
+}
+
+// checkTokenEndpointProof verifies an optional DPoP proof sent with the
+// token request; it must be made with the key that signed the assertion.
+func (i *TokenIssuer) checkTokenEndpointProof(req TokenRequest, kid string) (string, error) {
+	if req.DPoP == "" {
+		return "Bearer", nil
+	}
+	if _, err := i.dpop.Verify(req.DPoP, DPoPCheck{Method: "POST", URL: i.TokenEndpoint(), JKT: kid}); err != nil {
+		return "", err
+	}
+	return "DPoP", nil
+}
+
+// consume records the assertion's jti, refusing a replay.
+func (i *TokenIssuer) consume(ctx context.Context, c *client) error {
+	err := i.replay.MarkUsed(ctx, "client_assertion:"+c.id.String(), c.jti, c.exp.Add(i.cfg.ClockSkew))
+	if errors.Is(err, store.ErrReplay) {
+		return fmt.Errorf("%w: %w: assertion jti of %s", errClientAuth, ErrReplay, c.id)
+	}
+	return err
+}
+
+// waitPastRevocation delays issuance to the next second when the agents'
+// tokens were revoked in the current one: a token's iat must be after the
+// revocation second, or it would be born revoked.
+func (i *TokenIssuer) waitPastRevocation(ctx context.Context, agents ...store.Agent) error {
+	var latest time.Time
+	for _, a := range agents {
+		if a.TokensRevokedAt.After(latest) {
+			latest = a.TokensRevokedAt
+		}
+	}
+	if latest.IsZero() {
+		return nil
+	}
+	next := time.Unix(latest.Unix()+1, 0)
+	if wait := next.Sub(i.now()); wait > 0 {
+		return i.sleep(ctx, wait)
+	}
+	return nil
+}
+
+func (i *TokenIssuer) claims(sub, clientID, jkt string, roles []string, act *Actor, now, exp time.Time) *Claims {
+	sid, _ := ParseAgentID(sub)
+	if roles == nil {
+		roles = []string{}
+	}
+	return &Claims{
+		Issuer:      i.cfg.Issuer,
+		Subject:     sub,
+		Audience:    jwt.Audience{i.cfg.Audience},
+		Expiry:      jwt.NewNumericDate(exp),
+		IssuedAt:    jwt.NewNumericDate(now),
+		NotBefore:   jwt.NewNumericDate(now),
+		ID:          newJTI(),
+		ClientID:    clientID,
+		Cnf:         &Confirmation{JKT: jkt},
+		TrustDomain: sid.TrustDomain(),
+		Roles:       roles,
+		Act:         act,
+	}
+}
+
+func (i *TokenIssuer) sign(c *Claims) (string, error) {
+	k, err := i.keys.current()
+	if err != nil {
+		return "", err
+	}
+	// encoding/json marshals the claims several times faster than the JOSE
+	// library's own encoder; the library still builds and signs the JWS.
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	jws, err := k.signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return jws.CompactSerialize()
+}
+
+// narrowRoles returns the roles a scope asks for, all of which must be in
+// have; an empty scope means all of have.
+func narrowRoles(have []string, scope string, refusal error) ([]string, error) {
+	want := strings.Fields(scope)
+	if len(want) == 0 {
+		return slices.Clone(have), nil
+	}
+	var out []string
+	for _, r := range want {
+		if !slices.Contains(have, r) {
+			return nil, fmt.Errorf("%w: role %q is not available", refusal, r)
+		}
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func newJTI() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,291 @@
+package identity
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// DomainPolicy is what the identity layer enforces per trust domain.
+type DomainPolicy struct {
+	// RequireDPoP refuses the domain's tokens without a proof of possession.
+	RequireDPoP bool
+}
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// Issuer is the only accepted iss.
+	Issuer string
+	// Audiences lists the accepted aud values; a token must name one of them.
+	Audiences []string
+	// TrustDomains are the declared trust domains; tokens of others are refused.
+	TrustDomains map[string]DomainPolicy
+	// ClockSkew is the leeway on exp, nbf and iat.
+	ClockSkew time.Duration
+	// CacheSize bounds the signature cache. Default 65,536 tokens.
+	CacheSize int
+	// DPoP configures proof checking; zero values take its defaults.
+	DPoP DPoPConfig
+	Now  func() time.Time
+}
+
+// Verifier verifies Warden access tokens for the enforcement points and the
+// decision point. The expensive part (parsing and the signature check) is
+// cached per token; what can change after signing (expiry, revocation, agent
+// status, keys) is checked on every call against the TrustView.
+type Verifier struct {
+	cfg   VerifierConfig
+	view  *TrustView
+	now   func() time.Time
+	cache *tokenCache
+	dpop  *DPoPVerifier
+}
+
+// Token is a verified access token. It is shared between callers: read it, do not modify it.
+type Token struct {
+	Claims
+	Agent     AgentID // the subject
+	Presenter AgentID // the agent whose key cnf.jkt names
+	// Chain lists the delegation actors, current first; empty when not delegated.
+	Chain    []AgentID
+	Expiry   time.Time
+	IssuedAt time.Time
+	kid      string
+}
+
+// NewVerifier makes a verifier over view.
+func NewVerifier(cfg VerifierConfig, view *TrustView) (*Verifier, error) {
+	if cfg.Issuer == "" || len(cfg.Audiences) == 0 || len(cfg.TrustDomains) == 0 {
+		return nil, errors.New("verifier: Issuer, Audiences and TrustDomains are required")
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 1 << 16
+	}
+	if cfg.DPoP.Now == nil {
+		cfg.DPoP.Now = cfg.Now
+	}
+	return &Verifier{cfg: cfg, view: view, now: orNow(cfg.Now), cache: newTokenCache(cfg.CacheSize), dpop: NewDPoPVerifier(cfg.DPoP)}, nil
+}
+
+// Request is an access token as presented to an enforcement point.
+type Request struct {
+	Token string
+	// DPoP is the proof from the DPoP header, if any.
+	DPoP string
+	// Method and URL are the HTTP request the proof must name.
+	Method string
+	URL    string
+}
+
+// VerifyRequest verifies the token and, when a proof is given or the trust
+// domain requires one, the DPoP proof that binds it to this request.
+func (v *Verifier) VerifyRequest(ctx context.Context, r Request) (*Token, error) {
+	t, err := v.Verify(ctx, r.Token)
+	if err != nil {
+		return nil, err
+	}
+	if r.DPoP == "" {
+		if v.requiresDPoP(t) {
+			return nil, fmt.Errorf("%w: trust domain %s", ErrDPoPRequired, t.TrustDomain)
+		}
+		return t, nil
+	}
+	if _, err := v.dpop.Verify(r.DPoP, DPoPCheck{Method: r.Method, URL: r.URL, AccessToken: r.Token, JKT: t.Cnf.JKT}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (v *Verifier) requiresDPoP(t *Token) bool {
+	if v.cfg.TrustDomains[t.Agent.TrustDomain()].RequireDPoP {
+		return true
+	}
+	return v.cfg.TrustDomains[t.Presenter.TrustDomain()].RequireDPoP
+}
+
+// Verify checks an access token: signature and claims (cached), then expiry,
+// revocation of the token and of every agent in it, agent status and key
+// binding (never cached). Any doubt is a refusal.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	if err := v.view.Fresh(); err != nil {
+		return nil, err
+	}
+	t := v.cache.get(raw)
+	if t == nil {
+		var err error
+		if t, err = v.parse(raw); err != nil {
+			return nil, err
+		}
+		v.cache.put(raw, t)
+	}
+	if err := v.checkLive(t, v.now()); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+const maxTokenLen = 8 << 10
+
+// parse does the checks whose answer cannot change for a given token.
+func (v *Verifier) parse(raw string) (*Token, error) {
+	if len(raw) > maxTokenLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformed, maxTokenLen)
+	}
+	hdr, err := peekHeader(raw)
+	if err != nil {
+		return nil, err
+	}
+	if hdr.Alg != string(jose.EdDSA) {
+		return nil, fmt.Errorf("%w: %q (only EdDSA)", ErrAlgorithm, hdr.Alg)
+	}
+	if hdr.Typ != "at+jwt" {
+		return nil, fmt.Errorf("%w: typ %q, want at+jwt", ErrTokenType, hdr.Typ)
+	}
+	pub, ok := v.view.issuerKey(hdr.Kid)
+	if !ok {
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, hdr.Kid)
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	t := &Token{kid: hdr.Kid}
+	if err := tok.Claims(pub, &t.Claims); err != nil {
+		return nil, fmt.Errorf("%w", ErrSignature)
+	}
+	c := &t.Claims
+	if subtle.ConstantTimeCompare([]byte(c.Issuer), []byte(v.cfg.Issuer)) != 1 {
+		return nil, fmt.Errorf("%w: %q", ErrWrongIssuer, c.Issuer)
+	}
+	if !slices.ContainsFunc(v.cfg.Audiences, c.Audience.Contains) {
+		return nil, fmt.Errorf("%w: %q", ErrWrongAudience, []string(c.Audience))
+	}
+	if c.Expiry == nil || c.IssuedAt == nil || c.ID == "" || c.Cnf == nil || c.Cnf.JKT == "" {
+		return nil, fmt.Errorf("%w: exp, iat, jti and cnf.jkt are required", ErrMissingClaim)
+	}
+	t.Expiry, t.IssuedAt = c.Expiry.Time(), c.IssuedAt.Time()
+	if life := t.Expiry.Sub(t.IssuedAt); life > MaxTokenLifetime {
+		return nil, fmt.Errorf("%w: %s", ErrLifetime, life)
+	}
+	if t.Agent, err = ParseAgentID(c.Subject); err != nil {
+		return nil, fmt.Errorf("%w: sub: %w", ErrMalformed, err)
+	}
+	if c.TrustDomain != t.Agent.TrustDomain() {
+		return nil, fmt.Errorf("%w: td %q is not the subject's trust domain", ErrMalformed, c.TrustDomain)
+	}
+	if _, ok := v.cfg.TrustDomains[c.TrustDomain]; !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownDomain, c.TrustDomain)
+	}
+	if d := c.Act.Depth(); d > MaxDelegationDepth {
+		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, d, MaxDelegationDepth)
+	}
+	for _, s := range c.Act.Chain() {
+		id, err := ParseAgentID(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: act: %w", ErrMalformed, err)
+		}
+		if _, ok := v.cfg.TrustDomains[id.TrustDomain()]; !ok {
+			return nil, fmt.Errorf("%w: act %q", ErrUnknownDomain, id.TrustDomain())
+		}
+		t.Chain = append(t.Chain, id)
+	}
+	t.Presenter = t.Agent
+	if len(t.Chain) > 0 {
+		t.Presenter = t.Chain[0]
+	}
+	return t, nil
+}
+
+// checkLive does the checks whose answer changes over time.
+func (v *Verifier) checkLive(t *Token, now time.Time) error {
+	skew := v.cfg.ClockSkew
+	if !now.Before(t.Expiry.Add(skew)) {
+		return fmt.Errorf("%w: at %s", ErrExpired, t.Expiry.UTC().Format(time.RFC3339))
+	}
+	if t.NotBefore != nil && t.NotBefore.Time().After(now.Add(skew)) {
+		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, t.NotBefore.Time().UTC().Format(time.RFC3339))
+	}
+	if t.IssuedAt.After(now.Add(skew)) {
+		return fmt.Errorf("%w: iat %s", ErrNotYetValid, t.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	iat := t.IssuedAt.Unix()
+
+	vw := v.view
+	vw.mu.RLock()
+	defer vw.mu.RUnlock()
+	if _, ok := vw.issuerKeys[t.kid]; !ok {
+		return fmt.Errorf("%w: kid %q no longer published", ErrUnknownKey, t.kid)
+	}
+	if _, ok := vw.revoked[t.ID]; ok {
+		return fmt.Errorf("%w: jti %s", ErrTokenRevoked, t.ID)
+	}
+	if err := checkAgent(vw.agents[t.Subject], t.Subject, iat); err != nil {
+		return err
+	}
+	for _, id := range t.Chain {
+		if err := checkAgent(vw.agents[id.String()], id.String(), iat); err != nil {
+			return err
+		}
+	}
+	presenter := vw.agents[t.Presenter.String()]
+	if k, ok := presenter.keys[t.Cnf.JKT]; !ok || !k.activeAt(now) {
+		return fmt.Errorf("%w: cnf.jkt is not an active key of %s", ErrKeyNotBound, t.Presenter)
+	}
+	return nil
+}
+
+func checkAgent(a *agentView, id string, iat int64) error {
+	switch {
+	case a == nil:
+		return fmt.Errorf("%w: %s", ErrUnknownAgent, id)
+	case !a.status.MayHoldTokens():
+		return fmt.Errorf("%w: %s is %s", ErrAgentInactive, id, a.status)
+	case iat <= a.revokedUpTo:
+		return fmt.Errorf("%w: %s", ErrAgentRevoked, id)
+	}
+	return nil
+}
+
+// tokenCache maps a token string to its parsed, signature-checked form.
+type tokenCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string]*Token
+}
+
+func newTokenCache(max int) *tokenCache { return &tokenCache{max: max, m: make(map[string]*Token)} }
+
+func (c *tokenCache) get(raw string) *Token {
+	c.mu.RLock()
+	t := c.m[raw]
+	c.mu.RUnlock()
+	return t
+}
+
+func (c *tokenCache) put(raw string, t *Token) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		now := time.Now()
+		for k, e := range c.m {
+			if e.Expiry.Before(now) {
+				delete(c.m, k)
+			}
+		}
+		// Still full of live tokens: drop an arbitrary eighth (map order is random).
+		for k := range c.m {
+			if len(c.m) < c.max-c.max/8 {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[raw] = t
+}
