@@ -156,15 +156,15 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 		return nil, fmt.Errorf("%w: %w: issued %s ago, the limit is %s", ErrDPoP, ErrExpired, now.Sub(iat).Round(time.Second), d.maxAge)
 	}
 	if c.AccessToken != "" {
-		if subtle.ConstantTimeCompare([]byte(cl.ATH), []byte(accessTokenHash(c.AccessToken))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(cl.ATH), []byte(AccessTokenHash(c.AccessToken))) != 1 {
 			return nil, fmt.Errorf("%w: ath does not hash the presented access token", ErrDPoP)
 		}
 	}
 	return &DPoPProof{JKT: jkt, ID: cl.JTI, IssuedAt: iat, Key: pub}, nil
 }
 
-// accessTokenHash is the ath of a proof: base64url(SHA-256(token)).
-func accessTokenHash(token string) string {
+// AccessTokenHash is the ath of a DPoP proof: base64url(SHA-256(token)).
+func AccessTokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }

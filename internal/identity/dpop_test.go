@@ -37,7 +37,7 @@ func TestDPoPVerifier(t *testing.T) {
 		return tok
 	}
 	claims := func(jti string, edit func(map[string]any)) map[string]any {
-		c := map[string]any{"jti": jti, "htm": "POST", "htu": url, "iat": now.Unix(), "ath": accessTokenHash(token)}
+		c := map[string]any{"jti": jti, "htm": "POST", "htu": url, "iat": now.Unix(), "ath": AccessTokenHash(token)}
 		if edit != nil {
 			edit(c)
 		}
@@ -68,7 +68,7 @@ func TestDPoPVerifier(t *testing.T) {
 		{"iat too old", signWith(priv, true, "dpop+jwt", claims("i", func(c map[string]any) { c["iat"] = now.Add(-61 * time.Second).Unix() })), check, ErrExpired},
 		{"iat in the future", signWith(priv, true, "dpop+jwt", claims("i2", func(c map[string]any) { c["iat"] = now.Add(time.Minute).Unix() })), check, ErrNotYetValid},
 		{"iat missing", signWith(priv, true, "dpop+jwt", claims("i3", func(c map[string]any) { delete(c, "iat") })), check, ErrDPoP},
-		{"ath of another token", signWith(priv, true, "dpop+jwt", claims("a", func(c map[string]any) { c["ath"] = accessTokenHash("other") })), check, ErrDPoP},
+		{"ath of another token", signWith(priv, true, "dpop+jwt", claims("a", func(c map[string]any) { c["ath"] = AccessTokenHash("other") })), check, ErrDPoP},
 		{"ath missing", signWith(priv, true, "dpop+jwt", claims("a2", func(c map[string]any) { delete(c, "ath") })), check, ErrDPoP},
 		{"jti missing", signWith(priv, true, "dpop+jwt", claims("", nil)), check, ErrDPoP},
 		{"HS256", hs256(t, pub, claims("h", nil), map[jose.HeaderKey]any{"typ": "dpop+jwt"}), check, ErrAlgorithm},

@@ -183,7 +183,7 @@ func proof(t testing.TB, key ed25519.PrivateKey, method, url, token string, iat 
 	}
 	c := map[string]any{"jti": jti, "htm": method, "htu": url, "iat": iat.Unix()}
 	if token != "" {
-		c["ath"] = accessTokenHash(token)
+		c["ath"] = AccessTokenHash(token)
 	}
 	tok, err := jwt.Signed(s).Claims(c).Serialize()
 	if err != nil {

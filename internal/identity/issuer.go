@@ -300,3 +300,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// AuthenticateClient authenticates a request by its client assertion alone
+// and consumes the assertion, for endpoints other than the token endpoint
+// (revocation).
+func (i *TokenIssuer) AuthenticateClient(ctx context.Context, req TokenRequest) (AgentID, error) {
+	c, err := i.authenticate(ctx, req)
+	if err != nil {
+		return AgentID{}, err
+	}
+	if err := i.consume(ctx, c); err != nil {
+		return AgentID{}, err
+	}
+	return c.id, nil
+}

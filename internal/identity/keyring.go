@@ -151,7 +151,11 @@ func (k *Keyring) rotate(ctx context.Context, actor, prev string) (string, error
 	if err := k.store.RotateSigningKey(ctx, prev, next, now.Add(k.retireAfter), ev); err != nil {
 		return "", fmt.Errorf("keyring: rotate: %w", err)
 	}
-	k.log.Info("issuer signing key rotated", "kid", kid, "replaces", prev)
+	if prev == "" {
+		k.log.Info("issuer signing key created", "kid", kid)
+	} else {
+		k.log.Info("issuer signing key rotated", "kid", kid, "replaces", prev)
+	}
 	return kid, nil
 }
 

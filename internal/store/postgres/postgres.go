@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,8 @@ type Store struct {
 	healthy atomic.Bool
 	stop    context.CancelFunc
 	done    chan struct{}
+
+	closeOnce sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -220,12 +223,15 @@ func (s *Store) Subscribe(ctx context.Context) <-chan store.Change { return s.fe
 func (s *Store) FeedHealthy() bool { return s.healthy.Load() }
 
 // Close implements store.Store.
+// Closing twice is harmless.
 func (s *Store) Close() error {
-	if s.stop != nil {
-		s.stop()
-		<-s.done
-	}
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			s.stop()
+			<-s.done
+		}
+		s.pool.Close()
+	})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 )
 
 // groupCommit turns many concurrent small writes into few transactions, so
@@ -16,6 +17,8 @@ type groupCommit[T any] struct {
 	reqs  chan *groupItem[T]
 	stop  chan struct{}
 	done  chan struct{}
+
+	closeOnce sync.Once
 }
 
 type groupItem[T any] struct {
@@ -108,6 +111,6 @@ func (g *groupCommit[T]) commit(vals []T) []error {
 }
 
 func (g *groupCommit[T]) close() {
-	close(g.stop)
+	g.closeOnce.Do(func() { close(g.stop) })
 	<-g.done
 }

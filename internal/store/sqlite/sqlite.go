@@ -127,7 +127,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
 
-// Close implements store.Store.
+// Close implements store.Store. Closing twice is harmless.
 func (s *Store) Close() error {
 	s.used.close()
 	return errors.Join(s.r.Close(), s.w.Close())

@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/server"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// AdminTokenFileName is the bootstrap admin token's file in the data directory.
+const AdminTokenFileName = "admin.token"
+
+const (
+	metaAdminDigest = "bootstrap_admin_sha256"
+	adminActor      = "admin:bootstrap"
+	adminPrefix     = "wdn_admin_"
+)
+
+// bootstrapAdmin makes sure a bootstrap admin credential exists. On the
+// first start of a deployment it writes a random token to <data>/admin.token
+// (mode 0600) and stores only its SHA-256 digest; later starts, and other
+// replicas, accept the same token. It returns the file it wrote, if any.
+func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log *slog.Logger) (*server.AdminAuth, string, error) {
+	path := filepath.Join(dataDir, AdminTokenFileName)
+	written := ""
+	stored, err := ms.Meta(ctx, metaAdminDigest)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		tok, err := readAdminToken(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			b := make([]byte, 32)
+			rand.Read(b)
+			tok = adminPrefix + base64.RawURLEncoding.EncodeToString(b)
+			if err := os.MkdirAll(dataDir, 0o700); err != nil {
+				return nil, "", fmt.Errorf("admin token: %w", err)
+			}
+			if err := identity.WriteFileExclusive(path, []byte(tok+"\n"), 0o600); err != nil {
+				return nil, "", fmt.Errorf("admin token: %w", err)
+			}
+			written = path
+		} else if err != nil {
+			return nil, "", err
+		}
+		d := sha256.Sum256([]byte(tok))
+		if _, err := ms.PutMetaIfAbsent(ctx, metaAdminDigest, []byte(hex.EncodeToString(d[:]))); err != nil {
+			return nil, "", fmt.Errorf("admin token: %w", err)
+		}
+		if stored, err = ms.Meta(ctx, metaAdminDigest); err != nil {
+			return nil, "", fmt.Errorf("admin token: %w", err)
+		}
+	case err != nil:
+		return nil, "", fmt.Errorf("admin token: %w", err)
+	}
+	var digest [sha256.Size]byte
+	if n, err := hex.Decode(digest[:], stored); err != nil || n != sha256.Size {
+		return nil, "", errors.New("admin token: the stored digest is corrupt")
+	}
+	// A local token file that is exposed, or not the deployment's token, is worth a warning.
+	switch tok, err := readAdminToken(path); {
+	case err == nil:
+		if d := sha256.Sum256([]byte(tok)); subtle.ConstantTimeCompare(d[:], digest[:]) != 1 {
+			log.Warn("the admin token file does not hold this deployment's admin token", "path", path)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		log.Info("no admin token file here; use the token from the replica that first started this deployment", "path", path)
+	default:
+		log.Warn("admin token file", "err", err)
+	}
+	return server.NewAdminAuth(map[string][sha256.Size]byte{adminActor: digest}), written, nil
+}
+
+// readAdminToken reads a token file, refusing one that others can read.
+func readAdminToken(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("admin token file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin token file %s is empty", path)
+	}
+	return tok, nil
+}

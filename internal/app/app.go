@@ -1,0 +1,202 @@
+// Package app wires Warden together: a typed Config becomes a store, the
+// identity components and the HTTP API, with one Run and one Close.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/server"
+	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/store/postgres"
+	"github.com/warden-run/warden/internal/store/sqlite"
+)
+
+// App is a running control plane.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	Store    store.Store
+	Keys     *identity.Keyring
+	View     *identity.TrustView
+	Registry *identity.Registry
+	Issuer   *identity.TokenIssuer
+	Verifier *identity.Verifier
+	Handler  http.Handler
+	// AdminTokenFile is where the bootstrap admin token was written, when this
+	// start wrote it.
+	AdminTokenFile string
+
+	stop context.CancelFunc
+}
+
+// New builds every component from cfg. cfg must have passed Validate.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	bg, stop := context.WithCancel(context.Background())
+	a := &App{cfg: cfg, log: log, stop: stop}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	var err error
+	if a.Store, err = OpenStore(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	mk, created, err := identity.LoadOrCreateMasterKey(cfg.Identity.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("master key created; back it up: without it the issuer keys cannot be read", "path", cfg.Identity.MasterKeyFile)
+	}
+	if err := identity.BindMasterKey(ctx, a.Store, mk); err != nil {
+		return nil, err
+	}
+	id := cfg.Identity
+	a.Keys, err = identity.OpenKeyring(bg, identity.KeyringConfig{
+		RetireAfter: identity.MaxTokenLifetime + id.ClockSkew, Logger: log,
+	}, a.Store, mk)
+	if err != nil {
+		return nil, err
+	}
+	a.View, err = identity.OpenTrustView(bg, identity.TrustViewConfig{MaxStaleness: id.MaxStaleness, Logger: log}, a.Store)
+	if err != nil {
+		return nil, err
+	}
+	domains := make(map[string]identity.DomainPolicy, len(id.TrustDomains))
+	for name, td := range id.TrustDomains {
+		domains[name] = identity.DomainPolicy{RequireDPoP: td.RequireDPoP}
+	}
+	if a.Registry, err = identity.NewRegistry(identity.RegistryConfig{TrustDomains: domains, KeyGrace: id.KeyGrace, Logger: log}, a.Store, a.View); err != nil {
+		return nil, err
+	}
+	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: []string{id.Audience},
+		TrustDomains: domains, ClockSkew: id.ClockSkew}, a.View); err != nil {
+		return nil, err
+	}
+	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience,
+		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log},
+		a.Store, a.Keys, a.Verifier); err != nil {
+		return nil, err
+	}
+	admin, written, err := bootstrapAdmin(ctx, a.Store, cfg.Data, log)
+	if err != nil {
+		return nil, err
+	}
+	a.AdminTokenFile = written
+	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
+		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
+	})
+	go a.maintain(bg)
+	ok = true
+	return a, nil
+}
+
+// OpenStore opens the store cfg names: PostgreSQL for a postgres:// DSN,
+// otherwise SQLite in the data directory.
+func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store != "" {
+		return postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
+}
+
+// maintain prunes expired replay records, revocations and retired issuer keys.
+func (a *App) maintain(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.Store.Prune(ctx, time.Now().Add(-time.Minute)); err != nil && ctx.Err() == nil {
+				a.log.Warn("prune expired records", "err", err)
+			}
+			if err := a.Keys.Prune(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("prune retired issuer keys", "err", err)
+			}
+		}
+	}
+}
+
+// Run serves the API on cfg.Server.Addr until ctx ends, then drains
+// in-flight requests for up to the shutdown timeout. ready, when not nil,
+// receives the bound address once the listener is up.
+func (a *App) Run(ctx context.Context, ready chan<- string) error {
+	sc := a.cfg.Server
+	if !config.IsLoopback(sc.Addr) && sc.TLSCert == "" && !sc.Insecure {
+		return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure if a TLS proxy fronts this server", sc.Addr)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if sc.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	ln, err := net.Listen("tcp", sc.Addr)
+	if err != nil {
+		return err
+	}
+	scheme := "http"
+	if srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+	}
+	a.log.Info("serving", "addr", scheme+"://"+ln.Addr().String(), "issuer", a.cfg.Identity.Issuer, "store", a.Store.Backend())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down", "timeout", sc.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+// Close stops background work and closes the store.
+func (a *App) Close() error {
+	a.stop()
+	if a.Store != nil {
+		return a.Store.Close()
+	}
+	return nil
+}

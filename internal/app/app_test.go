@@ -1,0 +1,278 @@
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/sdk"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestRefusesPlainHTTPOffLoopback(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	cfg.Server.Addr = "0.0.0.0:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	err = a.Run(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "not a loopback address") || !strings.Contains(err.Error(), "--tls-cert") {
+		t.Fatalf("Run on 0.0.0.0 without TLS: %v", err)
+	}
+	// --insecure is the explicit way out.
+	cfg.Server.Insecure = true
+	b, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, ready) }()
+	<-ready
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run with --insecure: %v", err)
+	}
+}
+
+func TestBootstrapAdminTokenAndRestart(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	cfg := config.Default()
+	cfg.Data = data
+	cfg.Server.Addr = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(data, app.AdminTokenFileName)
+	if a.AdminTokenFile != path {
+		t.Fatalf("AdminTokenFile %q", a.AdminTokenFile)
+	}
+	for _, f := range []string{path, filepath.Join(data, "master.key")} {
+		st, err := os.Stat(f)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v mode %v", f, err, st.Mode())
+		}
+	}
+	tok, _ := os.ReadFile(path)
+	kid := a.Keys.Keys()[0].KID
+	a.Close()
+
+	// A restart reuses the token and the signing key; it writes nothing new.
+	b, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.AdminTokenFile != "" {
+		t.Fatal("the restart wrote a new admin token")
+	}
+	again, _ := os.ReadFile(path)
+	if string(again) != string(tok) || b.Keys.Keys()[0].KID != kid {
+		t.Fatal("the restart changed the admin token or the signing key")
+	}
+}
+
+func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	cfg.Server.Addr = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ready) }()
+	addr := <-ready
+	// A slow client: the request is in flight when shutdown starts.
+	resp := make(chan int, 1)
+	go func() {
+		r, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			resp <- -1
+			return
+		}
+		r.Body.Close()
+		resp <- r.StatusCode
+	}()
+	if code := <-resp; code != 200 {
+		t.Fatalf("readyz before shutdown: %d", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after shutdown: %v", err)
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Fatal("still serving after shutdown")
+	}
+}
+
+func TestTokensSurviveARestart(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/survivor"
+	key := sdk.GenerateKey()
+	if _, err := w.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: []string{"r"},
+		Owner: "o", PublicKey: key.PublicJWK()}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := sdk.NewClient(w.URL, id, key)
+	tok, err := c.FetchToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.Config
+	w.App.Close()
+	b, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Verifier.Verify(t.Context(), tok.AccessToken); err != nil {
+		t.Fatalf("a token issued before the restart: %v", err)
+	}
+}
+
+// TestReplicasShareRevocationsThroughPostgres runs two control planes on
+// one PostgreSQL database: an agent quarantined on one is refused by the
+// other's verifier within a second, with no request to the first.
+func TestReplicasShareRevocationsThroughPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	// A database of its own, dropped afterwards.
+	b := make([]byte, 6)
+	rand.Read(b)
+	db := "warden_replicas_" + hex.EncodeToString(b)
+	admin, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(t.Context(), "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)")
+		admin.Close(ctx)
+	})
+	u, _ := url.Parse(dsn)
+	u.Path = "/" + db
+	master := filepath.Join(t.TempDir(), "master.key")
+	shared := func(c *config.Config) {
+		c.Store = u.String()
+		c.Identity.MasterKeyFile = master
+	}
+	first := apptest.Start(t, shared)
+	second := apptest.Start(t, func(c *config.Config) {
+		shared(c)
+		c.Identity.Issuer = first.URL // one deployment, one issuer
+	})
+	if first.AdminToken == "" || second.AdminToken != "" {
+		t.Fatal("the second replica made its own admin token")
+	}
+	const id = "ai-agent://dev/shared"
+	key := sdk.GenerateKey()
+	if _, err := first.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: []string{"r"},
+		Owner: "o", PublicKey: key.PublicJWK()}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := sdk.NewClient(first.URL, id, key)
+	tok, err := c.FetchToken(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second replica accepts the token: same keys, same registry.
+	waitFor(t, func() error { _, err := second.App.Verifier.Verify(t.Context(), tok.AccessToken); return err })
+
+	// The admin token of the first works on the second.
+	req, _ := http.NewRequest("POST", second.URL+"/v1/agents/"+url.PathEscape(id)+"/quarantine", nil)
+	req.Header.Set("Authorization", "Bearer "+first.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || out["status"] != "quarantined" {
+		t.Fatalf("quarantine through the second replica: %d %v", resp.StatusCode, out)
+	}
+	// The first replica learns of it through LISTEN/NOTIFY.
+	deadline := time.Now().Add(time.Second)
+	for {
+		_, err := first.App.Verifier.Verify(t.Context(), tok.AccessToken)
+		if errors.Is(err, identity.ErrAgentInactive) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first replica still accepts the token a second after the quarantine: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Issuer key rotation on one replica is followed by the other.
+	kid, err := second.App.Keys.Rotate(t.Context(), "admin:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if got := first.App.Keys.Keys()[0]; got.KID != kid || !got.Active {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}
+
+func waitFor(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

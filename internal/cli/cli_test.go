@@ -1,0 +1,198 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/cli"
+)
+
+// run runs one warden command line in-process.
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = cli.Main(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// TestWalkThrough is the README walk-through, command by command, against a
+// real server.
+func TestWalkThrough(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	dir := t.TempDir()
+	g := []string{"--server", w.URL, "--admin-token-file", filepath.Join(w.Config.Data, app.AdminTokenFileName)}
+	must := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, append(args, g...)...)
+		if code != 0 {
+			t.Fatalf("warden %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	fails := func(want string, args ...string) {
+		t.Helper()
+		out, errOut, code := run(t, append(args, g...)...)
+		if code == 0 || !strings.Contains(errOut, want) {
+			t.Fatalf("warden %s: exit %d, stderr %q, want an error containing %q (stdout %q)", strings.Join(args, " "), code, errOut, want, out)
+		}
+	}
+	const id = "ai-agent://prod/finance/trading-optimizer"
+	key := filepath.Join(dir, "agent.jwk")
+
+	out := must("agent", "keygen", "--out", key)
+	if !strings.Contains(out, "agent.pub.jwk") {
+		t.Fatalf("keygen: %s", out)
+	}
+	if st, _ := os.Stat(key); st.Mode().Perm() != 0o600 {
+		t.Fatalf("private key mode %v", st.Mode())
+	}
+	fails("exists", "agent", "keygen", "--out", key) // never overwrites a key
+	must("agent", "register", id, "--role", "trader,reader", "--owner", "team-quant", "--pubkey", filepath.Join(dir, "agent.pub.jwk"), "--attr", "desk=fx")
+	fails("private key", "agent", "register", "ai-agent://prod/x", "--role", "r", "--owner", "o", "--pubkey", key)
+	fails("invalid agent id", "agent", "register", "ai-agent://Prod/x", "--role", "r", "--owner", "o", "--pubkey", filepath.Join(dir, "agent.pub.jwk"))
+	fails("--attr", "agent", "register", "ai-agent://prod/y", "--role", "r", "--owner", "o", "--pubkey", filepath.Join(dir, "agent.pub.jwk"), "--attr", "novalue")
+
+	if out := must("agent", "list"); !strings.Contains(out, id) || !strings.Contains(out, "reader,trader") {
+		t.Fatalf("list: %s", out)
+	}
+	var shown map[string]any
+	if err := json.Unmarshal([]byte(must("agent", "show", id, "--format", "json")), &shown); err != nil || shown["owner"] != "team-quant" {
+		t.Fatalf("show --format json: %v %v", shown, err)
+	}
+
+	tok := strings.TrimSpace(must("token", "--agent", id, "--key", key))
+	if strings.Count(tok, ".") != 2 {
+		t.Fatalf("token: %q", tok)
+	}
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("the CLI's token does not verify: %v", err)
+	}
+
+	must("agent", "disable", id, "--reason", "walk-through")
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err == nil {
+		t.Fatal("a disabled agent's token still verifies")
+	}
+	fails("invalid_client", "token", "--agent", id, "--key", key)
+	must("agent", "enable", id)
+	tok = strings.TrimSpace(must("token", "--agent", id, "--key", key))
+
+	must("agent", "revoke", id, "--reason", "walk-through")
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err == nil {
+		t.Fatal("a revoked agent's token still verifies")
+	}
+
+	newKey := filepath.Join(dir, "next.jwk")
+	must("agent", "keygen", "--out", newKey)
+	if out := must("agent", "rotate-key", id, "--pubkey", filepath.Join(dir, "next.pub.jwk"), "--grace", "0s"); strings.Count(out, "(active") != 1 {
+		t.Fatalf("rotate-key with no grace leaves one active key: %s", out)
+	}
+	fails("invalid_client", "token", "--agent", id, "--key", key)
+	tok = strings.TrimSpace(must("token", "--agent", id, "--key", newKey))
+
+	var tj map[string]any
+	if err := json.Unmarshal([]byte(must("token", "--agent", id, "--key", newKey, "--format", "json", "--scope", "reader", "--dpop")), &tj); err != nil ||
+		tj["scope"] != "reader" || tj["token_type"] != "DPoP" {
+		t.Fatalf("token --format json: %v %v", tj, err)
+	}
+
+	if out := must("keys", "rotate"); !strings.Contains(out, "now signing with") {
+		t.Fatalf("keys rotate: %s", out)
+	}
+	if out := must("keys", "list"); strings.Count(out, "EdDSA") != 2 {
+		t.Fatalf("keys list after a rotation: %s", out)
+	}
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err != nil {
+		t.Fatalf("a token signed before the issuer key rotation: %v", err)
+	}
+
+	out = must("events", "--target", id)
+	for _, action := range []string{"agent.register", "agent.status", "agent.revoke", "agent.rotate_key"} {
+		if !strings.Contains(out, action) || !strings.Contains(out, "admin:bootstrap") {
+			t.Fatalf("events lack %s: %s", action, out)
+		}
+	}
+	fails("not_found", "agent", "show", "ai-agent://prod/nobody")
+	fails("--format", "agent", "list", "--format", "yaml")
+}
+
+func TestAdminTokenFileMustBePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "admin.token")
+	os.WriteFile(path, []byte("wdn_admin_x\n"), 0o644)
+	_, errOut, code := run(t, "agent", "list", "--admin-token-file", path, "--server", "http://127.0.0.1:1")
+	if code == 0 || !strings.Contains(errOut, "readable by others") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestServeCommand(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Main(ctx, []string{"serve", "--addr", addr, "--data", data, "--log-level", "warn"}, &out, &errOut)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not come up: %v\n%s", err, errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d: %s", code, errOut.String())
+	}
+	tokenFile := filepath.Join(data, "admin.token")
+	if !strings.Contains(errOut.String(), tokenFile) {
+		t.Fatalf("serve did not print where the admin token is: %s", errOut.String())
+	}
+	b, _ := os.ReadFile(tokenFile)
+	if strings.Contains(errOut.String(), strings.TrimSpace(string(b))) {
+		t.Fatal("serve printed the admin token itself")
+	}
+}
+
+func TestServeRefusesBadConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "warden.yaml")
+	os.WriteFile(cfgFile, []byte("identity:\n  token_ttl: 20m\n  unknown_key: 1\n"), 0o600)
+	_, errOut, code := run(t, "serve", "--config", cfgFile, "--data", dir)
+	if code == 0 || !strings.Contains(errOut, "unknown_key") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	os.WriteFile(cfgFile, []byte("identity:\n  token_ttl: 20m\n"), 0o600)
+	_, errOut, code = run(t, "serve", "--config", cfgFile, "--data", dir)
+	if code == 0 || !strings.Contains(errOut, "token_ttl") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, errOut, code = run(t, "serve", "--data", dir, "--addr", "0.0.0.0:0")
+	if code == 0 || !strings.Contains(errOut, "not a loopback address") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// adminClient calls the admin API.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// admin returns a client authenticated with the admin token from
+// WARDEN_ADMIN_TOKEN, --admin-token-file, or <data>/admin.token.
+func (g *globals) admin() (*adminClient, error) {
+	tok := os.Getenv("WARDEN_ADMIN_TOKEN")
+	if tok == "" {
+		path := g.adminTokenFile
+		if path == "" {
+			path = filepath.Join(g.data, "admin.token")
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("no admin token: set WARDEN_ADMIN_TOKEN or --admin-token-file (%v)", err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("admin token file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("admin token: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if tok == "" {
+		return nil, errors.New("the admin token is empty")
+	}
+	if _, err := url.Parse(g.server); err != nil {
+		return nil, fmt.Errorf("--server: %w", err)
+	}
+	return &adminClient{base: strings.TrimSuffix(g.server, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, nil
+}
+
+// apiError is an error answer of the admin API.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// do sends body (if not nil) as JSON and decodes the answer into out (if not nil).
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the Warden server at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		e := &apiError{Status: resp.StatusCode}
+		if json.Unmarshal(b, e) != nil || e.Code == "" {
+			return fmt.Errorf("HTTP %d from %s", resp.StatusCode, path)
+		}
+		return e
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("unexpected answer from %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// agentPath is the API path of one agent: its id in a single escaped segment.
+func agentPath(id string, suffix string) string {
+	return "/v1/agents/" + url.PathEscape(id) + suffix
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/config"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var (
+		configFile string
+		f          config.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the control plane: identity, token endpoint and admin API",
+		Long: `Run the control plane on --addr (default 127.0.0.1:7070).
+
+Settings come from, lowest first: defaults, the --config file (warden.yaml),
+WARDEN_* environment variables, then flags. On a non-loopback address the
+server refuses plain HTTP unless --tls-cert and --tls-key are given, or
+--insecure when a TLS proxy fronts it. On the first start it writes a
+bootstrap admin token to <data>/admin.token (mode 0600).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := config.Default()
+			if configFile == "" {
+				configFile = os.Getenv("WARDEN_CONFIG")
+			}
+			if configFile != "" {
+				if err := config.LoadFile(&cfg, configFile); err != nil {
+					return err
+				}
+			}
+			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
+				return err
+			}
+			fl := cmd.Flags()
+			set := func(name string, apply func()) {
+				if fl.Changed(name) {
+					apply()
+				}
+			}
+			set("data", func() { cfg.Data = g.data })
+			set("addr", func() { cfg.Server.Addr = f.Server.Addr })
+			set("store", func() { cfg.Store = f.Store })
+			set("tls-cert", func() { cfg.Server.TLSCert = f.Server.TLSCert })
+			set("tls-key", func() { cfg.Server.TLSKey = f.Server.TLSKey })
+			set("insecure", func() { cfg.Server.Insecure = f.Server.Insecure })
+			set("issuer", func() { cfg.Identity.Issuer = f.Identity.Issuer })
+			set("log-level", func() { cfg.Log.Level = f.Log.Level })
+			set("log-format", func() { cfg.Log.Format = f.Log.Format })
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("configuration:\n%w", err)
+			}
+			log := newLogger(cfg.Log, g.errOut)
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			a, err := app.New(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			if a.AdminTokenFile != "" {
+				fmt.Fprintf(g.errOut, "Bootstrap admin token written to %s (mode 0600). The CLI reads it from there; keep it secret.\n", a.AdminTokenFile)
+			}
+			return a.Run(ctx, nil)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&configFile, "config", "", "configuration file (env WARDEN_CONFIG)")
+	fl.StringVar(&f.Server.Addr, "addr", "127.0.0.1:7070", "listen address")
+	fl.StringVar(&f.Store, "store", "", "postgres://... for a shared PostgreSQL; empty for SQLite in the data directory")
+	fl.StringVar(&f.Server.TLSCert, "tls-cert", "", "TLS certificate file (PEM)")
+	fl.StringVar(&f.Server.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fl.BoolVar(&f.Server.Insecure, "insecure", false, "allow plain HTTP on a non-loopback address")
+	fl.StringVar(&f.Identity.Issuer, "issuer", "", "public URL of this server (default derived from --addr)")
+	fl.StringVar(&f.Log.Level, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.Log.Format, "log-format", "text", "text or json")
+	return cmd
+}
+
+func newLogger(c config.Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/warden-run/warden/internal/identity"
+)
+
+// token is the OAuth 2.0 token endpoint (RFC 6749 section 3.2).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	req, err := s.tokenRequest(r)
+	if err != nil {
+		s.oauthError(w, r, "", err)
+		return
+	}
+	it, err := s.d.Issuer.Issue(r.Context(), req)
+	if err != nil {
+		s.oauthError(w, r, req.GrantType, err)
+		return
+	}
+	s.log.Info("token issued", "grant", grantName(req.GrantType), "sub", it.Subject, "jti", it.JTI,
+		"actors", it.Chain, "token_type", it.TokenType)
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, it)
+}
+
+// revoke is the RFC 7009 revocation endpoint: an agent revokes one of its own
+// tokens. As the RFC asks, a token that is already invalid is answered 200.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	req, err := s.tokenRequest(r)
+	if err != nil {
+		s.oauthError(w, r, "revoke", err)
+		return
+	}
+	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
+	if err != nil {
+		s.oauthError(w, r, "revoke", err)
+		return
+	}
+	raw := r.PostForm.Get("token")
+	if raw == "" {
+		s.oauthError(w, r, "revoke", formError("token is required"))
+		return
+	}
+	tok, err := s.d.Verifier.Verify(r.Context(), raw)
+	if err != nil {
+		s.log.Info("revocation of an invalid token ignored", "client", client.String(), "reason", err)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if tok.Agent != client && tok.Presenter != client {
+		s.log.Warn("revocation refused: not the client's token", "client", client.String(), "jti", tok.ID)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if err := s.d.Registry.RevokeToken(r.Context(), "agent:"+client.String(), tok.ID, tok.Subject, tok.Expiry, "revoked by its holder"); err != nil {
+		s.log.Error("revocation failed", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, identity.OAuthError{Code: "temporarily_unavailable", Description: "try again shortly"})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// formError is a token request that is malformed before it reaches the
+// issuer; its message names the problem and holds no secret.
+type formError string
+
+func (e formError) Error() string { return string(e) }
+
+// tokenRequest reads the form of a token or revocation request strictly.
+func (s *Server) tokenRequest(r *http.Request) (identity.TokenRequest, error) {
+	var req identity.TokenRequest
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return req, formError("Content-Type must be application/x-www-form-urlencoded")
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		// Only private_key_jwt is supported: a client secret in a header is refused.
+		return req, errClientAuthHeader
+	}
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, formError("body too large")
+		}
+		return req, formError("the form does not parse")
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			return req, formError("parameter " + k + " is repeated")
+		}
+	}
+	if len(r.Header.Values("DPoP")) > 1 {
+		return req, formError("more than one DPoP header")
+	}
+	f := r.PostForm.Get
+	req = identity.TokenRequest{
+		GrantType:           f("grant_type"),
+		ClientID:            f("client_id"),
+		ClientAssertionType: f("client_assertion_type"),
+		ClientAssertion:     f("client_assertion"),
+		Scope:               f("scope"),
+		Resource:            f("resource"),
+		SubjectToken:        f("subject_token"),
+		SubjectTokenType:    f("subject_token_type"),
+		ActorToken:          f("actor_token"),
+		ActorTokenType:      f("actor_token_type"),
+		Audience:            f("audience"),
+		RequestedTokenType:  f("requested_token_type"),
+		DPoP:                r.Header.Get("DPoP"),
+	}
+	if v := f("expires_in"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return req, formError("expires_in must be a whole number of seconds")
+		}
+		req.ExpiresIn = n
+	}
+	return req, nil
+}
+
+var errClientAuthHeader = errors.New("client authentication by Authorization header is not supported; use private_key_jwt")
+
+// oauthError answers with an RFC 6749 error and logs the full reason.
+func (s *Server) oauthError(w http.ResponseWriter, r *http.Request, grant string, err error) {
+	var oe identity.OAuthError
+	var fe formError
+	switch {
+	case errors.Is(err, errClientAuthHeader):
+		oe = identity.OAuthError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: "client authentication failed"}
+	case errors.As(err, &fe):
+		oe = identity.OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: string(fe)}
+	default:
+		oe = identity.OAuthErrorFor(err)
+	}
+	level := s.log.Info
+	if oe.Status >= 500 {
+		level = s.log.Error
+	}
+	level("token request refused", "grant", grantName(grant), "error", oe.Code, "reason", err.Error(), "remote", r.RemoteAddr)
+	if oe.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_client"`)
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, oe.Status, oe)
+}
+
+func grantName(g string) string {
+	switch g {
+	case identity.GrantTokenExchange:
+		return "token-exchange"
+	case "":
+		return "none"
+	}
+	if len(g) > 40 {
+		return g[:40]
+	}
+	return g
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	// Short: verifiers must see a rotated key soon. They should refetch on an unknown kid anyway.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Write(s.d.Keys.JWKS())
+}
+
+// metadata is the RFC 8414 authorization server metadata.
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
+	iss := s.cfg.Issuer
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                iss,
+		"token_endpoint":                        iss + "/oauth/token",
+		"jwks_uri":                              iss + "/.well-known/jwks.json",
+		"revocation_endpoint":                   iss + "/oauth/revoke",
+		"grant_types_supported":                 []string{identity.GrantClientCredentials, identity.GrantTokenExchange},
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
+		"token_endpoint_auth_signing_alg_values_supported":      []string{"EdDSA"},
+		"revocation_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
+		"revocation_endpoint_auth_signing_alg_values_supported": []string{"EdDSA"},
+		"dpop_signing_alg_values_supported":                     []string{"EdDSA"},
+		"scopes_supported":                                      []string{},
+	})
+}

@@ -1,0 +1,148 @@
+// Package server is Warden's HTTP API: the OAuth token endpoint and its
+// metadata, the admin API for agents and keys, and health checks. Handlers
+// are thin: they decode, call the identity packages, and encode.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// Config configures the API.
+type Config struct {
+	// Issuer is the server's public base URL.
+	Issuer string
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+}
+
+// Deps are the components the API serves.
+type Deps struct {
+	Registry *identity.Registry
+	Issuer   *identity.TokenIssuer
+	Verifier *identity.Verifier
+	Keys     *identity.Keyring
+	View     *identity.TrustView
+	Store    interface {
+		store.EventStore
+		Ping(ctx context.Context) error
+	}
+	Admin *AdminAuth
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New builds the API.
+func New(cfg Config, d Deps) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{cfg: cfg, d: d, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+
+	m.HandleFunc("POST /oauth/token", s.token)
+	m.HandleFunc("POST /oauth/revoke", s.revoke)
+	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
+
+	m.Handle("POST /v1/agents", s.admin(s.registerAgent))
+	m.Handle("GET /v1/agents", s.admin(s.listAgents))
+	m.Handle("GET /v1/agents/{id}", s.admin(s.getAgent))
+	m.Handle("POST /v1/agents/{id}/disable", s.admin(s.setStatus(store.StatusDisabled)))
+	m.Handle("POST /v1/agents/{id}/enable", s.admin(s.setStatus(store.StatusActive)))
+	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(s.setStatus(store.StatusQuarantined)))
+	m.Handle("POST /v1/agents/{id}/restrict", s.admin(s.setStatus(store.StatusRestricted)))
+	m.Handle("POST /v1/agents/{id}/revoke", s.admin(s.revokeAgent))
+	m.Handle("POST /v1/agents/{id}/keys", s.admin(s.rotateAgentKey))
+	m.Handle("POST /v1/tokens/revoke", s.admin(s.revokeToken))
+	m.Handle("GET /v1/keys", s.admin(s.listKeys))
+	m.Handle("POST /v1/keys/rotate", s.admin(s.rotateKeys))
+	m.Handle("GET /v1/events", s.admin(s.listEvents))
+}
+
+// ServeHTTP implements http.Handler: common headers, body limit, panic
+// recovery and one access log line per request (never with credentials).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	h := sw.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic in handler", "path", r.URL.Path, "panic", p)
+			if !sw.wrote {
+				writeError(sw, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr)
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 only when the store answers and the verifier's view of
+// revocations is current: a replica that cannot tell revoked tokens from
+// good ones should not receive traffic.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"store": "ok", "revocation_state": "ok"}
+	status := http.StatusOK
+	if err := s.d.Store.Ping(ctx); err != nil {
+		checks["store"], status = "unavailable", http.StatusServiceUnavailable
+		s.log.Warn("readyz: store", "err", err)
+	}
+	if err := s.d.View.Fresh(); err != nil {
+		checks["revocation_state"], status = "stale", http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}

@@ -1,0 +1,292 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-run/warden/internal/identity"
+)
+
+// Client gets access tokens for one agent from a Warden server and keeps
+// them fresh. It is safe for concurrent use.
+type Client struct {
+	server  string
+	agentID string
+	key     *Key
+	http    *http.Client
+	scope   string
+	life    time.Duration
+	dpop    bool
+
+	mu       sync.Mutex
+	meta     *serverMetadata
+	current  *Token
+	inflight chan struct{} // closed when the running refresh ends
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client used to reach the server.
+func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithScope asks for a subset of the agent's roles, space-separated.
+func WithScope(scope string) Option { return func(c *Client) { c.scope = scope } }
+
+// WithLifetime asks for tokens of this lifetime (the server caps it).
+func WithLifetime(d time.Duration) Option { return func(c *Client) { c.life = d } }
+
+// WithDPoP sends a DPoP proof with the token request, so the server issues
+// token_type DPoP.
+func WithDPoP() Option { return func(c *Client) { c.dpop = true } }
+
+// NewClient makes a client for agentID, which authenticates with key to the
+// Warden server at serverURL (such as http://127.0.0.1:7070).
+func NewClient(serverURL, agentID string, key *Key, opts ...Option) (*Client, error) {
+	if _, err := identity.ParseAgentID(agentID); err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return nil, errors.New("sdk: a key is required")
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("sdk: server %q: want an http(s) URL", serverURL)
+	}
+	c := &Client{server: strings.TrimSuffix(serverURL, "/"), agentID: agentID, key: key, http: &http.Client{Timeout: 30 * time.Second}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// Token is an access token and what the server said about it.
+type Token struct {
+	AccessToken string
+	TokenType   string
+	Scope       string
+	Expiry      time.Time
+	issued      time.Time
+}
+
+// String never shows the token itself.
+func (t *Token) String() string {
+	return fmt.Sprintf("%s token, scope %q, expires %s", t.TokenType, t.Scope, t.Expiry.Format(time.RFC3339))
+}
+
+// fresh reports whether t can still be handed out: more than a fifth of its
+// lifetime and more than 10 seconds left.
+func (t *Token) fresh(now time.Time) bool {
+	if t == nil {
+		return false
+	}
+	left := t.Expiry.Sub(now)
+	return left > 10*time.Second && left > t.Expiry.Sub(t.issued)/5
+}
+
+// Token returns a valid access token, fetching a new one when the current
+// one nears its expiry. Concurrent callers share one fetch.
+func (c *Client) Token(ctx context.Context) (*Token, error) {
+	for {
+		c.mu.Lock()
+		if c.current.fresh(time.Now()) {
+			t := c.current
+			c.mu.Unlock()
+			return t, nil
+		}
+		if wait := c.inflight; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.inflight = done
+		c.mu.Unlock()
+
+		t, err := c.FetchToken(ctx)
+		c.mu.Lock()
+		if err == nil {
+			c.current = t
+		}
+		c.inflight = nil
+		close(done)
+		c.mu.Unlock()
+		return t, err
+	}
+}
+
+// FetchToken always asks the server for a new token.
+func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
+	return c.tokenRequest(ctx, url.Values{"grant_type": {identity.GrantClientCredentials}})
+}
+
+// Exchange asks for a delegated token (RFC 8693). With audience set to an
+// agent id, this agent hands subjectToken on to that agent; with audience
+// empty, this agent is the delegate of subjectToken's holder.
+func (c *Client) Exchange(ctx context.Context, subjectToken, audience string) (*Token, error) {
+	form := url.Values{
+		"grant_type":         {identity.GrantTokenExchange},
+		"subject_token":      {subjectToken},
+		"subject_token_type": {identity.TokenTypeAccessToken},
+	}
+	if audience != "" {
+		form.Set("audience", audience)
+	}
+	return c.tokenRequest(ctx, form)
+}
+
+// Error is an OAuth error answer from the server.
+type Error struct {
+	Status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return fmt.Sprintf("token endpoint: %s (HTTP %d)", e.Code, e.Status)
+	}
+	return fmt.Sprintf("token endpoint: %s: %s (HTTP %d)", e.Code, e.Description, e.Status)
+}
+
+type serverMetadata struct {
+	Issuer        string `json:"issuer"`
+	TokenEndpoint string `json:"token_endpoint"`
+}
+
+// metadata learns the issuer identifier and token endpoint (RFC 8414).
+func (c *Client) metadata(ctx context.Context) (*serverMetadata, error) {
+	c.mu.Lock()
+	m := c.meta
+	c.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.server+"/.well-known/oauth-authorization-server", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("server metadata: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("server metadata: HTTP %d", resp.StatusCode)
+	}
+	m = &serverMetadata{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(m); err != nil || m.Issuer == "" || m.TokenEndpoint == "" {
+		return nil, errors.New("server metadata is not RFC 8414 metadata")
+	}
+	c.mu.Lock()
+	c.meta = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+func (c *Client) tokenRequest(ctx context.Context, form url.Values) (*Token, error) {
+	m, err := c.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	assertion, err := c.key.Assertion(c.agentID, m.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	form.Set("client_assertion_type", identity.AssertionTypeJWTBearer)
+	form.Set("client_assertion", assertion)
+	if c.scope != "" {
+		form.Set("scope", c.scope)
+	}
+	if c.life > 0 {
+		form.Set("expires_in", strconv.FormatInt(int64(c.life/time.Second), 10))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.dpop {
+		p, err := c.key.DPoPProof(http.MethodPost, m.TokenEndpoint, "")
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("DPoP", p)
+	}
+	sent := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("token response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(body, e) != nil || e.Code == "" {
+			e.Code = "http_error"
+		}
+		return nil, e
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Scope       string `json:"scope"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" || tr.ExpiresIn <= 0 {
+		return nil, errors.New("the token response is not an OAuth token response")
+	}
+	// Expiry counted from when the request left: never later than the server's.
+	return &Token{AccessToken: tr.AccessToken, TokenType: tr.TokenType, Scope: tr.Scope,
+		Expiry: sent.Add(time.Duration(tr.ExpiresIn) * time.Second), issued: sent}, nil
+}
+
+// Transport returns an http.RoundTripper that sends every request with this
+// agent's access token and a fresh DPoP proof. base nil means
+// http.DefaultTransport.
+func (c *Client) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{c: c, base: base}
+}
+
+type transport struct {
+	c    *Client
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	tok, err := t.c.Token(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	proof, err := t.c.key.DPoPProof(r.Method, r.URL.String(), tok.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	r = r.Clone(r.Context())
+	scheme := "Bearer"
+	if strings.EqualFold(tok.TokenType, "DPoP") {
+		scheme = "DPoP"
+	}
+	r.Header.Set("Authorization", scheme+" "+tok.AccessToken)
+	r.Header.Set("DPoP", proof)
+	return t.base.RoundTrip(r)
+}
