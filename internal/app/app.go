@@ -108,12 +108,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 // otherwise SQLite in the data directory.
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
 	if cfg.Store != "" {
-		return postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
+		s, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
+	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // maintain prunes expired replay records, revocations and retired issuer keys.

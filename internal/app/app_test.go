@@ -38,11 +38,11 @@ func TestRefusesPlainHTTPOffLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
 	err = a.Run(context.Background(), nil)
 	if err == nil || !strings.Contains(err.Error(), "not a loopback address") || !strings.Contains(err.Error(), "--tls-cert") {
 		t.Fatalf("Run on 0.0.0.0 without TLS: %v", err)
 	}
+	a.Close()
 	// --insecure is the explicit way out.
 	cfg.Server.Insecure = true
 	b, err := app.New(context.Background(), cfg, quiet())
@@ -274,5 +274,25 @@ func waitFor(t *testing.T, f func() error) {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOneProcessPerDataDirectory(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Data = t.TempDir()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if b, err := app.New(context.Background(), cfg, quiet()); err == nil {
+		b.Close()
+		t.Fatal("a second control plane opened the same data directory")
+	} else if !strings.Contains(err.Error(), "in use by another warden process") {
+		t.Fatalf("unclear refusal: %v", err)
 	}
 }

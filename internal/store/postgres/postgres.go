@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,9 @@ type Config struct {
 	// Logger receives connection trouble of the change feed.
 	Logger *slog.Logger
 }
+
+// defaultMaxConns is the pool size unless the DSN sets pool_max_conns.
+const defaultMaxConns = 32
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -65,6 +69,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Schema != "" {
 		pc.ConnConfig.RuntimeParams["search_path"] = cfg.Schema
+	}
+	if !strings.Contains(cfg.DSN, "pool_max_conns") {
+		// Concurrent single-use inserts share the server's WAL flushes only
+		// if enough of them are in flight; pgx's default (4 on 2 cores) is too few.
+		pc.MaxConns = defaultMaxConns
 	}
 	log := cfg.Logger
 	if log == nil {

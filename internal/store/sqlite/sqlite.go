@@ -1,5 +1,6 @@
 // Package sqlite is the embedded store: one SQLite database in the data
-// directory, in WAL mode, through the pure-Go modernc.org/sqlite driver.
+// directory, in WAL mode, through the pure-Go modernc.org/sqlite driver,
+// with single-use values in an append-only replay log beside it.
 package sqlite
 
 import (
@@ -9,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	sqlite3 "modernc.org/sqlite"
 
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/store/replaylog"
 )
 
 //go:embed migrations/*.sql
@@ -21,15 +25,16 @@ var migrations embed.FS
 
 // Config says where the database lives.
 type Config struct {
-	// Path is the database file, for example warden-data/warden.db.
+	// Path is the database file, for example warden-data/warden.db. The
+	// replay log goes in the directory "replay" beside it.
 	Path string
 }
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
-	w    *sql.DB // the one writer connection: SQLite allows one writer at a time
-	r    *sql.DB // readers, concurrent under WAL
-	used *groupCommit[usedValue]
+	w    *sql.DB        // the one writer connection: SQLite allows one writer at a time
+	r    *sql.DB        // readers, concurrent under WAL
+	used *replaylog.Log // single-use values
 	feed store.Broadcaster
 }
 
@@ -40,6 +45,21 @@ var _ store.Store = (*Store)(nil)
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("sqlite: no database path")
+	}
+	// The replay log's lock also keeps a second process off this database:
+	// the in-process change feed must see every write.
+	used, err := replaylog.Open(filepath.Join(filepath.Dir(cfg.Path), "replay"))
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			used.Close()
+		}
+	}()
+	if err := createPrivate(cfg.Path); err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
@@ -69,13 +89,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
-	s := &Store{w: w, r: r}
+	s := &Store{w: w, r: r, used: used}
 	if err := s.migrate(ctx); err != nil {
 		r.Close()
 		w.Close()
 		return nil, err
 	}
-	s.used = newGroupCommit(w, insertUsedValues)
+	ok = true
 	return s, nil
 }
 
@@ -129,8 +149,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store. Closing twice is harmless.
 func (s *Store) Close() error {
-	s.used.close()
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.r.Close(), s.w.Close(), s.used.Close())
 }
 
 // Subscribe implements store.ChangeFeed. Only this process writes the
@@ -142,13 +161,25 @@ func (s *Store) FeedHealthy() bool { return true }
 
 // Prune implements store.Store.
 func (s *Store) Prune(ctx context.Context, now time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM used_values WHERE expires_at < ?`, micros(now)); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at < ?`, micros(now))
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM revoked_tokens WHERE expires_at < ?`, micros(now)); err != nil {
 		return err
-	})
+	}
+	return s.used.Prune(now)
+}
+
+// MarkUsed implements store.ReplayStore, through the replay log.
+func (s *Store) MarkUsed(ctx context.Context, scope, value string, expires time.Time) error {
+	return s.used.MarkUsed(ctx, scope, value, expires)
+}
+
+// createPrivate creates the database file readable by its owner only, if it
+// does not exist yet; SQLite gives its -wal and -shm files the same mode.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // tx runs fn in a write transaction and commits it when fn returns nil.

@@ -49,42 +49,6 @@ func (s *Store) RevokedTokens(ctx context.Context, now time.Time) ([]store.Revok
 	return out, rows.Err()
 }
 
-// MarkUsed implements store.ReplayStore. Concurrent calls share one
-// transaction and one fsync (group commit).
-func (s *Store) MarkUsed(ctx context.Context, scope, value string, expires time.Time) error {
-	return s.used.do(ctx, usedValue{scope: scope, value: value, expires: micros(expires)})
-}
-
-type usedValue struct {
-	scope, value string
-	expires      int64
-}
-
-// insertUsedValues records a batch, one prepared insert per value. A value
-// that is already there (including a second copy within the batch) is a replay.
-func insertUsedValues(tx *sql.Tx, batch []usedValue) []error {
-	errs := make([]error, len(batch))
-	stmt, err := tx.Prepare(`INSERT INTO used_values (scope, value, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
-	if err != nil {
-		for i := range errs {
-			errs[i] = fmt.Errorf("record used value: %w", err)
-		}
-		return errs
-	}
-	defer stmt.Close()
-	for i, u := range batch {
-		res, err := stmt.Exec(u.scope, u.value, u.expires)
-		if err != nil {
-			errs[i] = fmt.Errorf("record used value: %w", err)
-			continue
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			errs[i] = store.ErrReplay
-		}
-	}
-	return errs
-}
-
 // Meta implements store.MetaStore.
 func (s *Store) Meta(ctx context.Context, key string) ([]byte, error) {
 	var v []byte

@@ -1,5 +1,6 @@
--- Identity: agents, issuer signing keys, token revocations, single-use values,
--- the record of administrative actions, and deployment metadata.
+-- Identity: agents, issuer signing keys, token revocations, the record of
+-- administrative actions, and deployment metadata. (Single-use values live in
+-- the replay log beside the database.)
 -- Times are unix microseconds, UTC.
 
 CREATE TABLE agents (
@@ -34,14 +35,6 @@ CREATE TABLE revoked_tokens (
     revoked_at INTEGER NOT NULL
 );
 CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
-
-CREATE TABLE used_values (
-    scope      TEXT NOT NULL,
-    value      TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    PRIMARY KEY (scope, value)
-) WITHOUT ROWID;
-CREATE INDEX used_values_by_expiry ON used_values (expires_at);
 
 CREATE TABLE events (
     seq    INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,199 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/identity"
+)
+
+func registered(t *testing.T, w *apptest.Instance, id string, roles []string, attrs map[string]string) *Key {
+	t.Helper()
+	k := GenerateKey()
+	if _, err := w.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: roles, Owner: "o",
+		Attributes: attrs, PublicKey: k.PublicJWK()}); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestTokenIsCachedSharedAndRefreshed(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/sdk"
+	c, err := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent callers share one fetch.
+	var wg sync.WaitGroup
+	toks := make([]*Token, 20)
+	for i := range toks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := c.Token(t.Context())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			toks[i] = tok
+		}()
+	}
+	wg.Wait()
+	for _, tok := range toks {
+		if tok == nil || tok.AccessToken != toks[0].AccessToken {
+			t.Fatal("concurrent callers got different tokens: more than one fetch")
+		}
+	}
+	if _, err := w.App.Verifier.Verify(t.Context(), toks[0].AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	// Near its expiry the token is replaced.
+	c.mu.Lock()
+	c.current.Expiry = time.Now().Add(5 * time.Second)
+	c.mu.Unlock()
+	next, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.AccessToken == toks[0].AccessToken {
+		t.Fatal("a token about to expire was handed out again")
+	}
+	if strings.Contains(next.String(), next.AccessToken) {
+		t.Fatal("Token.String shows the token")
+	}
+}
+
+func TestTransportAuthenticatesRequestsWithDPoP(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://prod/caller" // prod requires DPoP
+	c, err := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil), WithDPoP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A resource server that checks every request the way an enforcement point will.
+	var seen []string
+	var mu sync.Mutex
+	rs := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		_, err := w.App.Verifier.VerifyRequest(r.Context(), identity.Request{Token: tok, DPoP: r.Header.Get("DPoP"),
+			Method: r.Method, URL: "http://" + r.Host + r.URL.Path})
+		mu.Lock()
+		seen = append(seen, scheme)
+		mu.Unlock()
+		if err != nil {
+			http.Error(rw, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer rs.Close()
+	hc := &http.Client{Transport: c.Transport(nil)}
+	for i := range 3 {
+		resp, err := hc.Get(rs.URL + "/tools?call=" + string(rune('a'+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("request %d: HTTP %d", i, resp.StatusCode)
+		}
+	}
+	if len(seen) != 3 || seen[0] != "DPoP" {
+		t.Fatalf("schemes %v", seen)
+	}
+}
+
+func TestExchangeThroughTheSDK(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const a, b = "ai-agent://dev/planner", "ai-agent://dev/tool"
+	ca, _ := NewClient(w.URL, a, registered(t, w, a, []string{"reader", "writer"}, map[string]string{identity.AttrDelegateTo: b}))
+	cb, _ := NewClient(w.URL, b, registered(t, w, b, []string{"reader"}, nil))
+	at, err := ca.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B exchanges A's token for one it may use on A's behalf.
+	d, err := cb.Exchange(t.Context(), at.AccessToken, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := w.App.Verifier.Verify(t.Context(), d.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Subject != a || tok.Presenter.String() != b || d.Scope != "reader" {
+		t.Fatalf("delegated token: sub %s presenter %s scope %q", tok.Subject, tok.Presenter, d.Scope)
+	}
+	// A, which has not been allowed to by B's record, cannot pass B's token on.
+	bt, _ := cb.Token(t.Context())
+	_, err = ca.Exchange(t.Context(), bt.AccessToken, "")
+	var oe *Error
+	if !errors.As(err, &oe) || oe.Code != "invalid_grant" {
+		t.Fatalf("exchange without permission: %v", err)
+	}
+}
+
+func TestKeyFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	k := GenerateKey()
+	priv := filepath.Join(dir, "agent.jwk")
+	pub, err := k.WriteFiles(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub != filepath.Join(dir, "agent.pub.jwk") {
+		t.Fatalf("public key path %s", pub)
+	}
+	if _, err := k.WriteFiles(priv); err == nil {
+		t.Fatal("WriteFiles overwrote a key")
+	}
+	loaded, err := LoadKey(priv)
+	if err != nil || loaded.Thumbprint() != k.Thumbprint() {
+		t.Fatalf("LoadKey: %v", err)
+	}
+	pubJWK, _ := os.ReadFile(pub)
+	if _, err := identity.ParsePublicJWK(pubJWK); err != nil {
+		t.Fatalf("public file: %v", err)
+	}
+	if _, err := LoadKey(pub); err == nil {
+		t.Fatal("a public key loaded as a private one")
+	}
+	os.Chmod(priv, 0o644)
+	if _, err := LoadKey(priv); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("a world-readable key: %v", err)
+	}
+}
+
+func TestNewClientRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	k := GenerateKey()
+	if _, err := NewClient("http://127.0.0.1:1", "ai-agent://dev/Bad", k); !errors.Is(err, identity.ErrInvalidAgentID) {
+		t.Fatalf("bad agent id: %v", err)
+	}
+	if _, err := NewClient("ftp://x", "ai-agent://dev/a", k); err == nil {
+		t.Fatal("ftp server URL accepted")
+	}
+	if _, err := NewClient("http://127.0.0.1:1", "ai-agent://dev/a", nil); err == nil {
+		t.Fatal("nil key accepted")
+	}
+	c, _ := NewClient("http://127.0.0.1:1", "ai-agent://dev/a", k)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Token(ctx); err == nil {
+		t.Fatal("a token from nowhere")
+	}
+}
