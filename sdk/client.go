@@ -23,6 +23,7 @@ type Client struct {
 	agentID string
 	key     *Key
 	http    *http.Client
+	issuer  string // expected issuer identifier
 	scope   string
 	life    time.Duration
 	dpop    bool
@@ -38,6 +39,12 @@ type Option func(*Client)
 
 // WithHTTPClient sets the HTTP client used to reach the server.
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
+
+// WithIssuer sets the issuer identifier the server must announce in its
+// metadata, when it differs from the server URL (a server behind a proxy).
+func WithIssuer(issuer string) Option {
+	return func(c *Client) { c.issuer = strings.TrimSuffix(issuer, "/") }
+}
 
 // WithScope asks for a subset of the agent's roles, space-separated.
 func WithScope(scope string) Option { return func(c *Client) { c.scope = scope } }
@@ -63,6 +70,7 @@ func NewClient(serverURL, agentID string, key *Key, opts ...Option) (*Client, er
 		return nil, fmt.Errorf("sdk: server %q: want an http(s) URL", serverURL)
 	}
 	c := &Client{server: strings.TrimSuffix(serverURL, "/"), agentID: agentID, key: key, http: &http.Client{Timeout: 30 * time.Second}}
+	c.issuer = c.server
 	for _, o := range opts {
 		o(c)
 	}
@@ -133,19 +141,20 @@ func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
 	return c.tokenRequest(ctx, url.Values{"grant_type": {identity.GrantClientCredentials}})
 }
 
-// Exchange asks for a delegated token (RFC 8693). With audience set to an
-// agent id, this agent hands subjectToken on to that agent; with audience
-// empty, this agent is the delegate of subjectToken's holder.
-func (c *Client) Exchange(ctx context.Context, subjectToken, audience string) (*Token, error) {
-	form := url.Values{
+// Delegate hands subjectToken, which this agent holds, on to the agent
+// delegate (RFC 8693 token exchange). The answer is a token for delegate to
+// use on the subject's behalf: bound to delegate's key, with the roles both
+// share. Give it to delegate; only delegate can present it.
+func (c *Client) Delegate(ctx context.Context, subjectToken, delegate string) (*Token, error) {
+	if _, err := identity.ParseAgentID(delegate); err != nil {
+		return nil, err
+	}
+	return c.tokenRequest(ctx, url.Values{
 		"grant_type":         {identity.GrantTokenExchange},
 		"subject_token":      {subjectToken},
 		"subject_token_type": {identity.TokenTypeAccessToken},
-	}
-	if audience != "" {
-		form.Set("audience", audience)
-	}
-	return c.tokenRequest(ctx, form)
+		"audience":           {delegate},
+	})
 }
 
 // Error is an OAuth error answer from the server.
@@ -190,6 +199,14 @@ func (c *Client) metadata(ctx context.Context) (*serverMetadata, error) {
 	m = &serverMetadata{}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(m); err != nil || m.Issuer == "" || m.TokenEndpoint == "" {
 		return nil, errors.New("server metadata is not RFC 8414 metadata")
+	}
+	// RFC 8414 section 3.3: the metadata must name the issuer it was asked for,
+	// and the token endpoint must be the issuer's own.
+	if m.Issuer != c.issuer {
+		return nil, fmt.Errorf("the server's metadata names the issuer %q, not %q; use that URL as the server, or set the issuer", m.Issuer, c.issuer)
+	}
+	if !sameOrigin(m.TokenEndpoint, m.Issuer) && !sameOrigin(m.TokenEndpoint, c.server) {
+		return nil, fmt.Errorf("the token endpoint %q is not on the issuer's or the server's host", m.TokenEndpoint)
 	}
 	c.mu.Lock()
 	c.meta = m
@@ -273,6 +290,11 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	// A redirect to another origin gets no credentials: the token and proof
+	// are for the service the caller chose, not wherever it points.
+	if r.Response != nil && r.Response.Request != nil && !sameOrigin(r.URL.String(), r.Response.Request.URL.String()) {
+		return t.base.RoundTrip(r)
+	}
 	tok, err := t.c.Token(r.Context())
 	if err != nil {
 		return nil, err
@@ -289,4 +311,11 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", scheme+" "+tok.AccessToken)
 	r.Header.Set("DPoP", proof)
 	return t.base.RoundTrip(r)
+}
+
+// sameOrigin reports whether two URLs share scheme, host and port.
+func sameOrigin(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	return err1 == nil && err2 == nil && ua.Scheme != "" && strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host)
 }

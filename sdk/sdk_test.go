@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,8 +126,8 @@ func TestExchangeThroughTheSDK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// B exchanges A's token for one it may use on A's behalf.
-	d, err := cb.Exchange(t.Context(), at.AccessToken, "")
+	// A hands its token to B, for B to use on A's behalf.
+	d, err := ca.Delegate(t.Context(), at.AccessToken, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,12 +138,16 @@ func TestExchangeThroughTheSDK(t *testing.T) {
 	if tok.Subject != a || tok.Presenter.String() != b || d.Scope != "reader" {
 		t.Fatalf("delegated token: sub %s presenter %s scope %q", tok.Subject, tok.Presenter, d.Scope)
 	}
-	// A, which has not been allowed to by B's record, cannot pass B's token on.
+	// B's record does not let it delegate to A; nor can B take A's token for itself.
 	bt, _ := cb.Token(t.Context())
-	_, err = ca.Exchange(t.Context(), bt.AccessToken, "")
-	var oe *Error
-	if !errors.As(err, &oe) || oe.Code != "invalid_grant" {
-		t.Fatalf("exchange without permission: %v", err)
+	for _, try := range []func() error{
+		func() error { _, err := cb.Delegate(t.Context(), bt.AccessToken, a); return err },
+		func() error { _, err := cb.Delegate(t.Context(), at.AccessToken, b); return err },
+	} {
+		var oe *Error
+		if err := try(); !errors.As(err, &oe) || oe.Code != "invalid_grant" {
+			t.Fatalf("delegation without permission: %v", err)
+		}
 	}
 }
 
@@ -195,5 +200,45 @@ func TestNewClientRefusesBadInput(t *testing.T) {
 	defer cancel()
 	if _, err := c.Token(ctx); err == nil {
 		t.Fatal("a token from nowhere")
+	}
+}
+
+func TestTransportKeepsCredentialsOnTheirOrigin(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/redirected"
+	c, _ := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
+	var leaked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("DPoP") != "" {
+			leaked.Store(true)
+		}
+	}))
+	defer elsewhere.Close()
+	home := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			t.Error("the first request went without a token")
+		}
+		http.Redirect(rw, r, elsewhere.URL+"/x", http.StatusFound)
+	}))
+	defer home.Close()
+	resp, err := (&http.Client{Transport: c.Transport(nil)}).Get(home.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if leaked.Load() {
+		t.Fatal("the token followed a redirect to another origin")
+	}
+}
+
+func TestMetadataMustNameTheExpectedIssuer(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/meta"
+	k := registered(t, w, id, []string{"r"}, nil)
+	c, _ := NewClient(w.URL, id, k, WithIssuer("https://warden.example.com"))
+	if _, err := c.FetchToken(t.Context()); err == nil || !strings.Contains(err.Error(), "names the issuer") {
+		t.Fatalf("a server announcing another issuer: %v", err)
 	}
 }

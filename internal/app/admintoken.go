@@ -55,8 +55,15 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 			return nil, "", err
 		}
 		d := sha256.Sum256([]byte(tok))
-		if _, err := ms.PutMetaIfAbsent(ctx, metaAdminDigest, []byte(hex.EncodeToString(d[:]))); err != nil {
+		put, err := ms.PutMetaIfAbsent(ctx, metaAdminDigest, []byte(hex.EncodeToString(d[:])))
+		if err != nil {
 			return nil, "", fmt.Errorf("admin token: %w", err)
+		}
+		if !put && written != "" {
+			// Another replica started at the same moment and its token won:
+			// the file just written would not work, so it goes.
+			os.Remove(written)
+			written = ""
 		}
 		if stored, err = ms.Meta(ctx, metaAdminDigest); err != nil {
 			return nil, "", fmt.Errorf("admin token: %w", err)

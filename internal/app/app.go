@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: []string{id.Audience},
-		TrustDomains: domains, ClockSkew: id.ClockSkew}, a.View); err != nil {
+		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew}}, a.View); err != nil {
 		return nil, err
 	}
 	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience,
@@ -124,6 +124,11 @@ func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 	return s, nil
 }
 
+// pruneMargin is how long records of single-use values and revocations are
+// kept after the tokens they protect against have expired: more than any
+// clock skew between replicas.
+const pruneMargin = time.Hour
+
 // maintain prunes expired replay records, revocations and retired issuer keys.
 func (a *App) maintain(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
@@ -133,9 +138,10 @@ func (a *App) maintain(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.Store.Prune(ctx, time.Now().Add(-time.Minute)); err != nil && ctx.Err() == nil {
+			if err := a.Store.Prune(ctx, time.Now().Add(-pruneMargin)); err != nil && ctx.Err() == nil {
 				a.log.Warn("prune expired records", "err", err)
 			}
+			a.View.Prune()
 			if err := a.Keys.Prune(ctx); err != nil && ctx.Err() == nil {
 				a.log.Warn("prune retired issuer keys", "err", err)
 			}

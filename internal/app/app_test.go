@@ -31,9 +31,16 @@ func TestRefusesPlainHTTPOffLoopback(t *testing.T) {
 	cfg := config.Default()
 	cfg.Data = t.TempDir()
 	cfg.Server.Addr = "0.0.0.0:0"
+	cfg.Identity.Issuer = "https://warden.test"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not a loopback address") {
+		t.Fatalf("Validate on 0.0.0.0 without TLS: %v", err)
+	}
+	// Run refuses too, should a configuration reach it unvalidated.
+	cfg.Server.Insecure = true
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	cfg.Server.Insecure = false
 	a, err := app.New(context.Background(), cfg, quiet())
 	if err != nil {
 		t.Fatal(err)

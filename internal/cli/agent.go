@@ -17,9 +17,10 @@ import (
 func newAgentCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Register and manage agents"}
 	cmd.AddCommand(newKeygenCmd(g), newRegisterCmd(g), newListCmd(g), newShowCmd(g),
-		newStatusCmd(g, "disable", "Disable an agent: no tokens, and its live tokens are refused at once"),
-		newStatusCmd(g, "enable", "Enable an agent again (also releases a quarantine)"),
-		newStatusCmd(g, "quarantine", "Quarantine an agent: no tokens, and its live tokens are refused at once"),
+		newStatusCmd(g, "disable", "Disable an agent: no tokens, and its live tokens are revoked at once"),
+		newStatusCmd(g, "enable", "Enable an agent again (also releases a quarantine); its old tokens stay revoked"),
+		newStatusCmd(g, "quarantine", "Quarantine an agent: no tokens, and its live tokens are revoked at once"),
+		newStatusCmd(g, "restrict", "Mark an agent restricted: it keeps its tokens; policies see the status"),
 		newRevokeCmd(g), newRotateKeyCmd(g))
 	return cmd
 }

@@ -23,9 +23,12 @@ type adminClient struct {
 }
 
 // admin returns a client authenticated with the admin token from
-// WARDEN_ADMIN_TOKEN, --admin-token-file, or <data>/admin.token.
+// --admin-token-file, else WARDEN_ADMIN_TOKEN, else <data>/admin.token.
 func (g *globals) admin() (*adminClient, error) {
-	tok := os.Getenv("WARDEN_ADMIN_TOKEN")
+	tok := ""
+	if g.adminTokenFile == "" {
+		tok = os.Getenv("WARDEN_ADMIN_TOKEN")
+	}
 	if tok == "" {
 		path := g.adminTokenFile
 		if path == "" {

@@ -60,7 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.format, "format", "text", "output format: text or json")
 	pf.StringVar(&g.server, "server", envOr("WARDEN_SERVER", "http://127.0.0.1:7070"), "Warden server URL (env WARDEN_SERVER)")
-	pf.StringVar(&g.adminTokenFile, "admin-token-file", "", "file holding the admin token (default <data>/admin.token; env WARDEN_ADMIN_TOKEN holds the token itself)")
+	pf.StringVar(&g.adminTokenFile, "admin-token-file", "", "file holding the admin token (without it: env WARDEN_ADMIN_TOKEN, else <data>/admin.token)")
 	pf.StringVar(&g.data, "data", envOr("WARDEN_DATA", "./warden-data"), "data directory (env WARDEN_DATA)")
 
 	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newVersionCmd(g))

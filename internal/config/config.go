@@ -179,14 +179,18 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if c.Data == "" && c.Store == "" {
-		bad("data: a data directory is required for the embedded store")
+	if c.Data == "" {
+		bad("data: a data directory is required (it holds the admin token and master key, and the embedded store)")
 	}
 	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
 		bad("store: want empty (embedded SQLite) or a postgres:// URL")
 	}
-	if _, _, err := net.SplitHostPort(c.Server.Addr); err != nil {
+	host, _, err := net.SplitHostPort(c.Server.Addr)
+	if err != nil {
 		bad("server.addr %q: want host:port", c.Server.Addr)
+	}
+	if err == nil && !IsLoopback(c.Server.Addr) && c.Server.TLSCert == "" && !c.Server.Insecure {
+		bad("server.addr %s is not a loopback address: plain HTTP there needs tls_cert and tls_key (--tls-cert, --tls-key), or insecure (--insecure) when a TLS proxy fronts this server", c.Server.Addr)
 	}
 	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
 		bad("server: tls_cert and tls_key go together")
@@ -234,6 +238,9 @@ func (c *Config) Validate() error {
 		if !validDomainName(name) {
 			bad("identity.trust_domains: %q is not a valid trust domain (a-z, 0-9, '-', '_', '.')", name)
 		}
+	}
+	if ip := net.ParseIP(host); id.Issuer == "" && err == nil && (host == "" || ip != nil && ip.IsUnspecified()) {
+		bad("identity.issuer: server.addr %q listens on every interface; set the URL agents use to reach this server (--issuer)", c.Server.Addr)
 	}
 	if id.Issuer == "" {
 		scheme := "http"

@@ -35,11 +35,24 @@ identity:
 				t.Fatalf("trust domains replace the defaults: %+v", c.Identity.TrustDomains)
 			}
 		}},
-		{name: "tls makes an https issuer", yaml: "server: {addr: '0.0.0.0:8443', tls_cert: c.pem, tls_key: k.pem}", check: func(t *testing.T, c Config) {
-			if c.Identity.Issuer != "https://0.0.0.0:8443" {
+		{name: "tls makes an https issuer", yaml: "server: {addr: '10.0.0.5:8443', tls_cert: c.pem, tls_key: k.pem}", check: func(t *testing.T, c Config) {
+			if c.Identity.Issuer != "https://10.0.0.5:8443" {
 				t.Fatalf("issuer %q", c.Identity.Issuer)
 			}
 		}},
+		{name: "plain HTTP off loopback", yaml: "server: {addr: '10.0.0.5:7070'}", wantErr: "not a loopback address"},
+		{name: "plain HTTP off loopback behind a proxy", yaml: "server: {addr: '10.0.0.5:7070', insecure: true}", check: func(t *testing.T, c Config) {
+			if c.Identity.Issuer != "http://10.0.0.5:7070" {
+				t.Fatalf("issuer %q", c.Identity.Issuer)
+			}
+		}},
+		{name: "every interface needs an issuer", yaml: "server: {addr: '0.0.0.0:8443', tls_cert: c.pem, tls_key: k.pem}", wantErr: "set the URL agents use"},
+		{name: "every interface with an issuer", yaml: "server: {addr: ':8443', tls_cert: c.pem, tls_key: k.pem}\nidentity: {issuer: 'https://warden.example.com/'}", check: func(t *testing.T, c Config) {
+			if c.Identity.Issuer != "https://warden.example.com" {
+				t.Fatalf("issuer %q", c.Identity.Issuer)
+			}
+		}},
+		{name: "no data directory", yaml: "data: ''", wantErr: "data directory is required"},
 		{name: "unknown top-level key", yaml: "stor: postgres://x", wantErr: "field stor not found"},
 		{name: "unknown nested key", yaml: "identity: {token_tll: 5m}", wantErr: "field token_tll not found"},
 		{name: "ttl over 15 minutes", yaml: "identity: {token_ttl: 16m}", wantErr: "at most max_token_ttl (15m0s)"},

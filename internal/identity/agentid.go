@@ -138,6 +138,21 @@ func (id *AgentID) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// ValidateAgentPattern checks a pattern for MatchAgentPattern: an agent id,
+// or an id prefix of at least a trust domain followed by "/*".
+func ValidateAgentPattern(p string) error {
+	if prefix, ok := strings.CutSuffix(p, "/*"); ok {
+		if _, err := ParseAgentID(prefix + "/x"); err != nil {
+			return fmt.Errorf("pattern %q: the part before /* must be ai-agent://<trust-domain>[/<segment>...]: %w", p, err)
+		}
+		return nil
+	}
+	if _, err := ParseAgentID(p); err != nil {
+		return fmt.Errorf("pattern %q: %w", p, err)
+	}
+	return nil
+}
+
 // MatchAgentPattern reports whether id matches pattern, which is either an
 // exact agent id or an id prefix ending in "/*" that matches every agent
 // below it (ai-agent://prod/finance/* matches ai-agent://prod/finance/a/b).

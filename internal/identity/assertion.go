@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -60,7 +61,7 @@ func (i *TokenIssuer) verifyAssertion(ctx context.Context, req TokenRequest) (*c
 	if hdr.Alg != string(jose.EdDSA) {
 		return nil, fmt.Errorf("%w: %q (only EdDSA)", ErrAlgorithm, hdr.Alg)
 	}
-	if hdr.Typ == "at+jwt" || hdr.Typ == "dpop+jwt" {
+	if strings.EqualFold(hdr.Typ, "at+jwt") || strings.EqualFold(hdr.Typ, "dpop+jwt") {
 		return nil, fmt.Errorf("%w: typ %q is not a client assertion", ErrTokenType, hdr.Typ)
 	}
 	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})

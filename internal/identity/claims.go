@@ -33,6 +33,9 @@ type Claims struct {
 	TrustDomain string        `json:"td"`
 	Roles       []string      `json:"roles"`
 	Act         *Actor        `json:"act,omitempty"`
+	// DelegatedFrom lists the jti of every token this one was exchanged
+	// from, nearest first; revoking any of them revokes this one too.
+	DelegatedFrom []string `json:"delegated_from,omitempty"`
 }
 
 // Confirmation binds a token to a key (RFC 7800, RFC 9449).

@@ -65,7 +65,10 @@ func NewDPoPVerifier(cfg DPoPConfig) *DPoPVerifier {
 	if cfg.ReplayCacheSize <= 0 {
 		cfg.ReplayCacheSize = 1_000_000
 	}
-	return &DPoPVerifier{maxAge: cfg.MaxAge, skew: cfg.ClockSkew, now: orNow(cfg.Now), replay: NewReplayCache(cfg.ReplayCacheSize)}
+	// One key may hold at most a sixteenth of the cache, so a single agent
+	// cannot fill it and lock every other agent out.
+	return &DPoPVerifier{maxAge: cfg.MaxAge, skew: cfg.ClockSkew, now: orNow(cfg.Now),
+		replay: NewReplayCache(cfg.ReplayCacheSize, max(cfg.ReplayCacheSize/16, 1))}
 }
 
 type dpopClaims struct {
@@ -85,7 +88,7 @@ func (d *DPoPVerifier) Verify(proof string, c DPoPCheck) (*DPoPProof, error) {
 		return nil, err
 	}
 	exp := p.IssuedAt.Add(d.maxAge + 2*d.skew)
-	if err := d.replay.Use(p.JKT+"\x00"+p.ID, exp, d.now()); err != nil {
+	if err := d.replay.UseFor(p.JKT, p.ID, exp, d.now()); err != nil {
 		return nil, fmt.Errorf("%w: proof %w", ErrDPoP, err)
 	}
 	return p, nil
@@ -102,7 +105,7 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 	if hdr.Alg != string(jose.EdDSA) {
 		return nil, fmt.Errorf("%w: %w: %q (want EdDSA)", ErrDPoP, ErrAlgorithm, hdr.Alg)
 	}
-	if hdr.Typ != "dpop+jwt" {
+	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
 		return nil, fmt.Errorf("%w: typ %q, want dpop+jwt", ErrDPoP, hdr.Typ)
 	}
 	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.EdDSA})

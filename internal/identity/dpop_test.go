@@ -101,7 +101,7 @@ func TestDPoPVerifier(t *testing.T) {
 func TestReplayCacheBounded(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	c := NewReplayCache(3)
+	c := NewReplayCache(3, 3)
 	for i := range 3 {
 		if err := c.Use(fmt.Sprint(i), now.Add(time.Minute), now); err != nil {
 			t.Fatal(err)
@@ -123,5 +123,25 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 	if c.Len() != 2 {
 		t.Fatalf("len %d", c.Len())
+	}
+	// One owner filling its share leaves room for the others.
+	o := NewReplayCache(10, 2)
+	for i := range 2 {
+		if err := o.UseFor("greedy", fmt.Sprint(i), now.Add(time.Minute), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := o.UseFor("greedy", "2", now.Add(time.Minute), now); !errors.Is(err, ErrReplayCacheIsFull) {
+		t.Fatalf("over the owner's share: %v", err)
+	}
+	if err := o.UseFor("other", "0", now.Add(time.Minute), now); err != nil {
+		t.Fatalf("another owner: %v", err)
+	}
+	// The same value under two owners is two values.
+	if err := o.UseFor("other", "1", now.Add(time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.UseFor("greedy", "1", now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
+		t.Fatalf("replay under its owner: %v", err)
 	}
 }

@@ -36,4 +36,7 @@ var (
 	ErrInvalidScope      = errors.New("invalid scope")
 	ErrInvalidTarget     = errors.New("invalid target")
 	ErrReplayCacheIsFull = errors.New("replay cache full")
+	// ErrUnavailable: a store Warden needs did not answer; the request is
+	// refused and may be retried.
+	ErrUnavailable = errors.New("temporarily unavailable")
 )

@@ -23,13 +23,15 @@ const (
 	AttrDelegateTo = "delegate_to"
 )
 
-// exchange implements RFC 8693 delegation. The caller authenticates with its
-// own client assertion and presents a subject token. Either the caller is the
-// token's current holder and names the delegate in audience (A hands a
-// token to B), or the caller is the delegate itself (B exchanges the token A
-// gave it). The new token keeps the subject, adds the delegate at the head of
-// the act chain, is bound to the delegate's key, carries only the roles both
-// the subject token and the delegate have, and never outlives the subject token.
+// exchange implements RFC 8693 delegation. The caller authenticates with
+// its own client assertion and must be the current holder of the subject
+// token (its subject, or its current actor): only the holder can hand a token
+// on, so a token that leaked cannot be rebound to another key. It names the
+// delegate in audience (an agent id), or by presenting one of the delegate's
+// tokens as actor_token. The new token keeps the subject, adds the delegate
+// at the head of the act chain, is bound to the delegate's newest key,
+// carries only the roles both the subject token and the delegate have, never
+// outlives the subject token, and dies with any token it was exchanged from.
 func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
 	if req.SubjectToken == "" {
 		return nil, fmt.Errorf("%w: subject_token is required", ErrInvalidRequest)
@@ -42,6 +44,13 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	}
 	if req.ActorToken != "" && req.ActorTokenType != TokenTypeAccessToken && req.ActorTokenType != TokenTypeJWT {
 		return nil, fmt.Errorf("%w: actor_token_type must be %s", ErrInvalidRequest, TokenTypeAccessToken)
+	}
+	if req.ActorToken == "" && req.Audience == "" {
+		return nil, fmt.Errorf("%w: name the delegate agent in audience", ErrInvalidRequest)
+	}
+	if req.DPoP != "" {
+		// The new token is bound to the delegate's key, not the caller's.
+		return nil, fmt.Errorf("%w: a DPoP proof cannot bind a token issued to another agent", ErrInvalidRequest)
 	}
 	ttl, err := i.lifetime(req)
 	if err != nil {
@@ -58,49 +67,20 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if err != nil {
 		return nil, fmt.Errorf("%w: subject token: %w", errSubjectToken, err)
 	}
-	if req.ActorToken != "" {
-		at, err := i.verifier.Verify(ctx, req.ActorToken)
-		if err != nil {
-			return nil, fmt.Errorf("%w: actor token: %w", errSubjectToken, err)
-		}
-		if at.Presenter != caller.id {
-			return nil, fmt.Errorf("%w: the actor token belongs to %s, not the caller %s", ErrInvalidRequest, at.Presenter, caller.id)
-		}
+	if subject.Presenter != caller.id {
+		return nil, fmt.Errorf("%w: only the token's holder may delegate it; the caller is not", ErrDelegationDenied)
 	}
-
-	// Who hands the token over, and to whom.
-	holder := subject.Presenter
-	var delegate store.Agent
-	var jkt string
-	if caller.id == holder {
-		if req.Audience == "" {
-			return nil, fmt.Errorf("%w: name the delegate agent in audience", ErrInvalidRequest)
-		}
-		did, err := ParseAgentID(req.Audience)
-		if err != nil {
-			return nil, fmt.Errorf("%w: audience: %w", ErrInvalidRequest, err)
-		}
-		if delegate, err = i.activeAgent(ctx, did); err != nil {
-			return nil, err
-		}
-		if jkt = newestKey(delegate, i.now()); jkt == "" {
-			return nil, fmt.Errorf("%w: %s has no active key", ErrDelegationDenied, did)
-		}
-	} else {
-		if req.Audience != "" && req.Audience != caller.id.String() {
-			return nil, fmt.Errorf("%w: audience names another agent than the caller", ErrInvalidRequest)
-		}
-		delegate, jkt = caller.agent, caller.kid
-	}
-	did := MustParseAgentID(delegate.ID)
-
-	holderRec, err := i.activeAgent(ctx, holder)
+	did, err := i.delegateOf(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if !mayDelegate(holderRec, did) {
+	delegate, err := i.activeAgent(ctx, did)
+	if err != nil {
+		return nil, err
+	}
+	if !mayDelegate(caller.agent, did) {
 		return nil, fmt.Errorf("%w: %s may not delegate to %s (needs role %q for its own domain or attribute %q)",
-			ErrDelegationDenied, holder, did, RoleDelegator, AttrDelegateTo)
+			ErrDelegationDenied, caller.id, did, RoleDelegator, AttrDelegateTo)
 	}
 	if did == subject.Agent || slices.Contains(subject.Chain, did) {
 		return nil, fmt.Errorf("%w: %s is already in the delegation chain", ErrDelegationDenied, did)
@@ -109,17 +89,20 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, depth, MaxDelegationDepth)
 	}
 	roles := intersect(subject.Roles, delegate.Roles)
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("%w: %s holds none of the token's roles", ErrDelegationDenied, did)
+	}
 	if roles, err = narrowRoles(roles, req.Scope, ErrDelegationWidens); err != nil {
 		return nil, err
 	}
-	tokenType, err := i.checkTokenEndpointProof(req, caller.kid)
-	if err != nil {
-		return nil, err
+	jkt := newestKey(delegate, i.now())
+	if jkt == "" {
+		return nil, fmt.Errorf("%w: %s has no active key", ErrDelegationDenied, did)
 	}
 	if err := i.consume(ctx, caller); err != nil {
 		return nil, err
 	}
-	if err := i.waitPastRevocation(ctx, delegate, holderRec); err != nil {
+	if err := i.waitPastRevocation(ctx, delegate, caller.agent); err != nil {
 		return nil, err
 	}
 	now := i.now()
@@ -129,13 +112,38 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	}
 	act := &Actor{Subject: did.String(), Act: subject.Act}
 	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, now, exp)
+	cl.DelegatedFrom = append([]string{subject.ID}, subject.DelegatedFrom...)
 	tok, err := i.sign(cl)
 	if err != nil {
 		return nil, err
 	}
-	return &IssuedToken{AccessToken: tok, TokenType: tokenType, ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),
+	return &IssuedToken{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),
 		Scope: strings.Join(roles, " "), IssuedTokenType: TokenTypeAccessToken,
 		Subject: cl.Subject, JTI: cl.ID, Chain: act.Chain()}, nil
+}
+
+// delegateOf reads who the delegate is: the agent id in audience, or the
+// holder of actor_token; when both are given they must agree.
+func (i *TokenIssuer) delegateOf(ctx context.Context, req TokenRequest) (AgentID, error) {
+	var did AgentID
+	if req.Audience != "" {
+		id, err := ParseAgentID(req.Audience)
+		if err != nil {
+			return AgentID{}, fmt.Errorf("%w: audience: %w", ErrInvalidRequest, err)
+		}
+		did = id
+	}
+	if req.ActorToken != "" {
+		at, err := i.verifier.Verify(ctx, req.ActorToken)
+		if err != nil {
+			return AgentID{}, fmt.Errorf("%w: actor token: %w", errSubjectToken, err)
+		}
+		if !did.IsZero() && did != at.Presenter {
+			return AgentID{}, fmt.Errorf("%w: audience and actor_token name different agents", ErrInvalidRequest)
+		}
+		did = at.Presenter
+	}
+	return did, nil
 }
 
 // activeAgent looks up an agent that must exist and may hold tokens.
@@ -155,12 +163,16 @@ func (i *TokenIssuer) activeAgent(ctx context.Context, id AgentID) (store.Agent,
 
 // mayDelegate reports whether from's record allows handing its tokens to to.
 func mayDelegate(from store.Agent, to AgentID) bool {
-	for _, p := range strings.FieldsFunc(from.Attributes[AttrDelegateTo], func(r rune) bool { return r == ',' || r == ' ' }) {
+	for _, p := range delegatePatterns(from.Attributes[AttrDelegateTo]) {
 		if MatchAgentPattern(p, to) {
 			return true
 		}
 	}
 	return slices.Contains(from.Roles, RoleDelegator) && from.TrustDomain == to.TrustDomain()
+}
+
+func delegatePatterns(attr string) []string {
+	return strings.FieldsFunc(attr, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 func newestKey(a store.Agent, now time.Time) string {

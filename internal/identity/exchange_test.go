@@ -10,6 +10,7 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
+// exchange has caller, the holder of subjectToken, hand it to the agent named in audience.
 func (e *env) exchange(caller testAgent, subjectToken, audience, scope string) (*IssuedToken, error) {
 	return e.issuer.Issue(e.ctx, TokenRequest{
 		GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
@@ -27,7 +28,7 @@ func TestExchangeDelegates(t *testing.T) {
 	c := e.register("ai-agent://dev/tools/fetch", []string{"reader"}, nil)
 	at := e.token(a)
 
-	// A hands its token to B by naming B as audience.
+	// A hands its token to B.
 	ab, err := e.exchange(a, at.AccessToken, b.id, "")
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +38,14 @@ func TestExchangeDelegates(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok.Subject != a.id || tok.Presenter.String() != b.id || tok.Cnf.JKT != b.kid || tok.ClientID != b.id ||
-		!slices.Equal(tok.Roles, []string{"reader", "trader"}) || ab.IssuedTokenType != TokenTypeAccessToken {
+		!slices.Equal(tok.Roles, []string{"reader", "trader"}) || ab.IssuedTokenType != TokenTypeAccessToken ||
+		!slices.Equal(tok.DelegatedFrom, []string{at.JTI}) {
 		t.Fatalf("A->B token: %+v", tok.Claims)
 	}
-	// B, a delegator, passes it on to C: C exchanges the token itself.
-	bc, err := e.exchange(c, ab.AccessToken, "", "")
+	// B, a delegator, hands it on to C, naming C by one of C's own tokens.
+	bc, err := e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
+		ClientAssertion: e.assertion(b, assertionOpts{}), SubjectToken: ab.AccessToken, SubjectTokenType: TokenTypeAccessToken,
+		ActorToken: e.token(c).AccessToken, ActorTokenType: TokenTypeAccessToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,19 +54,37 @@ func TestExchangeDelegates(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tok.Subject != a.id || !slices.Equal(tok.Act.Chain(), []string{c.id, b.id}) || tok.Cnf.JKT != c.kid ||
-		!slices.Equal(tok.Roles, []string{"reader"}) {
+		!slices.Equal(tok.Roles, []string{"reader"}) || !slices.Equal(tok.DelegatedFrom, []string{ab.JTI, at.JTI}) {
 		t.Fatalf("A->B->C token: %+v chain %v", tok.Claims, tok.Act.Chain())
 	}
 	sub, _ := e.ver.Verify(e.ctx, at.AccessToken)
 	if tok.Expiry.After(sub.Expiry) {
 		t.Fatal("a delegated token outlives its subject token")
 	}
-	// Revoking B kills the token C holds through B.
+	// Quarantining B kills the token C holds through B.
 	if _, err := e.reg.SetStatus(e.ctx, "admin:test", b.id, store.StatusQuarantined, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ver.Verify(e.ctx, bc.AccessToken); !errors.Is(err, ErrAgentInactive) {
 		t.Fatalf("chain through a quarantined agent: %v", err)
+	}
+}
+
+func TestRevokingATokenRevokesWhatWasDelegatedFromIt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"reader", "delegator"}, nil)
+	b := e.register("ai-agent://dev/b", []string{"reader"}, nil)
+	at := e.token(a)
+	ab, err := e.exchange(a, at.AccessToken, b.id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.RevokeToken(e.ctx, "admin:test", at.JTI, a.id, time.Time{}, "leak"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ver.Verify(e.ctx, ab.AccessToken); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("token delegated from a revoked one: %v", err)
 	}
 }
 
@@ -73,6 +95,7 @@ func TestExchangeRefusals(t *testing.T) {
 	b := e.register("ai-agent://dev/b", []string{"reader", "writer", "delegator"}, nil)
 	plain := e.register("ai-agent://dev/plain", []string{"reader"}, nil)
 	other := e.register("ai-agent://partner/x", []string{"reader"}, nil)
+	writer := e.register("ai-agent://dev/writer", []string{"writer"}, nil)
 	off := e.register("ai-agent://dev/off", []string{"reader"}, nil)
 	if _, err := e.reg.SetStatus(e.ctx, "admin:test", off.id, store.StatusDisabled, ""); err != nil {
 		t.Fatal(err)
@@ -106,8 +129,10 @@ func TestExchangeRefusals(t *testing.T) {
 		oauthCode string
 	}{
 		{"holder may not delegate", func() (*IssuedToken, error) { return e.exchange(plain, pt.AccessToken, b.id, "") }, ErrDelegationDenied, "invalid_grant"},
+		{"a delegate cannot take a token it was not given", func() (*IssuedToken, error) { return e.exchange(b, at.AccessToken, b.id, "") }, ErrDelegationDenied, "invalid_grant"},
 		{"delegator role stays in its trust domain", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, other.id, "") }, ErrDelegationDenied, "invalid_grant"},
 		{"delegation widening privileges", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, b.id, "reader writer") }, ErrDelegationWidens, "invalid_scope"},
+		{"no role in common", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, writer.id, "") }, ErrDelegationDenied, "invalid_grant"},
 		{"chain deeper than 5", func() (*IssuedToken, error) { return e.exchange(chain[5], tok, sixth.id, "") }, ErrChainTooDeep, "invalid_grant"},
 		{"delegate already in the chain", func() (*IssuedToken, error) { return e.exchange(chain[5], tok, chain[2].id, "") }, ErrDelegationDenied, "invalid_grant"},
 		{"delegate disabled", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, off.id, "") }, ErrAgentInactive, "invalid_grant"},
@@ -116,6 +141,11 @@ func TestExchangeRefusals(t *testing.T) {
 		{"no delegate named", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, "", "") }, ErrInvalidRequest, "invalid_request"},
 		{"revoked subject token", func() (*IssuedToken, error) { return e.exchange(b, revoked.AccessToken, a.id, "") }, ErrTokenRevoked, "invalid_grant"},
 		{"garbage subject token", func() (*IssuedToken, error) { return e.exchange(a, "x.y.z", b.id, "") }, ErrMalformed, "invalid_grant"},
+		{"DPoP proof of the holder", func() (*IssuedToken, error) {
+			return e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
+				ClientAssertion: e.assertion(a, assertionOpts{}), SubjectToken: at.AccessToken, SubjectTokenType: TokenTypeAccessToken,
+				Audience: b.id, DPoP: proof(t, a.priv, "POST", testIssuer+"/oauth/token", "", e.clock.Now(), "x")})
+		}, ErrInvalidRequest, "invalid_request"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -170,7 +170,7 @@ func (i *TokenIssuer) lifetime(req TokenRequest) (time.Duration, error) {
 		return i.cfg.TokenTTL, nil
 	case req.ExpiresIn < 0:
 		return 0, fmt.Errorf("%w: expires_in must be positive", ErrInvalidRequest)
-	case time.Duration(req.ExpiresIn)*time.Second > i.cfg.MaxTokenTTL:
+	case req.ExpiresIn > int64(i.cfg.MaxTokenTTL/time.Second):
 		return 0, fmt.Errorf("%w: %w: %d seconds asked, at most %d allowed", ErrInvalidRequest, ErrLifetime,
 			req.ExpiresIn, int64(i.cfg.MaxTokenTTL/time.Second))
 	}
@@ -199,10 +199,13 @@ func (i *TokenIssuer) checkTokenEndpointProof(req TokenRequest, kid string) (str
 // consume records the assertion's jti, refusing a replay.
 func (i *TokenIssuer) consume(ctx context.Context, c *client) error {
 	err := i.replay.MarkUsed(ctx, "client_assertion:"+c.id.String(), c.jti, c.exp.Add(i.cfg.ClockSkew))
-	if errors.Is(err, store.ErrReplay) {
+	switch {
+	case errors.Is(err, store.ErrReplay):
 		return fmt.Errorf("%w: %w: assertion jti of %s", errClientAuth, ErrReplay, c.id)
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return err
+	return nil
 }
 
 // waitPastRevocation delays issuance to the next second when the agents'

@@ -127,6 +127,9 @@ func TestTokenEndpointRefusals(t *testing.T) {
 		{"not yet valid", ccReq(e.assertion(a, assertionOpts{nbf: now.Add(5 * time.Minute), jti: "j-nbf"})), ErrNotYetValid, "invalid_client"},
 		{"assertion exp more than 60s ahead", ccReq(e.assertion(a, assertionOpts{exp: now.Add(10 * time.Minute), jti: "j-long"})), ErrLifetime, "invalid_client"},
 		{"lifetime over 15 minutes requested", withExpiresIn(ccReq(e.assertion(a, assertionOpts{jti: "j-ttl"})), 901), ErrLifetime, "invalid_request"},
+		{"lifetime that overflows a duration", withExpiresIn(ccReq(e.assertion(a, assertionOpts{jti: "j-ovf"})), 18446744074), ErrLifetime, "invalid_request"},
+		{"lifetime that overflows negative", withExpiresIn(ccReq(e.assertion(a, assertionOpts{jti: "j-ovf2"})), 9223372037), ErrLifetime, "invalid_request"},
+		{"negative lifetime", withExpiresIn(ccReq(e.assertion(a, assertionOpts{jti: "j-neg"})), -5), ErrInvalidRequest, "invalid_request"},
 		{"replayed assertion jti", ccReq(used), ErrReplay, "invalid_client"},
 		{"malformed agent id", ccReq(e.assertion(a, assertionOpts{iss: "ai-agent://prod//x", sub: "ai-agent://prod//x", jti: "j-id"})), ErrInvalidAgentID, "invalid_client"},
 		{"unknown agent", ccReq(e.assertion(a, assertionOpts{iss: "ai-agent://prod/nobody", sub: "ai-agent://prod/nobody", jti: "j-unk"})), ErrUnknownAgent, "invalid_client"},
@@ -199,5 +202,19 @@ func TestRevokedAgentGetsFreshTokensAfterTheRevocationSecond(t *testing.T) {
 	fresh := e.token(a)
 	if _, err := e.ver.Verify(e.ctx, fresh.AccessToken); err != nil {
 		t.Fatalf("token issued after the revocation: %v", err)
+	}
+}
+
+func TestUnavailableStateIsNotTheClientsFault(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
+	e.view.uncertainSince.Store(e.clock.Now().Add(-time.Minute).UnixNano())
+	_, err := e.issuer.Issue(e.ctx, ccReq(e.assertion(a, assertionOpts{})))
+	if !errors.Is(err, ErrStateUnavailable) {
+		t.Fatalf("stale view: %v", err)
+	}
+	if oe := OAuthErrorFor(err); oe.Code != "temporarily_unavailable" || oe.Status != 503 {
+		t.Fatalf("stale view answered %+v", oe)
 	}
 }

@@ -27,6 +27,9 @@ type Keyring struct {
 	// token lifetime plus clock skew, so every token it signed expires first.
 	retireAfter time.Duration
 
+	// loadMu serialises reloads, so one that read the store before a
+	// rotation cannot install the old key after one that read it after.
+	loadMu sync.Mutex
 	mu     sync.RWMutex
 	signer *issuerKey
 	keys   []store.SigningKey
@@ -86,6 +89,8 @@ func OpenKeyring(ctx context.Context, cfg KeyringConfig, st keyringStore, master
 }
 
 func (k *Keyring) reload(ctx context.Context) error {
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
 	keys, err := k.store.SigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("keyring: %w", err)

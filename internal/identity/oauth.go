@@ -17,6 +17,9 @@ type OAuthError struct {
 // OAuthErrorFor maps an error from TokenIssuer.Issue to its response.
 func OAuthErrorFor(err error) OAuthError {
 	switch {
+	// First: a refusal because Warden could not check is not the client's fault.
+	case errors.Is(err, ErrStateUnavailable), errors.Is(err, ErrUnavailable):
+		return OAuthError{http.StatusServiceUnavailable, "temporarily_unavailable", "try again shortly"}
 	case errors.Is(err, errClientAuth):
 		return OAuthError{http.StatusUnauthorized, "invalid_client", "client authentication failed"}
 	case errors.Is(err, ErrUnsupportedGrant):
@@ -36,8 +39,6 @@ func OAuthErrorFor(err error) OAuthError {
 		return OAuthError{http.StatusBadRequest, "invalid_grant", "delegation not permitted"}
 	case errors.Is(err, ErrDPoP), errors.Is(err, ErrDPoPKeyMismatch):
 		return OAuthError{http.StatusBadRequest, "invalid_dpop_proof", "the DPoP proof is not valid"}
-	case errors.Is(err, ErrStateUnavailable):
-		return OAuthError{http.StatusServiceUnavailable, "temporarily_unavailable", "try again shortly"}
 	}
 	return OAuthError{http.StatusInternalServerError, "server_error", "internal error"}
 }

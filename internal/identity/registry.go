@@ -68,7 +68,8 @@ const (
 	maxAttributes = 64
 	maxNameLen    = 64
 	maxValueLen   = 1024
-	maxKeys       = 8
+	maxKeys       = 8 // kept per agent, retired ones included
+	maxActiveKeys = 3 // usable at once: during rotations
 )
 
 // Register adds an agent in status active.
@@ -139,6 +140,11 @@ func validateRecord(roles []string, owner string, attrs map[string]string) error
 			return fmt.Errorf("%w: attribute %s: value must be printable and at most %d bytes", ErrInvalidAgent, k, maxValueLen)
 		}
 	}
+	for _, p := range delegatePatterns(attrs[AttrDelegateTo]) {
+		if err := ValidateAgentPattern(p); err != nil {
+			return fmt.Errorf("%w: attribute %s: %w", ErrInvalidAgent, AttrDelegateTo, err)
+		}
+	}
 	return nil
 }
 
@@ -179,26 +185,42 @@ func (r *Registry) Agents(ctx context.Context, f store.AgentFilter) ([]store.Age
 	return r.store.Agents(ctx, f)
 }
 
-// SetStatus moves an agent to status. Quarantined and disabled agents get no
-// new tokens and their live tokens are refused from this moment.
+// SetStatus moves an agent to status. Disabling or quarantining an agent
+// also revokes every token it holds, so that enabling it again later does not
+// bring back a token that may have leaked meanwhile.
 func (r *Registry) SetStatus(ctx context.Context, actor, id string, status store.AgentStatus, reason string) (store.Agent, error) {
 	if !status.Valid() {
 		return store.Agent{}, fmt.Errorf("%w: unknown status %q", ErrInvalidAgent, status)
 	}
 	return r.update(ctx, actor, id, "agent.status", map[string]any{"status": status, "reason": reason}, func(a *store.Agent) error {
 		a.Status = status
+		if !status.MayHoldTokens() {
+			revokeAgentTokens(a)
+		}
 		return nil
 	})
 }
 
-// RevokeTokens kills every token the agent holds now: tokens issued up to
-// and including the current second are refused from now on. The agent may
-// obtain new tokens unless it is also disabled or quarantined.
+// RevokeTokens kills every token the agent holds now. The agent may obtain
+// new tokens unless it is also disabled or quarantined.
 func (r *Registry) RevokeTokens(ctx context.Context, actor, id, reason string) (store.Agent, error) {
 	return r.update(ctx, actor, id, "agent.revoke", map[string]any{"reason": reason}, func(a *store.Agent) error {
-		a.TokensRevokedAt = a.UpdatedAt
+		revokeAgentTokens(a)
 		return nil
 	})
+}
+
+// RevocationMargin widens an agent-wide revocation past the moment it is
+// made, to cover tokens issued at the same time by a replica whose clock runs
+// slightly ahead. New tokens for the agent wait until the margin has passed.
+const RevocationMargin = time.Second
+
+// revokeAgentTokens revokes every token of a issued up to now plus the
+// margin. The mark never moves back.
+func revokeAgentTokens(a *store.Agent) {
+	if t := a.UpdatedAt.Add(RevocationMargin); t.After(a.TokensRevokedAt) {
+		a.TokensRevokedAt = t
+	}
 }
 
 // RotateKey registers a new public key for the agent. Its other keys stay
@@ -224,9 +246,20 @@ func (r *Registry) RotateKey(ctx context.Context, actor, id string, jwk []byte, 
 			}
 		}
 		a.Keys = append(a.Keys, store.AgentKey{KID: kid, JWK: PublicJWK(pub), AddedAt: a.UpdatedAt})
+		active := 0
+		for _, k := range a.Keys {
+			if k.ActiveAt(a.UpdatedAt) {
+				active++
+			}
+		}
+		if active > maxActiveKeys {
+			return fmt.Errorf("%w: %s would have %d keys in use, the limit is %d; rotate with a shorter grace (0s retires the others now)",
+				ErrInvalidAgent, a.ID, active, maxActiveKeys)
+		}
 		// Forget the oldest retired keys beyond the limit.
-		for len(a.Keys) > maxKeys && !a.Keys[0].ActiveAt(a.UpdatedAt) {
-			a.Keys = a.Keys[1:]
+		for len(a.Keys) > maxKeys {
+			i := slices.IndexFunc(a.Keys, func(k store.AgentKey) bool { return !k.ActiveAt(a.UpdatedAt) })
+			a.Keys = slices.Delete(a.Keys, i, i+1)
 		}
 		return nil
 	})
@@ -252,9 +285,9 @@ func (r *Registry) RevokeToken(ctx context.Context, actor, jti, agentID string, 
 	if err := r.store.RevokeToken(ctx, rt, ev); err != nil {
 		return err
 	}
-	if err := r.view.RefreshRevocations(ctx); err != nil {
-		r.log.Error("revocation stored but the local view did not reload; the feed will retry", "err", err)
-	}
+	// Enforced here at once, whatever the feed does; kept past the token's
+	// expiry plus any clock skew.
+	r.view.AddRevoked(jti, exp.Add(time.Hour))
 	r.log.Info("token revoked", "jti", jti, "agent", agentID, "actor", actor)
 	return nil
 }

@@ -40,6 +40,11 @@ func TestRegisterRefusals(t *testing.T) {
 		{"no key", with(func(r *Registration) { r.PublicKey = nil }), ErrInvalidAgent},
 		{"private key", with(func(r *Registration) { r.PublicKey = PrivateJWK(priv) }), ErrInvalidKey},
 		{"not a key", with(func(r *Registration) { r.PublicKey = json.RawMessage(`{"kty":"oct","k":"AAAA"}`) }), ErrInvalidKey},
+		{"another agent's key", with(func(r *Registration) { r.PublicKey = PublicJWK(pub) }), store.ErrConflict},
+		{"delegate_to matching every domain", with(func(r *Registration) { r.Attributes = map[string]string{AttrDelegateTo: "ai-agent://*"} }), ErrInvalidAgent},
+		{"delegate_to with a bad id", with(func(r *Registration) {
+			r.Attributes = map[string]string{AttrDelegateTo: "ai-agent://dev/a, ai-agent://Dev/b"}
+		}), ErrInvalidAgent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -133,5 +138,34 @@ func TestAgentKeyRotationGrace(t *testing.T) {
 	}
 	if _, err := e.ver.Verify(e.ctx, newTok.AccessToken); err != nil {
 		t.Fatalf("a token bound to the new key: %v", err)
+	}
+}
+
+func TestKeyLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
+	rotate := func(grace time.Duration) error {
+		pub, _ := GenerateKey()
+		_, err := e.reg.RotateKey(e.ctx, "admin:test", a.id, PublicJWK(pub), grace)
+		return err
+	}
+	for range 2 {
+		if err := rotate(time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rotate(time.Hour); !errors.Is(err, ErrInvalidAgent) || !strings.Contains(err.Error(), "keys in use") {
+		t.Fatalf("a fourth key in use: %v", err)
+	}
+	// Rotating without grace always works, and old keys are forgotten beyond the limit.
+	for range 12 {
+		if err := rotate(0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := e.st.Agent(e.ctx, a.id)
+	if len(got.Keys) != maxKeys || !got.Keys[len(got.Keys)-1].ActiveAt(e.clock.Now()) {
+		t.Fatalf("%d keys kept", len(got.Keys))
 	}
 }

@@ -17,9 +17,13 @@ import (
 // a token's validity after it was signed: agent status, agent-wide
 // revocations, registered agent keys, revoked token ids and the issuer's
 // published keys. It follows the store's change feed, so a revocation or
-// quarantine made by any replica reaches it within moments; when the feed is
-// down for longer than MaxStaleness it reports itself stale and the verifier
-// fails closed.
+// quarantine made by any replica reaches it within moments.
+//
+// The view knows when it may have missed a change: the feed went down, a
+// subscriber fell behind, or a reload failed. From that moment it is
+// uncertain; it becomes certain again only after a full reload that began
+// later, with the feed up. Uncertain for longer than MaxStaleness, it reports
+// itself stale and the verifier refuses every token.
 type TrustView struct {
 	store        trustStore
 	log          *slog.Logger
@@ -28,15 +32,28 @@ type TrustView struct {
 
 	// loadMu serialises loads, so a full reload that read the store before a
 	// change cannot overwrite the refresh that read it after.
-	loadMu      sync.Mutex
-	mu          sync.RWMutex
-	agents      map[string]*agentView
-	revoked     map[string]time.Time // jti -> token expiry
-	issuerKeys  map[string]ed25519.PublicKey
-	loaded      bool
-	feedDownAt  atomic.Int64 // unix nanos when the feed was seen down; 0 while up
-	lastRefresh atomic.Int64
+	loadMu     sync.Mutex
+	mu         sync.RWMutex
+	agents     map[string]*agentView
+	revoked    map[string]time.Time // jti -> when the record may go
+	issuerKeys map[string]ed25519.PublicKey
+	unknown    map[string]time.Time // agent ids recently looked up and not found
+	loaded     bool
+
+	uncertainSince atomic.Int64 // unix nanos; 0 while certain
+	resync         chan struct{}
 }
+
+// storeTimeout bounds every store call the view makes, so a hung database
+// turns into an error (and uncertainty) rather than a view that stops moving.
+const storeTimeout = 5 * time.Second
+
+// unknownTTL is how long an unknown agent id is answered from memory, so
+// that requests naming made-up agents cannot each cost a store read.
+const (
+	unknownTTL = 2 * time.Second
+	maxUnknown = 10_000
+)
 
 type trustStore interface {
 	Agents(ctx context.Context, f store.AgentFilter) ([]store.Agent, error)
@@ -72,8 +89,8 @@ type TrustViewConfig struct {
 	Now    func() time.Time
 }
 
-// ErrStateUnavailable means the verifier cannot know whether a token was
-// revoked, so it refuses it.
+// ErrStateUnavailable means Warden cannot currently know whether a token or
+// agent was revoked, so it refuses rather than guess.
 var ErrStateUnavailable = errors.New("revocation state unavailable")
 
 // OpenTrustView loads the whole view and follows changes until ctx ends.
@@ -84,22 +101,54 @@ func OpenTrustView(ctx context.Context, cfg TrustViewConfig, st trustStore) (*Tr
 	if cfg.Resync <= 0 {
 		cfg.Resync = time.Minute
 	}
-	v := &TrustView{store: st, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), maxStaleness: cfg.MaxStaleness}
+	v := &TrustView{store: st, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), maxStaleness: cfg.MaxStaleness,
+		unknown: make(map[string]time.Time), resync: make(chan struct{}, 1)}
 	changes := st.Subscribe(ctx)
 	if err := v.ReloadAll(ctx); err != nil {
 		return nil, err
 	}
+	go v.watchFeed(ctx)
 	go v.follow(ctx, changes, cfg.Resync)
 	return v, nil
 }
 
+// markUncertain records that changes may have been missed from t on.
+func (v *TrustView) markUncertain(t time.Time) {
+	if v.uncertainSince.CompareAndSwap(0, t.UnixNano()) {
+		v.log.Warn("trust view uncertain: changes may have been missed; reloading")
+	}
+	select {
+	case v.resync <- struct{}{}:
+	default:
+	}
+}
+
+// watchFeed notices the feed going down. It runs apart from the goroutine
+// that loads from the store, so a slow load cannot hide a dead feed.
+func (v *TrustView) watchFeed(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !v.store.FeedHealthy() {
+				v.markUncertain(v.now())
+			} else if v.uncertainSince.Load() != 0 {
+				select {
+				case v.resync <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
 func (v *TrustView) follow(ctx context.Context, changes <-chan store.Change, resync time.Duration) {
-	health := time.NewTicker(100 * time.Millisecond)
-	defer health.Stop()
 	full := time.NewTicker(resync)
 	defer full.Stop()
 	for {
-		var err error
 		select {
 		case <-ctx.Done():
 			return
@@ -107,26 +156,37 @@ func (v *TrustView) follow(ctx context.Context, changes <-chan store.Change, res
 			if !ok {
 				return
 			}
-			err = v.apply(ctx, c)
-		case <-health.C:
-			up := v.store.FeedHealthy()
-			down := v.feedDownAt.Load()
-			switch {
-			case !up && down == 0:
-				v.feedDownAt.Store(v.now().UnixNano())
-				v.log.Warn("change feed down: revocations from other replicas are not seen until it is back")
-			case up && down != 0:
-				// Back: changes may have been missed while it was down.
-				if err = v.ReloadAll(ctx); err == nil {
-					v.feedDownAt.Store(0)
-					v.log.Info("change feed back; state reloaded")
-				}
+			if c.Kind == store.ChangeResync {
+				v.markUncertain(v.now())
+				v.reload(ctx)
+				continue
 			}
+			if err := v.apply(ctx, c); err != nil && ctx.Err() == nil {
+				v.log.Error("trust view: applying a change failed", "kind", c.Kind, "err", err)
+			}
+		case <-v.resync:
+			v.reload(ctx)
 		case <-full.C:
-			err = v.ReloadAll(ctx)
+			v.reload(ctx)
 		}
-		if err != nil && ctx.Err() == nil {
-			v.log.Error("trust view: refresh failed", "err", err)
+	}
+}
+
+// reload reloads everything and, if that worked with the feed up, clears an
+// uncertainty that began before the reload did.
+func (v *TrustView) reload(ctx context.Context) {
+	start := v.now()
+	feedUp := v.store.FeedHealthy()
+	if err := v.ReloadAll(ctx); err != nil {
+		if ctx.Err() == nil {
+			v.log.Error("trust view: reload failed", "err", err)
+			v.markUncertain(start)
+		}
+		return
+	}
+	if u := v.uncertainSince.Load(); u != 0 && feedUp && u <= start.UnixNano() {
+		if v.uncertainSince.CompareAndSwap(u, 0) {
+			v.log.Info("trust view certain again", "was_uncertain_for", start.Sub(time.Unix(0, u)).Round(time.Millisecond))
 		}
 	}
 }
@@ -135,11 +195,12 @@ func (v *TrustView) apply(ctx context.Context, c store.Change) error {
 	switch c.Kind {
 	case store.ChangeAgent:
 		return v.RefreshAgent(ctx, c.Key)
-	case store.ChangeTokenRevoked, store.ChangeSigningKeys:
-		// Revocation and key sets are small; reload them whole.
-		return v.RefreshRevocations(ctx)
-	case store.ChangeResync:
-		return v.ReloadAll(ctx)
+	case store.ChangeTokenRevoked:
+		// The jti is in the announcement: enforce it before touching the store.
+		v.AddRevoked(c.Key, v.now().Add(MaxTokenLifetime+time.Hour))
+		return nil
+	case store.ChangeSigningKeys:
+		return v.refreshKeys(ctx)
 	}
 	return nil
 }
@@ -148,6 +209,8 @@ func (v *TrustView) apply(ctx context.Context, c store.Change) error {
 func (v *TrustView) ReloadAll(ctx context.Context) error {
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+	defer cancel()
 	agents := make(map[string]*agentView)
 	for after := ""; ; {
 		page, err := v.store.Agents(ctx, store.AgentFilter{After: after, Limit: 1000})
@@ -162,30 +225,37 @@ func (v *TrustView) ReloadAll(ctx context.Context) error {
 		}
 		after = page[len(page)-1].ID
 	}
-	revoked, keys, err := v.loadRevocationsAndKeys(ctx)
+	now := v.now()
+	rts, err := v.store.RevokedTokens(ctx, now.Add(-time.Hour))
+	if err != nil {
+		return fmt.Errorf("trust view: %w", err)
+	}
+	revoked := make(map[string]time.Time, len(rts))
+	for _, rt := range rts {
+		revoked[rt.JTI] = rt.ExpiresAt.Add(time.Hour)
+	}
+	keys, err := v.loadKeys(ctx, now)
 	if err != nil {
 		return err
 	}
 	v.mu.Lock()
+	// Revocations announced while this load ran are kept: the load may have
+	// read the table before they were committed.
+	for jti, until := range v.revoked {
+		if _, ok := revoked[jti]; !ok && until.After(now) {
+			revoked[jti] = until
+		}
+	}
 	v.agents, v.revoked, v.issuerKeys, v.loaded = agents, revoked, keys, true
+	clear(v.unknown)
 	v.mu.Unlock()
-	v.lastRefresh.Store(v.now().UnixNano())
 	return nil
 }
 
-func (v *TrustView) loadRevocationsAndKeys(ctx context.Context) (map[string]time.Time, map[string]ed25519.PublicKey, error) {
-	now := v.now()
-	rts, err := v.store.RevokedTokens(ctx, now.Add(-time.Hour))
-	if err != nil {
-		return nil, nil, fmt.Errorf("trust view: %w", err)
-	}
-	revoked := make(map[string]time.Time, len(rts))
-	for _, rt := range rts {
-		revoked[rt.JTI] = rt.ExpiresAt
-	}
+func (v *TrustView) loadKeys(ctx context.Context, now time.Time) (map[string]ed25519.PublicKey, error) {
 	sks, err := v.store.SigningKeys(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("trust view: %w", err)
+		return nil, fmt.Errorf("trust view: %w", err)
 	}
 	keys := make(map[string]ed25519.PublicKey, len(sks))
 	for _, sk := range sks {
@@ -193,53 +263,64 @@ func (v *TrustView) loadRevocationsAndKeys(ctx context.Context) (map[string]time
 			continue
 		}
 		pub, err := ParsePublicJWK(sk.PublicJWK)
-		if err != nil {
-			return nil, nil, fmt.Errorf("trust view: issuer key %s: %w", sk.KID, err)
+		if err != nil || Thumbprint(pub) != sk.KID {
+			// An unusable key verifies nothing; the others still work.
+			v.log.Error("issuer key unusable; ignored", "kid", sk.KID)
+			continue
 		}
 		keys[sk.KID] = pub
 	}
-	return revoked, keys, nil
+	return keys, nil
 }
 
-// RefreshAgent reloads one agent. Writers call it after committing a change
-// so that this process refuses a revoked agent's tokens before the change is
-// acknowledged, without waiting for the feed.
-func (v *TrustView) RefreshAgent(ctx context.Context, id string) error {
+func (v *TrustView) refreshKeys(ctx context.Context) error {
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
-	a, err := v.store.Agent(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		v.mu.Lock()
-		delete(v.agents, id)
-		v.mu.Unlock()
-		return nil
-	}
-	if err != nil {
-		// Unknown state for this agent: forget it, so its tokens are refused
-		// until the next successful load.
-		v.mu.Lock()
-		delete(v.agents, id)
-		v.mu.Unlock()
-		return fmt.Errorf("trust view: agent %s: %w", id, err)
-	}
-	v.mu.Lock()
-	v.agents[id] = viewOf(a, v.log)
-	v.mu.Unlock()
-	return nil
-}
-
-// RefreshRevocations reloads revoked token ids and issuer keys.
-func (v *TrustView) RefreshRevocations(ctx context.Context) error {
-	v.loadMu.Lock()
-	defer v.loadMu.Unlock()
-	revoked, keys, err := v.loadRevocationsAndKeys(ctx)
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	keys, err := v.loadKeys(ctx, v.now())
 	if err != nil {
 		return err
 	}
 	v.mu.Lock()
-	v.revoked, v.issuerKeys = revoked, keys
+	v.issuerKeys = keys
 	v.mu.Unlock()
 	return nil
+}
+
+// RefreshAgent reloads one agent. Writers call it after committing a change
+// so that this process refuses a revoked agent's tokens before the change is
+// acknowledged, without waiting for the feed. If the store cannot be read,
+// the agent is dropped from the view: its tokens are refused until it loads.
+func (v *TrustView) RefreshAgent(ctx context.Context, id string) error {
+	v.loadMu.Lock()
+	defer v.loadMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	a, err := v.store.Agent(ctx, id)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.unknown, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		delete(v.agents, id)
+		return nil
+	case err != nil:
+		delete(v.agents, id)
+		return fmt.Errorf("%w: agent %s: %v", ErrStateUnavailable, id, err)
+	}
+	v.agents[id] = viewOf(a, v.log)
+	return nil
+}
+
+// AddRevoked enforces a token revocation at once, keeping it in memory until
+// until (at least the token's expiry plus any clock skew).
+func (v *TrustView) AddRevoked(jti string, until time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cur, ok := v.revoked[jti]; !ok || until.After(cur) {
+		v.revoked[jti] = until
+	}
 }
 
 func viewOf(a store.Agent, log *slog.Logger) *agentView {
@@ -259,29 +340,38 @@ func viewOf(a store.Agent, log *slog.Logger) *agentView {
 	return av
 }
 
-// lookupAgent returns the current view of one agent. An agent not yet seen
-// (registered a moment ago through another replica) is read from the store.
+// lookupAgent returns the current view of one agent. An agent not in the
+// view (registered a moment ago through another replica) is read from the
+// store; an id found nowhere is remembered briefly as unknown.
 func (v *TrustView) lookupAgent(ctx context.Context, id string) (*agentView, error) {
+	now := v.now()
 	v.mu.RLock()
 	a := v.agents[id]
+	until, unknown := v.unknown[id]
 	v.mu.RUnlock()
 	if a != nil {
 		return a, nil
 	}
+	if unknown && now.Before(until) {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownAgent, id)
+	}
 	if err := v.RefreshAgent(ctx, id); err != nil {
 		return nil, err
 	}
-	v.mu.RLock()
-	a = v.agents[id]
-	v.mu.RUnlock()
-	if a == nil {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownAgent, id)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if a = v.agents[id]; a != nil {
+		return a, nil
 	}
-	return a, nil
+	if len(v.unknown) >= maxUnknown {
+		clear(v.unknown)
+	}
+	v.unknown[id] = now.Add(unknownTTL)
+	return nil, fmt.Errorf("%w: %s", ErrUnknownAgent, id)
 }
 
-// Fresh reports whether the view can be trusted now: loaded, and the change
-// feed up or down for less than MaxStaleness.
+// Fresh reports whether the view can be trusted now: loaded, and not
+// uncertain for longer than MaxStaleness.
 func (v *TrustView) Fresh() error {
 	v.mu.RLock()
 	loaded := v.loaded
@@ -289,10 +379,24 @@ func (v *TrustView) Fresh() error {
 	if !loaded {
 		return ErrStateUnavailable
 	}
-	if down := v.feedDownAt.Load(); down != 0 && v.now().UnixNano()-down > int64(v.maxStaleness) {
-		return fmt.Errorf("%w: change feed down for %s", ErrStateUnavailable, time.Duration(v.now().UnixNano()-down).Round(time.Millisecond))
+	if u := v.uncertainSince.Load(); u != 0 {
+		if d := time.Duration(v.now().UnixNano() - u); d > v.maxStaleness {
+			return fmt.Errorf("%w: changes may have been missed for %s", ErrStateUnavailable, d.Round(time.Millisecond))
+		}
 	}
 	return nil
+}
+
+// Prune forgets revocations of tokens that can no longer verify.
+func (v *TrustView) Prune() {
+	now := v.now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for jti, until := range v.revoked {
+		if until.Before(now) {
+			delete(v.revoked, jti)
+		}
+	}
 }
 
 func (v *TrustView) issuerKey(kid string) (ed25519.PublicKey, bool) {

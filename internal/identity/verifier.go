@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,12 +124,22 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 		if t, err = v.parse(raw); err != nil {
 			return nil, err
 		}
-		v.cache.put(raw, t)
+		v.cache.put(raw, t, v.now())
 	}
 	if err := v.checkLive(t, v.now()); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// Inspect checks a token's signature and fixed claims only, not whether it
+// is still live: for revoking a token, which must work on one that is
+// already refused for another reason.
+func (v *Verifier) Inspect(raw string) (*Token, error) {
+	if t := v.cache.get(raw); t != nil {
+		return t, nil
+	}
+	return v.parse(raw)
 }
 
 const maxTokenLen = 8 << 10
@@ -145,7 +156,7 @@ func (v *Verifier) parse(raw string) (*Token, error) {
 	if hdr.Alg != string(jose.EdDSA) {
 		return nil, fmt.Errorf("%w: %q (only EdDSA)", ErrAlgorithm, hdr.Alg)
 	}
-	if hdr.Typ != "at+jwt" {
+	if !strings.EqualFold(hdr.Typ, "at+jwt") {
 		return nil, fmt.Errorf("%w: typ %q, want at+jwt", ErrTokenType, hdr.Typ)
 	}
 	pub, ok := v.view.issuerKey(hdr.Kid)
@@ -186,6 +197,9 @@ func (v *Verifier) parse(raw string) (*Token, error) {
 	if d := c.Act.Depth(); d > MaxDelegationDepth {
 		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, d, MaxDelegationDepth)
 	}
+	if len(c.DelegatedFrom) != c.Act.Depth() {
+		return nil, fmt.Errorf("%w: delegated_from must list one token per act link", ErrMalformed)
+	}
 	for _, s := range c.Act.Chain() {
 		id, err := ParseAgentID(s)
 		if err != nil {
@@ -225,6 +239,11 @@ func (v *Verifier) checkLive(t *Token, now time.Time) error {
 	}
 	if _, ok := vw.revoked[t.ID]; ok {
 		return fmt.Errorf("%w: jti %s", ErrTokenRevoked, t.ID)
+	}
+	for _, from := range t.DelegatedFrom {
+		if _, ok := vw.revoked[from]; ok {
+			return fmt.Errorf("%w: it was delegated from the revoked token %s", ErrTokenRevoked, from)
+		}
 	}
 	if err := checkAgent(vw.agents[t.Subject], t.Subject, iat); err != nil {
 		return err
@@ -269,11 +288,10 @@ func (c *tokenCache) get(raw string) *Token {
 	return t
 }
 
-func (c *tokenCache) put(raw string, t *Token) {
+func (c *tokenCache) put(raw string, t *Token, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
-		now := time.Now()
 		for k, e := range c.m {
 			if e.Expiry.Before(now) {
 				delete(c.m, k)

@@ -2,10 +2,12 @@ package identity
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,13 +220,124 @@ func TestVerifierFailsClosedWhenStateIsStale(t *testing.T) {
 	e := newEnv(t)
 	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
 	it := e.token(a)
-	// The feed went down 6s ago (MaxStaleness is 5s).
-	e.view.feedDownAt.Store(e.clock.Now().Add(-6 * time.Second).UnixNano())
+	// Changes may have been missed since 6s ago (MaxStaleness is 5s).
+	e.view.uncertainSince.Store(e.clock.Now().Add(-6 * time.Second).UnixNano())
 	if _, err := e.ver.Verify(e.ctx, it.AccessToken); !errors.Is(err, ErrStateUnavailable) {
 		t.Fatalf("stale view: %v", err)
 	}
-	e.view.feedDownAt.Store(e.clock.Now().Add(-time.Second).UnixNano())
+	e.view.uncertainSince.Store(e.clock.Now().Add(-time.Second).UnixNano())
 	if _, err := e.ver.Verify(e.ctx, it.AccessToken); err != nil {
 		t.Fatalf("within MaxStaleness: %v", err)
+	}
+}
+
+// faultyStore is the real store with reads that can be made to fail, the way
+// a database that stops answering fails.
+type faultyStore struct {
+	store.Store
+	fail     atomic.Bool
+	feedDown atomic.Bool
+}
+
+var errInjected = errors.New("injected store failure")
+
+func (f *faultyStore) Agents(ctx context.Context, flt store.AgentFilter) ([]store.Agent, error) {
+	if f.fail.Load() {
+		return nil, errInjected
+	}
+	return f.Store.Agents(ctx, flt)
+}
+
+func (f *faultyStore) Agent(ctx context.Context, id string) (store.Agent, error) {
+	if f.fail.Load() {
+		return store.Agent{}, errInjected
+	}
+	return f.Store.Agent(ctx, id)
+}
+
+func (f *faultyStore) FeedHealthy() bool { return !f.feedDown.Load() && f.Store.FeedHealthy() }
+
+func TestTrustViewUncertainty(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		fault func(*faultyStore, *TrustView)
+	}{
+		{"feed down", func(f *faultyStore, v *TrustView) { f.feedDown.Store(true) }},
+		{"resync fails", func(f *faultyStore, v *TrustView) {
+			f.fail.Store(true)
+			v.markUncertain(v.now()) // as a subscriber that fell behind would
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			fs := &faultyStore{Store: e.st}
+			ctx, cancel := context.WithCancel(e.ctx)
+			defer cancel()
+			v, err := OpenTrustView(ctx, TrustViewConfig{MaxStaleness: 5 * time.Second, Now: e.clock.Now}, fs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.fault(fs, v)
+			waitUntil(t, func() bool { return v.uncertainSince.Load() != 0 })
+			if err := v.Fresh(); err != nil {
+				t.Fatalf("stale before MaxStaleness: %v", err)
+			}
+			e.clock.Advance(6 * time.Second)
+			if err := v.Fresh(); !errors.Is(err, ErrStateUnavailable) {
+				t.Fatalf("uncertain for longer than MaxStaleness: %v", err)
+			}
+			// Repaired: the next reload, started with the feed up, makes it certain again.
+			fs.fail.Store(false)
+			fs.feedDown.Store(false)
+			waitUntil(t, func() bool { return v.Fresh() == nil })
+		})
+	}
+}
+
+func waitUntil(t *testing.T, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestReEnablingDoesNotRestoreTokens(t *testing.T) {
+	t.Parallel()
+	for _, status := range []store.AgentStatus{store.StatusDisabled, store.StatusQuarantined} {
+		e := newEnv(t)
+		a := e.register("ai-agent://dev/a", []string{"r"}, nil)
+		leaked := e.token(a)
+		if _, err := e.reg.SetStatus(e.ctx, "admin:test", a.id, status, "incident"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.reg.SetStatus(e.ctx, "admin:test", a.id, store.StatusActive, "resolved"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ver.Verify(e.ctx, leaked.AccessToken); !errors.Is(err, ErrAgentRevoked) {
+			t.Fatalf("%s then enabled: the old token is %v, want ErrAgentRevoked", status, err)
+		}
+		if _, err := e.ver.Verify(e.ctx, e.token(a).AccessToken); err != nil {
+			t.Fatalf("a new token after enabling: %v", err)
+		}
+	}
+}
+
+func TestRevocationReachesTheViewWithoutTheStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
+	it := e.token(a)
+	// A revocation announced by another replica is enforced from the
+	// announcement alone, even while the store cannot be read.
+	e.view.apply(e.ctx, store.Change{Kind: store.ChangeTokenRevoked, Key: it.JTI})
+	if _, err := e.ver.Verify(e.ctx, it.AccessToken); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("announced revocation: %v", err)
 	}
 }

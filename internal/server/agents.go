@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -80,10 +82,17 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, actor string
 		}
 		f.Limit = n
 	}
+	limit := f.Limit
+	f.Limit++ // one more, to know whether there is a next page
 	as, err := s.d.Registry.Agents(r.Context(), f)
 	if err != nil {
 		s.adminError(w, err)
 		return
+	}
+	next := ""
+	if len(as) > limit {
+		as = as[:limit]
+		next = as[limit-1].ID
 	}
 	now := time.Now()
 	out := struct {
@@ -93,9 +102,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, actor string
 	for _, a := range as {
 		out.Agents = append(out.Agents, agentView(a, now))
 	}
-	if len(as) == f.Limit {
-		out.Next = as[len(as)-1].ID
-	}
+	out.Next = next
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -112,11 +119,19 @@ type reasonBody struct {
 	Reason string `json:"reason"`
 }
 
-// optionalJSON decodes a body that may be empty.
+// optionalJSON decodes a body that may be empty (or chunked and empty).
 func optionalJSON(r *http.Request, v any) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return describeJSONError(err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
 	return decodeJSON(r, v)
 }
 

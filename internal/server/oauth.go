@@ -35,6 +35,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.oauthError(w, r, "revoke", err)
 		return
 	}
+	if req.GrantType != "" {
+		s.oauthError(w, r, "revoke", formError("grant_type does not belong in a revocation request"))
+		return
+	}
 	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
 	if err != nil {
 		s.oauthError(w, r, "revoke", err)
@@ -45,7 +49,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.oauthError(w, r, "revoke", formError("token is required"))
 		return
 	}
-	tok, err := s.d.Verifier.Verify(r.Context(), raw)
+	// Any token with a good signature is revoked, even one refused for
+	// another reason now (an inactive agent may be enabled again).
+	tok, err := s.d.Verifier.Inspect(raw)
 	if err != nil {
 		s.log.Info("revocation of an invalid token ignored", "client", client.String(), "reason", err)
 		w.WriteHeader(http.StatusOK)
@@ -183,6 +189,5 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"revocation_endpoint_auth_methods_supported":            []string{"private_key_jwt"},
 		"revocation_endpoint_auth_signing_alg_values_supported": []string{"EdDSA"},
 		"dpop_signing_alg_values_supported":                     []string{"EdDSA"},
-		"scopes_supported":                                      []string{},
 	})
 }

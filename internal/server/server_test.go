@@ -248,6 +248,7 @@ func TestAdminAPI(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	register(t, w, "ai-agent://prod/finance/trader", "trader")
+	register(t, w, "ai-agent://prod/finance/helper", "trader")
 	esc := "/v1/agents/" + url.PathEscape("ai-agent://prod/finance/trader")
 	cases := []struct {
 		name, method, path, body, token string
@@ -265,6 +266,9 @@ func TestAdminAPI(t *testing.T) {
 		{"unknown field", "POST", "/v1/agents", `{"id": "ai-agent://prod/x", "rolez": ["a"]}`, "", 400, `unknown field \"rolez\"`},
 		{"register twice", "POST", "/v1/agents", `{"id":"ai-agent://prod/finance/trader","roles":["a"],"owner":"o","public_key":{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}`, "", 409, "conflict"},
 		{"limit out of range", "GET", "/v1/agents?limit=0", "", "", 400, "limit"},
+		{"a full page says where the next starts", "GET", "/v1/agents?limit=1", "", "", 200, `"next":"ai-agent://prod/finance/helper"`},
+		{"the last page has no next", "GET", "/v1/agents?limit=2", "", "", 200, `"}]}`},
+		{"quarantine with a chunked empty body", "POST", esc + "/quarantine", "chunked:", "", 200, `"status":"quarantined"`},
 		{"disable", "POST", esc + "/disable", `{"reason":"test"}`, "", 200, `"status":"disabled"`},
 		{"enable without a body", "POST", esc + "/enable", "", "", 200, `"status":"active"`},
 		{"bad grace", "POST", esc + "/keys", `{"public_key":{},"grace":"-1h"}`, "", 400, "grace"},
@@ -273,7 +277,11 @@ func TestAdminAPI(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req, _ := http.NewRequest(c.method, w.URL+c.path, strings.NewReader(c.body))
+			var in io.Reader = strings.NewReader(c.body)
+			if rest, ok := strings.CutPrefix(c.body, "chunked:"); ok {
+				in = io.MultiReader(strings.NewReader(rest)) // unknown length: sent chunked
+			}
+			req, _ := http.NewRequest(c.method, w.URL+c.path, in)
 			switch c.token {
 			case "":
 				req.Header.Set("Authorization", "Bearer "+w.AdminToken)

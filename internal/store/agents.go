@@ -75,7 +75,9 @@ type AgentFilter struct {
 }
 
 // AgentStore keeps the agent registry. Every mutation records its Event in
-// the same transaction and announces a ChangeAgent on the change feed.
+// the same transaction and announces a ChangeAgent on the change feed. A key
+// (by kid) belongs to one agent only, retired keys included: giving it to a
+// second agent is ErrConflict.
 type AgentStore interface {
 	// CreateAgent stores a new agent; ErrConflict when the id exists.
 	CreateAgent(ctx context.Context, a Agent, ev Event) error

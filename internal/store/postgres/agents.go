@@ -31,6 +31,9 @@ func (s *Store) CreateAgent(ctx context.Context, a store.Agent, ev store.Event) 
 		if err != nil {
 			return fmt.Errorf("insert agent: %w", err)
 		}
+		if err := indexKeys(ctx, tx, a); err != nil {
+			return err
+		}
 		if err := insertEvent(ctx, tx, ev); err != nil {
 			return err
 		}
@@ -116,6 +119,9 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 			roles, a.Owner, attrs, string(a.Status), keys, nullTime(a.TokensRevokedAt), a.UpdatedAt, id); err != nil {
 			return fmt.Errorf("update agent: %w", err)
 		}
+		if err := indexKeys(ctx, tx, a); err != nil {
+			return err
+		}
 		if err := insertEvent(ctx, tx, ev); err != nil {
 			return err
 		}
@@ -125,6 +131,24 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 		return store.Agent{}, err
 	}
 	return a, nil
+}
+
+// indexKeys records which agent each of a's keys belongs to; a key that
+// belongs to another agent is a conflict.
+func indexKeys(ctx context.Context, tx pgx.Tx, a store.Agent) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM agent_keys WHERE agent_id = $1`, a.ID); err != nil {
+		return fmt.Errorf("index agent keys: %w", err)
+	}
+	for _, k := range a.Keys {
+		_, err := tx.Exec(ctx, `INSERT INTO agent_keys (kid, agent_id) VALUES ($1, $2)`, k.KID, a.ID)
+		if isUniqueViolation(err) {
+			return fmt.Errorf("key %s is registered to another agent: %w", k.KID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("index agent keys: %w", err)
+		}
+	}
+	return nil
 }
 
 func encodeAgent(a store.Agent) (roles, attrs, keys string, err error) {

@@ -40,6 +40,16 @@ type Config struct {
 // defaultMaxConns is the pool size unless the DSN sets pool_max_conns.
 const defaultMaxConns = 32
 
+// The change feed's liveness: every replica sends a heartbeat notification
+// each heartbeatEvery; a listener that has heard nothing for feedSilence
+// reports the feed down.
+const (
+	heartbeatEvery = time.Second
+	feedSilence    = 3 * time.Second
+	listenTimeout  = 10 * time.Second
+	heartbeatKind  = "heartbeat"
+)
+
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // Store is the PostgreSQL implementation of store.Store.
@@ -49,8 +59,12 @@ type Store struct {
 	log     *slog.Logger
 	feed    store.Broadcaster
 	healthy atomic.Bool
-	stop    context.CancelFunc
-	done    chan struct{}
+	// lastHeard is when the listener last received anything (unix nanos).
+	// Heartbeats keep it moving; a connection that looks open but delivers
+	// nothing (a half-open socket, a pooler that drops LISTEN) goes stale.
+	lastHeard atomic.Int64
+	stop      context.CancelFunc
+	done      chan struct{}
 
 	closeOnce sync.Once
 }
@@ -110,8 +124,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.stop = stop
 	ready := make(chan struct{})
 	go s.listen(lctx, pc.ConnConfig, ready)
+	go s.heartbeat(lctx)
+	wait := time.NewTimer(listenTimeout)
+	defer wait.Stop()
 	select {
 	case <-ready:
+	case <-wait.C:
+		s.Close()
+		return nil, fmt.Errorf("postgres: the change feed did not connect within %s", listenTimeout)
 	case <-ctx.Done():
 		s.Close()
 		return nil, fmt.Errorf("postgres: start change feed: %w", ctx.Err())
@@ -186,6 +206,7 @@ func (s *Store) listen(ctx context.Context, cc *pgx.ConnConfig, ready chan struc
 }
 
 func (s *Store) listenOnce(ctx context.Context, cc *pgx.ConnConfig, connected func()) error {
+	cc.RuntimeParams["application_name"] = "warden-change-feed"
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return err
@@ -194,18 +215,43 @@ func (s *Store) listenOnce(ctx context.Context, cc *pgx.ConnConfig, connected fu
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
+	s.lastHeard.Store(time.Now().UnixNano())
 	connected()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
+		s.lastHeard.Store(time.Now().UnixNano())
 		var c store.Change
 		if err := json.Unmarshal([]byte(n.Payload), &c); err != nil {
 			s.log.Warn("change feed: unreadable notification; resyncing", "err", err)
 			c = store.Change{Kind: store.ChangeResync}
 		}
+		if c.Kind == heartbeatKind {
+			continue
+		}
 		s.feed.Publish(c)
+	}
+}
+
+// heartbeat notifies the channel regularly, so every listener can tell a
+// live feed from a silent one.
+func (s *Store) heartbeat(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	payload := `{"kind":"` + heartbeatKind + `"}`
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+			if _, err := s.pool.Exec(hctx, `SELECT pg_notify($1, $2)`, s.channel, payload); err != nil && ctx.Err() == nil {
+				s.log.Warn("change feed: heartbeat failed", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 
@@ -228,8 +274,10 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 // Subscribe implements store.ChangeFeed.
 func (s *Store) Subscribe(ctx context.Context) <-chan store.Change { return s.feed.Subscribe(ctx) }
 
-// FeedHealthy implements store.ChangeFeed.
-func (s *Store) FeedHealthy() bool { return s.healthy.Load() }
+// FeedHealthy implements store.ChangeFeed: connected, and heard from recently.
+func (s *Store) FeedHealthy() bool {
+	return s.healthy.Load() && time.Since(time.Unix(0, s.lastHeard.Load())) < feedSilence
+}
 
 // Close implements store.Store.
 // Closing twice is harmless.

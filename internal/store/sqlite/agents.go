@@ -29,6 +29,9 @@ func (s *Store) CreateAgent(ctx context.Context, a store.Agent, ev store.Event) 
 		if err != nil {
 			return fmt.Errorf("insert agent: %w", err)
 		}
+		if err := indexKeys(ctx, tx, a); err != nil {
+			return err
+		}
 		return insertEvent(ctx, tx, ev)
 	})
 	if err != nil {
@@ -112,6 +115,9 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 		if err != nil {
 			return fmt.Errorf("update agent: %w", err)
 		}
+		if err := indexKeys(ctx, tx, a); err != nil {
+			return err
+		}
 		return insertEvent(ctx, tx, ev)
 	})
 	if err != nil {
@@ -119,6 +125,24 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 	}
 	s.feed.Publish(store.Change{Kind: store.ChangeAgent, Key: id})
 	return a, nil
+}
+
+// indexKeys records which agent each of a's keys belongs to; a key that
+// belongs to another agent is a conflict.
+func indexKeys(ctx context.Context, tx *sql.Tx, a store.Agent) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM agent_keys WHERE agent_id = ?`, a.ID); err != nil {
+		return fmt.Errorf("index agent keys: %w", err)
+	}
+	for _, k := range a.Keys {
+		_, err := tx.ExecContext(ctx, `INSERT INTO agent_keys (kid, agent_id) VALUES (?, ?)`, k.KID, a.ID)
+		if isConstraint(err) {
+			return fmt.Errorf("key %s is registered to another agent: %w", k.KID, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("index agent keys: %w", err)
+		}
+	}
+	return nil
 }
 
 func encodeAgent(a store.Agent) (roles, attrs, keys string, err error) {

@@ -26,6 +26,7 @@ func Run(t *testing.T, open Factory) {
 	}{
 		{"agent round trip", testAgentRoundTrip},
 		{"agent create conflict", testAgentConflict},
+		{"a key belongs to one agent", testKeyBelongsToOneAgent},
 		{"agent not found", testAgentNotFound},
 		{"agent list filters and pages", testAgentList},
 		{"agent update", testAgentUpdate},
@@ -62,7 +63,7 @@ func sampleAgent(id string) store.Agent {
 		Attributes:  map[string]string{"env": "prod", "delegate_to": "ai-agent://prod/*"},
 		Status:      store.StatusActive,
 		Keys: []store.AgentKey{{
-			KID:     "kid-1",
+			KID:     "kid:" + id, // keys belong to one agent each
 			JWK:     json.RawMessage(`{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}`),
 			AddedAt: t0,
 		}},
@@ -123,6 +124,45 @@ func testAgentConflict(t *testing.T, s store.Store) {
 	evs, _ := s.Events(ctx(t), store.EventFilter{})
 	if len(evs) != 1 {
 		t.Fatalf("failed create left an event: %d events", len(evs))
+	}
+}
+
+func testKeyBelongsToOneAgent(t *testing.T, s store.Store) {
+	a := sampleAgent("ai-agent://prod/a")
+	if err := s.CreateAgent(ctx(t), a, event("agent.register", a.ID)); err != nil {
+		t.Fatal(err)
+	}
+	b := sampleAgent("ai-agent://prod/b")
+	b.Keys = a.Keys
+	if err := s.CreateAgent(ctx(t), b, event("agent.register", b.ID)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second agent with a's key: %v, want ErrConflict", err)
+	}
+	if _, err := s.Agent(ctx(t), b.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused agent was stored: %v", err)
+	}
+	b.Keys = []store.AgentKey{{KID: "kid-b", JWK: json.RawMessage(`{}`), AddedAt: t0}}
+	if err := s.CreateAgent(ctx(t), b, event("agent.register", b.ID)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.UpdateAgent(ctx(t), b.ID, event("agent.rotate_key", b.ID), func(x *store.Agent) error {
+		x.Keys = append(x.Keys, a.Keys[0])
+		return nil
+	})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("rotating to a's key: %v, want ErrConflict", err)
+	}
+	// Dropping a key from an agent frees it.
+	if _, err := s.UpdateAgent(ctx(t), a.ID, event("agent.update", a.ID), func(x *store.Agent) error {
+		x.Keys = nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateAgent(ctx(t), b.ID, event("agent.rotate_key", b.ID), func(x *store.Agent) error {
+		x.Keys = append(x.Keys, a.Keys[0])
+		return nil
+	}); err != nil {
+		t.Fatalf("a freed key: %v", err)
 	}
 }
 

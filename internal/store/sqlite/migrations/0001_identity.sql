@@ -17,6 +17,13 @@ CREATE TABLE agents (
 );
 CREATE INDEX agents_by_trust_domain ON agents (trust_domain, id);
 
+-- Every registered key, current or retired, belongs to exactly one agent.
+CREATE TABLE agent_keys (
+    kid      TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents (id)
+);
+CREATE INDEX agent_keys_by_agent ON agent_keys (agent_id);
+
 CREATE TABLE signing_keys (
     kid        TEXT PRIMARY KEY,
     alg        TEXT NOT NULL,
