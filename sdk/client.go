@@ -46,10 +46,12 @@ func WithIssuer(issuer string) Option {
 	return func(c *Client) { c.issuer = strings.TrimSuffix(issuer, "/") }
 }
 
-// WithScope asks for a subset of the agent's roles, space-separated.
+// WithScope asks for a subset of the agent's roles, space-separated, in the
+// tokens the client fetches for itself.
 func WithScope(scope string) Option { return func(c *Client) { c.scope = scope } }
 
-// WithLifetime asks for tokens of this lifetime (the server caps it).
+// WithLifetime asks for tokens of this lifetime; the server refuses more
+// than its max_token_ttl (at most 15 minutes).
 func WithLifetime(d time.Duration) Option { return func(c *Client) { c.life = d } }
 
 // WithDPoP sends a DPoP proof with the token request, so the server issues
@@ -138,7 +140,14 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 
 // FetchToken always asks the server for a new token.
 func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
-	return c.tokenRequest(ctx, url.Values{"grant_type": {identity.GrantClientCredentials}})
+	form := url.Values{"grant_type": {identity.GrantClientCredentials}}
+	if c.scope != "" {
+		form.Set("scope", c.scope)
+	}
+	if c.life > 0 {
+		form.Set("expires_in", strconv.FormatInt(int64(c.life/time.Second), 10))
+	}
+	return c.tokenRequest(ctx, form, c.dpop)
 }
 
 // Delegate hands subjectToken, which this agent holds, on to the agent
@@ -154,7 +163,7 @@ func (c *Client) Delegate(ctx context.Context, subjectToken, delegate string) (*
 		"subject_token":      {subjectToken},
 		"subject_token_type": {identity.TokenTypeAccessToken},
 		"audience":           {delegate},
-	})
+	}, false) // a proof of this agent's key cannot bind the delegate's token
 }
 
 // Error is an OAuth error answer from the server.
@@ -214,7 +223,7 @@ func (c *Client) metadata(ctx context.Context) (*serverMetadata, error) {
 	return m, nil
 }
 
-func (c *Client) tokenRequest(ctx context.Context, form url.Values) (*Token, error) {
+func (c *Client) tokenRequest(ctx context.Context, form url.Values, dpop bool) (*Token, error) {
 	m, err := c.metadata(ctx)
 	if err != nil {
 		return nil, err
@@ -225,18 +234,12 @@ func (c *Client) tokenRequest(ctx context.Context, form url.Values) (*Token, err
 	}
 	form.Set("client_assertion_type", identity.AssertionTypeJWTBearer)
 	form.Set("client_assertion", assertion)
-	if c.scope != "" {
-		form.Set("scope", c.scope)
-	}
-	if c.life > 0 {
-		form.Set("expires_in", strconv.FormatInt(int64(c.life/time.Second), 10))
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.dpop {
+	if dpop {
 		p, err := c.key.DPoPProof(http.MethodPost, m.TokenEndpoint, "")
 		if err != nil {
 			return nil, err
@@ -290,9 +293,10 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	// A redirect to another origin gets no credentials: the token and proof
-	// are for the service the caller chose, not wherever it points.
-	if r.Response != nil && r.Response.Request != nil && !sameOrigin(r.URL.String(), r.Response.Request.URL.String()) {
+	// A redirect away from the origin of the first request gets no
+	// credentials: they are for the service the caller chose, not wherever
+	// it points, however many hops later.
+	if first := firstRequest(r); first != r && !sameOrigin(r.URL.String(), first.URL.String()) {
 		return t.base.RoundTrip(r)
 	}
 	tok, err := t.c.Token(r.Context())
@@ -311,6 +315,14 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r.Header.Set("Authorization", scheme+" "+tok.AccessToken)
 	r.Header.Set("DPoP", proof)
 	return t.base.RoundTrip(r)
+}
+
+// firstRequest follows a redirected request back to the one the caller made.
+func firstRequest(r *http.Request) *http.Request {
+	for r.Response != nil && r.Response.Request != nil {
+		r = r.Response.Request
+	}
+	return r
 }
 
 // sameOrigin reports whether two URLs share scheme, host and port.

@@ -1,4 +1,4 @@
-package sdk
+package sdk_test
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/sdk"
 )
 
-func registered(t *testing.T, w *apptest.Instance, id string, roles []string, attrs map[string]string) *Key {
+func registered(t *testing.T, w *apptest.Instance, id string, roles []string, attrs map[string]string) *sdk.Key {
 	t.Helper()
-	k := GenerateKey()
+	k := sdk.GenerateKey()
 	if _, err := w.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: roles, Owner: "o",
 		Attributes: attrs, PublicKey: k.PublicJWK()}); err != nil {
 		t.Fatal(err)
@@ -31,13 +32,13 @@ func TestTokenIsCachedSharedAndRefreshed(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	const id = "ai-agent://dev/sdk"
-	c, err := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
+	c, err := sdk.NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Concurrent callers share one fetch.
 	var wg sync.WaitGroup
-	toks := make([]*Token, 20)
+	toks := make([]*sdk.Token, 20)
 	for i := range toks {
 		wg.Add(1)
 		go func() {
@@ -60,9 +61,7 @@ func TestTokenIsCachedSharedAndRefreshed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Near its expiry the token is replaced.
-	c.mu.Lock()
-	c.current.Expiry = time.Now().Add(5 * time.Second)
-	c.mu.Unlock()
+	sdk.ExpireTokenSoon(c)
 	next, err := c.Token(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +78,7 @@ func TestTransportAuthenticatesRequestsWithDPoP(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	const id = "ai-agent://prod/caller" // prod requires DPoP
-	c, err := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil), WithDPoP())
+	c, err := sdk.NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil), sdk.WithDPoP())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +119,8 @@ func TestExchangeThroughTheSDK(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	const a, b = "ai-agent://dev/planner", "ai-agent://dev/tool"
-	ca, _ := NewClient(w.URL, a, registered(t, w, a, []string{"reader", "writer"}, map[string]string{identity.AttrDelegateTo: b}))
-	cb, _ := NewClient(w.URL, b, registered(t, w, b, []string{"reader"}, nil))
+	ca, _ := sdk.NewClient(w.URL, a, registered(t, w, a, []string{"reader", "writer"}, map[string]string{identity.AttrDelegateTo: b}))
+	cb, _ := sdk.NewClient(w.URL, b, registered(t, w, b, []string{"reader"}, nil))
 	at, err := ca.Token(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +143,7 @@ func TestExchangeThroughTheSDK(t *testing.T) {
 		func() error { _, err := cb.Delegate(t.Context(), bt.AccessToken, a); return err },
 		func() error { _, err := cb.Delegate(t.Context(), at.AccessToken, b); return err },
 	} {
-		var oe *Error
+		var oe *sdk.Error
 		if err := try(); !errors.As(err, &oe) || oe.Code != "invalid_grant" {
 			t.Fatalf("delegation without permission: %v", err)
 		}
@@ -154,7 +153,7 @@ func TestExchangeThroughTheSDK(t *testing.T) {
 func TestKeyFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	k := GenerateKey()
+	k := sdk.GenerateKey()
 	priv := filepath.Join(dir, "agent.jwk")
 	pub, err := k.WriteFiles(priv)
 	if err != nil {
@@ -166,7 +165,7 @@ func TestKeyFiles(t *testing.T) {
 	if _, err := k.WriteFiles(priv); err == nil {
 		t.Fatal("WriteFiles overwrote a key")
 	}
-	loaded, err := LoadKey(priv)
+	loaded, err := sdk.LoadKey(priv)
 	if err != nil || loaded.Thumbprint() != k.Thumbprint() {
 		t.Fatalf("LoadKey: %v", err)
 	}
@@ -174,28 +173,28 @@ func TestKeyFiles(t *testing.T) {
 	if _, err := identity.ParsePublicJWK(pubJWK); err != nil {
 		t.Fatalf("public file: %v", err)
 	}
-	if _, err := LoadKey(pub); err == nil {
+	if _, err := sdk.LoadKey(pub); err == nil {
 		t.Fatal("a public key loaded as a private one")
 	}
 	os.Chmod(priv, 0o644)
-	if _, err := LoadKey(priv); err == nil || !strings.Contains(err.Error(), "readable by others") {
+	if _, err := sdk.LoadKey(priv); err == nil || !strings.Contains(err.Error(), "readable by others") {
 		t.Fatalf("a world-readable key: %v", err)
 	}
 }
 
 func TestNewClientRefusesBadInput(t *testing.T) {
 	t.Parallel()
-	k := GenerateKey()
-	if _, err := NewClient("http://127.0.0.1:1", "ai-agent://dev/Bad", k); !errors.Is(err, identity.ErrInvalidAgentID) {
+	k := sdk.GenerateKey()
+	if _, err := sdk.NewClient("http://127.0.0.1:1", "ai-agent://dev/Bad", k); !errors.Is(err, identity.ErrInvalidAgentID) {
 		t.Fatalf("bad agent id: %v", err)
 	}
-	if _, err := NewClient("ftp://x", "ai-agent://dev/a", k); err == nil {
+	if _, err := sdk.NewClient("ftp://x", "ai-agent://dev/a", k); err == nil {
 		t.Fatal("ftp server URL accepted")
 	}
-	if _, err := NewClient("http://127.0.0.1:1", "ai-agent://dev/a", nil); err == nil {
+	if _, err := sdk.NewClient("http://127.0.0.1:1", "ai-agent://dev/a", nil); err == nil {
 		t.Fatal("nil key accepted")
 	}
-	c, _ := NewClient("http://127.0.0.1:1", "ai-agent://dev/a", k)
+	c, _ := sdk.NewClient("http://127.0.0.1:1", "ai-agent://dev/a", k)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, err := c.Token(ctx); err == nil {
@@ -207,7 +206,7 @@ func TestTransportKeepsCredentialsOnTheirOrigin(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	const id = "ai-agent://dev/redirected"
-	c, _ := NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
+	c, _ := sdk.NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
 	var leaked atomic.Bool
 	elsewhere := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "" || r.Header.Get("DPoP") != "" {
@@ -215,6 +214,15 @@ func TestTransportKeepsCredentialsOnTheirOrigin(t *testing.T) {
 		}
 	}))
 	defer elsewhere.Close()
+	// home -> elsewhere/x -> elsewhere/y: no hop after the first may see credentials.
+	elsewhere.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("DPoP") != "" {
+			leaked.Store(true)
+		}
+		if r.URL.Path == "/x" {
+			http.Redirect(rw, r, "/y", http.StatusFound)
+		}
+	})
 	home := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "" {
 			t.Error("the first request went without a token")
@@ -237,7 +245,7 @@ func TestMetadataMustNameTheExpectedIssuer(t *testing.T) {
 	w := apptest.Start(t, nil)
 	const id = "ai-agent://dev/meta"
 	k := registered(t, w, id, []string{"r"}, nil)
-	c, _ := NewClient(w.URL, id, k, WithIssuer("https://warden.example.com"))
+	c, _ := sdk.NewClient(w.URL, id, k, sdk.WithIssuer("https://warden.example.com"))
 	if _, err := c.FetchToken(t.Context()); err == nil || !strings.Contains(err.Error(), "names the issuer") {
 		t.Fatalf("a server announcing another issuer: %v", err)
 	}

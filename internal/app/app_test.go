@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/app/apptest"
@@ -155,11 +151,7 @@ func TestTokensSurviveARestart(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	const id = "ai-agent://dev/survivor"
-	key := sdk.GenerateKey()
-	if _, err := w.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: []string{"r"},
-		Owner: "o", PublicKey: key.PublicJWK()}); err != nil {
-		t.Fatal(err)
-	}
+	key := w.Register(t, id, "r")
 	c, _ := sdk.NewClient(w.URL, id, key)
 	tok, err := c.FetchToken(t.Context())
 	if err != nil {
@@ -186,27 +178,10 @@ func TestReplicasShareRevocationsThroughPostgres(t *testing.T) {
 	if dsn == "" {
 		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
 	}
-	// A database of its own, dropped afterwards.
-	b := make([]byte, 6)
-	rand.Read(b)
-	db := "warden_replicas_" + hex.EncodeToString(b)
-	admin, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(t.Context(), "CREATE DATABASE "+db); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)")
-		admin.Close(ctx)
-	})
-	u, _ := url.Parse(dsn)
-	u.Path = "/" + db
+	db := apptest.FreshPostgres(t, dsn)
 	master := filepath.Join(t.TempDir(), "master.key")
 	shared := func(c *config.Config) {
-		c.Store = u.String()
+		c.Store = db
 		c.Identity.MasterKeyFile = master
 	}
 	first := apptest.Start(t, shared)
@@ -218,11 +193,7 @@ func TestReplicasShareRevocationsThroughPostgres(t *testing.T) {
 		t.Fatal("the second replica made its own admin token")
 	}
 	const id = "ai-agent://dev/shared"
-	key := sdk.GenerateKey()
-	if _, err := first.App.Registry.Register(t.Context(), "admin:test", identity.Registration{ID: id, Roles: []string{"r"},
-		Owner: "o", PublicKey: key.PublicJWK()}); err != nil {
-		t.Fatal(err)
-	}
+	key := first.Register(t, id, "r")
 	c, _ := sdk.NewClient(first.URL, id, key)
 	tok, err := c.FetchToken(t.Context())
 	if err != nil {
@@ -257,7 +228,7 @@ func TestReplicasShareRevocationsThroughPostgres(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Issuer key rotation on one replica is followed by the other.
-	kid, err := second.App.Keys.Rotate(t.Context(), "admin:test")
+	kid, err := second.App.Keys.Rotate(t.Context(), "admin:test", false)
 	if err != nil {
 		t.Fatal(err)
 	}

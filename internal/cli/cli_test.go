@@ -115,6 +115,10 @@ func TestWalkThrough(t *testing.T) {
 	if _, err := w.App.Verifier.Verify(t.Context(), tok); err != nil {
 		t.Fatalf("a token signed before the issuer key rotation: %v", err)
 	}
+	must("keys", "rotate", "--retire-now")
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err == nil {
+		t.Fatal("a token signed by a key retired at once still verifies")
+	}
 
 	out = must("events", "--target", id)
 	for _, action := range []string{"agent.register", "agent.status", "agent.revoke", "agent.rotate_key"} {

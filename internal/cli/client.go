@@ -35,8 +35,11 @@ func (g *globals) admin() (*adminClient, error) {
 			path = filepath.Join(g.data, "admin.token")
 		}
 		st, err := os.Stat(path)
+		if err != nil && g.adminTokenFile != "" {
+			return nil, fmt.Errorf("--admin-token-file: %w", err)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("no admin token: set WARDEN_ADMIN_TOKEN or --admin-token-file (%v)", err)
+			return nil, fmt.Errorf("no admin token: give --admin-token-file, set WARDEN_ADMIN_TOKEN, or point --data at the server's data directory (%v)", err)
 		}
 		if st.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("admin token file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/server"
 )
 
 func newKeysCmd(g *globals) *cobra.Command {
@@ -29,10 +30,15 @@ func newKeysCmd(g *globals) *cobra.Command {
 			return g.printKeys(out.Keys)
 		},
 	}
+	var retireNow bool
 	var rotate = &cobra.Command{
 		Use:   "rotate",
 		Short: "Start signing with a new key now; the old one stays published until its tokens expire",
-		Args:  cobra.NoArgs,
+		Long: `Start signing with a new key now. The old key stays in the JWKS until every
+token it signed has expired. With --retire-now every older key leaves at once
+and every token signed before is refused (for keys that may be compromised:
+agents then fetch new tokens).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.admin()
 			if err != nil {
@@ -42,7 +48,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 				Active string                  `json:"active"`
 				Keys   []identity.PublishedKey `json:"keys"`
 			}
-			if err := c.do(cmd.Context(), "POST", "/v1/keys/rotate", nil, &out); err != nil {
+			if err := c.do(cmd.Context(), "POST", "/v1/keys/rotate", server.RotateKeysRequest{RetireNow: retireNow}, &out); err != nil {
 				return err
 			}
 			if g.format == "text" {
@@ -51,6 +57,7 @@ func newKeysCmd(g *globals) *cobra.Command {
 			return g.printKeys(out.Keys)
 		},
 	}
+	rotate.Flags().BoolVar(&retireNow, "retire-now", false, "unpublish every older key now, refusing every token signed before")
 	cmd.AddCommand(list, rotate)
 	return cmd
 }

@@ -56,7 +56,7 @@ In text format only the token is printed, for scripts:
 	fl.StringVar(&agent, "agent", "", "agent id")
 	fl.StringVar(&keyFile, "key", "", "the agent's private JWK file")
 	fl.StringVar(&scope, "scope", "", "ask for only these roles (space-separated)")
-	fl.DurationVar(&lifetime, "expires-in", 0, "ask for this lifetime (the server allows at most 15m)")
+	fl.DurationVar(&lifetime, "expires-in", 0, "ask for this lifetime (the server refuses more than its max_token_ttl, at most 15m)")
 	fl.BoolVar(&dpop, "dpop", false, "bind the request with a DPoP proof (token_type DPoP)")
 	cmd.AddCommand(newTokenRevokeCmd(g))
 	return cmd

@@ -253,11 +253,8 @@ func (c *Config) Validate() error {
 		bad("identity.issuer %q: want an http(s) URL", id.Issuer)
 	}
 	id.Issuer = strings.TrimSuffix(id.Issuer, "/")
-	if id.MasterKeyFile == "" && c.Data != "" {
-		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
-	}
 	if id.MasterKeyFile == "" {
-		bad("identity.master_key_file is required when there is no data directory")
+		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
 	}
 	return errors.Join(errs...)
 }

@@ -18,7 +18,8 @@ import (
 type DPoPConfig struct {
 	// MaxAge is how old a proof's iat may be. Default 60s.
 	MaxAge time.Duration
-	// ClockSkew is how far in the future iat may be. Default 5s.
+	// ClockSkew is how far in the future iat may be; negative means the
+	// default of 5s, zero means none.
 	ClockSkew time.Duration
 	// ReplayCacheSize bounds the remembered proof ids. Default 1,000,000.
 	ReplayCacheSize int
@@ -59,7 +60,7 @@ func NewDPoPVerifier(cfg DPoPConfig) *DPoPVerifier {
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 60 * time.Second
 	}
-	if cfg.ClockSkew <= 0 {
+	if cfg.ClockSkew < 0 {
 		cfg.ClockSkew = 5 * time.Second
 	}
 	if cfg.ReplayCacheSize <= 0 {

@@ -27,11 +27,13 @@ const (
 // its own client assertion and must be the current holder of the subject
 // token (its subject, or its current actor): only the holder can hand a token
 // on, so a token that leaked cannot be rebound to another key. It names the
-// delegate in audience (an agent id), or by presenting one of the delegate's
-// tokens as actor_token. The new token keeps the subject, adds the delegate
-// at the head of the act chain, is bound to the delegate's newest key,
-// carries only the roles both the subject token and the delegate have, never
-// outlives the subject token, and dies with any token it was exchanged from.
+// delegate, which becomes the new actor, by agent id in audience. An
+// actor_token is refused: naming the delegate by one of its tokens would mean
+// the delegate handing its token to the holder. The new token keeps the
+// subject, adds the delegate at the head of the act chain, is bound to the
+// delegate's newest key, carries only the roles both the subject token and
+// the delegate have, never outlives the subject token, and dies with any
+// token it was exchanged from.
 func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
 	if req.SubjectToken == "" {
 		return nil, fmt.Errorf("%w: subject_token is required", ErrInvalidRequest)
@@ -42,10 +44,10 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if req.RequestedTokenType != "" && req.RequestedTokenType != TokenTypeAccessToken {
 		return nil, fmt.Errorf("%w: only %s can be issued", ErrInvalidRequest, TokenTypeAccessToken)
 	}
-	if req.ActorToken != "" && req.ActorTokenType != TokenTypeAccessToken && req.ActorTokenType != TokenTypeJWT {
-		return nil, fmt.Errorf("%w: actor_token_type must be %s", ErrInvalidRequest, TokenTypeAccessToken)
+	if req.ActorToken != "" || req.ActorTokenType != "" {
+		return nil, fmt.Errorf("%w: actor_token is not accepted; name the delegate agent in audience", ErrInvalidRequest)
 	}
-	if req.ActorToken == "" && req.Audience == "" {
+	if req.Audience == "" {
 		return nil, fmt.Errorf("%w: name the delegate agent in audience", ErrInvalidRequest)
 	}
 	if req.DPoP != "" {
@@ -70,9 +72,9 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if subject.Presenter != caller.id {
 		return nil, fmt.Errorf("%w: only the token's holder may delegate it; the caller is not", ErrDelegationDenied)
 	}
-	did, err := i.delegateOf(ctx, req)
+	did, err := ParseAgentID(req.Audience)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: audience: %w", ErrInvalidRequest, err)
 	}
 	delegate, err := i.activeAgent(ctx, did)
 	if err != nil {
@@ -120,30 +122,6 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	return &IssuedToken{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),
 		Scope: strings.Join(roles, " "), IssuedTokenType: TokenTypeAccessToken,
 		Subject: cl.Subject, JTI: cl.ID, Chain: act.Chain()}, nil
-}
-
-// delegateOf reads who the delegate is: the agent id in audience, or the
-// holder of actor_token; when both are given they must agree.
-func (i *TokenIssuer) delegateOf(ctx context.Context, req TokenRequest) (AgentID, error) {
-	var did AgentID
-	if req.Audience != "" {
-		id, err := ParseAgentID(req.Audience)
-		if err != nil {
-			return AgentID{}, fmt.Errorf("%w: audience: %w", ErrInvalidRequest, err)
-		}
-		did = id
-	}
-	if req.ActorToken != "" {
-		at, err := i.verifier.Verify(ctx, req.ActorToken)
-		if err != nil {
-			return AgentID{}, fmt.Errorf("%w: actor token: %w", errSubjectToken, err)
-		}
-		if !did.IsZero() && did != at.Presenter {
-			return AgentID{}, fmt.Errorf("%w: audience and actor_token name different agents", ErrInvalidRequest)
-		}
-		did = at.Presenter
-	}
-	return did, nil
 }
 
 // activeAgent looks up an agent that must exist and may hold tokens.

@@ -42,10 +42,8 @@ func TestExchangeDelegates(t *testing.T) {
 		!slices.Equal(tok.DelegatedFrom, []string{at.JTI}) {
 		t.Fatalf("A->B token: %+v", tok.Claims)
 	}
-	// B, a delegator, hands it on to C, naming C by one of C's own tokens.
-	bc, err := e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
-		ClientAssertion: e.assertion(b, assertionOpts{}), SubjectToken: ab.AccessToken, SubjectTokenType: TokenTypeAccessToken,
-		ActorToken: e.token(c).AccessToken, ActorTokenType: TokenTypeAccessToken})
+	// B, a delegator, hands it on to C.
+	bc, err := e.exchange(b, ab.AccessToken, c.id, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +139,11 @@ func TestExchangeRefusals(t *testing.T) {
 		{"no delegate named", func() (*IssuedToken, error) { return e.exchange(a, at.AccessToken, "", "") }, ErrInvalidRequest, "invalid_request"},
 		{"revoked subject token", func() (*IssuedToken, error) { return e.exchange(b, revoked.AccessToken, a.id, "") }, ErrTokenRevoked, "invalid_grant"},
 		{"garbage subject token", func() (*IssuedToken, error) { return e.exchange(a, "x.y.z", b.id, "") }, ErrMalformed, "invalid_grant"},
+		{"actor token instead of audience", func() (*IssuedToken, error) {
+			return e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
+				ClientAssertion: e.assertion(a, assertionOpts{}), SubjectToken: at.AccessToken, SubjectTokenType: TokenTypeAccessToken,
+				ActorToken: e.token(b).AccessToken, ActorTokenType: TokenTypeAccessToken})
+		}, ErrInvalidRequest, "invalid_request"},
 		{"DPoP proof of the holder", func() (*IssuedToken, error) {
 			return e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantTokenExchange, ClientAssertionType: AssertionTypeJWTBearer,
 				ClientAssertion: e.assertion(a, assertionOpts{}), SubjectToken: at.AccessToken, SubjectTokenType: TokenTypeAccessToken,

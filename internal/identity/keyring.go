@@ -66,7 +66,7 @@ func OpenKeyring(ctx context.Context, cfg KeyringConfig, st keyringStore, master
 		return nil, err
 	}
 	if k.signer == nil {
-		if _, err := k.rotate(ctx, "system:bootstrap", ""); err != nil && !errors.Is(err, store.ErrConflict) {
+		if _, err := k.rotate(ctx, "system:bootstrap", "", k.retireAfter); err != nil && !errors.Is(err, store.ErrConflict) {
 			return nil, err
 		}
 		if err := k.reload(ctx); err != nil {
@@ -125,22 +125,28 @@ func (k *Keyring) reload(ctx context.Context) error {
 }
 
 // Rotate makes a new active signing key at once. The key it replaces stays
-// published until every token it signed has expired. It returns the new kid.
-func (k *Keyring) Rotate(ctx context.Context, actor string) (string, error) {
+// published until every token it signed has expired, or, with retireNow
+// (keys may be compromised), every older key leaves at once, and with them
+// every token signed before now. It returns the new kid.
+func (k *Keyring) Rotate(ctx context.Context, actor string, retireNow bool) (string, error) {
 	k.mu.RLock()
 	prev := ""
 	if k.signer != nil {
 		prev = k.signer.kid
 	}
 	k.mu.RUnlock()
-	kid, err := k.rotate(ctx, actor, prev)
+	retireAfter := k.retireAfter
+	if retireNow {
+		retireAfter = 0
+	}
+	kid, err := k.rotate(ctx, actor, prev, retireAfter)
 	if err != nil {
 		return "", err
 	}
 	return kid, k.reload(ctx)
 }
 
-func (k *Keyring) rotate(ctx context.Context, actor, prev string) (string, error) {
+func (k *Keyring) rotate(ctx context.Context, actor, prev string, retireAfter time.Duration) (string, error) {
 	pub, priv := GenerateKey()
 	kid := Thumbprint(pub)
 	now := store.Time(k.now())
@@ -151,9 +157,9 @@ func (k *Keyring) rotate(ctx context.Context, actor, prev string) (string, error
 		Sealed:    k.master.Seal(priv.Seed(), kid),
 		CreatedAt: now,
 	}
-	detail, _ := json.Marshal(map[string]string{"kid": kid, "replaces": prev})
+	detail, _ := json.Marshal(map[string]any{"kid": kid, "replaces": prev, "previous_retires_at": now.Add(retireAfter)})
 	ev := store.Event{Time: now, Actor: actor, Action: "keys.rotate", Target: "issuer", Detail: detail}
-	if err := k.store.RotateSigningKey(ctx, prev, next, now.Add(k.retireAfter), ev); err != nil {
+	if err := k.store.RotateSigningKey(ctx, prev, next, now.Add(retireAfter), ev); err != nil {
 		return "", fmt.Errorf("keyring: rotate: %w", err)
 	}
 	if prev == "" {

@@ -39,7 +39,7 @@ func TestKeyRotation(t *testing.T) {
 	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
 	first, _ := e.keys.current()
 	old := e.token(a)
-	kid, err := e.keys.Rotate(e.ctx, "admin:test")
+	kid, err := e.keys.Rotate(e.ctx, "admin:test", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +67,30 @@ func TestKeyRotation(t *testing.T) {
 	}
 	if ks := e.keys.Keys(); len(ks) != 1 || !ks[0].Active {
 		t.Fatalf("after prune: %+v", ks)
+	}
+}
+
+func TestKeyRotationRetiringNow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"r"}, nil)
+	first, _ := e.keys.current()
+	old := e.token(a)
+	kid, err := e.keys.Rotate(e.ctx, "admin:test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kids := jwksKIDs(t, e.keys.JWKS()); len(kids) != 1 || kids[0] != kid {
+		t.Fatalf("JWKS after retiring %s now: %v", first.kid, kids)
+	}
+	if err := e.view.RefreshKeys(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ver.Verify(e.ctx, old.AccessToken); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("a token signed by the retired key: %v", err)
+	}
+	if _, err := e.ver.Verify(e.ctx, e.token(a).AccessToken); err != nil {
+		t.Fatalf("a token signed by the new key: %v", err)
 	}
 }
 

@@ -38,7 +38,7 @@ type TrustView struct {
 	revoked    map[string]time.Time // jti -> when the record may go
 	issuerKeys map[string]ed25519.PublicKey
 	unknown    map[string]time.Time // agent ids recently looked up and not found
-	loaded     bool
+	loaded     atomic.Bool
 
 	uncertainSince atomic.Int64 // unix nanos; 0 while certain
 	resync         chan struct{}
@@ -200,7 +200,7 @@ func (v *TrustView) apply(ctx context.Context, c store.Change) error {
 		v.AddRevoked(c.Key, v.now().Add(MaxTokenLifetime+time.Hour))
 		return nil
 	case store.ChangeSigningKeys:
-		return v.refreshKeys(ctx)
+		return v.RefreshKeys(ctx)
 	}
 	return nil
 }
@@ -246,9 +246,10 @@ func (v *TrustView) ReloadAll(ctx context.Context) error {
 			revoked[jti] = until
 		}
 	}
-	v.agents, v.revoked, v.issuerKeys, v.loaded = agents, revoked, keys, true
+	v.agents, v.revoked, v.issuerKeys = agents, revoked, keys
 	clear(v.unknown)
 	v.mu.Unlock()
+	v.loaded.Store(true)
 	return nil
 }
 
@@ -273,7 +274,9 @@ func (v *TrustView) loadKeys(ctx context.Context, now time.Time) (map[string]ed2
 	return keys, nil
 }
 
-func (v *TrustView) refreshKeys(ctx context.Context) error {
+// RefreshKeys reloads the issuer's published keys. A rotation calls it
+// before answering, so that a key retired at once is refused at once here.
+func (v *TrustView) RefreshKeys(ctx context.Context) error {
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -373,10 +376,7 @@ func (v *TrustView) lookupAgent(ctx context.Context, id string) (*agentView, err
 // Fresh reports whether the view can be trusted now: loaded, and not
 // uncertain for longer than MaxStaleness.
 func (v *TrustView) Fresh() error {
-	v.mu.RLock()
-	loaded := v.loaded
-	v.mu.RUnlock()
-	if !loaded {
+	if !v.loaded.Load() {
 		return ErrStateUnavailable
 	}
 	if u := v.uncertainSince.Load(); u != 0 {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -273,37 +274,51 @@ func checkAgent(a *agentView, id string, iat int64) error {
 }
 
 // tokenCache maps a token string to its parsed, signature-checked form.
+// Reads take no lock (sync.Map suits a cache written once per token and read
+// on every request); writes are counted to keep it bounded.
 type tokenCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[string]*Token
+	max  int
+	m    sync.Map // string -> *Token
+	n    atomic.Int64
+	trim sync.Mutex
 }
 
-func newTokenCache(max int) *tokenCache { return &tokenCache{max: max, m: make(map[string]*Token)} }
+func newTokenCache(max int) *tokenCache { return &tokenCache{max: max} }
 
 func (c *tokenCache) get(raw string) *Token {
-	c.mu.RLock()
-	t := c.m[raw]
-	c.mu.RUnlock()
-	return t
+	if t, ok := c.m.Load(raw); ok {
+		return t.(*Token)
+	}
+	return nil
 }
 
 func (c *tokenCache) put(raw string, t *Token, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k, e := range c.m {
-			if e.Expiry.Before(now) {
-				delete(c.m, k)
-			}
-		}
-		// Still full of live tokens: drop an arbitrary eighth (map order is random).
-		for k := range c.m {
-			if len(c.m) < c.max-c.max/8 {
-				break
-			}
-			delete(c.m, k)
-		}
+	if _, loaded := c.m.LoadOrStore(raw, t); loaded {
+		return
 	}
-	c.m[raw] = t
+	if c.n.Add(1) <= int64(c.max) {
+		return
+	}
+	c.trim.Lock()
+	defer c.trim.Unlock()
+	if c.n.Load() <= int64(c.max) {
+		return
+	}
+	// Full: drop expired tokens, then, if still full of live ones, an
+	// arbitrary eighth (map order is random).
+	c.m.Range(func(k, v any) bool {
+		if v.(*Token).Expiry.Before(now) {
+			c.m.Delete(k)
+			c.n.Add(-1)
+		}
+		return true
+	})
+	c.m.Range(func(k, _ any) bool {
+		if c.n.Load() < int64(c.max-c.max/8) {
+			return false
+		}
+		c.m.Delete(k)
+		c.n.Add(-1)
+		return true
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -339,5 +340,26 @@ func TestRevocationReachesTheViewWithoutTheStore(t *testing.T) {
 	e.view.apply(e.ctx, store.Change{Kind: store.ChangeTokenRevoked, Key: it.JTI})
 	if _, err := e.ver.Verify(e.ctx, it.AccessToken); !errors.Is(err, ErrTokenRevoked) {
 		t.Fatalf("announced revocation: %v", err)
+	}
+}
+
+func TestTokenCacheStaysBounded(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache(16)
+	now := time.Now()
+	for i := range 100 {
+		exp := now.Add(time.Minute)
+		if i%2 == 0 {
+			exp = now.Add(-time.Minute) // expired ones go first
+		}
+		c.put(fmt.Sprint(i), &Token{Expiry: exp}, now)
+	}
+	size := 0
+	c.m.Range(func(_, _ any) bool { size++; return true })
+	if size > 16 || int64(size) != c.n.Load() {
+		t.Fatalf("%d cached, counted %d, limit 16", size, c.n.Load())
+	}
+	if c.get("99") == nil {
+		t.Fatal("the newest token is not cached")
 	}
 }

@@ -220,11 +220,26 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, actor string) 
 	writeJSON(w, http.StatusOK, map[string]any{"keys": s.d.Keys.Keys()})
 }
 
+// RotateKeysRequest rotates the issuer's signing key.
+type RotateKeysRequest struct {
+	// RetireNow unpublishes the replaced key at once, refusing every token it
+	// signed: for a key that may be compromised.
+	RetireNow bool `json:"retire_now,omitempty"`
+}
+
 func (s *Server) rotateKeys(w http.ResponseWriter, r *http.Request, actor string) {
-	kid, err := s.d.Keys.Rotate(r.Context(), actor)
+	var body RotateKeysRequest
+	if err := optionalJSON(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	kid, err := s.d.Keys.Rotate(r.Context(), actor, body.RetireNow)
 	if err != nil {
 		s.adminError(w, err)
 		return
+	}
+	if err := s.d.View.RefreshKeys(r.Context()); err != nil {
+		s.log.Error("issuer key rotated but the local view did not reload; the feed will", "err", err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"active": kid, "keys": s.d.Keys.Keys()})
 }

@@ -1,9 +1,6 @@
 package server_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,11 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
-	"github.com/warden-run/warden/sdk"
 )
 
 // BenchmarkTokenEndpoint measures POST /oauth/token end to end over HTTP on
@@ -30,14 +24,14 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 		if dsn == "" {
 			b.Skip("set WARDEN_TEST_POSTGRES to benchmark on PostgreSQL")
 		}
-		benchTokenEndpoint(b, func(c *config.Config) { c.Store = freshDatabase(b, dsn) })
+		benchTokenEndpoint(b, func(c *config.Config) { c.Store = apptest.FreshPostgres(b, dsn) })
 	})
 }
 
 func benchTokenEndpoint(b *testing.B, edit func(*config.Config)) {
 	w := apptest.Start(b, edit)
 	const id = "ai-agent://dev/bench"
-	key := registerB(b, w, id)
+	key := w.Register(b, id, "r")
 	bodies := make([]string, b.N)
 	for i := range bodies {
 		a, err := key.Assertion(id, w.URL)
@@ -69,39 +63,4 @@ func benchTokenEndpoint(b *testing.B, edit func(*config.Config)) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
-}
-
-func registerB(b *testing.B, w *apptest.Instance, id string) *sdk.Key {
-	k := sdk.GenerateKey()
-	body := `{"id":"` + id + `","roles":["r"],"owner":"o","public_key":` + string(k.PublicJWK()) + `}`
-	req, _ := http.NewRequest("POST", w.URL+"/v1/agents", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+w.AdminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 201 {
-		b.Fatalf("register: %v %v", err, resp)
-	}
-	resp.Body.Close()
-	return k
-}
-
-// freshDatabase makes a database for one benchmark and drops it afterwards.
-func freshDatabase(b *testing.B, dsn string) string {
-	r := make([]byte, 6)
-	rand.Read(r)
-	db := "warden_bench_" + hex.EncodeToString(r)
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := conn.Exec(context.Background(), "CREATE DATABASE "+db); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		conn.Exec(context.Background(), "DROP DATABASE "+db+" WITH (FORCE)")
-		conn.Close(context.Background())
-	})
-	u, _ := url.Parse(dsn)
-	u.Path = "/" + db
-	return u.String()
 }

@@ -39,14 +39,14 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.oauthError(w, r, "revoke", formError("grant_type does not belong in a revocation request"))
 		return
 	}
-	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
-	if err != nil {
-		s.oauthError(w, r, "revoke", err)
-		return
-	}
 	raw := r.PostForm.Get("token")
 	if raw == "" {
 		s.oauthError(w, r, "revoke", formError("token is required"))
+		return
+	}
+	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
+	if err != nil {
+		s.oauthError(w, r, "revoke", err)
 		return
 	}
 	// Any token with a good signature is revoked, even one refused for
@@ -64,6 +64,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.d.Registry.RevokeToken(r.Context(), "agent:"+client.String(), tok.ID, tok.Subject, tok.Expiry, "revoked by its holder"); err != nil {
 		s.log.Error("revocation failed", "err", err)
+		w.Header().Set("Pragma", "no-cache")
 		writeJSON(w, http.StatusServiceUnavailable, identity.OAuthError{Code: "temporarily_unavailable", Description: "try again shortly"})
 		return
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -76,8 +77,8 @@ type AgentFilter struct {
 
 // AgentStore keeps the agent registry. Every mutation records its Event in
 // the same transaction and announces a ChangeAgent on the change feed. A key
-// (by kid) belongs to one agent only, retired keys included: giving it to a
-// second agent is ErrConflict.
+// (by kid) is registered once only: adding a key that any agent has had
+// before, retired and forgotten ones included, is ErrConflict.
 type AgentStore interface {
 	// CreateAgent stores a new agent; ErrConflict when the id exists.
 	CreateAgent(ctx context.Context, a Agent, ev Event) error
@@ -88,4 +89,15 @@ type AgentStore interface {
 	// UpdateAgent reads the agent, applies fn and writes the result, all in one
 	// transaction. An error from fn aborts it and is returned unchanged.
 	UpdateAgent(ctx context.Context, id string, ev Event, fn func(*Agent) error) (Agent, error)
+}
+
+// NewKeyIDs returns the kids of after's keys that before does not have.
+func NewKeyIDs(before, after Agent) []string {
+	var out []string
+	for _, k := range after.Keys {
+		if !slices.ContainsFunc(before.Keys, func(b AgentKey) bool { return b.KID == k.KID }) {
+			out = append(out, k.KID)
+		}
+	}
+	return out
 }

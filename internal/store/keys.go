@@ -28,7 +28,8 @@ type SigningKeyStore interface {
 	// SigningKeys returns every stored key: the active one first, then newest first.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	// RotateSigningKey makes next the active key and schedules the key that was
-	// active to retire at prevRetireAt, in one transaction. prevKID names the
+	// active to retire at prevRetireAt, in one transaction; keys already
+	// retiring later than that are brought forward to it. prevKID names the
 	// key the caller believes is active ("" for none); when another key is
 	// active, nothing changes and ErrConflict is returned.
 	RotateSigningKey(ctx context.Context, prevKID string, next SigningKey, prevRetireAt time.Time, ev Event) error

@@ -5,9 +5,12 @@ package apptest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/sdk"
 )
 
 // Instance is a running control plane.
@@ -80,4 +87,43 @@ func (w *testWriter) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(b), "\n"))
 	}
 	return len(b), nil
+}
+
+// Register registers an agent directly with the registry and returns its new key.
+func (i *Instance) Register(t testing.TB, id string, roles ...string) *sdk.Key {
+	t.Helper()
+	k := sdk.GenerateKey()
+	if _, err := i.App.Registry.Register(context.Background(), "admin:test", identity.Registration{
+		ID: id, Roles: roles, Owner: "team-test", PublicKey: k.PublicJWK()}); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// FreshPostgres makes a database of its own on the server dsn names, drops it
+// when the test ends, and returns its DSN. The DSN's user needs CREATEDB.
+func FreshPostgres(t testing.TB, dsn string) string {
+	t.Helper()
+	b := make([]byte, 6)
+	rand.Read(b)
+	db := "warden_test_" + hex.EncodeToString(b)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+		conn.Close(ctx)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)")
+		conn.Close(ctx)
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + db
+	return u.String()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ func (s *Store) CreateAgent(ctx context.Context, a store.Agent, ev store.Event) 
 		if err != nil {
 			return fmt.Errorf("insert agent: %w", err)
 		}
-		if err := indexKeys(ctx, tx, a); err != nil {
+		if err := indexKeys(ctx, tx, a.ID, store.NewKeyIDs(store.Agent{}, a)); err != nil {
 			return err
 		}
 		if err := insertEvent(ctx, tx, ev); err != nil {
@@ -104,6 +105,8 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 		if err != nil {
 			return err
 		}
+		before := a
+		before.Keys = slices.Clone(a.Keys)
 		if err := fn(&a); err != nil {
 			return err
 		}
@@ -119,7 +122,7 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 			roles, a.Owner, attrs, string(a.Status), keys, nullTime(a.TokensRevokedAt), a.UpdatedAt, id); err != nil {
 			return fmt.Errorf("update agent: %w", err)
 		}
-		if err := indexKeys(ctx, tx, a); err != nil {
+		if err := indexKeys(ctx, tx, id, store.NewKeyIDs(before, a)); err != nil {
 			return err
 		}
 		if err := insertEvent(ctx, tx, ev); err != nil {
@@ -133,16 +136,14 @@ func (s *Store) UpdateAgent(ctx context.Context, id string, ev store.Event, fn f
 	return a, nil
 }
 
-// indexKeys records which agent each of a's keys belongs to; a key that
-// belongs to another agent is a conflict.
-func indexKeys(ctx context.Context, tx pgx.Tx, a store.Agent) error {
-	if _, err := tx.Exec(ctx, `DELETE FROM agent_keys WHERE agent_id = $1`, a.ID); err != nil {
-		return fmt.Errorf("index agent keys: %w", err)
-	}
-	for _, k := range a.Keys {
-		_, err := tx.Exec(ctx, `INSERT INTO agent_keys (kid, agent_id) VALUES ($1, $2)`, k.KID, a.ID)
+// indexKeys records that the keys with these kids belong to agent. A kid
+// recorded before, for any agent, is a conflict: a key is never given out
+// twice, not even after it has been retired and forgotten.
+func indexKeys(ctx context.Context, tx pgx.Tx, agent string, kids []string) error {
+	for _, kid := range kids {
+		_, err := tx.Exec(ctx, `INSERT INTO agent_keys (kid, agent_id) VALUES ($1, $2)`, kid, agent)
 		if isUniqueViolation(err) {
-			return fmt.Errorf("key %s is registered to another agent: %w", k.KID, store.ErrConflict)
+			return fmt.Errorf("key %s has been registered before: %w", kid, store.ErrConflict)
 		}
 		if err != nil {
 			return fmt.Errorf("index agent keys: %w", err)

@@ -55,6 +55,10 @@ func (s *Store) RotateSigningKey(ctx context.Context, prevKID string, next store
 				return err
 			}
 		}
+		if _, err := tx.Exec(ctx, `UPDATE signing_keys SET retire_at = $1 WHERE NOT active AND retire_at > $1`,
+			prevRetireAt); err != nil {
+			return err
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO signing_keys (kid, alg, public_jwk, sealed, created_at, active, retire_at)
 			VALUES ($1, $2, $3, $4, $5, true, NULL)`, next.KID, next.Alg, next.PublicJWK, next.Sealed, next.CreatedAt)
 		if isUniqueViolation(err) {

@@ -50,6 +50,10 @@ func (s *Store) RotateSigningKey(ctx context.Context, prevKID string, next store
 				return err
 			}
 		}
+		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retire_at = ? WHERE active = 0 AND retire_at > ?`,
+			micros(prevRetireAt), micros(prevRetireAt)); err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, alg, public_jwk, sealed, created_at, active, retire_at)
 			VALUES (?, ?, ?, ?, ?, 1, NULL)`, next.KID, next.Alg, next.PublicJWK, next.Sealed, micros(next.CreatedAt))
 		if isConstraint(err) {

@@ -151,18 +151,28 @@ func testKeyBelongsToOneAgent(t *testing.T, s store.Store) {
 	if !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("rotating to a's key: %v, want ErrConflict", err)
 	}
-	// Dropping a key from an agent frees it.
+	// A key is never given out again, not even after its agent dropped it.
 	if _, err := s.UpdateAgent(ctx(t), a.ID, event("agent.update", a.ID), func(x *store.Agent) error {
 		x.Keys = nil
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.UpdateAgent(ctx(t), b.ID, event("agent.rotate_key", b.ID), func(x *store.Agent) error {
-		x.Keys = append(x.Keys, a.Keys[0])
+	for _, id := range []string{a.ID, b.ID} {
+		_, err := s.UpdateAgent(ctx(t), id, event("agent.rotate_key", id), func(x *store.Agent) error {
+			x.Keys = append(x.Keys, a.Keys[0])
+			return nil
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("%s taking a dropped key: %v, want ErrConflict", id, err)
+		}
+	}
+	// Updates that keep an agent's keys do not trip over its own.
+	if _, err := s.UpdateAgent(ctx(t), b.ID, event("agent.status", b.ID), func(x *store.Agent) error {
+		x.Status = store.StatusRestricted
 		return nil
 	}); err != nil {
-		t.Fatalf("a freed key: %v", err)
+		t.Fatal(err)
 	}
 }
 
@@ -344,14 +354,27 @@ func testSigningKeys(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(keys, want) {
 		t.Fatalf("keys:\n got %+v\nwant %+v", keys, want)
 	}
+	// A rotation that retires sooner brings every retiring key forward with it.
+	k3 := store.SigningKey{KID: "k3", Alg: "EdDSA", PublicJWK: []byte(`{"kid":"k3"}`), Sealed: []byte{7}, CreatedAt: t0.Add(2 * time.Minute)}
+	sooner := t0.Add(3 * time.Minute)
+	if err := s.RotateSigningKey(ctx(t), "k2", k3, sooner, event("keys.rotate", "k3")); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = s.SigningKeys(ctx(t))
+	for _, k := range keys {
+		if !k.Active && !k.RetireAt.Equal(sooner) {
+			t.Fatalf("key %s retires at %s, want %s", k.KID, k.RetireAt, sooner)
+		}
+	}
+	retire = sooner
 	if n, err := s.DeleteSigningKeys(ctx(t), retire); err != nil || n != 0 {
 		t.Fatalf("delete at the retire time: %d, %v", n, err)
 	}
-	if n, err := s.DeleteSigningKeys(ctx(t), retire.Add(time.Second)); err != nil || n != 1 {
+	if n, err := s.DeleteSigningKeys(ctx(t), retire.Add(time.Second)); err != nil || n != 2 {
 		t.Fatalf("delete after the retire time: %d, %v", n, err)
 	}
 	keys, _ = s.SigningKeys(ctx(t))
-	if len(keys) != 1 || keys[0].KID != "k2" || !keys[0].Active {
+	if len(keys) != 1 || keys[0].KID != "k3" || !keys[0].Active {
 		t.Fatalf("after delete: %+v", keys)
 	}
 }
