@@ -1,10 +1,13 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -53,13 +56,8 @@ func TestRefusesPlainHTTPOffLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, ready) }()
-	<-ready
-	cancel()
-	if err := <-done; err != nil {
+	_, stop := run(t, b)
+	if err := stop(); err != nil {
 		t.Fatalf("Run with --insecure: %v", err)
 	}
 }
@@ -119,32 +117,56 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, ready) }()
-	addr := <-ready
-	// A slow client: the request is in flight when shutdown starts.
-	resp := make(chan int, 1)
-	go func() {
-		r, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			resp <- -1
-			return
-		}
-		r.Body.Close()
-		resp <- r.StatusCode
-	}()
-	if code := <-resp; code != 200 {
-		t.Fatalf("readyz before shutdown: %d", code)
+	addr, stop := run(t, a)
+	// A slow client: half of its request is sent when shutdown starts.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	defer conn.Close()
+	body := "grant_type=client_credentials"
+	fmt.Fprintf(conn, "POST /oauth/token HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+		addr, len(body), body[:10])
+	time.Sleep(50 * time.Millisecond) // let the server read the first bytes
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-stopped:
+		t.Fatalf("shutdown did not wait for the request in flight: %v", err)
+	default:
+	}
+	fmt.Fprint(conn, body[10:])
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the request in flight got no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized { // no client assertion: answered, not cut off
+		t.Fatalf("the request in flight got HTTP %d", resp.StatusCode)
+	}
+	if err := <-stopped; err != nil {
 		t.Fatalf("Run after shutdown: %v", err)
 	}
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Fatal("still serving after shutdown")
 	}
+}
+
+// run serves a until the returned stop is called; stop returns Run's error.
+func run(t *testing.T, a *app.App) (addr string, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, ready) }()
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	}
+	return addr, func() error { cancel(); return <-done }
 }
 
 func TestTokensSurviveARestart(t *testing.T) {

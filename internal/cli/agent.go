@@ -21,7 +21,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 		newStatusCmd(g, "enable", "Enable an agent again (also releases a quarantine); its old tokens stay revoked"),
 		newStatusCmd(g, "quarantine", "Quarantine an agent: no tokens, and its live tokens are revoked at once"),
 		newStatusCmd(g, "restrict", "Mark an agent restricted: it keeps its tokens; policies see the status"),
-		newRevokeCmd(g), newRotateKeyCmd(g))
+		newStatusCmd(g, "revoke", "Revoke every live token of an agent (it may get new ones unless disabled)"),
+		newRotateKeyCmd(g))
 	return cmd
 }
 
@@ -230,6 +231,8 @@ func (g *globals) printAgent(a server.AgentView) error {
 	return nil
 }
 
+// newStatusCmd makes a command that posts {"reason"} to the agent's action
+// route (disable, enable, quarantine, restrict, revoke) and shows the agent.
 func newStatusCmd(g *globals, action, short string) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
@@ -243,28 +246,6 @@ func newStatusCmd(g *globals, action, short string) *cobra.Command {
 			}
 			var a server.AgentView
 			if err := c.do(cmd.Context(), "POST", agentPath(args[0], "/"+action), map[string]string{"reason": reason}, &a); err != nil {
-				return err
-			}
-			return g.printAgent(a)
-		},
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the record")
-	return cmd
-}
-
-func newRevokeCmd(g *globals) *cobra.Command {
-	var reason string
-	cmd := &cobra.Command{
-		Use:   "revoke ID",
-		Short: "Revoke every live token of an agent (it may get new ones unless disabled)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.admin()
-			if err != nil {
-				return err
-			}
-			var a server.AgentView
-			if err := c.do(cmd.Context(), "POST", agentPath(args[0], "/revoke"), map[string]string{"reason": reason}, &a); err != nil {
 				return err
 			}
 			return g.printAgent(a)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -135,14 +136,16 @@ func optionalJSON(r *http.Request, v any) error {
 	return decodeJSON(r, v)
 }
 
-func (s *Server) setStatus(status store.AgentStatus) adminHandler {
+// agentAction makes a handler for a route that changes one agent with an
+// optional {"reason"} body and answers with the agent.
+func (s *Server) agentAction(change func(ctx context.Context, actor, id, reason string) (store.Agent, error)) adminHandler {
 	return func(w http.ResponseWriter, r *http.Request, actor string) {
 		var body reasonBody
 		if err := optionalJSON(r, &body); err != nil {
 			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 			return
 		}
-		a, err := s.d.Registry.SetStatus(r.Context(), actor, r.PathValue("id"), status, body.Reason)
+		a, err := change(r.Context(), actor, r.PathValue("id"), body.Reason)
 		if err != nil {
 			s.adminError(w, err)
 			return
@@ -151,18 +154,10 @@ func (s *Server) setStatus(status store.AgentStatus) adminHandler {
 	}
 }
 
-func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, actor string) {
-	var body reasonBody
-	if err := optionalJSON(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	a, err := s.d.Registry.RevokeTokens(r.Context(), actor, r.PathValue("id"), body.Reason)
-	if err != nil {
-		s.adminError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, agentView(a, time.Now()))
+func (s *Server) setStatus(status store.AgentStatus) adminHandler {
+	return s.agentAction(func(ctx context.Context, actor, id, reason string) (store.Agent, error) {
+		return s.d.Registry.SetStatus(ctx, actor, id, status, reason)
+	})
 }
 
 // RotateKeyRequest adds a key to an agent.

@@ -77,7 +77,7 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/agents/{id}/enable", s.admin(s.setStatus(store.StatusActive)))
 	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(s.setStatus(store.StatusQuarantined)))
 	m.Handle("POST /v1/agents/{id}/restrict", s.admin(s.setStatus(store.StatusRestricted)))
-	m.Handle("POST /v1/agents/{id}/revoke", s.admin(s.revokeAgent))
+	m.Handle("POST /v1/agents/{id}/revoke", s.admin(s.agentAction(s.d.Registry.RevokeTokens)))
 	m.Handle("POST /v1/agents/{id}/keys", s.admin(s.rotateAgentKey))
 	m.Handle("POST /v1/tokens/revoke", s.admin(s.revokeToken))
 	m.Handle("GET /v1/keys", s.admin(s.listKeys))

@@ -386,3 +386,13 @@ func (l *Log) Close() error {
 	})
 	return nil
 }
+
+// syncDir makes the directory's entries (a new file's name) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -10,15 +10,6 @@ import (
 // datasync flushes f's data and the metadata needed to read it back.
 func datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // lockDir takes an exclusive lock that lives as long as the returned file.
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
