@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warden-run/warden/internal/durable"
 	"github.com/warden-run/warden/internal/store"
 )
 
@@ -74,7 +75,7 @@ func Open(dir string) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("replay log: %w", err)
 	}
-	lock, err := lockDir(dir)
+	lock, err := durable.LockDir(dir, "replay log")
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +284,7 @@ func (l *Log) append(records string, maxExp int64) error {
 	}
 	_, err = seg.f.WriteString(records)
 	if err == nil {
-		err = datasync(seg.f)
+		err = durable.Datasync(seg.f)
 	}
 	if err != nil {
 		if terr := errors.Join(seg.f.Truncate(seg.size), seekTo(seg.f, seg.size)); terr != nil {
@@ -322,7 +323,7 @@ func (l *Log) current() (*segment, error) {
 		return nil, err
 	}
 	// The new file's name must be durable too, or a crash could lose the file.
-	if err := syncDir(l.dir); err != nil {
+	if err := durable.SyncDir(l.dir); err != nil {
 		f.Close()
 		os.Remove(path)
 		return nil, err
@@ -385,14 +386,4 @@ func (l *Log) Close() error {
 		l.lock.Close()
 	})
 	return nil
-}
-
-// syncDir makes the directory's entries (a new file's name) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

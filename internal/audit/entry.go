@@ -1,0 +1,185 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+)
+
+// Kind says what an entry records.
+type Kind string
+
+// Entry kinds.
+const (
+	KindDecision Kind = "decision" // an access decision by the decision point
+	KindAdmin    Kind = "admin"    // an administrative action
+	KindResponse Kind = "response" // an automated response (restrict, quarantine, revoke)
+	KindPolicy   Kind = "policy"   // a policy change: push, activation, rollback
+)
+
+func (k Kind) valid() bool {
+	switch k {
+	case KindDecision, KindAdmin, KindResponse, KindPolicy:
+		return true
+	}
+	return false
+}
+
+// Entry is one record of the log. Its leaf in the Merkle tree is its
+// canonical JSON (Canonical): object keys in byte order, no insignificant
+// whitespace. Index and Prev are set by the log when the entry is appended:
+// Prev is the hex leaf hash of the entry before it, a chain that makes the
+// first modified entry of a naively edited log stand out by itself.
+type Entry struct {
+	// Fields are in the byte order of their JSON names, so that encoding the
+	// struct yields sorted keys; the order matters, keep it.
+
+	// What was done.
+	Action string `json:"action"`
+	// Who acted: an admin or system actor, or an agent for decisions.
+	Actor string `json:"actor,omitempty"`
+	Agent string `json:"agent,omitempty"`
+	// Decision context.
+	DecisionID string `json:"decision_id,omitempty"`
+	// Detail holds kind-specific fields (a JSON object); never secrets.
+	Detail           json.RawMessage `json:"detail,omitempty"`
+	EnforcementPoint string          `json:"enforcement_point,omitempty"`
+	Index            int64           `json:"index"`
+	Input            json.RawMessage `json:"input,omitempty"`
+	InputDigest      string          `json:"input_digest,omitempty"`
+	Kind             Kind            `json:"kind"`
+	LatencyMicros    int64           `json:"latency_us,omitempty"`
+	Outcome          string          `json:"outcome,omitempty"`
+	PolicyVersion    string          `json:"policy_version,omitempty"`
+	Prev             string          `json:"prev,omitempty"`
+	Reasons          []string        `json:"reasons,omitempty"`
+	Resource         json.RawMessage `json:"resource,omitempty"`
+	Target           string          `json:"target,omitempty"`
+	Time             time.Time       `json:"time"`
+}
+
+// MaxEntrySize bounds one entry's canonical form.
+const MaxEntrySize = 1 << 20
+
+// ErrBadEntry is wrapped by every refusal of an entry.
+var ErrBadEntry = errors.New("bad audit entry")
+
+// Validate checks an entry before it is appended.
+func (e *Entry) Validate() error {
+	if !e.Kind.valid() {
+		return fmt.Errorf("%w: kind %q", ErrBadEntry, e.Kind)
+	}
+	if e.Action == "" {
+		return fmt.Errorf("%w: action is required", ErrBadEntry)
+	}
+	if e.Time.IsZero() {
+		return fmt.Errorf("%w: time is required", ErrBadEntry)
+	}
+	for name, raw := range map[string]json.RawMessage{"resource": e.Resource, "input": e.Input, "detail": e.Detail} {
+		if len(raw) > 0 && !json.Valid(raw) {
+			return fmt.Errorf("%w: %s is not valid JSON", ErrBadEntry, name)
+		}
+	}
+	return nil
+}
+
+// Canonical returns the entry's canonical JSON: the exact bytes of its leaf.
+func (e *Entry) Canonical() ([]byte, error) {
+	c := *e
+	c.Time = c.Time.UTC()
+	var err error
+	for _, raw := range []*json.RawMessage{&c.Resource, &c.Input, &c.Detail} {
+		if len(*raw) > 0 {
+			if *raw, err = canonicalJSON(*raw); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(out) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadEntry, len(out), MaxEntrySize)
+	}
+	return out, nil
+}
+
+// canonicalJSON re-encodes a JSON value with object keys in byte order,
+// numbers exactly as written, no insignificant whitespace and no HTML
+// escaping.
+func canonicalJSON(b []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // maps marshal with sorted keys
+		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// DecodeEntry parses leaf bytes as an entry. It refuses anything that is not
+// exactly the canonical form of a valid entry, so one entry has one encoding.
+func DecodeEntry(b []byte) (*Entry, error) {
+	if len(b) > MaxEntrySize {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadEntry, len(b), MaxEntrySize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var e Entry
+	if err := dec.Decode(&e); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the entry", ErrBadEntry)
+	}
+	if e.Index < 0 {
+		return nil, fmt.Errorf("%w: negative index", ErrBadEntry)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	if e.Prev != "" && !isHexHash(e.Prev) {
+		return nil, fmt.Errorf("%w: prev is not a hex SHA-256", ErrBadEntry)
+	}
+	c, err := e.Canonical()
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(c, b) {
+		return nil, fmt.Errorf("%w: not in canonical form", ErrBadEntry)
+	}
+	return &e, nil
+}
+
+func isHexHash(s string) bool {
+	if len(s) != 2*sha256.Size || strings.ToLower(s) != s {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// LeafHash is the RFC 6962 leaf hash of leaf data: SHA-256(0x00 || data).
+func LeafHash(data []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(data) }
+
+// NodeHash is the RFC 6962 interior node hash: SHA-256(0x01 || left || right).
+func NodeHash(left, right []byte) []byte { return rfc6962.DefaultHasher.HashChildren(left, right) }
+
+var hasher = rfc6962.DefaultHasher

@@ -1,0 +1,443 @@
+// Package filelog is the audit log's embedded backend: append-only,
+// checksummed segment files in the data directory, with the Merkle tree's
+// nodes in one file per level and the signed checkpoints in a log of their own.
+package filelog
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/durable"
+)
+
+// Config says where the log lives.
+type Config struct {
+	Dir string
+	// SegmentEntries is how many entries one segment file holds. Default 65,536.
+	SegmentEntries int64
+	Logger         *slog.Logger
+}
+
+// Log implements audit.Backend on files.
+type Log struct {
+	dir    string
+	perSeg int64
+	log    *slog.Logger
+	lock   *os.File
+
+	appendMu sync.Mutex // one Append at a time
+	mu       sync.RWMutex
+	segs     []*segment // oldest first; the last takes appends
+	size     int64
+	lastLeaf []byte
+	broken   error
+
+	treeMu   sync.RWMutex
+	levels   []*os.File // tree-NN.bin, node i of level L at 32*i
+	treeSize int64
+
+	cpMu   sync.Mutex
+	cpFile *os.File
+	cpEnd  int64
+	cps    []cpIndex
+}
+
+type segment struct {
+	first   int64
+	f       *os.File
+	end     int64   // bytes of whole records
+	offsets []int64 // where each record starts
+	count   int64
+}
+
+type cpIndex struct {
+	size   int64
+	time   time.Time
+	offset int64 // of the signed note in checkpoints.log
+	length int
+}
+
+var _ audit.Backend = (*Log)(nil)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+const (
+	recordHeader = 8 // 4 bytes length, 4 bytes CRC-32C of the data
+	hashSize     = 32
+)
+
+// ErrCorrupt means stored data does not match its checksum or its place.
+var ErrCorrupt = errors.New("audit log corrupt")
+
+// Open opens (creating) the log in cfg.Dir, cuts off a record torn by a
+// crash, drops tree nodes that were not made durable, and takes an exclusive
+// lock on the directory.
+func Open(cfg Config) (*Log, error) {
+	if cfg.SegmentEntries <= 0 {
+		cfg.SegmentEntries = 1 << 16
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	lock, err := durable.LockDir(cfg.Dir, "audit log")
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock}
+	if err := l.load(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Log) load() error {
+	if err := l.loadSegments(); err != nil {
+		return err
+	}
+	if err := l.loadCheckpoints(); err != nil {
+		return err
+	}
+	return l.loadTree()
+}
+
+var segName = regexp.MustCompile(`^seg-(\d{20})\.log$`)
+
+func (l *Log) loadSegments() error {
+	names, err := filepath.Glob(filepath.Join(l.dir, "seg-*.log"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		m := segName.FindStringSubmatch(filepath.Base(name))
+		if m == nil {
+			return fmt.Errorf("audit log: unexpected file %s", name)
+		}
+		first, _ := strconv.ParseInt(m[1], 10, 64)
+		if first != l.size {
+			return fmt.Errorf("%w: segment %s starts at %d, but %d entries precede it", ErrCorrupt, filepath.Base(name), first, l.size)
+		}
+		seg, err := l.openSegment(name, first, i == len(names)-1)
+		if err != nil {
+			return err
+		}
+		l.segs = append(l.segs, seg)
+		l.size += seg.count
+	}
+	if l.size > 0 {
+		last, err := l.Read(context.Background(), l.size-1, l.size)
+		if err != nil {
+			return err
+		}
+		l.lastLeaf = audit.LeafHash(last[0])
+	}
+	return nil
+}
+
+// openSegment reads a segment's records. A sealed segment must be whole and
+// full; the newest may end in a record torn by a crash, which is cut off.
+// A damaged record with whole records after it is corruption, not a tear.
+func (l *Log) openSegment(name string, first int64, newest bool) (*segment, error) {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	seg := &segment{first: first, f: f}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	fileSize := st.Size()
+	var hdr [recordHeader]byte
+	var off int64
+	for off < fileSize {
+		bad := ""
+		n, err := f.ReadAt(hdr[:], off)
+		length := int64(binary.BigEndian.Uint32(hdr[:4]))
+		switch {
+		case err != nil && n < recordHeader:
+			bad = "partial record header"
+		case length == 0 || length > audit.MaxEntrySize:
+			bad = "impossible record length"
+		case off+recordHeader+length > fileSize:
+			bad = "record runs past the end of the file"
+		default:
+			data := make([]byte, length)
+			if _, err := f.ReadAt(data, off+recordHeader); err != nil {
+				f.Close()
+				return nil, err
+			}
+			if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
+				bad = "checksum mismatch"
+				if off+recordHeader+length < fileSize {
+					f.Close()
+					return nil, fmt.Errorf("%w: entry %d in %s: %s, with more records after it", ErrCorrupt, first+seg.count, filepath.Base(name), bad)
+				}
+			}
+		}
+		if bad != "" {
+			if !newest {
+				f.Close()
+				return nil, fmt.Errorf("%w: entry %d in sealed segment %s: %s", ErrCorrupt, first+seg.count, filepath.Base(name), bad)
+			}
+			l.log.Warn("audit log: cutting off a record torn by a crash (never acknowledged)", "segment", filepath.Base(name),
+				"entry", first+seg.count, "why", bad, "bytes", fileSize-off)
+			if err := f.Truncate(off); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("audit log: cut torn record: %w", err)
+			}
+			if err := durable.Datasync(f); err != nil {
+				f.Close()
+				return nil, err
+			}
+			break
+		}
+		seg.offsets = append(seg.offsets, off)
+		seg.count++
+		off += recordHeader + length
+	}
+	seg.end = off
+	return seg, nil
+}
+
+// Append implements audit.Sequencer: the whole batch goes to one segment
+// in one write and one sync, so it is stored entirely or not at all. A new
+// segment starts between batches once the active one has SegmentEntries.
+func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.RLock()
+	broken, size, prev := l.broken, l.size, l.lastLeaf
+	full := len(l.segs) == 0 || l.segs[len(l.segs)-1].count >= l.perSeg
+	l.mu.RUnlock()
+	if broken != nil {
+		return broken
+	}
+	if full {
+		if err := l.startSegment(size); err != nil {
+			return err
+		}
+	}
+	seg := l.segs[len(l.segs)-1]
+	var buf []byte
+	offsets := make([]int64, 0, len(entries))
+	for _, e := range entries {
+		e.Index, e.Prev = size, ""
+		if size > 0 {
+			e.Prev = hex.EncodeToString(prev)
+		}
+		data, err := e.Canonical()
+		if err != nil {
+			return err
+		}
+		var hdr [recordHeader]byte
+		binary.BigEndian.PutUint32(hdr[:4], uint32(len(data)))
+		binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(data, castagnoli))
+		offsets = append(offsets, seg.end+int64(len(buf)))
+		buf = append(append(buf, hdr[:]...), data...)
+		prev = audit.LeafHash(data)
+		size++
+	}
+	if err := l.write(seg, buf, offsets); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.size, l.lastLeaf = size, prev
+	l.mu.Unlock()
+	return nil
+}
+
+// write appends whole records to seg and syncs them. On failure the
+// segment is cut back to its last whole record; if that fails too, the log
+// refuses every later write.
+func (l *Log) write(seg *segment, buf []byte, offsets []int64) error {
+	_, err := seg.f.WriteAt(buf, seg.end)
+	if err == nil {
+		err = durable.Datasync(seg.f)
+	}
+	if err != nil {
+		if terr := seg.f.Truncate(seg.end); terr != nil {
+			l.mu.Lock()
+			l.broken = fmt.Errorf("%w: a failed write could not be undone: %v", audit.ErrBroken, err)
+			l.mu.Unlock()
+		}
+		return fmt.Errorf("audit log: write: %w", err)
+	}
+	l.mu.Lock()
+	seg.offsets = append(seg.offsets, offsets...)
+	seg.count += int64(len(offsets))
+	seg.end += int64(len(buf))
+	l.mu.Unlock()
+	return nil
+}
+
+// startSegment creates the segment whose first entry is first.
+func (l *Log) startSegment(first int64) error {
+	name := filepath.Join(l.dir, fmt.Sprintf("seg-%020d.log", first))
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	// The new file's name must be durable too, or a crash could lose it.
+	if err := durable.SyncDir(l.dir); err != nil {
+		f.Close()
+		os.Remove(name)
+		return err
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, &segment{first: first, f: f})
+	l.mu.Unlock()
+	return nil
+}
+
+// Size implements audit.Sequencer.
+func (l *Log) Size(ctx context.Context) (int64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.size, nil
+}
+
+// Read implements audit.Sequencer.
+func (l *Log) Read(ctx context.Context, from, to int64) ([][]byte, error) {
+	l.mu.RLock()
+	size := l.size
+	segs := l.segs
+	l.mu.RUnlock()
+	if from < 0 || to < from || to > size {
+		return nil, fmt.Errorf("audit log: read [%d, %d) of %d entries", from, to, size)
+	}
+	out := make([][]byte, 0, to-from)
+	for i := from; i < to; i++ {
+		k := sort.Search(len(segs), func(k int) bool { return segs[k].first > i }) - 1
+		seg := segs[k]
+		l.mu.RLock()
+		off := seg.offsets[i-seg.first]
+		l.mu.RUnlock()
+		var hdr [recordHeader]byte
+		if _, err := seg.f.ReadAt(hdr[:], off); err != nil {
+			return nil, fmt.Errorf("audit log: read entry %d: %w", i, err)
+		}
+		data := make([]byte, binary.BigEndian.Uint32(hdr[:4]))
+		if _, err := seg.f.ReadAt(data, off+recordHeader); err != nil {
+			return nil, fmt.Errorf("audit log: read entry %d: %w", i, err)
+		}
+		if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
+			return nil, fmt.Errorf("%w: entry %d fails its checksum", ErrCorrupt, i)
+		}
+		out = append(out, data)
+	}
+	return out, nil
+}
+
+// Lead implements audit.Backend: one process owns the directory, so it always leads.
+func (l *Log) Lead(ctx context.Context) (bool, func(), error) { return true, func() {}, nil }
+
+// Query implements audit.Backend by scanning from the cursor.
+func (l *Log) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, error) {
+	size, _ := l.Size(ctx)
+	if q.MaxScan <= 0 {
+		q.MaxScan = 100_000
+	}
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	var out []audit.Stored
+	last := q.After
+	for from := q.After + 1; from < size && len(out) < q.Limit && from-q.After-1 < int64(q.MaxScan); {
+		to := min(from+512, size)
+		data, err := l.Read(ctx, from, to)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, d := range data {
+			e, err := audit.DecodeEntry(d)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, from+int64(i), err)
+			}
+			last = from + int64(i)
+			if matches(q, e) {
+				out = append(out, audit.Stored{Entry: e, Data: d})
+				if len(out) == q.Limit {
+					break
+				}
+			}
+		}
+		from = to
+	}
+	return out, last, nil
+}
+
+func matches(q audit.Query, e *audit.Entry) bool {
+	return (q.Agent == "" || e.Agent == q.Agent) && (q.Kind == "" || e.Kind == q.Kind) &&
+		(q.Outcome == "" || e.Outcome == q.Outcome) && (q.Since.IsZero() || !e.Time.Before(q.Since)) &&
+		(q.Until.IsZero() || e.Time.Before(q.Until))
+}
+
+var cursorName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Cursor implements audit.Backend.
+func (l *Log) Cursor(ctx context.Context, name string) (int64, error) {
+	if !cursorName.MatchString(name) {
+		return 0, fmt.Errorf("audit log: cursor name %q", name)
+	}
+	b, err := os.ReadFile(filepath.Join(l.dir, "cursor-"+name))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// SetCursor implements audit.Backend: written to a new file and renamed, so
+// a crash leaves the old value or the new, never half of one.
+func (l *Log) SetCursor(ctx context.Context, name string, next int64) error {
+	if !cursorName.MatchString(name) {
+		return fmt.Errorf("audit log: cursor name %q", name)
+	}
+	return durable.WriteAtomic(l.dir, "cursor-"+name, []byte(strconv.FormatInt(next, 10)+"\n"))
+}
+
+// Close implements audit.Backend.
+func (l *Log) Close() error {
+	var errs []error
+	for _, s := range l.segs {
+		errs = append(errs, s.f.Close())
+	}
+	for _, f := range l.levels {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	if l.cpFile != nil {
+		errs = append(errs, l.cpFile.Close())
+	}
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

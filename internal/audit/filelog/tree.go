@@ -1,0 +1,266 @@
+package filelog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/durable"
+)
+
+// The tree's nodes are written without a sync each time; they can always be
+// computed again from the entries. tree.state records the size up to which
+// they have been synced, just before each checkpoint; on open, nodes past it
+// are dropped and the log integrates those entries again.
+
+func (l *Log) levelFile(level uint) (*os.File, error) {
+	for uint(len(l.levels)) <= level {
+		l.levels = append(l.levels, nil)
+	}
+	if f := l.levels[level]; f != nil {
+		return f, nil
+	}
+	f, err := os.OpenFile(filepath.Join(l.dir, fmt.Sprintf("tree-%02d.bin", level)), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	l.levels[level] = f
+	return f, nil
+}
+
+func (l *Log) loadTree() error {
+	size := int64(0)
+	if b, err := os.ReadFile(filepath.Join(l.dir, "tree.state")); err == nil {
+		size, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || size < 0 {
+			return fmt.Errorf("%w: tree.state", ErrCorrupt)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if size > l.size {
+		return fmt.Errorf("%w: the tree covers %d entries but only %d are stored: entries were lost", ErrCorrupt, size, l.size)
+	}
+	if cp := l.latestIndex(); cp != nil && cp.size > l.size {
+		return fmt.Errorf("%w: a checkpoint covers %d entries but only %d are stored: entries were lost", ErrCorrupt, cp.size, l.size)
+	}
+	// Keep exactly the nodes of the tree at size; later ones may be half written.
+	for level := uint(0); level < 64; level++ {
+		name := filepath.Join(l.dir, fmt.Sprintf("tree-%02d.bin", level))
+		keep := (size >> level) * hashSize
+		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+			if keep == 0 {
+				continue
+			}
+			return fmt.Errorf("%w: %s is missing", ErrCorrupt, filepath.Base(name))
+		}
+		f, err := l.levelFile(level)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if st.Size() < keep {
+			return fmt.Errorf("%w: %s is shorter than tree.state says", ErrCorrupt, filepath.Base(name))
+		}
+		if err := f.Truncate(keep); err != nil {
+			return err
+		}
+	}
+	l.treeSize = size
+	return nil
+}
+
+// TreeSize implements audit.TreeStore.
+func (l *Log) TreeSize(ctx context.Context) (int64, error) {
+	l.treeMu.RLock()
+	defer l.treeMu.RUnlock()
+	return l.treeSize, nil
+}
+
+// StoreTree implements audit.TreeStore.
+func (l *Log) StoreTree(ctx context.Context, size int64, nodes []audit.Node) error {
+	l.treeMu.Lock()
+	defer l.treeMu.Unlock()
+	for _, n := range nodes {
+		f, err := l.levelFile(n.ID.Level)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(n.Hash, int64(n.ID.Index)*hashSize); err != nil {
+			return fmt.Errorf("audit log: store tree: %w", err)
+		}
+	}
+	l.treeSize = size
+	return nil
+}
+
+// Nodes implements audit.TreeStore.
+func (l *Log) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	l.treeMu.Lock() // levelFile may open a file
+	defer l.treeMu.Unlock()
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		if id.Index >= uint64(l.treeSize)>>id.Level {
+			return nil, fmt.Errorf("audit log: node %d/%d is not in the tree of %d entries", id.Level, id.Index, l.treeSize)
+		}
+		f, err := l.levelFile(id.Level)
+		if err != nil {
+			return nil, err
+		}
+		h := make([]byte, hashSize)
+		if _, err := f.ReadAt(h, int64(id.Index)*hashSize); err != nil {
+			return nil, fmt.Errorf("audit log: node %d/%d: %w", id.Level, id.Index, err)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// syncTree makes the stored nodes durable and records up to which size.
+func (l *Log) syncTree() error {
+	l.treeMu.Lock()
+	defer l.treeMu.Unlock()
+	for _, f := range l.levels {
+		if f != nil {
+			if err := durable.Datasync(f); err != nil {
+				return err
+			}
+		}
+	}
+	return durable.WriteAtomic(l.dir, "tree.state", []byte(strconv.FormatInt(l.treeSize, 10)+"\n"))
+}
+
+// Checkpoints live in checkpoints.log: records of [4 length][4 CRC-32C]
+// followed by [8 size][8 unix nanoseconds][signed note].
+
+func (l *Log) loadCheckpoints() error {
+	f, err := os.OpenFile(filepath.Join(l.dir, "checkpoints.log"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	l.cpFile = f
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	var off int64
+	for off < st.Size() {
+		var hdr [recordHeader]byte
+		n, _ := f.ReadAt(hdr[:], off)
+		length := int64(binary.BigEndian.Uint32(hdr[:4]))
+		ok := n == recordHeader && length >= 16 && off+recordHeader+length <= st.Size()
+		var body []byte
+		if ok {
+			body = make([]byte, length)
+			f.ReadAt(body, off+recordHeader)
+			ok = crc32.Checksum(body, castagnoli) == binary.BigEndian.Uint32(hdr[4:])
+		}
+		if !ok {
+			if off+recordHeader+length < st.Size() && n == recordHeader && length >= 16 {
+				return fmt.Errorf("%w: checkpoint record at byte %d, with more after it", ErrCorrupt, off)
+			}
+			l.log.Warn("audit log: cutting off a checkpoint torn by a crash", "bytes", st.Size()-off)
+			if err := f.Truncate(off); err != nil {
+				return err
+			}
+			break
+		}
+		l.cps = append(l.cps, cpIndex{
+			size:   int64(binary.BigEndian.Uint64(body[:8])),
+			time:   time.Unix(0, int64(binary.BigEndian.Uint64(body[8:16]))).UTC(),
+			offset: off + recordHeader + 16, length: int(length - 16),
+		})
+		off += recordHeader + length
+	}
+	l.cpEnd = off
+	return nil
+}
+
+// AddCheckpoint implements audit.CheckpointStore. The tree nodes the
+// checkpoint commits to are synced first.
+func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
+	if err := l.syncTree(); err != nil {
+		return fmt.Errorf("audit log: sync tree: %w", err)
+	}
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
+	body := make([]byte, 16, 16+len(c.Signed))
+	binary.BigEndian.PutUint64(body[:8], uint64(c.Size))
+	binary.BigEndian.PutUint64(body[8:], uint64(c.Time.UnixNano()))
+	body = append(body, c.Signed...)
+	rec := make([]byte, recordHeader, recordHeader+len(body))
+	binary.BigEndian.PutUint32(rec[:4], uint32(len(body)))
+	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, castagnoli))
+	rec = append(rec, body...)
+	if _, err := l.cpFile.WriteAt(rec, l.cpEnd); err != nil {
+		l.cpFile.Truncate(l.cpEnd)
+		return fmt.Errorf("audit log: checkpoint: %w", err)
+	}
+	if err := durable.Datasync(l.cpFile); err != nil {
+		l.cpFile.Truncate(l.cpEnd)
+		return fmt.Errorf("audit log: checkpoint: %w", err)
+	}
+	l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: l.cpEnd + recordHeader + 16, length: len(c.Signed)})
+	l.cpEnd += int64(len(rec))
+	return nil
+}
+
+func (l *Log) latestIndex() *cpIndex {
+	if len(l.cps) == 0 {
+		return nil
+	}
+	return &l.cps[len(l.cps)-1]
+}
+
+func (l *Log) readCheckpoint(ci cpIndex) (audit.StoredCheckpoint, error) {
+	b := make([]byte, ci.length)
+	if _, err := l.cpFile.ReadAt(b, ci.offset); err != nil {
+		return audit.StoredCheckpoint{}, err
+	}
+	return audit.StoredCheckpoint{Size: ci.size, Signed: b, Time: ci.time}, nil
+}
+
+// Checkpoints implements audit.CheckpointStore.
+func (l *Log) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
+	var out []audit.StoredCheckpoint
+	for _, ci := range l.cps {
+		if ci.size < fromSize {
+			continue
+		}
+		c, err := l.readCheckpoint(ci)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// LatestCheckpoint implements audit.CheckpointStore.
+func (l *Log) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
+	l.cpMu.Lock()
+	defer l.cpMu.Unlock()
+	ci := l.latestIndex()
+	if ci == nil {
+		return audit.StoredCheckpoint{}, audit.ErrNoCheckpoint
+	}
+	return l.readCheckpoint(*ci)
+}

@@ -1,0 +1,483 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+)
+
+// Mode says when Append returns.
+type Mode string
+
+// Append modes.
+const (
+	// ModeSync: Append returns once the entry is durable. The default.
+	ModeSync Mode = "sync"
+	// ModeAsync: Append returns once the entry is queued in a bounded
+	// buffer; a full buffer refuses the entry (and so the decision) rather
+	// than drop it.
+	ModeAsync Mode = "async"
+)
+
+// Config configures a Log.
+type Config struct {
+	Mode Mode
+	// AsyncBuffer is the queue length in async mode. Default 10,000.
+	AsyncBuffer int
+	// CheckpointEvery and CheckpointInterval: a checkpoint is signed when
+	// this many entries are new since the last one, or this long has passed
+	// with any new entry. Defaults 1,000 and 1s.
+	CheckpointEvery    int64
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// Errors Append returns besides the backend's.
+var (
+	ErrBufferFull = errors.New("audit buffer full")
+	ErrClosed     = errors.New("audit log closed")
+)
+
+// Log is the audit log: concurrent appends go to the backend in batches
+// (group commit, one sync for many), and the process holding the lead
+// integrates them into the Merkle tree and signs checkpoints.
+type Log struct {
+	cfg     Config
+	be      Backend
+	signer  *CheckpointSigner
+	log     *slog.Logger
+	now     func() time.Time
+	reqs    chan *appendReq
+	closing chan struct{}
+	done    chan struct{} // writer and integrator have stopped
+	written chan struct{} // the writer has stopped
+	wake    chan struct{}
+	broken  atomic.Pointer[error]
+	once    sync.Once
+
+	mu       sync.Mutex // guards the fields below, owned by the integrator
+	tree     *compact.Range
+	lastCP   StoredCheckpoint
+	lastCPAt time.Time
+}
+
+type appendReq struct {
+	e    *Entry
+	done chan error // nil in async mode
+}
+
+const maxBatch = 1024
+
+// Open starts a log over be. The writer runs until Close; the integrator
+// takes the lead whenever it can.
+func Open(cfg Config, be Backend, signer *CheckpointSigner) (*Log, error) {
+	if cfg.Mode == "" {
+		cfg.Mode = ModeSync
+	}
+	if cfg.Mode != ModeSync && cfg.Mode != ModeAsync {
+		return nil, fmt.Errorf("audit: mode %q: want sync or async", cfg.Mode)
+	}
+	if cfg.AsyncBuffer <= 0 {
+		cfg.AsyncBuffer = 10_000
+	}
+	if cfg.CheckpointEvery <= 0 {
+		cfg.CheckpointEvery = 1000
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = time.Second
+	}
+	if signer == nil {
+		return nil, errors.New("audit: a checkpoint signer is required")
+	}
+	queue := maxBatch
+	if cfg.Mode == ModeAsync {
+		queue = cfg.AsyncBuffer
+	}
+	l := &Log{cfg: cfg, be: be, signer: signer, log: orDiscard(cfg.Logger), now: orNow(cfg.Now),
+		reqs: make(chan *appendReq, queue), closing: make(chan struct{}), done: make(chan struct{}),
+		written: make(chan struct{}), wake: make(chan struct{}, 1)}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); defer close(l.written); l.write() }()
+	go func() { defer wg.Done(); l.integrate() }()
+	go func() { wg.Wait(); close(l.done) }()
+	return l, nil
+}
+
+// Append records e. In sync mode it returns e's index once e is durable;
+// in async mode it returns -1 once e is queued. Any error means e is not
+// recorded, and the caller must treat the action as refused.
+func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
+	if err := l.broken.Load(); err != nil {
+		return -1, *err
+	}
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	e.Time = e.Time.UTC()
+	if err := e.Validate(); err != nil {
+		return -1, err
+	}
+	if _, err := e.Canonical(); err != nil { // refuse now what the backend would refuse later
+		return -1, err
+	}
+	r := &appendReq{e: e}
+	if l.cfg.Mode == ModeAsync {
+		select {
+		case <-l.closing:
+			return -1, ErrClosed
+		default:
+		}
+		select {
+		case l.reqs <- r:
+			return -1, nil
+		default:
+			return -1, ErrBufferFull
+		}
+	}
+	r.done = make(chan error, 1)
+	select {
+	case <-l.closing:
+		return -1, ErrClosed
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	case l.reqs <- r:
+	}
+	// Once queued, the entry may be written: wait for the outcome.
+	select {
+	case err := <-r.done:
+		if err != nil {
+			return -1, err
+		}
+		return e.Index, nil
+	case <-l.done:
+		select {
+		case err := <-r.done:
+			if err != nil {
+				return -1, err
+			}
+			return e.Index, nil
+		default:
+			return -1, ErrClosed
+		}
+	}
+}
+
+// write is the group committer: it takes whatever is queued, up to
+// maxBatch, and hands it to the backend as one durable write.
+func (l *Log) write() {
+	batch := make([]*appendReq, 0, maxBatch)
+	entries := make([]*Entry, 0, maxBatch)
+	for {
+		var first *appendReq
+		select {
+		case first = <-l.reqs:
+		case <-l.closing:
+			// Drain what was accepted before closing, then stop.
+			select {
+			case first = <-l.reqs:
+			default:
+				return
+			}
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		entries = entries[:0]
+		for _, r := range batch {
+			entries = append(entries, r.e)
+		}
+		err := l.commit(entries)
+		for _, r := range batch {
+			if r.done != nil {
+				r.done <- err
+			}
+		}
+		if err != nil && l.cfg.Mode == ModeAsync {
+			l.log.Error("audit: entries accepted in async mode were lost", "count", len(batch), "err", err)
+		}
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *Log) commit(entries []*Entry) error {
+	if err := l.broken.Load(); err != nil {
+		return *err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := l.be.Append(ctx, entries)
+	if err != nil {
+		err = fmt.Errorf("audit: append: %w", err)
+		if errors.Is(err, ErrBroken) {
+			l.broken.Store(&err)
+		}
+		l.log.Error("audit append failed; the entries are refused", "count", len(entries), "err", err)
+	}
+	return err
+}
+
+// integrate grows the Merkle tree over new entries and signs checkpoints,
+// while this process holds the lead.
+func (l *Log) integrate() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var release func()
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		closing := false
+		select {
+		case <-l.closing:
+			// Integrate and sign what the writer commits before it stops.
+			<-l.written
+			closing = true
+		case <-l.wake:
+		case <-tick.C:
+		}
+		if release == nil {
+			held, rel, err := l.be.Lead(ctx)
+			if err != nil {
+				l.log.Warn("audit: taking the lead failed", "err", err)
+			}
+			if held {
+				release = rel
+				if err := l.loadTree(ctx); err != nil {
+					l.log.Error("audit: loading the tree failed", "err", err)
+					release()
+					release = nil
+				}
+			}
+		}
+		if release != nil {
+			if err := l.grow(ctx, closing); err != nil {
+				l.log.Error("audit: integrating entries failed", "err", err)
+				// Start again from what is stored; the lead may be gone.
+				release()
+				release = nil
+			}
+		}
+		if closing {
+			return
+		}
+	}
+}
+
+// loadTree rebuilds the compact range at the stored tree size.
+func (l *Log) loadTree(ctx context.Context) error {
+	size, err := l.be.TreeSize(ctx)
+	if err != nil {
+		return err
+	}
+	ids := compact.RangeNodes(0, uint64(size), nil)
+	hashes, err := l.be.Nodes(ctx, ids)
+	if err != nil {
+		return err
+	}
+	f := compact.RangeFactory{Hash: NodeHash}
+	r, err := f.NewRange(0, uint64(size), hashes)
+	if err != nil {
+		return err
+	}
+	cp, err := l.be.LatestCheckpoint(ctx)
+	if err != nil && !errors.Is(err, ErrNoCheckpoint) {
+		return err
+	}
+	l.mu.Lock()
+	l.tree, l.lastCP, l.lastCPAt = r, cp, l.now()
+	l.mu.Unlock()
+	return nil
+}
+
+// grow integrates every stored entry beyond the tree, then signs a
+// checkpoint if one is due (always, when final and anything is new).
+func (l *Log) grow(ctx context.Context, final bool) error {
+	size, err := l.be.Size(ctx)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	tree := l.tree
+	l.mu.Unlock()
+	for from := int64(tree.End()); from < size; {
+		to := min(from+4096, size)
+		data, err := l.be.Read(ctx, from, to)
+		if err != nil {
+			return err
+		}
+		var nodes []Node
+		visit := func(id compact.NodeID, hash []byte) {
+			nodes = append(nodes, Node{ID: id, Hash: hash})
+		}
+		for _, d := range data {
+			if err := tree.Append(LeafHash(d), visit); err != nil {
+				return err
+			}
+		}
+		if err := l.be.StoreTree(ctx, to, nodes); err != nil {
+			return err
+		}
+		from = to
+	}
+	return l.maybeCheckpoint(ctx, tree, final)
+}
+
+func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bool) error {
+	size := int64(tree.End())
+	l.mu.Lock()
+	last, lastAt := l.lastCP, l.lastCPAt
+	l.mu.Unlock()
+	if size == last.Size && last.Signed != nil {
+		return nil
+	}
+	due := size-last.Size >= l.cfg.CheckpointEvery || l.now().Sub(lastAt) >= l.cfg.CheckpointInterval || final || last.Signed == nil
+	if !due {
+		return nil
+	}
+	root, err := tree.GetRootHash(nil)
+	if err != nil {
+		return err
+	}
+	if root == nil {
+		root = hasher.EmptyRoot()
+	}
+	signed, err := l.signer.Sign(size, root)
+	if err != nil {
+		return err
+	}
+	cp := StoredCheckpoint{Size: size, Signed: signed, Time: l.now().UTC()}
+	if err := l.be.AddCheckpoint(ctx, cp); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.lastCP, l.lastCPAt = cp, l.now()
+	l.mu.Unlock()
+	return nil
+}
+
+// Close stops taking entries, writes what was queued, integrates it, signs
+// a last checkpoint, and gives up the lead.
+func (l *Log) Close() error {
+	l.once.Do(func() { close(l.closing) })
+	<-l.done
+	return nil
+}
+
+// Checkpoint returns the latest signed checkpoint.
+func (l *Log) Checkpoint(ctx context.Context) (StoredCheckpoint, error) {
+	return l.be.LatestCheckpoint(ctx)
+}
+
+// Checkpoints lists stored checkpoints from fromSize on, oldest first.
+func (l *Log) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]StoredCheckpoint, error) {
+	return l.be.Checkpoints(ctx, fromSize, limit)
+}
+
+// VerifierKey is the public key of the log's checkpoints.
+func (l *Log) VerifierKey() string { return l.signer.VerifierKey() }
+
+// Origin is the log's name in its checkpoints.
+func (l *Log) Origin() string { return l.signer.Origin() }
+
+// ErrBadRange is returned for proofs about sizes or indexes the tree does not have.
+var ErrBadRange = errors.New("no such index or tree size")
+
+// InclusionProof proves that entry index is in the tree of the given size.
+// It also returns the entry's bytes.
+func (l *Log) InclusionProof(ctx context.Context, index, size int64) ([][]byte, []byte, error) {
+	tree, err := l.be.TreeSize(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if index < 0 || size <= index || size > tree {
+		return nil, nil, fmt.Errorf("%w: index %d, size %d, the tree has %d entries", ErrBadRange, index, size, tree)
+	}
+	nodes, err := proof.Inclusion(uint64(index), uint64(size))
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := l.rehash(ctx, nodes)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := l.be.Read(ctx, index, index+1)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, data[0], nil
+}
+
+// ConsistencyProof proves that the tree of size from is a prefix of the tree of size to.
+func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) ([][]byte, error) {
+	tree, err := l.be.TreeSize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if from < 0 || to < from || to > tree {
+		return nil, fmt.Errorf("%w: from %d, to %d, the tree has %d entries", ErrBadRange, from, to, tree)
+	}
+	nodes, err := proof.Consistency(uint64(from), uint64(to))
+	if err != nil {
+		return nil, err
+	}
+	return l.rehash(ctx, nodes)
+}
+
+func (l *Log) rehash(ctx context.Context, nodes proof.Nodes) ([][]byte, error) {
+	hashes, err := l.be.Nodes(ctx, nodes.IDs)
+	if err != nil {
+		return nil, err
+	}
+	return nodes.Rehash(hashes, NodeHash)
+}
+
+// TreeSize is the number of entries integrated into the stored tree.
+func (l *Log) TreeSize(ctx context.Context) (int64, error) { return l.be.TreeSize(ctx) }
+
+// Size is the number of entries stored, integrated or not.
+func (l *Log) Size(ctx context.Context) (int64, error) { return l.be.Size(ctx) }
+
+// Query lists entries; see Backend.Query.
+func (l *Log) Query(ctx context.Context, q Query) ([]Stored, int64, error) { return l.be.Query(ctx, q) }
+
+// Read returns the canonical bytes of entries [from, to).
+func (l *Log) Read(ctx context.Context, from, to int64) ([][]byte, error) {
+	return l.be.Read(ctx, from, to)
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+func orNow(f func() time.Time) func() time.Time {
+	if f == nil {
+		return time.Now
+	}
+	return f
+}

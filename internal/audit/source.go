@@ -1,0 +1,124 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Export writes the log as JSON lines: every entry's canonical bytes on a
+// line of its own, and after the last entry each checkpoint covers, a line
+// {"checkpoint":"<signed note>"}. Verify reads it back with ReadExport.
+func Export(ctx context.Context, w io.Writer, l *Log) error {
+	src, err := l.Items(ctx)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	for {
+		it, err := src.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if it.Checkpoint {
+			line, _ := json.Marshal(map[string]string{"checkpoint": string(it.Data)})
+			bw.Write(line)
+		} else {
+			bw.Write(it.Data)
+		}
+		if err := bw.WriteByte('\n'); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadExport reads what Export wrote.
+func ReadExport(r io.Reader) Source {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxEntrySize+maxCheckpointSize+64)
+	return &exportSource{sc: sc}
+}
+
+type exportSource struct {
+	sc   *bufio.Scanner
+	line int
+}
+
+var checkpointPrefix = []byte(`{"checkpoint":`)
+
+func (s *exportSource) Next() (Item, error) {
+	if !s.sc.Scan() {
+		if err := s.sc.Err(); err != nil {
+			return Item{}, fmt.Errorf("export line %d: %w", s.line+1, err)
+		}
+		return Item{}, io.EOF
+	}
+	s.line++
+	b := s.sc.Bytes()
+	if bytes.HasPrefix(b, checkpointPrefix) {
+		var c struct {
+			Checkpoint string `json:"checkpoint"`
+		}
+		if err := json.Unmarshal(b, &c); err != nil {
+			// Not a checkpoint after all: hand it on as an entry, to be refused there.
+			return Item{Data: bytes.Clone(b)}, nil
+		}
+		return Item{Checkpoint: true, Data: []byte(c.Checkpoint)}, nil
+	}
+	return Item{Data: bytes.Clone(b)}, nil
+}
+
+// Items reads the stored log for verification or export: entries with the
+// stored checkpoints placed after the entries they cover.
+func (l *Log) Items(ctx context.Context) (Source, error) {
+	size, err := l.be.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cps, err := l.be.Checkpoints(ctx, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &storedSource{ctx: ctx, l: l, size: size, cps: cps}, nil
+}
+
+type storedSource struct {
+	ctx  context.Context
+	l    *Log
+	size int64
+	next int64
+	buf  [][]byte
+	cps  []StoredCheckpoint
+}
+
+func (s *storedSource) Next() (Item, error) {
+	// A checkpoint comes right after the last entry it covers. One that
+	// covers more than is stored comes at the end, where Verify says so.
+	if len(s.cps) > 0 && (s.cps[0].Size <= s.next || s.next >= s.size) {
+		c := s.cps[0]
+		s.cps = s.cps[1:]
+		return Item{Checkpoint: true, Data: c.Signed}, nil
+	}
+	if s.next >= s.size {
+		return Item{}, io.EOF
+	}
+	if len(s.buf) == 0 {
+		to := min(s.next+4096, s.size)
+		b, err := s.l.be.Read(s.ctx, s.next, to)
+		if err != nil {
+			return Item{}, err
+		}
+		s.buf = b
+	}
+	d := s.buf[0]
+	s.buf = s.buf[1:]
+	s.next++
+	return Item{Data: d}, nil
+}

@@ -1,0 +1,25 @@
+package durable
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Datasync flushes f's data and the metadata needed to read it back.
+func Datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
+
+// LockDir takes an exclusive lock on dir that lives as long as the returned
+// file stays open; a second process gets an error naming what.
+func LockDir(dir, what string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %s is in use by another warden process", what, dir)
+	}
+	return f, nil
+}
