@@ -39,6 +39,8 @@ type Sequencer interface {
 	Size(ctx context.Context) (int64, error)
 	// Read returns the canonical bytes of entries [from, to).
 	Read(ctx context.Context, from, to int64) ([][]byte, error)
+	// LeafHashes returns the leaf hashes of entries [from, to).
+	LeafHashes(ctx context.Context, from, to int64) ([][]byte, error)
 }
 
 // TreeStore keeps the nodes of the Merkle tree over the entries, so that

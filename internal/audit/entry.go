@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,8 +39,8 @@ func (k Kind) valid() bool {
 // Prev is the hex leaf hash of the entry before it, a chain that makes the
 // first modified entry of a naively edited log stand out by itself.
 type Entry struct {
-	// Fields are in the byte order of their JSON names, so that encoding the
-	// struct yields sorted keys; the order matters, keep it.
+	// Fields are in the byte order of their JSON names, as the canonical
+	// form has them; see encodeParts.
 
 	// What was done.
 	Action string `json:"action"`
@@ -63,7 +64,43 @@ type Entry struct {
 	Resource         json.RawMessage `json:"resource,omitempty"`
 	Target           string          `json:"target,omitempty"`
 	Time             time.Time       `json:"time"`
+
+	// parts caches the canonical encoding of every field but Index and
+	// Prev (set by Prepare), so that the log, once it knows those two, only
+	// joins bytes.
+	parts *entryParts
 }
+
+// The canonical form is one JSON object with keys in byte order. Index and
+// Prev fall between the other keys, so the rest is encoded in three runs:
+// the keys before "index", those between "index" and "prev", those after.
+type (
+	partBefore struct {
+		Action           string          `json:"action"`
+		Actor            string          `json:"actor,omitempty"`
+		Agent            string          `json:"agent,omitempty"`
+		DecisionID       string          `json:"decision_id,omitempty"`
+		Detail           json.RawMessage `json:"detail,omitempty"`
+		EnforcementPoint string          `json:"enforcement_point,omitempty"`
+	}
+	partBetween struct {
+		Input         json.RawMessage `json:"input,omitempty"`
+		InputDigest   string          `json:"input_digest,omitempty"`
+		Kind          Kind            `json:"kind"`
+		LatencyMicros int64           `json:"latency_us,omitempty"`
+		Outcome       string          `json:"outcome,omitempty"`
+		PolicyVersion string          `json:"policy_version,omitempty"`
+	}
+	partAfter struct {
+		Reasons  []string        `json:"reasons,omitempty"`
+		Resource json.RawMessage `json:"resource,omitempty"`
+		Target   string          `json:"target,omitempty"`
+		Time     time.Time       `json:"time"`
+	}
+	// entryParts holds the three runs, each without its braces; none is
+	// empty, since action, kind and time are always present.
+	entryParts struct{ before, between, after []byte }
+)
 
 // MaxEntrySize bounds one entry's canonical form.
 const MaxEntrySize = 1 << 20
@@ -90,25 +127,70 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
-// Canonical returns the entry's canonical JSON: the exact bytes of its leaf.
-func (e *Entry) Canonical() ([]byte, error) {
-	c := *e
-	c.Time = c.Time.UTC()
-	var err error
-	for _, raw := range []*json.RawMessage{&c.Resource, &c.Input, &c.Detail} {
-		if len(*raw) > 0 {
-			if *raw, err = canonicalJSON(*raw); err != nil {
-				return nil, err
+// Prepare encodes everything but Index and Prev in canonical form, so that
+// later encodings (once the log has set those two) only join bytes. Changing
+// any other field after Prepare is a mistake.
+func (e *Entry) Prepare() error {
+	if e.parts != nil {
+		return nil
+	}
+	raw := [3]json.RawMessage{e.Resource, e.Input, e.Detail}
+	for i, r := range raw {
+		if len(r) > 0 {
+			c, err := canonicalJSON(r)
+			if err != nil {
+				return err
 			}
+			raw[i] = c
 		}
 	}
+	p := &entryParts{}
+	var err error
+	if p.before, err = encodeRun(partBefore{e.Action, e.Actor, e.Agent, e.DecisionID, raw[2], e.EnforcementPoint}); err != nil {
+		return err
+	}
+	if p.between, err = encodeRun(partBetween{raw[1], e.InputDigest, e.Kind, e.LatencyMicros, e.Outcome, e.PolicyVersion}); err != nil {
+		return err
+	}
+	if p.after, err = encodeRun(partAfter{e.Reasons, raw[0], e.Target, e.Time.UTC()}); err != nil {
+		return err
+	}
+	e.parts = p
+	return nil
+}
+
+// encodeRun encodes v's fields without the enclosing braces.
+func encodeRun(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&c); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
 	}
-	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return b[1 : len(b)-1], nil
+}
+
+// Canonical returns the entry's canonical JSON: the exact bytes of its leaf.
+func (e *Entry) Canonical() ([]byte, error) {
+	if err := e.Prepare(); err != nil {
+		return nil, err
+	}
+	p := e.parts
+	out := make([]byte, 0, len(p.before)+len(p.between)+len(p.after)+100)
+	out = append(out, '{')
+	out = append(out, p.before...)
+	out = append(out, `,"index":`...)
+	out = strconv.AppendInt(out, e.Index, 10)
+	out = append(out, ',')
+	out = append(out, p.between...)
+	if e.Prev != "" {
+		out = append(out, `,"prev":`...)
+		out = strconv.AppendQuote(out, e.Prev)
+	}
+	out = append(out, ',')
+	out = append(out, p.after...)
+	out = append(out, '}')
 	if len(out) > MaxEntrySize {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadEntry, len(out), MaxEntrySize)
 	}

@@ -45,6 +45,10 @@ type Log struct {
 	size     int64
 	lastLeaf []byte
 	broken   error
+	// Leaf hashes of the newest entries, from leafBase on, so that the tree
+	// grows without reading them back. Trimmed as the tree covers them.
+	leafBase int64
+	leaves   [][]byte
 
 	treeMu   sync.RWMutex
 	levels   []*os.File // tree-NN.bin, node i of level L at 32*i
@@ -237,6 +241,7 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 	seg := l.segs[len(l.segs)-1]
 	var buf []byte
 	offsets := make([]int64, 0, len(entries))
+	leaves := make([][]byte, 0, len(entries))
 	for _, e := range entries {
 		e.Index, e.Prev = size, ""
 		if size > 0 {
@@ -252,15 +257,45 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 		offsets = append(offsets, seg.end+int64(len(buf)))
 		buf = append(append(buf, hdr[:]...), data...)
 		prev = audit.LeafHash(data)
+		leaves = append(leaves, prev)
 		size++
 	}
 	if err := l.write(seg, buf, offsets); err != nil {
 		return err
 	}
 	l.mu.Lock()
+	if l.leafBase+int64(len(l.leaves)) != size-int64(len(leaves)) || len(l.leaves) > maxCachedLeaves {
+		// The cache fell behind (or was never filled): start it afresh here.
+		l.leaves, l.leafBase = nil, size-int64(len(leaves))
+	}
+	l.leaves = append(l.leaves, leaves...)
 	l.size, l.lastLeaf = size, prev
 	l.mu.Unlock()
 	return nil
+}
+
+// maxCachedLeaves bounds the leaf hash cache when the tree falls behind.
+const maxCachedLeaves = 1 << 20
+
+// LeafHashes implements audit.Sequencer: from memory for the newest
+// entries, else by reading and hashing them.
+func (l *Log) LeafHashes(ctx context.Context, from, to int64) ([][]byte, error) {
+	l.mu.RLock()
+	if from >= l.leafBase && to <= l.leafBase+int64(len(l.leaves)) {
+		out := append([][]byte(nil), l.leaves[from-l.leafBase:to-l.leafBase]...)
+		l.mu.RUnlock()
+		return out, nil
+	}
+	l.mu.RUnlock()
+	data, err := l.Read(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(data))
+	for i, d := range data {
+		out[i] = audit.LeafHash(d)
+	}
+	return out, nil
 }
 
 // write appends whole records to seg and syncs them. On failure the

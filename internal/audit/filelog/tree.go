@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -94,16 +95,34 @@ func (l *Log) TreeSize(ctx context.Context) (int64, error) {
 func (l *Log) StoreTree(ctx context.Context, size int64, nodes []audit.Node) error {
 	l.treeMu.Lock()
 	defer l.treeMu.Unlock()
-	for _, n := range nodes {
-		f, err := l.levelFile(n.ID.Level)
+	// Nodes of one level come in index order, mostly consecutive: write each
+	// consecutive run at once.
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].ID.Level < nodes[j].ID.Level })
+	for i := 0; i < len(nodes); {
+		j := i + 1
+		for j < len(nodes) && nodes[j].ID.Level == nodes[i].ID.Level && nodes[j].ID.Index == nodes[j-1].ID.Index+1 {
+			j++
+		}
+		f, err := l.levelFile(nodes[i].ID.Level)
 		if err != nil {
 			return err
 		}
-		if _, err := f.WriteAt(n.Hash, int64(n.ID.Index)*hashSize); err != nil {
+		run := make([]byte, 0, (j-i)*hashSize)
+		for _, n := range nodes[i:j] {
+			run = append(run, n.Hash...)
+		}
+		if _, err := f.WriteAt(run, int64(nodes[i].ID.Index)*hashSize); err != nil {
 			return fmt.Errorf("audit log: store tree: %w", err)
 		}
+		i = j
 	}
 	l.treeSize = size
+	l.mu.Lock()
+	if size > l.leafBase {
+		drop := min(size-l.leafBase, int64(len(l.leaves)))
+		l.leaves, l.leafBase = l.leaves[drop:], l.leafBase+drop
+	}
+	l.mu.Unlock()
 	return nil
 }
 
