@@ -76,6 +76,12 @@ func NewClient(serverURL, agentID string, key *Key, opts ...Option) (*Client, er
 	for _, o := range opts {
 		o(c)
 	}
+	// Metadata and token requests never follow redirects: a token request
+	// carries a client assertion, and a delegation a token, that must reach
+	// the server the caller named and nothing else.
+	noRedirect := *c.http
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &noRedirect
 	return c, nil
 }
 

@@ -66,7 +66,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	id := cfg.Identity
 	a.Keys, err = identity.OpenKeyring(bg, identity.KeyringConfig{
-		RetireAfter: identity.MaxTokenLifetime + id.ClockSkew, Logger: log,
+		RetireAfter: identity.MaxTokenLifetime + id.ClockSkew, ClockSkew: id.ClockSkew, Logger: log,
 	}, a.Store, mk)
 	if err != nil {
 		return nil, err

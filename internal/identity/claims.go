@@ -36,6 +36,11 @@ type Claims struct {
 	// DelegatedFrom lists the jti of every token this one was exchanged
 	// from, nearest first; revoking any of them revokes this one too.
 	DelegatedFrom []string `json:"delegated_from,omitempty"`
+	// OriginIssuedAt is the iat of the first token of the chain. Agent-wide
+	// revocations are checked against it, so a token delegated after an
+	// agent's revocation (by a replica that had not heard of it yet) from a
+	// token issued before it is dead too.
+	OriginIssuedAt *jwt.NumericDate `json:"origin_iat,omitempty"`
 }
 
 // Confirmation binds a token to a key (RFC 7800, RFC 9449).

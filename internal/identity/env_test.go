@@ -65,7 +65,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := OpenKeyring(ctx, KeyringConfig{RetireAfter: MaxTokenLifetime + 30*time.Second, Now: clk.Now}, st, mk)
+	keys, err := OpenKeyring(ctx, KeyringConfig{RetireAfter: MaxTokenLifetime + 30*time.Second, ClockSkew: 30 * time.Second, Now: clk.Now}, st, mk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -115,6 +115,10 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	act := &Actor{Subject: did.String(), Act: subject.Act}
 	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, now, exp)
 	cl.DelegatedFrom = append([]string{subject.ID}, subject.DelegatedFrom...)
+	cl.OriginIssuedAt = subject.OriginIssuedAt
+	if cl.OriginIssuedAt == nil {
+		cl.OriginIssuedAt = subject.Claims.IssuedAt
+	}
 	tok, err := i.sign(cl)
 	if err != nil {
 		return nil, err

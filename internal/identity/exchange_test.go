@@ -86,6 +86,33 @@ func TestRevokingATokenRevokesWhatWasDelegatedFromIt(t *testing.T) {
 	}
 }
 
+func TestAgentRevocationReachesTokensDelegatedLater(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"reader", "delegator"}, nil)
+	b := e.register("ai-agent://dev/b", []string{"reader"}, nil)
+	at := e.token(a)
+	if _, err := e.reg.RevokeTokens(e.ctx, "admin:test", a.id, "leak"); err != nil {
+		t.Fatal(err)
+	}
+	// What a replica that had not heard of the revocation would have minted
+	// seconds later from A's old token: its own iat is after the revocation.
+	e.clock.Advance(5 * time.Second)
+	sub, _ := e.ver.Inspect(at.AccessToken)
+	now := e.clock.Now()
+	c := e.issuer.claims(a.id, b.id, b.kid, []string{"reader"}, &Actor{Subject: b.id}, now, now.Add(time.Minute))
+	c.DelegatedFrom = []string{sub.ID}
+	c.OriginIssuedAt = sub.Claims.IssuedAt
+	if _, err := e.ver.Verify(e.ctx, e.forge(t, c, "at+jwt")); !errors.Is(err, ErrAgentRevoked) {
+		t.Fatalf("a token delegated after the revocation from a revoked one: %v", err)
+	}
+	// Without origin_iat the same token is malformed, not accepted.
+	c.OriginIssuedAt = nil
+	if _, err := e.ver.Verify(e.ctx, e.forge(t, c, "at+jwt")); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a delegated token without origin_iat: %v", err)
+	}
+}
+
 func TestExchangeRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -26,6 +26,7 @@ type Keyring struct {
 	// retireAfter is how long a replaced key stays published: the longest
 	// token lifetime plus clock skew, so every token it signed expires first.
 	retireAfter time.Duration
+	skew        time.Duration
 
 	// loadMu serialises reloads, so one that read the store before a
 	// rotation cannot install the old key after one that read it after.
@@ -50,8 +51,10 @@ type issuerKey struct {
 type KeyringConfig struct {
 	// RetireAfter is how long a replaced key stays in the JWKS.
 	RetireAfter time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// ClockSkew is how far replicas' clocks may differ.
+	ClockSkew time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // OpenKeyring loads the signing keys, creating the first one when the store
@@ -60,7 +63,7 @@ func OpenKeyring(ctx context.Context, cfg KeyringConfig, st keyringStore, master
 	if cfg.RetireAfter <= 0 {
 		return nil, errors.New("keyring: RetireAfter must be positive")
 	}
-	k := &Keyring{store: st, master: master, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), retireAfter: cfg.RetireAfter}
+	k := &Keyring{store: st, master: master, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), retireAfter: cfg.RetireAfter, skew: cfg.ClockSkew}
 	changes := st.Subscribe(ctx)
 	if err := k.reload(ctx); err != nil {
 		return nil, err
@@ -76,16 +79,37 @@ func OpenKeyring(ctx context.Context, cfg KeyringConfig, st keyringStore, master
 			return nil, errors.New("keyring: no active signing key after creating one")
 		}
 	}
-	go func() {
-		for c := range changes {
-			if c.Kind == store.ChangeSigningKeys || c.Kind == store.ChangeResync {
-				if err := k.reload(ctx); err != nil && ctx.Err() == nil {
-					k.log.Error("reload signing keys", "err", err)
-				}
-			}
-		}
-	}()
+	go k.follow(ctx, changes)
 	return k, nil
+}
+
+// follow reloads the keys on every announced change, retrying a failed
+// reload, and once a minute regardless: a replica must not keep signing with
+// a key another one has retired.
+func (k *Keyring) follow(ctx context.Context, changes <-chan store.Change) {
+	every := time.NewTicker(time.Minute)
+	defer every.Stop()
+	retry := time.NewTimer(0)
+	<-retry.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			if c.Kind != store.ChangeSigningKeys && c.Kind != store.ChangeResync {
+				continue
+			}
+		case <-every.C:
+		case <-retry.C:
+		}
+		if err := k.reload(ctx); err != nil && ctx.Err() == nil {
+			k.log.Error("reload signing keys; retrying in a second", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
 }
 
 func (k *Keyring) reload(ctx context.Context) error {
@@ -137,7 +161,9 @@ func (k *Keyring) Rotate(ctx context.Context, actor string, retireNow bool) (str
 	k.mu.RUnlock()
 	retireAfter := k.retireAfter
 	if retireNow {
-		retireAfter = 0
+		// In the past by the clock skew, so that replicas whose clocks run
+		// behind refuse the old keys at once too.
+		retireAfter = -k.skew
 	}
 	kid, err := k.rotate(ctx, actor, prev, retireAfter)
 	if err != nil {

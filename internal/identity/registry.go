@@ -309,9 +309,10 @@ func (r *Registry) update(ctx context.Context, actor, id, action string, detail 
 	return a, nil
 }
 
-// refresh brings this process's view up to date before the caller is answered.
+// refresh brings this process's view up to date before the caller is
+// answered; a caller that goes away meanwhile does not cut it short.
 func (r *Registry) refresh(ctx context.Context, id string) {
-	if err := r.view.RefreshAgent(ctx, id); err != nil {
+	if err := r.view.RefreshAgent(context.WithoutCancel(ctx), id); err != nil {
 		// RefreshAgent has dropped the agent from the view: its tokens are refused until it reloads.
 		r.log.Error("agent change stored but the local view did not reload; its tokens are refused until it does", "agent", id, "err", err)
 	}

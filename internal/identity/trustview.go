@@ -36,7 +36,7 @@ type TrustView struct {
 	mu         sync.RWMutex
 	agents     map[string]*agentView
 	revoked    map[string]time.Time // jti -> when the record may go
-	issuerKeys map[string]ed25519.PublicKey
+	issuerKeys map[string]issuerKeyView
 	unknown    map[string]time.Time // agent ids recently looked up and not found
 	loaded     atomic.Bool
 
@@ -79,6 +79,14 @@ type viewKey struct {
 }
 
 func (k viewKey) activeAt(t time.Time) bool { return k.retire.IsZero() || t.Before(k.retire) }
+
+// issuerKeyView is one published issuer key and when it stops being
+// accepted, checked at every verification so that a key retired at once is
+// refused by every replica as soon as its clock passes that moment.
+type issuerKeyView struct {
+	pub    ed25519.PublicKey
+	retire time.Time // zero: not scheduled
+}
 
 // TrustViewConfig configures a TrustView.
 type TrustViewConfig struct {
@@ -162,7 +170,9 @@ func (v *TrustView) follow(ctx context.Context, changes <-chan store.Change, res
 				continue
 			}
 			if err := v.apply(ctx, c); err != nil && ctx.Err() == nil {
+				// What the change carried is not in the view: uncertain until a reload.
 				v.log.Error("trust view: applying a change failed", "kind", c.Kind, "err", err)
+				v.markUncertain(v.now())
 			}
 		case <-v.resync:
 			v.reload(ctx)
@@ -253,12 +263,12 @@ func (v *TrustView) ReloadAll(ctx context.Context) error {
 	return nil
 }
 
-func (v *TrustView) loadKeys(ctx context.Context, now time.Time) (map[string]ed25519.PublicKey, error) {
+func (v *TrustView) loadKeys(ctx context.Context, now time.Time) (map[string]issuerKeyView, error) {
 	sks, err := v.store.SigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trust view: %w", err)
 	}
-	keys := make(map[string]ed25519.PublicKey, len(sks))
+	keys := make(map[string]issuerKeyView, len(sks))
 	for _, sk := range sks {
 		if !published(sk, now) {
 			continue
@@ -269,7 +279,7 @@ func (v *TrustView) loadKeys(ctx context.Context, now time.Time) (map[string]ed2
 			v.log.Error("issuer key unusable; ignored", "kid", sk.KID)
 			continue
 		}
-		keys[sk.KID] = pub
+		keys[sk.KID] = issuerKeyView{pub: pub, retire: sk.RetireAt}
 	}
 	return keys, nil
 }
@@ -298,7 +308,7 @@ func (v *TrustView) RefreshKeys(ctx context.Context) error {
 func (v *TrustView) RefreshAgent(ctx context.Context, id string) error {
 	v.loadMu.Lock()
 	defer v.loadMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	a, err := v.store.Agent(ctx, id)
 	v.mu.Lock()
@@ -358,12 +368,24 @@ func (v *TrustView) lookupAgent(ctx context.Context, id string) (*agentView, err
 	if unknown && now.Before(until) {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownAgent, id)
 	}
-	if err := v.RefreshAgent(ctx, id); err != nil {
-		return nil, err
+	// Read without loadMu: requests naming unknown agents, which anyone can
+	// send, must not hold up the goroutine that applies revocations. The
+	// result is only installed where the view has nothing for the agent, so
+	// it can never replace a newer refresh.
+	rctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	rec, err := v.store.Agent(rctx, id)
+	cancel()
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: agent %s: %v", ErrStateUnavailable, id, err)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if a = v.agents[id]; a != nil {
+		return a, nil
+	}
+	if err == nil {
+		a = viewOf(rec, v.log)
+		v.agents[id] = a
 		return a, nil
 	}
 	if len(v.unknown) >= maxUnknown {
@@ -403,5 +425,8 @@ func (v *TrustView) issuerKey(kid string) (ed25519.PublicKey, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	k, ok := v.issuerKeys[kid]
-	return k, ok
+	if !ok || !k.retire.IsZero() && !v.now().Before(k.retire) {
+		return nil, false
+	}
+	return k.pub, true
 }

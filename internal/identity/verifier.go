@@ -33,7 +33,7 @@ type VerifierConfig struct {
 	ClockSkew time.Duration
 	// CacheSize bounds the signature cache. Default 65,536 tokens.
 	CacheSize int
-	// DPoP configures proof checking; zero values take its defaults.
+	// DPoP configures proof checking; see DPoPConfig for its defaults.
 	DPoP DPoPConfig
 	Now  func() time.Time
 }
@@ -201,6 +201,9 @@ func (v *Verifier) parse(raw string) (*Token, error) {
 	if len(c.DelegatedFrom) != c.Act.Depth() {
 		return nil, fmt.Errorf("%w: delegated_from must list one token per act link", ErrMalformed)
 	}
+	if (c.OriginIssuedAt != nil) != (c.Act != nil) || c.OriginIssuedAt != nil && c.OriginIssuedAt.Time().After(t.IssuedAt) {
+		return nil, fmt.Errorf("%w: origin_iat belongs to delegated tokens and precedes their iat", ErrMalformed)
+	}
 	for _, s := range c.Act.Chain() {
 		id, err := ParseAgentID(s)
 		if err != nil {
@@ -230,12 +233,16 @@ func (v *Verifier) checkLive(t *Token, now time.Time) error {
 	if t.IssuedAt.After(now.Add(skew)) {
 		return fmt.Errorf("%w: iat %s", ErrNotYetValid, t.IssuedAt.UTC().Format(time.RFC3339))
 	}
+	// Agent-wide revocations apply from the chain's first token.
 	iat := t.IssuedAt.Unix()
+	if t.OriginIssuedAt != nil {
+		iat = t.OriginIssuedAt.Time().Unix()
+	}
 
 	vw := v.view
 	vw.mu.RLock()
 	defer vw.mu.RUnlock()
-	if _, ok := vw.issuerKeys[t.kid]; !ok {
+	if k, ok := vw.issuerKeys[t.kid]; !ok || !k.retire.IsZero() && !now.Before(k.retire) {
 		return fmt.Errorf("%w: kid %q no longer published", ErrUnknownKey, t.kid)
 	}
 	if _, ok := vw.revoked[t.ID]; ok {

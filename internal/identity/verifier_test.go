@@ -233,11 +233,16 @@ func TestVerifierFailsClosedWhenStateIsStale(t *testing.T) {
 }
 
 // faultyStore is the real store with reads that can be made to fail, the way
-// a database that stops answering fails.
+// a database that stops answering fails, and a feed the test publishes to.
 type faultyStore struct {
 	store.Store
 	fail     atomic.Bool
 	feedDown atomic.Bool
+	feed     store.Broadcaster
+}
+
+func (f *faultyStore) Subscribe(ctx context.Context) <-chan store.Change {
+	return f.feed.Subscribe(ctx)
 }
 
 var errInjected = errors.New("injected store failure")
@@ -265,9 +270,13 @@ func TestTrustViewUncertainty(t *testing.T) {
 		fault func(*faultyStore, *TrustView)
 	}{
 		{"feed down", func(f *faultyStore, v *TrustView) { f.feedDown.Store(true) }},
-		{"resync fails", func(f *faultyStore, v *TrustView) {
+		{"a subscriber falls behind and the resync fails", func(f *faultyStore, v *TrustView) {
 			f.fail.Store(true)
-			v.markUncertain(v.now()) // as a subscriber that fell behind would
+			// More changes than a subscriber holds, while reads fail and the
+			// follower is busy with them: the feed replaces the queue with a resync.
+			for range 300 {
+				f.feed.Publish(store.Change{Kind: store.ChangeAgent, Key: "ai-agent://dev/a"})
+			}
 		}},
 	}
 	for _, c := range cases {

@@ -42,8 +42,7 @@ type Broadcaster struct {
 }
 
 type subscriber struct {
-	ch     chan Change
-	behind bool // a change was dropped; send a resync when there is room
+	ch chan Change
 }
 
 const subscriberBuffer = 256
@@ -67,24 +66,26 @@ func (b *Broadcaster) Subscribe(ctx context.Context) <-chan Change {
 	return s.ch
 }
 
-// Publish delivers c to every subscriber without blocking. A subscriber whose
-// buffer is full gets ChangeResync as soon as it has room again.
+// Publish delivers c to every subscriber without blocking. When a
+// subscriber's buffer is full, what it holds is replaced by one
+// ChangeResync, there and then: a resync supersedes every queued change,
+// and the subscriber learns of the loss at its very next read.
 func (b *Broadcaster) Publish(c Change) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {
-		if s.behind {
-			select {
-			case s.ch <- Change{Kind: ChangeResync}:
-				s.behind = false
-			default:
-				continue
-			}
-		}
 		select {
 		case s.ch <- c:
+			continue
 		default:
-			s.behind = true
 		}
+		for drained := false; !drained; {
+			select {
+			case <-s.ch:
+			default:
+				drained = true
+			}
+		}
+		s.ch <- Change{Kind: ChangeResync} // room now: only Publish sends, under b.mu
 	}
 }

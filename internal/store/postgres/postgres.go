@@ -59,10 +59,12 @@ type Store struct {
 	log     *slog.Logger
 	feed    store.Broadcaster
 	healthy atomic.Bool
-	// lastHeard is when the listener last received anything (unix nanos).
-	// Heartbeats keep it moving; a connection that looks open but delivers
-	// nothing (a half-open socket, a pooler that drops LISTEN) goes stale.
+	// lastHeard is when the listener last received anything, in monotonic
+	// nanoseconds since started. Heartbeats keep it moving; a connection that
+	// looks open but delivers nothing (a half-open socket, a pooler that
+	// drops LISTEN) goes stale.
 	lastHeard atomic.Int64
+	started   time.Time
 	stop      context.CancelFunc
 	done      chan struct{}
 
@@ -93,7 +95,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{channel: "warden_changes", log: log, done: make(chan struct{})}
+	s := &Store{channel: "warden_changes", log: log, done: make(chan struct{}), started: time.Now()}
 	if cfg.Schema != "" {
 		s.channel += "_" + cfg.Schema
 	}
@@ -215,14 +217,21 @@ func (s *Store) listenOnce(ctx context.Context, cc *pgx.ConnConfig, connected fu
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
-	s.lastHeard.Store(time.Now().UnixNano())
+	s.lastHeard.Store(int64(time.Since(s.started)))
 	connected()
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		// Heartbeats arrive every second: a wait that hears nothing for
+		// feedSilence means a dead connection, so give it up and reconnect.
+		wctx, cancel := context.WithTimeout(ctx, feedSilence)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
 		if err != nil {
+			if ctx.Err() == nil && wctx.Err() != nil {
+				return errors.New("no notification, not even a heartbeat, for " + feedSilence.String())
+			}
 			return err
 		}
-		s.lastHeard.Store(time.Now().UnixNano())
+		s.lastHeard.Store(int64(time.Since(s.started)))
 		var c store.Change
 		if err := json.Unmarshal([]byte(n.Payload), &c); err != nil {
 			s.log.Warn("change feed: unreadable notification; resyncing", "err", err)
@@ -276,7 +285,7 @@ func (s *Store) Subscribe(ctx context.Context) <-chan store.Change { return s.fe
 
 // FeedHealthy implements store.ChangeFeed: connected, and heard from recently.
 func (s *Store) FeedHealthy() bool {
-	return s.healthy.Load() && time.Since(time.Unix(0, s.lastHeard.Load())) < feedSilence
+	return s.healthy.Load() && time.Since(s.started)-time.Duration(s.lastHeard.Load()) < feedSilence
 }
 
 // Close implements store.Store.

@@ -1,3 +1,5 @@
+//go:build unix
+
 package durable
 
 import (
@@ -6,9 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 )
-
-// Datasync flushes f's data and the metadata needed to read it back.
-func Datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
 
 // LockDir takes an exclusive lock on dir that lives as long as the returned
 // file stays open; a second process gets an error naming what.
