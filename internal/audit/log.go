@@ -363,7 +363,7 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 	if size == last.Size && last.Signed != nil {
 		return nil
 	}
-	due := size-last.Size >= l.cfg.CheckpointEvery || l.now().Sub(lastAt) >= l.cfg.CheckpointInterval || final || last.Signed == nil
+	due := size-last.Size >= l.cfg.CheckpointEvery || l.now().Sub(lastAt) >= l.cfg.CheckpointInterval || final
 	if !due {
 		return nil
 	}

@@ -158,7 +158,8 @@ func (v *verifier) entry(p parsed) bool {
 	case p.index > i:
 		return v.fail(i, "entry %d is missing (the next entry says %d): deleted, or entries reordered", i, p.index)
 	case p.index < i:
-		return v.fail(i, "entry %d appears again where entry %d belongs: inserted, duplicated or reordered", p.index, i)
+		// Two entries claim the same place; the first of them is where the log went wrong.
+		return v.fail(p.index, "entry %d appears again where entry %d belongs: inserted, duplicated or reordered", p.index, i)
 	case i > 0 && p.prev != hex.EncodeToString(v.prevLeaf):
 		return v.fail(i-1, "entry %d records a hash of entry %d that does not match it: entry %d was modified", i, i-1, i-1)
 	case i == 0 && p.prev != "":

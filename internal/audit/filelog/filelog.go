@@ -153,70 +153,38 @@ func (l *Log) loadSegments() error {
 	return nil
 }
 
-// openSegment reads a segment's records. A sealed segment must be whole and
-// full; the newest may end in a record torn by a crash, which is cut off.
-// A damaged record with whole records after it is corruption, not a tear.
+// openSegment reads a segment's records. Only the newest segment may end in
+// a record torn by a crash, which is cut off (it was never acknowledged); a
+// damaged record with whole records after it is corruption, not a tear.
 func (l *Log) openSegment(name string, first int64, newest bool) (*segment, error) {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	seg := &segment{first: first, f: f}
-	st, err := f.Stat()
+	end, bad, followed, err := scanRecords(f, audit.MaxEntrySize, func(off int64, _ []byte) {
+		seg.offsets = append(seg.offsets, off)
+		seg.count++
+	})
+	if err == nil && bad != "" {
+		at := first + seg.count
+		switch {
+		case followed:
+			err = fmt.Errorf("%w: entry %d in %s: %s, with more records after it", ErrCorrupt, at, filepath.Base(name), bad)
+		case !newest:
+			err = fmt.Errorf("%w: entry %d in sealed segment %s: %s", ErrCorrupt, at, filepath.Base(name), bad)
+		default:
+			l.log.Warn("audit log: cutting off a record torn by a crash (never acknowledged)", "segment", filepath.Base(name), "entry", at, "why", bad)
+			if err = f.Truncate(end); err == nil {
+				err = durable.Datasync(f)
+			}
+		}
+	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	fileSize := st.Size()
-	var hdr [recordHeader]byte
-	var off int64
-	for off < fileSize {
-		bad := ""
-		n, err := f.ReadAt(hdr[:], off)
-		length := int64(binary.BigEndian.Uint32(hdr[:4]))
-		switch {
-		case err != nil && n < recordHeader:
-			bad = "partial record header"
-		case length == 0 || length > audit.MaxEntrySize:
-			bad = "impossible record length"
-		case off+recordHeader+length > fileSize:
-			bad = "record runs past the end of the file"
-		default:
-			data := make([]byte, length)
-			if _, err := f.ReadAt(data, off+recordHeader); err != nil {
-				f.Close()
-				return nil, err
-			}
-			if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-				bad = "checksum mismatch"
-				if off+recordHeader+length < fileSize {
-					f.Close()
-					return nil, fmt.Errorf("%w: entry %d in %s: %s, with more records after it", ErrCorrupt, first+seg.count, filepath.Base(name), bad)
-				}
-			}
-		}
-		if bad != "" {
-			if !newest {
-				f.Close()
-				return nil, fmt.Errorf("%w: entry %d in sealed segment %s: %s", ErrCorrupt, first+seg.count, filepath.Base(name), bad)
-			}
-			l.log.Warn("audit log: cutting off a record torn by a crash (never acknowledged)", "segment", filepath.Base(name),
-				"entry", first+seg.count, "why", bad, "bytes", fileSize-off)
-			if err := f.Truncate(off); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("audit log: cut torn record: %w", err)
-			}
-			if err := durable.Datasync(f); err != nil {
-				f.Close()
-				return nil, err
-			}
-			break
-		}
-		seg.offsets = append(seg.offsets, off)
-		seg.count++
-		off += recordHeader + length
-	}
-	seg.end = off
+	seg.end = end
 	return seg, nil
 }
 
@@ -251,11 +219,8 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 		if err != nil {
 			return err
 		}
-		var hdr [recordHeader]byte
-		binary.BigEndian.PutUint32(hdr[:4], uint32(len(data)))
-		binary.BigEndian.PutUint32(hdr[4:], crc32.Checksum(data, castagnoli))
 		offsets = append(offsets, seg.end+int64(len(buf)))
-		buf = append(append(buf, hdr[:]...), data...)
+		buf = append(buf, record(data)...)
 		prev = audit.LeafHash(data)
 		leaves = append(leaves, prev)
 		size++

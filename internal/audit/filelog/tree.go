@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sort"
@@ -162,8 +161,7 @@ func (l *Log) syncTree() error {
 	return durable.WriteAtomic(l.dir, "tree.state", []byte(strconv.FormatInt(l.treeSize, 10)+"\n"))
 }
 
-// Checkpoints live in checkpoints.log: records of [4 length][4 CRC-32C]
-// followed by [8 size][8 unix nanoseconds][signed note].
+// Checkpoints live in checkpoints.log, one record each.
 
 func (l *Log) loadCheckpoints() error {
 	f, err := os.OpenFile(filepath.Join(l.dir, "checkpoints.log"), os.O_RDWR|os.O_CREATE, 0o600)
@@ -171,41 +169,49 @@ func (l *Log) loadCheckpoints() error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	l.cpFile = f
-	st, err := f.Stat()
+	end, bad, followed, err := scanRecords(f, cpHeader+maxNote, func(off int64, body []byte) {
+		if c, ok := parseCheckpointRecord(body); ok {
+			l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: off + recordHeader + cpHeader, length: len(c.Signed)})
+		}
+	})
 	if err != nil {
 		return err
 	}
-	var off int64
-	for off < st.Size() {
-		var hdr [recordHeader]byte
-		n, _ := f.ReadAt(hdr[:], off)
-		length := int64(binary.BigEndian.Uint32(hdr[:4]))
-		ok := n == recordHeader && length >= 16 && off+recordHeader+length <= st.Size()
-		var body []byte
-		if ok {
-			body = make([]byte, length)
-			f.ReadAt(body, off+recordHeader)
-			ok = crc32.Checksum(body, castagnoli) == binary.BigEndian.Uint32(hdr[4:])
+	if bad != "" {
+		if followed {
+			return fmt.Errorf("%w: checkpoint record at byte %d: %s, with more after it", ErrCorrupt, end, bad)
 		}
-		if !ok {
-			if off+recordHeader+length < st.Size() && n == recordHeader && length >= 16 {
-				return fmt.Errorf("%w: checkpoint record at byte %d, with more after it", ErrCorrupt, off)
-			}
-			l.log.Warn("audit log: cutting off a checkpoint torn by a crash", "bytes", st.Size()-off)
-			if err := f.Truncate(off); err != nil {
-				return err
-			}
-			break
+		l.log.Warn("audit log: cutting off a checkpoint torn by a crash", "why", bad)
+		if err := f.Truncate(end); err != nil {
+			return err
 		}
-		l.cps = append(l.cps, cpIndex{
-			size:   int64(binary.BigEndian.Uint64(body[:8])),
-			time:   time.Unix(0, int64(binary.BigEndian.Uint64(body[8:16]))).UTC(),
-			offset: off + recordHeader + 16, length: int(length - 16),
-		})
-		off += recordHeader + length
 	}
-	l.cpEnd = off
+	l.cpEnd = end
 	return nil
+}
+
+// A checkpoint record's data: [8 size][8 unix nanoseconds][signed note].
+const (
+	cpHeader = 16
+	maxNote  = 64 << 10
+)
+
+func checkpointRecord(c audit.StoredCheckpoint) []byte {
+	body := make([]byte, cpHeader, cpHeader+len(c.Signed))
+	binary.BigEndian.PutUint64(body[:8], uint64(c.Size))
+	binary.BigEndian.PutUint64(body[8:], uint64(c.Time.UnixNano()))
+	return record(append(body, c.Signed...))
+}
+
+func parseCheckpointRecord(body []byte) (audit.StoredCheckpoint, bool) {
+	if len(body) < cpHeader {
+		return audit.StoredCheckpoint{}, false
+	}
+	return audit.StoredCheckpoint{
+		Size:   int64(binary.BigEndian.Uint64(body[:8])),
+		Time:   time.Unix(0, int64(binary.BigEndian.Uint64(body[8:16]))).UTC(),
+		Signed: body[cpHeader:],
+	}, true
 }
 
 // AddCheckpoint implements audit.CheckpointStore. The tree nodes the
@@ -216,14 +222,7 @@ func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error
 	}
 	l.cpMu.Lock()
 	defer l.cpMu.Unlock()
-	body := make([]byte, 16, 16+len(c.Signed))
-	binary.BigEndian.PutUint64(body[:8], uint64(c.Size))
-	binary.BigEndian.PutUint64(body[8:], uint64(c.Time.UnixNano()))
-	body = append(body, c.Signed...)
-	rec := make([]byte, recordHeader, recordHeader+len(body))
-	binary.BigEndian.PutUint32(rec[:4], uint32(len(body)))
-	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(body, castagnoli))
-	rec = append(rec, body...)
+	rec := checkpointRecord(c)
 	if _, err := l.cpFile.WriteAt(rec, l.cpEnd); err != nil {
 		l.cpFile.Truncate(l.cpEnd)
 		return fmt.Errorf("audit log: checkpoint: %w", err)
@@ -232,7 +231,7 @@ func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error
 		l.cpFile.Truncate(l.cpEnd)
 		return fmt.Errorf("audit log: checkpoint: %w", err)
 	}
-	l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: l.cpEnd + recordHeader + 16, length: len(c.Signed)})
+	l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: l.cpEnd + recordHeader + cpHeader, length: len(c.Signed)})
 	l.cpEnd += int64(len(rec))
 	return nil
 }

@@ -1,0 +1,53 @@
+package filelog
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"os"
+)
+
+// A file of records: each is [4 bytes length][4 bytes CRC-32C][data].
+
+// scanRecords calls fn for every whole, checksummed record of f, in order,
+// up to the first one that is not: it returns where that one starts (or the
+// end of the file), why it is bad ("" when the file ended cleanly), and
+// whether whole records follow it (then it is damage, not a tear).
+func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end int64, bad string, followed bool, err error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, "", false, err
+	}
+	size := st.Size()
+	var hdr [recordHeader]byte
+	var off int64
+	for off < size {
+		n, _ := f.ReadAt(hdr[:], off)
+		length := int64(binary.BigEndian.Uint32(hdr[:4]))
+		switch {
+		case n < recordHeader:
+			return off, "partial record header", false, nil
+		case length == 0 || length > maxLen:
+			return off, "impossible record length", false, nil
+		case off+recordHeader+length > size:
+			return off, "record runs past the end of the file", false, nil
+		}
+		data := make([]byte, length)
+		if _, err := f.ReadAt(data, off+recordHeader); err != nil {
+			return off, "", false, err
+		}
+		if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
+			return off, "checksum mismatch", off+recordHeader+length < size, nil
+		}
+		fn(off, data)
+		off += recordHeader + length
+	}
+	return off, "", false, nil
+}
+
+// record frames data as a record.
+func record(data []byte) []byte {
+	rec := make([]byte, recordHeader, recordHeader+len(data))
+	binary.BigEndian.PutUint32(rec[:4], uint32(len(data)))
+	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(data, castagnoli))
+	return append(rec, data...)
+}
