@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/server"
@@ -32,12 +33,15 @@ type App struct {
 	Registry *identity.Registry
 	Issuer   *identity.TokenIssuer
 	Verifier *identity.Verifier
+	Audit    *audit.Log
+	Relay    *audit.EventRelay
 	Handler  http.Handler
 	// AdminTokenFile is where the bootstrap admin token was written, when this
 	// start wrote it.
 	AdminTokenFile string
 
-	stop context.CancelFunc
+	auditBackend audit.Backend
+	stop         context.CancelFunc
 }
 
 // New builds every component from cfg. cfg must have passed Validate.
@@ -96,8 +100,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.AdminTokenFile = written
+
+	signer, err := checkpointSigner(ctx, a.Store, mk, cfg.Audit.Origin, log)
+	if err != nil {
+		return nil, err
+	}
+	if a.auditBackend, err = auditBackend(cfg, a.Store, log); err != nil {
+		return nil, err
+	}
+	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
+		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval, Logger: log},
+		a.auditBackend, signer); err != nil {
+		return nil, err
+	}
+	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
+	go a.Relay.Run(bg, time.Second)
+
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
+		Audit: a.Audit, Relay: a.Relay,
 	})
 	go a.maintain(bg)
 	ok = true
@@ -206,11 +227,20 @@ func (a *App) Run(ctx context.Context, ready chan<- string) error {
 	return nil
 }
 
-// Close stops background work and closes the store.
+// Close stops background work, closes the audit log (signing a last
+// checkpoint over everything appended) and closes the store. Closing twice
+// is harmless.
 func (a *App) Close() error {
 	a.stop()
-	if a.Store != nil {
-		return a.Store.Close()
+	var errs []error
+	if a.Audit != nil {
+		errs = append(errs, a.Audit.Close())
 	}
-	return nil
+	if a.auditBackend != nil {
+		errs = append(errs, a.auditBackend.Close())
+	}
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -62,6 +62,7 @@ type Log struct {
 	written chan struct{} // the writer has stopped
 	wake    chan struct{}
 	broken  atomic.Pointer[error]
+	leading atomic.Bool
 	once    sync.Once
 
 	mu       sync.Mutex // guards the fields below, owned by the integrator
@@ -253,6 +254,7 @@ func (l *Log) integrate() {
 	var release func()
 	defer func() {
 		if release != nil {
+			l.leading.Store(false)
 			release()
 		}
 	}()
@@ -279,6 +281,8 @@ func (l *Log) integrate() {
 					l.log.Error("audit: loading the tree failed", "err", err)
 					release()
 					release = nil
+				} else {
+					l.leading.Store(true)
 				}
 			}
 		}
@@ -286,6 +290,7 @@ func (l *Log) integrate() {
 			if err := l.grow(ctx, closing); err != nil {
 				l.log.Error("audit: integrating entries failed", "err", err)
 				// Start again from what is stored; the lead may be gone.
+				l.leading.Store(false)
 				release()
 				release = nil
 			}
@@ -395,6 +400,10 @@ func (l *Log) Close() error {
 	<-l.done
 	return nil
 }
+
+// Leading reports whether this process holds the lead: integrates the tree,
+// signs checkpoints and relays admin events.
+func (l *Log) Leading() bool { return l.leading.Load() }
 
 // Checkpoint returns the latest signed checkpoint.
 func (l *Log) Checkpoint(ctx context.Context) (StoredCheckpoint, error) {

@@ -30,8 +30,9 @@ type Source interface {
 type Report struct {
 	Entries     int64 `json:"entries"`
 	Checkpoints int   `json:"checkpoints"`
-	// Latest is the newest checkpoint that verified, if any.
-	Latest *Checkpoint `json:"-"`
+	// Latest is the newest checkpoint that verified, if any, and its note.
+	Latest       *Checkpoint `json:"-"`
+	LatestSigned []byte      `json:"-"`
 	// Uncovered counts entries after the latest checkpoint: intact as far as
 	// the chain shows, but not yet committed to by a signature.
 	Uncovered int64 `json:"uncovered"`
@@ -207,6 +208,7 @@ func (v *verifier) checkpoint(signed []byte) bool {
 	v.lastGood = c.Size
 	v.report.Checkpoints++
 	v.report.Latest = &c
+	v.report.LatestSigned = signed
 	return true
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,6 +31,22 @@ type Config struct {
 	Server   Server   `yaml:"server"`
 	Log      Log      `yaml:"log"`
 	Identity Identity `yaml:"identity"`
+	Audit    Audit    `yaml:"audit"`
+}
+
+// Audit configures the tamper-evident log.
+type Audit struct {
+	// Mode is sync (an entry is durable before Append returns) or async (it
+	// is queued; a full queue refuses entries, and the decisions with them).
+	Mode        string `yaml:"mode"`
+	AsyncBuffer int    `yaml:"async_buffer"`
+	// A checkpoint is signed every CheckpointEvery entries or
+	// CheckpointInterval, whichever comes first, and on shutdown.
+	CheckpointEvery    int64         `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Origin names the log in its checkpoints; it is fixed when the log's
+	// key is made. Defaults to the issuer's host and port with "/audit".
+	Origin string `yaml:"origin"`
 }
 
 // Server configures the HTTP API.
@@ -109,6 +126,7 @@ func Default() Config {
 				"dev":     {Description: "development agents"},
 			},
 		},
+		Audit: Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
 	}
 }
 
@@ -253,6 +271,25 @@ func (c *Config) Validate() error {
 		bad("identity.issuer %q: want an http(s) URL", id.Issuer)
 	}
 	id.Issuer = strings.TrimSuffix(id.Issuer, "/")
+
+	a := &c.Audit
+	if a.Mode != "sync" && a.Mode != "async" {
+		bad("audit.mode %q: want sync or async", a.Mode)
+	}
+	if a.AsyncBuffer <= 0 {
+		bad("audit.async_buffer must be positive")
+	}
+	if a.CheckpointEvery <= 0 || a.CheckpointInterval <= 0 {
+		bad("audit.checkpoint_every and audit.checkpoint_interval must be positive")
+	}
+	if a.Origin == "" {
+		if u, err := url.Parse(id.Issuer); err == nil && u.Host != "" {
+			a.Origin = u.Host + "/audit"
+		}
+	}
+	if a.Origin == "" || strings.ContainsAny(a.Origin, " +\t\n") {
+		bad("audit.origin %q: want a name without spaces or '+', such as warden.example.com/audit", a.Origin)
+	}
 	if id.MasterKeyFile == "" {
 		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
@@ -60,5 +61,12 @@ func (s *Server) admin(h adminHandler) http.Handler {
 			return
 		}
 		h(w, r, actor)
+		if r.Method != http.MethodGet && s.d.Relay != nil {
+			// The change is committed with its event; put the event in the
+			// audit log now (the relay's loop retries if this fails).
+			if err := s.d.Relay.Sync(context.WithoutCancel(r.Context())); err != nil {
+				s.log.Error("audit: relaying admin events failed; the relay will retry", "err", err)
+			}
+		}
 	})
 }

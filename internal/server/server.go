@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -34,6 +35,10 @@ type Deps struct {
 		Ping(ctx context.Context) error
 	}
 	Admin *AdminAuth
+	Audit *audit.Log
+	// Relay copies admin events into the audit log; admin changes sync it
+	// before answering.
+	Relay *audit.EventRelay
 }
 
 // Server is the HTTP API.
@@ -83,6 +88,14 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/keys", s.admin(s.listKeys))
 	m.Handle("POST /v1/keys/rotate", s.admin(s.rotateKeys))
 	m.Handle("GET /v1/events", s.admin(s.listEvents))
+
+	m.HandleFunc("GET /v1/audit/checkpoint", s.auditCheckpoint)
+	m.HandleFunc("GET /v1/audit/checkpoint/key", s.auditKey)
+	m.Handle("GET /v1/audit/checkpoints", s.admin(s.auditCheckpoints))
+	m.Handle("GET /v1/audit/entries", s.admin(s.auditEntries))
+	m.Handle("GET /v1/audit/export", s.admin(s.auditExport))
+	m.Handle("GET /v1/audit/proof/inclusion", s.admin(s.auditInclusion))
+	m.Handle("GET /v1/audit/proof/consistency", s.admin(s.auditConsistency))
 }
 
 // ServeHTTP implements http.Handler: common headers, body limit, panic

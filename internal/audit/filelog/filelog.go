@@ -54,6 +54,8 @@ type Log struct {
 	levels   []*os.File // tree-NN.bin, node i of level L at 32*i
 	treeSize int64
 
+	closeOnce sync.Once
+
 	cpMu   sync.Mutex
 	cpFile *os.File
 	cpEnd  int64
@@ -415,8 +417,14 @@ func (l *Log) SetCursor(ctx context.Context, name string, next int64) error {
 	return durable.WriteAtomic(l.dir, "cursor-"+name, []byte(strconv.FormatInt(next, 10)+"\n"))
 }
 
-// Close implements audit.Backend.
+// Close implements audit.Backend. Closing twice is harmless.
 func (l *Log) Close() error {
+	var err error
+	l.closeOnce.Do(func() { err = l.close() })
+	return err
+}
+
+func (l *Log) close() error {
 	var errs []error
 	for _, s := range l.segs {
 		errs = append(errs, s.f.Close())

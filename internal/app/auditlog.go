@@ -1,0 +1,64 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/filelog"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/store"
+)
+
+const (
+	metaCheckpointKey  = "audit_checkpoint_key"
+	checkpointKeyLabel = "audit checkpoint key"
+)
+
+// checkpointSigner loads the audit log's signing key, sealed under the
+// master key in the store, making it on the deployment's first start. The
+// key, and the origin it names, stay the same for the log's whole life.
+func checkpointSigner(ctx context.Context, ms store.MetaStore, mk *identity.MasterKey, origin string, log *slog.Logger) (*audit.CheckpointSigner, error) {
+	sealed, err := ms.Meta(ctx, metaCheckpointKey)
+	if errors.Is(err, store.ErrNotFound) {
+		skey, _, err := audit.NewCheckpointKey(origin)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ms.PutMetaIfAbsent(ctx, metaCheckpointKey, mk.Seal([]byte(skey), checkpointKeyLabel)); err != nil {
+			return nil, fmt.Errorf("audit checkpoint key: %w", err)
+		}
+		// Another replica may have stored its key first: use whichever is there.
+		sealed, err = ms.Meta(ctx, metaCheckpointKey)
+		if err != nil {
+			return nil, fmt.Errorf("audit checkpoint key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	skey, err := mk.Open(sealed, checkpointKeyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoint key: %w", err)
+	}
+	s, err := audit.NewCheckpointSigner(string(skey))
+	if err != nil {
+		return nil, err
+	}
+	if s.Origin() != origin {
+		log.Warn("audit.origin differs from the origin the log was made with; the log keeps its own", "configured", origin, "log", s.Origin())
+	}
+	return s, nil
+}
+
+// auditBackend opens where the audit log lives: PostgreSQL when that is the
+// store, otherwise files in <data>/audit.
+func auditBackend(cfg config.Config, st store.Store, log *slog.Logger) (audit.Backend, error) {
+	if p, ok := st.(interface{ AuditLog() audit.Backend }); ok {
+		return p.AuditLog(), nil
+	}
+	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log})
+}

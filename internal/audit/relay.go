@@ -1,0 +1,98 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/warden-run/warden/internal/store"
+)
+
+// EventRelay copies the record of admin actions, which the store writes in
+// the same transaction as each action, into the audit log: an outbox, so
+// that no committed action goes unlogged even if the process stops between
+// the commit and the append. It runs where the log's lead is. An entry
+// carries its event's sequence number (detail.event_seq); a crash between an
+// append and the saving of the relay's position can repeat an entry, never
+// lose one.
+type EventRelay struct {
+	log    *Log
+	events interface {
+		Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	}
+	logger *slog.Logger
+	mu     sync.Mutex // one pass at a time
+}
+
+const relayCursor = "admin-events"
+
+// NewEventRelay makes a relay from events into l.
+func NewEventRelay(l *Log, events interface {
+	Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+}, logger *slog.Logger) *EventRelay {
+	return &EventRelay{log: l, events: events, logger: orDiscard(logger)}
+}
+
+// Sync appends every event not yet in the log. Admin handlers call it before
+// answering, so that, on the replica holding the lead, an acknowledged admin
+// action is in the audit log; the others leave it to the leader's Run.
+func (r *EventRelay) Sync(ctx context.Context) error {
+	if !r.log.Leading() {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	after, err := r.log.be.Cursor(ctx, relayCursor)
+	if err != nil {
+		return err
+	}
+	for {
+		evs, err := r.events.Events(ctx, store.EventFilter{After: after, Limit: 500})
+		if err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			return nil
+		}
+		for _, ev := range evs {
+			detail := map[string]any{"event_seq": ev.Seq}
+			if len(ev.Detail) > 0 {
+				var d map[string]any
+				if json.Unmarshal(ev.Detail, &d) == nil {
+					for k, v := range d {
+						detail[k] = v
+					}
+				}
+			}
+			b, _ := json.Marshal(detail)
+			kind := KindAdmin
+			e := &Entry{Time: ev.Time, Kind: kind, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
+			if _, err := r.log.Append(ctx, e); err != nil {
+				return err
+			}
+			after = ev.Seq
+		}
+		if err := r.log.be.SetCursor(ctx, relayCursor, after); err != nil {
+			return err
+		}
+	}
+}
+
+// Run syncs every interval until ctx ends, catching events from other
+// replicas and any a failed Sync left behind.
+func (r *EventRelay) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+			r.logger.Error("audit: relaying admin events failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
