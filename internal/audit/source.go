@@ -77,21 +77,25 @@ func (s *exportSource) Next() (Item, error) {
 
 // Items reads the stored log for verification or export: entries with the
 // stored checkpoints placed after the entries they cover.
-func (l *Log) Items(ctx context.Context) (Source, error) {
-	size, err := l.be.Size(ctx)
+func (l *Log) Items(ctx context.Context) (Source, error) { return ReadBackend(ctx, l.be) }
+
+// ReadBackend reads a backend's log for verification, without a Log: the
+// entries as stored, and the checkpoints after the entries they cover.
+func ReadBackend(ctx context.Context, be Backend) (Source, error) {
+	size, err := be.Size(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cps, err := l.be.Checkpoints(ctx, 0, 0)
+	cps, err := be.Checkpoints(ctx, 0, 0)
 	if err != nil {
 		return nil, err
 	}
-	return &storedSource{ctx: ctx, l: l, size: size, cps: cps}, nil
+	return &storedSource{ctx: ctx, be: be, size: size, cps: cps}, nil
 }
 
 type storedSource struct {
 	ctx  context.Context
-	l    *Log
+	be   Backend
 	size int64
 	next int64
 	buf  [][]byte
@@ -111,7 +115,7 @@ func (s *storedSource) Next() (Item, error) {
 	}
 	if len(s.buf) == 0 {
 		to := min(s.next+4096, s.size)
-		b, err := s.l.be.Read(s.ctx, s.next, to)
+		b, err := s.be.Read(s.ctx, s.next, to)
 		if err != nil {
 			return Item{}, err
 		}

@@ -52,13 +52,15 @@ var testDomains = map[string]DomainPolicy{"prod": {RequireDPoP: true}, "dev": {}
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "warden.db")})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "warden.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// Registered after the store's, so it runs first: the background
+	// goroutines stop before the store closes under them.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	// Whole seconds: iat has one-second resolution, as in production tokens.
 	clk := &clock{t: time.Now().Truncate(time.Second).Add(500 * time.Millisecond)}
 	mk, err := NewMasterKey(make([]byte, 32))

@@ -114,12 +114,14 @@ func headerOf(t *testing.T, tok string) string {
 
 func TestKeyringRefusesAnotherMasterKey(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "w.db")})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "w.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// Stop the keyrings' goroutines before the store closes under them.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	mk1, _ := NewMasterKey(make([]byte, 32))
 	other := make([]byte, 32)
 	other[0] = 1

@@ -1,0 +1,346 @@
+package postgres
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/transparency-dev/merkle/compact"
+
+	"github.com/warden-run/warden/internal/audit"
+)
+
+// AuditLog is the audit log kept in PostgreSQL, shared by every replica:
+// entries are sequenced by the database, and the replica holding an
+// advisory lock integrates them into the tree and signs checkpoints.
+type AuditLog struct {
+	s *Store
+}
+
+var _ audit.Backend = (*AuditLog)(nil)
+
+// AuditLog returns the audit log backend on this store.
+func (s *Store) AuditLog() audit.Backend { return &AuditLog{s: s} }
+
+// Append implements audit.Sequencer. The transaction locks the head row, so
+// appends from all replicas are serialised in the order they commit.
+func (a *AuditLog) Append(ctx context.Context, entries []*audit.Entry) error {
+	return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
+		var size int64
+		var prev []byte
+		if err := tx.QueryRow(ctx, `SELECT size, last_leaf FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&size, &prev); err != nil {
+			return fmt.Errorf("audit head: %w", err)
+		}
+		rows := make([][]any, 0, len(entries))
+		for _, e := range entries {
+			e.Index, e.Prev = size, ""
+			if size > 0 {
+				e.Prev = hex.EncodeToString(prev)
+			}
+			data, err := e.Canonical()
+			if err != nil {
+				return err
+			}
+			prev = audit.LeafHash(data)
+			rows = append(rows, []any{size, e.Time, string(e.Kind), nullString(e.Agent), nullString(e.Outcome), data, prev})
+			size++
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
+			[]string{"idx", "time", "kind", "agent", "outcome", "data", "leaf"}, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("audit entries: %w", err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev)
+		return err
+	})
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Size implements audit.Sequencer.
+func (a *AuditLog) Size(ctx context.Context) (int64, error) {
+	var n int64
+	err := a.s.pool.QueryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&n)
+	return n, err
+}
+
+// Read implements audit.Sequencer.
+func (a *AuditLog) Read(ctx context.Context, from, to int64) ([][]byte, error) {
+	return a.column(ctx, "data", from, to)
+}
+
+// LeafHashes implements audit.Sequencer.
+func (a *AuditLog) LeafHashes(ctx context.Context, from, to int64) ([][]byte, error) {
+	return a.column(ctx, "leaf", from, to)
+}
+
+func (a *AuditLog) column(ctx context.Context, col string, from, to int64) ([][]byte, error) {
+	rows, err := a.s.pool.Query(ctx, `SELECT idx, `+col+` FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("audit read: %w", err)
+	}
+	defer rows.Close()
+	out := make([][]byte, 0, max(to-from, 0))
+	for rows.Next() {
+		var idx int64
+		var b []byte
+		if err := rows.Scan(&idx, &b); err != nil {
+			return nil, err
+		}
+		if idx != from+int64(len(out)) {
+			return nil, fmt.Errorf("audit read: entry %d is missing", from+int64(len(out)))
+		}
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if int64(len(out)) != to-from {
+		return nil, fmt.Errorf("audit read [%d, %d): %d entries stored", from, to, len(out))
+	}
+	return out, nil
+}
+
+// TreeSize implements audit.TreeStore.
+func (a *AuditLog) TreeSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := a.s.pool.QueryRow(ctx, `SELECT size FROM audit_tree WHERE id = 1`).Scan(&n)
+	return n, err
+}
+
+// StoreTree implements audit.TreeStore. The tree size moves only forward
+// and only from where the caller found it: a leader that lost its lock
+// without knowing fails here instead of writing over the new leader.
+func (a *AuditLog) StoreTree(ctx context.Context, size int64, nodes []audit.Node) error {
+	return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
+		rows := make([][]any, len(nodes))
+		for i, n := range nodes {
+			rows[i] = []any{int32(n.ID.Level), int64(n.ID.Index), n.Hash}
+		}
+		// Nodes are a function of the entries: one stored already is the same.
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS audit_nodes_in (level INTEGER, idx BIGINT, hash BYTEA) ON COMMIT DELETE ROWS`); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_nodes_in"}, []string{"level", "idx", "hash"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_nodes SELECT level, idx, hash FROM audit_nodes_in ON CONFLICT DO NOTHING`); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE audit_tree SET size = $1 WHERE id = 1 AND size < $1`, size)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errors.New("audit tree: another leader has integrated these entries")
+		}
+		return nil
+	})
+}
+
+// Nodes implements audit.TreeStore.
+func (a *AuditLog) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) IN (`)
+	args := make([]any, 0, 2*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "($%d::INTEGER, $%d::BIGINT)", 2*i+1, 2*i+2)
+		args = append(args, int32(id.Level), int64(id.Index))
+	}
+	q.WriteString(")")
+	rows, err := a.s.pool.Query(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit nodes: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[compact.NodeID][]byte, len(ids))
+	for rows.Next() {
+		var level int32
+		var idx int64
+		var h []byte
+		if err := rows.Scan(&level, &idx, &h); err != nil {
+			return nil, err
+		}
+		found[compact.NewNodeID(uint(level), uint64(idx))] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		h, ok := found[id]
+		if !ok {
+			return nil, fmt.Errorf("audit nodes: node %d/%d is not stored", id.Level, id.Index)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+// AddCheckpoint implements audit.CheckpointStore.
+func (a *AuditLog) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
+	_, err := a.s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (size, time, signed) VALUES ($1, $2, $3)`, c.Size, c.Time, c.Signed)
+	return err
+}
+
+// Checkpoints implements audit.CheckpointStore.
+func (a *AuditLog) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
+	q := `SELECT size, time, signed FROM audit_checkpoints WHERE size >= $1 ORDER BY seq`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := a.s.pool.Query(ctx, q, fromSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []audit.StoredCheckpoint
+	for rows.Next() {
+		var c audit.StoredCheckpoint
+		if err := rows.Scan(&c.Size, &c.Time, &c.Signed); err != nil {
+			return nil, err
+		}
+		c.Time = c.Time.UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// LatestCheckpoint implements audit.CheckpointStore.
+func (a *AuditLog) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
+	var c audit.StoredCheckpoint
+	err := a.s.pool.QueryRow(ctx, `SELECT size, time, signed FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`).Scan(&c.Size, &c.Time, &c.Signed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, audit.ErrNoCheckpoint
+	}
+	c.Time = c.Time.UTC()
+	return c, err
+}
+
+// Lead implements audit.Backend with a session advisory lock, held on a
+// connection of its own: if the process dies, the connection goes and the
+// lock with it.
+func (a *AuditLog) Lead(ctx context.Context) (bool, func(), error) {
+	conn, err := a.s.pool.Acquire(ctx)
+	if err != nil {
+		return false, nil, err
+	}
+	var held bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, a.lockName()).Scan(&held); err != nil {
+		conn.Release()
+		return false, nil, err
+	}
+	if !held {
+		conn.Release()
+		return false, nil, nil
+	}
+	release := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext($1))`, a.lockName()); err != nil {
+			// A connection whose unlock failed may still hold the lock: close it.
+			conn.Conn().Close(ctx)
+		}
+		conn.Release()
+	}
+	return true, release, nil
+}
+
+func (a *AuditLog) lockName() string { return "warden.audit.lead." + a.s.channel }
+
+// Query implements audit.Backend with the entries' indexes.
+func (a *AuditLog) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, error) {
+	if q.Limit <= 0 {
+		q.Limit = 100
+	}
+	where := []string{"idx > $1"}
+	args := []any{q.After}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if q.Agent != "" {
+		add("agent = $%d", q.Agent)
+	}
+	if q.Kind != "" {
+		add("kind = $%d", string(q.Kind))
+	}
+	if q.Outcome != "" {
+		add("outcome = $%d", q.Outcome)
+	}
+	if !q.Since.IsZero() {
+		add("time >= $%d", q.Since)
+	}
+	if !q.Until.IsZero() {
+		add("time < $%d", q.Until)
+	}
+	size, err := a.Size(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := a.s.pool.Query(ctx, `SELECT idx, data FROM audit_entries WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY idx LIMIT %d`, q.Limit), args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var out []audit.Stored
+	last := q.After
+	for rows.Next() {
+		var idx int64
+		var data []byte
+		if err := rows.Scan(&idx, &data); err != nil {
+			return nil, 0, err
+		}
+		e, err := audit.DecodeEntry(data)
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit entry %d: %w", idx, err)
+		}
+		out = append(out, audit.Stored{Entry: e, Data: data})
+		last = idx
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	if len(out) < q.Limit {
+		last = max(last, size-1) // everything up to the end was examined
+	}
+	return out, last, nil
+}
+
+// Cursor implements audit.Backend.
+func (a *AuditLog) Cursor(ctx context.Context, name string) (int64, error) {
+	var n int64
+	err := a.s.pool.QueryRow(ctx, `SELECT next FROM audit_cursors WHERE name = $1`, name).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// SetCursor implements audit.Backend.
+func (a *AuditLog) SetCursor(ctx context.Context, name string, next int64) error {
+	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\\. ") {
+		return fmt.Errorf("audit cursor name %q", name)
+	}
+	_, err := a.s.pool.Exec(ctx, `INSERT INTO audit_cursors (name, next) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET next = EXCLUDED.next`, name, next)
+	return err
+}
+
+// Close implements audit.Backend; the store owns the connections.
+func (a *AuditLog) Close() error { return nil }
