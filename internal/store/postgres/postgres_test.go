@@ -19,7 +19,7 @@ import (
 )
 
 // dsn returns the test database, or skips the test with the reason.
-func dsn(t *testing.T) string {
+func dsn(t testing.TB) string {
 	d := os.Getenv("WARDEN_TEST_POSTGRES")
 	if d == "" {
 		t.Skip("PostgreSQL conformance skipped: set WARDEN_TEST_POSTGRES to a DSN (postgres://user:pass@127.0.0.1:5432/warden_test) to run it")
@@ -28,7 +28,7 @@ func dsn(t *testing.T) string {
 }
 
 // open makes a fresh schema for one test and drops it afterwards.
-func open(t *testing.T) store.Store {
+func open(t testing.TB) store.Store {
 	d := dsn(t)
 	b := make([]byte, 6)
 	rand.Read(b)
@@ -53,7 +53,9 @@ func open(t *testing.T) store.Store {
 	return s
 }
 
-func TestConformance(t *testing.T) { storetest.Run(t, open) }
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
 
 // TestChangeFeedReconnects kills the feed's LISTEN connection on the server:
 // the feed reports itself down, reconnects, and announces a resync, because
