@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/server"
@@ -39,7 +38,7 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 	stored, err := ms.Meta(ctx, metaAdminDigest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		tok, err := readAdminToken(path)
+		tok, err := readSecret(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			b := make([]byte, 32)
 			rand.Read(b)
@@ -76,7 +75,7 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 		return nil, "", errors.New("admin token: the stored digest is corrupt")
 	}
 	// A local token file that is exposed, or not the deployment's token, is worth a warning.
-	switch tok, err := readAdminToken(path); {
+	switch tok, err := readSecret(path); {
 	case err == nil:
 		if d := sha256.Sum256([]byte(tok)); subtle.ConstantTimeCompare(d[:], digest[:]) != 1 {
 			log.Warn("the admin token file does not hold this deployment's admin token", "path", path)
@@ -87,24 +86,4 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 		log.Warn("admin token file", "err", err)
 	}
 	return server.NewAdminAuth(map[string][sha256.Size]byte{adminActor: digest}), written, nil
-}
-
-// readAdminToken reads a token file, refusing one that others can read.
-func readAdminToken(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("admin token file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("admin token file %s is empty", path)
-	}
-	return tok, nil
 }

@@ -115,6 +115,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
 	go a.Relay.Run(bg, time.Second)
+	if err := startExporters(bg, cfg.Audit.Exporters, a.Audit, log); err != nil {
+		return nil, err
+	}
 
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/siem"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/sdk"
@@ -294,5 +298,71 @@ func TestOneProcessPerDataDirectory(t *testing.T) {
 		t.Fatal("a second control plane opened the same data directory")
 	} else if !strings.Contains(err.Error(), "in use by another warden process") {
 		t.Fatalf("unclear refusal: %v", err)
+	}
+}
+
+// TestAdminActionsReachTheAuditLogAndTheSIEM registers an agent through a
+// control plane with a webhook exporter: the action is in the audit log
+// when the call returns, and the exporter delivers it, signed.
+func TestAdminActionsReachTheAuditLogAndTheSIEM(t *testing.T) {
+	t.Parallel()
+	secret := "webhook-secret-for-tests-0123456789"
+	secretFile := filepath.Join(t.TempDir(), "hook.secret")
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	got := make(chan []byte, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get("X-Warden-Signature") != siem.WebhookSignature([]byte(secret), r.Header.Get("X-Warden-Timestamp"), body) {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		got <- body
+	}))
+	defer hook.Close()
+	w := apptest.Start(t, func(c *config.Config) {
+		c.Audit.Exporters = []config.Exporter{{Name: "hook", Type: "webhook", URL: hook.URL, SecretFile: secretFile}}
+	})
+	waitFor(t, func() error {
+		if !w.App.Audit.Leading() {
+			return errors.New("not leading yet")
+		}
+		return nil
+	})
+	const id = "ai-agent://dev/audited"
+	key := sdk.GenerateKey()
+	body := `{"id":"` + id + `","roles":["r"],"owner":"o","public_key":` + string(key.PublicJWK()) + `}`
+	req, _ := http.NewRequest("POST", w.URL+"/v1/agents", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+w.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("register: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	// In the audit log already.
+	res, _, err := w.App.Audit.Query(t.Context(), audit.Query{After: -1, Kind: audit.KindAdmin, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range res {
+		if r.Entry.Action == "agent.register" && r.Entry.Target == id && r.Entry.Actor == "admin:bootstrap" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the registration is not in the audit log when the call returns")
+	}
+	// And delivered to the SIEM.
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case b := <-got:
+			if strings.Contains(string(b), `"action":"agent.register"`) && strings.Contains(string(b), id) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("the webhook never received the registration")
+		}
 	}
 }

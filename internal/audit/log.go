@@ -401,6 +401,10 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// Backend returns the log's backend, for components that keep their own
+// state beside the log (exporters' cursors).
+func (l *Log) Backend() Backend { return l.be }
+
 // Leading reports whether this process holds the lead: integrates the tree,
 // signs checkpoints and relays admin events.
 func (l *Log) Leading() bool { return l.leading.Load() }

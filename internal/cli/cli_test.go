@@ -126,8 +126,59 @@ func TestWalkThrough(t *testing.T) {
 			t.Fatalf("events lack %s: %s", action, out)
 		}
 	}
+	// The audit log holds every admin action above, verifies, and proves them.
+	if out := must("audit", "tail", "-n", "100"); !strings.Contains(out, "agent.register") || !strings.Contains(out, "agent.rotate_key") {
+		t.Fatalf("audit tail: %s", out)
+	}
+	waitAudited(t, w)
+	if out := must("audit", "verify"); !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("audit verify: %s", out)
+	}
+	keyFile := filepath.Join(dir, "checkpoint.pub")
+	os.WriteFile(keyFile, []byte(must("audit", "key")), 0o644)
+	export := filepath.Join(dir, "log.jsonl")
+	os.WriteFile(export, []byte(must("audit", "export")), 0o600)
+	witness := filepath.Join(dir, "witness")
+	if out := must("audit", "verify", "--from", export, "--key", keyFile, "--witness", witness); !strings.HasPrefix(out, "OK: ") {
+		t.Fatalf("audit verify --from: %s", out)
+	}
+	if out := must("audit", "proof", "--index", "1"); !strings.Contains(out, "proof verified") {
+		t.Fatalf("audit proof: %s", out)
+	}
+	// An export with one entry changed fails, and says where.
+	lines := strings.Split(string(must("audit", "export")), "\n")
+	changed := false
+	for i := 1; i < len(lines) && !changed; i++ {
+		if strings.Contains(lines[i], `"actor":"admin:bootstrap"`) {
+			lines[i] = strings.Replace(lines[i], `"actor":"admin:bootstrap"`, `"actor":"admin:someone-else"`, 1)
+			changed = true
+		}
+	}
+	os.WriteFile(export, []byte(strings.Join(lines, "\n")), 0o600)
+	out, _, code := run(t, "audit", "verify", "--from", export, "--key", keyFile)
+	if code != 1 || !strings.Contains(out, "FAILED: first bad index") {
+		t.Fatalf("a tampered export: exit %d, %s", code, out)
+	}
+
 	fails("not_found", "agent", "show", "ai-agent://prod/nobody")
 	fails("--format", "agent", "list", "--format", "yaml")
+}
+
+// waitAudited waits until a checkpoint covers the whole audit log.
+func waitAudited(t *testing.T, w *apptest.Instance) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		size, _ := w.App.Audit.Size(t.Context())
+		cp, err := w.App.Audit.Checkpoint(t.Context())
+		if err == nil && cp.Size == size {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint covers the audit log")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestAdminTokenFileMustBePrivate(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,30 @@ type Audit struct {
 	// Origin names the log in its checkpoints; it is fixed when the log's
 	// key is made. Defaults to the issuer's host and port with "/audit".
 	Origin string `yaml:"origin"`
+	// Exporters stream the log to SIEMs.
+	Exporters []Exporter `yaml:"exporters"`
+}
+
+// Exporter streams the audit log to one destination. Secrets come from
+// files, never from the configuration itself.
+type Exporter struct {
+	// Name identifies the exporter and its position in the log.
+	Name string `yaml:"name"`
+	// Type is syslog, ocsf, splunk_hec or webhook.
+	Type string `yaml:"type"`
+	// syslog: Address (host:port), TLS, CAFile (else the system's roots),
+	// Format (json or cef), Facility (default 10).
+	Address  string `yaml:"address"`
+	TLS      bool   `yaml:"tls"`
+	CAFile   string `yaml:"ca_file"`
+	Format   string `yaml:"format"`
+	Facility int    `yaml:"facility"`
+	// ocsf, splunk_hec, webhook: the receiver's URL.
+	URL string `yaml:"url"`
+	// TokenFile: the HEC token (splunk_hec), or a bearer token (ocsf, optional).
+	TokenFile string `yaml:"token_file"`
+	// SecretFile: the HMAC key of webhook signatures.
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Server configures the HTTP API.
@@ -290,11 +315,48 @@ func (c *Config) Validate() error {
 	if a.Origin == "" || strings.ContainsAny(a.Origin, " +\t\n") {
 		bad("audit.origin %q: want a name without spaces or '+', such as warden.example.com/audit", a.Origin)
 	}
+	names := map[string]bool{}
+	for i, x := range a.Exporters {
+		where := fmt.Sprintf("audit.exporters[%d]", i)
+		if !exporterName.MatchString(x.Name) || names[x.Name] {
+			bad("%s: name %q: want a unique name of a-z, 0-9, '-', '_'", where, x.Name)
+		}
+		names[x.Name] = true
+		switch x.Type {
+		case "syslog":
+			if _, _, err := net.SplitHostPort(x.Address); err != nil {
+				bad("%s: address %q: want host:port", where, x.Address)
+			}
+			if x.Format != "" && x.Format != "json" && x.Format != "cef" {
+				bad("%s: format %q: want json or cef", where, x.Format)
+			}
+			if x.Facility < 0 || x.Facility > 23 {
+				bad("%s: facility %d: want 0 to 23", where, x.Facility)
+			}
+			if x.CAFile != "" && !x.TLS {
+				bad("%s: ca_file needs tls: true", where)
+			}
+		case "ocsf", "splunk_hec", "webhook":
+			if u, err := url.Parse(x.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				bad("%s: url %q: want an http(s) URL", where, x.URL)
+			}
+			if x.Type == "splunk_hec" && x.TokenFile == "" {
+				bad("%s: token_file (the HEC token) is required", where)
+			}
+			if x.Type == "webhook" && x.SecretFile == "" {
+				bad("%s: secret_file (the HMAC key) is required", where)
+			}
+		default:
+			bad("%s: type %q: want syslog, ocsf, splunk_hec or webhook", where, x.Type)
+		}
+	}
 	if id.MasterKeyFile == "" {
 		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
 	}
 	return errors.Join(errs...)
 }
+
+var exporterName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 func validDomainName(s string) bool {
 	if s == "" || s == "." || s == ".." {

@@ -53,6 +53,29 @@ identity:
 			}
 		}},
 		{name: "no data directory", yaml: "data: ''", wantErr: "data directory is required"},
+		{name: "audit defaults", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Audit.Mode != "sync" || c.Audit.CheckpointEvery != 1000 || c.Audit.Origin != "127.0.0.1:7070/audit" {
+				t.Fatalf("audit: %+v", c.Audit)
+			}
+		}},
+		{name: "audit mode", yaml: "audit: {mode: lazy}", wantErr: "audit.mode"},
+		{name: "exporters", yaml: `
+audit:
+  exporters:
+    - {name: soc, type: syslog, address: 'siem.example.com:6514', tls: true, format: cef}
+    - {name: hec, type: splunk_hec, url: 'https://splunk.example.com:8088/services/collector/event', token_file: /etc/warden/hec}
+    - {name: hook, type: webhook, url: 'https://hooks.example.com/warden', secret_file: /etc/warden/hook}
+    - {name: ocsf, type: ocsf, url: 'https://lake.example.com/ingest'}
+`, check: func(t *testing.T, c Config) {
+			if len(c.Audit.Exporters) != 4 || !c.Audit.Exporters[0].TLS {
+				t.Fatalf("exporters: %+v", c.Audit.Exporters)
+			}
+		}},
+		{name: "exporter without a secret", yaml: "audit: {exporters: [{name: hook, type: webhook, url: 'https://h.example/'}]}", wantErr: "secret_file"},
+		{name: "exporter of no known type", yaml: "audit: {exporters: [{name: x, type: kafka}]}", wantErr: "want syslog, ocsf, splunk_hec or webhook"},
+		{name: "exporters with one name", yaml: "audit: {exporters: [{name: x, type: ocsf, url: 'http://a/'}, {name: x, type: ocsf, url: 'http://b/'}]}", wantErr: "unique name"},
+		{name: "exporter with a bad address", yaml: "audit: {exporters: [{name: x, type: syslog, address: siem}]}", wantErr: "want host:port"},
+		{name: "exporter with an unknown key", yaml: "audit: {exporters: [{name: x, type: ocsf, url: 'http://a/', token: secret}]}", wantErr: "field token not found"},
 		{name: "unknown top-level key", yaml: "stor: postgres://x", wantErr: "field stor not found"},
 		{name: "unknown nested key", yaml: "identity: {token_tll: 5m}", wantErr: "field token_tll not found"},
 		{name: "ttl over 15 minutes", yaml: "identity: {token_ttl: 16m}", wantErr: "at most max_token_ttl (15m0s)"},
