@@ -115,6 +115,9 @@ func validKind(k audit.Kind) bool {
 // auditExport streams the whole log as JSON lines, checkpoints included,
 // for `warden audit export` and offline verification.
 func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, actor string) {
+	// A large log takes longer than the server's write timeout: lift it for
+	// this response, which ends when the export does or the client goes.
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	if err := audit.Export(r.Context(), w, s.d.Audit); err != nil {
 		s.log.Error("audit export failed midway", "err", err)
