@@ -265,3 +265,24 @@ func LeafHash(data []byte) []byte { return rfc6962.DefaultHasher.HashLeaf(data) 
 func NodeHash(left, right []byte) []byte { return rfc6962.DefaultHasher.HashChildren(left, right) }
 
 var hasher = rfc6962.DefaultHasher
+
+// Sequence gives entries the indexes that follow size and chains each to
+// the one before (prev is the leaf hash of entry size-1, nil for an empty
+// log). It returns their canonical bytes and leaf hashes: what a backend
+// stores.
+func Sequence(entries []*Entry, size int64, prev []byte) (data, leaves [][]byte, err error) {
+	data = make([][]byte, len(entries))
+	leaves = make([][]byte, len(entries))
+	for i, e := range entries {
+		e.Index, e.Prev = size+int64(i), ""
+		if e.Index > 0 {
+			e.Prev = hex.EncodeToString(prev)
+		}
+		if data[i], err = e.Canonical(); err != nil {
+			return nil, nil, err
+		}
+		prev = LeafHash(data[i])
+		leaves[i] = prev
+	}
+	return data, leaves, nil
+}

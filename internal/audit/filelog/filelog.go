@@ -6,7 +6,6 @@ package filelog
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -209,24 +208,18 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 		}
 	}
 	seg := l.segs[len(l.segs)-1]
+	data, leaves, err := audit.Sequence(entries, size, prev)
+	if err != nil {
+		return err
+	}
 	var buf []byte
 	offsets := make([]int64, 0, len(entries))
-	leaves := make([][]byte, 0, len(entries))
-	for _, e := range entries {
-		e.Index, e.Prev = size, ""
-		if size > 0 {
-			e.Prev = hex.EncodeToString(prev)
-		}
-		data, err := e.Canonical()
-		if err != nil {
-			return err
-		}
+	for _, d := range data {
 		offsets = append(offsets, seg.end+int64(len(buf)))
-		buf = append(buf, record(data)...)
-		prev = audit.LeafHash(data)
-		leaves = append(leaves, prev)
-		size++
+		buf = append(buf, record(d)...)
 	}
+	size += int64(len(entries))
+	prev = leaves[len(leaves)-1]
 	if err := l.write(seg, buf, offsets); err != nil {
 		return err
 	}

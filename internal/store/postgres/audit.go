@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,25 +34,21 @@ func (a *AuditLog) Append(ctx context.Context, entries []*audit.Entry) error {
 		if err := tx.QueryRow(ctx, `SELECT size, last_leaf FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&size, &prev); err != nil {
 			return fmt.Errorf("audit head: %w", err)
 		}
-		rows := make([][]any, 0, len(entries))
-		for _, e := range entries {
-			e.Index, e.Prev = size, ""
-			if size > 0 {
-				e.Prev = hex.EncodeToString(prev)
-			}
-			data, err := e.Canonical()
-			if err != nil {
-				return err
-			}
-			prev = audit.LeafHash(data)
-			rows = append(rows, []any{size, e.Time, string(e.Kind), nullString(e.Agent), nullString(e.Outcome), data, prev})
-			size++
+		data, leaves, err := audit.Sequence(entries, size, prev)
+		if err != nil {
+			return err
 		}
+		rows := make([][]any, len(entries))
+		for i, e := range entries {
+			rows[i] = []any{e.Index, e.Time, string(e.Kind), nullString(e.Agent), nullString(e.Outcome), data[i], leaves[i]}
+		}
+		size += int64(len(entries))
+		prev = leaves[len(leaves)-1]
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
 			[]string{"idx", "time", "kind", "agent", "outcome", "data", "leaf"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("audit entries: %w", err)
 		}
-		_, err := tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev)
+		_, err = tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev)
 		return err
 	})
 }
