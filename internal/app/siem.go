@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -41,9 +42,12 @@ func startExporters(ctx context.Context, cfgs []config.Exporter, l *audit.Log, l
 func newExporter(c config.Exporter) (siem.Exporter, error) {
 	switch c.Type {
 	case "syslog":
-		sc := siem.SyslogConfig{Address: c.Address, Format: c.Format, Facility: c.Facility}
+		sc := siem.SyslogConfig{Address: c.Address, Format: c.Format, Facility: 10}
+		if c.Facility != nil {
+			sc.Facility = *c.Facility
+		}
 		if c.TLS {
-			host, _, _ := strings.Cut(c.Address, ":")
+			host, _, _ := net.SplitHostPort(c.Address)
 			sc.TLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 			if c.CAFile != "" {
 				pem, err := os.ReadFile(c.CAFile)

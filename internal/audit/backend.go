@@ -15,10 +15,11 @@ type Backend interface {
 	Sequencer
 	TreeStore
 	CheckpointStore
-	// Lead takes the integration lock: only its holder grows the tree and
-	// signs checkpoints. It returns false while another process holds it; the
-	// lock is released when release is called or the process dies.
-	Lead(ctx context.Context) (held bool, release func(), err error)
+	// Lead takes the integration lock: only its holder grows the tree, signs
+	// checkpoints, relays admin events and exports. It returns a nil Lease
+	// while another process holds it; the lock goes with Release or the
+	// process.
+	Lead(ctx context.Context) (Lease, error)
 	// Query lists entries matching q, in index order, and returns the index
 	// of the last entry it examined: the cursor for the next page.
 	Query(ctx context.Context, q Query) ([]Stored, int64, error)
@@ -48,10 +49,20 @@ type Sequencer interface {
 type TreeStore interface {
 	// TreeSize is the number of entries the stored tree covers.
 	TreeSize(ctx context.Context) (int64, error)
-	// StoreTree records the nodes completed by growing the tree to size.
-	StoreTree(ctx context.Context, size int64, nodes []Node) error
+	// StoreTree records the nodes completed by growing the tree from size
+	// from to size to. It fails, storing nothing, when the stored tree is
+	// not of size from: another leader has moved it.
+	StoreTree(ctx context.Context, from, to int64, nodes []Node) error
 	// Nodes returns the hashes of stored nodes.
 	Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error)
+}
+
+// Lease is a held integration lock.
+type Lease interface {
+	// Check reports whether the lock is still held: a lease whose
+	// connection broke may have passed to another process.
+	Check(ctx context.Context) error
+	Release()
 }
 
 // Node is one stored tree node.

@@ -118,6 +118,15 @@ func Open(cfg Config, be Backend, signer *CheckpointSigner) (*Log, error) {
 // in async mode it returns -1 once e is queued. Any error means e is not
 // recorded, and the caller must treat the action as refused.
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
+	return l.append(ctx, e, l.cfg.Mode == ModeAsync)
+}
+
+// AppendDurable records e and returns once it is durable, whatever the mode.
+func (l *Log) AppendDurable(ctx context.Context, e *Entry) (int64, error) {
+	return l.append(ctx, e, false)
+}
+
+func (l *Log) append(ctx context.Context, e *Entry, async bool) (int64, error) {
 	if err := l.broken.Load(); err != nil {
 		return -1, *err
 	}
@@ -137,7 +146,7 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		return -1, err
 	}
 	r := &appendReq{e: e}
-	if l.cfg.Mode == ModeAsync {
+	if async {
 		select {
 		case <-l.closing:
 			return -1, ErrClosed
@@ -251,11 +260,15 @@ func (l *Log) commit(entries []*Entry) error {
 func (l *Log) integrate() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var release func()
+	var lease Lease
+	drop := func() {
+		l.leading.Store(false)
+		lease.Release()
+		lease = nil
+	}
 	defer func() {
-		if release != nil {
-			l.leading.Store(false)
-			release()
+		if lease != nil {
+			drop()
 		}
 	}()
 	tick := time.NewTicker(25 * time.Millisecond)
@@ -270,29 +283,34 @@ func (l *Log) integrate() {
 		case <-l.wake:
 		case <-tick.C:
 		}
-		if release == nil {
-			held, rel, err := l.be.Lead(ctx)
+		if lease != nil {
+			// Still the leader? A broken lock connection may have handed the
+			// lock to another replica; two leaders would sign and export twice.
+			if err := lease.Check(ctx); err != nil {
+				l.log.Warn("audit: the lead is lost", "err", err)
+				drop()
+			}
+		}
+		if lease == nil {
+			le, err := l.be.Lead(ctx)
 			if err != nil {
 				l.log.Warn("audit: taking the lead failed", "err", err)
 			}
-			if held {
-				release = rel
+			if le != nil {
+				lease = le
 				if err := l.loadTree(ctx); err != nil {
 					l.log.Error("audit: loading the tree failed", "err", err)
-					release()
-					release = nil
+					drop()
 				} else {
 					l.leading.Store(true)
 				}
 			}
 		}
-		if release != nil {
+		if lease != nil {
 			if err := l.grow(ctx, closing); err != nil {
 				l.log.Error("audit: integrating entries failed", "err", err)
 				// Start again from what is stored; the lead may be gone.
-				l.leading.Store(false)
-				release()
-				release = nil
+				drop()
 			}
 		}
 		if closing {
@@ -352,7 +370,7 @@ func (l *Log) grow(ctx context.Context, final bool) error {
 				return err
 			}
 		}
-		if err := l.be.StoreTree(ctx, to, nodes); err != nil {
+		if err := l.be.StoreTree(ctx, from, to, nodes); err != nil {
 			return err
 		}
 		from = to

@@ -57,19 +57,16 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 			return nil
 		}
 		for _, ev := range evs {
-			detail := map[string]any{"event_seq": ev.Seq}
+			detail := map[string]any{}
 			if len(ev.Detail) > 0 {
-				var d map[string]any
-				if json.Unmarshal(ev.Detail, &d) == nil {
-					for k, v := range d {
-						detail[k] = v
-					}
-				}
+				json.Unmarshal(ev.Detail, &detail)
 			}
+			detail["event_seq"] = ev.Seq // last: the detail cannot override it
 			b, _ := json.Marshal(detail)
 			kind := KindAdmin
 			e := &Entry{Time: ev.Time, Kind: kind, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
-			if _, err := r.log.Append(ctx, e); err != nil {
+			// Durable before the relay's position moves past it, in async mode too.
+			if _, err := r.log.AppendDurable(ctx, e); err != nil {
 				return err
 			}
 			after = ev.Seq

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 )
 
 // Export writes the log as JSON lines: every entry's canonical bytes on a
@@ -82,14 +83,19 @@ func (l *Log) Items(ctx context.Context) (Source, error) { return ReadBackend(ct
 // ReadBackend reads a backend's log for verification, without a Log: the
 // entries as stored, and the checkpoints after the entries they cover.
 func ReadBackend(ctx context.Context, be Backend) (Source, error) {
-	size, err := be.Size(ctx)
-	if err != nil {
-		return nil, err
-	}
+	// Checkpoints first: every one of them then covers entries already
+	// stored when the size is read, whatever is signed meanwhile.
 	cps, err := be.Checkpoints(ctx, 0, 0)
 	if err != nil {
 		return nil, err
 	}
+	size, err := be.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A checkpoint is a fact about a size; the order they were stored in
+	// (two leaders in a handover may interleave) does not matter.
+	sort.SliceStable(cps, func(i, j int) bool { return cps[i].Size < cps[j].Size })
 	return &storedSource{ctx: ctx, be: be, size: size, cps: cps}, nil
 }
 

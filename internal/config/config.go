@@ -60,12 +60,12 @@ type Exporter struct {
 	// Type is syslog, ocsf, splunk_hec or webhook.
 	Type string `yaml:"type"`
 	// syslog: Address (host:port), TLS, CAFile (else the system's roots),
-	// Format (json or cef), Facility (default 10).
+	// Format (json or cef), Facility (0 to 23; unset means 10).
 	Address  string `yaml:"address"`
 	TLS      bool   `yaml:"tls"`
 	CAFile   string `yaml:"ca_file"`
 	Format   string `yaml:"format"`
-	Facility int    `yaml:"facility"`
+	Facility *int   `yaml:"facility"`
 	// ocsf, splunk_hec, webhook: the receiver's URL.
 	URL string `yaml:"url"`
 	// TokenFile: the HEC token (splunk_hec), or a bearer token (ocsf, optional).
@@ -312,7 +312,7 @@ func (c *Config) Validate() error {
 			a.Origin = u.Host + "/audit"
 		}
 	}
-	if a.Origin == "" || strings.ContainsAny(a.Origin, " +\t\n") {
+	if a.Origin == "" || strings.ContainsAny(a.Origin, "+") || strings.IndexFunc(a.Origin, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		bad("audit.origin %q: want a name without spaces or '+', such as warden.example.com/audit", a.Origin)
 	}
 	names := map[string]bool{}
@@ -330,8 +330,8 @@ func (c *Config) Validate() error {
 			if x.Format != "" && x.Format != "json" && x.Format != "cef" {
 				bad("%s: format %q: want json or cef", where, x.Format)
 			}
-			if x.Facility < 0 || x.Facility > 23 {
-				bad("%s: facility %d: want 0 to 23", where, x.Facility)
+			if x.Facility != nil && (*x.Facility < 0 || *x.Facility > 23) {
+				bad("%s: facility %d: want 0 to 23", where, *x.Facility)
 			}
 			if x.CAFile != "" && !x.TLS {
 				bad("%s: ca_file needs tls: true", where)
@@ -356,7 +356,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-var exporterName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+// exporterName: the position of exporter NAME is kept under "siem-NAME",
+// which must fit the backends' 64 characters.
+var exporterName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,49}$`)
 
 func validDomainName(s string) bool {
 	if s == "" || s == "." || s == ".." {

@@ -341,7 +341,13 @@ func (l *Log) Read(ctx context.Context, from, to int64) ([][]byte, error) {
 }
 
 // Lead implements audit.Backend: one process owns the directory, so it always leads.
-func (l *Log) Lead(ctx context.Context) (bool, func(), error) { return true, func() {}, nil }
+func (l *Log) Lead(ctx context.Context) (audit.Lease, error) { return dirLease{}, nil }
+
+// dirLease is the directory lock, held for the life of the Log.
+type dirLease struct{}
+
+func (dirLease) Check(context.Context) error { return nil }
+func (dirLease) Release()                    {}
 
 // Query implements audit.Backend by scanning from the cursor.
 func (l *Log) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, error) {

@@ -91,9 +91,12 @@ func (l *Log) TreeSize(ctx context.Context) (int64, error) {
 }
 
 // StoreTree implements audit.TreeStore.
-func (l *Log) StoreTree(ctx context.Context, size int64, nodes []audit.Node) error {
+func (l *Log) StoreTree(ctx context.Context, from, size int64, nodes []audit.Node) error {
 	l.treeMu.Lock()
 	defer l.treeMu.Unlock()
+	if l.treeSize != from {
+		return fmt.Errorf("audit log: the tree has %d entries, not %d", l.treeSize, from)
+	}
 	// Nodes of one level come in index order, mostly consecutive: write each
 	// consecutive run at once.
 	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].ID.Level < nodes[j].ID.Level })

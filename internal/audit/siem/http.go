@@ -34,6 +34,16 @@ func (c *HTTPConfig) check(what string) error {
 	return nil
 }
 
+// marshal encodes v as JSON without HTML escaping, so that entries embedded
+// in it keep the exact bytes the log hashed.
+func marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
 // post sends body and wants a 2xx answer. Errors never carry credentials.
 func post(ctx context.Context, c *http.Client, what, rawURL string, body []byte, header http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
@@ -83,8 +93,7 @@ func (s *Splunk) Send(ctx context.Context, batch []audit.Stored) error {
 			"sourcetype": "warden:audit",
 			"event":      json.RawMessage(st.Data),
 		}
-		b, _ := json.Marshal(ev)
-		body.Write(b)
+		body.Write(marshal(ev))
 		body.WriteByte('\n')
 	}
 	return post(ctx, s.cfg.Client, "splunk_hec", s.cfg.URL, body.Bytes(), http.Header{
@@ -131,7 +140,7 @@ func (w *Webhook) Send(ctx context.Context, batch []audit.Stored) error {
 	for i, st := range batch {
 		entries[i] = st.Data
 	}
-	body, _ := json.Marshal(map[string]any{"entries": entries})
+	body := marshal(map[string]any{"entries": entries})
 	ts := strconv.FormatInt(w.now().Unix(), 10)
 	return post(ctx, w.cfg.Client, "webhook", w.cfg.URL, body, http.Header{
 		"Content-Type":       {"application/json"},

@@ -88,6 +88,9 @@ func OCSFEvent(e *audit.Entry, data []byte) map[string]any {
 	if e.DecisionID != "" {
 		ev["session"] = map[string]any{"uid": e.DecisionID}
 	}
+	if e.Kind == audit.KindDecision {
+		ev["user"] = map[string]any{"name": who, "uid": who} // Authorize Session: the one authorized
+	}
 	return ev
 }
 
@@ -97,7 +100,7 @@ func (o *OCSF) Send(ctx context.Context, batch []audit.Stored) error {
 	for i, st := range batch {
 		events[i] = OCSFEvent(st.Entry, st.Data)
 	}
-	body, _ := json.Marshal(events)
+	body := marshal(events)
 	return post(ctx, o.cfg.Client, "ocsf", o.cfg.URL, body, o.header)
 }
 

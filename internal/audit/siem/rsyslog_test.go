@@ -115,11 +115,11 @@ func TestSyslogToRsyslog(t *testing.T) {
 	defer closeLog()
 	appendN(t, l, 0, 40)
 
-	plain, err := siem.NewSyslog(siem.SyslogConfig{Address: rs.plain, Format: "json", Hostname: "warden-test"})
+	plain, err := siem.NewSyslog(siem.SyslogConfig{Address: rs.plain, Format: "json", Hostname: "warden-test", Facility: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	overTLS, err := siem.NewSyslog(siem.SyslogConfig{Address: rs.tls, Format: "cef",
+	overTLS, err := siem.NewSyslog(siem.SyslogConfig{Address: rs.tls, Format: "cef", Facility: 10,
 		TLS: &tls.Config{RootCAs: rs.ca, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ type SyslogConfig struct {
 	TLS *tls.Config
 	// Format is the message body: "json" (the entry's canonical JSON) or "cef".
 	Format string
-	// Facility is the syslog facility number. Default 10 (security/authorization).
+	// Facility is the syslog facility number, 0 to 23; 10 is security/authorization.
 	Facility int
 	// Hostname and AppName fill the RFC 5424 header. Defaults: the host's
 	// name and "warden".
@@ -50,9 +50,6 @@ func NewSyslog(cfg SyslogConfig) (*Syslog, error) {
 	case "json", "cef":
 	default:
 		return nil, fmt.Errorf("syslog: format %q: want json or cef", cfg.Format)
-	}
-	if cfg.Facility == 0 {
-		cfg.Facility = 10
 	}
 	if cfg.Facility < 0 || cfg.Facility > 23 {
 		return nil, fmt.Errorf("syslog: facility %d: want 0 to 23", cfg.Facility)
@@ -107,7 +104,7 @@ func (s *Syslog) message(st audit.Stored) string {
 	pri := s.cfg.Facility*8 + severity(e)
 	var b strings.Builder
 	fmt.Fprintf(&b, "<%d>1 %s %s %s - %s ", pri, e.Time.UTC().Format("2006-01-02T15:04:05.000000Z"),
-		header(s.cfg.Hostname), header(s.cfg.AppName), header(string(e.Kind)))
+		header(s.cfg.Hostname, 255), header(s.cfg.AppName, 48), header(string(e.Kind), 32))
 	b.WriteString(`[warden@32473 index="`)
 	b.WriteString(strconv.FormatInt(e.Index, 10))
 	b.WriteByte('"')
@@ -139,8 +136,9 @@ func severity(e *audit.Entry) int {
 	return 6 // informational
 }
 
-// header makes a value fit an RFC 5424 header field: printable ASCII, no spaces.
-func header(s string) string {
+// header makes a value fit an RFC 5424 header field of at most max
+// characters: printable ASCII, no spaces.
+func header(s string, max int) string {
 	if s == "" {
 		return "-"
 	}
@@ -150,8 +148,8 @@ func header(s string) string {
 			b[i] = '_'
 		}
 	}
-	if len(b) > 48 {
-		b = b[:48]
+	if len(b) > max {
+		b = b[:max]
 	}
 	return string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/warden-run/warden/internal/audit"
@@ -114,7 +115,7 @@ func (a *AuditLog) TreeSize(ctx context.Context) (int64, error) {
 // StoreTree implements audit.TreeStore. The tree size moves only forward
 // and only from where the caller found it: a leader that lost its lock
 // without knowing fails here instead of writing over the new leader.
-func (a *AuditLog) StoreTree(ctx context.Context, size int64, nodes []audit.Node) error {
+func (a *AuditLog) StoreTree(ctx context.Context, from, size int64, nodes []audit.Node) error {
 	return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
 		rows := make([][]any, len(nodes))
 		for i, n := range nodes {
@@ -130,7 +131,7 @@ func (a *AuditLog) StoreTree(ctx context.Context, size int64, nodes []audit.Node
 		if _, err := tx.Exec(ctx, `INSERT INTO audit_nodes SELECT level, idx, hash FROM audit_nodes_in ON CONFLICT DO NOTHING`); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE audit_tree SET size = $1 WHERE id = 1 AND size < $1`, size)
+		tag, err := tx.Exec(ctx, `UPDATE audit_tree SET size = $1 WHERE id = 1 AND size = $2`, size, from)
 		if err != nil {
 			return err
 		}
@@ -229,30 +230,52 @@ func (a *AuditLog) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint
 // Lead implements audit.Backend with a session advisory lock, held on a
 // connection of its own: if the process dies, the connection goes and the
 // lock with it.
-func (a *AuditLog) Lead(ctx context.Context) (bool, func(), error) {
+func (a *AuditLog) Lead(ctx context.Context) (audit.Lease, error) {
 	conn, err := a.s.pool.Acquire(ctx)
 	if err != nil {
-		return false, nil, err
+		return nil, err
 	}
 	var held bool
 	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, a.lockName()).Scan(&held); err != nil {
 		conn.Release()
-		return false, nil, err
+		return nil, err
 	}
 	if !held {
 		conn.Release()
-		return false, nil, nil
+		return nil, nil
 	}
-	release := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext($1))`, a.lockName()); err != nil {
-			// A connection whose unlock failed may still hold the lock: close it.
-			conn.Conn().Close(ctx)
-		}
-		conn.Release()
+	return &pgLease{conn: conn, name: a.lockName()}, nil
+}
+
+// pgLease is an advisory lock held by one pooled connection's session.
+type pgLease struct {
+	conn *pgxpool.Conn
+	name string
+}
+
+// Check asks the lock's own session whether it still holds the lock: if the
+// connection broke, the lock is gone, maybe to another replica.
+func (l *pgLease) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var held bool
+	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+		AND pid = pg_backend_pid() AND objid = hashtext($1)::oid AND granted)`, l.name).Scan(&held)
+	if err == nil && !held {
+		err = errors.New("the audit lead lock is no longer held")
 	}
-	return true, release, nil
+	return err
+}
+
+// Release gives the lock up; a connection that cannot unlock is closed,
+// which also frees it.
+func (l *pgLease) Release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := l.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtext($1))`, l.name); err != nil {
+		l.conn.Conn().Close(ctx)
+	}
+	l.conn.Release()
 }
 
 func (a *AuditLog) lockName() string { return "warden.audit.lead." + a.s.channel }

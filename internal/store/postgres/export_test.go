@@ -20,3 +20,6 @@ func InsertRawAuditEntry(ctx context.Context, s *Store, idx int64, data []byte) 
 	_, err = s.pool.Exec(ctx, `UPDATE audit_head SET size = $1 + 1, last_leaf = $2 WHERE id = 1`, idx, audit.LeafHash(data))
 	return err
 }
+
+// AuditLockName exposes the lead lock's name to tests.
+func AuditLockName(s *Store) string { return (&AuditLog{s: s}).lockName() }

@@ -194,3 +194,40 @@ func TestAuditReplicas(t *testing.T) {
 		t.Fatalf("verify: %+v %v", r, err)
 	}
 }
+
+// TestAuditLease: one holder at a time, and a holder whose connection was
+// cut learns that it no longer holds the lead.
+func TestAuditLease(t *testing.T) {
+	t.Parallel()
+	s := open(t).(*postgres.Store)
+	ctx := context.Background()
+	lease, err := s.AuditLog().Lead(ctx)
+	if err != nil || lease == nil {
+		t.Fatalf("first Lead: %v %v", lease, err)
+	}
+	if err := lease.Check(ctx); err != nil {
+		t.Fatalf("a held lease: %v", err)
+	}
+	if other, err := s.AuditLog().Lead(ctx); err != nil || other != nil {
+		t.Fatalf("a second lead while the first holds: %v %v", other, err)
+	}
+	// Cut the holder's connection on the server side.
+	conn, err := pgx.Connect(ctx, dsn(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid`,
+		postgres.AuditLockName(s)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lease.Check(ctx); err == nil {
+		t.Fatal("a lease whose connection was cut still checks out")
+	}
+	lease.Release()
+	next, err := s.AuditLog().Lead(ctx)
+	if err != nil || next == nil {
+		t.Fatalf("Lead after the holder lost it: %v %v", next, err)
+	}
+	next.Release()
+}
