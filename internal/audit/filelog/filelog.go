@@ -110,19 +110,30 @@ func Open(cfg Config) (*Log, error) {
 	return l, nil
 }
 
+// load reads what the log has acknowledged for certain (the newest
+// checkpoint and the tree's synced size) before the segments, so that a
+// damaged record inside that range is never mistaken for a torn tail.
 func (l *Log) load() error {
-	if err := l.loadSegments(); err != nil {
-		return err
-	}
 	if err := l.loadCheckpoints(); err != nil {
 		return err
 	}
-	return l.loadTree()
+	treeSize, err := l.readTreeState()
+	if err != nil {
+		return err
+	}
+	acked := treeSize
+	if cp := l.latestIndex(); cp != nil && cp.size > acked {
+		acked = cp.size
+	}
+	if err := l.loadSegments(acked); err != nil {
+		return err
+	}
+	return l.loadTree(treeSize)
 }
 
 var segName = regexp.MustCompile(`^seg-(\d{20})\.log$`)
 
-func (l *Log) loadSegments() error {
+func (l *Log) loadSegments(acked int64) error {
 	names, err := filepath.Glob(filepath.Join(l.dir, "seg-*.log"))
 	if err != nil {
 		return err
@@ -137,7 +148,7 @@ func (l *Log) loadSegments() error {
 		if first != l.size {
 			return fmt.Errorf("%w: segment %s starts at %d, but %d entries precede it", ErrCorrupt, filepath.Base(name), first, l.size)
 		}
-		seg, err := l.openSegment(name, first, i == len(names)-1)
+		seg, err := l.openSegment(name, first, i == len(names)-1, acked)
 		if err != nil {
 			return err
 		}
@@ -156,8 +167,10 @@ func (l *Log) loadSegments() error {
 
 // openSegment reads a segment's records. Only the newest segment may end in
 // a record torn by a crash, which is cut off (it was never acknowledged); a
-// damaged record with whole records after it is corruption, not a tear.
-func (l *Log) openSegment(name string, first int64, newest bool) (*segment, error) {
+// damaged record with whole records after it, or one that a checkpoint or
+// the synced tree already covers (index below acked), is corruption, not a
+// tear. The bytes cut off are kept beside the segment for inspection.
+func (l *Log) openSegment(name string, first int64, newest bool, acked int64) (*segment, error) {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
@@ -174,11 +187,10 @@ func (l *Log) openSegment(name string, first int64, newest bool) (*segment, erro
 			err = fmt.Errorf("%w: entry %d in %s: %s, with more records after it", ErrCorrupt, at, filepath.Base(name), bad)
 		case !newest:
 			err = fmt.Errorf("%w: entry %d in sealed segment %s: %s", ErrCorrupt, at, filepath.Base(name), bad)
+		case at < acked:
+			err = fmt.Errorf("%w: entry %d in %s: %s, but the log had acknowledged %d entries (checkpoint or synced tree); refusing to cut it off", ErrCorrupt, at, filepath.Base(name), bad, acked)
 		default:
-			l.log.Warn("audit log: cutting off a record torn by a crash (never acknowledged)", "segment", filepath.Base(name), "entry", at, "why", bad)
-			if err = f.Truncate(end); err == nil {
-				err = durable.Datasync(f)
-			}
+			err = l.cutTail(f, name, end, at, bad)
 		}
 	}
 	if err != nil {
@@ -187,6 +199,29 @@ func (l *Log) openSegment(name string, first int64, newest bool) (*segment, erro
 	}
 	seg.end = end
 	return seg, nil
+}
+
+// cutTail saves the bytes of a torn record beside the segment, then cuts
+// them off.
+func (l *Log) cutTail(f *os.File, name string, end, at int64, why string) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	tail := make([]byte, st.Size()-end)
+	if _, err := f.ReadAt(tail, end); err != nil {
+		return fmt.Errorf("audit log: read torn tail: %w", err)
+	}
+	kept := fmt.Sprintf("%s.torn-%d", filepath.Base(name), time.Now().UnixNano())
+	if err := durable.WriteAtomic(l.dir, kept, tail); err != nil {
+		return fmt.Errorf("audit log: keep torn tail: %w", err)
+	}
+	l.log.Warn("audit log: cut off a record torn by a crash (it was never acknowledged)",
+		"segment", filepath.Base(name), "entry", at, "why", why, "bytes", len(tail), "kept_in", kept)
+	if err := f.Truncate(end); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return durable.Datasync(f)
 }
 
 // Append implements audit.Sequencer: the whole batch goes to one segment

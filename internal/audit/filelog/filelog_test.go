@@ -1,9 +1,14 @@
 package filelog_test
 
 import (
+	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/audit/audittest"
@@ -61,4 +66,88 @@ func TestTamperingIsDetected(t *testing.T) {
 	ref, trusted := audittest.BuildReference(t, factory(t)(t), s)
 	t.Run("log directory", func(t *testing.T) { audittest.RunTamper(t, ref, trusted, s, materialize) })
 	t.Run("exported JSON lines", func(t *testing.T) { audittest.RunTamper(t, ref, trusted, s, audittest.AsExport) })
+}
+
+// writeCheckpointed appends n entries through a Log, waits until a
+// checkpoint covers them all, and closes everything; it returns the one
+// segment file.
+func writeCheckpointed(t *testing.T, dir string, n int) string {
+	t.Helper()
+	b, err := filelog.Open(filelog.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(audit.Config{CheckpointEvery: 1, CheckpointInterval: 10 * time.Millisecond}, b, audittest.Signer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	audittest.AppendN(t, l, n)
+	audittest.WaitIntegrated(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "seg-00000000000000000000.log")
+}
+
+// A record torn by a crash is cut off on open, and its bytes are kept
+// beside the segment.
+func TestTornTailIsCutAndKept(t *testing.T) {
+	dir := t.TempDir()
+	seg := writeCheckpointed(t, dir, 20)
+	whole, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := filelog.Record([]byte(`{"v":1,"kind":"decision"}`))[:12] // header and a little data
+	if err := os.WriteFile(seg, append(append([]byte(nil), whole...), torn...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := filelog.Open(filelog.Config{Dir: dir})
+	if err != nil {
+		t.Fatalf("open after a torn append: %v", err)
+	}
+	defer b.Close()
+	if n, _ := b.Size(context.Background()); n != 20 {
+		t.Fatalf("size after cutting the torn record: %d, want 20", n)
+	}
+	after, _ := os.ReadFile(seg)
+	if !bytes.Equal(after, whole) {
+		t.Fatalf("segment is %d bytes after the cut, want the %d it had", len(after), len(whole))
+	}
+	kept, _ := filepath.Glob(seg + ".torn-*")
+	if len(kept) != 1 {
+		t.Fatalf("torn tail kept in %v, want one file", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !bytes.Equal(b, torn) {
+		t.Fatalf("kept tail is %q, want %q", b, torn)
+	}
+}
+
+// A damaged last record that a checkpoint covers was acknowledged: open
+// refuses, and leaves the file as it is.
+func TestDamagedAcknowledgedTailIsNotCut(t *testing.T) {
+	dir := t.TempDir()
+	seg := writeCheckpointed(t, dir, 20)
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)-3] ^= 0x40 // inside the last entry's JSON
+	if err := os.WriteFile(seg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = filelog.Open(filelog.Config{Dir: dir})
+	if !errors.Is(err, filelog.ErrCorrupt) || !strings.Contains(err.Error(), "entry 19") {
+		t.Fatalf("open with a damaged acknowledged entry: %v, want ErrCorrupt naming entry 19", err)
+	}
+	after, _ := os.ReadFile(seg)
+	if !bytes.Equal(after, data) {
+		t.Fatal("open changed the segment although it refused")
+	}
+	if kept, _ := filepath.Glob(seg + ".torn-*"); len(kept) != 0 {
+		t.Fatalf("refused open still wrote %v", kept)
+	}
 }

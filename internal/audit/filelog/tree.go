@@ -38,16 +38,23 @@ func (l *Log) levelFile(level uint) (*os.File, error) {
 	return f, nil
 }
 
-func (l *Log) loadTree() error {
-	size := int64(0)
-	if b, err := os.ReadFile(filepath.Join(l.dir, "tree.state")); err == nil {
-		size, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil || size < 0 {
-			return fmt.Errorf("%w: tree.state", ErrCorrupt)
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
+// readTreeState returns the size up to which the tree's nodes were synced.
+func (l *Log) readTreeState() (int64, error) {
+	b, err := os.ReadFile(filepath.Join(l.dir, "tree.state"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
 	}
+	if err != nil {
+		return 0, fmt.Errorf("audit log: %w", err)
+	}
+	size, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || size < 0 {
+		return 0, fmt.Errorf("%w: tree.state", ErrCorrupt)
+	}
+	return size, nil
+}
+
+func (l *Log) loadTree(size int64) error {
 	if size > l.size {
 		return fmt.Errorf("%w: the tree covers %d entries but only %d are stored: entries were lost", ErrCorrupt, size, l.size)
 	}
