@@ -93,6 +93,20 @@ type verifier struct {
 	next     int64
 	prevLeaf []byte
 	lastGood int64 // size of the last checkpoint that matched
+	// recent holds the leaf hashes of the newest entries (entry i at
+	// i % len(recent)), to tell a copy of an earlier entry from a rival.
+	recent [recentLeaves][]byte
+	// mismatch is a checkpoint whose root the entries did not match. The
+	// verdict waits for the next entry: when its prev disagrees, the last
+	// entry the checkpoint covers is the one that changed, and is named.
+	mismatch *mismatch
+}
+
+const recentLeaves = 4096
+
+type mismatch struct {
+	size int64
+	what string // "signed checkpoint" or "trusted checkpoint"
 }
 
 // parsed is what the parallel stage learns of one entry.
@@ -153,14 +167,26 @@ func (v *verifier) fail(first int64, format string, a ...any) bool {
 
 func (v *verifier) entry(p parsed) bool {
 	i := v.next
+	if m := v.mismatch; m != nil {
+		if p.err == nil && p.index == i && p.prev != hex.EncodeToString(v.prevLeaf) {
+			return v.fail(i-1, "entry %d does not match the %s of size %d, nor the hash entry %d records of it: entry %d was modified", i-1, m.what, m.size, i, i-1)
+		}
+		return v.failMismatch()
+	}
 	switch {
 	case p.err != nil:
 		return v.fail(i, "entry %d is not a well-formed entry: modified", i)
 	case p.index > i:
 		return v.fail(i, "entry %d is missing (the next entry says %d): deleted, or entries reordered", i, p.index)
+	case p.index < 0:
+		return v.fail(i, "entry %d says it is entry %d: modified", i, p.index)
 	case p.index < i:
-		// Two entries claim the same place; the first of them is where the log went wrong.
-		return v.fail(p.index, "entry %d appears again where entry %d belongs: inserted, duplicated or reordered", p.index, i)
+		if i-p.index <= recentLeaves && bytes.Equal(v.recent[p.index%recentLeaves], p.leaf) {
+			return v.fail(i, "entry %d appears again where entry %d belongs: a duplicate was inserted", p.index, i)
+		}
+		// Two different entries claim the same place; the first of them is
+		// where the log went wrong.
+		return v.fail(p.index, "entry %d appears again, changed, where entry %d belongs: inserted or reordered", p.index, i)
 	case i > 0 && p.prev != hex.EncodeToString(v.prevLeaf):
 		return v.fail(i-1, "entry %d records a hash of entry %d that does not match it: entry %d was modified", i, i-1, i-1)
 	case i == 0 && p.prev != "":
@@ -170,23 +196,42 @@ func (v *verifier) entry(p parsed) bool {
 		return v.fail(i, "entry %d: %v", i, err)
 	}
 	v.prevLeaf = p.leaf
+	v.recent[i%recentLeaves] = p.leaf
 	v.next++
 	v.report.Entries = v.next
 	if t := v.trusted; t != nil && v.next == t.Size {
-		root, err := v.root()
-		if err != nil {
-			return v.fail(v.next, "%v", err)
-		}
-		if !bytes.Equal(root, t.Root) {
-			return v.fail(v.lastGood, "entries %d to %d do not match the trusted checkpoint of size %d: history rewritten", v.lastGood, t.Size-1, t.Size)
-		}
+		return v.matchRoot(t.Root, "trusted checkpoint")
 	}
 	return true
 }
 
+// matchRoot compares the tree of the entries so far with a checkpoint's
+// root. A mismatch is held until the next item (see verifier.mismatch).
+func (v *verifier) matchRoot(want []byte, what string) bool {
+	root, err := v.root()
+	if err != nil {
+		return v.fail(v.next, "%v", err)
+	}
+	if !bytes.Equal(root, want) {
+		v.mismatch = &mismatch{size: v.next, what: what}
+	}
+	return true
+}
+
+func (v *verifier) failMismatch() bool {
+	m := v.mismatch
+	return v.fail(v.lastGood, "entries %d to %d do not match the %s of size %d: history rewritten", v.lastGood, m.size-1, m.what, m.size)
+}
+
 func (v *verifier) checkpoint(signed []byte) bool {
 	c, err := v.cv.Parse(signed)
+	if v.mismatch != nil && (err != nil || c.Size != v.next) {
+		return v.failMismatch()
+	}
 	if err != nil {
+		if v.next == 0 {
+			return v.fail(0, "the checkpoint before the first entry does not verify (%v): forged or altered", err)
+		}
 		return v.fail(v.next, "the checkpoint after entry %d does not verify (%v): forged or altered", v.next-1, err)
 	}
 	if c.Size != v.next {
@@ -195,15 +240,11 @@ func (v *verifier) checkpoint(signed []byte) bool {
 		}
 		return v.fail(c.Size, "a checkpoint of size %d sits after entry %d: entries were inserted after index %d, or the checkpoint moved", c.Size, v.next-1, c.Size-1)
 	}
-	if v.report.Latest != nil && c.Size < v.report.Latest.Size {
-		return v.fail(c.Size, "checkpoints go backwards, from size %d to %d: rewound", v.report.Latest.Size, c.Size)
+	if !v.matchRoot(c.Root, "signed checkpoint") {
+		return false
 	}
-	root, err := v.root()
-	if err != nil {
-		return v.fail(v.next, "%v", err)
-	}
-	if !bytes.Equal(root, c.Root) {
-		return v.fail(v.lastGood, "entries %d to %d do not match the signed checkpoint of size %d: history rewritten", v.lastGood, c.Size-1, c.Size)
+	if v.mismatch != nil {
+		return true // judged at the next item
 	}
 	v.lastGood = c.Size
 	v.report.Checkpoints++
@@ -225,6 +266,10 @@ func (v *verifier) root() ([]byte, error) {
 
 func (v *verifier) finish() {
 	r := v.report
+	if v.mismatch != nil {
+		v.failMismatch()
+		return
+	}
 	if t := v.trusted; t != nil {
 		switch {
 		case v.next < t.Size:

@@ -109,6 +109,16 @@ func RunTamper(t *testing.T, ref []audit.Item, trusted *audit.Checkpoint, s *aud
 		{"modify", func(t *testing.T, it []audit.Item) []audit.Item {
 			return setEntry(t, it, 25, func(e *audit.Entry) { e.Outcome = "allow" + e.Outcome })
 		}, 25, "modified", false},
+		{"modify the last entry a checkpoint covers", func(t *testing.T, it []audit.Item) []audit.Item {
+			return setEntry(t, it, 29, func(e *audit.Entry) { e.Outcome = "allow" })
+		}, 29, "entry 29 was modified", false},
+		{"modify the newest entry", func(t *testing.T, it []audit.Item) []audit.Item {
+			// Nothing follows it: only the checkpoint tells, not where.
+			return setEntry(t, it, 59, func(e *audit.Entry) { e.Outcome = "allow" + e.Outcome })
+		}, 50, "history rewritten", false},
+		{"duplicate", func(_ *testing.T, it []audit.Item) []audit.Item {
+			return slices.Insert(it, entryPos(it, 31), it[entryPos(it, 10)])
+		}, 31, "duplicate", false},
 		{"delete", func(_ *testing.T, it []audit.Item) []audit.Item {
 			return slices.Delete(it, entryPos(it, 25), entryPos(it, 25)+1)
 		}, 25, "missing", false},
