@@ -84,13 +84,15 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var from, dir, keyFile, witness string
+	var verify func(*cobra.Command) error
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify the whole log against its signed checkpoints",
 		Long: `Verify the whole log: indexes without gaps or repeats, each entry chained to the
 one before, and every checkpoint signed by the log's key and committing to
 exactly the entries before it. On failure it names the first bad index and
-exits with status 1.
+exits with status 1; when it cannot verify at all (the log or the key cannot
+be read), it exits with status 2.
 
 Where the log comes from:
   (default)       the server, through the admin API
@@ -104,102 +106,112 @@ checks that the log still reaches it with the same root: a log rewound or
 rewritten since then fails, even if its checkpoints were removed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if from != "" && dir != "" {
-				return errors.New("give --from or --dir, not both")
+			err := verify(cmd)
+			var ee exitError
+			if err != nil && !errors.As(err, &ee) {
+				// Could not verify: not the same as a log that failed.
+				fmt.Fprintln(g.errOut, "warden:", err)
+				return exitError(2)
 			}
-			ctx := cmd.Context()
-			var vkey string
-			if keyFile != "" {
-				b, err := os.ReadFile(keyFile)
-				if err != nil {
-					return fmt.Errorf("--key: %w", err)
-				}
-				vkey = string(b)
-			} else {
-				if from != "" || dir != "" {
-					return errors.New("offline verification needs --key: the log's verifier key, from 'warden audit key'")
-				}
-				b, err := g.publicClient().getBytes(ctx, "/v1/audit/checkpoint/key", true)
-				if err != nil {
-					return err
-				}
-				vkey = string(b)
-			}
-			cv, err := audit.NewCheckpointVerifier(vkey)
-			if err != nil {
-				return err
-			}
-			var trusted *audit.Checkpoint
-			if witness != "" {
-				if b, err := os.ReadFile(witness); err == nil {
-					c, err := cv.Parse(b)
-					if err != nil {
-						return fmt.Errorf("--witness %s: %w", witness, err)
-					}
-					trusted = &c
-				} else if !errors.Is(err, os.ErrNotExist) {
-					return fmt.Errorf("--witness: %w", err)
-				}
-			}
-			var src audit.Source
-			switch {
-			case from != "":
-				f, err := os.Open(from)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				src = audit.ReadExport(f)
-			case dir != "":
-				if src, err = filelog.ReadItems(dir); err != nil {
-					return err
-				}
-			default:
-				c, err := g.admin()
-				if err != nil {
-					return err
-				}
-				resp, err := c.get(ctx, "/v1/audit/export", false)
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				src = audit.ReadExport(resp.Body)
-			}
-			start := time.Now()
-			r, err := audit.Verify(src, cv, trusted)
-			if err != nil {
-				return err
-			}
-			took := time.Since(start)
-			if r.OK() && witness != "" && r.Latest != nil {
-				if err := saveWitness(witness, src, r); err != nil {
-					return err
-				}
-			}
-			if g.format == "json" {
-				out := map[string]any{"ok": r.OK(), "entries": r.Entries, "checkpoints": r.Checkpoints,
-					"uncovered": r.Uncovered, "first_bad": r.FirstBad, "problem": r.Problem, "seconds": took.Seconds()}
-				if r.Latest != nil {
-					out["latest_size"], out["latest_root"] = r.Latest.Size, base64.StdEncoding.EncodeToString(r.Latest.Root)
-				}
-				if err := g.printJSON(out); err != nil {
-					return err
-				}
-			} else if r.OK() {
-				fmt.Fprintf(g.out, "OK: %d entries, %d checkpoints; latest checkpoint: size %d, root %s\n",
-					r.Entries, r.Checkpoints, r.Latest.Size, base64.StdEncoding.EncodeToString(r.Latest.Root))
-				if r.Uncovered > 0 {
-					fmt.Fprintf(g.out, "%d newer entries are intact but not yet under a checkpoint\n", r.Uncovered)
-				}
-			} else {
-				fmt.Fprintf(g.out, "FAILED: first bad index %d: %s\n", r.FirstBad, r.Problem)
-			}
-			if !r.OK() {
-				return exitError(1)
-			}
-			return nil
+			return err
 		},
+	}
+	verify = func(cmd *cobra.Command) error {
+		if from != "" && dir != "" {
+			return errors.New("give --from or --dir, not both")
+		}
+		ctx := cmd.Context()
+		var vkey string
+		if keyFile != "" {
+			b, err := os.ReadFile(keyFile)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			vkey = string(b)
+		} else {
+			if from != "" || dir != "" {
+				return errors.New("offline verification needs --key: the log's verifier key, from 'warden audit key'")
+			}
+			b, err := g.publicClient().getBytes(ctx, "/v1/audit/checkpoint/key", true)
+			if err != nil {
+				return err
+			}
+			vkey = string(b)
+		}
+		cv, err := audit.NewCheckpointVerifier(vkey)
+		if err != nil {
+			return err
+		}
+		var trusted *audit.Checkpoint
+		if witness != "" {
+			if b, err := os.ReadFile(witness); err == nil {
+				c, err := cv.Parse(b)
+				if err != nil {
+					return fmt.Errorf("--witness %s: %w", witness, err)
+				}
+				trusted = &c
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("--witness: %w", err)
+			}
+		}
+		var src audit.Source
+		switch {
+		case from != "":
+			f, err := os.Open(from)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			src = audit.ReadExport(f)
+		case dir != "":
+			if src, err = filelog.ReadItems(dir); err != nil {
+				return err
+			}
+		default:
+			c, err := g.admin()
+			if err != nil {
+				return err
+			}
+			resp, err := c.get(ctx, "/v1/audit/export", false)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			src = audit.ReadExport(resp.Body)
+		}
+		start := time.Now()
+		r, err := audit.Verify(src, cv, trusted)
+		if err != nil {
+			return err
+		}
+		took := time.Since(start)
+		if r.OK() && witness != "" && r.Latest != nil {
+			if err := saveWitness(witness, src, r); err != nil {
+				return err
+			}
+		}
+		if g.format == "json" {
+			out := map[string]any{"ok": r.OK(), "entries": r.Entries, "checkpoints": r.Checkpoints,
+				"uncovered": r.Uncovered, "first_bad": r.FirstBad, "problem": r.Problem, "seconds": took.Seconds()}
+			if r.Latest != nil {
+				out["latest_size"], out["latest_root"] = r.Latest.Size, base64.StdEncoding.EncodeToString(r.Latest.Root)
+			}
+			if err := g.printJSON(out); err != nil {
+				return err
+			}
+		} else if r.OK() {
+			fmt.Fprintf(g.out, "OK: %d entries, %d checkpoints; latest checkpoint: size %d, root %s\n",
+				r.Entries, r.Checkpoints, r.Latest.Size, base64.StdEncoding.EncodeToString(r.Latest.Root))
+			if r.Uncovered > 0 {
+				fmt.Fprintf(g.out, "%d newer entries are intact but not yet under a checkpoint\n", r.Uncovered)
+			}
+		} else {
+			fmt.Fprintf(g.out, "FAILED: first bad index %d: %s\n", r.FirstBad, r.Problem)
+		}
+		if !r.OK() {
+			return exitError(1)
+		}
+		return nil
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&from, "from", "", "verify this export (JSON lines) instead of the server's log")
@@ -292,7 +304,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 			var window []json.RawMessage
 			last := after
 			for {
-				page, next, _, err := fetchEntries(ctx, c, q, after, 1000)
+				page, next, size, err := fetchEntries(ctx, c, q, after, 1000)
 				if err != nil {
 					return err
 				}
@@ -306,6 +318,9 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 					last = entryIndex(page[len(page)-1])
 				}
 				if next < 0 {
+					// The server read everything before size: with filters,
+					// the entries after the last match need no second look.
+					last = max(last, size-1)
 					break
 				}
 				after = next
@@ -320,7 +335,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				case <-time.After(time.Second):
 				}
 				for {
-					page, next, _, err := fetchEntries(ctx, c, q, last, 1000)
+					page, next, size, err := fetchEntries(ctx, c, q, last, 1000)
 					if err != nil {
 						return err
 					}
@@ -329,6 +344,7 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 						last = entryIndex(e)
 					}
 					if next < 0 {
+						last = max(last, size-1)
 						break
 					}
 					last = next
@@ -455,7 +471,8 @@ transparency-dev/merkle proof package, the entry and the checkpoint.`,
 			if err := proof.VerifyInclusion(h, uint64(index), uint64(cp.Size), h.HashLeaf(p.Entry), hashes, cp.Root); err != nil {
 				return fmt.Errorf("the server's proof does not verify: %w", err)
 			}
-			out := map[string]any{"index": index, "size": cp.Size, "leaf_hash": p.LeafHash, "entry": p.Entry,
+			// The entry as a string: its exact bytes are what the leaf hash covers.
+			out := map[string]any{"index": index, "size": cp.Size, "leaf_hash": p.LeafHash, "entry": string(p.Entry),
 				"proof": p.Proof, "checkpoint": string(signed), "verified": true}
 			if g.format == "json" {
 				return g.printJSON(out)

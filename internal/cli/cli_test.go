@@ -159,6 +159,11 @@ func TestWalkThrough(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "FAILED: first bad index") {
 		t.Fatalf("a tampered export: exit %d, %s", code, out)
 	}
+	// Not being able to verify is another status than a log that failed.
+	out, errOut, code := run(t, "audit", "verify", "--from", filepath.Join(dir, "missing.jsonl"), "--key", keyFile)
+	if code != 2 || out != "" || !strings.Contains(errOut, "missing.jsonl") {
+		t.Fatalf("verify of a missing export: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 
 	fails("not_found", "agent", "show", "ai-agent://prod/nobody")
 	fails("--format", "agent", "list", "--format", "yaml")

@@ -124,14 +124,18 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, actor strin
 	}
 }
 
-type proofView struct {
-	Index    int64           `json:"index,omitempty"`
-	Size     int64           `json:"size,omitempty"`
-	From     int64           `json:"from,omitempty"`
-	To       int64           `json:"to,omitempty"`
-	LeafHash string          `json:"leaf_hash,omitempty"`
-	Entry    json.RawMessage `json:"entry,omitempty"`
+type inclusionView struct {
+	Index    int64           `json:"index"`
+	Size     int64           `json:"size"`
+	LeafHash string          `json:"leaf_hash"`
+	Entry    json.RawMessage `json:"entry"`
 	Proof    []string        `json:"proof"`
+}
+
+type consistencyView struct {
+	From  int64    `json:"from"`
+	To    int64    `json:"to"`
+	Proof []string `json:"proof"`
 }
 
 func b64(hashes [][]byte) []string {
@@ -154,7 +158,7 @@ func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request, actor st
 		s.auditError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, proofView{Index: index, Size: size, Entry: data,
+	writeJSON(w, http.StatusOK, inclusionView{Index: index, Size: size, Entry: data,
 		LeafHash: base64.StdEncoding.EncodeToString(audit.LeafHash(data)), Proof: b64(p)})
 }
 
@@ -170,7 +174,7 @@ func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, actor 
 		s.auditError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, proofView{From: from, To: to, Proof: b64(p)})
+	writeJSON(w, http.StatusOK, consistencyView{From: from, To: to, Proof: b64(p)})
 }
 
 func (s *Server) auditError(w http.ResponseWriter, err error) {
