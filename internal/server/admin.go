@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -60,13 +61,46 @@ func (s *Server) admin(h adminHandler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential is required")
 			return
 		}
-		h(w, r, actor)
-		if r.Method != http.MethodGet && s.d.Relay != nil {
-			// The change is committed with its event; put the event in the
-			// audit log now (the relay's loop retries if this fails).
-			if err := s.d.Relay.Sync(context.WithoutCancel(r.Context())); err != nil {
-				s.log.Error("audit: relaying admin events failed; the relay will retry", "err", err)
-			}
+		if r.Method == http.MethodGet || s.d.Relay == nil {
+			h(w, r, actor)
+			return
 		}
+		// The change is committed with its event; put the event in the
+		// audit log before answering, so that whoever made the change finds
+		// it there (the relay's loop retries if this fails).
+		buf := &heldResponse{header: w.Header()}
+		h(buf, r, actor)
+		if err := s.d.Relay.Sync(context.WithoutCancel(r.Context())); err != nil {
+			s.log.Error("audit: relaying admin events failed; the relay will retry", "err", err)
+		}
+		buf.send(w)
 	})
+}
+
+// heldResponse keeps a (small) admin response until it may be sent.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldResponse) Header() http.Header { return h.header }
+
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *heldResponse) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return h.body.Write(b)
+}
+
+func (h *heldResponse) send(w http.ResponseWriter) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	w.WriteHeader(h.status)
+	w.Write(h.body.Bytes())
 }
