@@ -342,3 +342,35 @@ func testVerifyUntouched(t *testing.T, f Factory) {
 		t.Fatalf("export: %+v %v", r, err)
 	}
 }
+
+// NoteSize is the tree size a signed checkpoint states, read without
+// checking its signature (as someone writing a tampered log would).
+func NoteSize(t testing.TB, signed []byte) int64 {
+	t.Helper()
+	text, _ := audit.SplitNote(signed)
+	c, err := audit.ParseCheckpointBody(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Size
+}
+
+// BenchAppend measures durable appends to l from 16 goroutines (8 per
+// CPU on 2 cores) and reports appends per second.
+func BenchAppend(b *testing.B, l *audit.Log) {
+	ctx := context.Background()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := l.Append(ctx, Entry(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+}

@@ -25,21 +25,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	ctx := context.Background()
-	b.SetParallelism(8) // 8 x GOMAXPROCS(2) = 16 writers
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i++
-			if _, err := l.Append(ctx, audittest.Entry(i)); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	audittest.BenchAppend(b, l)
 }
 
 // millionLog builds a log of n entries in dir quickly (batches of 1,024,

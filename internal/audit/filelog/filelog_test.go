@@ -38,12 +38,7 @@ func materialize(t *testing.T, items []audit.Item) audit.Source {
 	var segs, cps []byte
 	for _, it := range items {
 		if it.Checkpoint {
-			text, _ := audit.SplitNote(it.Data)
-			c, err := audit.ParseCheckpointBody(text)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cps = append(cps, filelog.CheckpointRecord(audit.StoredCheckpoint{Size: c.Size, Signed: it.Data})...)
+			cps = append(cps, filelog.CheckpointRecord(audit.StoredCheckpoint{Size: audittest.NoteSize(t, it.Data), Signed: it.Data})...)
 		} else {
 			segs = append(segs, filelog.Record(it.Data)...)
 		}

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/warden-run/warden/internal/audit"
@@ -18,18 +17,5 @@ func BenchmarkAuditAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	ctx := context.Background()
-	b.SetParallelism(8) // x GOMAXPROCS(2) = 16 writers
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			i++
-			if _, err := l.Append(ctx, audittest.Entry(i)); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
+	audittest.BenchAppend(b, l)
 }
