@@ -57,14 +57,17 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 			return nil
 		}
 		for _, ev := range evs {
-			detail := map[string]any{}
-			if len(ev.Detail) > 0 {
-				json.Unmarshal(ev.Detail, &detail)
+			var detail map[string]any
+			if len(ev.Detail) > 0 && json.Unmarshal(ev.Detail, &detail) != nil {
+				// Not an object: kept as it was, under a key of its own.
+				detail = map[string]any{"raw": string(ev.Detail)}
+			}
+			if detail == nil { // none, or JSON null
+				detail = map[string]any{}
 			}
 			detail["event_seq"] = ev.Seq // last: the detail cannot override it
 			b, _ := json.Marshal(detail)
-			kind := KindAdmin
-			e := &Entry{Time: ev.Time, Kind: kind, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
+			e := &Entry{Time: ev.Time, Kind: KindAdmin, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
 			// Durable before the relay's position moves past it, in async mode too.
 			if _, err := r.log.AppendDurable(ctx, e); err != nil {
 				return err

@@ -2,12 +2,14 @@ package audit
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -57,7 +59,7 @@ func (r *Report) OK() bool { return r.FirstBad < 0 && r.Problem == "" }
 // It stops at the first problem. An I/O error from src is returned as an error.
 func Verify(src Source, cv *CheckpointVerifier, trusted *Checkpoint) (*Report, error) {
 	v := &verifier{cv: cv, trusted: trusted, report: &Report{FirstBad: -1}}
-	v.tree = (&compact.RangeFactory{Hash: NodeHash}).NewEmptyRange(0)
+	v.tree = rangeFactory.NewEmptyRange(0)
 	const batch = 4096
 	items := make([]Item, 0, batch)
 	for {
@@ -97,15 +99,22 @@ type verifier struct {
 	// i % len(recent)), to tell a copy of an earlier entry from a rival.
 	recent [recentLeaves][]byte
 	// mismatch is a checkpoint whose root the entries did not match. The
-	// verdict waits for the next entry: when its prev disagrees, the last
-	// entry the checkpoint covers is the one that changed, and is named.
+	// verdict waits for the next entry: when its prev, put in place of the
+	// last entry the checkpoint covers, gives the checkpoint's root, that
+	// entry alone was changed, and is named.
 	mismatch *mismatch
+	// before is the tree without its newest leaf, kept when that leaf may
+	// be the last a checkpoint covers (see mismatch).
+	before *compact.Range
 }
 
 const recentLeaves = 4096
 
+var rangeFactory = &compact.RangeFactory{Hash: NodeHash}
+
 type mismatch struct {
 	size int64
+	root []byte
 	what string // "signed checkpoint" or "trusted checkpoint"
 }
 
@@ -141,7 +150,10 @@ func (v *verifier) process(items []Item) bool {
 			}
 			continue
 		}
-		if !v.entry(ps[i]) {
+		// Keep the tree as it was before this entry when a checkpoint may
+		// end on it: one follows, or the batch ends here.
+		ends := i+1 == len(items) || items[i+1].Checkpoint || v.trusted != nil && v.next+1 == v.trusted.Size
+		if !v.entry(ps[i], ends) {
 			return false
 		}
 	}
@@ -165,11 +177,11 @@ func (v *verifier) fail(first int64, format string, a ...any) bool {
 	return false
 }
 
-func (v *verifier) entry(p parsed) bool {
+func (v *verifier) entry(p parsed, keepBefore bool) bool {
 	i := v.next
 	if m := v.mismatch; m != nil {
-		if p.err == nil && p.index == i && p.prev != hex.EncodeToString(v.prevLeaf) {
-			return v.fail(i-1, "entry %d does not match the %s of size %d, nor the hash entry %d records of it: entry %d was modified", i-1, m.what, m.size, i, i-1)
+		if p.err == nil && p.index == i && v.onlyLastChanged(p.prev, m) {
+			return v.fail(i-1, "entry %d does not match the %s of size %d, but the hash entry %d records of it does: entry %d was modified", i-1, m.what, m.size, i, i-1)
 		}
 		return v.failMismatch()
 	}
@@ -184,13 +196,20 @@ func (v *verifier) entry(p parsed) bool {
 		if i-p.index <= recentLeaves && bytes.Equal(v.recent[p.index%recentLeaves], p.leaf) {
 			return v.fail(i, "entry %d appears again where entry %d belongs: a duplicate was inserted", p.index, i)
 		}
-		// Two different entries claim the same place; the first of them is
-		// where the log went wrong.
-		return v.fail(p.index, "entry %d appears again, changed, where entry %d belongs: inserted or reordered", p.index, i)
+		if p.index < v.lastGood {
+			// The first of the two is under a checkpoint that verified.
+			return v.fail(i, "entry %d, already under the checkpoint of size %d, appears again where entry %d belongs: inserted", p.index, v.lastGood, i)
+		}
+		// Two entries claim the same place; the first of them is where the
+		// log went wrong.
+		return v.fail(p.index, "entry %d appears again where entry %d belongs: inserted, duplicated or reordered", p.index, i)
 	case i > 0 && p.prev != hex.EncodeToString(v.prevLeaf):
 		return v.fail(i-1, "entry %d records a hash of entry %d that does not match it: entry %d was modified", i, i-1, i-1)
 	case i == 0 && p.prev != "":
 		return v.fail(0, "entry 0 records a predecessor: modified")
+	}
+	if keepBefore {
+		v.before = cloneRange(v.tree)
 	}
 	if err := v.tree.Append(p.leaf, nil); err != nil {
 		return v.fail(i, "entry %d: %v", i, err)
@@ -213,9 +232,33 @@ func (v *verifier) matchRoot(want []byte, what string) bool {
 		return v.fail(v.next, "%v", err)
 	}
 	if !bytes.Equal(root, want) {
-		v.mismatch = &mismatch{size: v.next, what: what}
+		v.mismatch = &mismatch{size: v.next, root: want, what: what}
 	}
 	return true
+}
+
+// onlyLastChanged reports whether the tree with prev (a hex leaf hash) in
+// place of its newest leaf has the root m expected: then the entries before
+// are as committed, and the newest entry alone was changed.
+func (v *verifier) onlyLastChanged(prev string, m *mismatch) bool {
+	leaf, err := hex.DecodeString(prev)
+	if err != nil || len(leaf) != sha256.Size || v.before == nil || int64(v.before.End())+1 != m.size {
+		return false
+	}
+	r := cloneRange(v.before)
+	if r.Append(leaf, nil) != nil {
+		return false
+	}
+	root, err := r.GetRootHash(nil)
+	return err == nil && bytes.Equal(root, m.root)
+}
+
+func cloneRange(r *compact.Range) *compact.Range {
+	c, err := rangeFactory.NewRange(r.Begin(), r.End(), slices.Clone(r.Hashes()))
+	if err != nil {
+		panic(err) // the hashes of a valid range make a valid range
+	}
+	return c
 }
 
 func (v *verifier) failMismatch() bool {

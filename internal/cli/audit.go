@@ -104,18 +104,14 @@ The key: --key FILE (as 'warden audit key' prints it); without it, the server's.
 --witness FILE remembers the newest checkpoint that verified and, next time,
 checks that the log still reaches it with the same root: a log rewound or
 rewritten since then fails, even if its checkpoints were removed.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			return cannotVerify(g, cobra.NoArgs(cmd, args))
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := verify(cmd)
-			var ee exitError
-			if err != nil && !errors.As(err, &ee) {
-				// Could not verify: not the same as a log that failed.
-				fmt.Fprintln(g.errOut, "warden:", err)
-				return exitError(2)
-			}
-			return err
+			return cannotVerify(g, verify(cmd))
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cannotVerify(g, err) })
 	verify = func(cmd *cobra.Command) error {
 		if from != "" && dir != "" {
 			return errors.New("give --from or --dir, not both")
@@ -219,6 +215,18 @@ rewritten since then fails, even if its checkpoints were removed.`,
 	fl.StringVar(&keyFile, "key", "", "the checkpoint verifier key file (default: fetched from the server)")
 	fl.StringVar(&witness, "witness", "", "file keeping the newest verified checkpoint, checked and updated on every run")
 	return cmd
+}
+
+// cannotVerify turns an error that kept verify from running (bad flags, a
+// log or key that cannot be read) into exit status 2: not the same as a
+// log that failed verification (status 1).
+func cannotVerify(g *globals, err error) error {
+	var ee exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	fmt.Fprintln(g.errOut, "warden:", err)
+	return exitError(2)
 }
 
 // saveWitness keeps the newest verified checkpoint's signed note.

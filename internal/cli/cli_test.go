@@ -164,6 +164,9 @@ func TestWalkThrough(t *testing.T) {
 	if code != 2 || out != "" || !strings.Contains(errOut, "missing.jsonl") {
 		t.Fatalf("verify of a missing export: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	if _, errOut, code := run(t, "audit", "verify", "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+		t.Fatalf("verify with an unknown flag: exit %d, stderr %q", code, errOut)
+	}
 
 	fails("not_found", "agent", "show", "ai-agent://prod/nobody")
 	fails("--format", "agent", "list", "--format", "yaml")

@@ -61,7 +61,7 @@ func (s *Server) admin(h adminHandler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential is required")
 			return
 		}
-		if r.Method == http.MethodGet || s.d.Relay == nil {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || s.d.Relay == nil {
 			h(w, r, actor)
 			return
 		}

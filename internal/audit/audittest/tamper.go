@@ -119,6 +119,24 @@ func RunTamper(t *testing.T, ref []audit.Item, trusted *audit.Checkpoint, s *aud
 		{"duplicate", func(_ *testing.T, it []audit.Item) []audit.Item {
 			return slices.Insert(it, entryPos(it, 31), it[entryPos(it, 10)])
 		}, 31, "duplicate", false},
+		{"a changed copy of a checkpointed entry", func(t *testing.T, it []audit.Item) []audit.Item {
+			e, err := audit.DecodeEntry(it[entryPos(it, 10)].Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Outcome = "allow" + e.Outcome
+			return slices.Insert(it, entryPos(it, 31), audit.Item{Data: canonical(t, e)})
+		}, 31, "already under the checkpoint of size 30", false},
+		{"rewrite, rechained, up to a checkpoint", func(t *testing.T, it []audit.Item) []audit.Item {
+			// Entries 25 to 29 changed and chained again; 30 left alone:
+			// the chain breaks at 30, but 29 is not the only change.
+			it = setEntry(t, it, 25, func(e *audit.Entry) { e.Outcome = "allow" + e.Outcome })
+			for i := 26; i < 30; i++ {
+				prev := hex.EncodeToString(audit.LeafHash(it[entryPos(it, i-1)].Data))
+				it = setEntry(t, it, i, func(e *audit.Entry) { e.Prev = prev })
+			}
+			return it
+		}, 20, "history rewritten", false},
 		{"delete", func(_ *testing.T, it []audit.Item) []audit.Item {
 			return slices.Delete(it, entryPos(it, 25), entryPos(it, 25)+1)
 		}, 25, "missing", false},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,33 @@ func TestDamagedAcknowledgedTailIsNotCut(t *testing.T) {
 	}
 	if kept, _ := filepath.Glob(seg + ".torn-*"); len(kept) != 0 {
 		t.Fatalf("refused open still wrote %v", kept)
+	}
+}
+
+// A line of an export longer than any entry or checkpoint is a bad entry
+// at its place, not a reason to give up verifying.
+func TestExportLineTooLong(t *testing.T) {
+	s := audittest.Signer(t)
+	ref, trusted := audittest.BuildReference(t, factory(t)(t), s)
+	cv, err := audit.NewCheckpointVerifier(s.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := slices.Clone(ref)
+	n := 0
+	for k := range items {
+		if !items[k].Checkpoint {
+			if n == 25 {
+				items[k].Data = bytes.Repeat([]byte("x"), 2*audit.MaxEntrySize)
+			}
+			n++
+		}
+	}
+	r, err := audit.Verify(audittest.AsExport(t, items), cv, trusted)
+	if err != nil {
+		t.Fatalf("verify gave up: %v", err)
+	}
+	if r.FirstBad != 25 || !strings.Contains(r.Problem, "not a well-formed entry") {
+		t.Fatalf("first bad %d (%s), want 25, not a well-formed entry", r.FirstBad, r.Problem)
 	}
 }

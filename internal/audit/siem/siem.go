@@ -131,7 +131,11 @@ func (r *Runner) step(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := be.SetCursor(ctx, r.cursor(), to); err != nil {
+	// Delivered: record it even if the runner is being stopped, so that
+	// a restart does not send the batch again.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := be.SetCursor(cctx, r.cursor(), to); err != nil {
 		return 0, err
 	}
 	return len(batch), nil

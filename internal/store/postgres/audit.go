@@ -195,7 +195,7 @@ func (a *AuditLog) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) 
 
 // Checkpoints implements audit.CheckpointStore.
 func (a *AuditLog) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
-	q := `SELECT size, time, signed FROM audit_checkpoints WHERE size >= $1 ORDER BY seq`
+	q := `SELECT size, time, signed FROM audit_checkpoints WHERE size >= $1 ORDER BY size, seq`
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
@@ -219,7 +219,7 @@ func (a *AuditLog) Checkpoints(ctx context.Context, fromSize int64, limit int) (
 // LatestCheckpoint implements audit.CheckpointStore.
 func (a *AuditLog) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
 	var c audit.StoredCheckpoint
-	err := a.s.pool.QueryRow(ctx, `SELECT size, time, signed FROM audit_checkpoints ORDER BY seq DESC LIMIT 1`).Scan(&c.Size, &c.Time, &c.Signed)
+	err := a.s.pool.QueryRow(ctx, `SELECT size, time, signed FROM audit_checkpoints ORDER BY size DESC, seq DESC LIMIT 1`).Scan(&c.Size, &c.Time, &c.Signed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, audit.ErrNoCheckpoint
 	}
@@ -253,18 +253,17 @@ type pgLease struct {
 	name string
 }
 
-// Check asks the lock's own session whether it still holds the lock: if the
-// connection broke, the lock is gone, maybe to another replica.
+// Check asks the lock's session whether it is still alive. A session lock
+// ends only with its session (nothing here unlocks it otherwise): if the
+// connection broke, the lock is gone, maybe to another replica. A round trip
+// on the connection is enough, and is cheaper than reading pg_locks.
 func (l *pgLease) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var held bool
-	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
-		AND pid = pg_backend_pid() AND objid = hashtext($1)::oid AND granted)`, l.name).Scan(&held)
-	if err == nil && !held {
-		err = errors.New("the audit lead lock is no longer held")
+	if err := l.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("the audit lead lock's connection: %w", err)
 	}
-	return err
+	return nil
 }
 
 // Release gives the lock up; a connection that cannot unlock is closed,

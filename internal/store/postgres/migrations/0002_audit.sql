@@ -41,6 +41,9 @@ CREATE TABLE audit_checkpoints (
     time   TIMESTAMPTZ NOT NULL,
     signed BYTEA NOT NULL
 );
+-- Checkpoints are read by size: after a change of leader, one signed by the
+-- old leader for a smaller tree may be stored after a larger one.
+CREATE INDEX audit_checkpoints_size ON audit_checkpoints (size, seq);
 
 CREATE TABLE audit_cursors (
     name TEXT PRIMARY KEY,
