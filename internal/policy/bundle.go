@@ -1,0 +1,231 @@
+// Package policy is Warden's policy decision engine and the policy-as-code
+// lifecycle around it: bundles and their versions, the embedded OPA engine,
+// the test runner (Rego unit tests and decision cases) and replay.
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits on a bundle, so that a push cannot exhaust the server.
+const (
+	MaxBundleFiles = 1000
+	MaxBundleBytes = 16 << 20
+)
+
+// ErrInvalidBundle means a bundle's files are not a valid bundle: a bad
+// path, an unknown kind of file, a syntax error, data that is not JSON.
+var ErrInvalidBundle = errors.New("invalid policy bundle")
+
+// Bundle is a policy bundle: Rego modules (policies and *_test.rego unit
+// tests), the data document (data.json or data.yaml), decision cases
+// (cases/*.yaml) and an optional .manifest, by slash-separated path
+// relative to the bundle's root.
+type Bundle struct {
+	Files map[string][]byte
+}
+
+// A file's role in a bundle.
+type fileKind int
+
+const (
+	fileIgnored fileKind = iota
+	fileModule
+	fileTest
+	fileData
+	fileCases
+	fileManifest
+)
+
+func kindOf(p string) fileKind {
+	base := path.Base(p)
+	switch {
+	case strings.HasSuffix(base, "_test.rego"):
+		return fileTest
+	case strings.HasSuffix(base, ".rego"):
+		return fileModule
+	case p == "data.json" || p == "data.yaml" || p == "data.yml":
+		return fileData
+	case path.Dir(p) == "cases" && (strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml")):
+		return fileCases
+	case p == ".manifest":
+		return fileManifest
+	}
+	return fileIgnored
+}
+
+// LoadDir reads a bundle from a directory: every *.rego file below it, the
+// data document and the manifest at its root, and cases/*.yaml. Other files
+// (a README, say) are not part of the bundle. Hidden directories and files
+// other than .manifest are skipped.
+func LoadDir(dir string) (*Bundle, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalidBundle, dir)
+	}
+	b := &Bundle{Files: map[string][]byte{}}
+	total := 0
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			return nil
+		}
+		hidden := strings.HasPrefix(d.Name(), ".") && rel != ".manifest"
+		if d.IsDir() {
+			if hidden {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if hidden || !d.Type().IsRegular() || kindOf(rel) == fileIgnored {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		total += len(data)
+		if len(b.Files) >= MaxBundleFiles || total > MaxBundleBytes {
+			return fmt.Errorf("more than %d files or %d bytes", MaxBundleFiles, MaxBundleBytes)
+		}
+		b.Files[rel] = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBundle, dir, err)
+	}
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Check validates the bundle's shape: paths, file kinds, sizes, one data
+// document, at least one policy module. It does not compile the policy.
+func (b *Bundle) Check() error {
+	if len(b.Files) > MaxBundleFiles {
+		return fmt.Errorf("%w: %d files, at most %d", ErrInvalidBundle, len(b.Files), MaxBundleFiles)
+	}
+	total, modules, data := 0, 0, 0
+	for p, content := range b.Files {
+		if err := checkPath(p); err != nil {
+			return err
+		}
+		total += len(content)
+		switch kindOf(p) {
+		case fileIgnored:
+			return fmt.Errorf("%w: %s: not a bundle file (*.rego, data.json, data.yaml, cases/*.yaml, .manifest)", ErrInvalidBundle, p)
+		case fileModule:
+			modules++
+		case fileData:
+			data++
+		case fileManifest:
+			if !json.Valid(content) {
+				return fmt.Errorf("%w: .manifest is not JSON", ErrInvalidBundle)
+			}
+		}
+		if !utf8.Valid(content) {
+			return fmt.Errorf("%w: %s is not UTF-8 text", ErrInvalidBundle, p)
+		}
+	}
+	switch {
+	case total > MaxBundleBytes:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidBundle, total, MaxBundleBytes)
+	case data > 1:
+		return fmt.Errorf("%w: more than one data document (data.json, data.yaml)", ErrInvalidBundle)
+	case modules == 0:
+		return fmt.Errorf("%w: no policy module (a .rego file that is not a _test.rego)", ErrInvalidBundle)
+	}
+	return nil
+}
+
+func checkPath(p string) error {
+	switch {
+	case p == "" || len(p) > 255:
+		return fmt.Errorf("%w: file path %q: empty or longer than 255 bytes", ErrInvalidBundle, p)
+	case !utf8.ValidString(p) || strings.ContainsAny(p, "\\\x00"):
+		return fmt.Errorf("%w: file path %q: not a clean slash-separated path", ErrInvalidBundle, p)
+	case path.IsAbs(p) || path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../"):
+		return fmt.Errorf("%w: file path %q: not a clean relative path", ErrInvalidBundle, p)
+	}
+	return nil
+}
+
+// Paths returns the bundle's file paths in order.
+func (b *Bundle) Paths() []string {
+	ps := make([]string, 0, len(b.Files))
+	for p := range b.Files {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// Digest identifies the bundle's content: "sha256:" and the hex SHA-256 of
+// every file, in path order, each as its path, a zero byte, its length in
+// 8 bytes (big-endian) and its bytes. The same files give the same digest,
+// whatever the directory or the order they were read in.
+func (b *Bundle) Digest() string {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range b.Paths() {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+		binary.BigEndian.PutUint64(n[:], uint64(len(b.Files[p])))
+		h.Write(n[:])
+		h.Write(b.Files[p])
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Data parses the data document, an empty object when there is none.
+func (b *Bundle) Data() (map[string]any, error) {
+	for _, name := range []string{"data.json", "data.yaml", "data.yml"} {
+		raw, ok := b.Files[name]
+		if !ok {
+			continue
+		}
+		var doc any
+		if name == "data.json" {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if err := dec.Decode(&doc); err != nil {
+				return nil, fmt.Errorf("%w: data.json: %v", ErrInvalidBundle, err)
+			}
+		} else {
+			var err error
+			if doc, err = decodeYAML(raw); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBundle, name, err)
+			}
+		}
+		obj, ok := doc.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: the data document must be an object", ErrInvalidBundle, name)
+		}
+		return obj, nil
+	}
+	return map[string]any{}, nil
+}

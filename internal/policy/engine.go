@@ -1,0 +1,244 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// PolicyPackage is the package whose rules the engine reads: allow,
+// deny and obligations.
+const PolicyPackage = "warden.authz"
+
+// enginePackage holds the engine's own query, which reads the three rules
+// in one evaluation without evaluating the rest of the package (helpers,
+// tests). Bundles may not define it.
+const enginePackage = "system.warden"
+
+const engineModule = `package system.warden
+
+allow := x if { x := data.warden.authz.allow } else := null
+deny := x if { x := data.warden.authz.deny } else := null
+obligations := x if { x := data.warden.authz.obligations } else := null
+
+decision := {"allow": allow, "deny": deny, "obligations": obligations}
+`
+
+var engineQuery = ast.MustParseBody("data.system.warden.decision")
+
+// DefaultTimeout bounds one evaluation.
+const DefaultTimeout = 50 * time.Millisecond
+
+// Errors of evaluation. Every one of them is a deny.
+var (
+	ErrTimeout         = errors.New("policy evaluation timed out")
+	ErrConflict        = errors.New("policy rules conflict")
+	ErrEvaluation      = errors.New("policy evaluation failed")
+	ErrMalformedResult = errors.New("policy result malformed")
+)
+
+// EngineConfig configures compilation and evaluation.
+type EngineConfig struct {
+	// Timeout bounds one evaluation. Default DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Engine evaluates one compiled policy version. It is prepared once and
+// safe for concurrent use.
+type Engine struct {
+	version   string
+	query     rego.PreparedEvalQuery
+	timeout   time.Duration
+	resources Catalog
+}
+
+// Compile parses and compiles b's policy modules (its *_test.rego files
+// are left to the test runner) with its data document, and prepares the
+// decision query. Rego v1 only; network builtins (http.send,
+// net.lookup_ip_addr) are not available, so that a decision depends on its
+// input and the bundle alone and replays the same.
+func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if err := b.Check(); err != nil {
+		return nil, err
+	}
+	modules, err := parseModules(b, false)
+	if err != nil {
+		return nil, err
+	}
+	data, err := b.Data()
+	if err != nil {
+		return nil, err
+	}
+	catalog, err := parseCatalog(data)
+	if err != nil {
+		return nil, err
+	}
+	opts := []func(*rego.Rego){
+		rego.ParsedQuery(engineQuery),
+		rego.Store(inmem.NewFromObject(data)),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Capabilities(capabilities()),
+		// A builtin that fails (to_number("abc"), say) is an error, and so
+		// a deny, not an undefined value that a deny rule could miss.
+		rego.StrictBuiltinErrors(true),
+	}
+	for _, m := range modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	engine, err := ast.ParseModuleWithOpts("warden-engine.rego", engineModule, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, rego.ParsedModule(engine))
+	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+	}
+	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog}, nil
+}
+
+// parseModules parses the bundle's Rego files: its policy modules, and with
+// tests, its *_test.rego files too. It requires package warden.authz and
+// refuses the engine's own package.
+func parseModules(b *Bundle, tests bool) (map[string]*ast.Module, error) {
+	modules := map[string]*ast.Module{}
+	var errs ast.Errors
+	hasPolicy := false
+	for _, p := range b.Paths() {
+		k := kindOf(p)
+		if k != fileModule && (k != fileTest || !tests) {
+			continue
+		}
+		m, err := ast.ParseModuleWithOpts(p, string(b.Files[p]), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+		if err != nil {
+			var ae ast.Errors
+			if errors.As(err, &ae) {
+				errs = append(errs, ae...)
+				continue
+			}
+			return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBundle, p, err)
+		}
+		pkg := strings.TrimPrefix(m.Package.Path.String(), "data.")
+		if pkg == enginePackage || strings.HasPrefix(pkg, enginePackage+".") {
+			return nil, fmt.Errorf("%w: %s: package %s is reserved for the engine", ErrInvalidBundle, p, pkg)
+		}
+		if pkg == PolicyPackage && k == fileModule {
+			hasPolicy = true
+		}
+		modules[p] = m
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, errs)
+	}
+	if !hasPolicy {
+		return nil, fmt.Errorf("%w: no module declares package %s", ErrInvalidBundle, PolicyPackage)
+	}
+	return modules, nil
+}
+
+// capabilities are this OPA's builtins without those that reach the network.
+func capabilities() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
+		return b.Name == "http.send" || b.Name == "net.lookup_ip_addr"
+	})
+	c.AllowNet = []string{}
+	return c
+}
+
+// Version is the bundle digest the engine was compiled from.
+func (e *Engine) Version() string { return e.version }
+
+// Resources is the bundle's resource catalog.
+func (e *Engine) Resources() Catalog { return e.resources }
+
+// Result is what the policy said: its three rules, as evaluated.
+type Result struct {
+	// Allow is the value of allow; AllowDefined is false when no rule gave it one.
+	Allow        bool
+	AllowDefined bool
+	// Deny holds the deny reasons, in order.
+	Deny []string
+	// Obligations is the obligations object, nil when undefined.
+	Obligations map[string]any
+}
+
+// Evaluate evaluates the policy on input, a JSON-shaped value (maps with
+// string keys, slices, strings, json.Number or Go numbers, booleans, nil).
+// at is the decision's time: what time.now_ns() returns to the policy, so
+// that a replay sees the same clock. Any error is one of ErrTimeout,
+// ErrConflict, ErrEvaluation or ErrMalformedResult.
+func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result, error) {
+	value, err := ast.InterfaceToValue(input)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	if err != nil {
+		return Result{}, classify(ctx, err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return Result{}, fmt.Errorf("%w: the decision is undefined", ErrMalformedResult)
+	}
+	doc, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: the decision is not an object", ErrMalformedResult)
+	}
+	return readResult(doc)
+}
+
+func classify(ctx context.Context, err error) error {
+	var te *topdown.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	case errors.As(err, &te) && te.Code == topdown.ConflictErr:
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	}
+	return fmt.Errorf("%w: %v", ErrEvaluation, err)
+}
+
+func readResult(doc map[string]any) (Result, error) {
+	var r Result
+	switch a := doc["allow"].(type) {
+	case nil:
+	case bool:
+		r.Allow, r.AllowDefined = a, true
+	default:
+		return r, fmt.Errorf("%w: allow is %T, not a boolean", ErrMalformedResult, a)
+	}
+	switch d := doc["deny"].(type) {
+	case nil:
+	case []any:
+		for _, x := range d {
+			s, ok := x.(string)
+			if !ok {
+				return r, fmt.Errorf("%w: deny holds a %T, not a reason string", ErrMalformedResult, x)
+			}
+			r.Deny = append(r.Deny, s)
+		}
+	default:
+		return r, fmt.Errorf("%w: deny is %T, not a set of reason strings", ErrMalformedResult, d)
+	}
+	switch o := doc["obligations"].(type) {
+	case nil:
+	case map[string]any:
+		r.Obligations = o
+	default:
+		return r, fmt.Errorf("%w: obligations is %T, not an object", ErrMalformedResult, o)
+	}
+	return r, nil
+}

@@ -1,0 +1,182 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/policy"
+)
+
+func bundle(files map[string]string) *policy.Bundle {
+	b := &policy.Bundle{Files: map[string][]byte{}}
+	for p, c := range files {
+		b.Files[p] = []byte(c)
+	}
+	return b
+}
+
+func compile(t *testing.T, rego string, cfg policy.EngineConfig) *policy.Engine {
+	t.Helper()
+	e, err := policy.Compile(context.Background(), bundle(map[string]string{"policy.rego": rego}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Every way a policy can fail to decide is a deny, with a reason that says which.
+func TestFailClosed(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		rego    string
+		input   map[string]any
+		outcome policy.Outcome
+		reasons []string
+		err     error
+	}{
+		{"allowed", "package warden.authz\nallow if input.action == \"read\"",
+			map[string]any{"action": "read"}, policy.Allow, []string{}, nil},
+		{"not allowed", "package warden.authz\ndefault allow := false\nallow if input.action == \"read\"",
+			map[string]any{"action": "write"}, policy.Deny, []string{policy.ReasonNotAllowed}, nil},
+		{"allow undefined", "package warden.authz\nallow if input.action == \"read\"",
+			map[string]any{"action": "write"}, policy.Deny, []string{policy.ReasonUndefined}, nil},
+		{"no allow rule at all", "package warden.authz\ndeny contains \"x\" if false",
+			map[string]any{}, policy.Deny, []string{policy.ReasonUndefined}, nil},
+		{"deny wins over allow", "package warden.authz\nallow := true\ndeny contains \"pii\" if input.pii\ndeny contains \"night\" if input.night",
+			map[string]any{"pii": true, "night": true}, policy.Deny, []string{"night", "pii"}, nil},
+		{"conflicting values", "package warden.authz\nallow := true if input.a\nallow := false if input.b",
+			map[string]any{"a": true, "b": true}, policy.Deny, []string{policy.ReasonConflict}, policy.ErrConflict},
+		{"builtin error is an error, not undefined", "package warden.authz\nallow := true\ndeny contains \"too much\" if to_number(input.amount) > 100",
+			map[string]any{"amount": "lots"}, policy.Deny, []string{policy.ReasonError}, policy.ErrEvaluation},
+		{"runtime error", "package warden.authz\nallow if input.n / input.d > 1",
+			map[string]any{"n": 1, "d": 0}, policy.Deny, []string{policy.ReasonError}, policy.ErrEvaluation},
+		{"allow not a boolean", "package warden.authz\nallow := \"yes\"",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, policy.ErrMalformedResult},
+		{"deny not a set", "package warden.authz\nallow := true\ndeny := true",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, policy.ErrMalformedResult},
+		{"deny reason not a string", "package warden.authz\nallow := true\ndeny contains 42 if true",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, policy.ErrMalformedResult},
+		{"obligations not an object", "package warden.authz\nallow := true\nobligations := [1]",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, policy.ErrMalformedResult},
+		{"too slow", "package warden.authz\nallow if count([x | some x in numbers.range(1, 100000000)]) > 0",
+			map[string]any{}, policy.Deny, []string{policy.ReasonTimeout}, policy.ErrTimeout},
+		{"approvals required, none given", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": 2, \"roles\": [\"safety\"]}}",
+			map[string]any{}, policy.PendingApproval, []string{policy.ReasonApprovalRequired}, nil},
+		{"approvals met", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": 2, \"roles\": [\"safety\"]}}",
+			map[string]any{"context": map[string]any{"approvals": []any{
+				map[string]any{"by": "ana", "role": "safety"}, map[string]any{"by": "bo", "role": "safety"}}}},
+			policy.Allow, []string{}, nil},
+		{"one approver twice is one approval", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": 2}}",
+			map[string]any{"context": map[string]any{"approvals": []any{
+				map[string]any{"by": "ana", "role": "safety"}, map[string]any{"by": "ana", "role": "safety"}}}},
+			policy.PendingApproval, []string{policy.ReasonApprovalRequired}, nil},
+		{"approvals rule malformed", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": \"two\"}}",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := compile(t, tc.rego, policy.EngineConfig{Timeout: 30 * time.Millisecond})
+			res, err := e.Evaluate(context.Background(), tc.input, time.Now())
+			if tc.err != nil && !errors.Is(err, tc.err) || tc.err == nil && err != nil {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			var approvals []any
+			if cx, ok := tc.input["context"].(map[string]any); ok {
+				approvals, _ = cx["approvals"].([]any)
+			}
+			v := policy.Judge(res, err, approvals)
+			slices.Sort(v.Reasons)
+			if v.Outcome != tc.outcome || !slices.Equal(v.Reasons, tc.reasons) {
+				t.Fatalf("verdict %s %q, want %s %q", v.Outcome, v.Reasons, tc.outcome, tc.reasons)
+			}
+			if v.Outcome == policy.Deny && v.Obligations != nil {
+				t.Fatalf("a deny carries obligations %v", v.Obligations)
+			}
+		})
+	}
+}
+
+// A bundle that is not a valid policy never compiles, and says why.
+func TestCompileRefusals(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		files map[string]string
+		says  string
+	}{
+		{"syntax error", map[string]string{"p.rego": "package warden.authz\nallow if {"}, "p.rego:"},
+		{"Rego v0 syntax", map[string]string{"p.rego": "package warden.authz\nallow { true }"}, "p.rego:"},
+		{"no warden.authz", map[string]string{"p.rego": "package other\nallow := true"}, "no module declares package warden.authz"},
+		{"warden.authz only in a test", map[string]string{"p.rego": "package other\nx := 1", "p_test.rego": "package warden.authz\ntest_x if true"}, "no module declares package warden.authz"},
+		{"the engine's package", map[string]string{"p.rego": "package warden.authz\nallow := true", "e.rego": "package system.warden\ndecision := {}"}, "reserved"},
+		{"network builtin", map[string]string{"p.rego": "package warden.authz\nallow if http.send({\"method\": \"GET\", \"url\": \"http://x\"}).status_code == 200"}, "http.send"},
+		{"unsafe variable", map[string]string{"p.rego": "package warden.authz\nallow if x > 1"}, "unsafe"},
+		{"data not an object", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": "[1]"}, "must be an object"},
+		{"data not JSON", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": "{"}, "data.json"},
+		{"two data documents", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": "{}", "data.yaml": "a: 1"}, "more than one data document"},
+		{"catalog malformed", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": `{"resources": {"mcp.tool": []}}`}, "data.resources"},
+		{"a path escaping the bundle", map[string]string{"../p.rego": "package warden.authz\nallow := true"}, "not a clean relative path"},
+		{"a file that is not bundle content", map[string]string{"p.rego": "package warden.authz\nallow := true", "notes.txt": "x"}, "not a bundle file"},
+		{"manifest not JSON", map[string]string{"p.rego": "package warden.authz\nallow := true", ".manifest": "revision: 1"}, ".manifest is not JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := policy.Compile(context.Background(), bundle(tc.files), policy.EngineConfig{})
+			if !errors.Is(err, policy.ErrInvalidBundle) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("compile: %v, want ErrInvalidBundle saying %q", err, tc.says)
+			}
+		})
+	}
+}
+
+func TestDigestIsContentOnly(t *testing.T) {
+	t.Parallel()
+	a := bundle(map[string]string{"a.rego": "package warden.authz\nallow := true", "data.json": "{}"})
+	b := bundle(map[string]string{"data.json": "{}", "a.rego": "package warden.authz\nallow := true"})
+	c := bundle(map[string]string{"a.rego": "package warden.authz\nallow := false", "data.json": "{}"})
+	d := bundle(map[string]string{"b.rego": "package warden.authz\nallow := true", "data.json": "{}"})
+	if a.Digest() != b.Digest() || !strings.HasPrefix(a.Digest(), "sha256:") || len(a.Digest()) != 71 {
+		t.Fatalf("same files, digests %s and %s", a.Digest(), b.Digest())
+	}
+	if a.Digest() == c.Digest() || a.Digest() == d.Digest() {
+		t.Fatal("different content or names, same digest")
+	}
+}
+
+func TestCatalog(t *testing.T) {
+	t.Parallel()
+	e, err := policy.Compile(context.Background(), bundle(map[string]string{
+		"p.rego": "package warden.authz\nallow := true",
+		"data.yaml": `resources:
+  mcp.tool:
+    market-data/get_quote: {sensitivity: public}
+    market-data/*: {sensitivity: internal, owner: quant}
+    "*": {sensitivity: unknown}
+`,
+	}), policy.EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.Resources()
+	for _, tc := range []struct{ id, want string }{
+		{"market-data/get_quote", "public"}, {"market-data/history", "internal"}, {"crm/customer", "unknown"},
+	} {
+		if got := c.Attributes("mcp.tool", tc.id)["sensitivity"]; got != tc.want {
+			t.Errorf("%s: sensitivity %v, want %s", tc.id, got, tc.want)
+		}
+	}
+	if c.Attributes("http.route", "x") != nil {
+		t.Error("an unknown kind has attributes")
+	}
+	got := c.Enrich("mcp.tool", "market-data/history", map[string]any{"sensitivity": "public", "rows": 10})
+	if got["sensitivity"] != "internal" || got["rows"] != 10 || got["owner"] != "quant" {
+		t.Fatalf("enriched %v: the catalog must win, the rest stay", got)
+	}
+}
