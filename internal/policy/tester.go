@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -160,7 +161,7 @@ func runUnitTests(ctx context.Context, b *Bundle, opts TestOptions, rep *TestRep
 }
 
 func unitResult(r *tester.Result) TestResult {
-	t := TestResult{Package: r.Package, Name: r.Name, Duration: r.Duration, Output: string(r.Output)}
+	t := TestResult{Package: strings.TrimPrefix(r.Package, "data."), Name: r.Name, Duration: r.Duration, Output: string(r.Output)}
 	if r.Location != nil {
 		t.File, t.Line = r.Location.File, r.Location.Row
 	}
