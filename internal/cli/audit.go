@@ -105,13 +105,13 @@ The key: --key FILE (as 'warden audit key' prints it); without it, the server's.
 checks that the log still reaches it with the same root: a log rewound or
 rewritten since then fails, even if its checkpoints were removed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			return cannotVerify(g, cobra.NoArgs(cmd, args))
+			return cannotRun(g, cobra.NoArgs(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cannotVerify(g, verify(cmd))
+			return cannotRun(g, verify(cmd))
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cannotVerify(g, err) })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cannotRun(g, err) })
 	verify = func(cmd *cobra.Command) error {
 		if from != "" && dir != "" {
 			return errors.New("give --from or --dir, not both")
@@ -215,18 +215,6 @@ rewritten since then fails, even if its checkpoints were removed.`,
 	fl.StringVar(&keyFile, "key", "", "the checkpoint verifier key file (default: fetched from the server)")
 	fl.StringVar(&witness, "witness", "", "file keeping the newest verified checkpoint, checked and updated on every run")
 	return cmd
-}
-
-// cannotVerify turns an error that kept verify from running (bad flags, a
-// log or key that cannot be read) into exit status 2: not the same as a
-// log that failed verification (status 1).
-func cannotVerify(g *globals, err error) error {
-	var ee exitError
-	if err == nil || errors.As(err, &ee) {
-		return err
-	}
-	fmt.Fprintln(g.errOut, "warden:", err)
-	return exitError(2)
 }
 
 // saveWitness keeps the newest verified checkpoint's signed note.

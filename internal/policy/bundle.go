@@ -70,7 +70,8 @@ func kindOf(p string) fileKind {
 // LoadDir reads a bundle from a directory: every *.rego file below it, the
 // data document and the manifest at its root, and cases/*.yaml. Other files
 // (a README, say) are not part of the bundle. Hidden directories and files
-// other than .manifest are skipped.
+// other than .manifest are skipped. A symbolic link to a file counts as the
+// file, so that bundles can share a library file.
 func LoadDir(dir string) (*Bundle, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
@@ -100,8 +101,16 @@ func LoadDir(dir string) (*Bundle, error) {
 			}
 			return nil
 		}
-		if hidden || !d.Type().IsRegular() || kindOf(rel) == fileIgnored {
+		if hidden || kindOf(rel) == fileIgnored {
 			return nil
+		}
+		if !d.Type().IsRegular() {
+			// A symbolic link to a file (a library shared by bundles) is
+			// read as the file; anything else is skipped.
+			st, err := os.Stat(p)
+			if err != nil || !st.Mode().IsRegular() {
+				return nil
+			}
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
