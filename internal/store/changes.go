@@ -13,6 +13,10 @@ const (
 	ChangeAgent        ChangeKind = "agent"         // Key is the agent id
 	ChangeTokenRevoked ChangeKind = "token_revoked" // Key is the jti
 	ChangeSigningKeys  ChangeKind = "signing_keys"
+	// ChangePolicy: the active or shadow policy version changed.
+	ChangePolicy ChangeKind = "policy"
+	// ChangeEnforcementPoints: an enforcement point was registered or revoked.
+	ChangeEnforcementPoints ChangeKind = "enforcement_points"
 	// ChangeResync means changes may have been missed: reload everything.
 	ChangeResync ChangeKind = "resync"
 )

@@ -25,6 +25,8 @@ type Store interface {
 	ReplayStore
 	EventStore
 	MetaStore
+	PolicyStore
+	EnforcementPointStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".
