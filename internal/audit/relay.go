@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +68,11 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 			}
 			detail["event_seq"] = ev.Seq // last: the detail cannot override it
 			b, _ := json.Marshal(detail)
-			e := &Entry{Time: ev.Time, Kind: KindAdmin, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
+			kind := KindAdmin
+			if strings.HasPrefix(ev.Action, "policy.") {
+				kind = KindPolicy // push, activate, rollback, shadow
+			}
+			e := &Entry{Time: ev.Time, Kind: kind, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
 			// Durable before the relay's position moves past it, in async mode too.
 			if _, err := r.log.AppendDurable(ctx, e); err != nil {
 				return err

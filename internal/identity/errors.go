@@ -1,6 +1,11 @@
 package identity
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/warden-run/warden/internal/store"
+)
 
 // Reasons a token, assertion, proof or request is refused. Every refusal
 // wraps exactly one of them, so callers and tests can tell which check failed
@@ -40,3 +45,15 @@ var (
 	// refused and may be retried.
 	ErrUnavailable = errors.New("temporarily unavailable")
 )
+
+// AgentInactiveError is ErrAgentInactive with the agent and its status.
+type AgentInactiveError struct {
+	Agent  string
+	Status store.AgentStatus
+}
+
+func (e *AgentInactiveError) Error() string {
+	return fmt.Sprintf("%v: %s is %s", ErrAgentInactive, e.Agent, e.Status)
+}
+
+func (e *AgentInactiveError) Unwrap() error { return ErrAgentInactive }

@@ -409,6 +409,18 @@ func (v *TrustView) Fresh() error {
 	return nil
 }
 
+// Agent returns the view's record of an agent, as of its last load, for
+// a decision's input. Its maps and slices are shared: do not modify them.
+func (v *TrustView) Agent(id string) (store.Agent, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	a := v.agents[id]
+	if a == nil {
+		return store.Agent{}, false
+	}
+	return a.rec, true
+}
+
 // Prune forgets revocations of tokens that can no longer verify.
 func (v *TrustView) Prune() {
 	now := v.now()

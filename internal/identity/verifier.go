@@ -273,7 +273,7 @@ func checkAgent(a *agentView, id string, iat int64) error {
 	case a == nil:
 		return fmt.Errorf("%w: %s", ErrUnknownAgent, id)
 	case !a.status.MayHoldTokens():
-		return fmt.Errorf("%w: %s is %s", ErrAgentInactive, id, a.status)
+		return &AgentInactiveError{Agent: id, Status: a.status}
 	case iat <= a.revokedUpTo:
 		return fmt.Errorf("%w: %s", ErrAgentRevoked, id)
 	}

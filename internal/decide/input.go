@@ -1,0 +1,152 @@
+package decide
+
+import (
+	"bytes"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// InputVersion is the version of the policy input contract
+// (docs/policy-reference.md).
+const InputVersion = 1
+
+// input builds the policy input of an authenticated request: the agent's
+// record and the token's roles, the resource with the catalog's
+// attributes, and the context Warden knows (time, source and region,
+// delegation). Risk, grants, approvals and session taints are empty until
+// the parts that fill them exist.
+func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time) map[string]any {
+	attrs := make(map[string]any, len(rec.Attributes))
+	for k, v := range rec.Attributes {
+		attrs[k] = v
+	}
+	roles := make([]any, len(tok.Roles))
+	for i, r := range tok.Roles {
+		roles[i] = r
+	}
+	path := tok.Agent.Path()
+	pathAny := make([]any, len(path))
+	for i, s := range path {
+		pathAny[i] = s
+	}
+	delegation := make([]any, len(tok.Chain))
+	for i, a := range tok.Chain {
+		delegation[i] = a.String()
+	}
+	source := map[string]any{}
+	if req.Context.Source.IP != "" {
+		source["ip"] = req.Context.Source.IP
+		source["region"] = p.region(req.Context.Source.IP)
+	}
+	return map[string]any{
+		"agent": map[string]any{
+			"id":           tok.Subject,
+			"trust_domain": tok.Agent.TrustDomain(),
+			"path":         pathAny,
+			"roles":        roles,
+			"owner":        rec.Owner,
+			"attributes":   attrs,
+			"status":       string(rec.Status),
+		},
+		"action": req.Action,
+		"resource": map[string]any{
+			"kind":       req.Resource.Kind,
+			"id":         req.Resource.ID,
+			"attributes": engine.Resources().Enrich(req.Resource.Kind, req.Resource.ID, req.Resource.Attributes),
+		},
+		"args": args,
+		"context": map[string]any{
+			"time":       now.Format(time.RFC3339Nano),
+			"source":     source,
+			"risk":       map[string]any{"score": 0, "level": "low", "signals": []any{}},
+			"session":    map[string]any{"id": req.Context.Session.ID, "taints": []any{}},
+			"grants":     []any{},
+			"delegation": delegation,
+			"approvals":  []any{},
+		},
+	}
+}
+
+// region returns the name of the most specific configured range that
+// holds ip, "" when none does.
+func (p *Pipeline) region(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	for _, r := range p.regions {
+		if r.prefix.Contains(a) {
+			return r.name
+		}
+	}
+	return ""
+}
+
+// sortRegions puts the longest prefixes first, so the most specific wins.
+func sortRegions(rs []region) {
+	slices.SortStableFunc(rs, func(a, b region) int {
+		if d := b.prefix.Bits() - a.prefix.Bits(); d != 0 {
+			return d
+		}
+		return strings.Compare(a.name, b.name)
+	})
+}
+
+// recordedInput is the input as the audit entry keeps it: raw, or a copy
+// with the configured paths redacted.
+func (p *Pipeline) recordedInput(input map[string]any, raw []byte) json.RawMessage {
+	if len(p.redact) == 0 {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // numbers stay as written
+	var cp map[string]any
+	dec.Decode(&cp)
+	for _, path := range p.redact {
+		redactPath(cp, path)
+	}
+	out, _ := json.Marshal(cp)
+	return out
+}
+
+const redacted = "[redacted]"
+
+func redactPath(m map[string]any, path []string) {
+	for i, key := range path {
+		v, ok := m[key]
+		if !ok {
+			return
+		}
+		if i == len(path)-1 {
+			m[key] = redacted
+			return
+		}
+		next, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		m = next
+	}
+}
+
+func parsePath(s string) ([]string, error) {
+	parts := strings.Split(s, ".")
+	for _, p := range parts {
+		if p == "" {
+			return nil, errors.New("want a dotted path such as args.card.number")
+		}
+	}
+	return parts, nil
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
