@@ -1,5 +1,6 @@
 // Package app wires Warden together: a typed Config becomes a store, the
-// identity components and the HTTP API, with one Run and one Close.
+// identity components, the audit log, the decision point and the HTTP API,
+// with one Run and one Close.
 package app
 
 import (
@@ -16,7 +17,9 @@ import (
 
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/server"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/store/postgres"
@@ -35,7 +38,11 @@ type App struct {
 	Verifier *identity.Verifier
 	Audit    *audit.Log
 	Relay    *audit.EventRelay
-	Handler  http.Handler
+	Policies *policy.Registry
+	Decide   *decide.Pipeline
+	// EnforcementPoints are the registered enforcement points and their credentials.
+	EnforcementPoints *decide.EnforcementPoints
+	Handler           http.Handler
 	// AdminTokenFile is where the bootstrap admin token was written, when this
 	// start wrote it.
 	AdminTokenFile string
@@ -119,9 +126,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 
+	if a.Policies, err = policy.OpenRegistry(bg, policy.RegistryConfig{Engine: policy.EngineConfig{Timeout: cfg.Policy.Timeout}, Logger: log}, a.Store); err != nil {
+		return nil, err
+	}
+	if a.EnforcementPoints, err = decide.OpenEnforcementPoints(bg, a.Store, log, nil); err != nil {
+		return nil, err
+	}
+	if a.Decide, err = decide.New(decide.Config{Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
+		Redact: cfg.Decide.Redact, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		return nil, err
+	}
+	if cfg.Policy.Dir != "" {
+		if err := a.loadPolicyDir(ctx); err != nil {
+			return nil, err
+		}
+		if cfg.Policy.Watch {
+			go a.watchPolicyDir(bg)
+		}
+	}
+
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
-		Audit: a.Audit, Relay: a.Relay,
+		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints,
 	})
 	go a.maintain(bg)
 	ok = true
@@ -236,6 +262,9 @@ func (a *App) Run(ctx context.Context, ready chan<- string) error {
 func (a *App) Close() error {
 	a.stop()
 	var errs []error
+	if a.Decide != nil {
+		a.Decide.Close() // its shadow evaluations record into the audit log
+	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())
 	}

@@ -64,6 +64,8 @@ type apiError struct {
 	Status  int    `json:"-"`
 	Code    string `json:"error"`
 	Message string `json:"message"`
+	// Report is the test report of a policy refused for failing tests.
+	Report json.RawMessage `json:"report,omitempty"`
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

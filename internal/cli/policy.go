@@ -14,7 +14,8 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Use:   "policy",
 		Short: "Test, version, activate and roll back policy bundles",
 	}
-	cmd.AddCommand(newPolicyTestCmd(g))
+	cmd.AddCommand(newPolicyTestCmd(g), newPolicyPushCmd(g), newPolicyListCmd(g), newPolicyShowCmd(g), newPolicyDiffCmd(g),
+		newPolicyActivateCmd(g), newPolicyRollbackCmd(g), newPolicyShadowCmd(g), newPolicyReplayCmd(g))
 	return cmd
 }
 

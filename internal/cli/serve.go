@@ -20,7 +20,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the control plane: identity, token endpoint and admin API",
+		Short: "Run the control plane: identity, decisions, audit log and admin API",
 		Long: `Run the control plane on --addr (default 127.0.0.1:7070).
 
 Settings come from, lowest first: defaults, the --config file (warden.yaml),
@@ -57,6 +57,8 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			set("issuer", func() { cfg.Identity.Issuer = f.Identity.Issuer })
 			set("log-level", func() { cfg.Log.Level = f.Log.Level })
 			set("log-format", func() { cfg.Log.Format = f.Log.Format })
+			set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
+			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
@@ -85,6 +87,8 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 	fl.StringVar(&f.Identity.Issuer, "issuer", "", "public URL of this server (default derived from --addr)")
 	fl.StringVar(&f.Log.Level, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.Log.Format, "log-format", "text", "text or json")
+	fl.StringVar(&f.Policy.Dir, "policies", "", "policy bundle directory: pushed and activated at start if its tests pass")
+	fl.BoolVar(&f.Policy.Watch, "watch", false, "with --policies: push and activate the directory again when it changes")
 	return cmd
 }
 

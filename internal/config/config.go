@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,6 +34,34 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	Identity Identity `yaml:"identity"`
 	Audit    Audit    `yaml:"audit"`
+	Policy   Policy   `yaml:"policy"`
+	Decide   Decide   `yaml:"decide"`
+}
+
+// Policy configures the policies the decision point evaluates.
+type Policy struct {
+	// Timeout bounds one evaluation; a policy that takes longer is a deny.
+	Timeout time.Duration `yaml:"timeout"`
+	// Dir, when set, is a bundle directory pushed at start and activated
+	// if it compiles and passes its tests.
+	Dir string `yaml:"dir"`
+	// Watch pushes and activates Dir again whenever it changes, still only
+	// when it passes its tests (for development).
+	Watch bool `yaml:"watch"`
+}
+
+// Decide configures the decision pipeline.
+type Decide struct {
+	// RecordInput keeps each decision's whole input in its audit entry, for
+	// replay; its digest is always kept.
+	RecordInput bool `yaml:"record_input"`
+	// Redact lists input paths, such as args.card.number, replaced by
+	// "[redacted]" in the recorded input.
+	Redact []string `yaml:"redact"`
+	// Regions maps region names to CIDR ranges; a decision's
+	// context.source.region is the most specific range holding the
+	// agent's address.
+	Regions map[string][]string `yaml:"regions"`
 }
 
 // Audit configures the tamper-evident log.
@@ -151,8 +180,23 @@ func Default() Config {
 				"dev":     {Description: "development agents"},
 			},
 		},
-		Audit: Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
+		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
+		Policy: Policy{Timeout: 50 * time.Millisecond},
+		Decide: Decide{RecordInput: true},
 	}
+}
+
+// RegionPrefixes parses Decide.Regions (Validate has checked them).
+func (d Decide) RegionPrefixes() map[string][]netip.Prefix {
+	out := make(map[string][]netip.Prefix, len(d.Regions))
+	for name, cidrs := range d.Regions {
+		for _, c := range cidrs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				out[name] = append(out[name], p)
+			}
+		}
+	}
+	return out
 }
 
 // LoadFile merges the YAML file at path over cfg. Unknown keys are errors.
@@ -296,6 +340,28 @@ func (c *Config) Validate() error {
 		bad("identity.issuer %q: want an http(s) URL", id.Issuer)
 	}
 	id.Issuer = strings.TrimSuffix(id.Issuer, "/")
+
+	if c.Policy.Timeout <= 0 || c.Policy.Timeout > 10*time.Second {
+		bad("policy.timeout %s: want more than 0 and at most 10s", c.Policy.Timeout)
+	}
+	if c.Policy.Watch && c.Policy.Dir == "" {
+		bad("policy.watch needs policy.dir (--policies DIR)")
+	}
+	for _, r := range c.Decide.Redact {
+		if r == "" || strings.HasPrefix(r, ".") || strings.HasSuffix(r, ".") || strings.Contains(r, "..") {
+			bad("decide.redact %q: want a dotted input path such as args.card.number", r)
+		}
+	}
+	for name, cidrs := range c.Decide.Regions {
+		if name == "" || len(name) > 64 {
+			bad("decide.regions: %q: want a name of 1 to 64 bytes", name)
+		}
+		for _, cidr := range cidrs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				bad("decide.regions.%s: %q is not a CIDR range such as 10.1.0.0/16", name, cidr)
+			}
+		}
+	}
 
 	a := &c.Audit
 	if a.Mode != "sync" && a.Mode != "async" {

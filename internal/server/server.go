@@ -1,6 +1,7 @@
 // Package server is Warden's HTTP API: the OAuth token endpoint and its
-// metadata, the admin API for agents and keys, and health checks. Handlers
-// are thin: they decode, call the identity packages, and encode.
+// metadata, the decision endpoints, the admin API (agents, keys, policies,
+// enforcement points, the audit log) and health checks. Handlers are thin:
+// they decode, call the packages that do the work, and encode.
 package server
 
 import (
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
 
@@ -39,6 +42,10 @@ type Deps struct {
 	// Relay copies admin events into the audit log; admin changes sync it
 	// before answering.
 	Relay *audit.EventRelay
+	// Policies, Decide and EnforcementPoints are the decision point.
+	Policies          *policy.Registry
+	Decide            *decide.Pipeline
+	EnforcementPoints *decide.EnforcementPoints
 }
 
 // Server is the HTTP API.
@@ -89,6 +96,25 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/keys/rotate", s.admin(s.rotateKeys))
 	m.Handle("GET /v1/events", s.admin(s.listEvents))
 
+	if s.d.Decide != nil {
+		m.Handle("POST /v1/decide", s.pep(s.decideOne))
+		m.Handle("POST /v1/decide/batch", s.pep(s.decideBatch))
+		m.Handle("POST /v1/enforcement-points", s.admin(s.registerEnforcementPoint))
+		m.Handle("GET /v1/enforcement-points", s.admin(s.listEnforcementPoints))
+		m.Handle("POST /v1/enforcement-points/{name}/revoke", s.admin(s.revokeEnforcementPoint))
+	}
+	if s.d.Policies != nil {
+		m.Handle("POST /v1/policies", s.admin(s.pushPolicy))
+		m.Handle("GET /v1/policies", s.admin(s.listPolicies))
+		m.Handle("GET /v1/policies/activations", s.admin(s.listActivations))
+		m.Handle("GET /v1/policies/shadow", s.admin(s.getShadowPolicy))
+		m.Handle("PUT /v1/policies/shadow", s.admin(s.setShadowPolicy))
+		m.Handle("DELETE /v1/policies/shadow", s.admin(s.setShadowPolicy))
+		m.Handle("POST /v1/policies/rollback", s.admin(s.rollbackPolicy))
+		m.Handle("GET /v1/policies/{version}", s.admin(s.getPolicy))
+		m.Handle("POST /v1/policies/{version}/activate", s.admin(s.activatePolicy))
+	}
+
 	m.HandleFunc("GET /v1/audit/checkpoint", s.auditCheckpoint)
 	m.HandleFunc("GET /v1/audit/checkpoint/key", s.auditKey)
 	m.Handle("GET /v1/audit/checkpoints", s.admin(s.auditCheckpoints))
@@ -106,7 +132,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := sw.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+	limit := s.cfg.MaxBodyBytes
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/policies" {
+		limit = max(limit, MaxBundleBody)
+	}
+	r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("panic in handler", "path", r.URL.Path, "panic", p)

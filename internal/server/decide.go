@@ -1,0 +1,162 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// MaxBatch is the most requests one batch decision may hold.
+const MaxBatch = 100
+
+type pepHandler func(w http.ResponseWriter, r *http.Request, pep string)
+
+// pep guards the decision endpoints: the caller is a registered
+// enforcement point (its credential) or an admin. An agent's own access
+// token is neither, so an agent cannot ask about itself.
+func (s *Server) pep(h pepHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		name, ok := "", false
+		if strings.EqualFold(scheme, "Bearer") && cred != "" {
+			if s.d.EnforcementPoints != nil {
+				name, ok = s.d.EnforcementPoints.Authenticate(cred)
+			}
+			if !ok {
+				name, ok = s.d.Admin.Authenticate(r)
+			}
+		}
+		if !ok {
+			s.log.Warn("decision request refused: bad or missing enforcement point credential", "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="warden-decide"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "an enforcement point credential is required")
+			return
+		}
+		h(w, r, name)
+	})
+}
+
+// decideOne answers POST /v1/decide.
+func (s *Server) decideOne(w http.ResponseWriter, r *http.Request, pep string) {
+	var req decide.Request
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	d, err := s.d.Decide.Decide(r.Context(), pep, &req)
+	if err != nil {
+		s.decideError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// batchItem is one answer of a batch: a decision, or why the request
+// could not be decided.
+type batchItem struct {
+	*decide.Decision
+	Error *apiError `json:"error,omitempty"`
+}
+
+// decideBatch answers POST /v1/decide/batch: {"requests": [...]} to
+// {"decisions": [...]}, in the same order.
+func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep string) {
+	var body struct {
+		Requests []decide.Request `json:"requests"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if len(body.Requests) == 0 || len(body.Requests) > MaxBatch {
+		writeError(w, http.StatusBadRequest, "invalid_request", "requests: want 1 to 100 decision requests")
+		return
+	}
+	ds, errs := s.d.Decide.DecideBatch(r.Context(), pep, body.Requests)
+	out := make([]batchItem, len(ds))
+	for i := range ds {
+		if errs[i] != nil {
+			out[i].Error = &apiError{Code: "invalid_request", Message: errs[i].Error()}
+			continue
+		}
+		out[i].Decision = &ds[i]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"decisions": out})
+}
+
+func (s *Server) decideError(w http.ResponseWriter, err error) {
+	if errors.Is(err, decide.ErrInvalidRequest) {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	s.log.Error("decision failed", "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "internal error; see the server log")
+}
+
+// registerEnforcementPoint answers POST /v1/enforcement-points with the
+// new credential, shown this once.
+func (s *Server) registerEnforcementPoint(w http.ResponseWriter, r *http.Request, actor string) {
+	var body struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	cred, p, err := s.d.EnforcementPoints.Register(r.Context(), actor, body.Name, body.Description)
+	if err != nil {
+		s.enforcementError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, struct {
+		Credential string `json:"credential"`
+		enforcementPointView
+	}{cred, viewEnforcementPoint(p)})
+}
+
+func (s *Server) listEnforcementPoints(w http.ResponseWriter, r *http.Request, actor string) {
+	list, err := s.d.EnforcementPoints.List(r.Context())
+	if err != nil {
+		s.adminError(w, err)
+		return
+	}
+	out := make([]enforcementPointView, 0, len(list))
+	for _, p := range list {
+		out = append(out, viewEnforcementPoint(p))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"enforcement_points": out})
+}
+
+func (s *Server) revokeEnforcementPoint(w http.ResponseWriter, r *http.Request, actor string) {
+	p, err := s.d.EnforcementPoints.Revoke(r.Context(), actor, r.PathValue("name"))
+	if err != nil {
+		s.enforcementError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewEnforcementPoint(p))
+}
+
+func (s *Server) enforcementError(w http.ResponseWriter, err error) {
+	if errors.Is(err, decide.ErrInvalidEnforcementPoint) {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	s.adminError(w, err)
+}
+
+type enforcementPointView struct {
+	store.EnforcementPoint
+	Status string `json:"status"` // active or revoked
+}
+
+func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
+	v := enforcementPointView{EnforcementPoint: p, Status: "active"}
+	if !p.RevokedAt.IsZero() {
+		v.Status = "revoked"
+	}
+	return v
+}
