@@ -10,18 +10,20 @@ import (
 // Catalog is the resource catalog of a bundle: the attributes of resources
 // by kind and id, from the data document's "resources" object:
 //
-//	{"resources": {"mcp.tool": {"market-data/get_quote": {"sensitivity": "public"},
-//	                            "market-data/*": {"sensitivity": "internal"}}}}
+//	{"resources": {"mcp.tool": {"market-data/*": {"trust_domain": "prod", "read_only": true},
+//	                            "market-data/level2": {"licensed": true}}}}
 //
-// An id ending in "*" is a prefix pattern; the exact id wins, then the
-// longest matching pattern.
+// An id ending in "*" is a prefix pattern ("*" alone matches every id). A
+// resource's attributes are those of every entry that matches it, the more
+// specific overriding the more general: patterns from the shortest prefix
+// to the longest, then the exact id.
 type Catalog struct {
 	kinds map[string]*kindCatalog
 }
 
 type kindCatalog struct {
 	exact    map[string]map[string]any
-	prefixes []prefixEntry // longest first
+	prefixes []prefixEntry // shortest first
 }
 
 type prefixEntry struct {
@@ -56,42 +58,48 @@ func parseCatalog(data map[string]any) (Catalog, error) {
 				kc.exact[id] = attrs
 			}
 		}
-		slices.SortFunc(kc.prefixes, func(a, b prefixEntry) int { return len(b.prefix) - len(a.prefix) })
+		slices.SortFunc(kc.prefixes, func(a, b prefixEntry) int { return len(a.prefix) - len(b.prefix) })
 		c.kinds[kind] = kc
 	}
 	return c, nil
 }
 
-// Attributes returns the catalog's attributes of a resource, nil when the
-// catalog does not know it. The map is shared: do not modify it.
+// Attributes returns the catalog's attributes of a resource, nil when no
+// entry matches it.
 func (c Catalog) Attributes(kind, id string) map[string]any {
 	kc := c.kinds[kind]
 	if kc == nil {
 		return nil
 	}
-	if a, ok := kc.exact[id]; ok {
-		return a
+	var out map[string]any
+	merge := func(attrs map[string]any) {
+		if out == nil {
+			out = make(map[string]any, len(attrs))
+		}
+		maps.Copy(out, attrs)
 	}
 	for _, p := range kc.prefixes {
 		if strings.HasPrefix(id, p.prefix) {
-			return p.attrs
+			merge(p.attrs)
 		}
 	}
-	return nil
+	if a, ok := kc.exact[id]; ok {
+		merge(a)
+	}
+	return out
 }
 
-// Enrich returns the attributes a decision sees for a resource: those the
-// enforcement point sent, overridden by the catalog's.
+// Enrich returns the attributes a decision sees for a resource: the
+// catalog's when it has an entry for the resource, else those the
+// enforcement point sent. The catalog is the authority: what an
+// enforcement point sends about a resource it knows is ignored, so that a
+// compromised or misconfigured one cannot declare a write a read.
 func (c Catalog) Enrich(kind, id string, sent map[string]any) map[string]any {
-	known := c.Attributes(kind, id)
-	if len(known) == 0 {
-		if sent == nil {
-			return map[string]any{}
-		}
-		return sent
+	if known := c.Attributes(kind, id); known != nil {
+		return known
 	}
-	out := make(map[string]any, len(sent)+len(known))
-	maps.Copy(out, sent)
-	maps.Copy(out, known)
-	return out
+	if sent == nil {
+		return map[string]any{}
+	}
+	return sent
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -58,6 +59,7 @@ type Engine struct {
 	query     rego.PreparedEvalQuery
 	timeout   time.Duration
 	resources Catalog
+	consts    *constants
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files
@@ -84,28 +86,37 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) 
 	if err != nil {
 		return nil, err
 	}
-	opts := []func(*rego.Rego){
-		rego.ParsedQuery(engineQuery),
-		rego.Store(inmem.NewFromObject(data)),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.Capabilities(capabilities()),
-		// A builtin that fails (to_number("abc"), say) is an error, and so
-		// a deny, not an undefined value that a deny rule could miss.
-		rego.StrictBuiltinErrors(true),
-	}
-	for _, m := range modules {
-		opts = append(opts, rego.ParsedModule(m))
-	}
 	engine, err := ast.ParseModuleWithOpts("warden-engine.rego", engineModule, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, rego.ParsedModule(engine))
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	modules["warden-engine.rego"] = engine
+	// Reads return AST values: no conversion of the data per evaluation.
+	st := inmem.NewFromObjectWithOpts(data, inmem.OptReturnASTValuesOnRead(true))
+	txn, err := st.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	compiler := ast.NewCompiler().
+		WithCapabilities(capabilities()).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, st, txn))
+	compiler.Compile(modules)
+	st.Abort(ctx, txn)
+	if compiler.Failed() {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, compiler.Errors)
+	}
+	pq, err := rego.New(
+		rego.ParsedQuery(engineQuery),
+		rego.Compiler(compiler),
+		rego.Store(st),
+		// A builtin that fails (to_number("abc"), say) is an error, and so
+		// a deny, not an undefined value that a deny rule could miss.
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
-	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog}, nil
+	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog, consts: findConstants(compiler)}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with
@@ -186,7 +197,7 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(e.consts.cacheFor()))
 	if err != nil {
 		return Result{}, classify(ctx, err)
 	}
@@ -227,6 +238,9 @@ func readResult(doc map[string]any) (Result, error) {
 			s, ok := x.(string)
 			if !ok {
 				return r, fmt.Errorf("%w: deny holds a %T, not a reason string", ErrMalformedResult, x)
+			}
+			if strings.HasPrefix(s, "warden.") {
+				return r, fmt.Errorf("%w: deny reason %q: reasons starting with \"warden.\" are Warden's own", ErrMalformedResult, s)
 			}
 			r.Deny = append(r.Deny, s)
 		}

@@ -75,6 +75,14 @@ func TestFailClosed(t *testing.T) {
 			map[string]any{"context": map[string]any{"approvals": []any{
 				map[string]any{"by": "ana", "role": "safety"}, map[string]any{"by": "ana", "role": "safety"}}}},
 			policy.PendingApproval, []string{policy.ReasonApprovalRequired}, nil},
+		{"only named approvers count", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": 2, \"approvers\": [\"ana\", \"bo\", \"cy\"]}}",
+			map[string]any{"context": map[string]any{"approvals": []any{
+				map[string]any{"by": "ana", "role": "safety"}, map[string]any{"by": "eve", "role": "safety"}}}},
+			policy.PendingApproval, []string{policy.ReasonApprovalRequired}, nil},
+		{"an approval condition Warden does not know", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": 1, \"quorum\": \"all\"}}",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, nil},
+		{"a policy reason in Warden's namespace", "package warden.authz\nallow := true\ndeny contains \"warden.not_allowed\" if true",
+			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, policy.ErrMalformedResult},
 		{"approvals rule malformed", "package warden.authz\nallow := true\nobligations := {\"require_approvals\": {\"count\": \"two\"}}",
 			map[string]any{}, policy.Deny, []string{policy.ReasonMalformed}, nil},
 	}
@@ -168,6 +176,9 @@ func TestCatalog(t *testing.T) {
 	for _, tc := range []struct{ id, want string }{
 		{"market-data/get_quote", "public"}, {"market-data/history", "internal"}, {"crm/customer", "unknown"},
 	} {
+		if tc.id == "market-data/get_quote" && c.Attributes("mcp.tool", tc.id)["owner"] != "quant" {
+			t.Errorf("the exact entry does not keep the pattern's owner: %v", c.Attributes("mcp.tool", tc.id))
+		}
 		if got := c.Attributes("mcp.tool", tc.id)["sensitivity"]; got != tc.want {
 			t.Errorf("%s: sensitivity %v, want %s", tc.id, got, tc.want)
 		}
@@ -175,8 +186,76 @@ func TestCatalog(t *testing.T) {
 	if c.Attributes("http.route", "x") != nil {
 		t.Error("an unknown kind has attributes")
 	}
+	if got := c.Attributes("mcp.tool", "market-data/history"); got["owner"] != "quant" {
+		t.Fatalf("a longer pattern keeps what a shorter one says: %v", got)
+	}
 	got := c.Enrich("mcp.tool", "market-data/history", map[string]any{"sensitivity": "public", "rows": 10})
-	if got["sensitivity"] != "internal" || got["rows"] != 10 || got["owner"] != "quant" {
-		t.Fatalf("enriched %v: the catalog must win, the rest stay", got)
+	if got["sensitivity"] != "internal" || got["rows"] != nil || got["owner"] != "quant" {
+		t.Fatalf("enriched %v: a resource the catalog knows has the catalog's attributes only", got)
+	}
+	if got := c.Enrich("http.route", "x", map[string]any{"rows": 10}); got["rows"] != 10 {
+		t.Fatalf("a resource the catalog does not know keeps what was sent: %v", got)
+	}
+}
+
+// Rules that depend on the data alone are computed once per version and
+// kept; anything that depends on the input, even through a function or a
+// with, is computed every time.
+func TestConstantRules(t *testing.T) {
+	t.Parallel()
+	e, err := policy.Compile(context.Background(), bundle(map[string]string{
+		"policy.rego": `package warden.authz
+
+allow if {
+	configured
+	input.role in roles
+	not blocked
+	scaled == input.want
+}
+
+configured if count(data.roles) > 0
+
+roles contains r if some r in data.roles
+
+# Depends on the input through a function.
+blocked if over_limit(data.limit)
+
+over_limit(l) if input.amount > l
+
+# Depends on the input through with.
+scaled := x if x := double with input.n as data.limit
+
+double := input.n * 2
+
+# Depends on the clock.
+deny contains "late" if time.now_ns() > data.deadline_ns
+`,
+		"data.json": `{"roles": ["reader"], "limit": 10, "deadline_ns": 2000000000000000000}`,
+	}), policy.EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		input map[string]any
+		at    time.Time
+		allow bool
+		deny  int
+	}{
+		{map[string]any{"role": "reader", "amount": 5, "want": 20}, time.Unix(0, 0), true, 0},
+		{map[string]any{"role": "writer", "amount": 5, "want": 20}, time.Unix(0, 0), false, 0},
+		{map[string]any{"role": "reader", "amount": 50, "want": 20}, time.Unix(0, 0), false, 0},
+		{map[string]any{"role": "reader", "amount": 5, "want": 20}, time.Unix(2100000000, 0), true, 1},
+		{map[string]any{"role": "reader", "amount": 5, "want": 20}, time.Unix(0, 0), true, 0},
+	} {
+		res, err := e.Evaluate(context.Background(), tc.input, tc.at)
+		if err != nil || res.Allow != tc.allow || len(res.Deny) != tc.deny {
+			t.Fatalf("evaluation %d: %+v %v, want allow %v and %d reasons", i, res, err, tc.allow, tc.deny)
+		}
+	}
+	got := policy.ConstantRules(e)
+	// (This policy has no obligations rule, so the engine's reading of it is constant too.)
+	want := []string{"data.system.warden.obligations", "data.warden.authz.configured", "data.warden.authz.roles"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("constant rules %q, want %q", got, want)
 	}
 }

@@ -58,11 +58,11 @@ func Judge(r Result, err error, approvals []any) Verdict {
 	}
 	v := Verdict{Outcome: Allow, Reasons: []string{}, Obligations: r.Obligations}
 	if raw, ok := r.Obligations["require_approvals"]; ok {
-		need, roles, ok := approvalRule(raw)
+		rule, ok := approvalRule(raw)
 		if !ok {
 			return Verdict{Outcome: Deny, Reasons: []string{ReasonMalformed}}
 		}
-		if countApprovals(approvals, roles) < need {
+		if rule.count(approvals) < rule.need {
 			v.Outcome = PendingApproval
 			v.Reasons = []string{ReasonApprovalRequired}
 		}
@@ -83,31 +83,59 @@ func ReasonForError(err error) string {
 	return ReasonError
 }
 
-// approvalRule reads {"count": N, "roles": [...]}; roles may be absent.
-func approvalRule(raw any) (int, []string, bool) {
+// approvals is the obligation require_approvals: {"count": N, "roles":
+// [...], "approvers": [...]}; roles and approvers are optional.
+type approvals struct {
+	need      int
+	roles     []string
+	approvers []string
+}
+
+func approvalRule(raw any) (approvals, bool) {
 	m, ok := raw.(map[string]any)
 	if !ok {
-		return 0, nil, false
+		return approvals{}, false
 	}
-	n, ok := wholeNumber(m["count"])
-	if !ok || n < 1 {
-		return 0, nil, false
-	}
-	var roles []string
-	if rs, present := m["roles"]; present {
-		list, ok := rs.([]any)
-		if !ok {
-			return 0, nil, false
-		}
-		for _, r := range list {
-			s, ok := r.(string)
-			if !ok {
-				return 0, nil, false
+	var a approvals
+	for k, v := range m {
+		switch k {
+		case "count":
+			n, ok := wholeNumber(v)
+			if !ok || n < 1 {
+				return a, false
 			}
-			roles = append(roles, s)
+			a.need = n
+		case "roles", "approvers":
+			list, ok := stringList(v)
+			if !ok {
+				return a, false
+			}
+			if k == "roles" {
+				a.roles = list
+			} else {
+				a.approvers = list
+			}
+		default:
+			return a, false // a condition Warden does not know cannot be met
 		}
 	}
-	return n, roles, true
+	return a, a.need > 0
+}
+
+func stringList(v any) ([]string, bool) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		s, ok := x.(string)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, true
 }
 
 func wholeNumber(v any) (int, bool) {
@@ -125,18 +153,19 @@ func wholeNumber(v any) (int, bool) {
 	return 0, false
 }
 
-// countApprovals counts distinct approvers, in one of roles when roles are
-// named. An approval is {"by": "...", "role": "..."}.
-func countApprovals(approvals []any, roles []string) int {
+// count counts distinct approvers, in one of the roles and among the
+// named approvers when those are given. An approval is {"by": "...",
+// "role": "..."}.
+func (a approvals) count(given []any) int {
 	seen := map[string]bool{}
-	for _, a := range approvals {
-		m, ok := a.(map[string]any)
+	for _, x := range given {
+		m, ok := x.(map[string]any)
 		if !ok {
 			continue
 		}
 		by, _ := m["by"].(string)
 		role, _ := m["role"].(string)
-		if by == "" || len(roles) > 0 && !slices.Contains(roles, role) {
+		if by == "" || len(a.roles) > 0 && !slices.Contains(a.roles, role) || len(a.approvers) > 0 && !slices.Contains(a.approvers, by) {
 			continue
 		}
 		seen[by] = true

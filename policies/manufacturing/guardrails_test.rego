@@ -1,0 +1,1 @@
+../baseline/guardrails_test.rego

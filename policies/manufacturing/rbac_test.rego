@@ -1,0 +1,1 @@
+../baseline/rbac_test.rego
