@@ -1,0 +1,165 @@
+package decide_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/sdk"
+)
+
+// marketOpen is a Tuesday afternoon: the finance bundle lets traders read
+// market data then, so the benchmarks measure the allow path, which
+// evaluates every rule.
+var marketOpen = time.Date(2026, 3, 10, 15, 10, 0, 0, time.UTC)
+
+const financeTrader = "ai-agent://prod/finance/trading-optimizer"
+
+// financeSetup starts a control plane on the shipped finance bundle and
+// returns a pipeline whose clock is at marketOpen, and a trader's token.
+// DPoP is off for prod here: a proof must be new for every request, and
+// making one is the agent's cost, not the decision point's.
+func financeSetup(b *testing.B, mode string) (*decide.Pipeline, decide.Request) {
+	w := apptest.Start(b, func(c *config.Config) {
+		c.Audit.Mode = mode
+		c.Policy.Dir = "../../policies/finance"
+		c.Identity.TrustDomains["prod"] = config.TrustDomain{}
+	})
+	k := w.Register(b, financeTrader, "trader")
+	c, err := sdk.NewClient(w.URL, financeTrader, k)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := decide.New(decide.Config{Regions: (config.Decide{Regions: map[string][]string{"eu-west": {"10.1.0.0/16"}}}).RegionPrefixes(),
+		RecordInput: true, Now: func() time.Time { return marketOpen }}, w.App.Verifier, w.App.View, w.App.Policies, w.App.Audit)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	req := decide.Request{Token: tok.AccessToken, Action: "tools/call",
+		Resource: decide.Resource{Kind: "mcp.tool", ID: "market-data/get_quote"},
+		Args:     json.RawMessage(`{"symbol": "ACME"}`),
+		Context:  decide.RequestContext{Source: decide.Source{IP: "10.1.2.3"}, Session: decide.Session{ID: "s-1"}}}
+	d, err := p.Decide(context.Background(), "bench", &req)
+	if err != nil || d.Outcome != policy.Allow {
+		b.Fatalf("the benchmark request is not allowed: %+v %v", d, err)
+	}
+	return p, req
+}
+
+// reportPercentiles adds p50 and p99 of the measured durations.
+func reportPercentiles(b *testing.B, ds []time.Duration) {
+	slices.Sort(ds)
+	if len(ds) == 0 {
+		return
+	}
+	b.ReportMetric(float64(ds[len(ds)/2].Nanoseconds())/1000, "p50-µs")
+	b.ReportMetric(float64(ds[len(ds)*99/100].Nanoseconds())/1000, "p99-µs")
+}
+
+// BenchmarkEvaluateFinance is the policy decision alone: the prepared
+// finance bundle evaluated on a full input, and judged.
+func BenchmarkEvaluateFinance(b *testing.B) {
+	bundle, err := policy.LoadDir("../../policies/finance")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := policy.Compile(context.Background(), bundle, policy.EngineConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := map[string]any{
+		"agent": map[string]any{"id": financeTrader, "trust_domain": "prod", "path": []any{"finance", "trading-optimizer"},
+			"roles": []any{"trader"}, "owner": "team-quant", "attributes": map[string]any{}, "status": "active"},
+		"action":   "tools/call",
+		"resource": map[string]any{"kind": "mcp.tool", "id": "market-data/get_quote", "attributes": e.Resources().Enrich("mcp.tool", "market-data/get_quote", nil)},
+		"args":     map[string]any{"symbol": "ACME"},
+		"context": map[string]any{"time": marketOpen.Format(time.RFC3339Nano), "source": map[string]any{"ip": "10.1.2.3", "region": "eu-west"},
+			"risk": map[string]any{"score": 0, "level": "low", "signals": []any{}}, "session": map[string]any{"id": "s-1", "taints": []any{}},
+			"grants": []any{}, "delegation": []any{}, "approvals": []any{}},
+	}
+	ctx := context.Background()
+	res, err := e.Evaluate(ctx, input, marketOpen)
+	if v := policy.Judge(res, err, nil); v.Outcome != policy.Allow {
+		b.Fatalf("not allowed: %+v", v)
+	}
+	ds := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		res, err := e.Evaluate(ctx, input, marketOpen)
+		v := policy.Judge(res, err, nil)
+		ds = append(ds, time.Since(t0))
+		if v.Outcome != policy.Allow {
+			b.Fatal(v)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, ds)
+}
+
+// BenchmarkDecideFinance is a whole in-process decision, one at a time:
+// token verification, enrichment, evaluation and the audit entry (queued:
+// audit mode async, so no disk sync is in the figure).
+func BenchmarkDecideFinance(b *testing.B) {
+	p, req := financeSetup(b, "async")
+	ctx := context.Background()
+	ds := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		r := req
+		t0 := time.Now()
+		d, err := p.Decide(ctx, "bench", &r)
+		ds = append(ds, time.Since(t0))
+		if err != nil || d.Outcome != policy.Allow {
+			b.Fatal(d, err)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, ds)
+}
+
+// BenchmarkDecideFinanceDurable is whole in-process decisions from 16
+// goroutines with durable recording (audit mode sync): each answer waits
+// until its entry is synced to disk, and concurrent ones share syncs.
+func BenchmarkDecideFinanceDurable(b *testing.B) {
+	p, req := financeSetup(b, "sync")
+	ctx := context.Background()
+	var mu sync.Mutex
+	ds := make([]time.Duration, 0, b.N)
+	b.SetParallelism(8) // x GOMAXPROCS(2) = 16 goroutines
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			r := req
+			t0 := time.Now()
+			d, err := p.Decide(ctx, "bench", &r)
+			mine = append(mine, time.Since(t0))
+			if err != nil || d.Outcome != policy.Allow {
+				b.Error(d, err)
+				return
+			}
+		}
+		mu.Lock()
+		ds = append(ds, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	reportPercentiles(b, ds)
+}
