@@ -201,6 +201,14 @@ func (e *Entry) Canonical() ([]byte, error) {
 // numbers exactly as written, no insignificant whitespace and no HTML
 // escaping.
 func canonicalJSON(b []byte) ([]byte, error) {
+	if isCanonical(b) {
+		return b, nil // what Warden writes is canonical already
+	}
+	return recanonicalize(b)
+}
+
+// recanonicalize decodes b and encodes it again, canonically.
+func recanonicalize(b []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

@@ -227,7 +227,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
 	if input != nil {
-		raw, err := json.Marshal(input)
+		raw, err := audit.AppendCanonical(nil, input)
 		if err != nil {
 			// Cannot happen with JSON-shaped input; fail closed all the same.
 			d.Outcome, d.Reasons, d.Obligations = policy.Deny, []string{policy.ReasonError}, map[string]any{}

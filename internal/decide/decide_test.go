@@ -303,7 +303,7 @@ func TestAllowIsRecordedWithItsInput(t *testing.T) {
 	}
 	// The digest is of the whole input, secret included: recompute it.
 	in["args"].(map[string]any)["secret"] = "hunter2"
-	raw, _ := json.Marshal(in)
+	raw, _ := audit.AppendCanonical(nil, in)
 	sum := sha256.Sum256(raw)
 	if en.InputDigest != "sha256:"+hex.EncodeToString(sum[:]) {
 		t.Fatalf("input digest %s does not match the input", en.InputDigest)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -115,7 +116,7 @@ func (p *Pipeline) recordedInput(input map[string]any, raw []byte) json.RawMessa
 	for _, path := range p.redact {
 		redactPath(cp, path)
 	}
-	out, _ := json.Marshal(cp)
+	out, _ := audit.AppendCanonical(nil, cp)
 	return out
 }
 

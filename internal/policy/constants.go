@@ -21,8 +21,13 @@ import (
 
 // constants is what one engine knows of its constant rules, and their values.
 type constants struct {
-	rules  map[string]bool // rule paths, such as data.warden.guardrails.configured
-	values sync.Map        // rule path -> constValue
+	rules  map[int][]constRule // by the hash of the rule's path
+	values sync.Map            // rule path (string) -> constValue
+}
+
+type constRule struct {
+	ref ast.Ref // such as data.warden.guardrails.configured
+	key string
 }
 
 type constValue struct {
@@ -81,15 +86,19 @@ func findConstants(c *ast.Compiler) *constants {
 			}
 		}
 	}
-	k := &constants{rules: map[string]bool{}}
+	k := &constants{rules: map[int][]constRule{}}
+	seen := map[string]bool{}
 	for _, m := range c.Modules {
 		for _, r := range m.Rules {
-			p := r.Ref().GroundPrefix().String()
+			ref := r.Ref().GroundPrefix()
+			p := ref.String()
 			// A function's value depends on its arguments: never kept,
 			// though a constant rule may call one.
-			if !varying[p] && len(r.Head.Args) == 0 {
-				k.rules[p] = true
+			if varying[p] || len(r.Head.Args) > 0 || seen[p] {
+				continue
 			}
+			seen[p] = true
+			k.rules[ref.Hash()] = append(k.rules[ref.Hash()], constRule{ref: ref, key: p})
 		}
 	}
 	return k
@@ -148,12 +157,18 @@ func (c *constCache) Pop()  { c.depth--; c.local.Pop() }
 
 func (c *constCache) Keys() []ast.Ref { return c.local.Keys() }
 
+// key finds ref among the constant rules, by hash then equality: this is
+// on every lookup of every rule, so it allocates nothing.
 func (c *constCache) key(ref ast.Ref) (string, bool) {
-	if c.depth != 0 {
+	if c.depth != 0 || len(c.k.rules) == 0 {
 		return "", false
 	}
-	s := ref.String()
-	return s, c.k.rules[s]
+	for _, r := range c.k.rules[ref.Hash()] {
+		if r.ref.Equal(ref) {
+			return r.key, true
+		}
+	}
+	return "", false
 }
 
 func (c *constCache) Get(ref ast.Ref) (*ast.Term, bool) {

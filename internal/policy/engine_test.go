@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -257,5 +258,18 @@ deny contains "late" if time.now_ns() > data.deadline_ns
 	want := []string{"data.system.warden.obligations", "data.warden.authz.configured", "data.warden.authz.roles"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("constant rules %q, want %q", got, want)
+	}
+}
+
+// bench/pdp-vs-opa.sh gives OPA the engine's query module: it must be the same.
+func TestBenchmarkAsksOPATheSameQuery(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../bench/opa/decision.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, module, _ := strings.Cut(string(b), "package ")
+	if "package "+module != policy.EngineModule {
+		t.Fatalf("bench/opa/decision.rego differs from the engine's query module:\n%s", module)
 	}
 }

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Warden's decision API against OPA's data API, side by side on this
+# machine: the same bundle (policies/finance by default), the same policy
+# input, the same load generator (bench/loadgen), one server at a time.
+#
+#   OPA:    opa run --server (built from the OPA module in go.mod), POST
+#           /v1/data/system/warden/decision with {"input": ...}: the query
+#           Warden's engine asks (bench/opa/decision.rego), on the input
+#           Warden built for the same request.
+#   Warden: warden serve, POST /v1/decide with a real access token, as a
+#           registered enforcement point, every decision durably recorded
+#           in the audit log (audit.mode sync) before it is answered.
+#
+# DPoP is switched off for the benchmark's trust domain: a proof is good
+# for one request only, so a load generator cannot repeat it.
+#
+# Usage: bench/pdp-vs-opa.sh            (BUNDLE, CONC, DUR to change the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUNDLE=${BUNDLE:-policies/finance}
+CONC=${CONC:-32}
+DUR=${DUR:-15s}
+WARDEN_ADDR=127.0.0.1:7171
+OPA_ADDR=127.0.0.1:8181
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building warden, opa and the load generator..." >&2
+go build -o "$work/warden" ./cmd/warden
+go build -o "$work/opa" github.com/open-policy-agent/opa
+go build -o "$work/loadgen" ./bench/loadgen
+
+wait_up() { # url
+	for _ in $(seq 1 100); do
+		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "not up: $1" >&2
+	return 1
+}
+
+# Warden, on its own data directory.
+cat >"$work/warden.yaml" <<EOF
+identity:
+  trust_domains:
+    prod: {description: production agents}
+decide:
+  regions:
+    eu-west: [10.1.0.0/16]
+log:
+  level: warn
+EOF
+"$work/warden" serve --config "$work/warden.yaml" --data "$work/data" --addr "$WARDEN_ADDR" --policies "$BUNDLE" 2>"$work/warden.log" &
+pids+=($!)
+wait_up "http://$WARDEN_ADDR/readyz"
+w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$work/data" "$@"; }
+agent=ai-agent://prod/finance/trading-optimizer
+w agent keygen --out "$work/agent.jwk" >/dev/null
+w agent register "$agent" --role trader --owner team-quant --pubkey "$work/agent.pub.jwk" >/dev/null
+w pep register bench --out "$work/pep.cred" >/dev/null
+token=$(w token --agent "$agent" --key "$work/agent.jwk" --expires-in 15m)
+cat >"$work/decide.json" <<EOF
+{"token": "$token", "action": "tools/call",
+ "resource": {"kind": "mcp.tool", "id": "market-data/get_quote"},
+ "args": {"symbol": "ACME"},
+ "context": {"source": {"ip": "10.1.2.3"}, "session": {"id": "s-1"}}}
+EOF
+umask 077
+printf 'Bearer ' >"$work/pep.auth"
+cat "$work/pep.cred" >>"$work/pep.auth"
+
+# One decision, to take the input Warden built from the audit log.
+curl -fsS -H "Authorization: $(cat "$work/pep.auth")" -H 'Content-Type: application/json' \
+	--data @"$work/decide.json" "http://$WARDEN_ADDR/v1/decide" >"$work/first.json"
+outcome=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"])' "$work/first.json")
+w audit tail -n 50 --format json |
+	python3 -c 'import json,sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e.get("kind") == "decision": last = e
+print(json.dumps({"input": last["input"]}))' >"$work/opa-input.json"
+
+# OPA, on the same bundle (links resolved, decision cases left out) and the engine's query.
+mkdir -p "$work/opa-bundle"
+cp -L "$BUNDLE"/*.rego "$work/opa-bundle/"
+cp -L "$BUNDLE"/data.* "$work/opa-bundle/" 2>/dev/null || true
+cp bench/opa/decision.rego "$work/opa-bundle/"
+"$work/opa" run --server --addr "$OPA_ADDR" --log-level error --skip-version-check "$work/opa-bundle" >"$work/opa.log" 2>&1 &
+pids+=($!)
+wait_up "http://$OPA_ADDR/health"
+opa_answer=$(curl -fsS -H 'Content-Type: application/json' --data @"$work/opa-input.json" "http://$OPA_ADDR/v1/data/system/warden/decision")
+echo "same request: Warden says $outcome; OPA says $opa_answer" >&2
+
+echo "load: $CONC connections, $DUR each, after 2s of warm-up" >&2
+"$work/loadgen" -name opa -url "http://$OPA_ADDR/v1/data/system/warden/decision" -body "$work/opa-input.json" \
+	-c "$CONC" -d "$DUR" -expect '"result"' >"$work/opa.result"
+"$work/loadgen" -name warden -url "http://$WARDEN_ADDR/v1/decide" -body "$work/decide.json" \
+	-H "Authorization: @$work/pep.auth" -c "$CONC" -d "$DUR" -expect '"decision_id"' >"$work/warden.result"
+
+python3 - "$work/opa.result" "$work/warden.result" "$BUNDLE" <<'EOF'
+import json, sys
+o = json.load(open(sys.argv[1])); w = json.load(open(sys.argv[2]))
+print(f"bundle {sys.argv[3]}, {o['concurrency']} connections, {o['seconds']:.0f}s each")
+print(f"{'':8} {'decisions/s':>12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'errors':>7}")
+for r in (o, w):
+    print(f"{r['name']:8} {r['per_second']:12.0f} {r['p50_us']:8.0f} {r['p90_us']:8.0f} {r['p99_us']:8.0f} {r['errors']:7d}")
+print(f"warden/opa throughput: {w['per_second'] / o['per_second']:.2f}x; p99 {w['p99_us']:.0f} µs vs {o['p99_us']:.0f} µs")
+EOF
