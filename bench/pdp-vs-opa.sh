@@ -98,18 +98,35 @@ wait_up "http://$OPA_ADDR/health"
 opa_answer=$(curl -fsS -H 'Content-Type: application/json' --data @"$work/opa-input.json" "http://$OPA_ADDR/v1/data/system/warden/decision")
 echo "same request: Warden says $outcome; OPA says $opa_answer" >&2
 
-echo "load: $CONC connections, $DUR each, after 2s of warm-up" >&2
-"$work/loadgen" -name opa -url "http://$OPA_ADDR/v1/data/system/warden/decision" -body "$work/opa-input.json" \
-	-c "$CONC" -d "$DUR" -expect '"result"' >"$work/opa.result"
-"$work/loadgen" -name warden -url "http://$WARDEN_ADDR/v1/decide" -body "$work/decide.json" \
-	-H "Authorization: @$work/pep.auth" -c "$CONC" -d "$DUR" -expect '"decision_id"' >"$work/warden.result"
+# Two workloads. "repeated": the same request every time, as above.
+# "distinct": args.symbol differs in every request (SYM-1, SYM-2, ...), in
+# Warden's requests and OPA's inputs alike, so no two inputs are the same
+# and Warden cannot reuse a result it computed for an identical input in
+# the same second.
+sed 's/"ACME"/"SYM-{{n}}"/' "$work/decide.json" >"$work/decide-distinct.json"
+sed 's/"ACME"/"SYM-{{n}}"/' "$work/opa-input.json" >"$work/opa-input-distinct.json"
 
-python3 - "$work/opa.result" "$work/warden.result" "$BUNDLE" <<'EOF'
+echo "load: $CONC connections, $DUR each, after 2s of warm-up" >&2
+for mode in repeated distinct; do
+	suffix=""
+	flags=()
+	if [ "$mode" = distinct ]; then suffix=-distinct; flags=(-distinct); fi
+	"$work/loadgen" -name opa -url "http://$OPA_ADDR/v1/data/system/warden/decision" -body "$work/opa-input$suffix.json" \
+		-c "$CONC" -d "$DUR" -expect '"result"' "${flags[@]}" >"$work/opa-$mode.result"
+	"$work/loadgen" -name warden -url "http://$WARDEN_ADDR/v1/decide" -body "$work/decide$suffix.json" \
+		-H "Authorization: @$work/pep.auth" -c "$CONC" -d "$DUR" -expect '"decision_id"' "${flags[@]}" >"$work/warden-$mode.result"
+done
+entries=$(w audit verify --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"])')
+
+python3 - "$work" "$BUNDLE" "$entries" <<'EOF2'
 import json, sys
-o = json.load(open(sys.argv[1])); w = json.load(open(sys.argv[2]))
-print(f"bundle {sys.argv[3]}, {o['concurrency']} connections, {o['seconds']:.0f}s each")
-print(f"{'':8} {'decisions/s':>12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'errors':>7}")
-for r in (o, w):
-    print(f"{r['name']:8} {r['per_second']:12.0f} {r['p50_us']:8.0f} {r['p90_us']:8.0f} {r['p99_us']:8.0f} {r['errors']:7d}")
-print(f"warden/opa throughput: {w['per_second'] / o['per_second']:.2f}x; p99 {w['p99_us']:.0f} µs vs {o['p99_us']:.0f} µs")
-EOF
+work, bundle, entries = sys.argv[1:4]
+print(f"bundle {bundle}; Warden's audit log: {entries}")
+for mode in ("repeated", "distinct"):
+    o = json.load(open(f"{work}/opa-{mode}.result")); w = json.load(open(f"{work}/warden-{mode}.result"))
+    print(f"\n{mode} inputs, {o['concurrency']} connections, {o['seconds']:.0f}s each")
+    print(f"{'':8} {'decisions/s':>12} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'errors':>7}")
+    for r in (o, w):
+        print(f"{r['name']:8} {r['per_second']:12.0f} {r['p50_us']:8.0f} {r['p90_us']:8.0f} {r['p99_us']:8.0f} {r['errors']:7d}")
+    print(f"warden/opa throughput: {w['per_second'] / o['per_second']:.2f}x; p99 {w['p99_us']:.0f} µs vs {o['p99_us']:.0f} µs")
+EOF2

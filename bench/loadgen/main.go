@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +45,7 @@ func main() {
 		headers                     header
 		conc                        int
 		dur, warm                   time.Duration
+		distinct                    bool
 	)
 	flag.StringVar(&name, "name", "run", "name of the run in the output")
 	flag.StringVar(&url, "url", "", "URL to POST to")
@@ -52,6 +55,7 @@ func main() {
 	flag.IntVar(&conc, "c", 32, "concurrent connections")
 	flag.DurationVar(&dur, "d", 10*time.Second, "measured duration")
 	flag.DurationVar(&warm, "warmup", 2*time.Second, "unmeasured duration first")
+	flag.BoolVar(&distinct, "distinct", false, "replace {{n}} in the body with a number that differs in every request")
 	flag.Parse()
 	body, err := os.ReadFile(bodyFile)
 	if err != nil || url == "" {
@@ -83,6 +87,7 @@ func main() {
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc, DisableCompression: true}}
 
+	var counter atomic.Int64
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -104,7 +109,11 @@ func main() {
 				if t0.After(end) {
 					break
 				}
-				req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+				b := body
+				if distinct {
+					b = bytes.ReplaceAll(body, []byte("{{n}}"), strconv.AppendInt(nil, counter.Add(1), 10))
+				}
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
 				req.Header = hdr.Clone()
 				resp, err := client.Do(req)
 				ok := err == nil

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -63,6 +64,12 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 				return fmt.Errorf("configuration:\n%w", err)
 			}
 			log := newLogger(cfg.Log, g.errOut)
+			if os.Getenv("GOGC") == "" {
+				// Policy evaluation allocates a lot of short-lived memory;
+				// collecting at 4x the live heap instead of 2x costs some
+				// tens of MB and saves a fifth of the CPU. GOGC overrides.
+				debug.SetGCPercent(400)
+			}
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -213,8 +213,23 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 		case live.Active == nil:
 			d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonNoPolicy}
 		default:
-			input = p.input(req, args, tok, rec, live.Active, now)
-			res, err := live.Active.Evaluate(ctx, input, now)
+			// The policy's clock is the decision's second: a decision is a
+			// function of its input, which the engine can then reuse.
+			at := now.Truncate(time.Second)
+			input = p.input(req, args, tok, rec, live.Active, at)
+			raw, err := audit.AppendCanonical(nil, input)
+			if err != nil {
+				// Cannot happen with JSON-shaped input; fail closed all the same.
+				d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonError}
+				input = nil
+				break
+			}
+			sum := sha256.Sum256(raw)
+			e.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
+			if p.cfg.RecordInput {
+				e.Input = p.recordedInput(input, raw)
+			}
+			res, err := live.Active.EvaluateKeyed(ctx, input, sum, at)
 			if err != nil {
 				p.lg.Warn("decision: policy evaluation failed; denied", "decision_id", d.ID, "version", d.PolicyVersion, "err", err)
 			}
@@ -226,20 +241,6 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 		}
 	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
-	if input != nil {
-		raw, err := audit.AppendCanonical(nil, input)
-		if err != nil {
-			// Cannot happen with JSON-shaped input; fail closed all the same.
-			d.Outcome, d.Reasons, d.Obligations = policy.Deny, []string{policy.ReasonError}, map[string]any{}
-			e.Outcome, e.Reasons = string(d.Outcome), d.Reasons
-		} else {
-			sum := sha256.Sum256(raw)
-			e.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
-			if p.cfg.RecordInput {
-				e.Input = p.recordedInput(input, raw)
-			}
-		}
-	}
 	if len(d.Obligations) > 0 {
 		e.Detail, _ = json.Marshal(map[string]any{"obligations": d.Obligations})
 	}
@@ -252,7 +253,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	}
 	d.AuditIndex = idx
 	if live.Shadow != nil && input != nil {
-		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, at: now, id: d.ID, agent: e.Agent,
+		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: req.Action, resource: e.Resource, active: d, pep: pep})
 	}
 	return d, nil

@@ -66,7 +66,7 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 		},
 		"args": args,
 		"context": map[string]any{
-			"time":       now.Format(time.RFC3339Nano),
+			"time":       now.Format(time.RFC3339),
 			"source":     source,
 			"risk":       map[string]any{"score": 0, "level": "low", "signals": []any{}},
 			"session":    map[string]any{"id": req.Context.Session.ID, "taints": []any{}},

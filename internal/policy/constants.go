@@ -23,6 +23,10 @@ import (
 type constants struct {
 	rules  map[int][]constRule // by the hash of the rule's path
 	values sync.Map            // rule path (string) -> constValue
+	// pure: no rule calls a non-deterministic builtin other than
+	// time.now_ns (whose value is the decision's time), so a decision is
+	// a function of the input alone.
+	pure bool
 }
 
 type constRule struct {
@@ -86,7 +90,18 @@ func findConstants(c *ast.Compiler) *constants {
 			}
 		}
 	}
-	k := &constants{rules: map[int][]constRule{}}
+	k := &constants{rules: map[int][]constRule{}, pure: true}
+	for _, m := range c.Modules {
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			if e.IsCall() {
+				name := e.Operator().String()
+				if b, ok := ast.BuiltinMap[name]; ok && b.IsNondeterministic() && name != "time.now_ns" {
+					k.pure = false
+				}
+			}
+			return false
+		})
+	}
 	seen := map[string]bool{}
 	for _, m := range c.Modules {
 		for _, r := range m.Rules {

@@ -60,6 +60,7 @@ type Engine struct {
 	timeout   time.Duration
 	resources Catalog
 	consts    *constants
+	memo      memo
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files

@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"slices"
@@ -271,5 +272,45 @@ func TestBenchmarkAsksOPATheSameQuery(t *testing.T) {
 	_, module, _ := strings.Cut(string(b), "package ")
 	if "package "+module != policy.EngineModule {
 		t.Fatalf("bench/opa/decision.rego differs from the engine's query module:\n%s", module)
+	}
+}
+
+// Identical inputs in the same second are evaluated once; anything else,
+// and any bundle that is not a function of its input, is evaluated anew.
+func TestEvaluateKeyed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := compile(t, "package warden.authz\nallow if input.n < 10\ndeny contains \"late\" if time.now_ns() > 1000000000000000000", policy.EngineConfig{})
+	key := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	t0 := time.Unix(999999999, 0)
+	for i, tc := range []struct {
+		input map[string]any
+		key   string
+		at    time.Time
+		allow bool
+		deny  int
+		hits  int64
+	}{
+		{map[string]any{"n": 1}, "a", t0, true, 0, 0},
+		{map[string]any{"n": 1}, "a", t0, true, 0, 1},                       // same second, same input: kept
+		{map[string]any{"n": 50}, "b", t0, false, 0, 1},                     // another input
+		{map[string]any{"n": 1}, "a", t0.Add(time.Second), true, 0, 1},      // another second
+		{map[string]any{"n": 1}, "a", time.Unix(1000000001, 0), true, 1, 1}, // the clock is in the key
+	} {
+		res, err := e.EvaluateKeyed(ctx, tc.input, key(tc.key), tc.at)
+		if err != nil || res.Allow != tc.allow || len(res.Deny) != tc.deny {
+			t.Fatalf("evaluation %d: %+v %v", i, res, err)
+		}
+		if hits, _ := e.MemoStats(); hits != tc.hits {
+			t.Fatalf("evaluation %d: %d results reused, want %d", i, hits, tc.hits)
+		}
+	}
+	// Not a function of its input: never reused.
+	r := compile(t, "package warden.authz\nallow if rand.intn(\"x\", 2) == 0", policy.EngineConfig{})
+	for range 3 {
+		r.EvaluateKeyed(ctx, map[string]any{}, key("x"), t0)
+	}
+	if hits, misses := r.MemoStats(); hits != 0 || misses != 0 {
+		t.Fatalf("a non-deterministic bundle: %d hits, %d misses, want no memo at all", hits, misses)
 	}
 }
