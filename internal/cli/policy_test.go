@@ -11,6 +11,7 @@ import (
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -157,5 +158,32 @@ func TestPolicyLifecycle(t *testing.T) {
 	must("pep", "revoke", "gw-eu")
 	if _, ok := w.App.EnforcementPoints.Authenticate(strings.TrimSpace(string(b))); ok {
 		t.Fatal("a revoked credential authenticates")
+	}
+}
+
+// warden token proof makes a DPoP proof that verifies for the request it names.
+func TestTokenProof(t *testing.T) {
+	t.Parallel()
+	k := sdk.GenerateKey()
+	keyFile := filepath.Join(t.TempDir(), "agent.jwk")
+	if _, err := k.WriteFiles(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := run(t, "token", "proof", "--key", keyFile, "--method", "POST", "--url", "https://tools.example/mcp", "--token", "tok")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	v := identity.NewDPoPVerifier(identity.DPoPConfig{})
+	check := identity.DPoPCheck{Method: "POST", URL: "https://tools.example/mcp", AccessToken: "tok", JKT: k.Thumbprint()}
+	if _, err := v.Verify(strings.TrimSpace(out), check); err != nil {
+		t.Fatalf("the proof does not verify: %v", err)
+	}
+	check.URL = "https://tools.example/other"
+	fresh := identity.NewDPoPVerifier(identity.DPoPConfig{}) // not a replay: another request
+	if _, err := fresh.Verify(strings.TrimSpace(out), check); err == nil {
+		t.Fatal("the proof verifies for another URL")
+	}
+	if _, _, code := run(t, "token", "proof", "--key", keyFile); code == 0 {
+		t.Fatal("a proof without method, URL and token")
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,7 +59,7 @@ In text format only the token is printed, for scripts:
 	fl.StringVar(&scope, "scope", "", "ask for only these roles (space-separated)")
 	fl.DurationVar(&lifetime, "expires-in", 0, "ask for this lifetime (the server refuses more than its max_token_ttl, at most 15m)")
 	fl.BoolVar(&dpop, "dpop", false, "bind the request with a DPoP proof (token_type DPoP)")
-	cmd.AddCommand(newTokenRevokeCmd(g))
+	cmd.AddCommand(newTokenRevokeCmd(g), newTokenProofCmd(g))
 	return cmd
 }
 
@@ -86,5 +87,41 @@ func newTokenRevokeCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&agent, "agent", "", "the agent the token belongs to, for the record")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the record")
+	return cmd
+}
+
+func newTokenProofCmd(g *globals) *cobra.Command {
+	var keyFile, method, url, token string
+	cmd := &cobra.Command{
+		Use:   "proof",
+		Short: "Make a DPoP proof with an agent's key, for one request",
+		Long: `Print a DPoP proof (RFC 9449) signed with the agent's key for one request:
+--method and --url of that request, and --token, the access token it
+carries. An agent's SDK makes these itself; this is for trying an
+enforcement point or the decision API by hand. A proof is good once, for
+a minute.`,
+		Example: `  PROOF=$(warden token proof --key agent.jwk --method POST --url https://tools.example/mcp --token "$TOKEN")`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyFile == "" || method == "" || url == "" || token == "" {
+				return errors.New("--key, --method, --url and --token are required")
+			}
+			k, err := sdk.LoadKey(keyFile)
+			if err != nil {
+				return err
+			}
+			proof, err := k.DPoPProof(method, url, token)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(g.out, proof)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&keyFile, "key", "", "the agent's private JWK file")
+	fl.StringVar(&method, "method", "", "the HTTP method of the request")
+	fl.StringVar(&url, "url", "", "the URL of the request")
+	fl.StringVar(&token, "token", "", "the access token the request carries")
 	return cmd
 }
