@@ -1,0 +1,4 @@
+package decide
+
+// AuthReason exposes the mapping of authentication errors to reasons.
+var AuthReason = authReason
