@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -69,13 +70,30 @@ func reportPercentiles(b *testing.B, ds []time.Duration) {
 }
 
 // BenchmarkEvaluateFinance is the policy decision alone: the prepared
-// finance bundle evaluated on a full input, and judged.
+// finance bundle evaluated on a full input, and judged. "same" repeats one
+// input; "distinct" changes args.symbol every time, so the rules that read
+// args are evaluated every time; "every rule" keeps no rule values at all,
+// as OPA evaluates.
 func BenchmarkEvaluateFinance(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		distinct bool
+		cfg      policy.EngineConfig
+	}{
+		{"same", false, policy.EngineConfig{}},
+		{"distinct", true, policy.EngineConfig{}},
+		{"every_rule", true, policy.EngineConfig{NoRuleCache: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchmarkEvaluate(b, tc.distinct, tc.cfg) })
+	}
+}
+
+func benchmarkEvaluate(b *testing.B, distinct bool, cfg policy.EngineConfig) {
 	bundle, err := policy.LoadDir("../../policies/finance")
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := policy.Compile(context.Background(), bundle, policy.EngineConfig{})
+	e, err := policy.Compile(context.Background(), bundle, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +115,11 @@ func BenchmarkEvaluateFinance(b *testing.B) {
 	ds := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for range b.N {
+	args := input["args"].(map[string]any)
+	for i := range b.N {
+		if distinct {
+			args["symbol"] = "SYM-" + strconv.Itoa(i)
+		}
 		t0 := time.Now()
 		res, err := e.Evaluate(ctx, input, marketOpen)
 		v := policy.Judge(res, err, nil)

@@ -50,6 +50,9 @@ var (
 type EngineConfig struct {
 	// Timeout bounds one evaluation. Default DefaultTimeout.
 	Timeout time.Duration
+	// NoRuleCache evaluates every rule in every evaluation, as OPA does
+	// (see ruleCache); for comparisons and investigations.
+	NoRuleCache bool
 }
 
 // Engine evaluates one compiled policy version. It is prepared once and
@@ -59,7 +62,8 @@ type Engine struct {
 	query     rego.PreparedEvalQuery
 	timeout   time.Duration
 	resources Catalog
-	consts    *constants
+	rules     *ruleCache
+	keepRules bool
 	memo      memo
 }
 
@@ -117,7 +121,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
-	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog, consts: findConstants(compiler)}, nil
+	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with
@@ -198,9 +202,19 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(e.consts.cacheFor()))
+	var cache topdown.VirtualCache = topdown.NewVirtualCache()
+	var kept *evalCache
+	if e.keepRules {
+		m, _ := input.(map[string]any)
+		kept = e.rules.cacheFor(m, at)
+		cache = kept
+	}
+	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(cache))
 	if err != nil {
 		return Result{}, classify(ctx, err)
+	}
+	if kept != nil {
+		kept.commit()
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return Result{}, fmt.Errorf("%w: the decision is undefined", ErrMalformedResult)

@@ -3,8 +3,11 @@ package policy_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -260,6 +263,13 @@ deny contains "late" if time.now_ns() > data.deadline_ns
 	if !slices.Equal(got, want) {
 		t.Fatalf("constant rules %q, want %q", got, want)
 	}
+	// Kept per input: what reads the input through a function, or asks the
+	// clock; not what uses with, nor what depends on it (allow).
+	got = policy.KeyedRules(e)
+	want = []string{"data.system.warden.deny", "data.warden.authz.blocked", "data.warden.authz.deny", "data.warden.authz.double"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rules kept per input %q, want %q", got, want)
+	}
 }
 
 // bench/pdp-vs-opa.sh gives OPA the engine's query module: it must be the same.
@@ -313,4 +323,77 @@ func TestEvaluateKeyed(t *testing.T) {
 	if hits, misses := r.MemoStats(); hits != 0 || misses != 0 {
 		t.Fatalf("a non-deterministic bundle: %d hits, %d misses, want no memo at all", hits, misses)
 	}
+}
+
+// Kept rule values never change a result: on every shipped bundle, inputs
+// recombined from its cases at random get from an engine that keeps rules
+// exactly what an engine that evaluates everything gives.
+func TestKeptRulesChangeNothing(t *testing.T) {
+	t.Parallel()
+	dirs, _ := filepath.Glob("../../policies/*")
+	for _, dir := range dirs {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			continue
+		}
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			t.Parallel()
+			b, err := policy.LoadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			kept, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second, NoRuleCache: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cases, err := policy.LoadCases(b)
+			if err != nil || len(cases) < 5 {
+				t.Fatalf("cases: %d, %v", len(cases), err)
+			}
+			// Every top-level part of an input (agent, action, resource,
+			// args, context) and every part of the context, from any case.
+			pick := func(rnd *rand.Rand) map[string]any {
+				in := map[string]any{}
+				for _, k := range []string{"agent", "action", "resource", "args"} {
+					if v, ok := cases[rnd.IntN(len(cases))].Input[k]; ok {
+						in[k] = v
+					}
+				}
+				cx := map[string]any{}
+				for _, k := range []string{"time", "source", "risk", "session", "grants", "delegation", "approvals"} {
+					if c, ok := cases[rnd.IntN(len(cases))].Input["context"].(map[string]any); ok {
+						if v, ok := c[k]; ok {
+							cx[k] = v
+						}
+					}
+				}
+				in["context"] = cx
+				return in
+			}
+			rnd := rand.New(rand.NewPCG(1, uint64(len(dir))))
+			for i := range 3000 {
+				in := pick(rnd)
+				at := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC).Add(time.Duration(rnd.IntN(3)) * 7 * time.Hour)
+				got, gerr := kept.Evaluate(ctx, in, at)
+				want, werr := plain.Evaluate(ctx, in, at)
+				if (gerr == nil) != (werr == nil) || !sameResult(got, want) {
+					raw, _ := json.Marshal(in)
+					t.Fatalf("input %d: kept %+v %v, evaluated %+v %v\n%s", i, got, gerr, want, werr, raw)
+				}
+			}
+			if len(policy.KeyedRules(kept)) == 0 {
+				t.Fatal("no rule kept per input: the test proves nothing")
+			}
+		})
+	}
+}
+
+func sameResult(a, b policy.Result) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
 }

@@ -30,7 +30,7 @@ type memo struct {
 // the same second of at is returned without evaluating again. Errors are
 // never kept. at must be whole seconds.
 func (e *Engine) EvaluateKeyed(ctx context.Context, input any, key [32]byte, at time.Time) (Result, error) {
-	if !e.consts.pure || at.Nanosecond() != 0 {
+	if !e.rules.pure || at.Nanosecond() != 0 {
 		return e.Evaluate(ctx, input, at)
 	}
 	sec := at.Unix()

@@ -80,11 +80,17 @@ configured if {
 # Input fields that negated expressions use: a function call or a membership
 # test on an undefined value is undefined, and so is its negation, so they
 # get a value here that cannot match anything instead.
-agent_status := object.get(input, ["agent", "status"], "")
+default agent_status := ""
 
-agent_trust_domain := object.get(input, ["agent", "trust_domain"], "")
+agent_status := input.agent.status
 
-action := object.get(input, "action", "")
+default agent_trust_domain := ""
+
+agent_trust_domain := input.agent.trust_domain
+
+default action := ""
+
+action := input.action
 
 cross_domain_allowed(from, to, action) if {
 	some crossing in data.cross_domain

@@ -53,7 +53,9 @@ agent_departments contains department if {
 	department := data.healthcare.department_roles[role]
 }
 
-resource_department := object.get(input, ["resource", "attributes", "department"], "")
+default resource_department := ""
+
+resource_department := input.resource.attributes.department
 
 # The minimum necessary rule for the resource's kind of record.
 record_rule := data.healthcare.minimum_necessary[input.resource.attributes.record_type]

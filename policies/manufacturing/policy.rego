@@ -63,9 +63,13 @@ configured if {
 	is_array(data.manufacturing.safety_approval.reviewers)
 }
 
-agent_segment := object.get(input, ["agent", "attributes", "segment"], "")
+default agent_segment := ""
 
-resource_segment := object.get(input, ["resource", "attributes", "segment"], data.manufacturing.default_segment)
+agent_segment := input.agent.attributes.segment
+
+resource_segment := input.resource.attributes.segment
+
+resource_segment := data.manufacturing.default_segment if not input.resource.attributes.segment
 
 physical_write if {
 	input.resource.attributes.physical == true
