@@ -135,14 +135,30 @@ func benchmarkEvaluate(b *testing.B, distinct bool, cfg policy.EngineConfig) {
 // BenchmarkDecideFinance is a whole in-process decision, one at a time:
 // token verification, enrichment, evaluation and the audit entry (queued:
 // audit mode async, so no disk sync is in the figure).
+//
+// "same" repeats one request (an identical input in the same second reuses
+// the result); "distinct" changes args.symbol in every request.
 func BenchmarkDecideFinance(b *testing.B) {
 	p, req := financeSetup(b, "async")
+	for _, distinct := range []bool{false, true} {
+		name := "same"
+		if distinct {
+			name = "distinct"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkDecide(b, p, req, distinct) })
+	}
+}
+
+func benchmarkDecide(b *testing.B, p *decide.Pipeline, req decide.Request, distinct bool) {
 	ctx := context.Background()
 	ds := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for range b.N {
+	for i := range b.N {
 		r := req
+		if distinct {
+			r.Args = json.RawMessage(`{"symbol": "SYM-` + strconv.Itoa(i) + `"}`)
+		}
 		t0 := time.Now()
 		d, err := p.Decide(ctx, "bench", &r)
 		ds = append(ds, time.Since(t0))
