@@ -51,6 +51,7 @@ func (a *App) watchPolicyDir(ctx context.Context) {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	last := a.Policies.Live().State.Active
+	lastErr := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,9 +60,13 @@ func (a *App) watchPolicyDir(ctx context.Context) {
 		}
 		b, err := policy.LoadDir(a.cfg.Policy.Dir)
 		if err != nil {
-			a.logWatch(last, err)
+			if err.Error() != lastErr { // once per problem, not every half second
+				a.logWatch(last, err)
+			}
+			lastErr = err.Error()
 			continue
 		}
+		lastErr = ""
 		digest := b.Digest()
 		if digest == last {
 			continue

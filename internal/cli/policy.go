@@ -47,6 +47,11 @@ directory).`,
 				return cannotRun(g, fmt.Errorf("--format %q: want text, json or junit", format))
 			}
 			b, err := policy.LoadDir(args[0])
+			if errors.Is(err, policy.ErrInvalidBundle) {
+				// Read, but not a valid bundle: a failure, like a failing test.
+				fmt.Fprintln(g.errOut, "warden:", err)
+				return exitError(1)
+			}
 			if err != nil {
 				return cannotRun(g, err)
 			}
@@ -79,6 +84,7 @@ directory).`,
 	fl.Float64Var(&opts.Threshold, "threshold", 0, "fail when coverage is below this percentage (implies --coverage)")
 	fl.StringVar(&opts.Run, "run", "", "only unit tests whose names match this regular expression")
 	fl.DurationVar(&opts.Timeout, "timeout", 0, "time limit of each unit test (default 5s)")
+	fl.DurationVar(&opts.Engine.Timeout, "policy-timeout", policy.DefaultTimeout, "time limit of one evaluation in the decision cases, as the server's policy.timeout")
 	fl.StringVar(&format, "format", "text", "text, json or junit")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "list passing tests and cases too")
 	return cmd

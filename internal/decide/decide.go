@@ -46,11 +46,27 @@ type Request struct {
 }
 
 // Resource is what an action is performed on. Attributes sent by the
-// enforcement point are overridden by the policy's resource catalog.
+// enforcement point count only for a resource the policy's catalog does not
+// know.
 type Resource struct {
 	Kind       string         `json:"kind"`
 	ID         string         `json:"id"`
 	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// UnmarshalJSON decodes a resource keeping the numbers in its attributes
+// as written (not as 64-bit floats), and refusing unknown fields.
+func (r *Resource) UnmarshalJSON(b []byte) error {
+	type plain Resource
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*r = Resource(p)
+	return nil
 }
 
 // RequestContext is what the enforcement point knows of the request.
@@ -253,7 +269,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	}
 	d.AuditIndex = idx
 	if live.Shadow != nil && input != nil {
-		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
+		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, sent: req.Resource.Attributes, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: req.Action, resource: e.Resource, active: d, pep: pep})
 	}
 	return d, nil

@@ -1,8 +1,10 @@
 package decide_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/warden-run/warden/internal/decide"
@@ -42,5 +44,18 @@ func TestAuthenticationReasons(t *testing.T) {
 		if got := decide.AuthReason(wrap(tc.err)); got != tc.want {
 			t.Errorf("%v: reason %s, want %s", tc.err, got, tc.want)
 		}
+	}
+}
+
+// Numbers in what an enforcement point sends keep every digit.
+func TestRequestKeepsNumbers(t *testing.T) {
+	t.Parallel()
+	var r decide.Request
+	err := json.Unmarshal([]byte(`{"token": "t", "action": "a", "resource": {"kind": "k", "id": "i", "attributes": {"rows": 12345678901234567890}}}`), &r)
+	if err != nil || r.Resource.Attributes["rows"] != json.Number("12345678901234567890") {
+		t.Fatalf("%v %#v", err, r.Resource.Attributes)
+	}
+	if err := json.Unmarshal([]byte(`{"resource": {"kind": "k", "idd": "i"}}`), &r); err == nil || !strings.Contains(err.Error(), "idd") {
+		t.Fatalf("an unknown resource field: %v", err)
 	}
 }

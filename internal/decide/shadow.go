@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,8 +38,11 @@ type shadowRunner struct {
 }
 
 type shadowJob struct {
-	engine   *policy.Engine
-	input    map[string]any
+	engine *policy.Engine
+	input  map[string]any
+	// sent are the resource attributes the enforcement point sent: the
+	// shadow's own catalog decides what the resource's attributes are.
+	sent     map[string]any
 	at       time.Time
 	id       string
 	agent    string
@@ -76,7 +80,15 @@ func (s *shadowRunner) run() {
 
 func (s *shadowRunner) evaluate(j shadowJob) {
 	ctx := context.Background()
-	res, err := j.engine.Evaluate(ctx, j.input, j.at)
+	input := maps.Clone(j.input) // the decision's, shared: not changed here
+	if r, ok := input["resource"].(map[string]any); ok {
+		r = maps.Clone(r)
+		kind, _ := r["kind"].(string)
+		id, _ := r["id"].(string)
+		r["attributes"] = j.engine.Resources().Enrich(kind, id, j.sent)
+		input["resource"] = r
+	}
+	res, err := j.engine.Evaluate(ctx, input, j.at)
 	v := policy.Judge(res, err, nil)
 	s.evaluated.Add(1)
 	if v.Outcome == j.active.Outcome && sameReasons(v.Reasons, j.active.Reasons) {

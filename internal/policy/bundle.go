@@ -75,10 +75,10 @@ func kindOf(p string) fileKind {
 func LoadDir(dir string) (*Bundle, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+		return nil, err
 	}
 	if !st.IsDir() {
-		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalidBundle, dir)
+		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
 	b := &Bundle{Files: map[string][]byte{}}
 	total := 0
@@ -118,13 +118,13 @@ func LoadDir(dir string) (*Bundle, error) {
 		}
 		total += len(data)
 		if len(b.Files) >= MaxBundleFiles || total > MaxBundleBytes {
-			return fmt.Errorf("more than %d files or %d bytes", MaxBundleFiles, MaxBundleBytes)
+			return fmt.Errorf("%w: more than %d files or %d bytes", ErrInvalidBundle, MaxBundleFiles, MaxBundleBytes)
 		}
 		b.Files[rel] = data
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidBundle, dir, err)
+		return nil, fmt.Errorf("%s: %w", dir, err) // unreadable, or too big (ErrInvalidBundle)
 	}
 	if err := b.Check(); err != nil {
 		return nil, err

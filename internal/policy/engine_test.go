@@ -397,3 +397,28 @@ func sameResult(a, b policy.Result) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// Rules that define one document together are not kept apart: t.a from
+// the first must not hide the conflict the second makes.
+func TestOverlappingRulesAreNotKept(t *testing.T) {
+	t.Parallel()
+	e := compile(t, `package warden.authz
+
+t["a"] := 1
+
+t[k] := 2 if some k in input.ks
+
+allow if t.a == 1
+`, policy.EngineConfig{})
+	ctx := context.Background()
+	at := time.Unix(0, 0)
+	if res, err := e.Evaluate(ctx, map[string]any{"ks": []any{"b"}}, at); err != nil || !res.Allow {
+		t.Fatalf("without a conflict: %+v %v", res, err)
+	}
+	if _, err := e.Evaluate(ctx, map[string]any{"ks": []any{"a"}}, at); !errors.Is(err, policy.ErrConflict) {
+		t.Fatalf("t.a defined twice: %v, want a conflict", err)
+	}
+	if kept := policy.ConstantRules(e); slices.Contains(kept, "data.warden.authz.t.a") {
+		t.Fatalf("kept %q", kept)
+	}
+}

@@ -229,6 +229,10 @@ func (r *Registry) Activate(ctx context.Context, actor, id string) (store.Policy
 	if err != nil {
 		return store.PolicyState{}, err
 	}
+	if cur.Active == id {
+		r.swapStored(ctx, cur) // already active: nothing to record
+		return cur, nil
+	}
 	now := store.Time(r.now())
 	ev := event(now, actor, "policy.activate", id, map[string]any{"previous": cur.Active})
 	st, err := r.st.ActivatePolicy(ctx, id, cur.Active, now, actor, ev)

@@ -13,8 +13,12 @@ import (
 
 // Counts sums up a report.
 type Counts struct {
-	Pass, Fail, Error, Skip int
-	CasesPass, CasesFail    int
+	Pass      int `json:"tests_passed"`
+	Fail      int `json:"tests_failed"`
+	Error     int `json:"tests_errored"`
+	Skip      int `json:"tests_skipped"`
+	CasesPass int `json:"cases_passed"`
+	CasesFail int `json:"cases_failed"`
 }
 
 // Counts counts the report's tests and cases by result.

@@ -109,6 +109,23 @@ func analyseRules(c *ast.Compiler) *ruleCache {
 			}
 		}
 	}
+	// Rules whose paths overlap (t["a"] := 1 and t[k] := 2 if ...) define
+	// one document together: a value of t.a kept from the first would hide
+	// what the second says. Neither is kept.
+	var refs []ast.Ref
+	for _, m := range c.Modules {
+		for _, r := range m.Rules {
+			refs = append(refs, r.Ref().GroundPrefix())
+		}
+	}
+	overlaps := func(ref ast.Ref) bool {
+		for _, o := range refs {
+			if !o.Equal(ref) && (o.HasPrefix(ref) || ref.HasPrefix(o)) {
+				return true
+			}
+		}
+		return false
+	}
 	seen := map[string]bool{}
 	for _, m := range c.Modules {
 		for _, r := range m.Rules {
@@ -117,7 +134,7 @@ func analyseRules(c *ast.Compiler) *ruleCache {
 			f := facts[path]
 			// A function's value depends on its arguments: never kept,
 			// though a kept rule may call one.
-			if f.opaque || len(r.Head.Args) > 0 || seen[path] {
+			if f.opaque || len(r.Head.Args) > 0 || seen[path] || overlaps(ref) {
 				continue
 			}
 			seen[path] = true
