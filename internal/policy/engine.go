@@ -35,6 +35,14 @@ decision := {"allow": allow, "deny": deny, "obligations": obligations}
 
 var engineQuery = ast.MustParseBody("data.system.warden.decision")
 
+// Asked by partial evaluation with the arguments unknown, these say under
+// which conditions on the arguments the policy allows, and denies.
+var (
+	mayAllowQuery = ast.MustParseBody("data.warden.authz.allow == true")
+	mayDenyQuery  = ast.MustParseBody("data.warden.authz.deny[_]")
+	supportRules  = ast.MustParseRef("data.partial")
+)
+
 // DefaultTimeout bounds one evaluation.
 const DefaultTimeout = 50 * time.Millisecond
 
@@ -58,13 +66,17 @@ type EngineConfig struct {
 // Engine evaluates one compiled policy version. It is prepared once and
 // safe for concurrent use.
 type Engine struct {
-	version   string
-	query     rego.PreparedEvalQuery
-	timeout   time.Duration
-	resources Catalog
-	rules     *ruleCache
-	keepRules bool
-	memo      memo
+	version  string
+	query    rego.PreparedEvalQuery
+	mayAllow rego.PreparedPartialQuery
+	mayDeny  rego.PreparedPartialQuery
+	// partialErr is why mayAllow and mayDeny could not be prepared.
+	partialErr error
+	timeout    time.Duration
+	resources  Catalog
+	rules      *ruleCache
+	keepRules  bool
+	memo       memo
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files
@@ -121,7 +133,22 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
-	return &Engine{version: b.Digest(), query: pq, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache}, nil
+	// A bundle whose allow or deny has the wrong type still compiles (and
+	// every decision on it is a deny); its MayAllow is an error.
+	var partial [2]rego.PreparedPartialQuery
+	var partialErr error
+	for i, q := range []ast.Body{mayAllowQuery, mayDenyQuery} {
+		if partial[i], err = rego.New(
+			rego.ParsedQuery(q),
+			rego.Compiler(compiler),
+			rego.Store(st),
+			rego.StrictBuiltinErrors(true),
+			rego.ParsedUnknowns([]*ast.Term{ast.MustParseTerm("input.args")}),
+		).PrepareForPartial(ctx); err != nil {
+			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
+		}
+	}
+	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with
@@ -224,6 +251,62 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 		return Result{}, fmt.Errorf("%w: the decision is not an object", ErrMalformedResult)
 	}
 	return readResult(doc)
+}
+
+// MayAllow says whether some arguments could make the action in input
+// allowed: it evaluates the policy partially, with input.args unknown, and
+// answers false only when no value of the arguments gives allow true and no
+// deny reason. An enforcement point uses it to hide what an agent can never
+// do (tools/list); every action is still decided on its real arguments.
+// On any error the answer is false with the error: hidden, never shown on
+// a doubt.
+func (e *Engine) MayAllow(ctx context.Context, input map[string]any, at time.Time) (bool, error) {
+	if e.partialErr != nil {
+		return false, e.partialErr
+	}
+	known := make(map[string]any, len(input))
+	for k, v := range input {
+		if k != "args" {
+			known[k] = v
+		}
+	}
+	value, err := ast.InterfaceToValue(known)
+	if err != nil {
+		return false, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	allow, err := e.mayAllow.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	if err != nil {
+		return false, classify(ctx, err)
+	}
+	if len(allow.Queries) == 0 {
+		return false, nil // allow is never true
+	}
+	deny, err := e.mayDeny.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	if err != nil {
+		return false, classify(ctx, err)
+	}
+	for _, q := range deny.Queries {
+		if !conditional(q) {
+			return false, nil // a deny reason holds whatever the arguments
+		}
+	}
+	return true, nil
+}
+
+// conditional says whether a query that partial evaluation left depends on
+// what was unknown: it reads the input (the known input was put in place)
+// or a support rule.
+func conditional(q ast.Body) bool {
+	found := false
+	ast.WalkRefs(q, func(r ast.Ref) bool {
+		if r.HasPrefix(ast.InputRootRef) || r.HasPrefix(supportRules) {
+			found = true
+		}
+		return found
+	})
+	return found
 }
 
 func classify(ctx context.Context, err error) error {
