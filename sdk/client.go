@@ -19,14 +19,15 @@ import (
 // Client gets access tokens for one agent from a Warden server and keeps
 // them fresh. It is safe for concurrent use.
 type Client struct {
-	server  string
-	agentID string
-	key     *Key
-	http    *http.Client
-	issuer  string // expected issuer identifier
-	scope   string
-	life    time.Duration
-	dpop    bool
+	server   string
+	agentID  string
+	key      *Key
+	http     *http.Client
+	issuer   string // expected issuer identifier
+	scope    string
+	resource string
+	life     time.Duration
+	dpop     bool
 
 	mu       sync.Mutex
 	meta     *serverMetadata
@@ -49,6 +50,11 @@ func WithIssuer(issuer string) Option {
 // WithScope asks for a subset of the agent's roles, space-separated, in the
 // tokens the client fetches for itself.
 func WithScope(scope string) Option { return func(c *Client) { c.scope = scope } }
+
+// WithResource asks for tokens for one resource server (RFC 8707), such as
+// the URL of an MCP gateway: their aud is that resource, and only it
+// accepts them.
+func WithResource(uri string) Option { return func(c *Client) { c.resource = uri } }
 
 // WithLifetime asks for tokens of this lifetime; the server refuses more
 // than its max_token_ttl (at most 15 minutes).
@@ -149,6 +155,9 @@ func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
 	form := url.Values{"grant_type": {identity.GrantClientCredentials}}
 	if c.scope != "" {
 		form.Set("scope", c.scope)
+	}
+	if c.resource != "" {
+		form.Set("resource", c.resource)
 	}
 	if c.life > 0 {
 		form.Set("expires_in", strconv.FormatInt(int64(c.life/time.Second), 10))

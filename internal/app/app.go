@@ -93,11 +93,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.Registry, err = identity.NewRegistry(identity.RegistryConfig{TrustDomains: domains, KeyGrace: id.KeyGrace, Logger: log}, a.Store, a.View); err != nil {
 		return nil, err
 	}
-	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: []string{id.Audience},
+	audiences := append([]string{id.Audience}, id.Resources...)
+	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: audiences,
 		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew}}, a.View); err != nil {
 		return nil, err
 	}
-	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience,
+	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
 		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log},
 		a.Store, a.Keys, a.Verifier); err != nil {
 		return nil, err

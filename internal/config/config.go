@@ -131,6 +131,11 @@ type Identity struct {
 	Issuer string `yaml:"issuer"`
 	// Audience is the aud of access tokens when the client names no resource.
 	Audience string `yaml:"audience"`
+	// Resources are the other resource indicators (RFC 8707) agents may ask
+	// tokens for: the URLs of enforcement points, such as an MCP gateway,
+	// that accept only tokens issued for them. A gateway run by this server
+	// adds its own.
+	Resources []string `yaml:"resources"`
 	// TokenTTL is the access token lifetime when the client asks for none.
 	TokenTTL time.Duration `yaml:"token_ttl"`
 	// MaxTokenTTL is the longest lifetime a client may ask for; at most 15 minutes.
@@ -317,6 +322,11 @@ func (c *Config) Validate() error {
 	}
 	if id.Audience == "" {
 		bad("identity.audience must not be empty")
+	}
+	for _, r := range id.Resources {
+		if u, err := url.Parse(r); err != nil || !u.IsAbs() || u.Fragment != "" {
+			bad("identity.resources: %q is not an absolute URL without a fragment", r)
+		}
 	}
 	if len(id.TrustDomains) == 0 {
 		bad("identity.trust_domains: declare at least one trust domain")

@@ -43,6 +43,10 @@ type Request struct {
 	// Args are the action's arguments: a JSON object, or absent.
 	Args    json.RawMessage `json:"args,omitempty"`
 	Context RequestContext  `json:"context"`
+
+	// proofChecked says the enforcement point, in this process, verified
+	// the DPoP proof itself (DecideVerified).
+	proofChecked bool
 }
 
 // Resource is what an action is performed on. Attributes sent by the
@@ -82,9 +86,13 @@ type Source struct {
 	IP string `json:"ip,omitempty"`
 }
 
-// Session identifies the agent's session at the enforcement point.
+// Session identifies the agent's session at the enforcement point, and
+// what the enforcement point knows happened in it.
 type Session struct {
 	ID string `json:"id,omitempty"`
+	// Taints name what entered the session that policy may care about,
+	// such as "untrusted_content" after a result from an untrusted server.
+	Taints []string `json:"taints,omitempty"`
 }
 
 // Decision is the answer. It has been recorded when it is returned: its
@@ -210,7 +218,12 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
 
 	var input map[string]any
-	tok, err := p.verifier.VerifyRequest(ctx, identity.Request{Token: req.Token, DPoP: req.DPoP, Method: req.HTM, URL: req.HTU})
+	var tok *identity.Token
+	if req.proofChecked {
+		tok, err = p.verifier.Verify(ctx, req.Token)
+	} else {
+		tok, err = p.verifier.VerifyRequest(ctx, identity.Request{Token: req.Token, DPoP: req.DPoP, Method: req.HTM, URL: req.HTU})
+	}
 	switch {
 	case err != nil:
 		d.Outcome, d.Reasons = policy.Deny, []string{authReason(err)}
@@ -275,6 +288,44 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	return d, nil
 }
 
+// DecideVerified decides as Decide does a request whose DPoP proof an
+// enforcement point in this process has verified itself (a proof is good
+// for one use, and the enforcement point needs its answer first). The
+// token, the agent and its state are checked again here.
+func (p *Pipeline) DecideVerified(ctx context.Context, pep string, req *Request) (Decision, error) {
+	r := *req
+	r.proofChecked = true
+	return p.Decide(ctx, pep, &r)
+}
+
+// MayAllow says whether the policy could allow req with some arguments
+// (req.Args are not used): an enforcement point hides from an agent what
+// it could never do. It records nothing and decides nothing; any failure
+// (token, agent, policy) is false.
+func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
+	if err := req.validate(); err != nil {
+		return false
+	}
+	live := p.policies.Live()
+	if live.Active == nil {
+		return false
+	}
+	tok, err := p.verifier.Verify(ctx, req.Token)
+	if err != nil {
+		return false
+	}
+	rec, ok := p.view.Agent(tok.Subject)
+	if !ok || !rec.Status.MayHoldTokens() {
+		return false
+	}
+	at := p.now().UTC().Truncate(time.Second)
+	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at), at)
+	if err != nil {
+		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", "action", req.Action, "resource", req.Resource.ID, "err", err)
+	}
+	return may
+}
+
 // DecideBatch decides every request as Decide does, concurrently, so that
 // their audit entries share syncs. A malformed request gets its error in
 // its place; the others are decided.
@@ -307,12 +358,35 @@ func (r *Request) validate() error {
 		return bad("resource.id", "at most 1024 bytes")
 	case r.DPoP != "" && (r.HTM == "" || r.HTU == ""):
 		return bad("dpop", "htm and htu, the method and URL the proof signs, are required with it")
+	case len(r.Context.Session.ID) > 256:
+		return bad("context.session.id", "at most 256 bytes")
+	case len(r.Context.Session.Taints) > maxTaints:
+		return bad("context.session.taints", fmt.Sprintf("at most %d", maxTaints))
 	case r.Context.Source.IP != "":
 		if _, err := netip.ParseAddr(r.Context.Source.IP); err != nil {
 			return bad("context.source.ip", "not an IP address")
 		}
 	}
+	for _, t := range r.Context.Session.Taints {
+		if !validTaint(t) {
+			return bad("context.session.taints", fmt.Sprintf("%q: 1 to 64 of a-z, 0-9, '_', '-', '.', ':'", t))
+		}
+	}
 	return nil
+}
+
+const maxTaints = 32
+
+func validTaint(t string) bool {
+	if t == "" || len(t) > 64 {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 // args decodes the action's arguments, keeping numbers as written.

@@ -493,3 +493,72 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The session's taints reach policy as a sorted set; a request whose proof
+// an in-process enforcement point verified is decided without one, but its
+// token and agent are checked again; MayAllow hides what can never be
+// allowed and everything from an agent that is not authenticated.
+func TestSessionTaintsVerifiedProofsAndMayAllow(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(c *config.Config) { c.Decide.RecordInput = true })
+	e.activate(t, testBundle(testPolicy+`
+deny contains "tainted" if "untrusted_content" in input.context.session.taints
+`))
+	tok := e.agent(t, "ai-agent://dev/reader", "reader")
+	req := decide.Request{Token: tok, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "web/fetch"},
+		Context: decide.RequestContext{Session: decide.Session{ID: "s1", Taints: []string{"untrusted_content", "a", "a"}}}}
+	d := e.decide(t, req)
+	if d.Outcome != policy.Deny || !slices.Equal(d.Reasons, []string{"tainted"}) {
+		t.Fatalf("tainted session: %+v", d)
+	}
+	var in struct {
+		Context struct {
+			Session struct {
+				Taints []string `json:"taints"`
+			} `json:"session"`
+		} `json:"context"`
+	}
+	if err := json.Unmarshal(e.entry(t, d.AuditIndex).Input, &in); err != nil || !slices.Equal(in.Context.Session.Taints, []string{"a", "untrusted_content"}) {
+		t.Fatalf("recorded taints %v (%v)", in.Context.Session.Taints, err)
+	}
+	bad := req
+	bad.Context.Session.Taints = []string{"Not A Taint"}
+	if _, err := e.w.App.Decide.Decide(e.ctx, "pep-test", &bad); !errors.Is(err, decide.ErrInvalidRequest) {
+		t.Fatalf("malformed taint: %v", err)
+	}
+
+	// A prod agent needs DPoP; DecideVerified takes the enforcement point's word for the proof.
+	prodKey := e.w.Register(t, "ai-agent://prod/needs-dpop", "reader")
+	pc, _ := sdk.NewClient(e.w.URL, "ai-agent://prod/needs-dpop", prodKey, sdk.WithDPoP())
+	prodTok, err := pc.Token(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := decide.Request{Token: prodTok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"}}
+	if d := e.decide(t, plain); d.Outcome != policy.Deny || d.Reasons[0] != decide.ReasonDPoPRequired {
+		t.Fatalf("without a proof: %+v", d)
+	}
+	if d, err := e.w.App.Decide.DecideVerified(e.ctx, "pep-test", &plain); err != nil || d.Outcome != policy.Allow {
+		t.Fatalf("proof verified by the enforcement point: %+v %v", d, err)
+	}
+	forged := plain
+	forged.Token = prodTok.AccessToken[:len(prodTok.AccessToken)-4] + "AAAA"
+	if d, err := e.w.App.Decide.DecideVerified(e.ctx, "pep-test", &forged); err != nil || d.Outcome != policy.Deny || d.Reasons[0] != decide.ReasonTokenInvalid {
+		t.Fatalf("forged token through DecideVerified: %+v %v", d, err)
+	}
+
+	// MayAllow.
+	may := func(r decide.Request) bool { return e.w.App.Decide.MayAllow(e.ctx, &r) }
+	if !may(plain) {
+		t.Fatal("MayAllow hides an allowed tool")
+	}
+	if may(decide.Request{Token: tok, Action: "tools/delete", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"}}) {
+		t.Fatal("MayAllow shows what no role allows")
+	}
+	if may(decide.Request{Token: tok, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "crm/customers"}}) {
+		t.Fatal("MayAllow shows what a deny forbids whatever the arguments")
+	}
+	if may(forged) {
+		t.Fatal("MayAllow shows tools to a forged token")
+	}
+}

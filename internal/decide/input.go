@@ -23,8 +23,8 @@ const InputVersion = 1
 // input builds the policy input of an authenticated request: the agent's
 // record and the token's roles, the resource with the catalog's
 // attributes, and the context Warden knows (time, source and region,
-// delegation). Risk, grants, approvals and session taints are empty until
-// the parts that fill them exist.
+// delegation, the session's taints the enforcement point reports). Risk,
+// grants and approvals are empty until the parts that fill them exist.
 func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time) map[string]any {
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
@@ -69,12 +69,24 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 			"time":       now.Format(time.RFC3339),
 			"source":     source,
 			"risk":       map[string]any{"score": 0, "level": "low", "signals": []any{}},
-			"session":    map[string]any{"id": req.Context.Session.ID, "taints": []any{}},
+			"session":    map[string]any{"id": req.Context.Session.ID, "taints": taints(req.Context.Session.Taints)},
 			"grants":     []any{},
 			"delegation": delegation,
 			"approvals":  []any{},
 		},
 	}
+}
+
+// taints is the session's taints as policy sees them: a sorted set.
+func taints(ts []string) []any {
+	s := slices.Clone(ts)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	out := make([]any, len(s))
+	for i, t := range s {
+		out[i] = t
+	}
+	return out
 }
 
 // region returns the name of the most specific configured range that

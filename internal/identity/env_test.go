@@ -17,6 +17,9 @@ import (
 
 const testIssuer = "https://warden.test"
 
+// testGateway is a resource server tokens may be asked for.
+const testGateway = "https://gateway.test/mcp"
+
 // clock is a settable time source shared by every component of a test env.
 type clock struct {
 	mu sync.Mutex
@@ -79,12 +82,12 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ver, err := NewVerifier(VerifierConfig{Issuer: testIssuer, Audiences: []string{"warden"}, TrustDomains: testDomains,
+	ver, err := NewVerifier(VerifierConfig{Issuer: testIssuer, Audiences: []string{"warden", testGateway}, TrustDomains: testDomains,
 		ClockSkew: 30 * time.Second, Now: clk.Now}, view)
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := NewTokenIssuer(IssuerConfig{Issuer: testIssuer, Audience: "warden", TokenTTL: 5 * time.Minute,
+	iss, err := NewTokenIssuer(IssuerConfig{Issuer: testIssuer, Audience: "warden", Resources: []string{testGateway}, TokenTTL: 5 * time.Minute,
 		MaxTokenTTL: 15 * time.Minute, ClockSkew: 30 * time.Second, TrustDomains: testDomains, Now: clk.Now}, st, keys, ver)
 	if err != nil {
 		t.Fatal(err)

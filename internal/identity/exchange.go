@@ -58,7 +58,8 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if err != nil {
 		return nil, err
 	}
-	if err := i.checkResource(req.Resource); err != nil {
+	aud, err := i.audience(req.Resource)
+	if err != nil {
 		return nil, err
 	}
 	caller, err := i.authenticate(ctx, req)
@@ -113,7 +114,7 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 		exp = subject.Expiry
 	}
 	act := &Actor{Subject: did.String(), Act: subject.Act}
-	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, now, exp)
+	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, aud, now, exp)
 	cl.DelegatedFrom = append([]string{subject.ID}, subject.DelegatedFrom...)
 	cl.OriginIssuedAt = subject.OriginIssuedAt
 	if cl.OriginIssuedAt == nil {

@@ -100,7 +100,7 @@ func TestAgentRevocationReachesTokensDelegatedLater(t *testing.T) {
 	e.clock.Advance(5 * time.Second)
 	sub, _ := e.ver.Inspect(at.AccessToken)
 	now := e.clock.Now()
-	c := e.issuer.claims(a.id, b.id, b.kid, []string{"reader"}, &Actor{Subject: b.id}, now, now.Add(time.Minute))
+	c := e.issuer.claims(a.id, b.id, b.kid, []string{"reader"}, &Actor{Subject: b.id}, e.issuer.cfg.Audience, now, now.Add(time.Minute))
 	c.DelegatedFrom = []string{sub.ID}
 	c.OriginIssuedAt = sub.Claims.IssuedAt
 	if _, err := e.ver.Verify(e.ctx, e.forge(t, c, "at+jwt")); !errors.Is(err, ErrAgentRevoked) {

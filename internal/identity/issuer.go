@@ -30,8 +30,13 @@ const (
 type IssuerConfig struct {
 	// Issuer is iss of every token and the aud client assertions must name.
 	Issuer string
-	// Audience is aud of every access token.
+	// Audience is aud of access tokens whose request names no resource.
 	Audience string
+	// Resources are the other resource indicators (RFC 8707) a client may
+	// name: the URLs of enforcement points that accept only tokens issued
+	// for them, such as an MCP gateway. A token asked for one of them has
+	// it as its aud.
+	Resources []string
 	// TokenTTL is the lifetime when the client asks for none; MaxTokenTTL the
 	// longest it may ask for (never above MaxTokenLifetime).
 	TokenTTL, MaxTokenTTL time.Duration
@@ -130,7 +135,8 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if err := i.checkResource(req.Resource); err != nil {
+	aud, err := i.audience(req.Resource)
+	if err != nil {
 		return nil, err
 	}
 	if req.SubjectToken != "" || req.ActorToken != "" {
@@ -155,7 +161,7 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 		return nil, err
 	}
 	now := i.now()
-	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, now, now.Add(ttl))
+	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, aud, now, now.Add(ttl))
 	tok, err := i.sign(cl)
 	if err != nil {
 		return nil, err
@@ -177,11 +183,15 @@ func (i *TokenIssuer) lifetime(req TokenRequest) (time.Duration, error) {
 	return time.Duration(req.ExpiresIn) * time.Second, nil
 }
 
-func (i *TokenIssuer) checkResource(resource string) error {
-	if resource != "" && resource != i.cfg.Audience {
-		return fmt.Errorf("%w: resource %q is not served here", ErrInvalidTarget, resource)
+// audience is the aud of a token asked for resource ("" for the default).
+func (i *TokenIssuer) audience(resource string) (string, error) {
+	if resource == "" || resource == i.cfg.Audience || slices.Contains(i.cfg.Resources, resource) {
+		if resource == "" {
+			return i.cfg.Audience, nil
+		}
+		return resource, nil
 	}
-	return nil
+	return "", fmt.Errorf("%w: resource %q is not served here", ErrInvalidTarget, resource)
 }
 
 // checkTokenEndpointProof verifies an optional DPoP proof sent with the
@@ -228,7 +238,7 @@ func (i *TokenIssuer) waitPastRevocation(ctx context.Context, agents ...store.Ag
 	return nil
 }
 
-func (i *TokenIssuer) claims(sub, clientID, jkt string, roles []string, act *Actor, now, exp time.Time) *Claims {
+func (i *TokenIssuer) claims(sub, clientID, jkt string, roles []string, act *Actor, aud string, now, exp time.Time) *Claims {
 	sid, _ := ParseAgentID(sub)
 	if roles == nil {
 		roles = []string{}
@@ -236,7 +246,7 @@ func (i *TokenIssuer) claims(sub, clientID, jkt string, roles []string, act *Act
 	return &Claims{
 		Issuer:      i.cfg.Issuer,
 		Subject:     sub,
-		Audience:    jwt.Audience{i.cfg.Audience},
+		Audience:    jwt.Audience{aud},
 		Expiry:      jwt.NewNumericDate(exp),
 		IssuedAt:    jwt.NewNumericDate(now),
 		NotBefore:   jwt.NewNumericDate(now),

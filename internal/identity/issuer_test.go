@@ -60,6 +60,30 @@ func TestClientCredentialsOptions(t *testing.T) {
 	}
 }
 
+// A token asked for a configured resource (RFC 8707) names it, and only it,
+// as its audience; one asked for anything else is refused.
+func TestResourceIndicators(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/a", []string{"reader"}, nil)
+	for _, c := range []struct{ resource, aud string }{{"", "warden"}, {"warden", "warden"}, {testGateway, testGateway}} {
+		it, err := e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantClientCredentials, ClientAssertionType: AssertionTypeJWTBearer,
+			ClientAssertion: e.assertion(a, assertionOpts{}), Resource: c.resource})
+		if err != nil {
+			t.Fatalf("resource %q: %v", c.resource, err)
+		}
+		tok, err := e.ver.Verify(e.ctx, it.AccessToken)
+		if err != nil || !slices.Equal([]string(tok.Audience), []string{c.aud}) {
+			t.Fatalf("resource %q: aud %v (%v), want [%s]", c.resource, tok, err, c.aud)
+		}
+	}
+	_, err := e.issuer.Issue(e.ctx, TokenRequest{GrantType: GrantClientCredentials, ClientAssertionType: AssertionTypeJWTBearer,
+		ClientAssertion: e.assertion(a, assertionOpts{}), Resource: "https://elsewhere.example/mcp"})
+	if !errors.Is(err, ErrInvalidTarget) {
+		t.Fatalf("unknown resource: %v, want ErrInvalidTarget", err)
+	}
+}
+
 // hs256 signs claims with HMAC-SHA256 using secret: the classic key-confusion forgery.
 func hs256(t *testing.T, secret []byte, claims any, hdr map[jose.HeaderKey]any) string {
 	t.Helper()

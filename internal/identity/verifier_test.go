@@ -40,7 +40,7 @@ func (e *env) forge(t *testing.T, c *Claims, typ string) string {
 
 func (e *env) validClaims(a testAgent) *Claims {
 	now := e.clock.Now()
-	return e.issuer.claims(a.id, a.id, a.kid, []string{"r"}, nil, now, now.Add(5*time.Minute))
+	return e.issuer.claims(a.id, a.id, a.kid, []string{"r"}, nil, "warden", now, now.Add(5*time.Minute))
 }
 
 func TestVerifierRefusals(t *testing.T) {
