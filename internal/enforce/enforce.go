@@ -1,0 +1,100 @@
+// Package enforce holds what Warden's enforcement points share: the way
+// they ask for decisions, and how they read an agent's credentials from an
+// HTTP request.
+package enforce
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/warden-run/warden/internal/decide"
+)
+
+// Decider answers an enforcement point's questions. Every answer that is
+// not a clean allow is a deny; an error means the request was malformed.
+type Decider interface {
+	// Decide decides a request whose DPoP proof, if any, the enforcement
+	// point has verified itself.
+	Decide(ctx context.Context, req *decide.Request) (decide.Decision, error)
+	// MayAllow says whether some arguments could make req allowed.
+	MayAllow(ctx context.Context, req *decide.Request) bool
+}
+
+// Local asks the decision pipeline of this process, as the enforcement
+// point Name.
+type Local struct {
+	Pipeline *decide.Pipeline
+	Name     string
+}
+
+// Decide implements Decider.
+func (l Local) Decide(ctx context.Context, req *decide.Request) (decide.Decision, error) {
+	return l.Pipeline.DecideVerified(ctx, l.Name, req)
+}
+
+// MayAllow implements Decider.
+func (l Local) MayAllow(ctx context.Context, req *decide.Request) bool {
+	return l.Pipeline.MayAllow(ctx, req)
+}
+
+// ErrNoCredentials means a request carried no access token.
+var ErrNoCredentials = errors.New("no access token")
+
+// Credentials are an agent's access token and DPoP proof as an HTTP
+// request carried them.
+type Credentials struct {
+	Token string
+	// Scheme is "Bearer" or "DPoP", as the Authorization header said.
+	Scheme string
+	Proof  string
+}
+
+// ReadCredentials reads the Authorization header (Bearer or DPoP scheme)
+// and the DPoP header. Anything else, or more than one of either, is an
+// error that says what is wrong.
+func ReadCredentials(r *http.Request) (Credentials, error) {
+	auth := r.Header.Values("Authorization")
+	if len(auth) == 0 {
+		return Credentials{}, ErrNoCredentials
+	}
+	if len(auth) > 1 {
+		return Credentials{}, errors.New("more than one Authorization header")
+	}
+	scheme, token, ok := strings.Cut(auth[0], " ")
+	token = strings.TrimSpace(token)
+	switch {
+	case !ok || token == "" || strings.ContainsAny(token, " \t"):
+		return Credentials{}, errors.New("the Authorization header is not \"Bearer <token>\" or \"DPoP <token>\"")
+	case strings.EqualFold(scheme, "Bearer"):
+		scheme = "Bearer"
+	case strings.EqualFold(scheme, "DPoP"):
+		scheme = "DPoP"
+	default:
+		return Credentials{}, errors.New("the Authorization scheme is not Bearer or DPoP")
+	}
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) > 1 {
+		return Credentials{}, errors.New("more than one DPoP header")
+	}
+	c := Credentials{Token: token, Scheme: scheme}
+	if len(proofs) == 1 {
+		c.Proof = proofs[0]
+	}
+	if scheme == "DPoP" && c.Proof == "" {
+		return Credentials{}, errors.New("the DPoP scheme needs a DPoP proof header")
+	}
+	return c, nil
+}
+
+// SourceIP is the address the request came from: the peer's, never a
+// header the client could set.
+func SourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}

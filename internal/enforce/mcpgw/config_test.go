@@ -1,0 +1,48 @@
+package mcpgw_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
+)
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	good := `
+listen: 127.0.0.1:7300
+servers:
+  - {name: market-data, url: "http://127.0.0.1:9001/mcp", trust: trusted}
+  - name: web
+    command: [npx, server-everything]
+    trust: untrusted
+    tools: {fetch: {egress: true}}
+rate_limit: {rate: 20}
+`
+	c, err := mcpgw.ParseConfig([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicURL != "http://127.0.0.1:7300/mcp" || c.Name != "mcp-gateway" || c.RateLimit.Burst != 20 || c.MaxRequestBytes != 1<<20 {
+		t.Fatalf("defaults %+v", c)
+	}
+	bad := []struct{ yaml, says string }{
+		{"listen: 127.0.0.1:7300\nservers: []", "at least one upstream"},
+		{"listen: nowhere\nservers: [{name: a, url: 'http://x', trust: trusted}]", "listen"},
+		{"listen: 127.0.0.1:1\nservers: [{name: A_b, url: 'http://x', trust: trusted}]", `name "A_b"`},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted}, {name: a, url: 'http://y', trust: trusted}]", "declared twice"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, trust: trusted}]", "url or command"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', command: [x], trust: trusted}]", "exclude each other"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'ftp://x', trust: trusted}]", "an http(s) URL"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x'}]", "trusted or untrusted"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {'a/b': {}}}]", "not a tool name"},
+		{"listen: 127.0.0.1:1\nsevers: []", "field severs not found"},
+		{"listen: 127.0.0.1:1\npublic_url: /mcp\nservers: [{name: a, url: 'http://x', trust: trusted}]", "public_url"},
+	}
+	for _, b := range bad {
+		_, err := mcpgw.ParseConfig([]byte(b.yaml))
+		if err == nil || !strings.Contains(err.Error(), b.says) {
+			t.Errorf("%q: %v, want it to say %q", b.yaml, err, b.says)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package mcpgw
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// sessions keeps the taints of agents' sessions; a session idle longer
+// than the session timeout is forgotten.
+type sessions struct {
+	ttl   time.Duration
+	mu    sync.Mutex
+	m     map[string]*session
+	swept time.Time
+}
+
+type session struct {
+	taints []string
+	seen   time.Time
+}
+
+func newSessions(ttl time.Duration) *sessions {
+	return &sessions{ttl: ttl, m: map[string]*session{}}
+}
+
+// taints returns a copy of the session's taints.
+func (s *sessions) taints(key string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	s.sweep(now)
+	e, ok := s.m[key]
+	if !ok {
+		return nil
+	}
+	e.seen = now
+	return slices.Clone(e.taints)
+}
+
+// add adds a taint to the session. Taints are never removed while the
+// session lives.
+func (s *sessions) add(key, taint string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	e, ok := s.m[key]
+	if !ok {
+		e = &session{}
+		s.m[key] = e
+	}
+	e.seen = now
+	if !slices.Contains(e.taints, taint) {
+		e.taints = append(e.taints, taint)
+	}
+}
+
+// sweep forgets idle sessions, at most once a minute.
+func (s *sessions) sweep(now time.Time) {
+	if now.Sub(s.swept) < time.Minute {
+		return
+	}
+	s.swept = now
+	for k, e := range s.m {
+		if now.Sub(e.seen) > s.ttl {
+			delete(s.m, k)
+		}
+	}
+}
+
+// limiter is a token bucket per agent.
+type limiter struct {
+	cfg   RateLimit
+	mu    sync.Mutex
+	m     map[string]*bucket
+	swept time.Time
+}
+
+type bucket struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newLimiter(cfg RateLimit) *limiter { return &limiter{cfg: cfg, m: map[string]*bucket{}} }
+
+// allow takes one request from the agent's bucket.
+func (l *limiter) allow(agent string) bool {
+	if l.cfg.Rate <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.swept) > time.Minute {
+		l.swept = now
+		for k, b := range l.m {
+			if now.Sub(b.seen) > 10*time.Minute {
+				delete(l.m, k)
+			}
+		}
+	}
+	b, ok := l.m[agent]
+	if !ok {
+		b = &bucket{l: rate.NewLimiter(rate.Limit(l.cfg.Rate), l.cfg.Burst)}
+		l.m[agent] = b
+	}
+	b.seen = now
+	return b.l.AllowN(now, 1)
+}

@@ -1,0 +1,303 @@
+package mcpgw
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// errUnavailable means an upstream could not be reached or failed
+// mid-call; the agent is told so, never that the call went through.
+var errUnavailable = errors.New("upstream unavailable")
+
+// upstream is the gateway's client of one upstream server: one MCP session,
+// (re)connected on demand, and for a command restarted when it exits. It
+// keeps the server's tools, resources and prompts, refreshed when the
+// server says they changed.
+type upstream struct {
+	cfg     Server
+	timeout time.Duration
+	lg      *slog.Logger
+	client  *mcp.Client
+	http    *http.Client
+
+	connect sync.Mutex // one connection attempt at a time
+	mu      sync.Mutex
+	sess    *mcp.ClientSession
+	lists   catalogue
+	closed  bool
+	// restarts counts the command's restarts after it exited.
+	restarts int
+}
+
+// catalogue is what an upstream offers.
+type catalogue struct {
+	tools     []*mcp.Tool
+	resources []*mcp.Resource
+	prompts   []*mcp.Prompt
+}
+
+func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
+	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name),
+		http: &http.Client{Timeout: 0}} // calls are bounded by their contexts
+	refresh := func(ctx context.Context) { go u.refresh() }
+	u.client = mcp.NewClient(&mcp.Implementation{Name: "warden-gateway", Version: "1"}, &mcp.ClientOptions{
+		// No roots, sampling or elicitation: the gateway offers upstreams
+		// nothing of the agents' side.
+		Capabilities:               &mcp.ClientCapabilities{},
+		ToolListChangedHandler:     func(ctx context.Context, _ *mcp.ToolListChangedRequest) { refresh(ctx) },
+		ResourceListChangedHandler: func(ctx context.Context, _ *mcp.ResourceListChangedRequest) { refresh(ctx) },
+		PromptListChangedHandler:   func(ctx context.Context, _ *mcp.PromptListChangedRequest) { refresh(ctx) },
+	})
+	return u
+}
+
+// session returns the live session, connecting first when there is none.
+func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
+	u.mu.Lock()
+	s, closed := u.sess, u.closed
+	u.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	if closed {
+		return nil, fmt.Errorf("%w: %s: the gateway is closing", errUnavailable, u.cfg.Name)
+	}
+	u.connect.Lock()
+	defer u.connect.Unlock()
+	u.mu.Lock()
+	s = u.sess
+	u.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	s, err := u.client.Connect(ctx, u.transport(), nil)
+	if err != nil {
+		u.lg.Warn("upstream: cannot connect", "err", err)
+		return nil, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+	}
+	lists, err := fetchLists(ctx, s)
+	if err != nil {
+		s.Close()
+		u.lg.Warn("upstream: cannot list what it offers", "err", err)
+		return nil, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+	}
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		s.Close()
+		return nil, fmt.Errorf("%w: %s: the gateway is closing", errUnavailable, u.cfg.Name)
+	}
+	u.sess, u.lists = s, lists
+	u.mu.Unlock()
+	u.lg.Info("upstream: connected", "tools", len(lists.tools), "resources", len(lists.resources), "prompts", len(lists.prompts))
+	go u.watch(s)
+	return s, nil
+}
+
+// transport is how to reach the upstream: Streamable HTTP, or a fresh
+// child process over stdio.
+func (u *upstream) transport() mcp.Transport {
+	if u.cfg.URL != "" {
+		return &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.http, MaxRetries: 1}
+	}
+	cmd := exec.Command(u.cfg.Command[0], u.cfg.Command[1:]...)
+	cmd.Env = os.Environ()
+	for k, v := range u.cfg.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stderr = &lineLogger{lg: u.lg}
+	return &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
+}
+
+// watch waits for a session to end. A command that exits is started again
+// (with a growing pause when it keeps exiting); an HTTP upstream is
+// reconnected on its next use.
+func (u *upstream) watch(s *mcp.ClientSession) {
+	err := s.Wait()
+	u.mu.Lock()
+	if u.sess == s {
+		u.sess = nil
+	}
+	closed := u.closed
+	u.restarts++
+	n := u.restarts
+	u.mu.Unlock()
+	if closed {
+		return
+	}
+	u.lg.Warn("upstream: session ended", "err", err)
+	if len(u.cfg.Command) == 0 {
+		return
+	}
+	pause := min(time.Duration(n)*200*time.Millisecond, 5*time.Second)
+	time.Sleep(pause)
+	if _, err := u.session(context.Background()); err == nil {
+		u.lg.Info("upstream: command restarted", "restarts", n)
+	}
+}
+
+// drop forgets a session that failed, so that the next use reconnects.
+func (u *upstream) drop(s *mcp.ClientSession) {
+	u.mu.Lock()
+	if u.sess == s {
+		u.sess = nil
+	}
+	u.mu.Unlock()
+	s.Close()
+}
+
+// refresh reads the upstream's lists again after it said they changed.
+func (u *upstream) refresh() {
+	u.mu.Lock()
+	s := u.sess
+	u.mu.Unlock()
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), u.timeout)
+	defer cancel()
+	lists, err := fetchLists(ctx, s)
+	if err != nil {
+		u.lg.Warn("upstream: cannot refresh its lists", "err", err)
+		return
+	}
+	u.mu.Lock()
+	if u.sess == s {
+		u.lists = lists
+	}
+	u.mu.Unlock()
+}
+
+// offers returns what the upstream offers, connecting when needed.
+func (u *upstream) offers(ctx context.Context) (catalogue, error) {
+	if _, err := u.session(ctx); err != nil {
+		return catalogue{}, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lists, nil
+}
+
+// call runs one request on the upstream's session, bounded by the
+// upstream timeout. An error of the upstream's own (a JSON-RPC error) is
+// returned as it is; any other failure drops the session and is
+// errUnavailable.
+func call[T any](ctx context.Context, u *upstream, f func(context.Context, *mcp.ClientSession) (T, error)) (T, error) {
+	var zero T
+	s, err := u.session(ctx)
+	if err != nil {
+		return zero, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	out, err := f(ctx, s)
+	if err == nil {
+		return out, nil
+	}
+	if ownAnswer(err) {
+		return zero, err
+	}
+	if ctx.Err() == nil {
+		// Not our deadline: the connection itself failed.
+		u.drop(s)
+	}
+	u.lg.Warn("upstream: call failed", "err", err)
+	return zero, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+}
+
+// ownAnswer says whether err is an error the upstream answered with, as
+// opposed to a failure to reach it: the SDK reports a closed or rejected
+// connection with JSON-RPC codes of its own (-32003 to -32005).
+func ownAnswer(err error) bool {
+	var rpc *jsonrpc.Error
+	if !errors.As(err, &rpc) || errors.Is(err, mcp.ErrConnectionClosed) {
+		return false
+	}
+	return rpc.Code < -32005 || rpc.Code > -32003
+}
+
+func (u *upstream) close() {
+	u.mu.Lock()
+	u.closed = true
+	s := u.sess
+	u.sess = nil
+	u.mu.Unlock()
+	if s != nil {
+		s.Close()
+	}
+}
+
+func fetchLists(ctx context.Context, s *mcp.ClientSession) (catalogue, error) {
+	var c catalogue
+	caps := s.InitializeResult().Capabilities
+	if caps == nil {
+		return c, nil
+	}
+	if caps.Tools != nil {
+		for t, err := range s.Tools(ctx, nil) {
+			if err != nil {
+				return c, fmt.Errorf("tools/list: %w", err)
+			}
+			c.tools = append(c.tools, t)
+		}
+	}
+	if caps.Resources != nil {
+		for r, err := range s.Resources(ctx, nil) {
+			if err != nil {
+				return c, fmt.Errorf("resources/list: %w", err)
+			}
+			c.resources = append(c.resources, r)
+		}
+	}
+	if caps.Prompts != nil {
+		for p, err := range s.Prompts(ctx, nil) {
+			if err != nil {
+				return c, fmt.Errorf("prompts/list: %w", err)
+			}
+			c.prompts = append(c.prompts, p)
+		}
+	}
+	return c, nil
+}
+
+// lineLogger logs what a command writes to its standard error, a line at
+// a time (long lines cut).
+type lineLogger struct {
+	lg   *slog.Logger
+	once sync.Once
+	w    *io.PipeWriter
+}
+
+func (l *lineLogger) Write(b []byte) (int, error) {
+	l.once.Do(func() {
+		r, w := io.Pipe()
+		l.w = w
+		go func() {
+			sc := bufio.NewScanner(r)
+			sc.Buffer(make([]byte, 4096), 1<<20)
+			for sc.Scan() {
+				line := sc.Text()
+				if len(line) > 512 {
+					line = line[:512] + "..."
+				}
+				l.lg.Debug("upstream: stderr", "line", line)
+			}
+			io.Copy(io.Discard, r)
+		}()
+	})
+	return l.w.Write(b)
+}
