@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -60,6 +62,11 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			set("log-format", func() { cfg.Log.Format = f.Log.Format })
 			set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
 			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
+			set("gateway", func() { cfg.Gateway = f.Gateway })
+			gw, err := app.LoadGateway(&cfg)
+			if err != nil {
+				return err
+			}
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("configuration:\n%w", err)
 			}
@@ -81,7 +88,20 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			if a.AdminTokenFile != "" {
 				fmt.Fprintf(g.errOut, "Bootstrap admin token written to %s (mode 0600). The CLI reads it from there; keep it secret.\n", a.AdminTokenFile)
 			}
-			return a.Run(ctx, nil)
+			if gw == nil {
+				return a.Run(ctx, nil)
+			}
+			gateway, err := a.NewGateway(*gw)
+			if err != nil {
+				return err
+			}
+			// Either server ending ends both.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errc := make(chan error, 2)
+			go func() { errc <- a.Run(ctx, nil); cancel() }()
+			go func() { errc <- a.RunGateway(ctx, gateway, *gw, nil); cancel() }()
+			return errors.Join(<-errc, <-errc)
 		},
 	}
 	fl := cmd.Flags()
@@ -96,6 +116,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 	fl.StringVar(&f.Log.Format, "log-format", "text", "text or json")
 	fl.StringVar(&f.Policy.Dir, "policies", "", "policy bundle directory: pushed and activated at start if its tests pass")
 	fl.BoolVar(&f.Policy.Watch, "watch", false, "with --policies: push and activate the directory again when it changes")
+	fl.StringVar(&f.Gateway, "gateway", "", "MCP gateway configuration (gateway.yaml): run the gateway in this process")
 	return cmd
 }
 

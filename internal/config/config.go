@@ -36,6 +36,9 @@ type Config struct {
 	Audit    Audit    `yaml:"audit"`
 	Policy   Policy   `yaml:"policy"`
 	Decide   Decide   `yaml:"decide"`
+	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
+	// in its own process, on the gateway's own listen address.
+	Gateway string `yaml:"gateway"`
 }
 
 // Policy configures the policies the decision point evaluates.
@@ -242,6 +245,7 @@ var envVars = []struct {
 	{"WARDEN_DATA", "data directory", func(c *Config, v string) error { c.Data = v; return nil }},
 	{"WARDEN_STORE", "store DSN", func(c *Config, v string) error { c.Store = v; return nil }},
 	{"WARDEN_ADDR", "listen address", func(c *Config, v string) error { c.Server.Addr = v; return nil }},
+	{"WARDEN_GATEWAY", "MCP gateway configuration file", func(c *Config, v string) error { c.Gateway = v; return nil }},
 	{"WARDEN_TLS_CERT", "TLS certificate file", func(c *Config, v string) error { c.Server.TLSCert = v; return nil }},
 	{"WARDEN_TLS_KEY", "TLS key file", func(c *Config, v string) error { c.Server.TLSKey = v; return nil }},
 	{"WARDEN_INSECURE", "allow plain HTTP off loopback", func(c *Config, v string) error {

@@ -28,6 +28,12 @@ type Config struct {
 	// their tokens must be issued for (aud) and the URL their DPoP proofs
 	// sign. Default http://<listen>/mcp.
 	PublicURL string `yaml:"public_url"`
+	// TLSCert and TLSKey serve HTTPS. On an address that is not loopback
+	// the gateway refuses plain HTTP unless Insecure says a TLS proxy
+	// fronts it.
+	TLSCert  string `yaml:"tls_cert"`
+	TLSKey   string `yaml:"tls_key"`
+	Insecure bool   `yaml:"insecure"`
 	// Name is the enforcement point's name in decisions. Default "mcp-gateway".
 	Name string `yaml:"name"`
 	// Servers are the upstream MCP servers.
@@ -44,9 +50,13 @@ type Config struct {
 
 // Server is one upstream MCP server.
 type Server struct {
-	// Name prefixes its tools and prompts ("<name>__<tool>") and names its
-	// resources for policy ("<name>/<tool>"): a-z, 0-9 and '-'.
+	// Name prefixes its tools and prompts as agents see them
+	// ("<name>__<tool>"): a-z, 0-9 and '-'.
 	Name string `yaml:"name"`
+	// Resource is where its tools, resources and prompts are in policy:
+	// "<resource>/<tool>" (such as "plc/line-3/oven/set_temperature" for
+	// resource "plc/line-3/oven"). Default the name.
+	Resource string `yaml:"resource"`
 	// URL is a Streamable HTTP endpoint; Command a program the gateway
 	// starts and speaks to over stdio. Exactly one of them.
 	URL     string            `yaml:"url"`
@@ -121,6 +131,9 @@ func (c *Config) Check() error {
 	if u, err := url.Parse(c.PublicURL); c.PublicURL != "" && (err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.RawQuery != "") {
 		bad("public_url %q: an absolute http(s) URL without query or fragment", c.PublicURL)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert and tls_key go together")
+	}
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = 1 << 20
 	}
@@ -157,6 +170,11 @@ func (c *Config) Check() error {
 			bad("%s.name %q: declared twice", at, s.Name)
 		}
 		seen[s.Name] = true
+		if s.Resource == "" {
+			c.Servers[i].Resource = s.Name
+		} else if strings.HasPrefix(s.Resource, "/") || strings.HasSuffix(s.Resource, "/") || strings.Contains(s.Resource, "//") || strings.ContainsAny(s.Resource, " *") {
+			bad("%s (%s).resource %q: path segments joined by '/', without '*'", at, s.Name, s.Resource)
+		}
 		switch {
 		case s.URL == "" && len(s.Command) == 0:
 			bad("%s (%s): url or command is required", at, s.Name)

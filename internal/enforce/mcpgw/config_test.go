@@ -14,6 +14,7 @@ listen: 127.0.0.1:7300
 servers:
   - {name: market-data, url: "http://127.0.0.1:9001/mcp", trust: trusted}
   - name: web
+    resource: tools/web
     command: [npx, server-everything]
     trust: untrusted
     tools: {fetch: {egress: true}}
@@ -22,6 +23,9 @@ rate_limit: {rate: 20}
 	c, err := mcpgw.ParseConfig([]byte(good))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.Servers[0].Resource != "market-data" || c.Servers[1].Resource != "tools/web" {
+		t.Fatalf("resources %q %q", c.Servers[0].Resource, c.Servers[1].Resource)
 	}
 	if c.PublicURL != "http://127.0.0.1:7300/mcp" || c.Name != "mcp-gateway" || c.RateLimit.Burst != 20 || c.MaxRequestBytes != 1<<20 {
 		t.Fatalf("defaults %+v", c)
@@ -37,6 +41,7 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x'}]", "trusted or untrusted"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {'a/b': {}}}]", "not a tool name"},
 		{"listen: 127.0.0.1:1\nsevers: []", "field severs not found"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, resource: 'plc/', url: 'http://x', trust: trusted}]", "path segments"},
 		{"listen: 127.0.0.1:1\npublic_url: /mcp\nservers: [{name: a, url: 'http://x', trust: trusted}]", "public_url"},
 	}
 	for _, b := range bad {

@@ -381,7 +381,7 @@ func (g *Gateway) listTools(ctx context.Context, c *caller, r *mcp.ListToolsRequ
 			continue // its tools are not listed while it is unavailable
 		}
 		for _, t := range offer.tools {
-			if !g.dec.MayAllow(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Name+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
 				continue
 			}
 			cp := *t
@@ -400,7 +400,7 @@ func (g *Gateway) callTool(ctx context.Context, c *caller, r *mcp.CallToolReques
 	if !ok {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", r.Params.Name)}
 	}
-	d, err := g.decide(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Name+"/"+tool, g.toolAttrs(u, tool), r.Params.Arguments))
+	d, err := g.decide(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), r.Params.Arguments))
 	if err != nil {
 		return nil, err
 	}
@@ -429,7 +429,7 @@ func (g *Gateway) listResources(ctx context.Context, c *caller, r *mcp.ListResou
 			continue
 		}
 		for _, res := range offer.resources {
-			if g.dec.MayAllow(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Name+"/"+res.Name, nil, nil)) {
+			if g.dec.MayAllow(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil)) {
 				out.Resources = append(out.Resources, res)
 			}
 		}
@@ -461,7 +461,7 @@ func (g *Gateway) readResource(ctx context.Context, c *caller, r *mcp.ReadResour
 	if u == nil {
 		return nil, mcp.ResourceNotFoundError(r.Params.URI)
 	}
-	d, err := g.decide(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Name+"/"+res.Name, nil, nil))
+	d, err := g.decide(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -488,7 +488,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *caller, r *mcp.ListPrompts
 			continue
 		}
 		for _, p := range offer.prompts {
-			if !g.dec.MayAllow(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Name+"/"+p.Name, nil, nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
 				continue
 			}
 			cp := *p
@@ -508,7 +508,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *caller, r *mcp.GetPromptRequ
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
 	}
 	args, _ := json.Marshal(r.Params.Arguments)
-	if _, err := g.decide(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Name+"/"+name, nil, args)); err != nil {
+	if _, err := g.decide(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args)); err != nil {
 		return nil, err
 	}
 	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {

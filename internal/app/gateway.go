@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
+)
+
+// GatewayPEP is the enforcement point name of a gateway that runs inside
+// the server, unless its configuration names another.
+const GatewayPEP = "mcp-gateway"
+
+// LoadGateway reads the gateway file cfg names, if any, and lets tokens be
+// issued for the gateway: its public URL becomes one of the identity
+// resources. Call it before New.
+func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
+	if cfg.Gateway == "" {
+		return nil, nil
+	}
+	g, err := mcpgw.LoadConfig(cfg.Gateway)
+	if err != nil {
+		return nil, err
+	}
+	found := false
+	for _, r := range cfg.Identity.Resources {
+		found = found || r == g.PublicURL
+	}
+	if !found {
+		cfg.Identity.Resources = append(cfg.Identity.Resources, g.PublicURL)
+	}
+	return &g, nil
+}
+
+// NewGateway makes an MCP gateway that decides in this process.
+func (a *App) NewGateway(gc mcpgw.Config) (*mcpgw.Gateway, error) {
+	return mcpgw.New(gc, mcpgw.Deps{
+		Decider:  enforce.Local{Pipeline: a.Decide, Name: gc.Name},
+		Verifier: a.Verifier,
+		Issuer:   a.cfg.Identity.Issuer,
+		Logger:   a.log,
+	})
+}
+
+// RunGateway serves g on its listen address until ctx ends. ready, when
+// not nil, receives the bound address.
+func (a *App) RunGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, ready chan<- string) error {
+	return serveGateway(ctx, g, gc, a.log, ready)
+}
+
+func serveGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, log *slog.Logger, ready chan<- string) error {
+	if !config.IsLoopback(gc.Listen) && gc.TLSCert == "" && !gc.Insecure {
+		return fmt.Errorf("gateway: refusing plain HTTP on %s, which is not a loopback address: set tls_cert and tls_key, or insecure: true if a TLS proxy fronts it", gc.Listen)
+	}
+	srv := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", gc.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if gc.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(gc.TLSCert, gc.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("gateway TLS: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	}
+	go g.Connect(ctx)
+	log.Info("MCP gateway serving", "url", gc.PublicURL, "upstreams", len(gc.Servers))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		g.Close()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx) // streams of MCP sessions are cut when it gives up
+	g.Close()
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
