@@ -133,7 +133,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.EnforcementPoints, err = decide.OpenEnforcementPoints(bg, a.Store, log, nil); err != nil {
 		return nil, err
 	}
-	if a.Decide, err = decide.New(decide.Config{Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
+	var clock func() time.Time
+	if shift := cfg.Decide.ClockShift; shift != 0 {
+		clock = func() time.Time { return time.Now().Add(shift) }
+	}
+	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
 		Redact: cfg.Decide.Redact, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}

@@ -65,6 +65,11 @@ type Decide struct {
 	// context.source.region is the most specific range holding the
 	// agent's address.
 	Regions map[string][]string `yaml:"regions"`
+	// ClockShift moves the policy's clock (context.time, and the time of
+	// decision entries) from the wall clock; set only by `warden demo`,
+	// which plays its scenarios in market hours whenever it runs, and
+	// never read from a file.
+	ClockShift time.Duration `yaml:"-"`
 }
 
 // Audit configures the tamper-evident log.

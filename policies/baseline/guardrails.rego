@@ -56,10 +56,17 @@ deny contains "risk_too_high" if input.context.risk.level in data.risk.deny_leve
 # Once a session has read untrusted content (a web page, an inbound email),
 # nothing in it may reach outside: a prompt injection must not exfiltrate.
 deny contains "tainted_session_egress" if {
-	input.resource.attributes.external == true
+	sends_out
 	some taint in input.context.session.taints
 	taint in data.egress_taints
 }
+
+# A resource sends data out when the catalog marks it external, or an
+# enforcement point's tool catalog marks it egress (the MCP gateway's
+# "egress: true").
+sends_out if input.resource.attributes.external == true
+
+sends_out if input.resource.attributes.egress == true
 
 # A delegation chain longer than allowed.
 deny contains "delegation_too_deep" if count(input.context.delegation) > data.max_delegation_depth

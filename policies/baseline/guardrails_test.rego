@@ -229,6 +229,14 @@ test_tainted_session_cannot_reach_external if {
 	reasons(inp) == {"tainted_session_egress"}
 }
 
+test_tainted_session_cannot_reach_egress_tools if {
+	inp := with_input({
+		"resource": {"id": "web/post", "attributes": {"egress": true}},
+		"context": {"session": {"taints": ["untrusted_content"]}},
+	})
+	reasons(inp) == {"tainted_session_egress"}
+}
+
 test_tainted_session_may_act_internally if {
 	inp := with_input({"context": {"session": {"taints": ["untrusted_content"]}}})
 	reasons(inp) == set()
