@@ -247,7 +247,7 @@ func (d *Demo) replay(ctx context.Context) result {
 	}
 	h := http.Header{"Authorization": {"DPoP " + tok.AccessToken}, "Dpop": {proof}}
 	if r := d.raw(ctx, h); r.outcome != allowed {
-		return mk(failed, "the original request failed: " + r.detail)
+		return mk(failed, "the original request failed: "+r.detail)
 	}
 	return d.raw(ctx, h)
 }
@@ -317,7 +317,7 @@ func (d *Demo) raw(ctx context.Context, h http.Header) result {
 	if m == nil {
 		return result{outcome: refused, detail: resp.Header.Get("WWW-Authenticate")}
 	}
-	return mk(refused, m[1] + ": " + clip(m[2], 60))
+	return mk(refused, m[1]+": "+clip(m[2], 60))
 }
 
 func contentText(r *mcp.CallToolResult) string {
