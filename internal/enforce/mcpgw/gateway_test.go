@@ -62,7 +62,7 @@ obligations["require_approvals"] := {"count": 2, "roles": ["safety"]} if input.r
 `
 
 const testData = `{"grants": {
-	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/*", "docs/*"],
+	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/*", "docs/*", "everything/echo", "everything/get-sum"],
 	"trader": ["market/*"]
 }}`
 
