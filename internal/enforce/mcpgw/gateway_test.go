@@ -168,7 +168,7 @@ func docs() *mcp.Server {
 	return s
 }
 
-func serveMCP(t *testing.T, s *mcp.Server) *httptest.Server {
+func serveMCP(t testing.TB, s *mcp.Server) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(func() { stop(ts) })
@@ -183,7 +183,7 @@ func stop(ts *httptest.Server) {
 }
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	w        *apptest.Instance
 	gw       *mcpgw.Gateway
@@ -194,7 +194,7 @@ type env struct {
 	decision func(id string) *audit.Entry
 }
 
-func start(t *testing.T, edit func(*mcpgw.Config)) *env {
+func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -206,6 +206,9 @@ func start(t *testing.T, edit func(*mcpgw.Config)) *env {
 		c.Identity.Resources = []string{gwURL}
 		c.Policy.Timeout = 50 * time.Millisecond
 		c.Identity.ClockSkew = 0 // so that a one-second token expires in a second
+		if m := os.Getenv("XAUDIT"); m != "" {
+			c.Audit.Mode = m
+		}
 	})
 	b := &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(testPolicy), "data.json": []byte(testData)}}
 	v, _, _, err := e.w.App.Policies.Push(e.ctx, "admin:test", b, "test")

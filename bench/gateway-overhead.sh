@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The MCP gateway's overhead: the same tools/call load, from the same load
+# generator (bench/mcpload, the official Go SDK client), straight to an
+# upstream MCP server and through the gateway, one after the other.
+#
+#   direct:  mcpload -> upstream (Streamable HTTP, no authentication)
+#   gateway: mcpload -> warden serve --gateway -> upstream; every request
+#            carries an access token and a fresh DPoP proof (trust domain
+#            prod requires them), the gateway verifies both, decides the
+#            call against the policy (bench/gateway) and records the
+#            decision durably in the audit log (audit.mode sync) before it
+#            forwards the call.
+#
+# Usage: bench/gateway-overhead.sh      (CONC and DUR change the defaults)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONC=${CONC:-16}
+DUR=${DUR:-10s}
+WARDEN_ADDR=127.0.0.1:7171
+GATEWAY_ADDR=127.0.0.1:7401
+UPSTREAM_ADDR=127.0.0.1:7402
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building warden and the load generator..." >&2
+go build -o "$work/warden" ./cmd/warden
+go build -o "$work/mcpload" ./bench/mcpload
+
+wait_up() { # host:port
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "not up: $1" >&2
+	return 1
+}
+
+"$work/mcpload" -serve "$UPSTREAM_ADDR" 2>"$work/upstream.log" &
+pids+=($!)
+cat >"$work/gateway.yaml" <<EOF2
+listen: $GATEWAY_ADDR
+servers:
+  - {name: bench, url: "http://$UPSTREAM_ADDR/mcp", trust: trusted}
+EOF2
+cat >"$work/warden.yaml" <<EOF2
+identity:
+  trust_domains:
+    prod: {description: production agents, require_dpop: true}
+log:
+  level: warn
+EOF2
+"$work/warden" serve --config "$work/warden.yaml" --data "$work/data" --addr "$WARDEN_ADDR" \
+	--policies bench/gateway --gateway "$work/gateway.yaml" 2>"$work/warden.log" &
+pids+=($!)
+wait_up "$WARDEN_ADDR"
+wait_up "$GATEWAY_ADDR"
+wait_up "$UPSTREAM_ADDR"
+w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$work/data" "$@"; }
+agent=ai-agent://prod/bench/agent
+w agent keygen --out "$work/agent.jwk" >/dev/null
+w agent register "$agent" --role bench --owner team-bench --pubkey "$work/agent.pub.jwk" >/dev/null
+
+echo "load: $CONC MCP sessions, $DUR each, after 2s of warm-up" >&2
+"$work/mcpload" -name direct -url "http://$UPSTREAM_ADDR/mcp" -tool echo -c "$CONC" -d "$DUR" >"$work/direct.result"
+"$work/mcpload" -name gateway -url "http://$GATEWAY_ADDR/mcp" -tool bench__echo -c "$CONC" -d "$DUR" \
+	-warden "http://$WARDEN_ADDR" -agent "$agent" -key "$work/agent.jwk" >"$work/gateway.result"
+entries=$(w audit verify --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"])')
+
+python3 - "$work" "$entries" <<'EOF2'
+import json, sys
+work, entries = sys.argv[1:3]
+d = json.load(open(f"{work}/direct.result")); g = json.load(open(f"{work}/gateway.result"))
+print(f"tools/call, {d['concurrency']} MCP sessions, {d['seconds']:.0f}s each; Warden's audit log: {entries}")
+print(f"{'':8} {'calls/s':>9} {'p50 µs':>8} {'p90 µs':>8} {'p99 µs':>8} {'errors':>7}")
+for r in (d, g):
+    print(f"{r['name']:8} {r['per_second']:9.0f} {r['p50_us']:8.0f} {r['p90_us']:8.0f} {r['p99_us']:8.0f} {r['errors']:7d}")
+print(f"gateway/direct throughput: {g['per_second'] / d['per_second']:.2f}x; added p50 {g['p50_us'] - d['p50_us']:.0f} µs")
+EOF2
