@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/warden-run/warden/internal/enforce"
 )
 
 // Config is a gateway's configuration (gateway.yaml).
@@ -72,11 +74,8 @@ type Server struct {
 }
 
 // RateLimit is a token bucket per agent: Rate requests per second, bursts
-// of Burst. Rate 0 means no limit.
-type RateLimit struct {
-	Rate  float64 `yaml:"rate"`
-	Burst int     `yaml:"burst"`
-}
+// of Burst (default: the rate). Rate 0 means no limit.
+type RateLimit = enforce.RateLimit
 
 // Trust levels of an upstream.
 const (

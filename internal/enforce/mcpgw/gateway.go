@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -56,8 +55,8 @@ type Gateway struct {
 	lg       *slog.Logger
 	ups      map[string]*upstream
 	order    []*upstream
-	sessions *sessions
-	limits   *limiter
+	sessions *enforce.Sessions
+	auth     *enforce.Edge
 	handler  http.Handler
 	metaURL  string
 }
@@ -77,14 +76,15 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}
 	lg = lg.With("pep", cfg.Name)
 	g := &Gateway{cfg: cfg, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
-		sessions: newSessions(cfg.SessionTimeout), limits: newLimiter(cfg.RateLimit)}
+		sessions: enforce.NewSessions(cfg.SessionTimeout)}
 	for _, s := range cfg.Servers {
 		u := newUpstream(s, cfg.UpstreamTimeout, lg)
 		g.ups[s.Name] = u
 		g.order = append(g.order, u)
 	}
 	pub, _ := url.Parse(cfg.PublicURL)
-	g.metaURL = pub.Scheme + "://" + pub.Host + "/.well-known/oauth-protected-resource" + strings.TrimSuffix(pub.Path, "/")
+	g.metaURL = enforce.MetadataURL(pub.Scheme, pub.Host, pub.Path)
+	g.auth = &enforce.Edge{Verifier: d.Verifier, Resource: cfg.PublicURL, MetadataURL: g.metaURL, Limits: enforce.NewLimiter(cfg.RateLimit), Log: lg}
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "warden-gateway", Title: "Warden MCP gateway", Version: "1"}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{
@@ -105,11 +105,11 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	// The SDK binds a session to the user of the request that made it:
 	// here the agent, whose identity the edge has checked.
 	bind := auth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
-		c, ok := ctx.Value(callerKey{}).(*caller)
+		c, ok := ctx.Value(callerKey{}).(*enforce.Caller)
 		if !ok {
 			return nil, auth.ErrInvalidToken
 		}
-		return &auth.TokenInfo{UserID: c.agent, Expiration: c.expiry, Scopes: c.roles, Extra: map[string]any{callerExtra: c}}, nil
+		return &auth.TokenInfo{UserID: c.Agent, Expiration: c.Expiry, Scopes: c.Roles, Extra: map[string]any{callerExtra: c}}, nil
 	}, nil)
 
 	mux := http.NewServeMux()
@@ -158,86 +158,24 @@ func (g *Gateway) metadata() http.Handler {
 	})
 }
 
-// caller is the agent behind one HTTP request, as the edge authenticated it.
-type caller struct {
-	token  string
-	agent  string
-	roles  []string
-	expiry time.Time
-	ip     string
-	task   string
-}
-
 type callerKey struct{}
 
 const callerExtra = "warden.caller"
 
-// edge authenticates every HTTP request before the MCP layer sees it: the
-// access token (signature, issuer, expiry, revocation, key binding) must
-// have been issued for this gateway, and its DPoP proof, when given or
-// required, must sign this request. Failures are 401 with a
-// WWW-Authenticate challenge that points at the resource metadata. An
-// agent that is quarantined or disabled gets through to be denied, and
-// recorded, by the decision on its next action.
+// edge authenticates every HTTP request before the MCP layer sees it (see
+// enforce.Edge): failures are 401 with a challenge that points at the
+// resource metadata.
 func (g *Gateway) edge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		creds, err := enforce.ReadCredentials(r)
-		if err != nil {
-			g.challenge(w, "Bearer", "", err)
+		c, ok := g.auth.Authenticate(w, r, g.cfg.PublicURL)
+		if !ok {
 			return
 		}
-		tok, err := g.ver.VerifyRequest(r.Context(), identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: r.Method, URL: g.cfg.PublicURL})
-		var inactive *identity.AgentInactiveError
-		switch {
-		case errors.As(err, &inactive):
-			if tok, err = g.ver.Inspect(creds.Token); err != nil {
-				g.challenge(w, creds.Scheme, "invalid_token", err)
-				return
-			}
-		case errors.Is(err, identity.ErrUnavailable):
-			g.lg.Warn("gateway: cannot authenticate: state unavailable", "err", err)
-			http.Error(w, "authentication temporarily unavailable", http.StatusServiceUnavailable)
-			return
-		case errors.Is(err, identity.ErrDPoP) || errors.Is(err, identity.ErrDPoPKeyMismatch) || errors.Is(err, identity.ErrReplay):
-			g.challenge(w, "DPoP", "invalid_dpop_proof", err)
-			return
-		case errors.Is(err, identity.ErrDPoPRequired):
-			g.challenge(w, "DPoP", "invalid_token", err)
-			return
-		case err != nil:
-			g.challenge(w, creds.Scheme, "invalid_token", err)
-			return
-		}
-		if !tok.Audience.Contains(g.cfg.PublicURL) {
-			g.challenge(w, creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource (%s); ask the token endpoint with resource=%s", g.cfg.PublicURL, g.cfg.PublicURL))
-			return
-		}
-		if !g.limits.allow(tok.Subject) {
-			w.Header().Set("Retry-After", "1")
-			http.Error(w, "rate limit exceeded", http.StatusTooManyRequests)
-			return
-		}
-		c := &caller{token: creds.Token, agent: tok.Subject, roles: tok.Roles, expiry: tok.Expiry,
-			ip: enforce.SourceIP(r), task: r.Header.Get("Warden-Task")}
 		// The SDK reads a bearer token; the edge has checked the real one.
 		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
-		r.Header.Set("Authorization", "Bearer "+creds.Token)
+		r.Header.Set("Authorization", "Bearer "+c.Token)
 		next.ServeHTTP(w, r)
 	})
-}
-
-// challenge answers 401 with an RFC 6750 / RFC 9449 challenge.
-func (g *Gateway) challenge(w http.ResponseWriter, scheme, code string, err error) {
-	params := []string{fmt.Sprintf("resource_metadata=%q", g.metaURL)}
-	if code != "" {
-		desc := strings.NewReplacer(`"`, "'", "\\", "/").Replace(err.Error())
-		params = append(params, fmt.Sprintf("error=%q", code), fmt.Sprintf("error_description=%q", desc))
-	}
-	if scheme == "DPoP" {
-		params = append(params, `algs="EdDSA ES256"`)
-	}
-	w.Header().Set("WWW-Authenticate", scheme+" "+strings.Join(params, ", "))
-	http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
 }
 
 // intercept is the MCP middleware: it answers every list from the
@@ -247,19 +185,19 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		switch r := req.(type) {
 		case *mcp.ListToolsRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
 		case *mcp.CallToolRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
 		case *mcp.ListResourcesRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
 		case *mcp.ReadResourceRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
 		case *mcp.ListResourceTemplatesRequest:
 			return &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}, nil
 		case *mcp.ListPromptsRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
 		case *mcp.GetPromptRequest:
-			return withCaller(r, func(c *caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
+			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
 		case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest, *mcp.CompleteRequest:
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: method + " is not offered through the gateway"}
 		}
@@ -269,12 +207,12 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 
 // withCaller runs f for the request's authenticated agent; a request
 // without one is refused (it cannot happen behind the edge).
-func withCaller(req mcp.Request, f func(*caller) (mcp.Result, error)) (mcp.Result, error) {
+func withCaller(req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (mcp.Result, error) {
 	extra := req.GetExtra()
 	if extra == nil || extra.TokenInfo == nil {
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: "not authenticated"}
 	}
-	c, ok := extra.TokenInfo.Extra[callerExtra].(*caller)
+	c, ok := extra.TokenInfo.Extra[callerExtra].(*enforce.Caller)
 	if !ok {
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: "not authenticated"}
 	}
@@ -297,28 +235,28 @@ func checkHeaders(req mcp.Request, method, name string) error {
 
 // sessionKey is where a session's taints are kept: the agent's task when
 // it names one (Warden-Task), otherwise its MCP session.
-func sessionKey(c *caller, req mcp.Request) string {
-	if c.task != "" {
-		return "task:" + c.agent + "\x00" + c.task
+func sessionKey(c *enforce.Caller, req mcp.Request) string {
+	if c.Task != "" {
+		return "task:" + c.Agent + "\x00" + c.Task
 	}
 	if s := req.GetSession(); s != nil && s.ID() != "" {
-		return "mcp:" + c.agent + "\x00" + s.ID()
+		return "mcp:" + c.Agent + "\x00" + s.ID()
 	}
-	return "agent:" + c.agent
+	return "agent:" + c.Agent
 }
 
 // request builds a decision request for an action of c.
-func (g *Gateway) request(c *caller, req mcp.Request, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
+func (g *Gateway) request(c *enforce.Caller, req mcp.Request, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
 	key := sessionKey(c, req)
 	sid := ""
 	if s := req.GetSession(); s != nil {
 		sid = s.ID()
 	}
-	if c.task != "" {
-		sid = c.task
+	if c.Task != "" {
+		sid = c.Task
 	}
-	return &decide.Request{Token: c.token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
-		Context: decide.RequestContext{Source: decide.Source{IP: c.ip}, Session: decide.Session{ID: sid, Taints: g.sessions.taints(key)}}}
+	return &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
+		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid, Taints: g.sessions.Taints(key)}}}
 }
 
 // decide asks for a decision and turns anything but an allow into the
@@ -373,7 +311,7 @@ func (g *Gateway) toolAttrs(u *upstream, tool string) map[string]any {
 	return out
 }
 
-func (g *Gateway) listTools(ctx context.Context, c *caller, r *mcp.ListToolsRequest) (mcp.Result, error) {
+func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListToolsRequest) (mcp.Result, error) {
 	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
@@ -392,7 +330,7 @@ func (g *Gateway) listTools(ctx context.Context, c *caller, r *mcp.ListToolsRequ
 	return out, nil
 }
 
-func (g *Gateway) callTool(ctx context.Context, c *caller, r *mcp.CallToolRequest) (mcp.Result, error) {
+func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallToolRequest) (mcp.Result, error) {
 	if err := checkHeaders(r, "tools/call", r.Params.Name); err != nil {
 		return nil, err
 	}
@@ -415,13 +353,13 @@ func (g *Gateway) callTool(ctx context.Context, c *caller, r *mcp.CallToolReques
 		return nil, upstreamError(err)
 	}
 	g.taint(c, r, u)
-	if fields := redactions(d.Obligations); len(fields) > 0 {
+	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
 		redactToolResult(res, fields)
 	}
 	return res, nil
 }
 
-func (g *Gateway) listResources(ctx context.Context, c *caller, r *mcp.ListResourcesRequest) (mcp.Result, error) {
+func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.ListResourcesRequest) (mcp.Result, error) {
 	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
@@ -453,7 +391,7 @@ func (g *Gateway) owner(ctx context.Context, uri string) (*upstream, *mcp.Resour
 	return nil, nil
 }
 
-func (g *Gateway) readResource(ctx context.Context, c *caller, r *mcp.ReadResourceRequest) (mcp.Result, error) {
+func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.ReadResourceRequest) (mcp.Result, error) {
 	if err := checkHeaders(r, "resources/read", r.Params.URI); err != nil {
 		return nil, err
 	}
@@ -472,15 +410,15 @@ func (g *Gateway) readResource(ctx context.Context, c *caller, r *mcp.ReadResour
 		return nil, upstreamError(err)
 	}
 	g.taint(c, r, u)
-	if fields := redactions(d.Obligations); len(fields) > 0 {
+	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
 		for _, rc := range out.Contents {
-			rc.Text = redactJSONText(rc.Text, fields)
+			rc.Text = enforce.RedactJSON(rc.Text, fields)
 		}
 	}
 	return out, nil
 }
 
-func (g *Gateway) listPrompts(ctx context.Context, c *caller, r *mcp.ListPromptsRequest) (mcp.Result, error) {
+func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.ListPromptsRequest) (mcp.Result, error) {
 	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
@@ -499,7 +437,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *caller, r *mcp.ListPrompts
 	return out, nil
 }
 
-func (g *Gateway) getPrompt(ctx context.Context, c *caller, r *mcp.GetPromptRequest) (mcp.Result, error) {
+func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPromptRequest) (mcp.Result, error) {
 	if err := checkHeaders(r, "prompts/get", r.Params.Name); err != nil {
 		return nil, err
 	}
@@ -523,8 +461,8 @@ func (g *Gateway) getPrompt(ctx context.Context, c *caller, r *mcp.GetPromptRequ
 
 // taint marks the session after content from an untrusted upstream
 // entered it.
-func (g *Gateway) taint(c *caller, req mcp.Request, u *upstream) {
+func (g *Gateway) taint(c *enforce.Caller, req mcp.Request, u *upstream) {
 	if u.cfg.Trust == Untrusted {
-		g.sessions.add(sessionKey(c, req), TaintUntrusted)
+		g.sessions.Add(sessionKey(c, req), TaintUntrusted)
 	}
 }

@@ -1,4 +1,4 @@
-package mcpgw
+package enforce
 
 import (
 	"slices"
@@ -8,9 +8,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// sessions keeps the taints of agents' sessions; a session idle longer
-// than the session timeout is forgotten.
-type sessions struct {
+// Sessions keeps the taints of agents' sessions; a session idle longer
+// than its time to live is forgotten.
+type Sessions struct {
 	ttl   time.Duration
 	mu    sync.Mutex
 	m     map[string]*session
@@ -22,12 +22,13 @@ type session struct {
 	seen   time.Time
 }
 
-func newSessions(ttl time.Duration) *sessions {
-	return &sessions{ttl: ttl, m: map[string]*session{}}
+// NewSessions keeps sessions idle up to ttl.
+func NewSessions(ttl time.Duration) *Sessions {
+	return &Sessions{ttl: ttl, m: map[string]*session{}}
 }
 
-// taints returns a copy of the session's taints.
-func (s *sessions) taints(key string) []string {
+// Taints returns a copy of the session's taints.
+func (s *Sessions) Taints(key string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -40,9 +41,9 @@ func (s *sessions) taints(key string) []string {
 	return slices.Clone(e.taints)
 }
 
-// add adds a taint to the session. Taints are never removed while the
+// Add adds a taint to the session. Taints are never removed while the
 // session lives.
-func (s *sessions) add(key, taint string) {
+func (s *Sessions) Add(key, taint string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -58,7 +59,7 @@ func (s *sessions) add(key, taint string) {
 }
 
 // sweep forgets idle sessions, at most once a minute.
-func (s *sessions) sweep(now time.Time) {
+func (s *Sessions) sweep(now time.Time) {
 	if now.Sub(s.swept) < time.Minute {
 		return
 	}
@@ -70,8 +71,15 @@ func (s *sessions) sweep(now time.Time) {
 	}
 }
 
-// limiter is a token bucket per agent.
-type limiter struct {
+// RateLimit is a token bucket per agent: Rate requests per second, bursts
+// of Burst. Rate 0 means no limit.
+type RateLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// Limiter is a token bucket per agent.
+type Limiter struct {
 	cfg   RateLimit
 	mu    sync.Mutex
 	m     map[string]*bucket
@@ -83,10 +91,16 @@ type bucket struct {
 	seen time.Time
 }
 
-func newLimiter(cfg RateLimit) *limiter { return &limiter{cfg: cfg, m: map[string]*bucket{}} }
+// NewLimiter makes a limiter; a zero Burst is the rate, at least 1.
+func NewLimiter(cfg RateLimit) *Limiter {
+	if cfg.Rate > 0 && cfg.Burst <= 0 {
+		cfg.Burst = max(1, int(cfg.Rate))
+	}
+	return &Limiter{cfg: cfg, m: map[string]*bucket{}}
+}
 
-// allow takes one request from the agent's bucket.
-func (l *limiter) allow(agent string) bool {
+// Allow takes one request from the agent's bucket.
+func (l *Limiter) Allow(agent string) bool {
 	if l.cfg.Rate <= 0 {
 		return true
 	}
