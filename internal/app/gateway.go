@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/warden-run/warden/internal/config"
@@ -20,8 +21,8 @@ import (
 const GatewayPEP = "mcp-gateway"
 
 // LoadGateway reads the gateway file cfg names, if any, and lets tokens be
-// issued for the gateway: its public URL becomes one of the identity
-// resources. Call it before New.
+// issued for the gateway: its public URL (and its HTTP proxy's resource)
+// become identity resources. Call it before New.
 func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 	if cfg.Gateway == "" {
 		return nil, nil
@@ -30,12 +31,14 @@ func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	found := false
-	for _, r := range cfg.Identity.Resources {
-		found = found || r == g.PublicURL
+	add := func(resource string) {
+		if !slices.Contains(cfg.Identity.Resources, resource) {
+			cfg.Identity.Resources = append(cfg.Identity.Resources, resource)
+		}
 	}
-	if !found {
-		cfg.Identity.Resources = append(cfg.Identity.Resources, g.PublicURL)
+	add(g.PublicURL)
+	if len(g.HTTP.Routes) > 0 {
+		add(g.HTTP.Resource)
 	}
 	return &g, nil
 }

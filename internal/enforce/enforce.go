@@ -40,6 +40,14 @@ func (l Local) MayAllow(ctx context.Context, req *decide.Request) bool {
 	return l.Pipeline.MayAllow(ctx, req)
 }
 
+// Trust levels of an upstream, and the taint an untrusted one's content
+// leaves on a session.
+const (
+	Trusted        = "trusted"
+	Untrusted      = "untrusted"
+	TaintUntrusted = "untrusted_content"
+)
+
 // ErrNoCredentials means a request carried no access token.
 var ErrNoCredentials = errors.New("no access token")
 

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/httpproxy"
 )
 
 // Config is a gateway's configuration (gateway.yaml).
@@ -48,6 +49,8 @@ type Config struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// SessionTimeout closes an MCP session idle this long. Default 30m.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// HTTP is the reverse proxy for HTTP APIs, on the same listener.
+	HTTP httpproxy.Config `yaml:"http"`
 }
 
 // Server is one upstream MCP server.
@@ -77,14 +80,13 @@ type Server struct {
 // of Burst (default: the rate). Rate 0 means no limit.
 type RateLimit = enforce.RateLimit
 
-// Trust levels of an upstream.
+// Trust levels of an upstream, and the session taint a result from an
+// untrusted one adds.
 const (
-	Trusted   = "trusted"
-	Untrusted = "untrusted"
+	Trusted        = enforce.Trusted
+	Untrusted      = enforce.Untrusted
+	TaintUntrusted = enforce.TaintUntrusted
 )
-
-// TaintUntrusted is the session taint a result from an untrusted server adds.
-const TaintUntrusted = "untrusted_content"
 
 var serverName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
@@ -157,8 +159,18 @@ func (c *Config) Check() error {
 	if c.RateLimit.Rate > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = max(1, int(c.RateLimit.Rate))
 	}
-	if len(c.Servers) == 0 {
-		bad("servers: at least one upstream server")
+	if len(c.Servers) == 0 && len(c.HTTP.Routes) == 0 {
+		bad("servers: at least one upstream server (or http.routes)")
+	}
+	if pub, err := url.Parse(c.PublicURL); err == nil && pub.Host != "" {
+		if err := c.HTTP.Check(pub.Scheme + "://" + pub.Host); err != nil {
+			bad("%v", err)
+		}
+		for _, r := range c.HTTP.Routes {
+			if strings.HasPrefix(pub.Path+"/", r.Prefix) || strings.HasPrefix(r.Prefix, strings.TrimSuffix(pub.Path, "/")+"/") {
+				bad("http.routes (%s): prefix %q overlaps the MCP endpoint %s", r.Name, r.Prefix, pub.Path)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Servers {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/httpproxy"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 )
@@ -113,10 +114,26 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}, nil)
 
 	mux := http.NewServeMux()
-	meta := g.metadata()
-	mux.Handle("GET /.well-known/oauth-protected-resource", meta)
+	meta := g.metadata(cfg.PublicURL, "Warden MCP gateway")
 	mux.Handle("GET "+strings.TrimPrefix(g.metaURL, pub.Scheme+"://"+pub.Host), meta)
 	mux.Handle(pub.Path, g.edge(bind(streamable)))
+	root := meta
+	if len(cfg.HTTP.Routes) > 0 {
+		hu, _ := url.Parse(cfg.HTTP.Resource)
+		edge := &enforce.Edge{Verifier: d.Verifier, Resource: cfg.HTTP.Resource, MetadataURL: enforce.MetadataURL(hu.Scheme, hu.Host, hu.Path),
+			Limits: g.auth.Limits, Log: lg}
+		proxy := httpproxy.New(cfg.HTTP, httpproxy.Deps{Decider: d.Decider, Edge: edge, Sessions: g.sessions, Logger: lg})
+		for _, prefix := range proxy.Prefixes() {
+			mux.Handle(prefix, proxy)
+		}
+		pm := g.metadata(cfg.HTTP.Resource, "Warden HTTP proxy")
+		if p := strings.TrimSuffix(hu.Path, "/"); p != "" {
+			mux.Handle("GET /.well-known/oauth-protected-resource"+p, pm)
+		} else {
+			root = pm
+		}
+	}
+	mux.Handle("GET /.well-known/oauth-protected-resource", root)
 	g.handler = mux
 	return g, nil
 }
@@ -142,11 +159,11 @@ func (g *Gateway) Close() {
 	}
 }
 
-// metadata serves the RFC 9728 protected resource metadata.
-func (g *Gateway) metadata() http.Handler {
+// metadata serves the RFC 9728 protected resource metadata of a resource.
+func (g *Gateway) metadata(resource, name string) http.Handler {
 	body, _ := json.Marshal(map[string]any{
-		"resource":                          g.cfg.PublicURL,
-		"resource_name":                     "Warden MCP gateway",
+		"resource":                          resource,
+		"resource_name":                     name,
 		"authorization_servers":             []string{g.issuer},
 		"bearer_methods_supported":          []string{"header"},
 		"dpop_bound_access_tokens_required": false,

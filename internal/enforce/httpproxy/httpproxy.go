@@ -1,0 +1,369 @@
+// Package httpproxy is Warden's HTTP reverse proxy enforcement point: an
+// agent calls an API through it, every request is authenticated and
+// decided (action "http:<METHOD>", resource "<route>/<path>"), and an
+// allowed one is forwarded without the agent's credentials and with the
+// upstream's own, which agents never hold.
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/policy"
+)
+
+// Config is the proxy's part of gateway.yaml (http:).
+type Config struct {
+	// Resource is the resource identifier (RFC 8707) the agents' tokens
+	// must be issued for. Default: the gateway's origin (http://host:port).
+	Resource string `yaml:"resource"`
+	// Routes map path prefixes to upstream APIs.
+	Routes []Route `yaml:"routes"`
+	// MaxBodyBytes bounds a request body; MaxRedactBytes a response the
+	// proxy must read to redact. Defaults 1 MiB and 8 MiB.
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`
+	MaxRedactBytes int64 `yaml:"max_redact_bytes"`
+}
+
+// Route is one upstream API.
+type Route struct {
+	// Name is where its requests are in policy: resource "<name>/<path>".
+	Name string `yaml:"name"`
+	// Prefix is the path at the proxy ("/crm/"); Upstream the URL it maps
+	// to ("https://crm.internal/api/"): /crm/customers/7 goes to
+	// https://crm.internal/api/customers/7.
+	Prefix   string `yaml:"prefix"`
+	Upstream string `yaml:"upstream"`
+	// Trust is trusted or untrusted: a response from an untrusted API
+	// taints the agent's session.
+	Trust string `yaml:"trust"`
+	// Attributes are the route's catalog attributes, sent with every
+	// decision about it (such as egress: true, sensitivity).
+	Attributes map[string]any `yaml:"attributes"`
+	// Credential is the upstream's own credential, added to every
+	// forwarded request.
+	Credential *Credential `yaml:"credential"`
+
+	target *url.URL
+	secret string
+}
+
+// Credential is a header the proxy adds for the upstream, its value read
+// from an environment variable or a file at start. It is never logged.
+type Credential struct {
+	Header string `yaml:"header"` // default Authorization
+	Prefix string `yaml:"prefix"` // such as "Bearer "
+	Env    string `yaml:"env"`
+	File   string `yaml:"file"`
+}
+
+var routeName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$`)
+
+// Check fills defaults, reads the credentials, and says everything that is
+// wrong. origin is the gateway's origin.
+func (c *Config) Check(origin string) error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if c.Resource == "" {
+		c.Resource = origin
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxRedactBytes == 0 {
+		c.MaxRedactBytes = 8 << 20
+	}
+	seen := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		at := fmt.Sprintf("http.routes[%d]", i)
+		if !routeName.MatchString(r.Name) {
+			bad("%s.name %q: lower-case segments joined by '/'", at, r.Name)
+		}
+		if !strings.HasPrefix(r.Prefix, "/") || !strings.HasSuffix(r.Prefix, "/") || r.Prefix == "/" {
+			bad("%s (%s).prefix %q: a path that starts and ends with '/', not the root", at, r.Name, r.Prefix)
+		} else if seen[r.Prefix] {
+			bad("%s (%s).prefix %q: declared twice", at, r.Name, r.Prefix)
+		}
+		seen[r.Prefix] = true
+		u, err := url.Parse(r.Upstream)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("%s (%s).upstream %q: an http(s) URL without query or fragment", at, r.Name, r.Upstream)
+		} else {
+			r.target = u
+		}
+		if r.Trust != enforce.Trusted && r.Trust != enforce.Untrusted {
+			bad("%s (%s).trust %q: trusted or untrusted (say which; there is no default)", at, r.Name, r.Trust)
+		}
+		if cr := r.Credential; cr != nil {
+			if cr.Header == "" {
+				cr.Header = "Authorization"
+			}
+			switch {
+			case (cr.Env == "") == (cr.File == ""):
+				bad("%s (%s).credential: env or file, exactly one", at, r.Name)
+			case cr.Env != "":
+				v, ok := os.LookupEnv(cr.Env)
+				if !ok || v == "" {
+					bad("%s (%s).credential: the environment variable %s is not set", at, r.Name, cr.Env)
+				}
+				r.secret = cr.Prefix + v
+			default:
+				b, err := os.ReadFile(cr.File)
+				if err != nil {
+					bad("%s (%s).credential: %v", at, r.Name, err)
+				}
+				r.secret = cr.Prefix + strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Deps are the parts the proxy works with.
+type Deps struct {
+	Decider  enforce.Decider
+	Edge     *enforce.Edge
+	Sessions *enforce.Sessions
+	Logger   *slog.Logger
+}
+
+// Proxy is the reverse proxy. It serves the routes' prefixes.
+type Proxy struct {
+	cfg    Config
+	d      Deps
+	routes []*Route // longest prefix first
+	rp     *httputil.ReverseProxy
+}
+
+type ctxKey struct{}
+
+// forward is what the proxy knows of an allowed request on its way.
+type forward struct {
+	route  *Route
+	rest   string
+	redact [][]string
+	taint  string
+	code   int // set when the response was refused
+}
+
+// New makes a proxy; cfg must have passed Check.
+func New(cfg Config, d Deps) *Proxy {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{cfg: cfg, d: d}
+	for i := range cfg.Routes {
+		p.routes = append(p.routes, &cfg.Routes[i])
+	}
+	slices.SortFunc(p.routes, func(a, b *Route) int { return len(b.Prefix) - len(a.Prefix) })
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.upstreamError,
+	}
+	return p
+}
+
+// Prefixes are the paths the proxy serves.
+func (p *Proxy) Prefixes() []string {
+	var out []string
+	for _, r := range p.routes {
+		out = append(out, r.Prefix)
+	}
+	return out
+}
+
+// ServeHTTP authenticates, decides and forwards one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	route := p.route(r.URL.Path)
+	if route == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route"})
+		return
+	}
+	htu := p.origin(r) + r.URL.EscapedPath()
+	caller, ok := p.d.Edge.Authenticate(w, r, htu)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request body over %d bytes", p.cfg.MaxBodyBytes)})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	rest := strings.TrimPrefix(r.URL.Path, route.Prefix)
+	key := sessionKey(caller)
+	attrs := make(map[string]any, len(route.Attributes))
+	for k, v := range route.Attributes {
+		attrs[k] = v
+	}
+	req := &decide.Request{Token: caller.Token, Action: "http:" + r.Method,
+		Resource: decide.Resource{Kind: "http.route", ID: route.Name + "/" + rest, Attributes: attrs},
+		Args:     args(r, body),
+		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: p.d.Sessions.Taints(key)}}}
+	d, err := p.d.Decider.Decide(r.Context(), req)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	switch d.Outcome {
+	case policy.Allow:
+	case policy.PendingApproval:
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "approval_required", "decision_id": d.ID})
+		return
+	default:
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
+		return
+	}
+	f := &forward{route: route, rest: rest, redact: enforce.Redactions(d.Obligations)}
+	if route.Trust == enforce.Untrusted {
+		f.taint = key
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
+}
+
+func (p *Proxy) route(path string) *Route {
+	for _, r := range p.routes {
+		if strings.HasPrefix(path, r.Prefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+// origin is the scheme and host the agent used, as the proxy's resource
+// names them.
+func (p *Proxy) origin(r *http.Request) string {
+	if u, err := url.Parse(p.cfg.Resource); err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// rewrite points the request at the upstream and swaps the credentials:
+// the agent's go nowhere, the upstream's are added.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	f := pr.In.Context().Value(ctxKey{}).(*forward)
+	target := *f.route.target
+	pr.Out.URL.Scheme, pr.Out.URL.Host = target.Scheme, target.Host
+	pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + "/" + f.rest
+	pr.Out.URL.RawPath = ""
+	pr.Out.Host = ""
+	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization", "Warden-Task"} {
+		pr.Out.Header.Del(h)
+	}
+	if c := f.route.Credential; c != nil {
+		pr.Out.Header.Set(c.Header, f.route.secret)
+	}
+	pr.SetXForwarded()
+}
+
+// modifyResponse taints the session after an untrusted answer and masks
+// the fields a redact obligation names in a JSON answer; an answer that
+// must be redacted but cannot be read is refused.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	f := resp.Request.Context().Value(ctxKey{}).(*forward)
+	if f.taint != "" {
+		p.d.Sessions.Add(f.taint, enforce.TaintUntrusted)
+	}
+	if len(f.redact) == 0 {
+		return nil
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+		return fmt.Errorf("%w: a %q answer cannot be redacted", errRefused, mt)
+	}
+	if resp.Header.Get("Content-Encoding") != "" {
+		return fmt.Errorf("%w: an encoded answer cannot be redacted", errRefused)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxRedactBytes+1))
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if int64(len(b)) > p.cfg.MaxRedactBytes {
+		return fmt.Errorf("%w: the answer is over %d bytes, too large to redact", errRefused, p.cfg.MaxRedactBytes)
+	}
+	out := []byte(enforce.RedactJSON(string(b), f.redact))
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	return nil
+}
+
+var errRefused = errors.New("answer refused")
+
+// upstreamError answers when the upstream cannot be reached or its answer
+// was refused: 502, never the upstream's content.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	p.d.Logger.Warn("http proxy: upstream failed", "path", r.URL.Path, "err", err)
+	msg := "upstream unavailable"
+	if errors.Is(err, errRefused) {
+		msg = "the upstream's answer could not be redacted as policy requires"
+	}
+	writeJSON(w, http.StatusBadGateway, map[string]string{"error": msg})
+}
+
+// sessionKey is where an agent's taints are kept at the proxy: its task
+// (Warden-Task), or the agent.
+func sessionKey(c *enforce.Caller) string {
+	if c.Task != "" {
+		return "task:" + c.Agent + "\x00" + c.Task
+	}
+	return "agent:" + c.Agent
+}
+
+// args are what policy sees of a request: its query parameters, and its
+// body when that is JSON.
+func args(r *http.Request, body []byte) json.RawMessage {
+	a := map[string]any{}
+	if q := r.URL.Query(); len(q) > 0 {
+		query := map[string]any{}
+		for k, vs := range q {
+			if len(vs) == 1 {
+				query[k] = vs[0]
+			} else {
+				query[k] = vs
+			}
+		}
+		a["query"] = query
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); len(body) > 0 && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+		if json.Valid(body) {
+			a["body"] = json.RawMessage(body)
+		}
+	}
+	b, _ := json.Marshal(a)
+	return b
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
