@@ -8,12 +8,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/extauthz"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"google.golang.org/grpc"
 )
 
 // GatewayPEP is the enforcement point name of a gateway that runs inside
@@ -40,6 +45,9 @@ func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 	if len(g.HTTP.Routes) > 0 {
 		add(g.HTTP.Resource)
 	}
+	if g.ExtAuthz.Listen != "" {
+		add(g.ExtAuthz.Resource)
+	}
 	return &g, nil
 }
 
@@ -53,10 +61,35 @@ func (a *App) NewGateway(gc mcpgw.Config) (*mcpgw.Gateway, error) {
 	})
 }
 
-// RunGateway serves g on its listen address until ctx ends. ready, when
-// not nil, receives the bound address.
+// RunGateway serves g on its listen address, and the Envoy external
+// authorization server when configured, until ctx ends. ready, when not
+// nil, receives the gateway's bound address.
 func (a *App) RunGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, ready chan<- string) error {
+	if gc.ExtAuthz.Listen != "" {
+		u, _ := url.Parse(gc.ExtAuthz.Resource)
+		edge := &enforce.Edge{Verifier: a.Verifier, Resource: gc.ExtAuthz.Resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path), Log: a.log}
+		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.Name + "-ext-authz"}, edge,
+			enforce.NewSessions(gc.SessionTimeout), a.log), a.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return serveGateway(ctx, g, gc, a.log, ready)
+}
+
+// serveExtAuthz serves Envoy's Authorization service on addr (plain gRPC:
+// Envoy calls it as a sidecar or over the mesh's own mTLS).
+func serveExtAuthz(addr string, s *extauthz.Server, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ext_authz: %w", err)
+	}
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, s)
+	go srv.Serve(ln)
+	log.Info("Envoy ext_authz serving", "addr", ln.Addr().String())
+	return srv.GracefulStop, nil
 }
 
 func serveGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, log *slog.Logger, ready chan<- string) error {

@@ -1,6 +1,7 @@
 package enforce
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,54 +43,72 @@ type Caller struct {
 	Task string
 }
 
+// Refusal is why a request was not authenticated, as HTTP says it: a
+// status (401, 429 or 503), and for 401 the WWW-Authenticate challenge.
+type Refusal struct {
+	Status    int
+	Challenge string
+	Message   string
+}
+
 // Authenticate authenticates r, whose DPoP proof must sign the method and
 // htu (the URL the agent used, without query). On failure it has answered
-// (401 with a challenge, 429, or 503) and returns false.
+// and returns false.
 func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) (*Caller, bool) {
 	creds, err := ReadCredentials(r)
+	var c *Caller
+	var no *Refusal
 	if err != nil {
-		e.challenge(w, "Bearer", "", err)
+		no = e.refuse("Bearer", "", err)
+	} else {
+		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r), r.Header.Get("Warden-Task"))
+	}
+	if no != nil {
+		if no.Challenge != "" {
+			w.Header().Set("WWW-Authenticate", no.Challenge)
+		}
+		if no.Status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, no.Message, no.Status)
 		return nil, false
 	}
-	tok, err := e.Verifier.VerifyRequest(r.Context(), identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: r.Method, URL: htu})
+	return c, true
+}
+
+// Check authenticates credentials read from a request (method, htu) that
+// came from ip, for enforcement points that are not HTTP handlers.
+func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, task string) (*Caller, *Refusal) {
+	tok, err := e.Verifier.VerifyRequest(ctx, identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: method, URL: htu})
 	var inactive *identity.AgentInactiveError
 	switch {
 	case errors.As(err, &inactive):
 		if tok, err = e.Verifier.Inspect(creds.Token); err != nil {
-			e.challenge(w, creds.Scheme, "invalid_token", err)
-			return nil, false
+			return nil, e.refuse(creds.Scheme, "invalid_token", err)
 		}
 	case errors.Is(err, identity.ErrUnavailable):
 		if e.Log != nil {
 			e.Log.Warn("cannot authenticate: state unavailable", "err", err)
 		}
-		http.Error(w, "authentication temporarily unavailable", http.StatusServiceUnavailable)
-		return nil, false
+		return nil, &Refusal{Status: http.StatusServiceUnavailable, Message: "authentication temporarily unavailable"}
 	case errors.Is(err, identity.ErrDPoP) || errors.Is(err, identity.ErrDPoPKeyMismatch) || errors.Is(err, identity.ErrReplay):
-		e.challenge(w, "DPoP", "invalid_dpop_proof", err)
-		return nil, false
+		return nil, e.refuse("DPoP", "invalid_dpop_proof", err)
 	case errors.Is(err, identity.ErrDPoPRequired):
-		e.challenge(w, "DPoP", "invalid_token", err)
-		return nil, false
+		return nil, e.refuse("DPoP", "invalid_token", err)
 	case err != nil:
-		e.challenge(w, creds.Scheme, "invalid_token", err)
-		return nil, false
+		return nil, e.refuse(creds.Scheme, "invalid_token", err)
 	}
 	if !tok.Audience.Contains(e.Resource) {
-		e.challenge(w, creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
-		return nil, false
+		return nil, e.refuse(creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
 	}
 	if e.Limits != nil && !e.Limits.Allow(tok.Subject) {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "rate limit exceeded", http.StatusTooManyRequests)
-		return nil, false
+		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
-	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry,
-		IP: SourceIP(r), Task: r.Header.Get("Warden-Task")}, true
+	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip, Task: task}, nil
 }
 
-// challenge answers 401 with an RFC 6750 / RFC 9449 challenge.
-func (e *Edge) challenge(w http.ResponseWriter, scheme, code string, err error) {
+// refuse is a 401 with an RFC 6750 / RFC 9449 challenge.
+func (e *Edge) refuse(scheme, code string, err error) *Refusal {
 	params := []string{fmt.Sprintf("resource_metadata=%q", e.MetadataURL)}
 	if code != "" {
 		desc := strings.NewReplacer(`"`, "'", "\\", "/").Replace(err.Error())
@@ -98,8 +117,7 @@ func (e *Edge) challenge(w http.ResponseWriter, scheme, code string, err error) 
 	if scheme == "DPoP" {
 		params = append(params, `algs="EdDSA ES256"`)
 	}
-	w.Header().Set("WWW-Authenticate", scheme+" "+strings.Join(params, ", "))
-	http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+	return &Refusal{Status: http.StatusUnauthorized, Challenge: scheme + " " + strings.Join(params, ", "), Message: "unauthorized: " + err.Error()}
 }
 
 // MetadataURL is where the protected resource metadata of resource is

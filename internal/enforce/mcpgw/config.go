@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/extauthz"
 	"github.com/warden-run/warden/internal/enforce/httpproxy"
 )
 
@@ -51,6 +52,9 @@ type Config struct {
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// HTTP is the reverse proxy for HTTP APIs, on the same listener.
 	HTTP httpproxy.Config `yaml:"http"`
+	// ExtAuthz is the Envoy external authorization server (gRPC), on its
+	// own listener, when Listen is set.
+	ExtAuthz extauthz.Config `yaml:"ext_authz"`
 }
 
 // Server is one upstream MCP server.
@@ -159,8 +163,16 @@ func (c *Config) Check() error {
 	if c.RateLimit.Rate > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = max(1, int(c.RateLimit.Rate))
 	}
-	if len(c.Servers) == 0 && len(c.HTTP.Routes) == 0 {
-		bad("servers: at least one upstream server (or http.routes)")
+	if len(c.Servers) == 0 && len(c.HTTP.Routes) == 0 && c.ExtAuthz.Listen == "" {
+		bad("servers: at least one upstream server (or http.routes, or ext_authz)")
+	}
+	if c.ExtAuthz.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.ExtAuthz.Listen); err != nil {
+			bad("ext_authz.listen %q: %v", c.ExtAuthz.Listen, err)
+		}
+		if u, err := url.Parse(c.ExtAuthz.Resource); err != nil || !u.IsAbs() || u.Host == "" {
+			bad("ext_authz.resource %q: the absolute URL agents' tokens for the mesh are issued for", c.ExtAuthz.Resource)
+		}
 	}
 	if pub, err := url.Parse(c.PublicURL); err == nil && pub.Host != "" {
 		if err := c.HTTP.Check(pub.Scheme + "://" + pub.Host); err != nil {

@@ -1,0 +1,180 @@
+// Package extauthz is Warden's Envoy external authorization server
+// (envoy.service.auth.v3.Authorization/Check over gRPC): a service mesh
+// asks it about every request to a protected service, and it answers with
+// Warden's decision. Allowed requests go on without the agent's
+// credentials; anything else, errors included, is refused.
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/policy"
+)
+
+// Config is the ext_authz part of gateway.yaml (ext_authz:).
+type Config struct {
+	// Listen is the gRPC address Envoy calls.
+	Listen string `yaml:"listen"`
+	// Resource is the resource identifier (RFC 8707) agents' tokens must
+	// be issued for: the services behind the mesh, as one audience.
+	Resource string `yaml:"resource"`
+}
+
+// Server answers Envoy's Check calls.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	dec      enforce.Decider
+	edge     *enforce.Edge
+	sessions *enforce.Sessions
+	lg       *slog.Logger
+}
+
+// New makes a server that authenticates with edge and decides with dec.
+func New(dec enforce.Decider, edge *enforce.Edge, sessions *enforce.Sessions, lg *slog.Logger) *Server {
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Server{dec: dec, edge: edge, sessions: sessions, lg: lg}
+}
+
+// Check decides one request. It never answers OK on an error: a request
+// it cannot read, authenticate or decide is refused.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if h == nil {
+		return deny(http.StatusBadRequest, nil, "no HTTP request attributes"), nil
+	}
+	headers := h.GetHeaders() // lower-case names
+	creds, err := credentials(headers)
+	if err != nil {
+		no := s.edgeRefusal(err)
+		return deny(no.Status, challenge(no), no.Message), nil
+	}
+	path, query, _ := strings.Cut(h.GetPath(), "?")
+	scheme := h.GetScheme()
+	if scheme == "" {
+		scheme = "https"
+	}
+	htu := scheme + "://" + h.GetHost() + path
+	ip := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
+	caller, no := s.edge.Check(ctx, creds, h.GetMethod(), htu, ip, headers["warden-task"])
+	if no != nil {
+		return deny(no.Status, challenge(no), no.Message), nil
+	}
+	key := "agent:" + caller.Agent
+	if caller.Task != "" {
+		key = "task:" + caller.Agent + "\x00" + caller.Task
+	}
+	dr := &decide.Request{Token: caller.Token, Action: "http:" + h.GetMethod(),
+		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + path},
+		Args:     args(query, headers["content-type"], h.GetBody()),
+		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: s.sessions.Taints(key)}}}
+	d, err := s.dec.Decide(ctx, dr)
+	if err != nil {
+		return deny(http.StatusBadRequest, nil, err.Error()), nil
+	}
+	switch d.Outcome {
+	case policy.Allow:
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				HeadersToRemove: []string{"authorization", "dpop"},
+				Headers:         []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-warden-decision-id", Value: d.ID}}},
+			}},
+		}, nil
+	case policy.PendingApproval:
+		return denyJSON(http.StatusForbidden, fmt.Sprintf(`{"error":"approval_required","decision_id":%q}`, d.ID)), nil
+	default:
+		return denyJSON(http.StatusForbidden, fmt.Sprintf(`{"error":"denied","decision_id":%q}`, d.ID)), nil
+	}
+}
+
+func (s *Server) edgeRefusal(err error) *enforce.Refusal {
+	return &enforce.Refusal{Status: http.StatusUnauthorized,
+		Challenge: fmt.Sprintf("Bearer resource_metadata=%q", s.edge.MetadataURL), Message: "unauthorized: " + err.Error()}
+}
+
+// credentials reads the Authorization and DPoP headers Envoy passed on.
+func credentials(headers map[string]string) (enforce.Credentials, error) {
+	r := &http.Request{Header: http.Header{}}
+	if v, ok := headers["authorization"]; ok {
+		r.Header.Set("Authorization", v)
+	}
+	if v, ok := headers["dpop"]; ok {
+		r.Header.Set("DPoP", v)
+	}
+	return enforce.ReadCredentials(r)
+}
+
+func challenge(no *enforce.Refusal) []*corev3.HeaderValueOption {
+	if no.Challenge == "" {
+		return nil
+	}
+	return []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "www-authenticate", Value: no.Challenge}}}
+}
+
+// args are what policy sees of a request: its query parameters and, when
+// Envoy sends the body and it is JSON, the body.
+func args(query, contentType, body string) json.RawMessage {
+	a := map[string]any{}
+	if q, err := url.ParseQuery(query); err == nil && len(q) > 0 {
+		m := map[string]any{}
+		for k, vs := range q {
+			if len(vs) == 1 {
+				m[k] = vs[0]
+			} else {
+				m[k] = vs
+			}
+		}
+		a["query"] = m
+	}
+	if strings.HasPrefix(contentType, "application/json") && body != "" && json.Valid([]byte(body)) {
+		a["body"] = json.RawMessage(body)
+	}
+	b, _ := json.Marshal(a)
+	return b
+}
+
+func deny(status int, headers []*corev3.HeaderValueOption, msg string) *authv3.CheckResponse {
+	code := codes.PermissionDenied
+	if status == http.StatusUnauthorized {
+		code = codes.Unauthenticated
+	}
+	if status == http.StatusServiceUnavailable {
+		code = codes.Unavailable
+	}
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code), Message: msg},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: append(headers, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "content-type", Value: "application/json"}}),
+			Body:    string(b),
+		}},
+	}
+}
+
+func denyJSON(status int, body string) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "content-type", Value: "application/json"}}},
+			Body:    body,
+		}},
+	}
+}
