@@ -37,6 +37,10 @@ type Request struct {
 	DPoP string `json:"dpop,omitempty"`
 	HTM  string `json:"htm,omitempty"`
 	HTU  string `json:"htu,omitempty"`
+	// Audience, when set, is the resource the enforcement point serves:
+	// the token must have been issued for it (aud), or the answer is deny
+	// (warden.token_wrong_audience).
+	Audience string `json:"audience,omitempty"`
 	// Action is what the agent does, such as "tools/call".
 	Action   string   `json:"action"`
 	Resource Resource `json:"resource"`
@@ -114,6 +118,7 @@ const (
 	ReasonTokenExpired       = "warden.token_expired"
 	ReasonTokenNotYetValid   = "warden.token_not_yet_valid"
 	ReasonTokenRevoked       = "warden.token_revoked"
+	ReasonWrongAudience      = "warden.token_wrong_audience"
 	ReasonKeyNotBound        = "warden.key_not_bound"
 	ReasonDPoPRequired       = "warden.dpop_required"
 	ReasonDPoPInvalid        = "warden.dpop_invalid"
@@ -235,6 +240,8 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 		e.Agent = tok.Subject
 		rec, ok := p.view.Agent(tok.Subject)
 		switch {
+		case req.Audience != "" && !tok.Audience.Contains(req.Audience):
+			d.Outcome, d.Reasons = policy.Deny, []string{ReasonWrongAudience}
 		case !ok:
 			d.Outcome, d.Reasons = policy.Deny, []string{ReasonAgentUnknown}
 		case !rec.Status.MayHoldTokens():
@@ -358,6 +365,8 @@ func (r *Request) validate() error {
 		return bad("resource.id", "at most 1024 bytes")
 	case r.DPoP != "" && (r.HTM == "" || r.HTU == ""):
 		return bad("dpop", "htm and htu, the method and URL the proof signs, are required with it")
+	case len(r.Audience) > 1024:
+		return bad("audience", "at most 1024 bytes")
 	case len(r.Context.Session.ID) > 256:
 		return bad("context.session.id", "at most 256 bytes")
 	case len(r.Context.Session.Taints) > maxTaints:
@@ -425,6 +434,8 @@ func authReason(err error) string {
 		return ReasonKeyNotBound
 	case errors.Is(err, identity.ErrDPoPRequired):
 		return ReasonDPoPRequired
+	case errors.Is(err, identity.ErrWrongAudience):
+		return ReasonWrongAudience
 	case errors.Is(err, identity.ErrDPoP), errors.Is(err, identity.ErrDPoPKeyMismatch), errors.Is(err, identity.ErrReplay):
 		return ReasonDPoPInvalid
 	}

@@ -186,6 +186,7 @@ func TestFailClosed(t *testing.T) {
 		{"forged signature", decide.Request{Token: forged, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonTokenInvalid},
 		{"quarantined agent", decide.Request{Token: quarantined, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonAgentQuarantined},
 		{"disabled agent", decide.Request{Token: disabled, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonAgentDisabled},
+		{"token for another resource", decide.Request{Token: reader, Audience: "https://service.example", Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonWrongAudience},
 		{"revoked tokens", decide.Request{Token: revoked, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonTokenRevoked},
 		{"DPoP required, none given", decide.Request{Token: prodTok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool"}}, decide.ReasonDPoPRequired},
 		{"DPoP proof for another request", decide.Request{Token: prodTok.AccessToken, DPoP: mustProof(t, prodKey, "GET", "https://other.example/x", prodTok.AccessToken),

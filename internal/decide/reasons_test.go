@@ -37,7 +37,7 @@ func TestAuthenticationReasons(t *testing.T) {
 		{identity.ErrReplay, decide.ReasonDPoPInvalid},
 		{identity.ErrSignature, decide.ReasonTokenInvalid},
 		{identity.ErrAlgorithm, decide.ReasonTokenInvalid},
-		{identity.ErrWrongAudience, decide.ReasonTokenInvalid},
+		{identity.ErrWrongAudience, decide.ReasonWrongAudience},
 		{identity.ErrMalformed, decide.ReasonTokenInvalid},
 		{errors.New("something new"), decide.ReasonTokenInvalid},
 	} {

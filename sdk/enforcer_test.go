@@ -1,0 +1,143 @@
+package sdk_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/sdk"
+)
+
+const enforcerPolicy = `package warden.authz
+
+default allow := false
+
+allow if {
+	input.action == "http:GET"
+	startswith(input.resource.id, "orders/")
+}
+
+deny contains "too_many" if to_number(input.args.query.limit) > 100
+`
+
+// A Go service as its own enforcement point, asking a real Warden server.
+func TestEnforcerMiddleware(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var seen []*http.Request
+	svc := httptest.NewUnstartedServer(nil)
+	resource := "http://" + svc.Listener.Addr().String()
+	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{resource} })
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(enforcerPolicy)}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	cred, _, err := w.App.EnforcementPoints.Register(ctx, "admin:test", "orders-service", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	enf, err := sdk.NewEnforcer(w.URL, cred, resource, sdk.WithResourceName("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Config.Handler = enf.Middleware(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		d, ok := sdk.DecisionFrom(r.Context())
+		if !ok || d.Outcome != "allow" {
+			t.Errorf("handler reached without an allow: %+v", d)
+		}
+		mu.Lock()
+		seen = append(seen, r)
+		mu.Unlock()
+		io.WriteString(rw, "ok")
+	}))
+	svc.Start()
+	defer svc.Close()
+
+	agent := func(id string, aud string, dpop bool) *http.Client {
+		k := registered(t, w, id, []string{"agent"}, nil)
+		opts := []sdk.Option{sdk.WithResource(aud)}
+		if dpop {
+			opts = append(opts, sdk.WithDPoP())
+		}
+		c, err := sdk.NewClient(w.URL, id, k, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Client{Transport: c.Transport(nil)}
+	}
+	get := func(c *http.Client, url string) (int, string, http.Header) {
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	dev := agent("ai-agent://dev/orders-reader", resource, false)
+	prod := agent("ai-agent://prod/orders-reader", resource, true)
+	wrongAud := agent("ai-agent://dev/elsewhere", "warden", false)
+
+	if code, body, h := get(dev, svc.URL+"/orders/7?limit=5"); code != 200 || body != "ok" || !strings.HasPrefix(h.Get("Warden-Decision-Id"), "dec_") {
+		t.Fatalf("allowed: %d %s", code, body)
+	}
+	mu.Lock()
+	last := seen[len(seen)-1]
+	mu.Unlock()
+	if last.Header.Get("Authorization") != "" || last.Header.Get("DPoP") != "" {
+		t.Fatalf("the handler saw the agent's credentials: %v", last.Header)
+	}
+	if code, body, _ := get(prod, svc.URL+"/orders/7"); code != 200 {
+		t.Fatalf("allowed with DPoP: %d %s", code, body)
+	}
+	var refusal struct {
+		Error      string `json:"error"`
+		DecisionID string `json:"decision_id"`
+	}
+	code, body, _ := get(dev, svc.URL+"/orders/7?limit=500")
+	if json.Unmarshal([]byte(body), &refusal); code != 403 || refusal.Error != "denied" || !strings.HasPrefix(refusal.DecisionID, "dec_") {
+		t.Fatalf("denied: %d %s", code, body)
+	}
+	if code, _, h := get(wrongAud, svc.URL+"/orders/7"); code != 401 || !strings.Contains(h.Get("WWW-Authenticate"), "warden.token_wrong_audience") {
+		t.Fatalf("token for another resource: %d %v", code, h)
+	}
+	if code, _, _ := get(http.DefaultClient, svc.URL+"/orders/7"); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+
+	// No decision, no entry: Warden unreachable, or too slow.
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+		io.WriteString(rw, `{"decision_id": "dec_x", "outcome": "allow"}`)
+	}))
+	defer slow.Close()
+	for name, server := range map[string]string{"unreachable": gone.URL, "slow": slow.URL} {
+		e, _ := sdk.NewEnforcer(server, cred, resource, sdk.WithDecisionTimeout(100*time.Millisecond))
+		h := e.Middleware(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { t.Errorf("%s: the handler ran", name) }))
+		req := httptest.NewRequest("GET", resource+"/orders/7", nil)
+		req.Header.Set("Authorization", "Bearer x")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 503 {
+			t.Errorf("%s Warden: status %d", name, rec.Code)
+		}
+	}
+}
