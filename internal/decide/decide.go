@@ -318,7 +318,7 @@ func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
 		return false
 	}
 	tok, err := p.verifier.Verify(ctx, req.Token)
-	if err != nil {
+	if err != nil || req.Audience != "" && !tok.Audience.Contains(req.Audience) {
 		return false
 	}
 	rec, ok := p.view.Agent(tok.Subject)

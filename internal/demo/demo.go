@@ -204,7 +204,7 @@ func (d *Demo) decision(ctx context.Context, id string) (*audit.Entry, error) {
 	if e, ok := d.decisions[id]; ok {
 		return e, nil
 	}
-	n, err := d.App.Audit.TreeSize(ctx)
+	n, err := d.App.Audit.Size(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (d *Demo) AwaitCheckpoint(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
-		size, err := d.App.Audit.TreeSize(ctx)
+		size, err := d.App.Audit.Size(ctx)
 		if err != nil {
 			return err
 		}

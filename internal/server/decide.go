@@ -160,3 +160,32 @@ func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
 	}
 	return v
 }
+
+// mayAllow answers POST /v1/decide/may-allow: for one agent's token and a
+// list of actions on resources (their arguments unknown), whether policy
+// could allow each; an enforcement point hides the others from the agent
+// (MCP tools/list). Nothing is decided or recorded; any doubt is false.
+func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep string) {
+	var body struct {
+		Token    string `json:"token"`
+		Audience string `json:"audience"`
+		Actions  []struct {
+			Action   string          `json:"action"`
+			Resource decide.Resource `json:"resource"`
+		} `json:"actions"`
+		Context decide.RequestContext `json:"context"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if body.Token == "" || len(body.Actions) == 0 || len(body.Actions) > 1000 {
+		writeError(w, http.StatusBadRequest, "invalid_request", "token and 1 to 1000 actions are required")
+		return
+	}
+	out := make([]bool, len(body.Actions))
+	for i, a := range body.Actions {
+		out[i] = s.d.Decide.MayAllow(r.Context(), &decide.Request{Token: body.Token, Audience: body.Audience, Action: a.Action, Resource: a.Resource, Context: body.Context})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"may_allow": out})
+}

@@ -99,6 +99,7 @@ func (s *Server) routes() {
 	if s.d.Decide != nil {
 		m.Handle("POST /v1/decide", s.pep(s.decideOne))
 		m.Handle("POST /v1/decide/batch", s.pep(s.decideBatch))
+		m.Handle("POST /v1/decide/may-allow", s.pep(s.mayAllow))
 		m.Handle("POST /v1/enforcement-points", s.admin(s.registerEnforcementPoint))
 		m.Handle("GET /v1/enforcement-points", s.admin(s.listEnforcementPoints))
 		m.Handle("POST /v1/enforcement-points/{name}/revoke", s.admin(s.revokeEnforcementPoint))

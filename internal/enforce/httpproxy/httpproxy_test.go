@@ -203,7 +203,7 @@ func (e *env) do(c *http.Client, method, path, body string) answer {
 
 func (e *env) entry(id string) *audit.Entry {
 	e.t.Helper()
-	n, _ := e.w.App.Audit.TreeSize(context.Background())
+	n, _ := e.w.App.Audit.Size(context.Background())
 	data, err := e.w.App.Audit.Read(context.Background(), 0, n)
 	if err != nil {
 		e.t.Fatal(err)

@@ -60,6 +60,13 @@ type Gateway struct {
 	auth     *enforce.Edge
 	handler  http.Handler
 	metaURL  string
+	server   *mcp.Server
+
+	// A wrap (NewWrap) fronts one server for one agent: its tools keep
+	// their names, and each decision carries the agent's proof.
+	single *upstream
+	fixed  func(context.Context) (*enforce.Caller, error)
+	proof  func(token string) (dpop, htm, htu string, err error)
 }
 
 // New makes a gateway. Its upstreams are connected on first use; Connect
@@ -87,17 +94,7 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	g.metaURL = enforce.MetadataURL(pub.Scheme, pub.Host, pub.Path)
 	g.auth = &enforce.Edge{Verifier: d.Verifier, Resource: cfg.PublicURL, MetadataURL: g.metaURL, Limits: enforce.NewLimiter(cfg.RateLimit), Log: lg}
 
-	server := mcp.NewServer(&mcp.Implementation{Name: "warden-gateway", Title: "Warden MCP gateway", Version: "1"}, &mcp.ServerOptions{
-		Capabilities: &mcp.ServerCapabilities{
-			Tools:     &mcp.ToolCapabilities{},
-			Resources: &mcp.ResourceCapabilities{},
-			Prompts:   &mcp.PromptCapabilities{},
-		},
-		// Every list is made for the agent that asked.
-		SetCacheable: func(_ context.Context, _ mcp.Request, c *mcp.Cacheable) { c.CacheScope = "private"; c.TTLMs = 0 },
-		Logger:       lg,
-	})
-	server.AddReceivingMiddleware(g.intercept)
+	server := g.mcpServer()
 	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
 		SessionTimeout:      cfg.SessionTimeout,
 		MaxRequestBodyBytes: cfg.MaxRequestBytes,
@@ -136,6 +133,23 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	mux.Handle("GET /.well-known/oauth-protected-resource", root)
 	g.handler = mux
 	return g, nil
+}
+
+// mcpServer is the MCP server agents talk to: every request passes
+// intercept.
+func (g *Gateway) mcpServer() *mcp.Server {
+	g.server = mcp.NewServer(&mcp.Implementation{Name: "warden-gateway", Title: "Warden MCP gateway", Version: "1"}, &mcp.ServerOptions{
+		Capabilities: &mcp.ServerCapabilities{
+			Tools:     &mcp.ToolCapabilities{},
+			Resources: &mcp.ResourceCapabilities{},
+			Prompts:   &mcp.PromptCapabilities{},
+		},
+		// Every list is made for the agent that asked.
+		SetCacheable: func(_ context.Context, _ mcp.Request, c *mcp.Cacheable) { c.CacheScope = "private"; c.TTLMs = 0 },
+		Logger:       g.lg,
+	})
+	g.server.AddReceivingMiddleware(g.intercept)
+	return g.server
 }
 
 // Handler serves agents: the MCP endpoint at the public URL's path, and
@@ -202,19 +216,19 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		switch r := req.(type) {
 		case *mcp.ListToolsRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
 		case *mcp.CallToolRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
 		case *mcp.ListResourcesRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
 		case *mcp.ReadResourceRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
 		case *mcp.ListResourceTemplatesRequest:
 			return &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}, nil
 		case *mcp.ListPromptsRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
 		case *mcp.GetPromptRequest:
-			return withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
+			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
 		case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest, *mcp.CompleteRequest:
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: method + " is not offered through the gateway"}
 		}
@@ -224,7 +238,14 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 
 // withCaller runs f for the request's authenticated agent; a request
 // without one is refused (it cannot happen behind the edge).
-func withCaller(req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (mcp.Result, error) {
+func (g *Gateway) withCaller(req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (mcp.Result, error) {
+	if g.fixed != nil {
+		c, err := g.fixed(context.Background())
+		if err != nil {
+			return nil, &jsonrpc.Error{Code: CodeDenied, Message: "the agent has no token: " + err.Error()}
+		}
+		return f(c)
+	}
 	extra := req.GetExtra()
 	if extra == nil || extra.TokenInfo == nil {
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: "not authenticated"}
@@ -240,7 +261,11 @@ func withCaller(req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (m
 // another method or name than its body: nothing is authorized on one name
 // and executed on another, whatever the protocol version.
 func checkHeaders(req mcp.Request, method, name string) error {
-	h := req.GetExtra().Header
+	extra := req.GetExtra()
+	if extra == nil {
+		return nil // not HTTP
+	}
+	h := extra.Header
 	if v := h.Get("Mcp-Method"); v != "" && v != method {
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("the Mcp-Method header %q does not match the method %q", v, method)}
 	}
@@ -272,8 +297,15 @@ func (g *Gateway) request(c *enforce.Caller, req mcp.Request, action, kind, id s
 	if c.Task != "" {
 		sid = c.Task
 	}
-	return &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
+	dr := &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
 		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid, Taints: g.sessions.Taints(key)}}}
+	if g.proof != nil {
+		var err error
+		if dr.DPoP, dr.HTM, dr.HTU, err = g.proof(c.Token); err != nil {
+			g.lg.Warn("gateway: cannot sign a DPoP proof for a decision", "err", err)
+		}
+	}
+	return dr
 }
 
 // decide asks for a decision and turns anything but an allow into the
@@ -284,10 +316,12 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 		return d, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
 	data, _ := json.Marshal(map[string]string{"decision_id": d.ID})
-	switch d.Outcome {
-	case policy.Allow:
+	switch {
+	case d.Outcome == policy.Allow:
 		return d, nil
-	case policy.PendingApproval:
+	case d.ID == "":
+		return d, &jsonrpc.Error{Code: CodeDenied, Message: "denied: no decision could be made"}
+	case d.Outcome == policy.PendingApproval:
 		return d, &jsonrpc.Error{Code: CodeApprovalRequired, Message: "approval required (decision " + d.ID + ")", Data: data}
 	default:
 		return d, &jsonrpc.Error{Code: CodeDenied, Message: "denied by policy (decision " + d.ID + ")", Data: data}
@@ -306,8 +340,11 @@ func upstreamError(err error) error {
 	return &jsonrpc.Error{Code: CodeUpstream, Message: "upstream unavailable: " + err.Error()}
 }
 
-// split parses "<server>__<name>".
+// split parses "<server>__<name>" (a wrap's names are the server's own).
 func (g *Gateway) split(qualified string) (*upstream, string, bool) {
+	if g.single != nil {
+		return g.single, qualified, qualified != ""
+	}
 	server, name, ok := strings.Cut(qualified, separator)
 	if !ok || name == "" {
 		return nil, "", false
@@ -340,7 +377,7 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 				continue
 			}
 			cp := *t
-			cp.Name = u.cfg.Name + separator + t.Name
+			cp.Name = g.visible(u, t.Name)
 			out.Tools = append(out.Tools, &cp)
 		}
 	}
@@ -447,7 +484,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 				continue
 			}
 			cp := *p
-			cp.Name = u.cfg.Name + separator + p.Name
+			cp.Name = g.visible(u, p.Name)
 			out.Prompts = append(out.Prompts, &cp)
 		}
 	}
@@ -474,6 +511,14 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 	}
 	g.taint(c, r, u)
 	return out, nil
+}
+
+// visible is the name agents see for an upstream's tool or prompt.
+func (g *Gateway) visible(u *upstream, name string) string {
+	if g.single != nil {
+		return name
+	}
+	return u.cfg.Name + separator + name
 }
 
 // taint marks the session after content from an untrusted upstream

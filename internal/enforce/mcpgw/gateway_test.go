@@ -62,7 +62,7 @@ obligations["require_approvals"] := {"count": 2, "roles": ["safety"]} if input.r
 `
 
 const testData = `{"grants": {
-	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/*", "docs/*", "everything/echo", "everything/get-sum"],
+	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/pid", "docs/*", "everything/echo", "everything/get-sum"],
 	"trader": ["market/*"]
 }}`
 
@@ -78,6 +78,10 @@ func TestMain(m *testing.M) {
 				return nil, struct {
 					PID int `json:"pid"`
 				}{os.Getpid()}, nil
+			})
+		mcp.AddTool(s, &mcp.Tool{Name: "wipe_disk", Description: "never granted"},
+			func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "wiped"}}}, nil, nil
 			})
 		if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
 			os.Exit(1)
@@ -301,7 +305,7 @@ func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 // entry finds the audit entry of a decision.
 func (e *env) entry(id string) *audit.Entry {
 	e.t.Helper()
-	n, err := e.w.App.Audit.TreeSize(e.ctx)
+	n, err := e.w.App.Audit.Size(e.ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
