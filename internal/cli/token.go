@@ -13,9 +13,9 @@ import (
 
 func newTokenCmd(g *globals) *cobra.Command {
 	var (
-		agent, keyFile, scope string
-		lifetime              time.Duration
-		dpop                  bool
+		agent, keyFile, scope, resource string
+		lifetime                        time.Duration
+		dpop                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "token",
@@ -33,7 +33,7 @@ In text format only the token is printed, for scripts:
 			if err != nil {
 				return err
 			}
-			opts := []sdk.Option{sdk.WithScope(scope), sdk.WithLifetime(lifetime)}
+			opts := []sdk.Option{sdk.WithScope(scope), sdk.WithLifetime(lifetime), sdk.WithResource(resource)}
 			if dpop {
 				opts = append(opts, sdk.WithDPoP())
 			}
@@ -59,6 +59,7 @@ In text format only the token is printed, for scripts:
 	fl.StringVar(&scope, "scope", "", "ask for only these roles (space-separated)")
 	fl.DurationVar(&lifetime, "expires-in", 0, "ask for this lifetime (the server refuses more than its max_token_ttl, at most 15m)")
 	fl.BoolVar(&dpop, "dpop", false, "bind the request with a DPoP proof (token_type DPoP)")
+	fl.StringVar(&resource, "resource", "", "ask for a token for this resource server, such as an MCP gateway's URL (RFC 8707)")
 	cmd.AddCommand(newTokenRevokeCmd(g), newTokenProofCmd(g))
 	return cmd
 }

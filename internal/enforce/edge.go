@@ -86,7 +86,7 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, ta
 		if tok, err = e.Verifier.Inspect(creds.Token); err != nil {
 			return nil, e.refuse(creds.Scheme, "invalid_token", err)
 		}
-	case errors.Is(err, identity.ErrUnavailable):
+	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable) || errors.Is(err, identity.ErrReplayCacheIsFull):
 		if e.Log != nil {
 			e.Log.Warn("cannot authenticate: state unavailable", "err", err)
 		}

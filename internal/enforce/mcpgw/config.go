@@ -68,9 +68,14 @@ type Server struct {
 	Resource string `yaml:"resource"`
 	// URL is a Streamable HTTP endpoint; Command a program the gateway
 	// starts and speaks to over stdio. Exactly one of them.
-	URL     string            `yaml:"url"`
-	Command []string          `yaml:"command"`
-	Env     map[string]string `yaml:"env"`
+	URL     string   `yaml:"url"`
+	Command []string `yaml:"command"`
+	// Env is the command's environment, with PATH, HOME, USER, LANG,
+	// LC_ALL, TZ and TMPDIR from the gateway's own: nothing else of the
+	// gateway's environment (its secrets) reaches an upstream, unless
+	// InheritEnv says so.
+	Env        map[string]string `yaml:"env"`
+	InheritEnv bool              `yaml:"inherit_env"`
 	// Trust is "trusted" or "untrusted": what an untrusted server returns
 	// taints the agent's session ("untrusted_content").
 	Trust string `yaml:"trust"`

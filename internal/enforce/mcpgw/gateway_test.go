@@ -62,7 +62,7 @@ obligations["require_approvals"] := {"count": 2, "roles": ["safety"]} if input.r
 `
 
 const testData = `{"grants": {
-	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/pid", "docs/*", "everything/echo", "everything/get-sum"],
+	"reader": ["market/get_quote", "market/customer", "market/slow", "web/*", "mail/*", "local/pid", "local/env", "docs/*", "everything/echo", "everything/get-sum"],
 	"trader": ["market/*"]
 }}`
 
@@ -79,6 +79,10 @@ func TestMain(m *testing.M) {
 					PID int `json:"pid"`
 				}{os.Getpid()}, nil
 			})
+		mcp.AddTool(s, &mcp.Tool{Name: "env", Description: "the server's environment variables"},
+			func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Join(os.Environ(), "\n")}}}, nil, nil
+			})
 		mcp.AddTool(s, &mcp.Tool{Name: "wipe_disk", Description: "never granted"},
 			func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "wiped"}}}, nil, nil
@@ -88,6 +92,8 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	// A secret in the gateway's environment, which no upstream command may see.
+	os.Setenv("MCPGW_TEST_SECRET", "gateway-secret")
 	os.Exit(m.Run())
 }
 
@@ -376,7 +382,7 @@ func TestToolsListShowsWhatPolicyCouldAllow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// market__slow is denied (by a rule too slow to finish) whatever the arguments: hidden.
-	want := []string{"local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
+	want := []string{"local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
 	if got := names(res.Tools); !slices.Equal(got, want) {
 		t.Fatalf("reader sees %v, want %v", got, want)
 	}
@@ -748,3 +754,51 @@ func TestHeaderMismatchRefused(t *testing.T) {
 }
 
 var _ = bytes.NewReader
+
+// An MCP session belongs to the agent that opened it: another agent's
+// valid token does not get into it.
+func TestSessionBelongsToItsAgent(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	token := func(id string) string {
+		tok, err := e.agent(id, "reader").Token(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	a, b := token("ai-agent://dev/owner"), token("ai-agent://dev/intruder")
+	resp := post(t, e.url, http.Header{"Authorization": {"Bearer " + a}}, initialize)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != 200 || sid == "" {
+		t.Fatalf("initialize: %d, session %q", resp.StatusCode, sid)
+	}
+	h := func(tok string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + tok}, "Mcp-Session-Id": {sid}, "Mcp-Protocol-Version": {"2025-06-18"}}
+	}
+	post(t, e.url, h(a), `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	list := `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
+	if resp := post(t, e.url, h(b), list); resp.StatusCode < 400 {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("another agent's token in the session: %d %s", resp.StatusCode, body)
+	}
+	if resp := post(t, e.url, h(a), list); resp.StatusCode != 200 {
+		t.Fatalf("the owner: %d", resp.StatusCode)
+	}
+}
+
+// An upstream command gets the environment its configuration gives it, not
+// the gateway's secrets.
+func TestCommandEnvironment(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+	r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "local__env"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := text(t, r)
+	if strings.Contains(env, "MCPGW_TEST_SECRET") || !strings.Contains(env, "MCPGW_TEST_STDIO=1") || !strings.Contains(env, "PATH=") {
+		t.Fatalf("the command's environment:\n%s", env)
+	}
+}

@@ -115,12 +115,30 @@ func (u *upstream) transport() mcp.Transport {
 		return &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.http, MaxRetries: 1}
 	}
 	cmd := exec.Command(u.cfg.Command[0], u.cfg.Command[1:]...)
-	cmd.Env = os.Environ()
-	for k, v := range u.cfg.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = commandEnv(u.cfg)
 	cmd.Stderr = &lineLogger{lg: u.lg}
 	return &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
+}
+
+// passedEnv are the variables of the gateway's environment a command gets.
+var passedEnv = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR"}
+
+// commandEnv is an upstream command's environment.
+func commandEnv(s Server) []string {
+	var env []string
+	if s.InheritEnv {
+		env = os.Environ()
+	} else {
+		for _, k := range passedEnv {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	for k, v := range s.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
 }
 
 // watch waits for a session to end. A command that exits is started again

@@ -31,7 +31,9 @@ func NewWrap(name string, command []string, trust string, d WrapDeps) (*Gateway,
 	if d.Decider == nil || d.Caller == nil {
 		return nil, errors.New("mcpgw: a wrap needs a decider and the agent")
 	}
-	s := Server{Name: name, Command: command, Trust: trust}
+	// The wrapped server runs as the user who runs the wrap, with the
+	// environment the desktop client gave it.
+	s := Server{Name: name, Command: command, Trust: trust, InheritEnv: true}
 	cfg := Config{Listen: "127.0.0.1:0", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}
 	if err := cfg.Check(); err != nil {
 		return nil, err

@@ -73,8 +73,8 @@ func TestWrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := names(res.Tools); !slices.Equal(got, []string{"pid"}) {
-		t.Fatalf("tools %v, want [pid]: its names, only what policy could allow", got)
+	if got := names(res.Tools); !slices.Equal(got, []string{"env", "pid"}) {
+		t.Fatalf("tools %v, want [env pid]: their own names, only what policy could allow", got)
 	}
 	if r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "pid"}); err != nil || r.IsError {
 		t.Fatalf("allowed call: %v %v", r, err)
