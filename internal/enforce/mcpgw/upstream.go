@@ -49,8 +49,13 @@ type catalogue struct {
 }
 
 func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
-	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name),
-		http: &http.Client{Timeout: 0}} // calls are bounded by their contexts
+	// One MCP session carries every agent's calls to the upstream, many at
+	// once: keep enough connections open for them (the default keeps two,
+	// and closes and reopens the rest for every burst). Calls are bounded
+	// by their contexts.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tr}}
 	refresh := func(ctx context.Context) { go u.refresh() }
 	u.client = mcp.NewClient(&mcp.Implementation{Name: "warden-gateway", Version: "1"}, &mcp.ClientOptions{
 		// No roots, sampling or elicitation: the gateway offers upstreams
