@@ -4,10 +4,15 @@
 package enforce
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/warden-run/warden/internal/decide"
@@ -105,4 +110,57 @@ func SourceIP(r *http.Request) string {
 		return ""
 	}
 	return host
+}
+
+// HTTPArgs are what policy sees of an HTTP request's arguments: its query
+// parameters (a name given once is a string, more often a list), its body
+// when that is JSON, and the body's content type when there is a body. A
+// body that says it is JSON must be JSON, or it is an error: a policy that
+// checks a field of the body must not be skipped by a body it cannot read
+// and the upstream can. body is that JSON as policy saw it, re-encoded
+// (numbers as written, a repeated key once): forward it instead of the
+// original, so that the upstream reads what was decided.
+func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMessage, body []byte, err error) {
+	a := map[string]any{}
+	if len(query) > 0 {
+		m := map[string]any{}
+		for k, vs := range query {
+			if len(vs) == 1 {
+				m[k] = vs[0]
+			} else {
+				m[k] = vs
+			}
+		}
+		a["query"] = m
+	}
+	body = raw
+	if len(raw) > 0 {
+		a["content_type"] = contentType
+		if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return nil, nil, fmt.Errorf("the body is not JSON: %v", err)
+			}
+			if dec.More() {
+				return nil, nil, errors.New("the body holds more than one JSON value")
+			}
+			if body, err = json.Marshal(v); err != nil {
+				return nil, nil, err
+			}
+			a["body"] = json.RawMessage(body)
+		}
+	}
+	args, err = json.Marshal(a)
+	return args, body, err
+}
+
+// SessionKey is where an agent's taints are kept by an enforcement point
+// without sessions of its own: the agent's task (Warden-Task), or the agent.
+func SessionKey(c *Caller) string {
+	if c.Task != "" {
+		return "task:" + c.Agent + "\x00" + c.Task
+	}
+	return "agent:" + c.Agent
 }

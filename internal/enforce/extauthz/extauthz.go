@@ -75,13 +75,15 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if no != nil {
 		return deny(no.Status, challenge(no), no.Message), nil
 	}
-	key := "agent:" + caller.Agent
-	if caller.Task != "" {
-		key = "task:" + caller.Agent + "\x00" + caller.Task
+	key := enforce.SessionKey(caller)
+	// Envoy forwards the body it has: one policy cannot read is refused.
+	args, _, err := enforce.HTTPArgs(parseQuery(query), headers["content-type"], []byte(h.GetBody()))
+	if err != nil {
+		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}
 	dr := &decide.Request{Token: caller.Token, Action: "http:" + h.GetMethod(),
 		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + path},
-		Args:     args(query, headers["content-type"], h.GetBody()),
+		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: s.sessions.Taints(key)}}}
 	d, err := s.dec.Decide(ctx, dr)
 	if err != nil {
@@ -127,28 +129,6 @@ func challenge(no *enforce.Refusal) []*corev3.HeaderValueOption {
 	return []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "www-authenticate", Value: no.Challenge}}}
 }
 
-// args are what policy sees of a request: its query parameters and, when
-// Envoy sends the body and it is JSON, the body.
-func args(query, contentType, body string) json.RawMessage {
-	a := map[string]any{}
-	if q, err := url.ParseQuery(query); err == nil && len(q) > 0 {
-		m := map[string]any{}
-		for k, vs := range q {
-			if len(vs) == 1 {
-				m[k] = vs[0]
-			} else {
-				m[k] = vs
-			}
-		}
-		a["query"] = m
-	}
-	if strings.HasPrefix(contentType, "application/json") && body != "" && json.Valid([]byte(body)) {
-		a["body"] = json.RawMessage(body)
-	}
-	b, _ := json.Marshal(a)
-	return b
-}
-
 func deny(status int, headers []*corev3.HeaderValueOption, msg string) *authv3.CheckResponse {
 	code := codes.PermissionDenied
 	if status == http.StatusUnauthorized {
@@ -177,4 +157,9 @@ func denyJSON(status int, body string) *authv3.CheckResponse {
 			Body:    body,
 		}},
 	}
+}
+
+func parseQuery(q string) url.Values {
+	v, _ := url.ParseQuery(q)
+	return v
 }

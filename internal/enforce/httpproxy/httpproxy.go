@@ -210,17 +210,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request body over %d bytes", p.cfg.MaxBodyBytes)})
 		return
 	}
+	args, body, err := enforce.HTTPArgs(r.URL.Query(), r.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	// The upstream gets the body policy decided on.
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	rest := strings.TrimPrefix(r.URL.Path, route.Prefix)
-	key := sessionKey(caller)
+	key := enforce.SessionKey(caller)
 	attrs := make(map[string]any, len(route.Attributes))
 	for k, v := range route.Attributes {
 		attrs[k] = v
 	}
 	req := &decide.Request{Token: caller.Token, Action: "http:" + r.Method,
 		Resource: decide.Resource{Kind: "http.route", ID: route.Name + "/" + rest, Attributes: attrs},
-		Args:     args(r, body),
+		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: p.d.Sessions.Taints(key)}}}
 	d, err := p.d.Decider.Decide(r.Context(), req)
 	if err != nil {
@@ -327,39 +334,6 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		msg = "the upstream's answer could not be redacted as policy requires"
 	}
 	writeJSON(w, http.StatusBadGateway, map[string]string{"error": msg})
-}
-
-// sessionKey is where an agent's taints are kept at the proxy: its task
-// (Warden-Task), or the agent.
-func sessionKey(c *enforce.Caller) string {
-	if c.Task != "" {
-		return "task:" + c.Agent + "\x00" + c.Task
-	}
-	return "agent:" + c.Agent
-}
-
-// args are what policy sees of a request: its query parameters, and its
-// body when that is JSON.
-func args(r *http.Request, body []byte) json.RawMessage {
-	a := map[string]any{}
-	if q := r.URL.Query(); len(q) > 0 {
-		query := map[string]any{}
-		for k, vs := range q {
-			if len(vs) == 1 {
-				query[k] = vs[0]
-			} else {
-				query[k] = vs
-			}
-		}
-		a["query"] = query
-	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); len(body) > 0 && (mt == "application/json" || strings.HasSuffix(mt, "+json")) {
-		if json.Valid(body) {
-			a["body"] = json.RawMessage(body)
-		}
-	}
-	b, _ := json.Marshal(a)
-	return b
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -59,13 +59,16 @@ obligations["redact"] := ["ssn", "card.number"] if startswith(input.resource.id,
 
 // upstream records what reaches it.
 type upstream struct {
-	mu   sync.Mutex
-	seen []*http.Request
+	mu     sync.Mutex
+	seen   []*http.Request
+	bodies []string
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
 	u.mu.Lock()
 	u.seen = append(u.seen, r.Clone(context.Background()))
+	u.bodies = append(u.bodies, string(b))
 	u.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	switch {
@@ -249,6 +252,16 @@ func TestProxy(t *testing.T) {
 	if a.status != 200 || strings.Contains(a.body, "123-45-6789") || strings.Contains(a.body, "4111") ||
 		!strings.Contains(a.body, `"expiry":"12/29"`) || !strings.Contains(a.body, "12345678901234567890") {
 		t.Fatalf("redacted answer: %+v", a)
+	}
+	// The upstream reads the body policy decided on; a body that says it
+	// is JSON and is not is refused.
+	if a := e.do(c, "POST", "/mail/send", `{"to": "boss@example.com", "to": "evil@example.com"}`); a.status != 200 ||
+		e.mail.bodies[len(e.mail.bodies)-1] != `{"to":"evil@example.com"}` {
+		t.Fatalf("duplicate keys: %+v, upstream read %q", a, e.mail.bodies)
+	}
+	before = len(e.mail.seen)
+	if a := e.do(c, "POST", "/mail/send", `{"to": "boss@example.com",}`); a.status != 400 || len(e.mail.seen) != before {
+		t.Fatalf("broken JSON: %+v", a)
 	}
 	// Untrusted content taints the agent: no egress after it.
 	if a := e.do(c, "POST", "/mail/send", `{"to": "boss@example.com"}`); a.status != 200 {

@@ -1,6 +1,7 @@
 package mcpgw
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -340,6 +341,20 @@ func upstreamError(err error) error {
 	return &jsonrpc.Error{Code: CodeUpstream, Message: "upstream unavailable: " + err.Error()}
 }
 
+// canonicalArgs re-encodes a call's arguments, a JSON object or nothing.
+func canonicalArgs(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, errors.New("arguments: must be a JSON object")
+	}
+	return json.Marshal(m)
+}
+
 // split parses "<server>__<name>" (a wrap's names are the server's own).
 func (g *Gateway) split(qualified string) (*upstream, string, bool) {
 	if g.single != nil {
@@ -392,13 +407,19 @@ func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallTo
 	if !ok {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", r.Params.Name)}
 	}
-	d, err := g.decide(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), r.Params.Arguments))
+	// The upstream gets the arguments policy decided on, re-encoded: a key
+	// given twice, which parsers may read differently, is given once.
+	args, err := canonicalArgs(r.Params.Arguments)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	d, err := g.decide(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
 	if err != nil {
 		return nil, err
 	}
 	params := &mcp.CallToolParams{Meta: r.Params.Meta, Name: tool}
-	if len(r.Params.Arguments) > 0 {
-		params.Arguments = r.Params.Arguments
+	if len(args) > 0 {
+		params.Arguments = args
 	}
 	res, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.CallToolResult, error) {
 		return s.CallTool(ctx, params)
