@@ -103,7 +103,13 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 			refuse(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body too large"})
 			return
 		}
+		if body, err = canonicalBody(r.Header.Get("Content-Type"), body); err != nil {
+			refuse(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		// The handler reads the body policy decided on.
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
 		d, err := e.decide(r, token, body)
 		if err != nil {
 			refuse(w, http.StatusServiceUnavailable, map[string]string{"error": "no decision: " + err.Error()})
@@ -149,8 +155,11 @@ func (e *Enforcer) decide(r *http.Request, token string, body []byte) (Decision,
 		}
 		args["query"] = m
 	}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); len(body) > 0 && (mt == "application/json" || strings.HasSuffix(mt, "+json")) && json.Valid(body) {
-		args["body"] = json.RawMessage(body)
+	if len(body) > 0 {
+		args["content_type"] = r.Header.Get("Content-Type")
+		if isJSON(r.Header.Get("Content-Type")) {
+			args["body"] = json.RawMessage(body)
+		}
 	}
 	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
 	req := map[string]any{
@@ -193,6 +202,30 @@ func (e *Enforcer) decide(r *http.Request, token string, body []byte) (Decision,
 		return Decision{}, errors.New("Warden's answer is not a decision")
 	}
 	return d, nil
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+// canonicalBody re-encodes a JSON body (numbers as written, a key given
+// twice once), so that policy and handler read the same; a body that says
+// it is JSON and is not is an error.
+func canonicalBody(contentType string, body []byte) ([]byte, error) {
+	if len(body) == 0 || !isJSON(contentType) {
+		return body, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("the body is not JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("the body holds more than one JSON value")
+	}
+	return json.Marshal(v)
 }
 
 func refuse(w http.ResponseWriter, code int, v any) {
