@@ -140,6 +140,8 @@ func (c *Config) Check() error {
 	}
 	if u, err := url.Parse(c.PublicURL); c.PublicURL != "" && (err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.RawQuery != "") {
 		bad("public_url %q: an absolute http(s) URL without query or fragment", c.PublicURL)
+	} else if c.PublicURL != "" && strings.Trim(u.Path, "/") == "" {
+		bad("public_url %q: the MCP endpoint needs a path of its own, such as /mcp", c.PublicURL)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key go together")

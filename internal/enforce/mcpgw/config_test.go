@@ -43,6 +43,7 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\nsevers: []", "field severs not found"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, resource: 'plc/', url: 'http://x', trust: trusted}]", "path segments"},
 		{"listen: 127.0.0.1:1\npublic_url: /mcp\nservers: [{name: a, url: 'http://x', trust: trusted}]", "public_url"},
+		{"listen: 127.0.0.1:1\npublic_url: 'http://gw.example/'\nservers: [{name: a, url: 'http://x', trust: trusted}]", "a path of its own"},
 	}
 	for _, b := range bad {
 		_, err := mcpgw.ParseConfig([]byte(b.yaml))
