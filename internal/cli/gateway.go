@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-run/warden/internal/app"
-	"github.com/warden-run/warden/internal/config"
 )
 
 func newGatewayCmd(g *globals) *cobra.Command {
@@ -33,16 +32,8 @@ instead: warden serve --gateway gateway.yaml.`,
 			if gatewayFile == "" {
 				return errors.New("--config gateway.yaml is required")
 			}
-			cfg := config.Default()
-			if wardenFile == "" {
-				wardenFile = os.Getenv("WARDEN_CONFIG")
-			}
-			if wardenFile != "" {
-				if err := config.LoadFile(&cfg, wardenFile); err != nil {
-					return err
-				}
-			}
-			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
+			cfg, err := loadConfig(wardenFile)
+			if err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("data") {

@@ -33,16 +33,8 @@ server refuses plain HTTP unless --tls-cert and --tls-key are given, or
 bootstrap admin token to <data>/admin.token (mode 0600).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := config.Default()
-			if configFile == "" {
-				configFile = os.Getenv("WARDEN_CONFIG")
-			}
-			if configFile != "" {
-				if err := config.LoadFile(&cfg, configFile); err != nil {
-					return err
-				}
-			}
-			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
+			cfg, err := loadConfig(configFile)
+			if err != nil {
 				return err
 			}
 			fl := cmd.Flags()
@@ -118,6 +110,21 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 	fl.BoolVar(&f.Policy.Watch, "watch", false, "with --policies: push and activate the directory again when it changes")
 	fl.StringVar(&f.Gateway, "gateway", "", "MCP gateway configuration (gateway.yaml): run the gateway in this process")
 	return cmd
+}
+
+// loadConfig is the configuration from, lowest first, the defaults, file
+// (or WARDEN_CONFIG's) and the WARDEN_* environment variables.
+func loadConfig(file string) (config.Config, error) {
+	cfg := config.Default()
+	if file == "" {
+		file = os.Getenv("WARDEN_CONFIG")
+	}
+	if file != "" {
+		if err := config.LoadFile(&cfg, file); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, config.ApplyEnv(&cfg, os.LookupEnv)
 }
 
 func newLogger(c config.Log, w interface{ Write([]byte) (int, error) }) *slog.Logger {

@@ -330,65 +330,81 @@ func TestEvaluateKeyed(t *testing.T) {
 // exactly what an engine that evaluates everything gives.
 func TestKeptRulesChangeNothing(t *testing.T) {
 	t.Parallel()
+	eachShippedBundle(t, func(t *testing.T, b *policy.Bundle, cases []policy.Case) {
+		ctx := context.Background()
+		kept, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second, NoRuleCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cases) < 5 {
+			t.Fatalf("%d cases, want at least 5", len(cases))
+		}
+		// Every top-level part of an input (agent, action, resource,
+		// args, context) and every part of the context, from any case.
+		pick := func(rnd *rand.Rand) map[string]any {
+			in := map[string]any{}
+			for _, k := range []string{"agent", "action", "resource", "args"} {
+				if v, ok := cases[rnd.IntN(len(cases))].Input[k]; ok {
+					in[k] = v
+				}
+			}
+			cx := map[string]any{}
+			for _, k := range []string{"time", "source", "risk", "session", "grants", "delegation", "approvals"} {
+				if c, ok := cases[rnd.IntN(len(cases))].Input["context"].(map[string]any); ok {
+					if v, ok := c[k]; ok {
+						cx[k] = v
+					}
+				}
+			}
+			in["context"] = cx
+			return in
+		}
+		rnd := rand.New(rand.NewPCG(1, uint64(len(t.Name()))))
+		for i := range 3000 {
+			in := pick(rnd)
+			at := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC).Add(time.Duration(rnd.IntN(3)) * 7 * time.Hour)
+			got, gerr := kept.Evaluate(ctx, in, at)
+			want, werr := plain.Evaluate(ctx, in, at)
+			if (gerr == nil) != (werr == nil) || !sameResult(got, want) {
+				raw, _ := json.Marshal(in)
+				t.Fatalf("input %d: kept %+v %v, evaluated %+v %v\n%s", i, got, gerr, want, werr, raw)
+			}
+		}
+		if len(policy.KeyedRules(kept)) == 0 {
+			t.Fatal("no rule kept per input: the test proves nothing")
+		}
+	})
+}
+
+// eachShippedBundle runs f on every bundle in policies/, each in a
+// parallel subtest, with its decision cases.
+func eachShippedBundle(t *testing.T, f func(t *testing.T, b *policy.Bundle, cases []policy.Case)) {
 	dirs, _ := filepath.Glob("../../policies/*")
+	n := 0
 	for _, dir := range dirs {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			continue
 		}
+		n++
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			t.Parallel()
 			b, err := policy.LoadDir(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := context.Background()
-			kept, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			plain, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second, NoRuleCache: true})
-			if err != nil {
-				t.Fatal(err)
-			}
 			cases, err := policy.LoadCases(b)
-			if err != nil || len(cases) < 5 {
-				t.Fatalf("cases: %d, %v", len(cases), err)
+			if err != nil {
+				t.Fatal(err)
 			}
-			// Every top-level part of an input (agent, action, resource,
-			// args, context) and every part of the context, from any case.
-			pick := func(rnd *rand.Rand) map[string]any {
-				in := map[string]any{}
-				for _, k := range []string{"agent", "action", "resource", "args"} {
-					if v, ok := cases[rnd.IntN(len(cases))].Input[k]; ok {
-						in[k] = v
-					}
-				}
-				cx := map[string]any{}
-				for _, k := range []string{"time", "source", "risk", "session", "grants", "delegation", "approvals"} {
-					if c, ok := cases[rnd.IntN(len(cases))].Input["context"].(map[string]any); ok {
-						if v, ok := c[k]; ok {
-							cx[k] = v
-						}
-					}
-				}
-				in["context"] = cx
-				return in
-			}
-			rnd := rand.New(rand.NewPCG(1, uint64(len(dir))))
-			for i := range 3000 {
-				in := pick(rnd)
-				at := time.Date(2026, 3, 10, 15, 0, 0, 0, time.UTC).Add(time.Duration(rnd.IntN(3)) * 7 * time.Hour)
-				got, gerr := kept.Evaluate(ctx, in, at)
-				want, werr := plain.Evaluate(ctx, in, at)
-				if (gerr == nil) != (werr == nil) || !sameResult(got, want) {
-					raw, _ := json.Marshal(in)
-					t.Fatalf("input %d: kept %+v %v, evaluated %+v %v\n%s", i, got, gerr, want, werr, raw)
-				}
-			}
-			if len(policy.KeyedRules(kept)) == 0 {
-				t.Fatal("no rule kept per input: the test proves nothing")
-			}
+			f(t, b, cases)
 		})
+	}
+	if n == 0 {
+		t.Fatal("no shipped bundle found")
 	}
 }
 

@@ -3,8 +3,6 @@ package policy_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -60,52 +58,37 @@ func TestMayAllowFailsClosed(t *testing.T) {
 // denied case in every bundle, so it is not true for everything.
 func TestMayAllowAgreesWithShippedCases(t *testing.T) {
 	t.Parallel()
-	dirs, _ := filepath.Glob("../../policies/*")
-	for _, dir := range dirs {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			continue
+	eachShippedBundle(t, func(t *testing.T, b *policy.Bundle, cases []policy.Case) {
+		ctx := context.Background()
+		e, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			t.Parallel()
-			b, err := policy.LoadDir(dir)
+		hidden := 0
+		for _, c := range cases {
+			input := roundTrip(t, c.Input)
+			r := input["resource"].(map[string]any)
+			sent, _ := r["attributes"].(map[string]any)
+			r["attributes"] = e.Resources().Enrich(r["kind"].(string), r["id"].(string), sent)
+			at := time.Unix(0, 0).UTC()
+			if s, ok := input["context"].(map[string]any)["time"].(string); ok {
+				at, _ = time.Parse(time.RFC3339, s)
+			}
+			may, err := e.MayAllow(ctx, input, at)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s: %v", c.Name, err)
 			}
-			ctx := context.Background()
-			e, err := policy.Compile(ctx, b, policy.EngineConfig{Timeout: time.Second})
-			if err != nil {
-				t.Fatal(err)
+			if c.Outcome == policy.Allow && !may {
+				t.Errorf("%s: allowed, but MayAllow hides it", c.Name)
 			}
-			cases, err := policy.LoadCases(b)
-			if err != nil {
-				t.Fatal(err)
+			if !may {
+				hidden++
 			}
-			hidden := 0
-			for _, c := range cases {
-				input := roundTrip(t, c.Input)
-				r := input["resource"].(map[string]any)
-				sent, _ := r["attributes"].(map[string]any)
-				r["attributes"] = e.Resources().Enrich(r["kind"].(string), r["id"].(string), sent)
-				at := time.Unix(0, 0).UTC()
-				if s, ok := input["context"].(map[string]any)["time"].(string); ok {
-					at, _ = time.Parse(time.RFC3339, s)
-				}
-				may, err := e.MayAllow(ctx, input, at)
-				if err != nil {
-					t.Fatalf("%s: %v", c.Name, err)
-				}
-				if c.Outcome == policy.Allow && !may {
-					t.Errorf("%s: allowed, but MayAllow hides it", c.Name)
-				}
-				if !may {
-					hidden++
-				}
-			}
-			if hidden == 0 {
-				t.Errorf("MayAllow hid none of %d cases", len(cases))
-			}
-		})
-	}
+		}
+		if hidden == 0 {
+			t.Errorf("MayAllow hid none of %d cases", len(cases))
+		}
+	})
 }
 
 func roundTrip(t *testing.T, v map[string]any) map[string]any {

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/sdk"
@@ -98,6 +99,32 @@ func (i *Instance) Register(t testing.TB, id string, roles ...string) *sdk.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// Decision returns the audit entry of a decision, failing the test when
+// the log has none.
+func (i *Instance) Decision(t testing.TB, id string) *audit.Entry {
+	t.Helper()
+	ctx := context.Background()
+	n, err := i.App.Audit.Size(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := i.App.Audit.Read(ctx, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range data {
+		e, err := audit.DecodeEntry(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.DecisionID == id {
+			return e
+		}
+	}
+	t.Fatalf("no audit entry for decision %s", id)
+	return nil
 }
 
 // FreshPostgres makes a database of its own on the server dsn names, drops it

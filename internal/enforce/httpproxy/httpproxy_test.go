@@ -206,19 +206,7 @@ func (e *env) do(c *http.Client, method, path, body string) answer {
 
 func (e *env) entry(id string) *audit.Entry {
 	e.t.Helper()
-	n, _ := e.w.App.Audit.Size(context.Background())
-	data, err := e.w.App.Audit.Read(context.Background(), 0, n)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, d := range data {
-		en, _ := audit.DecodeEntry(d)
-		if en.DecisionID == id {
-			return en
-		}
-	}
-	e.t.Fatalf("no audit entry for %s", id)
-	return nil
+	return e.w.Decision(e.t, id)
 }
 
 func TestProxy(t *testing.T) {

@@ -311,25 +311,7 @@ func (h headerRT) RoundTrip(r *http.Request) (*http.Response, error) {
 // entry finds the audit entry of a decision.
 func (e *env) entry(id string) *audit.Entry {
 	e.t.Helper()
-	n, err := e.w.App.Audit.Size(e.ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	data, err := e.w.App.Audit.Read(e.ctx, 0, n)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, d := range data {
-		en, err := audit.DecodeEntry(d)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if en.DecisionID == id {
-			return en
-		}
-	}
-	e.t.Fatalf("no audit entry for decision %s", id)
-	return nil
+	return e.w.Decision(e.t, id)
 }
 
 // refusal checks that err is the gateway's JSON-RPC refusal with code,
