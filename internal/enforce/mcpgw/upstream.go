@@ -39,7 +39,16 @@ type upstream struct {
 	closed  bool
 	// restarts counts the command's restarts after it exited.
 	restarts int
+	// failed is when the last connection attempt failed, and why: for a
+	// while after, uses fail at once instead of each waiting for a dead
+	// upstream.
+	failed    time.Time
+	failedErr error
 }
+
+// retryAfter is how long an upstream that could not be reached is not
+// tried again.
+const retryAfter = 2 * time.Second
 
 // catalogue is what an upstream offers.
 type catalogue struct {
@@ -82,23 +91,32 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	u.connect.Lock()
 	defer u.connect.Unlock()
 	u.mu.Lock()
-	s = u.sess
+	s, failed, failedErr := u.sess, u.failed, u.failedErr
 	u.mu.Unlock()
 	if s != nil {
 		return s, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	if time.Since(failed) < retryAfter {
+		return nil, failedErr
+	}
+	fail := func(what string, err error) (*mcp.ClientSession, error) {
+		u.lg.Warn("upstream: "+what, "err", err)
+		err = fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+		u.mu.Lock()
+		u.failed, u.failedErr = time.Now(), err
+		u.mu.Unlock()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(u.timeout, 10*time.Second))
 	defer cancel()
 	s, err := u.client.Connect(ctx, u.transport(), nil)
 	if err != nil {
-		u.lg.Warn("upstream: cannot connect", "err", err)
-		return nil, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+		return fail("cannot connect", err)
 	}
 	lists, err := fetchLists(ctx, s)
 	if err != nil {
 		s.Close()
-		u.lg.Warn("upstream: cannot list what it offers", "err", err)
-		return nil, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+		return fail("cannot list what it offers", err)
 	}
 	u.mu.Lock()
 	if u.closed {
