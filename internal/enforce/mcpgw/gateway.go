@@ -33,6 +33,9 @@ const (
 	CodeUpstream         = -32012
 )
 
+// sessionless is the first protocol version without sessions.
+const sessionless = "2026-07-28"
+
 // separator joins a server's name and a tool's or prompt's name in what
 // agents see ("market-data__get_quote"): server names cannot hold it.
 const separator = "__"
@@ -96,10 +99,25 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	g.auth = &enforce.Edge{Verifier: d.Verifier, Resource: cfg.PublicURL, MetadataURL: g.metaURL, Limits: enforce.NewLimiter(cfg.RateLimit), Log: lg}
 
 	server := g.mcpServer()
-	streamable := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, &mcp.StreamableHTTPOptions{
+	getServer := func(*http.Request) *mcp.Server { return server }
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
 		SessionTimeout:      cfg.SessionTimeout,
 		MaxRequestBodyBytes: cfg.MaxRequestBytes,
 		Logger:              lg,
+	})
+	// Protocol 2026-07-28 and later are sessionless: their requests go to a
+	// stateless handler, the earlier versions' to the one with sessions.
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
+		Stateless:           true,
+		MaxRequestBodyBytes: cfg.MaxRequestBytes,
+		Logger:              lg,
+	})
+	streamable := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Mcp-Protocol-Version") >= sessionless {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
 	})
 	// The SDK binds a session to the user of the request that made it:
 	// here the agent, whose identity the edge has checked.
@@ -417,7 +435,9 @@ func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallTo
 	if err != nil {
 		return nil, err
 	}
-	params := &mcp.CallToolParams{Meta: r.Params.Meta, Name: tool}
+	// The agent's _meta stays here: it holds its own protocol version and
+	// progress tokens, which are not the upstream session's.
+	params := &mcp.CallToolParams{Name: tool}
 	if len(args) > 0 {
 		params.Arguments = args
 	}

@@ -279,17 +279,28 @@ func (e *env) agent(id string, roles ...string) *sdk.Client {
 	return c
 }
 
-// connect opens an MCP session through the gateway with the official Go SDK client.
+// connect opens an MCP session through the gateway with the official Go SDK
+// client, at the newest protocol version (sessionless).
 func (e *env) connect(c *sdk.Client, extra http.Header) *mcp.ClientSession {
+	e.t.Helper()
+	return e.connectAt(c, extra, "")
+}
+
+// connectAt connects at a given protocol version ("" for the newest).
+func (e *env) connectAt(c *sdk.Client, extra http.Header, version string) *mcp.ClientSession {
 	e.t.Helper()
 	rt := c.Transport(nil)
 	if extra != nil {
 		rt = headerRT{rt, extra}
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "test-agent", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
-	s, err := client.Connect(e.ctx, &mcp.StreamableClientTransport{Endpoint: e.url, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1}, nil)
+	s, err := client.Connect(e.ctx, &mcp.StreamableClientTransport{Endpoint: e.url, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if version != "" && s.InitializeResult().ProtocolVersion != version {
+		e.t.Fatalf("protocol version %s, want %s", s.InitializeResult().ProtocolVersion, version)
 	}
 	e.t.Cleanup(func() { s.Close() })
 	return s
@@ -418,33 +429,49 @@ func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
 	t.Parallel()
 	e := start(t, nil)
 	c := e.agent("ai-agent://dev/assistant", "reader")
-	s := e.connect(c, nil)
-	if r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": "boss@example.com"}}); err != nil || text(t, r) != "sent" {
-		t.Fatalf("mail before any untrusted content: %v %v", r, err)
+	mail := func(s *mcp.ClientSession, to string) error {
+		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": to}})
+		return err
 	}
-	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
-		t.Fatal(err)
+	fetch := func(s *mcp.ClientSession) {
+		t.Helper()
+		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": "evil@example.com"}})
-	if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"tainted_session_egress"}) {
-		t.Fatalf("audit entry %+v", en)
+	tainted := func(err error) {
+		t.Helper()
+		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"tainted_session_egress"}) {
+			t.Fatalf("audit entry %+v", en)
+		}
 	}
-	// Reading is still fine in the tainted session; another session is clean.
-	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
-		t.Fatal(err)
+	for _, version := range []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"} {
+		// With sessions: the taint is the MCP session's.
+		s := e.connectAt(c, nil, version)
+		if err := mail(s, "boss@example.com"); err != nil {
+			t.Fatalf("%s: mail before any untrusted content: %v", version, err)
+		}
+		fetch(s)
+		tainted(mail(s, "evil@example.com"))
+		// Reading is still fine in the tainted session; another session is clean.
+		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mail(e.connectAt(c, nil, version), "boss@example.com"); err != nil {
+			t.Fatalf("%s: a clean session: %v", version, err)
+		}
 	}
-	other := e.connect(c, nil)
-	if _, err := other.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": "boss@example.com"}}); err != nil {
-		t.Fatalf("a clean session: %v", err)
-	}
-	// With Warden-Task the taint follows the task across sessions.
+	// With Warden-Task the taint follows the task, whatever the protocol.
 	task := http.Header{"Warden-Task": {"t-42"}}
-	s1, s2 := e.connect(c, task), e.connect(c, task)
-	if _, err := s1.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "x"}}); err != nil {
-		t.Fatal(err)
+	fetch(e.connectAt(c, task, "2025-11-25"))
+	tainted(mail(e.connect(c, task), "evil@example.com"))
+	if err := mail(e.connect(c, http.Header{"Warden-Task": {"t-43"}}), "boss@example.com"); err != nil {
+		t.Fatalf("another task: %v", err)
 	}
-	_, err = s2.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": "evil@example.com"}})
-	e.refusal(err, mcpgw.CodeDenied)
+	// Without sessions (2026-07-28) and without a task, it is the agent's.
+	other := e.agent("ai-agent://dev/other-assistant", "reader")
+	fetch(e.connect(other, nil))
+	tainted(mail(e.connect(other, nil), "evil@example.com"))
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
 	if slices.Contains(e.sent, "evil@example.com") {

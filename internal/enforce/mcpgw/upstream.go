@@ -107,7 +107,7 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 		u.mu.Unlock()
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, min(u.timeout, 10*time.Second))
+	ctx, cancel := detach(ctx, min(u.timeout, 10*time.Second))
 	defer cancel()
 	s, err := u.client.Connect(ctx, u.transport(), nil)
 	if err != nil {
@@ -243,7 +243,10 @@ func call[T any](ctx context.Context, u *upstream, f func(context.Context, *mcp.
 	if err != nil {
 		return zero, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	// The call gets the agent's cancellation and the upstream's timeout,
+	// but none of the agent's request values: the SDK keeps the agent's
+	// protocol version there, which is not the upstream session's.
+	ctx, cancel := detach(ctx, u.timeout)
 	defer cancel()
 	out, err := f(ctx, s)
 	if err == nil {
@@ -258,6 +261,14 @@ func call[T any](ctx context.Context, u *upstream, f func(context.Context, *mcp.
 	}
 	u.lg.Warn("upstream: call failed", "err", err)
 	return zero, fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+}
+
+// detach is a context that ends when parent does or after timeout, and
+// holds none of parent's values.
+func detach(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	stop := context.AfterFunc(parent, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // ownAnswer says whether err is an error the upstream answered with, as
