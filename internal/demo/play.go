@@ -122,7 +122,7 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			{trader, "attack: forged token (roles changed to senior-trader)", refused, d.forged},
 			{trader, "attack: stolen token, used without the agent's key", refused, d.stolen},
 			{"admin", "quarantines the trading agent (behaviour drift)", "done", d.quarantine(trader)},
-			{trader, "gets a quote again, in the same MCP session", denied, call(trader, "market-data__get_quote", map[string]string{"symbol": "ACME"})},
+			{trader, "gets a quote again, a moment later", denied, call(trader, "market-data__get_quote", map[string]string{"symbol": "ACME"})},
 		}},
 		{"Healthcare: a radiology agent", "healthcare", []step{
 			{radiol, "lists its tools", allowed, list(radiol)},
