@@ -11,11 +11,16 @@
 #            decision durably in the audit log (audit.mode sync) before it
 #            forwards the call.
 #
-# Usage: bench/gateway-overhead.sh      (CONC and DUR change the defaults)
+# Both paths speak the same protocol version, PROTOCOL (default 2025-11-25,
+# the newest the upstream's stateful server speaks; the gateway serves
+# 2026-07-28 too, statelessly).
+#
+# Usage: bench/gateway-overhead.sh      (CONC, DUR and PROTOCOL change the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONC=${CONC:-16}
 DUR=${DUR:-10s}
+PROTOCOL=${PROTOCOL:-2025-11-25}
 WARDEN_ADDR=127.0.0.1:7171
 GATEWAY_ADDR=127.0.0.1:7401
 UPSTREAM_ADDR=127.0.0.1:7402
@@ -67,9 +72,9 @@ agent=ai-agent://prod/bench/agent
 w agent keygen --out "$work/agent.jwk" >/dev/null
 w agent register "$agent" --role bench --owner team-bench --pubkey "$work/agent.pub.jwk" >/dev/null
 
-echo "load: $CONC MCP sessions, $DUR each, after 2s of warm-up" >&2
-"$work/mcpload" -name direct -url "http://$UPSTREAM_ADDR/mcp" -tool echo -c "$CONC" -d "$DUR" >"$work/direct.result"
-"$work/mcpload" -name gateway -url "http://$GATEWAY_ADDR/mcp" -tool bench__echo -c "$CONC" -d "$DUR" \
+echo "load: $CONC MCP sessions, protocol $PROTOCOL, $DUR each, after 2s of warm-up" >&2
+"$work/mcpload" -name direct -url "http://$UPSTREAM_ADDR/mcp" -tool echo -c "$CONC" -d "$DUR" -protocol "$PROTOCOL" >"$work/direct.result"
+"$work/mcpload" -name gateway -url "http://$GATEWAY_ADDR/mcp" -tool bench__echo -c "$CONC" -d "$DUR" -protocol "$PROTOCOL" \
 	-warden "http://$WARDEN_ADDR" -agent "$agent" -key "$work/agent.jwk" >"$work/gateway.result"
 entries=$(w audit verify --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"])')
 

@@ -44,6 +44,7 @@ type Result struct {
 func main() {
 	var (
 		serve, url, tool, args, name    string
+		protocol                        string
 		wardenURL, agent, key, resource string
 		conc                            int
 		dur, warm                       time.Duration
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&agent, "agent", "", "the agent's id")
 	flag.StringVar(&key, "key", "", "the agent's private key file (JWK)")
 	flag.StringVar(&resource, "resource", "", "the resource the tokens are for (the gateway's URL; default -url)")
+	flag.StringVar(&protocol, "protocol", "", "MCP protocol version to ask for (default: the SDK's newest, falling back)")
 	flag.IntVar(&conc, "c", 16, "concurrent MCP sessions, one caller each")
 	flag.DurationVar(&dur, "d", 10*time.Second, "measured duration")
 	flag.DurationVar(&warm, "warmup", 2*time.Second, "unmeasured duration first")
@@ -91,7 +93,8 @@ func main() {
 	sessions := make([]*mcp.ClientSession, conc)
 	for i := range sessions {
 		client := mcp.NewClient(&mcp.Implementation{Name: "mcpload", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
-		s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: httpClient, DisableStandaloneSSE: true}, nil)
+		s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: httpClient, DisableStandaloneSSE: true},
+			&mcp.ClientSessionOptions{ProtocolVersion: protocol})
 		if err != nil {
 			fail(fmt.Errorf("connect: %w", err))
 		}
