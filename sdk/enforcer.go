@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -29,6 +30,7 @@ type Enforcer struct {
 	http       *http.Client
 	timeout    time.Duration
 	maxBody    int64
+	log        *slog.Logger
 }
 
 // EnforcerOption configures an Enforcer.
@@ -41,6 +43,10 @@ func WithDecisionTimeout(d time.Duration) EnforcerOption { return func(e *Enforc
 // WithResourceName is where the service's requests are in policy:
 // resource "<name>/<path>" of kind http.route (default the resource's host).
 func WithResourceName(name string) EnforcerOption { return func(e *Enforcer) { e.name = name } }
+
+// WithEnforcerLogger logs why a request got no decision (the agent is
+// told only that there was none).
+func WithEnforcerLogger(l *slog.Logger) EnforcerOption { return func(e *Enforcer) { e.log = l } }
 
 // WithEnforcerHTTPClient sets the client that reaches Warden.
 func WithEnforcerHTTPClient(c *http.Client) EnforcerOption { return func(e *Enforcer) { e.http = c } }
@@ -58,7 +64,7 @@ func NewEnforcer(serverURL, credential, resource string, opts ...EnforcerOption)
 		return nil, errors.New("enforcer: the enforcement point's credential is required")
 	}
 	e := &Enforcer{server: strings.TrimSuffix(serverURL, "/"), credential: credential, resource: strings.TrimSuffix(resource, "/"),
-		name: u.Host, http: http.DefaultClient, timeout: 2 * time.Second, maxBody: 1 << 20}
+		name: u.Host, http: http.DefaultClient, timeout: 2 * time.Second, maxBody: 1 << 20, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(e)
 	}
@@ -112,7 +118,8 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		r.ContentLength = int64(len(body))
 		d, err := e.decide(r, token, body)
 		if err != nil {
-			refuse(w, http.StatusServiceUnavailable, map[string]string{"error": "no decision: " + err.Error()})
+			e.log.Warn("enforcer: no decision; refused", "method", r.Method, "path", r.URL.Path, "err", err)
+			refuse(w, http.StatusServiceUnavailable, map[string]string{"error": "no decision could be made"})
 			return
 		}
 		w.Header().Set("Warden-Decision-Id", d.ID)
