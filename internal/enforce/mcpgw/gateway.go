@@ -348,7 +348,7 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 }
 
 // upstreamError is what the agent is told when an upstream failed.
-func upstreamError(err error) error {
+func upstreamError(u *upstream, err error) error {
 	var rpc *jsonrpc.Error
 	if ownAnswer(err) && errors.As(err, &rpc) {
 		return rpc
@@ -356,7 +356,9 @@ func upstreamError(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
-	return &jsonrpc.Error{Code: CodeUpstream, Message: "upstream unavailable: " + err.Error()}
+	// What failed (addresses, commands) is in the log; the agent learns
+	// only which server.
+	return &jsonrpc.Error{Code: CodeUpstream, Message: "upstream " + u.cfg.Name + " unavailable"}
 }
 
 // canonicalArgs re-encodes a call's arguments, a JSON object or nothing.
@@ -445,7 +447,7 @@ func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallTo
 		return s.CallTool(ctx, params)
 	})
 	if err != nil {
-		return nil, upstreamError(err)
+		return nil, upstreamError(u, err)
 	}
 	g.taint(c, r, u)
 	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
@@ -502,7 +504,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 		return s.ReadResource(ctx, &mcp.ReadResourceParams{URI: r.Params.URI})
 	})
 	if err != nil {
-		return nil, upstreamError(err)
+		return nil, upstreamError(u, err)
 	}
 	g.taint(c, r, u)
 	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
@@ -548,7 +550,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: r.Params.Arguments})
 	})
 	if err != nil {
-		return nil, upstreamError(err)
+		return nil, upstreamError(u, err)
 	}
 	g.taint(c, r, u)
 	return out, nil
