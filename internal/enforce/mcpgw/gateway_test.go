@@ -193,15 +193,19 @@ func stop(ts *httptest.Server) {
 }
 
 type env struct {
-	t        testing.TB
-	ctx      context.Context
-	w        *apptest.Instance
-	gw       *mcpgw.Gateway
-	url      string // the gateway's MCP endpoint
-	market   *httptest.Server
-	sentMu   sync.Mutex
-	sent     []string
-	decision func(id string) *audit.Entry
+	t      testing.TB
+	ctx    context.Context
+	w      *apptest.Instance
+	gw     *mcpgw.Gateway
+	url    string // the gateway's MCP endpoint
+	market *httptest.Server
+	sentMu sync.Mutex
+	sent   []string
+	// upstreamMu guards upstreamAuth: the Authorization and DPoP headers
+	// the market upstream received.
+	upstreamMu   sync.Mutex
+	upstreamAuth []string
+	decision     func(id string) *audit.Entry
 }
 
 func start(t testing.TB, edit func(*mcpgw.Config)) *env {
@@ -229,6 +233,14 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 		t.Fatal(err)
 	}
 	e.market = serveMCP(t, market())
+	// Record the credentials the market upstream is sent.
+	inner := e.market.Config.Handler
+	e.market.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.upstreamMu.Lock()
+		e.upstreamAuth = append(e.upstreamAuth, r.Header.Get("Authorization")+r.Header.Get("Dpop"))
+		e.upstreamMu.Unlock()
+		inner.ServeHTTP(w, r)
+	})
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -419,6 +431,17 @@ func TestCallsAreDecidedOnTheirArguments(t *testing.T) {
 	if en := e.refusal(err, mcpgw.CodeApprovalRequired); en.Outcome != string(policy.PendingApproval) {
 		t.Fatalf("audit entry %+v", en)
 	}
+	// The agent's credentials never reach the upstream.
+	e.upstreamMu.Lock()
+	if len(e.upstreamAuth) == 0 {
+		t.Fatal("the market upstream saw no request")
+	}
+	for _, h := range e.upstreamAuth {
+		if h != "" {
+			t.Fatalf("the upstream received credentials: %q", h)
+		}
+	}
+	e.upstreamMu.Unlock()
 	// Unknown servers are refused without a decision; the stdio upstream works.
 	if _, err := trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "nowhere__x"}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
 		t.Fatalf("unknown server: %v", err)
