@@ -100,7 +100,11 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			for _, t := range res.Tools {
 				names = append(names, t.Name)
 			}
-			return mk(allowed, fmt.Sprintf("sees %d tools: %s", len(names), strings.Join(names, ", ")))
+			noun := "tools"
+			if len(names) == 1 {
+				noun = "tool"
+			}
+			return mk(allowed, fmt.Sprintf("sees %d %s: %s", len(names), noun, strings.Join(names, ", ")))
 		}
 	}
 	order := func(qty int, cpty string) order {
