@@ -114,6 +114,9 @@ func TestEnforcerMiddleware(t *testing.T) {
 	if code, _, h := get(wrongAud, svc.URL+"/orders/7"); code != 401 || !strings.Contains(h.Get("WWW-Authenticate"), "warden.token_wrong_audience") {
 		t.Fatalf("token for another resource: %d %v", code, h)
 	}
+	if code, _, _ := get(dev, svc.URL+"/orders/../admin"); code != 400 {
+		t.Fatalf("dot segments: %d", code)
+	}
 	if code, _, _ := get(http.DefaultClient, svc.URL+"/orders/7"); code != 401 {
 		t.Fatalf("no token: %d", code)
 	}

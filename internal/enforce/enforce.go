@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 
 	"github.com/warden-run/warden/internal/decide"
@@ -154,6 +155,19 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 	}
 	args, err = json.Marshal(a)
 	return args, body, err
+}
+
+// CleanPath says whether an HTTP path is in its clean form: absolute, with
+// no "." or ".." segments and no empty ones (a trailing slash is allowed).
+// Policy decides on the path as written; an upstream that resolved
+// "/crm/../admin" would serve what was never decided, so such paths are
+// refused instead.
+func CleanPath(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	c := path.Clean(p)
+	return c == p || c+"/" == p
 }
 
 // SessionKey is where an agent's taints are kept by an enforcement point

@@ -57,3 +57,15 @@ func TestHTTPArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestCleanPath(t *testing.T) {
+	t.Parallel()
+	for p, want := range map[string]bool{
+		"/crm/customers/7": true, "/crm/": true, "/": true,
+		"/crm/../admin": false, "/crm/./x": false, "/crm//x": false, "crm/x": false, "": false, "/crm/..": false,
+	} {
+		if got := enforce.CleanPath(p); got != want {
+			t.Errorf("CleanPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}

@@ -65,6 +65,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return deny(no.Status, challenge(no), no.Message), nil
 	}
 	path, query, _ := strings.Cut(h.GetPath(), "?")
+	if p, err := url.PathUnescape(path); err != nil || !enforce.CleanPath(p) {
+		return deny(http.StatusBadRequest, nil, "the path must not hold '.', '..' or empty segments"), nil
+	}
 	scheme := h.GetScheme()
 	if scheme == "" {
 		scheme = "https"

@@ -106,6 +106,8 @@ func TestCheck(t *testing.T) {
 	}{
 		{"allowed", "GET", "/accounts/7?limit=5", map[string]string{"authorization": "Bearer " + dev}, codes.OK, 0, ""},
 		{"denied on its arguments", "GET", "/accounts/7?limit=500", map[string]string{"authorization": "Bearer " + dev}, codes.PermissionDenied, 403, `"error":"denied"`},
+		{"dot segments", "GET", "/accounts/../admin?limit=5", map[string]string{"authorization": "Bearer " + dev}, codes.PermissionDenied, 400, "segments"},
+		{"encoded dot segments", "GET", "/accounts/%2e%2e/admin", map[string]string{"authorization": "Bearer " + dev}, codes.PermissionDenied, 400, "segments"},
 		{"denied by default", "DELETE", "/accounts/7", map[string]string{"authorization": "Bearer " + dev}, codes.PermissionDenied, 403, "decision_id"},
 		{"no token", "GET", "/accounts/7", map[string]string{}, codes.Unauthenticated, 401, "no access token"},
 		{"token for another audience", "GET", "/accounts/7", map[string]string{"authorization": "Bearer " + other}, codes.Unauthenticated, 401, "not issued for this resource"},

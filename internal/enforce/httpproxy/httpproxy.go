@@ -195,6 +195,10 @@ func (p *Proxy) Prefixes() []string {
 
 // ServeHTTP authenticates, decides and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !enforce.CleanPath(r.URL.Path) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
+		return
+	}
 	route := p.route(r.URL.Path)
 	if route == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route"})

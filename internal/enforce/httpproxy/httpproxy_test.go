@@ -269,6 +269,15 @@ func TestProxy(t *testing.T) {
 	if a := e.do(c, "POST", "/mail/send", `{"x": "`+strings.Repeat("a", 5000)+`"}`); a.status != 413 {
 		t.Fatalf("oversize: %+v", a)
 	}
+	before = len(e.crm.seen)
+	for _, p := range []string{"/crm/../admin/x", "/crm/%2e%2e/admin/x", "/crm//x", "/crm/./x"} {
+		if a := e.do(c, "GET", p, ""); a.status != 400 {
+			t.Fatalf("%s: %+v", p, a)
+		}
+	}
+	if len(e.crm.seen) != before {
+		t.Fatal("a path with dot segments reached the upstream")
+	}
 	if a := e.do(c, "GET", "/nowhere/x", ""); a.status != 404 {
 		t.Fatalf("no route: %+v", a)
 	}

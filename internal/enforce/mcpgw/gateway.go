@@ -235,19 +235,19 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		switch r := req.(type) {
 		case *mcp.ListToolsRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTools(ctx, c, r) })
 		case *mcp.CallToolRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.callTool(ctx, c, r) })
 		case *mcp.ListResourcesRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.listResources(ctx, c, r) })
 		case *mcp.ReadResourceRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
 		case *mcp.ListResourceTemplatesRequest:
 			return &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}, nil
 		case *mcp.ListPromptsRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
 		case *mcp.GetPromptRequest:
-			return g.withCaller(r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
 		case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest, *mcp.CompleteRequest:
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: method + " is not offered through the gateway"}
 		}
@@ -257,9 +257,9 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 
 // withCaller runs f for the request's authenticated agent; a request
 // without one is refused (it cannot happen behind the edge).
-func (g *Gateway) withCaller(req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (mcp.Result, error) {
+func (g *Gateway) withCaller(ctx context.Context, req mcp.Request, f func(*enforce.Caller) (mcp.Result, error)) (mcp.Result, error) {
 	if g.fixed != nil {
-		c, err := g.fixed(context.Background())
+		c, err := g.fixed(ctx)
 		if err != nil {
 			return nil, &jsonrpc.Error{Code: CodeDenied, Message: "the agent has no token: " + err.Error()}
 		}

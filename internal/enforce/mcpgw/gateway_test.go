@@ -687,7 +687,7 @@ func TestQuarantinedMidSession(t *testing.T) {
 	}
 }
 
-func TestSlowOrMissingPolicyDenies(t *testing.T) {
+func TestSlowPolicyDenies(t *testing.T) {
 	t.Parallel()
 	e := start(t, nil)
 	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)

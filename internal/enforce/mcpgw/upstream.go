@@ -1,11 +1,10 @@
 package mcpgw
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -327,29 +326,42 @@ func fetchLists(ctx context.Context, s *mcp.ClientSession) (catalogue, error) {
 }
 
 // lineLogger logs what a command writes to its standard error, a line at
-// a time (long lines cut).
+// a time (long lines cut). os/exec copies the command's output to it from
+// a goroutine of its own, which ends with the command.
 type lineLogger struct {
 	lg   *slog.Logger
-	once sync.Once
-	w    *io.PipeWriter
+	mu   sync.Mutex
+	part []byte // an unfinished line
 }
 
+const maxLogLine = 512
+
 func (l *lineLogger) Write(b []byte) (int, error) {
-	l.once.Do(func() {
-		r, w := io.Pipe()
-		l.w = w
-		go func() {
-			sc := bufio.NewScanner(r)
-			sc.Buffer(make([]byte, 4096), 1<<20)
-			for sc.Scan() {
-				line := sc.Text()
-				if len(line) > 512 {
-					line = line[:512] + "..."
-				}
-				l.lg.Debug("upstream: stderr", "line", line)
-			}
-			io.Copy(io.Discard, r)
-		}()
-	})
-	return l.w.Write(b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rest := b
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		l.emit(append(l.part, rest[:i]...))
+		l.part = l.part[:0]
+		rest = rest[i+1:]
+	}
+	if len(l.part)+len(rest) > maxLogLine {
+		l.emit(append(l.part, rest...))
+		l.part = l.part[:0]
+	} else {
+		l.part = append(l.part, rest...)
+	}
+	return len(b), nil
+}
+
+func (l *lineLogger) emit(line []byte) {
+	s := string(line)
+	if len(s) > maxLogLine {
+		s = s[:maxLogLine] + "..."
+	}
+	l.lg.Debug("upstream: stderr", "line", s)
 }
