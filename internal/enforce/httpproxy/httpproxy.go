@@ -104,7 +104,9 @@ func (c *Config) Check(origin string) error {
 		seen[r.Prefix] = true
 		u, err := url.Parse(r.Upstream)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			bad("%s (%s).upstream %q: an http(s) URL without query or fragment", at, r.Name, r.Upstream)
+			bad("%s (%s).upstream: an http(s) URL without query or fragment", at, r.Name)
+		} else if u.User != nil {
+			bad("%s (%s).upstream: no user or password in the URL; give the upstream's credential in credential:", at, r.Name)
 		} else {
 			r.target = u
 		}

@@ -303,6 +303,7 @@ func TestConfigCheck(t *testing.T) {
 		{httpproxy.Route{Name: "crm", Prefix: "crm", Upstream: "https://x/", Trust: "trusted"}, "starts and ends with '/'"},
 		{httpproxy.Route{Name: "crm", Prefix: "/crm/", Upstream: "ftp://x/", Trust: "trusted"}, "http(s) URL"},
 		{httpproxy.Route{Name: "crm", Prefix: "/crm/", Upstream: "https://x/"}, "trusted or untrusted"},
+		{httpproxy.Route{Name: "crm", Prefix: "/crm/", Upstream: "https://u:secret@x/", Trust: "trusted"}, "no user or password"},
 		{httpproxy.Route{Name: "crm", Prefix: "/crm/", Upstream: "https://x/", Trust: "trusted", Credential: &httpproxy.Credential{}}, "exactly one"},
 		{httpproxy.Route{Name: "crm", Prefix: "/crm/", Upstream: "https://x/", Trust: "trusted", Credential: &httpproxy.Credential{Env: "TEST_PROXY_UNSET"}}, "is not set"},
 	} {

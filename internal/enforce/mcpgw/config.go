@@ -212,7 +212,9 @@ func (c *Config) Check() error {
 			bad("%s (%s): url and command exclude each other", at, s.Name)
 		case s.URL != "":
 			if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad("%s (%s).url %q: an http(s) URL", at, s.Name, s.URL)
+				bad("%s (%s).url: an http(s) URL", at, s.Name)
+			} else if u.User != nil {
+				bad("%s (%s).url: no user or password in the URL (it would reach logs)", at, s.Name)
 			}
 		case s.Command[0] == "":
 			bad("%s (%s).command: the program is empty", at, s.Name)

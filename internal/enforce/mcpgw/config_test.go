@@ -38,6 +38,7 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\nservers: [{name: a, trust: trusted}]", "url or command"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', command: [x], trust: trusted}]", "exclude each other"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'ftp://x', trust: trusted}]", "an http(s) URL"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://u:secret@x/mcp', trust: trusted}]", "no user or password"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x'}]", "trusted or untrusted"},
 		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {'a/b': {}}}]", "not a tool name"},
 		{"listen: 127.0.0.1:1\nsevers: []", "field severs not found"},
@@ -47,7 +48,7 @@ rate_limit: {rate: 20}
 	}
 	for _, b := range bad {
 		_, err := mcpgw.ParseConfig([]byte(b.yaml))
-		if err == nil || !strings.Contains(err.Error(), b.says) {
+		if err == nil || !strings.Contains(err.Error(), b.says) || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%q: %v, want it to say %q", b.yaml, err, b.says)
 		}
 	}
