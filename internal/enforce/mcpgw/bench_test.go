@@ -18,7 +18,7 @@ import (
 func BenchmarkGatewayCall(b *testing.B) {
 	e := start(b, nil)
 	prod := e.agent("ai-agent://prod/bench", "reader")
-	through := e.connect(prod, nil)
+	through := e.connectAt(prod, nil, "2025-11-25")
 	client := mcp.NewClient(&mcp.Implementation{Name: "direct", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
 	direct, err := client.Connect(e.ctx, &mcp.StreamableClientTransport{Endpoint: e.market.URL}, nil)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -65,6 +66,11 @@ type Gateway struct {
 	handler  http.Handler
 	metaURL  string
 	server   *mcp.Server
+	// agents are the MCP sessions of the stateful handler; done ends
+	// their reaper.
+	agents agentSessions
+	done   chan struct{}
+	once   sync.Once
 
 	// A wrap (NewWrap) fronts one server for one agent: its tools keep
 	// their names, and each decision carries the agent's proof.
@@ -88,7 +94,7 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}
 	lg = lg.With("pep", cfg.Name)
 	g := &Gateway{cfg: cfg, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
-		sessions: enforce.NewSessions(cfg.SessionTimeout)}
+		sessions: enforce.NewSessions(cfg.SessionTimeout), agents: agentSessions{m: map[string]*agentSession{}}, done: make(chan struct{})}
 	for _, s := range cfg.Servers {
 		u := newUpstream(s, cfg.UpstreamTimeout, lg)
 		g.ups[s.Name] = u
@@ -100,8 +106,9 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 
 	server := g.mcpServer()
 	getServer := func(*http.Request) *mcp.Server { return server }
+	// Idle sessions are closed by the gateway (reap), which also sees the
+	// calls that bypass the SDK.
 	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{
-		SessionTimeout:      cfg.SessionTimeout,
 		MaxRequestBodyBytes: cfg.MaxRequestBytes,
 		Logger:              lg,
 	})
@@ -151,6 +158,7 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}
 	mux.Handle("GET /.well-known/oauth-protected-resource", root)
 	g.handler = mux
+	go g.reap()
 	return g, nil
 }
 
@@ -187,6 +195,9 @@ func (g *Gateway) Connect(ctx context.Context) {
 
 // Close disconnects the upstreams and stops their commands.
 func (g *Gateway) Close() {
+	if g.done != nil {
+		g.once.Do(func() { close(g.done) })
+	}
 	for _, u := range g.order {
 		u.close()
 	}
@@ -221,6 +232,12 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
+		if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+			g.agents.touch(sid, time.Now())
+			if g.fastCall(w, r, c) {
+				return
+			}
+		}
 		// The SDK reads a bearer token; the edge has checked the real one.
 		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
 		r.Header.Set("Authorization", "Bearer "+c.Token)
@@ -250,6 +267,12 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
 		case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest, *mcp.CompleteRequest:
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: method + " is not offered through the gateway"}
+		case *mcp.InitializedRequest:
+			res, err := next(ctx, method, req)
+			if err == nil {
+				g.initialized(r)
+			}
+			return res, err
 		}
 		return next(ctx, method, req)
 	}
@@ -279,12 +302,7 @@ func (g *Gateway) withCaller(ctx context.Context, req mcp.Request, f func(*enfor
 // checkHeaders refuses a request whose Mcp-Method or Mcp-Name header names
 // another method or name than its body: nothing is authorized on one name
 // and executed on another, whatever the protocol version.
-func checkHeaders(req mcp.Request, method, name string) error {
-	extra := req.GetExtra()
-	if extra == nil {
-		return nil // not HTTP
-	}
-	h := extra.Header
+func checkHeaders(h http.Header, method, name string) error {
 	if v := h.Get("Mcp-Method"); v != "" && v != method {
 		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: fmt.Sprintf("the Mcp-Method header %q does not match the method %q", v, method)}
 	}
@@ -294,25 +312,37 @@ func checkHeaders(req mcp.Request, method, name string) error {
 	return nil
 }
 
+// header is a request's HTTP header (nil when it did not come over HTTP).
+func header(req mcp.Request) http.Header {
+	if extra := req.GetExtra(); extra != nil {
+		return extra.Header
+	}
+	return nil
+}
+
+// mcpSession is the id of a request's MCP session, "" when it has none.
+func mcpSession(req mcp.Request) string {
+	if s := req.GetSession(); s != nil {
+		return s.ID()
+	}
+	return ""
+}
+
 // sessionKey is where a session's taints are kept: the agent's task when
-// it names one (Warden-Task), otherwise its MCP session.
-func sessionKey(c *enforce.Caller, req mcp.Request) string {
+// it names one (Warden-Task), otherwise its MCP session (sid).
+func sessionKey(c *enforce.Caller, sid string) string {
 	if c.Task != "" {
 		return "task:" + c.Agent + "\x00" + c.Task
 	}
-	if s := req.GetSession(); s != nil && s.ID() != "" {
-		return "mcp:" + c.Agent + "\x00" + s.ID()
+	if sid != "" {
+		return "mcp:" + c.Agent + "\x00" + sid
 	}
 	return "agent:" + c.Agent
 }
 
-// request builds a decision request for an action of c.
-func (g *Gateway) request(c *enforce.Caller, req mcp.Request, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
-	key := sessionKey(c, req)
-	sid := ""
-	if s := req.GetSession(); s != nil {
-		sid = s.ID()
-	}
+// request builds a decision request for an action of c in MCP session sid.
+func (g *Gateway) request(c *enforce.Caller, sid string, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
+	key := sessionKey(c, sid)
 	if c.Task != "" {
 		sid = c.Task
 	}
@@ -408,7 +438,7 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 			continue // its tools are not listed while it is unavailable
 		}
 		for _, t := range offer.tools {
-			if !g.dec.MayAllow(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
 				continue
 			}
 			cp := *t
@@ -420,38 +450,54 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 }
 
 func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallToolRequest) (mcp.Result, error) {
-	if err := checkHeaders(r, "tools/call", r.Params.Name); err != nil {
+	raw, err := g.toolCall(ctx, c, header(r), mcpSession(r), r.Params.Name, r.Params.Arguments)
+	if err != nil {
 		return nil, err
 	}
-	u, tool, ok := g.split(r.Params.Name)
+	res := new(mcp.CallToolResult)
+	if err := json.Unmarshal(raw, res); err != nil {
+		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: "upstream answer is not a tool result"}
+	}
+	return res, nil
+}
+
+// toolCall decides a tools/call of c in MCP session sid (h is its HTTP
+// header) and forwards it. The result is the upstream's, redacted when the
+// decision says so.
+func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header, sid, name string, rawArgs json.RawMessage) (json.RawMessage, error) {
+	if err := checkHeaders(h, "tools/call", name); err != nil {
+		return nil, err
+	}
+	u, tool, ok := g.split(name)
 	if !ok {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", r.Params.Name)}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
 	}
 	// The upstream gets the arguments policy decided on, re-encoded: a key
 	// given twice, which parsers may read differently, is given once.
-	args, err := canonicalArgs(r.Params.Arguments)
+	args, err := canonicalArgs(rawArgs)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
-	d, err := g.decide(ctx, g.request(c, r, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
+	d, err := g.decide(ctx, g.request(c, sid, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
 	if err != nil {
 		return nil, err
 	}
 	// The agent's _meta stays here: it holds its own protocol version and
 	// progress tokens, which are not the upstream session's.
-	params := &mcp.CallToolParams{Name: tool}
-	if len(args) > 0 {
-		params.Arguments = args
-	}
-	res, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.CallToolResult, error) {
-		return s.CallTool(ctx, params)
-	})
+	res, err := u.callTool(ctx, tool, args)
 	if err != nil {
 		return nil, upstreamError(u, err)
 	}
-	g.taint(c, r, u)
+	g.taint(c, sid, u)
 	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
-		redactToolResult(res, fields)
+		var out mcp.CallToolResult
+		if err := json.Unmarshal(res, &out); err != nil {
+			// What cannot be read cannot be redacted: withheld.
+			g.lg.Warn("gateway: cannot redact a tool result", "upstream", u.cfg.Name, "err", err)
+			return nil, &jsonrpc.Error{Code: CodeUpstream, Message: "upstream " + u.cfg.Name + " unavailable"}
+		}
+		redactToolResult(&out, fields)
+		return json.Marshal(&out)
 	}
 	return res, nil
 }
@@ -464,7 +510,7 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 			continue
 		}
 		for _, res := range offer.resources {
-			if g.dec.MayAllow(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil)) {
+			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil)) {
 				out.Resources = append(out.Resources, res)
 			}
 		}
@@ -489,14 +535,14 @@ func (g *Gateway) owner(ctx context.Context, uri string) (*upstream, *mcp.Resour
 }
 
 func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.ReadResourceRequest) (mcp.Result, error) {
-	if err := checkHeaders(r, "resources/read", r.Params.URI); err != nil {
+	if err := checkHeaders(header(r), "resources/read", r.Params.URI); err != nil {
 		return nil, err
 	}
 	u, res := g.owner(ctx, r.Params.URI)
 	if u == nil {
 		return nil, mcp.ResourceNotFoundError(r.Params.URI)
 	}
-	d, err := g.decide(ctx, g.request(c, r, "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil))
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -506,7 +552,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if err != nil {
 		return nil, upstreamError(u, err)
 	}
-	g.taint(c, r, u)
+	g.taint(c, mcpSession(r), u)
 	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
 		for _, rc := range out.Contents {
 			rc.Text = enforce.RedactJSON(rc.Text, fields)
@@ -523,7 +569,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 			continue
 		}
 		for _, p := range offer.prompts {
-			if !g.dec.MayAllow(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
 				continue
 			}
 			cp := *p
@@ -535,7 +581,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 }
 
 func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPromptRequest) (mcp.Result, error) {
-	if err := checkHeaders(r, "prompts/get", r.Params.Name); err != nil {
+	if err := checkHeaders(header(r), "prompts/get", r.Params.Name); err != nil {
 		return nil, err
 	}
 	u, name, ok := g.split(r.Params.Name)
@@ -543,7 +589,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
 	}
 	args, _ := json.Marshal(r.Params.Arguments)
-	if _, err := g.decide(ctx, g.request(c, r, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args)); err != nil {
+	if _, err := g.decide(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args)); err != nil {
 		return nil, err
 	}
 	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
@@ -552,7 +598,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 	if err != nil {
 		return nil, upstreamError(u, err)
 	}
-	g.taint(c, r, u)
+	g.taint(c, mcpSession(r), u)
 	return out, nil
 }
 
@@ -566,8 +612,8 @@ func (g *Gateway) visible(u *upstream, name string) string {
 
 // taint marks the session after content from an untrusted upstream
 // entered it.
-func (g *Gateway) taint(c *enforce.Caller, req mcp.Request, u *upstream) {
+func (g *Gateway) taint(c *enforce.Caller, sid string, u *upstream) {
 	if u.cfg.Trust == Untrusted {
-		g.sessions.Add(sessionKey(c, req), TaintUntrusted)
+		g.sessions.Add(sessionKey(c, sid), TaintUntrusted)
 	}
 }

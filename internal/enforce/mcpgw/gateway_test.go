@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -206,6 +207,58 @@ type env struct {
 	upstreamMu   sync.Mutex
 	upstreamAuth []string
 	decision     func(id string) *audit.Entry
+	// version is the protocol version connect uses: "" for the newest
+	// (sessionless, served through the SDK), or one with sessions, whose
+	// tools/call the gateway answers itself.
+	version string
+	// plainCalls counts the tools/call answered with plain JSON: the
+	// gateway's fast path answers so, the SDK with an event stream.
+	plainCalls atomic.Int64
+}
+
+func (e *env) countPlainAnswers(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			h.ServeHTTP(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if bytes.Contains(body, []byte(`"method":"tools/call"`)) && sw.status == http.StatusOK && w.Header().Get("Content-Type") == "application/json" {
+			e.plainCalls.Add(1)
+		}
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
+// paths runs f on a gateway for each way it serves a tools/call: its own
+// fast path on a session (protocol 2025-11-25), and the SDK's sessionless
+// handler (2026-07-28).
+func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env)) {
+	for _, p := range []struct{ name, version string }{{"sessions", "2025-11-25"}, {"sessionless", ""}} {
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, edit)
+			e.version = p.version
+			f(t, e)
+			if n := e.plainCalls.Load(); (n > 0) != (p.version != "") {
+				t.Fatalf("%d calls answered by the fast path", n)
+			}
+		})
+	}
 }
 
 func start(t testing.TB, edit func(*mcpgw.Config)) *env {
@@ -265,7 +318,7 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.gw.Handler()}
+	srv := &http.Server{Handler: e.countPlainAnswers(e.gw.Handler())}
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		srv.Close()
@@ -292,10 +345,10 @@ func (e *env) agent(id string, roles ...string) *sdk.Client {
 }
 
 // connect opens an MCP session through the gateway with the official Go SDK
-// client, at the newest protocol version (sessionless).
+// client, at e.version.
 func (e *env) connect(c *sdk.Client, extra http.Header) *mcp.ClientSession {
 	e.t.Helper()
-	return e.connectAt(c, extra, "")
+	return e.connectAt(c, extra, e.version)
 }
 
 // connectAt connects at a given protocol version ("" for the newest).
@@ -379,73 +432,73 @@ func text(t *testing.T, r *mcp.CallToolResult) string {
 }
 
 func TestToolsListShowsWhatPolicyCouldAllow(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	reader := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
-	res, err := reader.ListTools(e.ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// market__slow is denied (by a rule too slow to finish) whatever the arguments: hidden.
-	want := []string{"local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
-	if got := names(res.Tools); !slices.Equal(got, want) {
-		t.Fatalf("reader sees %v, want %v", got, want)
-	}
-	trader := e.connect(e.agent("ai-agent://dev/trader", "trader"), nil)
-	res, err = trader.ListTools(e.ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// place_order is allowed for some arguments only (quantity <= 1000): listed.
-	want = []string{"market__customer", "market__get_quote", "market__halt_trading", "market__place_order"}
-	if got := names(res.Tools); !slices.Equal(got, want) {
-		t.Fatalf("trader sees %v, want %v", got, want)
-	}
-	// Hiding is not enforcing: a call by name is decided all the same.
-	_, err = reader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 1}})
-	if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{policy.ReasonNotAllowed}) || en.EnforcementPoint != "mcp-gateway" {
-		t.Fatalf("audit entry %+v", en)
-	}
+	paths(t, nil, func(t *testing.T, e *env) {
+		reader := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+		res, err := reader.ListTools(e.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// market__slow is denied (by a rule too slow to finish) whatever the arguments: hidden.
+		want := []string{"local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
+		if got := names(res.Tools); !slices.Equal(got, want) {
+			t.Fatalf("reader sees %v, want %v", got, want)
+		}
+		trader := e.connect(e.agent("ai-agent://dev/trader", "trader"), nil)
+		res, err = trader.ListTools(e.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// place_order is allowed for some arguments only (quantity <= 1000): listed.
+		want = []string{"market__customer", "market__get_quote", "market__halt_trading", "market__place_order"}
+		if got := names(res.Tools); !slices.Equal(got, want) {
+			t.Fatalf("trader sees %v, want %v", got, want)
+		}
+		// Hiding is not enforcing: a call by name is decided all the same.
+		_, err = reader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 1}})
+		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{policy.ReasonNotAllowed}) || en.EnforcementPoint != "mcp-gateway" {
+			t.Fatalf("audit entry %+v", en)
+		}
+	})
 }
 
 func TestCallsAreDecidedOnTheirArguments(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	trader := e.connect(e.agent("ai-agent://dev/trader", "trader"), nil)
-	r, err := trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 10}})
-	if err != nil || text(t, r) != "ordered 10 ACME" {
-		t.Fatalf("allowed order: %v %v", r, err)
-	}
-	_, err = trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 5000}})
-	en := e.refusal(err, mcpgw.CodeDenied)
-	if !slices.Equal(en.Reasons, []string{"order_too_large"}) || en.Action != "tools/call" || en.Agent != "ai-agent://dev/trader" {
-		t.Fatalf("audit entry %+v", en)
-	}
-	var res struct{ Kind, ID string }
-	json.Unmarshal(en.Resource, &res)
-	if res.Kind != "mcp.tool" || res.ID != "market/place_order" {
-		t.Fatalf("recorded resource %s", en.Resource)
-	}
-	// require_approvals: approval required, with the decision id.
-	_, err = trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__halt_trading"})
-	if en := e.refusal(err, mcpgw.CodeApprovalRequired); en.Outcome != string(policy.PendingApproval) {
-		t.Fatalf("audit entry %+v", en)
-	}
-	// The agent's credentials never reach the upstream.
-	e.upstreamMu.Lock()
-	if len(e.upstreamAuth) == 0 {
-		t.Fatal("the market upstream saw no request")
-	}
-	for _, h := range e.upstreamAuth {
-		if h != "" {
-			t.Fatalf("the upstream received credentials: %q", h)
+	paths(t, nil, func(t *testing.T, e *env) {
+		trader := e.connect(e.agent("ai-agent://dev/trader", "trader"), nil)
+		r, err := trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 10}})
+		if err != nil || text(t, r) != "ordered 10 ACME" {
+			t.Fatalf("allowed order: %v %v", r, err)
 		}
-	}
-	e.upstreamMu.Unlock()
-	// Unknown servers are refused without a decision; the stdio upstream works.
-	if _, err := trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "nowhere__x"}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
-		t.Fatalf("unknown server: %v", err)
-	}
+		_, err = trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 5000}})
+		en := e.refusal(err, mcpgw.CodeDenied)
+		if !slices.Equal(en.Reasons, []string{"order_too_large"}) || en.Action != "tools/call" || en.Agent != "ai-agent://dev/trader" {
+			t.Fatalf("audit entry %+v", en)
+		}
+		var res struct{ Kind, ID string }
+		json.Unmarshal(en.Resource, &res)
+		if res.Kind != "mcp.tool" || res.ID != "market/place_order" {
+			t.Fatalf("recorded resource %s", en.Resource)
+		}
+		// require_approvals: approval required, with the decision id.
+		_, err = trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__halt_trading"})
+		if en := e.refusal(err, mcpgw.CodeApprovalRequired); en.Outcome != string(policy.PendingApproval) {
+			t.Fatalf("audit entry %+v", en)
+		}
+		// The agent's credentials never reach the upstream.
+		e.upstreamMu.Lock()
+		if len(e.upstreamAuth) == 0 {
+			t.Fatal("the market upstream saw no request")
+		}
+		for _, h := range e.upstreamAuth {
+			if h != "" {
+				t.Fatalf("the upstream received credentials: %q", h)
+			}
+		}
+		e.upstreamMu.Unlock()
+		// Unknown servers are refused without a decision; the stdio upstream works.
+		if _, err := trader.CallTool(e.ctx, &mcp.CallToolParams{Name: "nowhere__x"}); err == nil || !strings.Contains(err.Error(), "unknown tool") {
+			t.Fatalf("unknown server: %v", err)
+		}
+	})
 }
 
 func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
@@ -503,25 +556,25 @@ func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
 }
 
 func TestRedactObligation(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
-	r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__customer"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(r.StructuredContent)
-	var c customer
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "Ada" || c.SSN != mcpgw.Redacted || c.Card.Number != mcpgw.Redacted || c.Card.Expiry != "12/29" {
-		t.Fatalf("structured result %s", b)
-	}
-	txt := text(t, r)
-	if strings.Contains(txt, "123-45-6789") || strings.Contains(txt, "4111111111111111") || !strings.Contains(txt, "Ada") {
-		t.Fatalf("text result %s", txt)
-	}
+	paths(t, nil, func(t *testing.T, e *env) {
+		s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+		r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__customer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(r.StructuredContent)
+		var c customer
+		if err := json.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Name != "Ada" || c.SSN != mcpgw.Redacted || c.Card.Number != mcpgw.Redacted || c.Card.Expiry != "12/29" {
+			t.Fatalf("structured result %s", b)
+		}
+		txt := text(t, r)
+		if strings.Contains(txt, "123-45-6789") || strings.Contains(txt, "4111111111111111") || !strings.Contains(txt, "Ada") {
+			t.Fatalf("text result %s", txt)
+		}
+	})
 }
 
 func TestResourcesAndPrompts(t *testing.T) {
@@ -669,82 +722,82 @@ func mustProof(t *testing.T, k *sdk.Key, method, url, token string) string {
 }
 
 func TestQuarantinedMidSession(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	s := e.connect(e.agent("ai-agent://dev/turned", "reader"), nil)
-	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.w.App.Registry.SetStatus(e.ctx, "admin:test", "ai-agent://dev/turned", store.StatusQuarantined, "drift"); err != nil {
-		t.Fatal(err)
-	}
-	_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})
-	if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"warden.agent_quarantined"}) {
-		t.Fatalf("audit entry %+v", en)
-	}
-	if res, err := s.ListTools(e.ctx, nil); err != nil || len(res.Tools) != 0 {
-		t.Fatalf("a quarantined agent sees tools: %+v %v", res, err)
-	}
+	paths(t, nil, func(t *testing.T, e *env) {
+		s := e.connect(e.agent("ai-agent://dev/turned", "reader"), nil)
+		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.w.App.Registry.SetStatus(e.ctx, "admin:test", "ai-agent://dev/turned", store.StatusQuarantined, "drift"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})
+		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"warden.agent_quarantined"}) {
+			t.Fatalf("audit entry %+v", en)
+		}
+		if res, err := s.ListTools(e.ctx, nil); err != nil || len(res.Tools) != 0 {
+			t.Fatalf("a quarantined agent sees tools: %+v %v", res, err)
+		}
+	})
 }
 
 func TestSlowPolicyDenies(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
-	_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__slow"})
-	if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{policy.ReasonTimeout}) {
-		t.Fatalf("audit entry %+v", en)
-	}
+	paths(t, nil, func(t *testing.T, e *env) {
+		s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__slow"})
+		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{policy.ReasonTimeout}) {
+			t.Fatalf("audit entry %+v", en)
+		}
+	})
 }
 
 func TestUpstreamFailures(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
-	// The stdio upstream is a child process: killed, it is reported and restarted.
-	pid := func() (int, error) {
-		r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "local__pid"})
-		if err != nil {
-			return 0, err
-		}
-		var out struct{ PID int }
-		b, _ := json.Marshal(r.StructuredContent)
-		json.Unmarshal(b, &out)
-		return out.PID, nil
-	}
-	first, err := pid()
-	if err != nil || first == 0 {
-		t.Fatalf("stdio upstream: %d %v", first, err)
-	}
-	p, _ := os.FindProcess(first)
-	p.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	var second int
-	sawError := false
-	for time.Now().Before(deadline) {
-		second, err = pid()
-		if err != nil {
-			var rpc *jsonrpc.Error
-			if !errors.As(err, &rpc) || rpc.Code != mcpgw.CodeUpstream {
-				t.Fatalf("a dead upstream must be an upstream error, got %v", err)
+	paths(t, nil, func(t *testing.T, e *env) {
+		s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+		// The stdio upstream is a child process: killed, it is reported and restarted.
+		pid := func() (int, error) {
+			r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "local__pid"})
+			if err != nil {
+				return 0, err
 			}
-			sawError = true
-		} else if second != first {
-			break
+			var out struct{ PID int }
+			b, _ := json.Marshal(r.StructuredContent)
+			json.Unmarshal(b, &out)
+			return out.PID, nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if second == first || second == 0 {
-		t.Fatalf("the command was not restarted (pid %d, then %d)", first, second)
-	}
-	_ = sawError // the restart may win the race with the next call
-	// An HTTP upstream that is gone is an error, never a result.
-	stop(e.market)
-	_, err = s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})
-	var rpc *jsonrpc.Error
-	if !errors.As(err, &rpc) || rpc.Code != mcpgw.CodeUpstream {
-		t.Fatalf("upstream down: %v", err)
-	}
+		first, err := pid()
+		if err != nil || first == 0 {
+			t.Fatalf("stdio upstream: %d %v", first, err)
+		}
+		p, _ := os.FindProcess(first)
+		p.Kill()
+		deadline := time.Now().Add(10 * time.Second)
+		var second int
+		sawError := false
+		for time.Now().Before(deadline) {
+			second, err = pid()
+			if err != nil {
+				var rpc *jsonrpc.Error
+				if !errors.As(err, &rpc) || rpc.Code != mcpgw.CodeUpstream {
+					t.Fatalf("a dead upstream must be an upstream error, got %v", err)
+				}
+				sawError = true
+			} else if second != first {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if second == first || second == 0 {
+			t.Fatalf("the command was not restarted (pid %d, then %d)", first, second)
+		}
+		_ = sawError // the restart may win the race with the next call
+		// An HTTP upstream that is gone is an error, never a result.
+		stop(e.market)
+		_, err = s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})
+		var rpc *jsonrpc.Error
+		if !errors.As(err, &rpc) || rpc.Code != mcpgw.CodeUpstream {
+			t.Fatalf("upstream down: %v", err)
+		}
+	})
 }
 
 func TestRequestLimits(t *testing.T) {
@@ -772,17 +825,17 @@ func TestRequestLimits(t *testing.T) {
 
 // The Mcp-Name header must name what the body names.
 func TestHeaderMismatchRefused(t *testing.T) {
-	t.Parallel()
-	e := start(t, nil)
-	c := e.agent("ai-agent://dev/trader", "trader")
-	s := e.connect(c, http.Header{"Mcp-Name": {"market__get_quote"}})
-	_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 1}})
-	if err == nil || !strings.Contains(err.Error(), "Mcp-Name") {
-		t.Fatalf("mismatched Mcp-Name: %v", err)
-	}
-	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
-		t.Fatalf("matching Mcp-Name: %v", err)
-	}
+	paths(t, nil, func(t *testing.T, e *env) {
+		c := e.agent("ai-agent://dev/trader", "trader")
+		s := e.connect(c, http.Header{"Mcp-Name": {"market__get_quote"}})
+		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", 1}})
+		if err == nil || !strings.Contains(err.Error(), "Mcp-Name") {
+			t.Fatalf("mismatched Mcp-Name: %v", err)
+		}
+		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
+			t.Fatalf("matching Mcp-Name: %v", err)
+		}
+	})
 }
 
 var _ = bytes.NewReader

@@ -128,4 +128,8 @@ func TestTypeScriptClient(t *testing.T) {
 	if got.Denied.Code != mcpgw.CodeDenied || !strings.Contains(string(got.Denied.Data), "dec_") {
 		t.Errorf("denied call: %s", out)
 	}
+	// Its protocol has sessions: the gateway answered its calls itself.
+	if e.plainCalls.Load() != 2 {
+		t.Errorf("%d of its 2 calls took the gateway's fast path", e.plainCalls.Load())
+	}
 }

@@ -1,0 +1,302 @@
+package mcpgw
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce"
+)
+
+// The gateway answers the request agents send most, tools/call on an
+// initialized MCP session, without the SDK: the request is read once, the
+// few fields the decision needs are taken from it, and the upstream's
+// result is passed back as it came (see relay.go). Everything else, and
+// any tools/call that is not plainly one (a batch, an unknown session, a
+// header the SDK would refuse, a body over the limit), goes to the SDK's
+// handler, which answers it as before. docs/design-notes.md says why.
+
+// agentSession is an MCP session of the SDK's handler, as the fast path
+// knows it.
+type agentSession struct {
+	ss *mcp.ServerSession
+	// used is when a request last named the session (Unix nanoseconds):
+	// the gateway closes sessions idle for its session timeout, since the
+	// SDK does not see the calls the fast path answers.
+	used atomic.Int64
+	// Set once the session is initialized: its agent and the protocol
+	// version the agent asked for.
+	ready   atomic.Bool
+	agent   string
+	version string
+}
+
+// agentSessions are the SDK handler's sessions, by id.
+type agentSessions struct {
+	mu sync.RWMutex
+	m  map[string]*agentSession
+}
+
+func (t *agentSessions) get(id string) *agentSession {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.m[id]
+}
+
+// track adds a session of the SDK's, once; it is forgotten when it ends.
+func (t *agentSessions) track(ss *mcp.ServerSession, now time.Time) *agentSession {
+	id := ss.ID()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.m[id]; s != nil {
+		return s
+	}
+	s := &agentSession{ss: ss}
+	s.used.Store(now.UnixNano())
+	t.m[id] = s
+	go func() {
+		ss.Wait()
+		t.mu.Lock()
+		if t.m[id] == s {
+			delete(t.m, id)
+		}
+		t.mu.Unlock()
+	}()
+	return s
+}
+
+// touch notes a request that names session id.
+func (t *agentSessions) touch(id string, now time.Time) {
+	if s := t.get(id); s != nil {
+		s.used.Store(now.UnixNano())
+	}
+}
+
+// initialized is called when an agent's session finished its
+// initialization: from now on its calls may take the fast path.
+func (g *Gateway) initialized(req *mcp.InitializedRequest) {
+	ss := req.Session
+	if ss == nil || ss.ID() == "" || ss.InitializeParams() == nil {
+		return
+	}
+	extra := req.GetExtra()
+	if extra == nil || extra.TokenInfo == nil {
+		return
+	}
+	c, ok := extra.TokenInfo.Extra[callerExtra].(*enforce.Caller)
+	if !ok {
+		return
+	}
+	s := g.agents.track(ss, time.Now())
+	g.agents.mu.Lock()
+	s.agent, s.version = c.Agent, ss.InitializeParams().ProtocolVersion
+	g.agents.mu.Unlock()
+	s.ready.Store(true)
+}
+
+// reap closes the sessions idle for the session timeout, every quarter of
+// it, until the gateway closes.
+func (g *Gateway) reap() {
+	every := max(g.cfg.SessionTimeout/4, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.done:
+			return
+		case now := <-t.C:
+			for ss := range g.server.Sessions() {
+				if ss.ID() == "" {
+					continue // the stateless handler's, closed after their request
+				}
+				s := g.agents.track(ss, now)
+				if now.Sub(time.Unix(0, s.used.Load())) > g.cfg.SessionTimeout {
+					g.lg.Debug("gateway: closing an idle session")
+					ss.Close()
+				}
+			}
+		}
+	}
+}
+
+// fastCall answers r when it is a tools/call the fast path takes, and
+// returns false, with r as it was, when it is not.
+func (g *Gateway) fastCall(w http.ResponseWriter, r *http.Request, c *enforce.Caller) bool {
+	h := r.Header
+	sid := h.Get("Mcp-Session-Id")
+	if r.Method != http.MethodPost || sid == "" || len(h["Last-Event-Id"]) > 0 || rebinding(r) {
+		return false
+	}
+	s := g.agents.get(sid)
+	if s == nil || !s.ready.Load() || s.agent != c.Agent {
+		return false
+	}
+	if v := h.Get("Mcp-Protocol-Version"); v != "" && v != s.version {
+		return false
+	}
+	if mediaType(h.Get("Content-Type")) != "application/json" || !acceptsBoth(h.Values("Accept")) {
+		return false
+	}
+	body, ok := g.readBody(r)
+	if !ok {
+		return false
+	}
+	call, ok := parseCall(body)
+	if !ok {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return false
+	}
+	res, err := g.toolCall(r.Context(), c, h, sid, call.name, call.args)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return true // the agent is gone
+	}
+	writeAnswer(w, call.id, res, err)
+	return true
+}
+
+// readBody reads a request body within the size limit. A body over it is
+// left to the SDK's handler (which refuses it), with what was read put
+// back.
+func (g *Gateway) readBody(r *http.Request) ([]byte, bool) {
+	limit := g.cfg.MaxRequestBytes
+	if r.ContentLength > limit {
+		return nil, false
+	}
+	var buf []byte
+	if r.ContentLength > 0 {
+		buf = make([]byte, 0, r.ContentLength+1)
+	}
+	b := bytes.NewBuffer(buf)
+	_, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
+	body := b.Bytes()
+	if err != nil || int64(len(body)) > limit {
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), r.Body), r.Body}
+		return nil, false
+	}
+	return body, true
+}
+
+// rpcCall is a tools/call the fast path takes.
+type rpcCall struct {
+	id   json.RawMessage
+	name string
+	args json.RawMessage
+}
+
+// parseCall takes a JSON-RPC tools/call request apart, field names matched
+// exactly. Anything else (a notification, a batch, another method, a
+// request that selects the sessionless protocol in its _meta) is not one.
+func parseCall(body []byte) (rpcCall, bool) {
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(body, &msg) != nil || msg == nil {
+		return rpcCall{}, false
+	}
+	var version, method string
+	if json.Unmarshal(msg["jsonrpc"], &version) != nil || version != "2.0" ||
+		json.Unmarshal(msg["method"], &method) != nil || method != "tools/call" {
+		return rpcCall{}, false
+	}
+	id := msg["id"]
+	if len(id) == 0 || (id[0] != '"' && id[0] != '-' && (id[0] < '0' || id[0] > '9')) {
+		return rpcCall{}, false
+	}
+	var params map[string]json.RawMessage
+	if json.Unmarshal(msg["params"], &params) != nil || params == nil {
+		return rpcCall{}, false
+	}
+	if m, ok := params["_meta"]; ok {
+		var meta map[string]json.RawMessage
+		if json.Unmarshal(m, &meta) != nil {
+			return rpcCall{}, false
+		}
+		if _, ok := meta["protocolVersion"]; ok {
+			return rpcCall{}, false
+		}
+	}
+	var name string
+	if json.Unmarshal(params["name"], &name) != nil || name == "" {
+		return rpcCall{}, false
+	}
+	return rpcCall{id: id, name: name, args: params["arguments"]}, true
+}
+
+type rpcAnswer struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *jsonrpc.Error  `json:"error,omitempty"`
+}
+
+// writeAnswer writes the JSON-RPC answer to request id.
+func writeAnswer(w http.ResponseWriter, id, res json.RawMessage, err error) {
+	a := rpcAnswer{JSONRPC: "2.0", ID: id, Result: res}
+	if err != nil {
+		a.Result = nil
+		if !errors.As(err, &a.Error) {
+			a.Error = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}
+		}
+	}
+	body, mErr := json.Marshal(a)
+	if mErr != nil {
+		body, _ = json.Marshal(rpcAnswer{JSONRPC: "2.0", ID: id, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
+}
+
+// acceptsBoth says whether an Accept header takes JSON and event streams,
+// as Streamable HTTP requires of a POST.
+func acceptsBoth(values []string) bool {
+	var js, sse bool
+	for _, v := range values {
+		for len(v) > 0 {
+			var part string
+			part, v, _ = strings.Cut(v, ",")
+			switch mediaType(part) {
+			case "application/json", "application/*":
+				js = true
+			case "text/event-stream", "text/*":
+				sse = true
+			case "*/*":
+				js, sse = true, true
+			}
+		}
+	}
+	return js && sse
+}
+
+// rebinding says whether r came to a loopback address under another host
+// name (a DNS rebinding attempt, which the SDK's handler refuses).
+func rebinding(r *http.Request) bool {
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok || local == nil || !loopback(local.String()) {
+		return false
+	}
+	return !loopback(r.Host)
+}
+
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = strings.Trim(hostport, "[]")
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,173 @@
+package mcpgw_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
+)
+
+// rpcAnswer is a JSON-RPC answer as the gateway sends it.
+type rpcAnswer struct {
+	ID     json.RawMessage `json:"id"`
+	Result json.RawMessage `json:"result"`
+	Error  *struct {
+		Code    int64           `json:"code"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
+	} `json:"error"`
+}
+
+// The gateway answers a tools/call on an initialized session itself, with
+// plain JSON; anything it does not take plainly (a batch, a call before
+// initialization, an unknown or another agent's session, a request that
+// asks for the sessionless protocol) is answered by the SDK's handler as
+// before.
+func TestFastPath(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	token := func(id, role string) string {
+		tok, err := e.agent(id, role).Token(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	trader, intruder := token("ai-agent://dev/trader", "trader"), token("ai-agent://dev/intruder", "trader")
+	resp := post(t, e.url, http.Header{"Authorization": {"Bearer " + trader}}, strings.Replace(initialize, "2025-06-18", "2025-11-25", 1))
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != 200 || sid == "" {
+		t.Fatalf("initialize: %d, session %q", resp.StatusCode, sid)
+	}
+	h := func(tok string, extra ...string) http.Header {
+		h := http.Header{"Authorization": {"Bearer " + tok}, "Mcp-Session-Id": {sid}, "Mcp-Protocol-Version": {"2025-11-25"}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h.Set(extra[i], extra[i+1])
+		}
+		return h
+	}
+	call := func(id, name, args string) string {
+		return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + name + `","arguments":` + args + `}}`
+	}
+	order := call(`"o-1"`, "market__place_order", `{"symbol":"ACME","quantity":10}`)
+	// answer reads a plain JSON answer: the fast path's.
+	answer := func(resp *http.Response) rpcAnswer {
+		t.Helper()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("status %d, %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		var a rpcAnswer
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		return a
+	}
+
+	// Before notifications/initialized, the SDK answers (with its stream).
+	if resp := post(t, e.url, h(trader), order); resp.Header.Get("Content-Type") == "application/json" && resp.StatusCode == 200 {
+		t.Fatal("a call before initialization took the fast path")
+	}
+	if resp := post(t, e.url, h(trader), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d", resp.StatusCode)
+	}
+	a := answer(post(t, e.url, h(trader), order))
+	var res mcp.CallToolResult
+	if err := json.Unmarshal(a.Result, &res); err != nil || string(a.ID) != `"o-1"` || a.Error != nil ||
+		len(res.Content) != 1 || res.Content[0].(*mcp.TextContent).Text != "ordered 10 ACME" {
+		t.Fatalf("answer %+v %s", a, a.Result)
+	}
+	// A refusal: the generic error with the decision id, the reasons in the audit log.
+	a = answer(post(t, e.url, h(trader), call("7", "market__place_order", `{"symbol":"ACME","quantity":5000}`)))
+	if a.Error == nil || a.Error.Code != mcpgw.CodeDenied || string(a.ID) != "7" || strings.Contains(a.Error.Message, "order_too_large") {
+		t.Fatalf("denied call: %+v", a)
+	}
+	var data struct {
+		DecisionID string `json:"decision_id"`
+	}
+	json.Unmarshal(a.Error.Data, &data)
+	if en := e.entry(data.DecisionID); en == nil || en.Reasons[0] != "order_too_large" {
+		t.Fatalf("audit entry %+v", en)
+	}
+	// Arguments that are not an object, an unknown tool, a name the header contradicts.
+	for _, c := range []struct {
+		body   string
+		header []string
+		code   int64
+	}{
+		{call("8", "market__place_order", `[1,2]`), nil, -32602},
+		{call("9", "nowhere__x", `{}`), nil, -32602},
+		{call("10", "market__place_order", `{"symbol":"ACME","quantity":1}`), []string{"Mcp-Name", "market__get_quote"}, -32600},
+	} {
+		if a := answer(post(t, e.url, h(trader, c.header...), c.body)); a.Error == nil || a.Error.Code != c.code {
+			t.Errorf("%s: %+v", c.body, a)
+		}
+	}
+	// What the fast path leaves to the SDK, which answers as it always did.
+	for _, c := range []struct {
+		name   string
+		h      http.Header
+		body   string
+		status int
+	}{
+		{"another agent's token", h(intruder), order, http.StatusForbidden},
+		{"an unknown session", h(trader, "Mcp-Session-Id", "no-such-session"), order, http.StatusNotFound},
+		{"a batch", h(trader), "[" + order + "]", http.StatusBadRequest},
+		{"no event streams accepted", h(trader, "Accept", "application/json"), order, http.StatusBadRequest},
+		// (status 200: the SDK's event stream)
+		{"the sessionless protocol asked in _meta", h(trader), strings.Replace(order, `"arguments"`, `"_meta":{"protocolVersion":"2026-07-28"},"arguments"`, 1), http.StatusOK},
+	} {
+		resp := post(t, e.url, c.h, c.body)
+		if resp.StatusCode != c.status || (c.status == http.StatusOK && resp.Header.Get("Content-Type") != "text/event-stream") {
+			body, _ := io.ReadAll(resp.Body)
+			t.Errorf("%s: status %d, want %d: %s", c.name, resp.StatusCode, c.status, body)
+		}
+	}
+	// Ended by the agent: the session is gone for the fast path too.
+	req, _ := http.NewRequest(http.MethodDelete, e.url, nil)
+	req.Header = h(trader)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp := post(t, e.url, h(trader), order)
+		if resp.StatusCode == http.StatusNotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a call in an ended session: %d", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The gateway closes sessions idle for its session timeout; calls the fast
+// path answers keep a session alive.
+func TestIdleSessionsClose(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(c *mcpgw.Config) { c.SessionTimeout = 400 * time.Millisecond })
+	s := e.connectAt(e.agent("ai-agent://dev/reader", "reader"), nil, "2025-11-25")
+	quote := func() error {
+		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})
+		return err
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if err := quote(); err != nil {
+			t.Fatalf("a session in use was closed: %v", err)
+		}
+	}
+	time.Sleep(time.Second)
+	if err := quote(); err == nil {
+		t.Fatal("an idle session is still open")
+	}
+	if e.plainCalls.Load() == 0 {
+		t.Fatal("no call took the fast path")
+	}
+}
