@@ -23,9 +23,13 @@ import (
 type Key struct {
 	priv ed25519.PrivateKey
 	kid  string
-	// signers are built once: making a JOSE signer costs more than signing.
+	// The assertion signer is built once: making a JOSE signer costs more
+	// than signing.
 	assertion jose.Signer
-	dpop      jose.Signer
+	// dpopHeader is the encoded protected header of every DPoP proof (alg,
+	// typ and the public key, all fixed), made once by the JOSE signer, so
+	// that a proof costs one signature and the encoding of its claims.
+	dpopHeader string
 }
 
 // GenerateKey makes a new agent key.
@@ -78,7 +82,12 @@ func newKey(priv ed25519.PrivateKey) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Key{priv: priv, kid: kid, assertion: a, dpop: d}, nil
+	first, err := sign(d, struct{}{})
+	if err != nil {
+		return nil, err
+	}
+	header, _, _ := strings.Cut(first, ".")
+	return &Key{priv: priv, kid: kid, assertion: a, dpopHeader: header}, nil
 }
 
 // Thumbprint is the RFC 7638 thumbprint of the public key: its kid, and the
@@ -126,11 +135,30 @@ func (k *Key) DPoPProof(method, url, accessToken string) (string, error) {
 	if i := strings.IndexAny(url, "?#"); i >= 0 {
 		url = url[:i]
 	}
-	c := map[string]any{"jti": randomID(), "htm": method, "htu": url, "iat": time.Now().Unix()}
+	c := dpopClaims{JTI: randomID(), HTM: method, HTU: url, IAT: time.Now().Unix()}
 	if accessToken != "" {
-		c["ath"] = identity.AccessTokenHash(accessToken)
+		c.ATH = identity.AccessTokenHash(accessToken)
 	}
-	return sign(k.dpop, c)
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawURLEncoding
+	input := make([]byte, 0, len(k.dpopHeader)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(ed25519.SignatureSize))
+	input = append(input, k.dpopHeader...)
+	input = append(input, '.')
+	input = enc.AppendEncode(input, payload)
+	sig := ed25519.Sign(k.priv, input)
+	return string(enc.AppendEncode(append(input, '.'), sig)), nil
+}
+
+// dpopClaims are the claims of a DPoP proof (RFC 9449 section 4.2).
+type dpopClaims struct {
+	JTI string `json:"jti"`
+	HTM string `json:"htm"`
+	HTU string `json:"htu"`
+	IAT int64  `json:"iat"`
+	ATH string `json:"ath,omitempty"`
 }
 
 func sign(s jose.Signer, claims any) (string, error) {

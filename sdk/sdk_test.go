@@ -250,3 +250,44 @@ func TestMetadataMustNameTheExpectedIssuer(t *testing.T) {
 		t.Fatalf("a server announcing another issuer: %v", err)
 	}
 }
+
+// A DPoP proof is a compact JWS the verifier accepts: typ dpop+jwt, the
+// public key in its header, the request's method and URL without query,
+// the access token's hash, a fresh jti each time.
+func TestDPoPProof(t *testing.T) {
+	k := sdk.GenerateKey()
+	v := identity.NewDPoPVerifier(identity.DPoPConfig{})
+	seen := map[string]bool{}
+	for range 3 {
+		proof, err := k.DPoPProof("POST", "https://gw.example/mcp?x=1#f", "the-token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := v.Verify(proof, identity.DPoPCheck{Method: "POST", URL: "https://gw.example/mcp", AccessToken: "the-token", JKT: k.Thumbprint()})
+		if err != nil {
+			t.Fatalf("%v: %s", err, proof)
+		}
+		if seen[p.ID] {
+			t.Fatalf("jti %s used twice", p.ID)
+		}
+		seen[p.ID] = true
+	}
+	proof, _ := k.DPoPProof("POST", "https://gw.example/mcp", "")
+	for _, c := range []identity.DPoPCheck{
+		{Method: "GET", URL: "https://gw.example/mcp"},
+		{Method: "POST", URL: "https://gw.example/other"},
+		{Method: "POST", URL: "https://gw.example/mcp", AccessToken: "the-token"},
+		{Method: "POST", URL: "https://gw.example/mcp", JKT: sdk.GenerateKey().Thumbprint()},
+	} {
+		if _, err := v.Verify(proof, c); err == nil {
+			t.Errorf("a proof for POST https://gw.example/mcp, no token, passed %+v", c)
+		}
+	}
+	// A proof whose signature does not match its content is refused.
+	parts := strings.Split(proof, ".")
+	other, _ := k.DPoPProof("POST", "https://gw.example/other", "")
+	forged := parts[0] + "." + strings.Split(other, ".")[1] + "." + parts[2]
+	if _, err := v.Verify(forged, identity.DPoPCheck{Method: "POST", URL: "https://gw.example/other"}); err == nil {
+		t.Error("a proof with another proof's claims passed")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,7 @@ type Result struct {
 func main() {
 	var (
 		serve, url, tool, args, name    string
-		protocol                        string
+		protocol, cpuProfile            string
 		wardenURL, agent, key, resource string
 		conc                            int
 		dur, warm                       time.Duration
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&conc, "c", 16, "concurrent MCP sessions, one caller each")
 	flag.DurationVar(&dur, "d", 10*time.Second, "measured duration")
 	flag.DurationVar(&warm, "warmup", 2*time.Second, "unmeasured duration first")
+	flag.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured duration to this file")
 	flag.Parse()
 	if serve != "" {
 		fail(serveEcho(serve))
@@ -138,10 +140,23 @@ func main() {
 		})
 	}
 	time.Sleep(warm)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+	}
 	measuring.Store(true)
 	start := time.Now()
 	time.Sleep(dur)
 	measuring.Store(false)
+	if cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	elapsed := time.Since(start)
 	stop.Store(true)
 	wg.Wait()
