@@ -255,6 +255,10 @@ func (l *Log) commit(entries []*Entry) error {
 	return err
 }
 
+// integrateEvery is the least time between two integrations woken by
+// commits.
+const integrateEvery = 5 * time.Millisecond
+
 // integrate grows the Merkle tree over new entries and signs checkpoints,
 // while this process holds the lead.
 func (l *Log) integrate() {
@@ -273,6 +277,7 @@ func (l *Log) integrate() {
 	}()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
+	var grown time.Time
 	for {
 		closing := false
 		select {
@@ -281,8 +286,20 @@ func (l *Log) integrate() {
 			<-l.written
 			closing = true
 		case <-l.wake:
+			// Under load, commits come faster than is worth growing the
+			// tree for: every write of its nodes is a system call per
+			// level. Let a few gather first.
+			if wait := integrateEvery - time.Since(grown); wait > 0 {
+				select {
+				case <-l.closing:
+					<-l.written
+					closing = true
+				case <-time.After(wait):
+				}
+			}
 		case <-tick.C:
 		}
+		grown = time.Now()
 		if lease != nil {
 			// Still the leader? A broken lock connection may have handed the
 			// lock to another replica; two leaders would sign and export twice.

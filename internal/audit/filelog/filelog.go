@@ -4,6 +4,7 @@
 package filelog
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -65,9 +66,17 @@ type segment struct {
 	first   int64
 	f       *os.File
 	end     int64   // bytes of whole records
+	alloc   int64   // bytes in the file: whole records, then zeros
 	offsets []int64 // where each record starts
 	count   int64
 }
+
+// preallocate is how far the newest segment is written with zeros ahead of
+// its records. A sync after a write within the file's size flushes the
+// data alone; one that grows the file must also commit its new size to the
+// file system's journal, which takes as long again. Zeros are not records:
+// a record is never empty, so readers stop at the first zero length.
+const preallocate = 1 << 20
 
 type cpIndex struct {
 	size   int64
@@ -198,7 +207,19 @@ func (l *Log) openSegment(name string, first int64, newest bool, acked int64) (*
 		return nil, err
 	}
 	seg.end = end
+	if seg.alloc, err = fileSize(f); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return seg, nil
+}
+
+func fileSize(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("audit log: %w", err)
+	}
+	return st.Size(), nil
 }
 
 // cutTail saves the bytes of a torn record beside the segment, then cuts
@@ -212,6 +233,7 @@ func (l *Log) cutTail(f *os.File, name string, end, at int64, why string) error 
 	if _, err := f.ReadAt(tail, end); err != nil {
 		return fmt.Errorf("audit log: read torn tail: %w", err)
 	}
+	tail = bytes.TrimRight(tail, "\x00") // the preallocated zeros after it
 	kept := fmt.Sprintf("%s.torn-%d", filepath.Base(name), time.Now().UnixNano())
 	if err := durable.WriteAtomic(l.dir, kept, tail); err != nil {
 		return fmt.Errorf("audit log: keep torn tail: %w", err)
@@ -297,11 +319,22 @@ func (l *Log) LeafHashes(ctx context.Context, from, to int64) ([][]byte, error) 
 // segment is cut back to its last whole record; if that fails too, the log
 // refuses every later write.
 func (l *Log) write(seg *segment, buf []byte, offsets []int64) error {
-	_, err := seg.f.WriteAt(buf, seg.end)
+	var err error
+	if need := seg.end + int64(len(buf)); need > seg.alloc {
+		// Zeros first, records over them: one sync makes both durable.
+		err = writeZeros(seg.f, seg.alloc, need+preallocate)
+		if err == nil {
+			seg.alloc = need + preallocate
+		}
+	}
+	if err == nil {
+		_, err = seg.f.WriteAt(buf, seg.end)
+	}
 	if err == nil {
 		err = durable.Datasync(seg.f)
 	}
 	if err != nil {
+		seg.alloc = seg.end
 		if terr := seg.f.Truncate(seg.end); terr != nil {
 			l.mu.Lock()
 			l.broken = fmt.Errorf("%w: a failed write could not be undone: %v", audit.ErrBroken, err)
@@ -317,8 +350,43 @@ func (l *Log) write(seg *segment, buf []byte, offsets []int64) error {
 	return nil
 }
 
-// startSegment creates the segment whose first entry is first.
+// seal cuts the preallocated zeros off a segment.
+func (s *segment) seal() error {
+	if s.alloc <= s.end {
+		return nil
+	}
+	if err := s.f.Truncate(s.end); err != nil {
+		return fmt.Errorf("audit log: seal segment: %w", err)
+	}
+	if err := durable.Datasync(s.f); err != nil {
+		return fmt.Errorf("audit log: seal segment: %w", err)
+	}
+	s.alloc = s.end
+	return nil
+}
+
+// writeZeros fills f with zeros from from to to.
+func writeZeros(f *os.File, from, to int64) error {
+	zeros := make([]byte, min(to-from, 64<<10))
+	for off := from; off < to; {
+		n, err := f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+		if err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return nil
+}
+
+// startSegment creates the segment whose first entry is first, after
+// cutting the zeros off the one it follows: a sealed segment ends with its
+// last record.
 func (l *Log) startSegment(first int64) error {
+	if n := len(l.segs); n > 0 {
+		if err := l.segs[n-1].seal(); err != nil {
+			return err
+		}
+	}
 	name := filepath.Join(l.dir, fmt.Sprintf("seg-%020d.log", first))
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -461,6 +529,9 @@ func (l *Log) Close() error {
 func (l *Log) close() error {
 	var errs []error
 	for _, s := range l.segs {
+		if l.broken == nil {
+			errs = append(errs, s.seal())
+		}
 		errs = append(errs, s.f.Close())
 	}
 	for _, f := range l.levels {

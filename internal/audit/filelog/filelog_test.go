@@ -175,3 +175,89 @@ func TestExportLineTooLong(t *testing.T) {
 		t.Fatalf("first bad %d (%s), want 25, not a well-formed entry", r.FirstBad, r.Problem)
 	}
 }
+
+// The newest segment is written with zeros ahead of its records, so that
+// a sync does not have to grow the file. After a crash the zeros are not
+// records and not damage: open stops at them and appends go on over them.
+// A record torn inside them is cut off as a tear, and only its own bytes
+// are kept. A clean close and a sealed segment end with their last record.
+func TestPreallocatedSpace(t *testing.T) {
+	dir := t.TempDir()
+	b, err := filelog.Open(filelog.Config{Dir: dir, SegmentEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	appendN := func(b *filelog.Log, from, n int) {
+		t.Helper()
+		for i := range n {
+			if err := b.Append(ctx, []*audit.Entry{audittest.Entry(from + i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendN(b, 0, 10) // one sealed segment of 8, and 2 in the newest
+	sealed := filepath.Join(dir, "seg-00000000000000000000.log")
+	newest := filepath.Join(dir, "seg-00000000000000000008.log")
+	recordsOnly := func(path string) {
+		t.Helper()
+		data, _ := os.ReadFile(path)
+		if len(data) == 0 || data[len(data)-1] == 0 {
+			t.Fatalf("%s: %d bytes, ends with a zero", filepath.Base(path), len(data))
+		}
+	}
+	recordsOnly(sealed)
+	if st, _ := os.Stat(newest); st.Size() < 1<<20 {
+		t.Fatalf("the newest segment has %d bytes, no space ahead", st.Size())
+	}
+	// A crash: a copy of the directory while the log is open.
+	crashed := t.TempDir()
+	for _, name := range []string{"seg-00000000000000000000.log", "seg-00000000000000000008.log"} {
+		data, _ := os.ReadFile(filepath.Join(dir, name))
+		os.WriteFile(filepath.Join(crashed, name), data, 0o600)
+	}
+	b.Close()
+	recordsOnly(newest)
+	c, err := filelog.Open(filelog.Config{Dir: crashed, SegmentEntries: 8})
+	if err != nil {
+		t.Fatalf("open after a crash: %v", err)
+	}
+	if n, _ := c.Size(ctx); n != 10 {
+		t.Fatalf("%d entries after a crash, want 10", n)
+	}
+	appendN(c, 10, 3)
+	if n, _ := c.Size(ctx); n != 13 {
+		t.Fatalf("%d entries, want 13", n)
+	}
+	// Another crash, in the middle of writing a record over the zeros.
+	seg := filepath.Join(crashed, "seg-00000000000000000008.log")
+	data, _ := os.ReadFile(seg)
+	d, _ := c.Read(ctx, 8, 13)
+	end := 0
+	for _, r := range d {
+		end += len(filelog.Record(r))
+	}
+	torn := filelog.Record([]byte(`{"v":1,"kind":"decision"}`))[:12]
+	copy(data[end:], torn)
+	c.Close()
+	os.WriteFile(seg, data, 0o600)
+	c, err = filelog.Open(filelog.Config{Dir: crashed, SegmentEntries: 8})
+	if err != nil {
+		t.Fatalf("open after a torn record over zeros: %v", err)
+	}
+	defer c.Close()
+	if n, _ := c.Size(ctx); n != 13 {
+		t.Fatalf("%d entries after the tear, want 13", n)
+	}
+	kept, _ := filepath.Glob(seg + ".torn-*")
+	if len(kept) != 1 {
+		t.Fatalf("torn tail kept in %v, want one file", kept)
+	}
+	if b, _ := os.ReadFile(kept[0]); !bytes.Equal(b, torn) {
+		t.Fatalf("kept tail is %q, want %q", b, torn)
+	}
+	appendN(c, 13, 1)
+	if got, err := c.Read(ctx, 0, 14); err != nil || len(got) != 14 {
+		t.Fatalf("read %d entries: %v", len(got), err)
+	}
+}

@@ -10,8 +10,9 @@ import (
 
 // scanRecords calls fn for every whole, checksummed record of f, in order,
 // up to the first one that is not: it returns where that one starts (or the
-// end of the file), why it is bad ("" when the file ended cleanly), and
-// whether whole records follow it (then it is damage, not a tear).
+// end of the file), why it is bad ("" when the file ended cleanly: at its
+// end, or where only zeros follow), and whether more data follows it (then
+// it is damage, not a tear).
 func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end int64, bad string, followed bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
@@ -23,6 +24,15 @@ func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end
 	for off < size {
 		n, _ := f.ReadAt(hdr[:], off)
 		length := int64(binary.BigEndian.Uint32(hdr[:4]))
+		if n == recordHeader && length == 0 {
+			zero, err := zerosFrom(f, off, size)
+			if err != nil {
+				return off, "", false, err
+			}
+			if zero {
+				return off, "", false, nil // preallocated space
+			}
+		}
 		switch {
 		case n < recordHeader:
 			return off, "partial record header", false, nil
@@ -36,7 +46,12 @@ func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end
 			return off, "", false, err
 		}
 		if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return off, "checksum mismatch", off+recordHeader+length < size, nil
+			next := off + recordHeader + length
+			zero, err := zerosFrom(f, next, size)
+			if err != nil {
+				return off, "", false, err
+			}
+			return off, "checksum mismatch", !zero, nil
 		}
 		fn(off, data)
 		off += recordHeader + length
@@ -50,4 +65,22 @@ func record(data []byte) []byte {
 	binary.BigEndian.PutUint32(rec[:4], uint32(len(data)))
 	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(data, castagnoli))
 	return append(rec, data...)
+}
+
+// zerosFrom says whether f holds only zeros from off to size.
+func zerosFrom(f *os.File, off, size int64) (bool, error) {
+	buf := make([]byte, min(size-off, 64<<10))
+	for off < size {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		if err != nil {
+			return false, err
+		}
+		for _, b := range buf[:n] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		off += int64(n)
+	}
+	return true, nil
 }
