@@ -119,6 +119,7 @@ func TestFastPath(t *testing.T) {
 		{"another agent's token", h(intruder), order, http.StatusForbidden},
 		{"an unknown session", h(trader, "Mcp-Session-Id", "no-such-session"), order, http.StatusNotFound},
 		{"a batch", h(trader), "[" + order + "]", http.StatusBadRequest},
+		{"a body over the limit", h(trader), call("11", "market__get_quote", `{"symbol":"`+strings.Repeat("x", 70<<10)+`"}`), http.StatusRequestEntityTooLarge},
 		{"no event streams accepted", h(trader, "Accept", "application/json"), order, http.StatusBadRequest},
 		// (status 200: the SDK's event stream)
 		{"the sessionless protocol asked in _meta", h(trader), strings.Replace(order, `"arguments"`, `"_meta":{"protocolVersion":"2026-07-28"},"arguments"`, 1), http.StatusOK},

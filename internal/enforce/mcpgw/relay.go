@@ -38,6 +38,11 @@ const maxResumes = 5
 // call was not run.
 var errSessionGone = errors.New("the upstream ended the session")
 
+// statusError is an HTTP status an upstream answered a call with.
+type statusError int
+
+func (e statusError) Error() string { return fmt.Sprintf("tools/call: HTTP status %d", int(e)) }
+
 // relayIDs numbers the relay's requests. They are strings, so that they
 // never collide with the SDK's numeric ids on the same session.
 var relayIDs atomic.Uint64
@@ -75,7 +80,10 @@ func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessa
 			u.lg.Info("upstream: session ended, reconnecting")
 			u.drop(s)
 			continue
-		case !timedOut:
+		case !timedOut && !errors.As(err, new(statusError)):
+			// The connection failed, or the upstream broke the protocol:
+			// the next call starts afresh. A status it answered one call
+			// with says nothing of the session.
 			u.drop(s)
 		}
 		u.lg.Warn("upstream: call failed", "err", err)
@@ -157,7 +165,7 @@ func (u *upstream) answer(ctx context.Context, s *mcp.ClientSession, resp *http.
 		return nil, resp.Body, errSessionGone
 	default:
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, resp.Body, fmt.Errorf("tools/call: HTTP status %d", resp.StatusCode)
+		return nil, resp.Body, statusError(resp.StatusCode)
 	}
 	ct := mediaType(resp.Header.Get("Content-Type"))
 	switch ct {

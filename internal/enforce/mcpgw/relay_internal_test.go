@@ -2,8 +2,8 @@ package mcpgw
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -139,3 +139,24 @@ func TestRelayNewSession(t *testing.T) {
 }
 
 func errorsAs(err error, target **jsonrpc.Error) bool { return errors.As(err, target) }
+
+// A status the upstream answers one call with is that call's failure; the
+// session stays.
+func TestRelayStatusKeepsTheSession(t *testing.T) {
+	u, sw := relayUpstream(t, nil)
+	first, _ := u.session(context.Background())
+	inner := *sw.h.Load()
+	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "overloaded", http.StatusServiceUnavailable)
+	}))
+	if _, err := u.callTool(context.Background(), "ping", nil); !errors.Is(err, errUnavailable) {
+		t.Fatalf("a 503: %v", err)
+	}
+	sw.set(inner)
+	if got := callText(t, u, "ping"); got != "pong" {
+		t.Fatalf("ping: %q", got)
+	}
+	if now, _ := u.session(context.Background()); now != first {
+		t.Fatal("the session was replaced after a 503")
+	}
+}
