@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
 
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
@@ -260,7 +261,7 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 		case *mcp.ReadResourceRequest:
 			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.readResource(ctx, c, r) })
 		case *mcp.ListResourceTemplatesRequest:
-			return &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}, nil
+			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.listTemplates(ctx, c, r) })
 		case *mcp.ListPromptsRequest:
 			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.listPrompts(ctx, c, r) })
 		case *mcp.GetPromptRequest:
@@ -518,31 +519,77 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 	return out, nil
 }
 
-// owner finds the upstream that lists a resource URI, and the resource.
-func (g *Gateway) owner(ctx context.Context, uri string) (*upstream, *mcp.Resource) {
+func (g *Gateway) listTemplates(ctx context.Context, c *enforce.Caller, r *mcp.ListResourceTemplatesRequest) (mcp.Result, error) {
+	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
 		if err != nil {
 			continue
 		}
-		for _, res := range offer.resources {
-			if res.URI == uri {
-				return u, res
+		for _, t := range offer.templates {
+			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+t.Name, nil, nil)) {
+				out.ResourceTemplates = append(out.ResourceTemplates, t.ResourceTemplate)
 			}
 		}
 	}
-	return nil, nil
+	return out, nil
+}
+
+// owner finds the upstream that offers a resource URI: the first that
+// lists it, else the first with a template that matches it. It returns the
+// name policy knows it by, and for a template the values of its variables
+// (and the URI) as the arguments.
+func (g *Gateway) owner(ctx context.Context, uri string) (*upstream, string, json.RawMessage) {
+	var offers []catalogue
+	for _, u := range g.order {
+		offer, err := u.offers(ctx)
+		offers = append(offers, offer)
+		if err != nil {
+			continue
+		}
+		for _, res := range offer.resources {
+			if res.URI == uri {
+				return u, res.Name, nil
+			}
+		}
+	}
+	for i, u := range g.order {
+		for _, t := range offers[i].templates {
+			values := t.uri.Match(uri)
+			if values == nil {
+				continue
+			}
+			args := map[string]any{"uri": uri}
+			for _, name := range t.uri.Varnames() {
+				v := values.Get(name)
+				if !v.Valid() {
+					continue
+				}
+				switch v.T {
+				case uritemplate.ValueTypeString:
+					args[name] = v.String()
+				case uritemplate.ValueTypeList:
+					args[name] = v.List()
+				case uritemplate.ValueTypeKV:
+					args[name] = v.KV()
+				}
+			}
+			raw, _ := json.Marshal(args)
+			return u, t.Name, raw
+		}
+	}
+	return nil, "", nil
 }
 
 func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.ReadResourceRequest) (mcp.Result, error) {
 	if err := checkHeaders(header(r), "resources/read", r.Params.URI); err != nil {
 		return nil, err
 	}
-	u, res := g.owner(ctx, r.Params.URI)
+	u, name, args := g.owner(ctx, r.Params.URI)
 	if u == nil {
 		return nil, mcp.ResourceNotFoundError(r.Params.URI)
 	}
-	d, err := g.decide(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil))
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+name, nil, args))
 	if err != nil {
 		return nil, err
 	}

@@ -173,6 +173,9 @@ func docs() *mcp.Server {
 	s.AddResource(&mcp.Resource{Name: "secrets", URI: "secret://vault", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "hunter2"}}}, nil
 	})
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "page", URITemplate: "docs://pages/{page}", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/plain", Text: "page " + strings.TrimPrefix(r.Params.URI, "docs://pages/")}}}, nil
+	})
 	s.AddPrompt(&mcp.Prompt{Name: "summarize", Arguments: []*mcp.PromptArgument{{Name: "topic"}}}, func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarize " + r.Params.Arguments["topic"]}}}}, nil
 	})
@@ -599,6 +602,27 @@ func TestResourcesAndPrompts(t *testing.T) {
 	}
 	_, err = trader.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "secret://vault"})
 	e.refusal(err, mcpgw.CodeDenied)
+	// Resource templates: listed as policy allows, read by a URI that
+	// matches one, decided on the template's name with its variables.
+	tl, err := s.ListResourceTemplates(e.ctx, nil)
+	if err != nil || len(tl.ResourceTemplates) != 1 || tl.ResourceTemplates[0].URITemplate != "docs://pages/{page}" {
+		t.Fatalf("templates %+v %v", tl, err)
+	}
+	if tl, err := trader.ListResourceTemplates(e.ctx, nil); err != nil || len(tl.ResourceTemplates) != 0 {
+		t.Fatalf("trader templates %+v %v", tl, err)
+	}
+	rr, err = s.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "docs://pages/intro"})
+	if err != nil || rr.Contents[0].Text != "page intro" {
+		t.Fatalf("read through a template %+v %v", rr, err)
+	}
+	_, err = trader.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "docs://pages/risk"})
+	en := e.refusal(err, mcpgw.CodeDenied)
+	if !strings.Contains(string(en.Resource), `"docs/page"`) || !strings.Contains(string(en.Input), `"page":"risk"`) {
+		t.Fatalf("a template's read decided on %s, input %s", en.Resource, en.Input)
+	}
+	if _, err := s.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "docs://elsewhere/x"}); err == nil {
+		t.Fatal("a URI no upstream offers was read")
+	}
 	pl, err := s.ListPrompts(e.ctx, nil)
 	if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != "docs__summarize" {
 		t.Fatalf("prompts %+v %v", pl, err)

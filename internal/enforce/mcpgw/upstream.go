@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
 )
 
 // errUnavailable means an upstream could not be reached or failed
@@ -53,7 +54,14 @@ const retryAfter = 2 * time.Second
 type catalogue struct {
 	tools     []*mcp.Tool
 	resources []*mcp.Resource
+	templates []template
 	prompts   []*mcp.Prompt
+}
+
+// template is a resource template and its compiled URI template.
+type template struct {
+	*mcp.ResourceTemplate
+	uri *uritemplate.Template
 }
 
 func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
@@ -125,7 +133,7 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	}
 	u.sess, u.lists = s, lists
 	u.mu.Unlock()
-	u.lg.Info("upstream: connected", "tools", len(lists.tools), "resources", len(lists.resources), "prompts", len(lists.prompts))
+	u.lg.Info("upstream: connected", "tools", len(lists.tools), "resources", len(lists.resources), "templates", len(lists.templates), "prompts", len(lists.prompts))
 	go u.watch(s)
 	return s, nil
 }
@@ -312,6 +320,20 @@ func fetchLists(ctx context.Context, s *mcp.ClientSession) (catalogue, error) {
 				return c, fmt.Errorf("resources/list: %w", err)
 			}
 			c.resources = append(c.resources, r)
+		}
+		for t, err := range s.ResourceTemplates(ctx, nil) {
+			var rpc *jsonrpc.Error
+			if errors.As(err, &rpc) && rpc.Code == jsonrpc.CodeMethodNotFound {
+				break // a server with resources need not have templates
+			}
+			if err != nil {
+				return c, fmt.Errorf("resources/templates/list: %w", err)
+			}
+			u, err := uritemplate.New(t.URITemplate)
+			if err != nil {
+				continue // not a URI template: it can match nothing
+			}
+			c.templates = append(c.templates, template{t, u})
 		}
 	}
 	if caps.Prompts != nil {
