@@ -157,7 +157,7 @@ func (g *Gateway) fastCall(w http.ResponseWriter, r *http.Request, c *enforce.Ca
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return false
 	}
-	res, err := g.toolCall(r.Context(), c, h, sid, call.name, call.args)
+	res, err := g.toolCall(r.Context(), c, h, sid, call.name, call.args, nil)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return true // the agent is gone
 	}
@@ -199,7 +199,8 @@ type rpcCall struct {
 
 // parseCall takes a JSON-RPC tools/call request apart, field names matched
 // exactly. Anything else (a notification, a batch, another method, a
-// request that selects the sessionless protocol in its _meta) is not one.
+// request that selects the sessionless protocol in its _meta, or that asks
+// for progress, which needs an event stream) is not one.
 func parseCall(body []byte) (rpcCall, bool) {
 	var msg map[string]json.RawMessage
 	if json.Unmarshal(body, &msg) != nil || msg == nil {
@@ -224,6 +225,9 @@ func parseCall(body []byte) (rpcCall, bool) {
 			return rpcCall{}, false
 		}
 		if _, ok := meta["protocolVersion"]; ok {
+			return rpcCall{}, false
+		}
+		if _, ok := meta["progressToken"]; ok {
 			return rpcCall{}, false
 		}
 	}

@@ -2,9 +2,11 @@ package mcpgw_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +172,43 @@ func TestIdleSessionsClose(t *testing.T) {
 	}
 	if e.plainCalls.Load() == 0 {
 		t.Fatal("no call took the fast path")
+	}
+}
+
+// A call that asks for progress gets the upstream's progress, under its own
+// token, before its result (on a session, through the SDK's handler: the
+// gateway's own answers are plain JSON, without a stream to send it on).
+func TestProgressReachesTheAgent(t *testing.T) {
+	t.Parallel()
+	for _, version := range []string{"2025-11-25", ""} {
+		e := start(t, nil)
+		e.version = version
+		var mu sync.Mutex
+		var got []string
+		e.progress = func(p *mcp.ProgressNotificationParams) {
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%v %v/%v %s", p.ProgressToken, p.Progress, p.Total, p.Message))
+			mu.Unlock()
+		}
+		s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
+		params := &mcp.CallToolParams{Name: "docs__report"}
+		params.SetProgressToken("agent-token")
+		r, err := s.CallTool(e.ctx, params)
+		if err != nil || text(t, r) != "reported" {
+			t.Fatalf("%s: %v %v", version, r, err)
+		}
+		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(got)
+			mu.Unlock()
+			if n >= 2 || time.Now().After(deadline) {
+				break
+			}
+		}
+		mu.Lock()
+		if strings.Join(got, ", ") != "agent-token 1/2 step 1, agent-token 2/2 step 2" {
+			t.Errorf("%s: progress %q", version, got)
+		}
+		mu.Unlock()
 	}
 }

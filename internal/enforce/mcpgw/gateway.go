@@ -451,7 +451,14 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 }
 
 func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallToolRequest) (mcp.Result, error) {
-	raw, err := g.toolCall(ctx, c, header(r), mcpSession(r), r.Params.Name, r.Params.Arguments)
+	var progress func(*mcp.ProgressNotificationParams)
+	if token := r.Params.GetProgressToken(); token != nil && r.Session != nil {
+		// The upstream's progress reaches the agent under the agent's token.
+		progress = func(p *mcp.ProgressNotificationParams) {
+			r.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+		}
+	}
+	raw, err := g.toolCall(ctx, c, header(r), mcpSession(r), r.Params.Name, r.Params.Arguments, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -464,8 +471,9 @@ func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallTo
 
 // toolCall decides a tools/call of c in MCP session sid (h is its HTTP
 // header) and forwards it. The result is the upstream's, redacted when the
-// decision says so.
-func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header, sid, name string, rawArgs json.RawMessage) (json.RawMessage, error) {
+// decision says so; progress, when not nil, gets the upstream's progress
+// notifications.
+func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header, sid, name string, rawArgs json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
 	if err := checkHeaders(h, "tools/call", name); err != nil {
 		return nil, err
 	}
@@ -484,13 +492,22 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 		return nil, err
 	}
 	// The agent's _meta stays here: it holds its own protocol version and
-	// progress tokens, which are not the upstream session's.
-	res, err := u.callTool(ctx, tool, args)
+	// progress token, which are not the upstream session's. Progress
+	// messages are free text: when the result is redacted, only the
+	// figures are passed on.
+	fields := enforce.Redactions(d.Obligations)
+	if progress != nil && len(fields) > 0 {
+		agent := progress
+		progress = func(p *mcp.ProgressNotificationParams) {
+			agent(&mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total})
+		}
+	}
+	res, err := u.callTool(ctx, tool, args, progress)
 	if err != nil {
 		return nil, upstreamError(u, err)
 	}
 	g.taint(c, sid, u)
-	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
+	if len(fields) > 0 {
 		var out mcp.CallToolResult
 		if err := json.Unmarshal(res, &out); err != nil {
 			// What cannot be read cannot be redacted: withheld.

@@ -173,6 +173,14 @@ func docs() *mcp.Server {
 	s.AddResource(&mcp.Resource{Name: "secrets", URI: "secret://vault", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "hunter2"}}}, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "report", Description: "reports its progress"}, func(ctx context.Context, r *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		if token := r.Params.GetProgressToken(); token != nil {
+			for i := 1; i <= 2; i++ {
+				r.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: float64(i), Total: 2, Message: fmt.Sprintf("step %d", i)})
+			}
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "reported"}}}, nil, nil
+	})
 	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "page", URITemplate: "docs://pages/{page}", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/plain", Text: "page " + strings.TrimPrefix(r.Params.URI, "docs://pages/")}}}, nil
 	})
@@ -214,6 +222,9 @@ type env struct {
 	// (sessionless, served through the SDK), or one with sessions, whose
 	// tools/call the gateway answers itself.
 	version string
+	// progress, when set, gets the progress notifications of the sessions
+	// connect opens.
+	progress func(*mcp.ProgressNotificationParams)
 	// plainCalls counts the tools/call answered with plain JSON: the
 	// gateway's fast path answers so, the SDK with an event stream.
 	plainCalls atomic.Int64
@@ -361,7 +372,11 @@ func (e *env) connectAt(c *sdk.Client, extra http.Header, version string) *mcp.C
 	if extra != nil {
 		rt = headerRT{rt, extra}
 	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "test-agent", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+	opts := &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}}
+	if e.progress != nil {
+		opts.ProgressNotificationHandler = func(_ context.Context, r *mcp.ProgressNotificationClientRequest) { e.progress(r.Params) }
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "test-agent", Version: "1"}, opts)
 	s, err := client.Connect(e.ctx, &mcp.StreamableClientTransport{Endpoint: e.url, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1},
 		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
@@ -442,7 +457,7 @@ func TestToolsListShowsWhatPolicyCouldAllow(t *testing.T) {
 			t.Fatal(err)
 		}
 		// market__slow is denied (by a rule too slow to finish) whatever the arguments: hidden.
-		want := []string{"local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
+		want := []string{"docs__report", "local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
 		if got := names(res.Tools); !slices.Equal(got, want) {
 			t.Fatalf("reader sees %v, want %v", got, want)
 		}

@@ -34,6 +34,10 @@ const maxResultBytes = 32 << 20
 // answer is resumed (Last-Event-ID).
 const maxResumes = 5
 
+// progressGrace is how long the progress of a call made through the SDK is
+// still passed on after its result.
+const progressGrace = time.Second
+
 // errSessionGone means the upstream no longer knows the session (404): the
 // call was not run.
 var errSessionGone = errors.New("the upstream ended the session")
@@ -48,8 +52,9 @@ func (e statusError) Error() string { return fmt.Sprintf("tools/call: HTTP statu
 var relayIDs atomic.Uint64
 
 // callTool runs a decided call on the upstream and returns its result as
-// the upstream encoded it.
-func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
+// the upstream encoded it. progress, when not nil, gets the upstream's
+// progress notifications for the call.
+func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
 	for attempt := 0; ; attempt++ {
 		s, err := u.session(ctx)
 		if err != nil {
@@ -60,6 +65,15 @@ func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessa
 			if len(args) > 0 {
 				params.Arguments = args
 			}
+			if progress != nil {
+				token := "warden-" + strconv.FormatUint(relayIDs.Add(1), 10)
+				params.SetProgressToken(token)
+				u.progress.Store(token, progress)
+				// The SDK hands notifications over on goroutines of their
+				// own, which may run after the result is back: the token is
+				// kept a little longer.
+				defer time.AfterFunc(progressGrace, func() { u.progress.Delete(token) })
+			}
 			res, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.CallToolResult, error) {
 				return s.CallTool(ctx, params)
 			})
@@ -68,7 +82,7 @@ func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessa
 			}
 			return json.Marshal(res)
 		}
-		out, timedOut, err := u.relay(ctx, s, tool, args)
+		out, timedOut, err := u.relay(ctx, s, tool, args, progress)
 		switch {
 		case err == nil:
 			return out, nil
@@ -104,13 +118,19 @@ func (u *upstream) relays(s *mcp.ClientSession) bool {
 type rpcMessage struct {
 	ID     json.RawMessage `json:"id"`
 	Method string          `json:"method"`
+	Params json.RawMessage `json:"params"`
 	Result json.RawMessage `json:"result"`
 	Error  *jsonrpc.Error  `json:"error"`
 }
 
 type relayParams struct {
+	Meta      *relayMeta      `json:"_meta,omitempty"`
 	Name      string          `json:"name"`
 	Arguments json.RawMessage `json:"arguments,omitempty"`
+}
+
+type relayMeta struct {
+	ProgressToken string `json:"progressToken"`
 }
 
 type relayRequest struct {
@@ -123,9 +143,13 @@ type relayRequest struct {
 // relay POSTs one tools/call on session s and waits for its answer, for
 // as long as the agent does and at most the upstream timeout (timedOut
 // says it ran out).
-func (u *upstream) relay(ctx context.Context, s *mcp.ClientSession, tool string, args json.RawMessage) (out json.RawMessage, timedOut bool, err error) {
+func (u *upstream) relay(ctx context.Context, s *mcp.ClientSession, tool string, args json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (out json.RawMessage, timedOut bool, err error) {
 	id := "warden-" + strconv.FormatUint(relayIDs.Add(1), 10)
-	body, err := json.Marshal(relayRequest{JSONRPC: "2.0", ID: id, Method: "tools/call", Params: relayParams{Name: tool, Arguments: args}})
+	params := relayParams{Name: tool, Arguments: args}
+	if progress != nil {
+		params.Meta = &relayMeta{ProgressToken: id} // the request's id is unique too
+	}
+	body, err := json.Marshal(relayRequest{JSONRPC: "2.0", ID: id, Method: "tools/call", Params: params})
 	if err != nil {
 		return nil, false, err
 	}
@@ -138,7 +162,7 @@ func (u *upstream) relay(ctx context.Context, s *mcp.ClientSession, tool string,
 		cancel()
 		return nil, rctx.Err() != nil, err
 	}
-	out, rest, err := u.answer(rctx, s, resp, id)
+	out, rest, err := u.answer(rctx, s, resp, id, progress)
 	timedOut = rctx.Err() != nil
 	stop()
 	if err != nil {
@@ -158,7 +182,7 @@ func (u *upstream) relay(ctx context.Context, s *mcp.ClientSession, tool string,
 
 // answer reads the answer to request id from resp; rest is the body last
 // read, for the caller to finish.
-func (u *upstream) answer(ctx context.Context, s *mcp.ClientSession, resp *http.Response, id string) (out json.RawMessage, rest io.ReadCloser, err error) {
+func (u *upstream) answer(ctx context.Context, s *mcp.ClientSession, resp *http.Response, id string, progress func(*mcp.ProgressNotificationParams)) (out json.RawMessage, rest io.ReadCloser, err error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
@@ -187,7 +211,7 @@ func (u *upstream) answer(ctx context.Context, s *mcp.ClientSession, resp *http.
 		out, err := result(&m)
 		return out, resp.Body, err
 	case "text/event-stream":
-		return u.readStream(ctx, s, resp, id)
+		return u.readStream(ctx, s, resp, id, progress)
 	}
 	return nil, resp.Body, fmt.Errorf("tools/call: unexpected content type %q", ct)
 }
@@ -209,7 +233,7 @@ func (u *upstream) post(ctx context.Context, s *mcp.ClientSession, body []byte) 
 // readStream reads an event stream until the answer to request id, and
 // resumes it when it ends before (the server may close a stream early and
 // send the answer on the resumed one).
-func (u *upstream) readStream(ctx context.Context, s *mcp.ClientSession, resp *http.Response, id string) (json.RawMessage, io.ReadCloser, error) {
+func (u *upstream) readStream(ctx context.Context, s *mcp.ClientSession, resp *http.Response, id string, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, io.ReadCloser, error) {
 	var lastID string
 	retry := time.Second
 	for resumes := 0; ; resumes++ {
@@ -220,7 +244,7 @@ func (u *upstream) readStream(ctx context.Context, s *mcp.ClientSession, resp *h
 			line := sc.Bytes()
 			if len(line) == 0 {
 				if len(data) > 0 {
-					out, done, err := u.event(s, data, id)
+					out, done, err := u.event(s, data, id, progress)
 					if done {
 						return out, resp.Body, err
 					}
@@ -266,8 +290,9 @@ func (u *upstream) readStream(ctx context.Context, s *mcp.ClientSession, resp *h
 
 // event handles one event of a call's stream: the answer ends it; a
 // request of the server's own is answered (the gateway offers upstreams no
-// client features, so only a ping succeeds); notifications are dropped.
-func (u *upstream) event(s *mcp.ClientSession, data []byte, id string) (json.RawMessage, bool, error) {
+// client features, so only a ping succeeds); the call's progress goes to
+// progress; other notifications are dropped.
+func (u *upstream) event(s *mcp.ClientSession, data []byte, id string, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, bool, error) {
 	var m rpcMessage
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, true, fmt.Errorf("tools/call: an event is not a JSON-RPC message: %w", err)
@@ -278,6 +303,11 @@ func (u *upstream) event(s *mcp.ClientSession, data []byte, id string) (json.Raw
 		return out, true, err
 	case m.Method != "" && len(m.ID) > 0:
 		go u.answerRequest(s, m.ID, m.Method)
+	case m.Method == "notifications/progress" && progress != nil:
+		var p mcp.ProgressNotificationParams
+		if json.Unmarshal(m.Params, &p) == nil && p.ProgressToken == id {
+			progress(&p)
+		}
 	}
 	return nil, false, nil
 }

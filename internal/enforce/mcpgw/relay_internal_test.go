@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +40,7 @@ func relayServer() *mcp.Server {
 		time.Sleep(100 * time.Millisecond)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "resumed"}}}, nil, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "report"}, reportTool)
 	s.AddTool(&mcp.Tool{Name: "fail", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return nil, &jsonrpc.Error{Code: -32099, Message: "the upstream's own error"}
 	})
@@ -75,7 +79,7 @@ func relayUpstream(t *testing.T, opts *mcp.StreamableHTTPOptions) (*upstream, *s
 
 func callText(t *testing.T, u *upstream, tool string) string {
 	t.Helper()
-	raw, err := u.callTool(context.Background(), tool, nil)
+	raw, err := u.callTool(context.Background(), tool, nil, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", tool, err)
 	}
@@ -105,7 +109,7 @@ func TestRelay(t *testing.T) {
 				t.Fatalf("ping: %q", got)
 			}
 			// The upstream's own JSON-RPC error is its answer, passed on.
-			_, err := u.callTool(context.Background(), "fail", nil)
+			_, err := u.callTool(context.Background(), "fail", nil, nil)
 			var rpc *jsonrpc.Error
 			if !errorsAs(err, &rpc) || rpc.Code != -32099 {
 				t.Fatalf("fail: %v", err)
@@ -149,7 +153,7 @@ func TestRelayStatusKeepsTheSession(t *testing.T) {
 	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "overloaded", http.StatusServiceUnavailable)
 	}))
-	if _, err := u.callTool(context.Background(), "ping", nil); !errors.Is(err, errUnavailable) {
+	if _, err := u.callTool(context.Background(), "ping", nil, nil); !errors.Is(err, errUnavailable) {
 		t.Fatalf("a 503: %v", err)
 	}
 	sw.set(inner)
@@ -158,5 +162,56 @@ func TestRelayStatusKeepsTheSession(t *testing.T) {
 	}
 	if now, _ := u.session(context.Background()); now != first {
 		t.Fatal("the session was replaced after a 503")
+	}
+}
+
+// reportTool reports its progress twice, when asked to, before it answers.
+func reportTool(ctx context.Context, r *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+	if token := r.Params.GetProgressToken(); token != nil {
+		for i := 1; i <= 2; i++ {
+			r.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: float64(i), Total: 2, Message: fmt.Sprintf("step %d", i)})
+		}
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "reported"}}}, nil, nil
+}
+
+// A call's progress reaches the caller of callTool, through the relay and
+// through the SDK (an upstream on the sessionless protocol).
+func TestRelayProgress(t *testing.T) {
+	srv := relayServer()
+	stateless := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, &mcp.StreamableHTTPOptions{Stateless: true}))
+	defer stateless.Close()
+	viaSDK := newUpstream(Server{Name: "sdk", URL: stateless.URL, Trust: Trusted}, 5*time.Second, slog.New(slog.DiscardHandler))
+	defer viaSDK.close()
+	relayed, _ := relayUpstream(t, nil)
+	for name, u := range map[string]*upstream{"relay": relayed, "sdk": viaSDK} {
+		var mu sync.Mutex
+		var got []string
+		raw, err := u.callTool(context.Background(), "report", nil, func(p *mcp.ProgressNotificationParams) {
+			mu.Lock()
+			got = append(got, fmt.Sprintf("%v/%v %s", p.Progress, p.Total, p.Message))
+			mu.Unlock()
+		})
+		if err != nil || !strings.Contains(string(raw), "reported") {
+			t.Fatalf("%s: %s %v", name, raw, err)
+		}
+		// The SDK may pass progress on after the result.
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			n := len(got)
+			mu.Unlock()
+			if n >= 2 || time.Now().After(deadline) {
+				break
+			}
+		}
+		mu.Lock()
+		slices.Sort(got)
+		if strings.Join(got, ", ") != "1/2 step 1, 2/2 step 2" {
+			t.Errorf("%s: progress %q", name, got)
+		}
+		mu.Unlock()
+		if s, _ := u.session(context.Background()); u.relays(s) != (name == "relay") {
+			t.Errorf("%s: the call went the other way", name)
+		}
 	}
 }

@@ -39,6 +39,9 @@ type upstream struct {
 	closed  bool
 	// restarts counts the command's restarts after it exited.
 	restarts int
+	// progress maps the progress tokens of calls made through the SDK to
+	// where their progress goes.
+	progress sync.Map
 	// failed is when the last connection attempt failed, and why: for a
 	// while after, uses fail at once instead of each waiting for a dead
 	// upstream.
@@ -80,6 +83,11 @@ func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
 		ToolListChangedHandler:     func(ctx context.Context, _ *mcp.ToolListChangedRequest) { refresh(ctx) },
 		ResourceListChangedHandler: func(ctx context.Context, _ *mcp.ResourceListChangedRequest) { refresh(ctx) },
 		PromptListChangedHandler:   func(ctx context.Context, _ *mcp.PromptListChangedRequest) { refresh(ctx) },
+		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
+			if f, ok := u.progress.Load(r.Params.ProgressToken); ok {
+				f.(func(*mcp.ProgressNotificationParams))(r.Params)
+			}
+		},
 	})
 	return u
 }
