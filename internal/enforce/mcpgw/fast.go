@@ -76,6 +76,14 @@ func (t *agentSessions) track(ss *mcp.ServerSession, now time.Time) *agentSessio
 	return s
 }
 
+// ending takes a session its agent is ending (DELETE) off the fast path at
+// once; the SDK's handler closes it.
+func (t *agentSessions) ending(id, agent string) {
+	if s := t.get(id); s != nil && s.ready.Load() && s.agent == agent {
+		s.ready.Store(false)
+	}
+}
+
 // touch notes a request that names session id.
 func (t *agentSessions) touch(id string, now time.Time) {
 	if s := t.get(id); s != nil {
@@ -173,11 +181,17 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, bool) {
 	if r.ContentLength > limit {
 		return nil, false
 	}
-	var buf []byte
 	if r.ContentLength > 0 {
-		buf = make([]byte, 0, r.ContentLength+1)
+		// The server holds the body to its Content-Length.
+		body := make([]byte, r.ContentLength)
+		n, err := io.ReadFull(r.Body, body)
+		if err != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body[:n]))
+			return nil, false
+		}
+		return body, true
 	}
-	b := bytes.NewBuffer(buf)
+	b := new(bytes.Buffer)
 	_, err := b.ReadFrom(io.LimitReader(r.Body, limit+1))
 	body := b.Bytes()
 	if err != nil || int64(len(body)) > limit {

@@ -234,6 +234,9 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 			return
 		}
 		if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+			if r.Method == http.MethodDelete {
+				g.agents.ending(sid, c.Agent)
+			}
 			g.agents.touch(sid, time.Now())
 			if g.fastCall(w, r, c) {
 				return

@@ -220,7 +220,15 @@ func TestAuditLease(t *testing.T) {
 		t.Fatal("a lease whose connection was cut still checks out")
 	}
 	lease.Release()
-	next, err := s.AuditLog().Lead(ctx)
+	// pg_terminate_backend only signals the backend: its locks go when it
+	// has exited.
+	var next audit.Lease
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		next, err = s.AuditLog().Lead(ctx)
+		if err != nil || next != nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil || next == nil {
 		t.Fatalf("Lead after the holder lost it: %v %v", next, err)
 	}
