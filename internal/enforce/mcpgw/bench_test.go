@@ -13,7 +13,8 @@ import (
 // call at a time, as bench/gateway-overhead.sh measures it over loopback:
 // the official Go SDK client with a token and a fresh DPoP proof on every
 // request, the gateway's authentication, the decision with its durable
-// audit entry, and the call to the upstream. "direct" is the same call
+// audit entry, and the call to the upstream, on a session of protocol
+// 2025-11-25 (the gateway's own tools/call path). "direct" is the same call
 // straight to the upstream.
 func BenchmarkGatewayCall(b *testing.B) {
 	e := start(b, nil)
