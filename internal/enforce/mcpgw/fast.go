@@ -84,9 +84,10 @@ func (t *agentSessions) ending(id, agent string) {
 	}
 }
 
-// touch notes a request that names session id.
-func (t *agentSessions) touch(id string, now time.Time) {
-	if s := t.get(id); s != nil {
+// touch notes a request of agent that names session id: another agent's
+// request (which the SDK's handler refuses) does not keep it open.
+func (t *agentSessions) touch(id, agent string, now time.Time) {
+	if s := t.get(id); s != nil && (!s.ready.Load() || s.agent == agent) {
 		s.used.Store(now.UnixNano())
 	}
 }

@@ -237,7 +237,7 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 			if r.Method == http.MethodDelete {
 				g.agents.ending(sid, c.Agent)
 			}
-			g.agents.touch(sid, time.Now())
+			g.agents.touch(sid, c.Agent, time.Now())
 			if g.fastCall(w, r, c) {
 				return
 			}
