@@ -212,3 +212,67 @@ func TestProgressReachesTheAgent(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// Many agents at once, each on its own session: every call is answered
+// with its own result, and each is decided once.
+func TestFastPathConcurrent(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	const agents, calls = 6, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, agents*calls)
+	for a := range agents {
+		s := e.connectAt(e.agent(fmt.Sprintf("ai-agent://dev/trader-%d", a), "trader"), nil, "2025-11-25")
+		wg.Go(func() {
+			for i := range calls {
+				q := 1 + a*100 + i
+				r, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__place_order", Arguments: orderArgs{"ACME", q}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if got, want := r.Content[0].(*mcp.TextContent).Text, fmt.Sprintf("ordered %d ACME", q); got != want {
+					errs <- fmt.Errorf("agent %d got %q, want %q", a, got, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := e.plainCalls.Load(); n != agents*calls {
+		t.Errorf("%d of %d calls took the fast path", n, agents*calls)
+	}
+}
+
+// Whatever the body, parseCall does not panic, and what it takes is a
+// JSON-RPC 2.0 tools/call with an id and a tool name.
+func FuzzParseCall(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"x":1}}}`,
+		`{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"a__b","_meta":{"progressToken":1}}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"}}]`,
+		`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a__b"}}`,
+		`{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":""}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		id, name, ok := mcpgw.ParseCall(body)
+		if !ok {
+			return
+		}
+		var msg map[string]json.RawMessage
+		var version, method string
+		err := json.Unmarshal(body, &msg)
+		if err == nil {
+			json.Unmarshal(msg["jsonrpc"], &version)
+			json.Unmarshal(msg["method"], &method)
+		}
+		if err != nil || version != "2.0" || method != "tools/call" || len(id) == 0 || name == "" {
+			t.Fatalf("took %s (%v)", body, err)
+		}
+	})
+}
