@@ -8,3 +8,12 @@ func ParseCall(body []byte) (json.RawMessage, string, bool) {
 	c, ok := parseCall(body)
 	return c.id, c.name, ok
 }
+
+// SDKOnly sends every request of g through the SDK's handler.
+func SDKOnly(g *Gateway) { g.sdkOnly = true }
+
+// FastPathReady says whether g's fast path takes calls in session sid.
+func FastPathReady(g *Gateway, sid string) bool {
+	s := g.agents.get(sid)
+	return s != nil && s.ready.Load()
+}

@@ -19,13 +19,15 @@ import (
 	"github.com/warden-run/warden/internal/enforce"
 )
 
-// The gateway answers the request agents send most, tools/call on an
-// initialized MCP session, without the SDK: the request is read once, the
-// few fields the decision needs are taken from it, and the upstream's
-// result is passed back as it came (see relay.go). Everything else, and
-// any tools/call that is not plainly one (a batch, an unknown session, a
-// header the SDK would refuse, a body over the limit), goes to the SDK's
-// handler, which answers it as before. docs/design-notes.md says why.
+// The gateway answers the request agents send most, tools/call, without
+// the SDK, on an initialized MCP session or under the sessionless protocol
+// (2026-07-28): the request is read once, the few fields the decision
+// needs are taken from it, and the upstream's result is passed back as it
+// came (see relay.go). Everything else, and any tools/call that is not
+// plainly one (a batch, an unknown session, a header or _meta the SDK
+// would refuse, a body over the limit, a call that asks for progress),
+// goes to the SDK's handler, which answers it as before.
+// docs/design-notes.md says why.
 
 // agentSession is an MCP session of the SDK's handler, as the fast path
 // knows it.
@@ -143,18 +145,21 @@ func (g *Gateway) reap() {
 // returns false, with r as it was, when it is not.
 func (g *Gateway) fastCall(w http.ResponseWriter, r *http.Request, c *enforce.Caller) bool {
 	h := r.Header
-	sid := h.Get("Mcp-Session-Id")
-	if r.Method != http.MethodPost || sid == "" || len(h["Last-Event-Id"]) > 0 || rebinding(r) {
+	sid, version := h.Get("Mcp-Session-Id"), h.Get("Mcp-Protocol-Version")
+	if g.sdkOnly || r.Method != http.MethodPost || len(h["Last-Event-Id"]) > 0 || rebinding(r) ||
+		mediaType(h.Get("Content-Type")) != "application/json" || !acceptsBoth(h.Values("Accept")) {
 		return false
 	}
-	s := g.agents.get(sid)
-	if s == nil || !s.ready.Load() || s.agent != c.Agent {
-		return false
-	}
-	if v := h.Get("Mcp-Protocol-Version"); v != "" && v != s.version {
-		return false
-	}
-	if mediaType(h.Get("Content-Type")) != "application/json" || !acceptsBoth(h.Values("Accept")) {
+	// With a session: one the agent owns and initialized, at its version.
+	// Without: the sessionless protocol, whose every request names its
+	// method and tool in headers too.
+	switch {
+	case sid != "":
+		s := g.agents.get(sid)
+		if s == nil || !s.ready.Load() || s.agent != c.Agent || (version != "" && version != s.version) {
+			return false
+		}
+	case version != sessionless || h.Get("Mcp-Method") != "tools/call" || h.Get("Mcp-Name") == "":
 		return false
 	}
 	body, ok := g.readBody(r)
@@ -162,7 +167,8 @@ func (g *Gateway) fastCall(w http.ResponseWriter, r *http.Request, c *enforce.Ca
 		return false
 	}
 	call, ok := parseCall(body)
-	if !ok {
+	if !ok || call.progress || (sid != "" && call.meta != nil) ||
+		(sid == "" && (!call.meta.sessionless(version) || h.Get("Mcp-Name") != call.name)) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return false
 	}
@@ -170,8 +176,36 @@ func (g *Gateway) fastCall(w http.ResponseWriter, r *http.Request, c *enforce.Ca
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return true // the agent is gone
 	}
-	writeAnswer(w, call.id, res, err)
+	if sid == "" && err == nil {
+		res, err = g.completeResult(res)
+	}
+	writeAnswer(w, call.id, res, err, sid == "")
 	return true
+}
+
+// completeResult marks a result final and names the gateway in its _meta,
+// as a server of the sessionless protocol does (SEP-2575).
+func (g *Gateway) completeResult(res json.RawMessage) (json.RawMessage, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(res, &m); err != nil {
+		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: "upstream answer is not a tool result"}
+	}
+	if _, ok := m["resultType"]; !ok {
+		m["resultType"] = json.RawMessage(`"complete"`)
+	}
+	var meta map[string]json.RawMessage
+	if raw, ok := m["_meta"]; ok && json.Unmarshal(raw, &meta) != nil {
+		meta = nil
+	}
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	if _, ok := meta[mcp.MetaKeyServerInfo]; !ok {
+		meta[mcp.MetaKeyServerInfo] = g.serverInfo
+		b, _ := json.Marshal(meta)
+		m["_meta"] = b
+	}
+	return json.Marshal(m)
 }
 
 // readBody reads a request body within the size limit. A body over it is
@@ -210,6 +244,22 @@ type rpcCall struct {
 	id   json.RawMessage
 	name string
 	args json.RawMessage
+	// meta is what its _meta says of the sessionless protocol (nil when
+	// nothing); progress, whether it asks for progress.
+	meta     *newProtocolMeta
+	progress bool
+}
+
+// newProtocolMeta is the _meta of a request of the sessionless protocol.
+type newProtocolMeta struct {
+	version string
+	valid   bool // the capabilities are an object, the client info one when given
+}
+
+// sessionless says whether m is what a sessionless request at version
+// must carry: that version, and the client's capabilities.
+func (m *newProtocolMeta) sessionless(version string) bool {
+	return m != nil && m.valid && m.version == version
 }
 
 // parseCall takes a JSON-RPC tools/call request apart, field names matched
@@ -234,23 +284,28 @@ func parseCall(body []byte) (rpcCall, bool) {
 	if json.Unmarshal(msg["params"], &params) != nil || params == nil {
 		return rpcCall{}, false
 	}
+	var call rpcCall
 	if m, ok := params["_meta"]; ok {
 		var meta map[string]json.RawMessage
 		if json.Unmarshal(m, &meta) != nil {
 			return rpcCall{}, false
 		}
-		if _, ok := meta["protocolVersion"]; ok {
-			return rpcCall{}, false
-		}
-		if _, ok := meta["progressToken"]; ok {
-			return rpcCall{}, false
+		_, call.progress = meta["progressToken"]
+		if raw, ok := meta[mcp.MetaKeyProtocolVersion]; ok {
+			call.meta = &newProtocolMeta{}
+			var caps, info map[string]json.RawMessage
+			capsRaw, hasCaps := meta[mcp.MetaKeyClientCapabilities]
+			infoRaw, hasInfo := meta[mcp.MetaKeyClientInfo]
+			call.meta.valid = json.Unmarshal(raw, &call.meta.version) == nil &&
+				hasCaps && json.Unmarshal(capsRaw, &caps) == nil && caps != nil &&
+				(!hasInfo || json.Unmarshal(infoRaw, &info) == nil && info != nil)
 		}
 	}
-	var name string
-	if json.Unmarshal(params["name"], &name) != nil || name == "" {
+	if json.Unmarshal(params["name"], &call.name) != nil || call.name == "" {
 		return rpcCall{}, false
 	}
-	return rpcCall{id: id, name: name, args: params["arguments"]}, true
+	call.id, call.args = id, params["arguments"]
+	return call, true
 }
 
 type rpcAnswer struct {
@@ -260,8 +315,10 @@ type rpcAnswer struct {
 	Error   *jsonrpc.Error  `json:"error,omitempty"`
 }
 
-// writeAnswer writes the JSON-RPC answer to request id.
-func writeAnswer(w http.ResponseWriter, id, res json.RawMessage, err error) {
+// writeAnswer writes the JSON-RPC answer to request id. Under the
+// sessionless protocol, an error for a request that names no such method
+// is 404 and one for bad parameters 400 (SEP-2575).
+func writeAnswer(w http.ResponseWriter, id, res json.RawMessage, err error, sessionless bool) {
 	a := rpcAnswer{JSONRPC: "2.0", ID: id, Result: res}
 	if err != nil {
 		a.Result = nil
@@ -274,6 +331,14 @@ func writeAnswer(w http.ResponseWriter, id, res json.RawMessage, err error) {
 		body, _ = json.Marshal(rpcAnswer{JSONRPC: "2.0", ID: id, Error: &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error"}})
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if sessionless && a.Error != nil {
+		switch a.Error.Code {
+		case jsonrpc.CodeMethodNotFound:
+			w.WriteHeader(http.StatusNotFound)
+		case jsonrpc.CodeInvalidParams:
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}
 	w.Write(body)
 }
 

@@ -123,8 +123,9 @@ func TestFastPath(t *testing.T) {
 		{"a batch", h(trader), "[" + order + "]", http.StatusBadRequest},
 		{"a body over the limit", h(trader), call("11", "market__get_quote", `{"symbol":"`+strings.Repeat("x", 70<<10)+`"}`), http.StatusRequestEntityTooLarge},
 		{"no event streams accepted", h(trader, "Accept", "application/json"), order, http.StatusBadRequest},
+		{"the sessionless protocol asked in _meta", h(trader), strings.Replace(order, `"arguments"`, `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"arguments"`, 1), http.StatusBadRequest},
 		// (status 200: the SDK's event stream)
-		{"the sessionless protocol asked in _meta", h(trader), strings.Replace(order, `"arguments"`, `"_meta":{"protocolVersion":"2026-07-28"},"arguments"`, 1), http.StatusOK},
+		{"progress asked", h(trader), strings.Replace(order, `"arguments"`, `"_meta":{"progressToken":"p"},"arguments"`, 1), http.StatusOK},
 	} {
 		resp := post(t, e.url, c.h, c.body)
 		if resp.StatusCode != c.status || (c.status == http.StatusOK && resp.Header.Get("Content-Type") != "text/event-stream") {
@@ -275,4 +276,73 @@ func FuzzParseCall(f *testing.F) {
 			t.Fatalf("took %s (%v)", body, err)
 		}
 	})
+}
+
+// Under the sessionless protocol the gateway answers a tools/call itself
+// when the request is what that protocol asks for (its version in the
+// header and in _meta, the client's capabilities, Mcp-Method and Mcp-Name),
+// and marks the result final with its own name, as the SDK would; the SDK
+// answers the rest.
+func TestFastPathSessionless(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	tok, err := e.agent("ai-agent://dev/trader", "trader").Token(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(extra ...string) http.Header {
+		h := http.Header{"Authorization": {"Bearer " + tok.AccessToken}, "Mcp-Protocol-Version": {"2026-07-28"},
+			"Mcp-Method": {"tools/call"}, "Mcp-Name": {"market__place_order"}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			if extra[i+1] == "" {
+				h.Del(extra[i])
+			} else {
+				h.Set(extra[i], extra[i+1])
+			}
+		}
+		return h
+	}
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"}}`
+	call := func(meta, args string) string {
+		return `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{` + meta + `,"name":"market__place_order","arguments":` + args + `}}`
+	}
+	resp := post(t, e.url, h(), call(meta, `{"symbol":"ACME","quantity":3}`))
+	body, _ := io.ReadAll(resp.Body)
+	var a struct {
+		Result struct {
+			ResultType string `json:"resultType"`
+			Meta       map[string]struct {
+				Name string `json:"name"`
+			} `json:"_meta"`
+			Content []struct{ Text string } `json:"content"`
+		} `json:"result"`
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal(body, &a) != nil ||
+		a.Result.ResultType != "complete" || a.Result.Meta["io.modelcontextprotocol/serverInfo"].Name != "warden-gateway" ||
+		len(a.Result.Content) != 1 || a.Result.Content[0].Text != "ordered 3 ACME" {
+		t.Fatalf("%d %s: %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	// Bad parameters are 400 under this protocol, from the gateway as from the SDK.
+	if resp := post(t, e.url, h("Mcp-Name", "nowhere__x"), strings.Replace(call(meta, `{}`), "market__place_order", "nowhere__x", 1)); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("an unknown tool: %d", resp.StatusCode)
+	}
+	for _, c := range []struct {
+		name string
+		h    http.Header
+		body string
+	}{
+		{"no Mcp-Name", h("Mcp-Name", ""), call(meta, `{}`)},
+		{"another Mcp-Name", h("Mcp-Name", "market__get_quote"), call(meta, `{}`)},
+		{"no capabilities", h(), call(strings.Replace(meta, `"io.modelcontextprotocol/clientCapabilities":{},`, "", 1), `{}`)},
+		{"another version in _meta", h(), call(strings.Replace(meta, `protocolVersion":"2026-07-28"`, `protocolVersion":"2026-07-29"`, 1), `{}`)},
+	} {
+		resp := post(t, e.url, c.h, c.body)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", c.name, resp.StatusCode, body)
+		}
+	}
+	if n := e.plainCalls.Load(); n != 1 {
+		t.Errorf("%d calls answered by the fast path, want 1", n)
+	}
 }

@@ -67,11 +67,16 @@ type Gateway struct {
 	handler  http.Handler
 	metaURL  string
 	server   *mcp.Server
+	// serverInfo is the gateway's own implementation, as its answers name
+	// it.
+	serverInfo json.RawMessage
 	// agents are the MCP sessions of the stateful handler; done ends
 	// their reaper.
 	agents agentSessions
-	done   chan struct{}
-	once   sync.Once
+	// sdkOnly turns the fast path off (tests of the SDK's path).
+	sdkOnly bool
+	done    chan struct{}
+	once    sync.Once
 
 	// A wrap (NewWrap) fronts one server for one agent: its tools keep
 	// their names, and each decision carries the agent's proof.
@@ -166,7 +171,9 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 // mcpServer is the MCP server agents talk to: every request passes
 // intercept.
 func (g *Gateway) mcpServer() *mcp.Server {
-	g.server = mcp.NewServer(&mcp.Implementation{Name: "warden-gateway", Title: "Warden MCP gateway", Version: "1"}, &mcp.ServerOptions{
+	impl := &mcp.Implementation{Name: "warden-gateway", Title: "Warden MCP gateway", Version: "1"}
+	g.serverInfo, _ = json.Marshal(impl)
+	g.server = mcp.NewServer(impl, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{
 			Tools:     &mcp.ToolCapabilities{},
 			Resources: &mcp.ResourceCapabilities{},
@@ -238,9 +245,9 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 				g.agents.ending(sid, c.Agent)
 			}
 			g.agents.touch(sid, c.Agent, time.Now())
-			if g.fastCall(w, r, c) {
-				return
-			}
+		}
+		if g.fastCall(w, r, c) {
+			return
 		}
 		// The SDK reads a bearer token; the edge has checked the real one.
 		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))

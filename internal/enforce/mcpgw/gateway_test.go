@@ -259,16 +259,22 @@ func (w *statusWriter) WriteHeader(status int) {
 func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 
 // paths runs f on a gateway for each way it serves a tools/call: its own
-// fast path on a session (protocol 2025-11-25), and the SDK's sessionless
-// handler (2026-07-28).
+// fast path, on a session (protocol 2025-11-25) and without (2026-07-28),
+// and the SDK's handler.
 func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env)) {
-	for _, p := range []struct{ name, version string }{{"sessions", "2025-11-25"}, {"sessionless", ""}} {
+	for _, p := range []struct {
+		name, version string
+		sdk           bool
+	}{{"sessions", "2025-11-25", false}, {"sessionless", "", false}, {"sdk", "2025-11-25", true}} {
 		t.Run(p.name, func(t *testing.T) {
 			t.Parallel()
 			e := start(t, edit)
 			e.version = p.version
+			if p.sdk {
+				mcpgw.SDKOnly(e.gw)
+			}
 			f(t, e)
-			if n := e.plainCalls.Load(); (n > 0) != (p.version != "") {
+			if n := e.plainCalls.Load(); (n > 0) == p.sdk {
 				t.Fatalf("%d calls answered by the fast path", n)
 			}
 		})
@@ -384,6 +390,12 @@ func (e *env) connectAt(c *sdk.Client, extra http.Header, version string) *mcp.C
 	}
 	if version != "" && s.InitializeResult().ProtocolVersion != version {
 		e.t.Fatalf("protocol version %s, want %s", s.InitializeResult().ProtocolVersion, version)
+	}
+	// The gateway learns that the session is initialized from the notification,
+	// which the SDK handles on its own time; until then its calls go through
+	// the SDK. Wait, so that what a test measures does not depend on the race.
+	for deadline := time.Now().Add(2 * time.Second); s.ID() != "" && !mcpgw.FastPathReady(e.gw, s.ID()) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 	e.t.Cleanup(func() { s.Close() })
 	return s
