@@ -94,27 +94,104 @@ func (t *agentSessions) touch(id, agent string, now time.Time) {
 	}
 }
 
-// initialized is called when an agent's session finished its
-// initialization: from now on its calls may take the fast path.
-func (g *Gateway) initialized(req *mcp.InitializedRequest) {
-	ss := req.Session
-	if ss == nil || ss.ID() == "" || ss.InitializeParams() == nil {
-		return
-	}
-	extra := req.GetExtra()
-	if extra == nil || extra.TokenInfo == nil {
-		return
-	}
-	c, ok := extra.TokenInfo.Extra[callerExtra].(*enforce.Caller)
-	if !ok {
+// A session takes the fast path once its agent has said it is initialized.
+// The gateway learns the session's agent and version when it answers
+// initialize (opened), and puts it on the fast path when the SDK's handler
+// accepts the agent's notifications/initialized (noteInitialized), before
+// the agent hears back: its next call takes the fast path. The SDK runs
+// the notification's handler (initialized) later, on its own time.
+
+// opened records a session the SDK's handler opened for an agent: its
+// agent and the protocol version agreed on.
+func (g *Gateway) opened(req *mcp.ServerRequest[*mcp.InitializeParams], res mcp.Result) {
+	ss, c := req.Session, callerOf(req)
+	ir, ok := res.(*mcp.InitializeResult)
+	if ss == nil || ss.ID() == "" || c == nil || !ok {
 		return
 	}
 	s := g.agents.track(ss, time.Now())
 	g.agents.mu.Lock()
-	s.agent, s.version = c.Agent, ss.InitializeParams().ProtocolVersion
+	s.agent, s.version = c.Agent, ir.ProtocolVersion
 	g.agents.mu.Unlock()
-	s.ready.Store(true)
 }
+
+// initialized is the SDK's word that a session is initialized.
+func (g *Gateway) initialized(req *mcp.InitializedRequest) {
+	ss, c := req.Session, callerOf(req)
+	if ss == nil || ss.ID() == "" || c == nil || ss.InitializeParams() == nil {
+		return
+	}
+	s := g.agents.track(ss, time.Now())
+	g.agents.mu.Lock()
+	if s.agent == "" {
+		s.agent, s.version = c.Agent, ss.InitializeParams().ProtocolVersion
+	}
+	g.agents.mu.Unlock()
+	g.agents.setReady(ss.ID(), c.Agent)
+}
+
+func callerOf(req mcp.Request) *enforce.Caller {
+	extra := req.GetExtra()
+	if extra == nil || extra.TokenInfo == nil {
+		return nil
+	}
+	c, _ := extra.TokenInfo.Extra[callerExtra].(*enforce.Caller)
+	return c
+}
+
+// setReady puts session id of agent on the fast path.
+func (t *agentSessions) setReady(id, agent string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.m[id]; s != nil && s.agent == agent && s.version != "" {
+		s.ready.Store(true)
+	}
+}
+
+// noteInitialized serves r when it is agent c's notifications/initialized
+// for session sid, opened but not yet on the fast path, and puts the
+// session on it once the SDK's handler has accepted the notification.
+func (g *Gateway) noteInitialized(w http.ResponseWriter, r *http.Request, c *enforce.Caller, sid string, sdk http.Handler) bool {
+	s := g.agents.get(sid)
+	if r.Method != http.MethodPost || s == nil || s.ready.Load() {
+		return false
+	}
+	g.agents.mu.RLock()
+	mine := s.agent == c.Agent
+	g.agents.mu.RUnlock()
+	if !mine {
+		return false
+	}
+	body, ok := g.readBody(r)
+	if !ok {
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var msg map[string]json.RawMessage
+	if json.Unmarshal(body, &msg) != nil || string(msg["method"]) != `"notifications/initialized"` || msg["id"] != nil {
+		return false
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	sdk.ServeHTTP(rec, r)
+	if rec.status == http.StatusAccepted {
+		g.agents.setReady(sid, c.Agent)
+	}
+	return true
+}
+
+// statusRecorder keeps the status an HTTP handler answered with.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // reap closes the sessions idle for the session timeout, every quarter of
 // it, until the gateway closes.

@@ -79,6 +79,9 @@ func TestFastPath(t *testing.T) {
 	if resp := post(t, e.url, h(trader), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("initialized: %d", resp.StatusCode)
 	}
+	if !mcpgw.FastPathReady(e.gw, sid) {
+		t.Fatal("the session is initialized, but not on the fast path")
+	}
 	a := answer(post(t, e.url, h(trader), order))
 	var res mcp.CallToolResult
 	if err := json.Unmarshal(a.Result, &res); err != nil || string(a.ID) != `"o-1"` || a.Error != nil ||

@@ -240,19 +240,25 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
+		// The SDK reads a bearer token; the edge has checked the real one.
+		sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
+			r.Header.Set("Authorization", "Bearer "+c.Token)
+			next.ServeHTTP(w, r)
+		})
 		if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
 			if r.Method == http.MethodDelete {
 				g.agents.ending(sid, c.Agent)
 			}
 			g.agents.touch(sid, c.Agent, time.Now())
+			if g.noteInitialized(w, r, c, sid, sdk) {
+				return
+			}
 		}
 		if g.fastCall(w, r, c) {
 			return
 		}
-		// The SDK reads a bearer token; the edge has checked the real one.
-		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
-		r.Header.Set("Authorization", "Bearer "+c.Token)
-		next.ServeHTTP(w, r)
+		sdk.ServeHTTP(w, r)
 	})
 }
 
@@ -278,6 +284,12 @@ func (g *Gateway) intercept(next mcp.MethodHandler) mcp.MethodHandler {
 			return g.withCaller(ctx, r, func(c *enforce.Caller) (mcp.Result, error) { return g.getPrompt(ctx, c, r) })
 		case *mcp.SubscribeRequest, *mcp.UnsubscribeRequest, *mcp.CompleteRequest:
 			return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: method + " is not offered through the gateway"}
+		case *mcp.ServerRequest[*mcp.InitializeParams]:
+			res, err := next(ctx, method, req)
+			if err == nil {
+				g.opened(r, res)
+			}
+			return res, err
 		case *mcp.InitializedRequest:
 			res, err := next(ctx, method, req)
 			if err == nil {

@@ -391,11 +391,9 @@ func (e *env) connectAt(c *sdk.Client, extra http.Header, version string) *mcp.C
 	if version != "" && s.InitializeResult().ProtocolVersion != version {
 		e.t.Fatalf("protocol version %s, want %s", s.InitializeResult().ProtocolVersion, version)
 	}
-	// The gateway learns that the session is initialized from the notification,
-	// which the SDK handles on its own time; until then its calls go through
-	// the SDK. Wait, so that what a test measures does not depend on the race.
-	for deadline := time.Now().Add(2 * time.Second); s.ID() != "" && !mcpgw.FastPathReady(e.gw, s.ID()) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	// The session takes the fast path from its first call.
+	if s.ID() != "" && !mcpgw.FastPathReady(e.gw, s.ID()) {
+		e.t.Fatal("the session is initialized, but not on the fast path")
 	}
 	e.t.Cleanup(func() { s.Close() })
 	return s
