@@ -400,10 +400,17 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 	}
 }
 
-// upstreamError is what the agent is told when an upstream failed.
-func upstreamError(u *upstream, err error) error {
+// upstreamError is what agent c, in session sid, is told when upstream u
+// failed. An error the upstream answered with is its own words: they
+// reach the agent (and taint its session as a result would), unless the
+// decision redacts what the upstream says, when only the code does.
+func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err error, redacted bool) error {
 	var rpc *jsonrpc.Error
 	if ownAnswer(err) && errors.As(err, &rpc) {
+		g.taint(c, sid, u)
+		if redacted {
+			return &jsonrpc.Error{Code: rpc.Code, Message: "upstream " + u.cfg.Name + " answered with an error"}
+		}
 		return rpc
 	}
 	if errors.Is(err, context.Canceled) {
@@ -518,15 +525,19 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	// messages are free text: when the result is redacted, only the
 	// figures are passed on.
 	fields := enforce.Redactions(d.Obligations)
-	if progress != nil && len(fields) > 0 {
+	if progress != nil {
 		agent := progress
 		progress = func(p *mcp.ProgressNotificationParams) {
-			agent(&mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total})
+			g.taint(c, sid, u) // the upstream's words reach the agent now
+			if len(fields) > 0 {
+				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
+			}
+			agent(p)
 		}
 	}
 	res, err := u.callTool(ctx, tool, args, progress)
 	if err != nil {
-		return nil, upstreamError(u, err)
+		return nil, g.upstreamError(c, sid, u, err, len(fields) > 0)
 	}
 	g.taint(c, sid, u)
 	if len(fields) > 0 {
@@ -635,11 +646,12 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.ReadResourceResult, error) {
 		return s.ReadResource(ctx, &mcp.ReadResourceParams{URI: r.Params.URI})
 	})
+	fields := enforce.Redactions(d.Obligations)
 	if err != nil {
-		return nil, upstreamError(u, err)
+		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
 	g.taint(c, mcpSession(r), u)
-	if fields := enforce.Redactions(d.Obligations); len(fields) > 0 {
+	if len(fields) > 0 {
 		for _, rc := range out.Contents {
 			rc.Text = enforce.RedactJSON(rc.Text, fields)
 		}
@@ -682,7 +694,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: r.Params.Arguments})
 	})
 	if err != nil {
-		return nil, upstreamError(u, err)
+		return nil, g.upstreamError(c, mcpSession(r), u, err, false)
 	}
 	g.taint(c, mcpSession(r), u)
 	return out, nil

@@ -118,7 +118,7 @@ func TestTypeScriptClient(t *testing.T) {
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("node client printed %s: %v", out, err)
 	}
-	want := []string{"docs__report", "local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch"}
+	want := []string{"docs__report", "local__env", "local__pid", "mail__send", "market__customer", "market__get_quote", "web__fetch", "web__fetch_error"}
 	if !slices.Equal(got.Tools, want) {
 		t.Errorf("tools %v, want %v", got.Tools, want)
 	}
