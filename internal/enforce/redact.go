@@ -3,24 +3,41 @@ package enforce
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 )
 
 // Redacted replaces a redacted value.
 const Redacted = "[redacted]"
 
+// ErrCannotRedact means that what a redact obligation asks cannot be done:
+// the obligation is not a list of field paths, or an answer that may hold
+// the fields cannot be read. Nothing is passed on then.
+var ErrCannotRedact = errors.New("cannot redact as policy requires")
+
 // Redactions reads the redact obligation: a list of field paths
-// ("patient.ssn"). Entries that are not strings are skipped; the decision
-// was made and recorded with them.
-func Redactions(obligations map[string]any) [][]string {
-	list, _ := obligations["redact"].([]any)
+// ("patient.ssn"). Anything else is ErrCannotRedact: what must be hidden
+// is unknown.
+func Redactions(obligations map[string]any) ([][]string, error) {
+	v, ok := obligations["redact"]
+	if !ok {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: the redact obligation is not a list of field paths", ErrCannotRedact)
+	}
 	var out [][]string
 	for _, f := range list {
-		if s, ok := f.(string); ok && s != "" {
-			out = append(out, strings.Split(s, "."))
+		s, ok := f.(string)
+		if !ok || s == "" {
+			return nil, fmt.Errorf("%w: the redact obligation holds %v, not a field path", ErrCannotRedact, f)
 		}
+		out = append(out, strings.Split(s, "."))
 	}
-	return out
+	return out, nil
 }
 
 // RedactValue masks the fields in a JSON-shaped value, going through JSON
@@ -42,27 +59,41 @@ func RedactValue(v any, fields [][]string) any {
 	return out
 }
 
-// RedactJSON masks the fields in text that is a JSON object or array, and
-// returns any other text unchanged.
-func RedactJSON(text string, fields [][]string) string {
-	trimmed := strings.TrimSpace(text)
+// RedactJSON masks the fields in text that is JSON. Other text (prose) is
+// returned as it is; text that starts as JSON does (an object or an array,
+// after white space and a byte-order mark) but is not one JSON value is
+// ErrCannotRedact, since it may hold the fields.
+func RedactJSON(text string, fields [][]string) (string, error) {
+	trimmed := strings.TrimLeft(strings.TrimPrefix(strings.TrimSpace(text), "\ufeff"), " \t\r\n")
 	if trimmed == "" || (trimmed[0] != '{' && trimmed[0] != '[') {
-		return text
+		return text, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(trimmed))
+	out, err := RedactDocument([]byte(trimmed), fields)
+	return string(out), err
+}
+
+// RedactDocument masks the fields in a document that must be one JSON
+// value (a byte-order mark and white space around it allowed); anything
+// else is ErrCannotRedact.
+func RedactDocument(doc []byte, fields [][]string) ([]byte, error) {
+	doc = bytes.TrimPrefix(bytes.TrimSpace(doc), []byte("\ufeff"))
+	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
-	if dec.Decode(&v) != nil || dec.More() {
-		return text
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: the answer is not JSON", ErrCannotRedact)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: the answer holds more than one JSON value", ErrCannotRedact)
 	}
 	for _, f := range fields {
 		mask(v, f)
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return text
+		return nil, fmt.Errorf("%w: %v", ErrCannotRedact, err)
 	}
-	return string(b)
+	return b, nil
 }
 
 // mask replaces the value at path in v; arrays on the way are walked

@@ -249,7 +249,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		return
 	}
-	f := &forward{route: route, rest: rest, redact: enforce.Redactions(d.Obligations)}
+	fields, err := enforce.Redactions(d.Obligations)
+	if err != nil {
+		p.d.Logger.Warn("http proxy: a decision's obligations cannot be applied; refused", "decision_id", d.ID, "err", err)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
+		return
+	}
+	f := &forward{route: route, rest: rest, redact: fields}
 	if route.Trust == enforce.Untrusted {
 		f.taint = key
 	}
@@ -322,7 +328,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if int64(len(b)) > p.cfg.MaxRedactBytes {
 		return fmt.Errorf("%w: the answer is over %d bytes, too large to redact", errRefused, p.cfg.MaxRedactBytes)
 	}
-	out := []byte(enforce.RedactJSON(string(b), f.redact))
+	out := b
+	if len(bytes.TrimSpace(b)) > 0 { // an empty answer holds nothing
+		if out, err = enforce.RedactDocument(b, f.redact); err != nil {
+			return fmt.Errorf("%w: %v", errRefused, err)
+		}
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))

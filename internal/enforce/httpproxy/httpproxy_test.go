@@ -72,6 +72,9 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	switch {
+	case r.URL.Path == "/api/customers/stream":
+		// Two JSON values: no single document to redact.
+		io.WriteString(w, `{"ssn": "123-45-6789"}`+"\n"+`{"ssn": "987-65-4321"}`)
 	case strings.HasPrefix(r.URL.Path, "/api/customers"):
 		io.WriteString(w, `[{"name": "Ada", "ssn": "123-45-6789", "card": {"number": "4111", "expiry": "12/29"}, "balance": 12345678901234567890}]`)
 	case r.URL.Path == "/page":
@@ -240,6 +243,10 @@ func TestProxy(t *testing.T) {
 	if a.status != 200 || strings.Contains(a.body, "123-45-6789") || strings.Contains(a.body, "4111") ||
 		!strings.Contains(a.body, `"expiry":"12/29"`) || !strings.Contains(a.body, "12345678901234567890") {
 		t.Fatalf("redacted answer: %+v", a)
+	}
+	// An answer that is not one JSON document cannot be redacted: refused.
+	if a := e.do(c, "GET", "/crm/customers/stream", ""); a.status != http.StatusBadGateway || strings.Contains(a.body, "-65-") {
+		t.Fatalf("an answer that cannot be redacted: %+v", a)
 	}
 	// The upstream reads the body policy decided on; a body that says it
 	// is JSON and is not is refused.

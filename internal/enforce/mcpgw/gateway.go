@@ -400,6 +400,25 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 	}
 }
 
+// redactions are the fields decision d says to redact. An obligation the
+// gateway cannot read is a refusal, before anything is forwarded.
+func (g *Gateway) redactions(d decide.Decision) ([][]string, error) {
+	fields, err := enforce.Redactions(d.Obligations)
+	if err != nil {
+		g.lg.Warn("gateway: a decision's obligations cannot be applied; refused", "decision_id", d.ID, "err", err)
+		data, _ := json.Marshal(map[string]string{"decision_id": d.ID})
+		return nil, &jsonrpc.Error{Code: CodeDenied, Message: "denied: the obligations of decision " + d.ID + " cannot be applied", Data: data}
+	}
+	return fields, nil
+}
+
+// unredactable is what the agent is told when an answer of u that policy
+// says to redact cannot be: nothing of it.
+func (g *Gateway) unredactable(u *upstream, err error) error {
+	g.lg.Warn("gateway: an answer could not be redacted; withheld", "upstream", u.cfg.Name, "err", err)
+	return &jsonrpc.Error{Code: CodeUpstream, Message: "the answer of upstream " + u.cfg.Name + " could not be redacted as policy requires"}
+}
+
 // upstreamError is what agent c, in session sid, is told when upstream u
 // failed. An error the upstream answered with is its own words: they
 // reach the agent (and taint its session as a result would), unless the
@@ -524,7 +543,10 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	// progress token, which are not the upstream session's. Progress
 	// messages are free text: when the result is redacted, only the
 	// figures are passed on.
-	fields := enforce.Redactions(d.Obligations)
+	fields, err := g.redactions(d)
+	if err != nil {
+		return nil, err
+	}
 	if progress != nil {
 		agent := progress
 		progress = func(p *mcp.ProgressNotificationParams) {
@@ -543,11 +565,11 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if len(fields) > 0 {
 		var out mcp.CallToolResult
 		if err := json.Unmarshal(res, &out); err != nil {
-			// What cannot be read cannot be redacted: withheld.
-			g.lg.Warn("gateway: cannot redact a tool result", "upstream", u.cfg.Name, "err", err)
-			return nil, &jsonrpc.Error{Code: CodeUpstream, Message: "upstream " + u.cfg.Name + " unavailable"}
+			return nil, g.unredactable(u, err)
 		}
-		redactToolResult(&out, fields)
+		if err := redactToolResult(&out, fields); err != nil {
+			return nil, g.unredactable(u, err)
+		}
 		return json.Marshal(&out)
 	}
 	return res, nil
@@ -643,17 +665,25 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if err != nil {
 		return nil, err
 	}
+	fields, err := g.redactions(d)
+	if err != nil {
+		return nil, err
+	}
 	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.ReadResourceResult, error) {
 		return s.ReadResource(ctx, &mcp.ReadResourceParams{URI: r.Params.URI})
 	})
-	fields := enforce.Redactions(d.Obligations)
 	if err != nil {
 		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
 	g.taint(c, mcpSession(r), u)
 	if len(fields) > 0 {
 		for _, rc := range out.Contents {
-			rc.Text = enforce.RedactJSON(rc.Text, fields)
+			if len(rc.Blob) > 0 {
+				return nil, g.unredactable(u, enforce.ErrCannotRedact)
+			}
+			if rc.Text, err = enforce.RedactJSON(rc.Text, fields); err != nil {
+				return nil, g.unredactable(u, err)
+			}
 		}
 	}
 	return out, nil
@@ -687,16 +717,26 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
 	}
 	args, _ := json.Marshal(r.Params.Arguments)
-	if _, err := g.decide(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args)); err != nil {
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args))
+	if err != nil {
+		return nil, err
+	}
+	fields, err := g.redactions(d)
+	if err != nil {
 		return nil, err
 	}
 	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
 		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: r.Params.Arguments})
 	})
 	if err != nil {
-		return nil, g.upstreamError(c, mcpSession(r), u, err, false)
+		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
 	g.taint(c, mcpSession(r), u)
+	if len(fields) > 0 {
+		if err := redactPrompt(out, fields); err != nil {
+			return nil, g.unredactable(u, err)
+		}
+	}
 	return out, nil
 }
 
