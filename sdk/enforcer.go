@@ -12,9 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"time"
+
+	"github.com/warden-run/warden/internal/enforce/cleanpath"
 )
 
 // Enforcer makes a Go HTTP service its own enforcement point: its
@@ -107,7 +108,7 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		}
 		// Policy decides on the path as written: one the handler's router
 		// could resolve to another ("/orders/../admin") is refused.
-		if c := path.Clean(r.URL.Path); !strings.HasPrefix(r.URL.Path, "/") || c != r.URL.Path && c+"/" != r.URL.Path {
+		if !cleanpath.OK(r.URL.Path) {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
 			return
 		}

@@ -13,10 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/enforce/cleanpath"
 )
 
 // Decider answers an enforcement point's questions. Every answer that is
@@ -157,18 +157,8 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 	return args, body, err
 }
 
-// CleanPath says whether an HTTP path is in its clean form: absolute, with
-// no "." or ".." segments and no empty ones (a trailing slash is allowed).
-// Policy decides on the path as written; an upstream that resolved
-// "/crm/../admin" would serve what was never decided, so such paths are
-// refused instead.
-func CleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") {
-		return false
-	}
-	c := path.Clean(p)
-	return c == p || c+"/" == p
-}
+// CleanPath says whether an HTTP path may be decided on (see cleanpath.OK).
+func CleanPath(p string) bool { return cleanpath.OK(p) }
 
 // SessionKey is where an agent's taints are kept by an enforcement point
 // without sessions of its own: the agent's task (Warden-Task), or the agent.

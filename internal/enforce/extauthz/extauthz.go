@@ -65,8 +65,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return deny(no.Status, challenge(no), no.Message), nil
 	}
 	path, query, _ := strings.Cut(h.GetPath(), "?")
-	if p, err := url.PathUnescape(path); err != nil || !enforce.CleanPath(p) {
-		return deny(http.StatusBadRequest, nil, "the path must not hold '.', '..' or empty segments"), nil
+	// Policy decides on the decoded path, which must be clean, and which
+	// the upstream must not read otherwise: an escaped '/' or '\' is
+	// refused.
+	decoded, err := url.PathUnescape(path)
+	if lower := strings.ToLower(path); err != nil || !enforce.CleanPath(decoded) || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+		return deny(http.StatusBadRequest, nil, "the path must not hold '.', '..', empty segments or escaped slashes"), nil
+	}
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return deny(http.StatusBadRequest, nil, "the query cannot be read: "+err.Error()), nil
 	}
 	scheme := h.GetScheme()
 	if scheme == "" {
@@ -80,12 +88,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	key := enforce.SessionKey(caller)
 	// Envoy forwards the body it has: one policy cannot read is refused.
-	args, _, err := enforce.HTTPArgs(parseQuery(query), headers["content-type"], []byte(h.GetBody()))
+	args, _, err := enforce.HTTPArgs(values, headers["content-type"], []byte(h.GetBody()))
 	if err != nil {
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}
 	dr := &decide.Request{Token: caller.Token, Action: "http:" + h.GetMethod(),
-		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + path},
+		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + decoded},
 		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: s.sessions.Taints(key)}}}
 	d, err := s.dec.Decide(ctx, dr)
@@ -97,7 +105,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				HeadersToRemove: []string{"authorization", "dpop"},
+				HeadersToRemove: append([]string{"authorization", "dpop", "cookie", "warden-task"}, methodOverrides...),
 				Headers:         []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-warden-decision-id", Value: d.ID}}},
 			}},
 		}, nil
@@ -162,7 +170,6 @@ func denyJSON(status int, body string) *authv3.CheckResponse {
 	}
 }
 
-func parseQuery(q string) url.Values {
-	v, _ := url.ParseQuery(q)
-	return v
-}
+// methodOverrides are headers some frameworks read as the request's
+// method: the upstream would run another method than the one decided.
+var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}

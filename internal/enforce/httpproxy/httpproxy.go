@@ -206,6 +206,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route"})
 		return
 	}
+	if r.Header.Get("Upgrade") != "" {
+		// A switched protocol would carry requests nobody decides.
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "protocol upgrades are not proxied"})
+		return
+	}
 	htu := p.origin(r) + r.URL.EscapedPath()
 	caller, ok := p.d.Edge.Authenticate(w, r, htu)
 	if !ok {
@@ -293,7 +298,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + "/" + f.rest
 	pr.Out.URL.RawPath = ""
 	pr.Out.Host = ""
-	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization", "Warden-Task"} {
+	// Headers some frameworks read as the method go too: the upstream runs
+	// the method that was decided.
+	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization", "Warden-Task",
+		"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
 		pr.Out.Header.Del(h)
 	}
 	if c := f.route.Credential; c != nil {
@@ -309,6 +317,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	f := resp.Request.Context().Value(ctxKey{}).(*forward)
 	if f.taint != "" {
 		p.d.Sessions.Add(f.taint, enforce.TaintUntrusted)
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return fmt.Errorf("%w: the upstream switched protocols", errRefused)
 	}
 	if len(f.redact) == 0 {
 		return nil

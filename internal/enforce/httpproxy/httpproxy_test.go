@@ -226,6 +226,30 @@ func TestProxy(t *testing.T) {
 	if r.Header.Get("X-Api-Key") != "crm-secret-for-test" || r.Header.Get("Authorization") != "" || r.Header.Get("Dpop") != "" {
 		t.Fatalf("credentials at the upstream: %v", r.Header)
 	}
+	// A protocol upgrade would carry requests nobody decides: refused.
+	// Headers some frameworks take for the method never reach the upstream.
+	send := func(h http.Header) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", e.url+"/crm/accounts/7?limit=5", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := send(http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an upgrade: %d", resp.StatusCode)
+	}
+	if resp := send(http.Header{"X-Http-Method-Override": {"DELETE"}}); resp.StatusCode != 200 || e.crm.last().Header.Get("X-Http-Method-Override") != "" {
+		t.Fatalf("a method override reached the upstream: %d", resp.StatusCode)
+	}
 	// Denied on its arguments, and by default; the upstream never sees it.
 	before := len(e.crm.seen)
 	if a := e.do(c, "GET", "/crm/accounts?limit=500", ""); a.status != 403 || a.dec == nil || !slices.Equal(a.dec.Reasons, []string{"too_many"}) ||
