@@ -98,6 +98,9 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, ta
 	case err != nil:
 		return nil, e.refuse(creds.Scheme, "invalid_token", err)
 	}
+	if !validTask(task) {
+		return nil, &Refusal{Status: http.StatusBadRequest, Message: "Warden-Task: at most 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'"}
+	}
 	if !tok.Audience.Contains(e.Resource) {
 		return nil, e.refuse(creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
 	}
@@ -105,6 +108,21 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, ta
 		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
 	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip, Task: task}, nil
+}
+
+// validTask says whether a Warden-Task value is one the enforcement points
+// key sessions by: short, so that an agent cannot grow their tables with
+// large keys.
+func validTask(t string) bool {
+	if len(t) > 128 {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // refuse is a 401 with an RFC 6750 / RFC 9449 challenge.

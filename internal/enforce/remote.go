@@ -79,10 +79,14 @@ func (r Remote) post(ctx context.Context, path string, in, out any) (int, error)
 	}
 	hr.Header.Set("Authorization", "Bearer "+r.Credential)
 	hr.Header.Set("Content-Type", "application/json")
-	client := r.HTTP
-	if client == nil {
-		client = http.DefaultClient
+	// A redirect is not followed: it would send the agent's token and proof,
+	// and the enforcement point's credential, somewhere else. It is an
+	// answer other than 200, so a deny.
+	client := http.Client{}
+	if r.HTTP != nil {
+		client = *r.HTTP
 	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(hr)
 	if err != nil {
 		return 0, err

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -138,7 +139,9 @@ func (c *Config) Check() error {
 	if c.PublicURL == "" && c.Listen != "" {
 		c.PublicURL = "http://" + c.Listen + "/mcp"
 	}
-	if u, err := url.Parse(c.PublicURL); c.PublicURL != "" && (err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" || u.RawQuery != "") {
+	if u, err := url.Parse(c.PublicURL); err == nil && u.User != nil {
+		bad("public_url: must not hold a user or password")
+	} else if c.PublicURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" || u.RawQuery != "") {
 		bad("public_url %q: an absolute http(s) URL without query or fragment", c.PublicURL)
 	} else if c.PublicURL != "" && strings.Trim(u.Path, "/") == "" {
 		bad("public_url %q: the MCP endpoint needs a path of its own, such as /mcp", c.PublicURL)
@@ -164,7 +167,9 @@ func (c *Config) Check() error {
 	if c.SessionTimeout < 0 {
 		bad("session_timeout must be positive")
 	}
-	if c.RateLimit.Rate < 0 || c.RateLimit.Burst < 0 {
+	if math.IsNaN(c.RateLimit.Rate) || math.IsInf(c.RateLimit.Rate, 0) {
+		bad("rate_limit.rate: a finite number of requests per second")
+	} else if c.RateLimit.Rate < 0 || c.RateLimit.Burst < 0 {
 		bad("rate_limit: rate and burst must not be negative")
 	}
 	if c.RateLimit.Rate > 0 && c.RateLimit.Burst == 0 {
@@ -177,7 +182,9 @@ func (c *Config) Check() error {
 		if _, _, err := net.SplitHostPort(c.ExtAuthz.Listen); err != nil {
 			bad("ext_authz.listen %q: %v", c.ExtAuthz.Listen, err)
 		}
-		if u, err := url.Parse(c.ExtAuthz.Resource); err != nil || !u.IsAbs() || u.Host == "" {
+		if u, err := url.Parse(c.ExtAuthz.Resource); err == nil && u.User != nil {
+			bad("ext_authz.resource: must not hold a user or password")
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("ext_authz.resource %q: the absolute URL agents' tokens for the mesh are issued for", c.ExtAuthz.Resource)
 		}
 	}

@@ -45,6 +45,11 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\nservers: [{name: a, resource: 'plc/', url: 'http://x', trust: trusted}]", "path segments"},
 		{"listen: 127.0.0.1:1\npublic_url: /mcp\nservers: [{name: a, url: 'http://x', trust: trusted}]", "public_url"},
 		{"listen: 127.0.0.1:1\npublic_url: 'http://gw.example/'\nservers: [{name: a, url: 'http://x', trust: trusted}]", "a path of its own"},
+		{"listen: 127.0.0.1:1\npublic_url: 'http://u:secret@gw.example/mcp'\nservers: [{name: a, url: 'http://x', trust: trusted}]", "public_url: must not hold a user"},
+		{"listen: 127.0.0.1:1\npublic_url: 'ftp://gw.example/mcp'\nservers: [{name: a, url: 'http://x', trust: trusted}]", "http(s)"},
+		{"listen: 127.0.0.1:1\nrate_limit: {rate: .nan}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "finite"},
+		{"listen: 127.0.0.1:1\nrate_limit: {rate: .inf}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "finite"},
+		{"listen: 127.0.0.1:1\next_authz: {listen: '127.0.0.1:2', resource: 'https://u:secret@mesh.example'}", "ext_authz.resource: must not hold a user"},
 	}
 	for _, b := range bad {
 		_, err := mcpgw.ParseConfig([]byte(b.yaml))

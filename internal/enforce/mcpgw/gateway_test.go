@@ -758,6 +758,8 @@ func TestAuthenticationFailures(t *testing.T) {
 		{"good DPoP", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 200, ""},
 		{"replayed DPoP proof", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 401, "invalid_dpop_proof"},
 		{"good bearer", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}}, 200, ""},
+		{"a Warden-Task that is too long", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {strings.Repeat("t", 129)}}, 400, ""},
+		{"a Warden-Task with a space", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {"task 1"}}, 400, ""},
 	}
 	for _, c := range cases {
 		resp := post(t, e.url, c.h, initialize)
