@@ -66,10 +66,16 @@ func (a *App) NewGateway(gc mcpgw.Config) (*mcpgw.Gateway, error) {
 // nil, receives the gateway's bound address.
 func (a *App) RunGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, ready chan<- string) error {
 	if gc.ExtAuthz.Listen != "" {
+		if !config.IsLoopback(gc.ExtAuthz.Listen) && !gc.Insecure {
+			return fmt.Errorf("ext_authz: refusing plain gRPC on %s, which is not a loopback address: set insecure: true if the mesh's own mTLS carries it", gc.ExtAuthz.Listen)
+		}
+		// The mesh shares the gateway's rate limits and session taints: a
+		// task tainted through MCP is tainted for its HTTP calls too.
 		u, _ := url.Parse(gc.ExtAuthz.Resource)
-		edge := &enforce.Edge{Verifier: a.Verifier, Resource: gc.ExtAuthz.Resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path), Log: a.log}
+		edge := &enforce.Edge{Verifier: a.Verifier, Resource: gc.ExtAuthz.Resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path),
+			Limits: g.Limits(), Log: a.log}
 		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.Name + "-ext-authz"}, edge,
-			enforce.NewSessions(gc.SessionTimeout), a.log), a.log)
+			g.Sessions(), a.log), a.log)
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/sdk"
 )
@@ -127,4 +129,24 @@ func TestGatewayAsAReplica(t *testing.T) {
 		}
 		return errors.New("the decision is not in the log yet")
 	})
+}
+
+// Envoy's authorization server speaks plain gRPC: off loopback, only when
+// the configuration says something else protects it (insecure: true).
+func TestExtAuthzPlainGRPCOffLoopback(t *testing.T) {
+	w := apptest.Start(t, nil)
+	gc, err := mcpgw.ParseConfig([]byte("listen: 127.0.0.1:0\next_authz: {listen: '0.0.0.0:0', resource: 'https://mesh.example'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := w.App.NewGateway(gc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.App.RunGateway(ctx, gw, gc, nil); err == nil || !strings.Contains(err.Error(), "plain gRPC") {
+		t.Fatalf("RunGateway: %v", err)
+	}
 }

@@ -259,3 +259,27 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+// warden mcp wrap refuses an enforcement point credential file that
+// others can read, or that is empty.
+func TestWrapCredentialFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "agent.jwk")
+	if _, _, code := run(t, "agent", "keygen", "--out", key); code != 0 {
+		t.Fatal("keygen failed")
+	}
+	for name, c := range map[string]struct {
+		body string
+		mode os.FileMode
+		says string
+	}{"open": {"wdn_pep_x\n", 0o644, "readable by others"}, "empty": {"\n", 0o600, "is empty"}} {
+		cred := filepath.Join(dir, name+".cred")
+		os.WriteFile(cred, []byte(c.body), c.mode)
+		os.Chmod(cred, c.mode)
+		_, errOut, code := run(t, "--server", "http://127.0.0.1:1", "mcp", "wrap", "--agent", "ai-agent://dev/me", "--key", key, "--credential", cred, "--", "true")
+		if code == 0 || !strings.Contains(errOut, c.says) || strings.Contains(errOut, "wdn_pep_x") {
+			t.Errorf("%s: exit %d: %s", name, code, errOut)
+		}
+	}
+}

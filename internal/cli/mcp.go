@@ -56,11 +56,23 @@ In a desktop client's configuration, the server's command becomes:
 			if err != nil {
 				return err
 			}
+			// The credential is a secret, as the key is: empty is a mistake,
+			// and a file others can read is refused.
+			st, err := os.Stat(credFile)
+			if err != nil {
+				return fmt.Errorf("--credential: %w", err)
+			}
+			if st.Mode().Perm()&0o077 != 0 {
+				return fmt.Errorf("--credential: %s is readable by others (mode %04o); run chmod 600 %s", credFile, st.Mode().Perm(), credFile)
+			}
 			b, err := os.ReadFile(credFile)
 			if err != nil {
 				return fmt.Errorf("--credential: %w", err)
 			}
 			cred := strings.TrimSpace(string(b))
+			if cred == "" {
+				return fmt.Errorf("--credential: %s is empty; it is the file 'warden pep register' wrote", credFile)
+			}
 			if name == "" {
 				name = serverName(args[0])
 			}

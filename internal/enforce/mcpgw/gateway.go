@@ -187,6 +187,14 @@ func (g *Gateway) mcpServer() *mcp.Server {
 	return g.server
 }
 
+// Sessions are the session taints of the gateway's enforcement points,
+// for others in the same process to share.
+func (g *Gateway) Sessions() *enforce.Sessions { return g.sessions }
+
+// Limits are the gateway's per-agent rate limits, for others in the same
+// process to share.
+func (g *Gateway) Limits() *enforce.Limiter { return g.auth.Limits }
+
 // Handler serves agents: the MCP endpoint at the public URL's path, and
 // the protected resource metadata.
 func (g *Gateway) Handler() http.Handler { return g.handler }
