@@ -88,7 +88,17 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	key := enforce.SessionKey(caller)
 	// Envoy forwards the body it has: one policy cannot read is refused.
-	args, _, err := enforce.HTTPArgs(values, headers["content-type"], []byte(h.GetBody()))
+	// Envoy sends the body as text, or as bytes (pack_as_bytes). A body
+	// it did not send whole cannot be decided on: policy would not see
+	// what the upstream reads.
+	body := []byte(h.GetBody())
+	if len(body) == 0 {
+		body = h.GetRawBody()
+	}
+	if int64(len(body)) < h.GetSize() || headers["x-envoy-auth-partial-body"] == "true" {
+		return deny(http.StatusBadRequest, nil, "the request body did not reach the authorization server whole: configure with_request_body, allow_partial_message: false"), nil
+	}
+	args, _, err := enforce.HTTPArgs(values, headers["content-type"], body)
 	if err != nil {
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}

@@ -33,6 +33,8 @@ allow if {
 }
 
 deny contains "too_many" if to_number(input.args.query.limit) > 100
+
+deny contains "too_much" if input.args.body.amount > 1000
 `
 
 // Envoy's Check calls, from a real gRPC client over loopback.
@@ -83,18 +85,45 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(method, path string, headers map[string]string) *authv3.CheckResponse {
+	checkWith := func(method, path string, headers map[string]string, edit func(*authv3.AttributeContext_HttpRequest)) *authv3.CheckResponse {
 		t.Helper()
+		hr := &authv3.AttributeContext_HttpRequest{Method: method, Scheme: "https", Host: "crm.mesh.test", Path: path, Headers: headers}
+		if edit != nil {
+			edit(hr)
+		}
 		resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
 				SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7"}}}},
-			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: method, Scheme: "https", Host: "crm.mesh.test", Path: path, Headers: headers}},
+			Request: &authv3.AttributeContext_Request{Http: hr},
 		}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return resp
+	}
+	check := func(method, path string, headers map[string]string) *authv3.CheckResponse {
+		t.Helper()
+		return checkWith(method, path, headers, nil)
+	}
+	// The body is decided on, sent as text or as bytes; one that did not
+	// arrive whole is refused.
+	jsonBody := map[string]string{"authorization": "Bearer " + dev, "content-type": "application/json"}
+	partial := map[string]string{"authorization": "Bearer " + dev, "content-type": "application/json", "x-envoy-auth-partial-body": "true"}
+	for name, c := range map[string]struct {
+		headers map[string]string
+		edit    func(*authv3.AttributeContext_HttpRequest)
+		status  int
+	}{
+		"body as text":   {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5000}` }, 403},
+		"body as bytes":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5000}`) }, 403},
+		"body not sent":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Size = 16 }, 400},
+		"partial body":   {partial, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5` }, 400},
+		"a small amount": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5}`); r.Size = 13 }, 0},
+	} {
+		resp := checkWith("GET", "/accounts/7", c.headers, c.edit)
+		if d := resp.GetDeniedResponse(); (c.status == 0) != (d == nil) || d != nil && int(d.Status.Code) != c.status {
+			t.Errorf("%s: %v", name, resp)
+		}
 	}
 	cases := []struct {
 		name    string
