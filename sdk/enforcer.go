@@ -117,6 +117,10 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 			refuse(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "request body too large"})
 			return
 		}
+		if len(r.Header.Values("Content-Type")) > 1 {
+			refuse(w, http.StatusBadRequest, map[string]string{"error": "one Content-Type header, not several"})
+			return
+		}
 		if body, err = canonicalBody(r.Header.Get("Content-Type"), body); err != nil {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -228,7 +232,14 @@ func isJSON(contentType string) bool {
 // twice once), so that policy and handler read the same; a body that says
 // it is JSON and is not is an error.
 func canonicalBody(contentType string, body []byte) ([]byte, error) {
-	if len(body) == 0 || !isJSON(contentType) {
+	if len(body) == 0 {
+		return body, nil
+	}
+	if _, _, err := mime.ParseMediaType(contentType); err != nil && contentType != "" {
+		// The handler may read it as JSON all the same.
+		return nil, fmt.Errorf("the Content-Type %q cannot be read", contentType)
+	}
+	if !isJSON(contentType) {
 		return body, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))

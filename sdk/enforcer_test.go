@@ -117,6 +117,25 @@ func TestEnforcerMiddleware(t *testing.T) {
 	if code, _, _ := get(dev, svc.URL+"/orders/../admin"); code != 400 {
 		t.Fatalf("dot segments: %d", code)
 	}
+	if code, _, _ := get(dev, svc.URL+"/orders/..;/admin"); code != 400 {
+		t.Fatalf("dot segment with a parameter: %d", code)
+	}
+	// A body policy could not read as the handler may: refused.
+	for name, ct := range map[string][]string{"unreadable": {"application/json garbage"}, "twice": {"text/plain", "application/json"}} {
+		req, err := http.NewRequest("GET", svc.URL+"/orders/7", strings.NewReader(`{"limit": 500}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["Content-Type"] = ct
+		resp, err := dev.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("Content-Type %s: %d", name, resp.StatusCode)
+		}
+	}
 	if code, _, _ := get(http.DefaultClient, svc.URL+"/orders/7"); code != 401 {
 		t.Fatalf("no token: %d", code)
 	}

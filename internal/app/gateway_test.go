@@ -84,8 +84,13 @@ func TestGatewayAsAReplica(t *testing.T) {
 	gctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ready := make(chan string, 1)
-	go replica.RunGateway(gctx, gw, *gc, ready)
-	<-ready
+	failed := make(chan error, 1)
+	go func() { failed <- replica.RunGateway(gctx, gw, *gc, ready) }()
+	select {
+	case <-ready:
+	case err := <-failed:
+		t.Fatalf("the gateway did not start: %v", err)
+	}
 
 	const id = "ai-agent://dev/through-the-replica"
 	k := server.Register(t, id, "r")

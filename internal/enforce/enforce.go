@@ -137,7 +137,12 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 	body = raw
 	if len(raw) > 0 {
 		a["content_type"] = contentType
-		if mt, _, _ := mime.ParseMediaType(contentType); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil && contentType != "" {
+			// The upstream may read it as JSON all the same.
+			return nil, nil, fmt.Errorf("the Content-Type %q cannot be read", contentType)
+		}
+		if mt == "application/json" || strings.HasSuffix(mt, "+json") {
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.UseNumber()
 			var v any

@@ -52,6 +52,9 @@ func TestHTTPArgs(t *testing.T) {
 	if err != nil || string(args) != `{"content_type":"text/plain"}` || string(body) != "hello" {
 		t.Errorf("a body that is not JSON: %s %s %v", args, body, err)
 	}
+	if _, _, err := enforce.HTTPArgs(nil, "application/json garbage", []byte(`{"amount": 5000}`)); err == nil {
+		t.Error("a body under a Content-Type that cannot be read was accepted")
+	}
 	for _, bad := range []string{"{broken", `{"amount": 5,}`, `{"a": 1} {"a": 2}`} {
 		if _, _, err := enforce.HTTPArgs(nil, "application/json", []byte(bad)); err == nil {
 			t.Errorf("%s was accepted as JSON", bad)

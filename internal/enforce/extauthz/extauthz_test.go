@@ -71,7 +71,10 @@ func TestCheck(t *testing.T) {
 		if dpop {
 			opts = append(opts, sdk.WithDPoP())
 		}
-		c, _ := sdk.NewClient(w.URL, id, k, opts...)
+		c, err := sdk.NewClient(w.URL, id, k, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		tok, err := c.Token(ctx)
 		if err != nil {
 			t.Fatal(err)

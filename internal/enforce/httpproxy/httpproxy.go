@@ -221,6 +221,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request body over %d bytes", p.cfg.MaxBodyBytes)})
 		return
 	}
+	if len(r.Header.Values("Content-Type")) > 1 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "one Content-Type header, not several"})
+		return
+	}
 	args, body, err := enforce.HTTPArgs(r.URL.Query(), r.Header.Get("Content-Type"), body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})

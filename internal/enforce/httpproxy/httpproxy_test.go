@@ -187,7 +187,10 @@ type answer struct {
 
 func (e *env) do(c *http.Client, method, path, body string) answer {
 	e.t.Helper()
-	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -2,12 +2,14 @@ package mcpgw_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"testing"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce"
@@ -94,7 +96,9 @@ func TestWrapWithoutWarden(t *testing.T) {
 	if res, err := s.ListTools(e.ctx, nil); err != nil || len(res.Tools) != 0 {
 		t.Fatalf("tools without Warden: %+v %v", res, err)
 	}
-	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "pid"}); err == nil {
-		t.Fatal("a call went through without a decision")
+	_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "pid"})
+	var rpc *jsonrpc.Error
+	if !errors.As(err, &rpc) || rpc.Code != mcpgw.CodeDenied {
+		t.Fatalf("a call without a decision: %v, want a denial", err)
 	}
 }
