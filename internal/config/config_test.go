@@ -90,6 +90,21 @@ audit:
 		{name: "bad store", yaml: "store: mysql://x", wantErr: "postgres:// URL"},
 		{name: "bad addr", yaml: "server: {addr: '7070'}", wantErr: "want host:port"},
 		{name: "not yaml", yaml: "identity: [", wantErr: "config test.yaml"},
+		{name: "record defaults", yaml: "", check: func(t *testing.T, c Config) {
+			r := c.Decide.RecordConfig()
+			if r.NoDefaultKeys || r.MaxValueBytes != 4096 || r.MaxInputBytes != 65536 {
+				t.Fatalf("record: %+v", r)
+			}
+		}},
+		{name: "redact paths into arrays", yaml: "decide: {redact: ['args.items[*].password', 'args.rows[0].ssn'], keep: [args.next_token], redact_keys: [ssn], redact_default_keys: false}", check: func(t *testing.T, c Config) {
+			if r := c.Decide.RecordConfig(); !r.NoDefaultKeys || len(r.Paths) != 2 || r.Keys[0] != "ssn" || r.Keep[0] != "args.next_token" {
+				t.Fatalf("record: %+v", r)
+			}
+		}},
+		{name: "bad redact path", yaml: "decide: {redact: ['args.items[']}", wantErr: "decide: redact path"},
+		{name: "keep outside args", yaml: "decide: {keep: [context.source.ip]}", wantErr: "in args only"},
+		{name: "value cap too small", yaml: "decide: {record_max_value_bytes: 16}", wantErr: "largest value"},
+		{name: "no input cap", yaml: "decide: {record_max_input_bytes: 0}", wantErr: "must be positive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -135,10 +135,10 @@ type Config struct {
 	// input's context.source.region is the first that holds the source IP.
 	Regions map[string][]netip.Prefix
 	// RecordInput puts each decision's input in its audit entry (its digest
-	// is always there); Redact lists input paths ("args.card.number")
-	// replaced by "[redacted]" in the recorded copy.
+	// is always there). Record says what the recorded copy leaves out:
+	// secrets, and values too large to keep.
 	RecordInput bool
-	Redact      []string
+	Record      record.Config
 	// ShadowQueue bounds the shadow evaluations waiting to run; when it is
 	// full, shadow evaluations are dropped (and counted), never decisions.
 	ShadowQueue int
@@ -151,7 +151,7 @@ type Config struct {
 type Pipeline struct {
 	cfg      Config
 	regions  []region
-	redact   [][]string
+	recorder *record.Recorder
 	verifier *identity.Verifier
 	view     *identity.TrustView
 	policies *policy.Registry
@@ -179,12 +179,9 @@ func New(cfg Config, verifier *identity.Verifier, view *identity.TrustView, poli
 		}
 	}
 	sortRegions(p.regions)
-	for _, r := range cfg.Redact {
-		path, err := parsePath(r)
-		if err != nil {
-			return nil, fmt.Errorf("decide: redact %q: %w", r, err)
-		}
-		p.redact = append(p.redact, path)
+	var err error
+	if p.recorder, err = record.New(cfg.Record); err != nil {
+		return nil, fmt.Errorf("decide: %w", err)
 	}
 	if cfg.ShadowQueue <= 0 {
 		cfg.ShadowQueue = 1024
@@ -224,6 +221,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 
 	var input map[string]any
 	var tok *identity.Token
+	detail := entryDetail{}
 	if req.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
@@ -260,14 +258,22 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 				input = nil
 				break
 			}
-			sum := sha256.Sum256(raw)
-			e.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
-			if p.cfg.RecordInput {
-				e.Input = p.recordedInput(input, raw)
-			}
-			res, err := live.Active.EvaluateKeyed(ctx, input, sum, at)
+			rec, err := p.recorder.Record(input, raw)
 			if err != nil {
-				p.lg.Warn("decision: policy evaluation failed; denied", "decision_id", d.ID, "version", d.PolicyVersion, "err", err)
+				d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonError}
+				input = nil
+				break
+			}
+			e.InputDigest = rec.Digest
+			if p.cfg.RecordInput {
+				e.Input = rec.Input
+			}
+			detail.record(rec, p.cfg.RecordInput)
+			// The memo is keyed by the whole input, in memory only: two
+			// inputs that differ in a redacted value are not the same.
+			res, err := live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
+			if err != nil {
+				p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", d.ID, "version", d.PolicyVersion}, evalErrorAttrs(err)...)...)
 			}
 			v := policy.Judge(res, err, nil)
 			d.Outcome, d.Reasons = v.Outcome, v.Reasons
@@ -278,7 +284,10 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
 	if len(d.Obligations) > 0 {
-		e.Detail, _ = json.Marshal(map[string]any{"obligations": d.Obligations})
+		detail["obligations"] = d.Obligations
+	}
+	if len(detail) > 0 {
+		e.Detail, _ = json.Marshal(detail)
 	}
 	e.LatencyMicros = time.Since(start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
@@ -328,7 +337,7 @@ func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
 	at := p.now().UTC().Truncate(time.Second)
 	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at), at)
 	if err != nil {
-		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", "action", req.Action, "resource", req.Resource.ID, "err", err)
+		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", req.Action, "resource", req.Resource.ID}, evalErrorAttrs(err)...)...)
 	}
 	return may
 }
