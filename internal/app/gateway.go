@@ -54,11 +54,22 @@ func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 // NewGateway makes an MCP gateway that decides in this process.
 func (a *App) NewGateway(gc mcpgw.Config) (*mcpgw.Gateway, error) {
 	return mcpgw.New(gc, mcpgw.Deps{
-		Decider:  enforce.Local{Pipeline: a.Decide, Name: gc.Name},
+		Decider:  enforce.Local{Pipeline: a.Decide, Name: gc.Name, Audiences: gatewayAudiences(gc)},
 		Verifier: a.Verifier,
 		Issuer:   a.cfg.Identity.Issuer,
 		Logger:   a.log,
 	})
+}
+
+// gatewayAudiences are the resources a gateway serves: the MCP gateway's
+// URL, and its HTTP proxy's resource when it has routes. Its decisions
+// check the agent's token against them.
+func gatewayAudiences(gc mcpgw.Config) []string {
+	aud := []string{gc.PublicURL}
+	if len(gc.HTTP.Routes) > 0 {
+		aud = append(aud, gc.HTTP.Resource)
+	}
+	return aud
 }
 
 // RunGateway serves g on its listen address, and the Envoy external
@@ -74,7 +85,7 @@ func (a *App) RunGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config,
 		u, _ := url.Parse(gc.ExtAuthz.Resource)
 		edge := &enforce.Edge{Verifier: a.Verifier, Resource: gc.ExtAuthz.Resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path),
 			Limits: g.Limits(), Log: a.log}
-		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.Name + "-ext-authz"}, edge,
+		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge,
 			g.Sessions(), a.log), a.log)
 		if err != nil {
 			return err

@@ -129,6 +129,14 @@ const (
 	ReasonStateUnavailable   = "warden.state_unavailable"
 )
 
+// Reasons about the enforcement point's audience: the request names an
+// audience other than the enforcement point's (ReasonAudienceMismatch); an
+// enforcement point in this process was given none (ReasonPointUnbound).
+const (
+	ReasonAudienceMismatch = "warden.audience_mismatch"
+	ReasonPointUnbound     = "warden.enforcement_point_unbound"
+)
+
 // Config configures a Pipeline.
 type Config struct {
 	// Regions maps region names to the address ranges they cover; the
@@ -196,15 +204,20 @@ func (p *Pipeline) Close() { p.shadow.close() }
 // ShadowStats reports the shadow evaluations so far.
 func (p *Pipeline) ShadowStats() ShadowStats { return p.shadow.stats() }
 
-// Decide decides one request from the enforcement point named pep. Every
-// path that is not a clean allow is a deny with a reason; the decision is
-// in the audit log before it is returned, and if it cannot be recorded it
-// is a deny. Only a malformed request is an error (ErrInvalidRequest): it
-// is neither decided nor recorded.
-func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decision, error) {
+// Decide decides one request from the enforcement point pep. Every path
+// that is not a clean allow is a deny with a reason; the decision is in the
+// audit log before it is returned, and if it cannot be recorded it is a
+// deny. Only a malformed request is an error (ErrInvalidRequest): it is
+// neither decided nor recorded.
+func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decision, error) {
 	start := time.Now()
 	if err := req.validate(); err != nil {
 		return Decision{}, err
+	}
+	detail := entryDetail{}
+	req, dropped := pep.trusted(req)
+	if len(dropped) > 0 {
+		detail["untrusted_context"] = dropped
 	}
 	args, err := req.args()
 	if err != nil {
@@ -216,12 +229,11 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	if live.Active != nil {
 		d.PolicyVersion = live.Active.Version()
 	}
-	e := &audit.Entry{Kind: audit.KindDecision, Time: now, DecisionID: d.ID, Action: req.Action, EnforcementPoint: pep}
+	e := &audit.Entry{Kind: audit.KindDecision, Time: now, DecisionID: d.ID, Action: req.Action, EnforcementPoint: pep.Name}
 	e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
 
 	var input map[string]any
 	var tok *identity.Token
-	detail := entryDetail{}
 	if req.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
@@ -233,13 +245,17 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 		if t, ierr := p.verifier.Inspect(req.Token); ierr == nil {
 			e.Agent = t.Subject // signed by the issuer, though refused: worth recording
 		}
-		p.lg.Info("decision: agent not authenticated", "decision_id", d.ID, "pep", pep, "reason", d.Reasons[0], "err", err)
+		p.lg.Info("decision: agent not authenticated", "decision_id", d.ID, "pep", pep.Name, "reason", d.Reasons[0], "err", err)
 	default:
 		e.Agent = tok.Subject
 		rec, ok := p.view.Agent(tok.Subject)
+		wrongAudience, unchecked := pep.checkAudience(req, tok)
+		if unchecked != "" {
+			detail["audience_unchecked"] = string(unchecked)
+		}
 		switch {
-		case req.Audience != "" && !tok.Audience.Contains(req.Audience):
-			d.Outcome, d.Reasons = policy.Deny, []string{ReasonWrongAudience}
+		case wrongAudience != "":
+			d.Outcome, d.Reasons = policy.Deny, []string{wrongAudience}
 		case !ok:
 			d.Outcome, d.Reasons = policy.Deny, []string{ReasonAgentUnknown}
 		case !rec.Status.MayHoldTokens():
@@ -299,7 +315,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 	d.AuditIndex = idx
 	if live.Shadow != nil && input != nil {
 		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, sent: req.Resource.Attributes, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
-			action: req.Action, resource: e.Resource, active: d, pep: pep})
+			action: req.Action, resource: e.Resource, active: d, pep: pep.Name})
 	}
 	return d, nil
 }
@@ -308,26 +324,30 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 // enforcement point in this process has verified itself (a proof is good
 // for one use, and the enforcement point needs its answer first). The
 // token, the agent and its state are checked again here.
-func (p *Pipeline) DecideVerified(ctx context.Context, pep string, req *Request) (Decision, error) {
+func (p *Pipeline) DecideVerified(ctx context.Context, pep Point, req *Request) (Decision, error) {
 	r := *req
 	r.proofChecked = true
 	return p.Decide(ctx, pep, &r)
 }
 
-// MayAllow says whether the policy could allow req with some arguments
-// (req.Args are not used): an enforcement point hides from an agent what
-// it could never do. It records nothing and decides nothing; any failure
-// (token, agent, policy) is false.
-func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
+// MayAllow says whether the policy could allow req, from the enforcement
+// point pep, with some arguments (req.Args are not used): an enforcement
+// point hides from an agent what it could never do. It records nothing and
+// decides nothing; any failure (token, audience, agent, policy) is false.
+func (p *Pipeline) MayAllow(ctx context.Context, pep Point, req *Request) bool {
 	if err := req.validate(); err != nil {
 		return false
 	}
+	req, _ = pep.trusted(req)
 	live := p.policies.Live()
 	if live.Active == nil {
 		return false
 	}
 	tok, err := p.verifier.Verify(ctx, req.Token)
-	if err != nil || req.Audience != "" && !tok.Audience.Contains(req.Audience) {
+	if err != nil {
+		return false
+	}
+	if wrong, _ := pep.checkAudience(req, tok); wrong != "" {
 		return false
 	}
 	rec, ok := p.view.Agent(tok.Subject)
@@ -345,7 +365,7 @@ func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
 // DecideBatch decides every request as Decide does, concurrently, so that
 // their audit entries share syncs. A malformed request gets its error in
 // its place; the others are decided.
-func (p *Pipeline) DecideBatch(ctx context.Context, pep string, reqs []Request) ([]Decision, []error) {
+func (p *Pipeline) DecideBatch(ctx context.Context, pep Point, reqs []Request) ([]Decision, []error) {
 	out := make([]Decision, len(reqs))
 	errs := make([]error, len(reqs))
 	done := make(chan struct{}, len(reqs))

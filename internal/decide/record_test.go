@@ -206,7 +206,7 @@ func TestEvaluationErrorsLogNoArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	d, err := p.Decide(e.ctx, "pep-test", &decide.Request{Token: tok, Action: "error", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"},
+	d, err := p.Decide(e.ctx, testPoint, &decide.Request{Token: tok, Action: "error", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"},
 		Args: json.RawMessage(`{"n": "hunter2"}`)})
 	if err != nil || d.Outcome != policy.Deny || d.Reasons[0] != policy.ReasonError {
 		t.Fatalf("decision %+v %v", d, err)

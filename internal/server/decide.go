@@ -12,7 +12,7 @@ import (
 // MaxBatch is the most requests one batch decision may hold.
 const MaxBatch = 100
 
-type pepHandler func(w http.ResponseWriter, r *http.Request, pep string)
+type pepHandler func(w http.ResponseWriter, r *http.Request, pep decide.Point)
 
 // pep guards the decision endpoints: the caller is a registered
 // enforcement point (its credential) or an admin. An agent's own access
@@ -20,13 +20,17 @@ type pepHandler func(w http.ResponseWriter, r *http.Request, pep string)
 func (s *Server) pep(h pepHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		name, ok := "", false
+		var pt decide.Point
+		ok := false
 		if strings.EqualFold(scheme, "Bearer") && cred != "" {
 			if s.d.EnforcementPoints != nil {
-				name, ok = s.d.EnforcementPoints.Authenticate(cred)
+				pt, ok = s.d.EnforcementPoints.Authenticate(cred)
 			}
 			if !ok {
-				name, ok = s.d.Admin.Authenticate(r)
+				var actor string
+				if actor, ok = s.d.Admin.Authenticate(r); ok {
+					pt = decide.AdminPoint(actor)
+				}
 			}
 		}
 		if !ok {
@@ -35,12 +39,12 @@ func (s *Server) pep(h pepHandler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "an enforcement point credential is required")
 			return
 		}
-		h(w, r, name)
+		h(w, r, pt)
 	})
 }
 
 // decideOne answers POST /v1/decide.
-func (s *Server) decideOne(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) decideOne(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var req decide.Request
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
@@ -63,7 +67,7 @@ type batchItem struct {
 
 // decideBatch answers POST /v1/decide/batch: {"requests": [...]} to
 // {"decisions": [...]}, in the same order.
-func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var body struct {
 		Requests []decide.Request `json:"requests"`
 	}
@@ -99,15 +103,12 @@ func (s *Server) decideError(w http.ResponseWriter, err error) {
 // registerEnforcementPoint answers POST /v1/enforcement-points with the
 // new credential, shown this once.
 func (s *Server) registerEnforcementPoint(w http.ResponseWriter, r *http.Request, actor string) {
-	var body struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
+	var body decide.Registration
 	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	cred, p, err := s.d.EnforcementPoints.Register(r.Context(), actor, body.Name, body.Description)
+	cred, p, err := s.d.EnforcementPoints.Register(r.Context(), actor, body)
 	if err != nil {
 		s.enforcementError(w, err)
 		return
@@ -151,10 +152,13 @@ func (s *Server) enforcementError(w http.ResponseWriter, err error) {
 type enforcementPointView struct {
 	store.EnforcementPoint
 	Status string `json:"status"` // active or revoked
+	// AudienceUnset: registered before enforcement points had audiences;
+	// its decisions accept a token issued for any resource.
+	AudienceUnset bool `json:"audience_unset,omitempty"`
 }
 
 func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
-	v := enforcementPointView{EnforcementPoint: p, Status: "active"}
+	v := enforcementPointView{EnforcementPoint: p, Status: "active", AudienceUnset: p.AudienceUnset()}
 	if !p.RevokedAt.IsZero() {
 		v.Status = "revoked"
 	}
@@ -165,7 +169,7 @@ func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
 // list of actions on resources (their arguments unknown), whether policy
 // could allow each; an enforcement point hides the others from the agent
 // (MCP tools/list). Nothing is decided or recorded; any doubt is false.
-func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var body struct {
 		Token    string `json:"token"`
 		Audience string `json:"audience"`
@@ -185,7 +189,7 @@ func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep string) {
 	}
 	out := make([]bool, len(body.Actions))
 	for i, a := range body.Actions {
-		out[i] = s.d.Decide.MayAllow(r.Context(), &decide.Request{Token: body.Token, Audience: body.Audience, Action: a.Action, Resource: a.Resource, Context: body.Context})
+		out[i] = s.d.Decide.MayAllow(r.Context(), pep, &decide.Request{Token: body.Token, Audience: body.Audience, Action: a.Action, Resource: a.Resource, Context: body.Context})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"may_allow": out})
 }

@@ -341,7 +341,7 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 	if edit != nil {
 		edit(&cfg)
 	}
-	e.gw, err = mcpgw.New(cfg, mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway"},
+	e.gw, err = mcpgw.New(cfg, mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway", Audiences: []string{gwURL}},
 		Verifier: e.w.App.Verifier, Issuer: e.w.URL})
 	if err != nil {
 		t.Fatal(err)
