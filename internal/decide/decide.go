@@ -214,110 +214,158 @@ func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decisio
 	if err := req.validate(); err != nil {
 		return Decision{}, err
 	}
-	detail := entryDetail{}
-	req, dropped := pep.trusted(req)
-	if len(dropped) > 0 {
-		detail["untrusted_context"] = dropped
-	}
 	args, err := req.args()
 	if err != nil {
 		return Decision{}, err
 	}
-	now := p.now().UTC()
-	live := p.policies.Live()
-	d := Decision{ID: newDecisionID(), Reasons: []string{}, Obligations: map[string]any{}, AuditIndex: -1}
-	if live.Active != nil {
-		d.PolicyVersion = live.Active.Version()
+	c := p.begin(pep, req)
+	req, dropped := pep.trusted(req)
+	if len(dropped) > 0 {
+		c.detail["untrusted_context"] = dropped
 	}
-	e := &audit.Entry{Kind: audit.KindDecision, Time: now, DecisionID: d.ID, Action: req.Action, EnforcementPoint: pep.Name}
-	e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
+	if tok, rec, ok := p.authenticate(ctx, pep, req, c); ok {
+		p.evaluate(ctx, req, args, tok, rec, c)
+	}
+	return p.record(ctx, pep, req, c, start), nil
+}
 
-	var input map[string]any
+// decision is one decision in the making: the answer, its audit entry and
+// the entry's detail, the live policy it is made with, and its input once
+// built.
+type decision struct {
+	d      Decision
+	e      *audit.Entry
+	detail entryDetail
+	live   *policy.Live
+	now    time.Time
+	input  map[string]any
+}
+
+func (p *Pipeline) begin(pep Point, req *Request) *decision {
+	c := &decision{detail: entryDetail{}, live: p.policies.Live(), now: p.now().UTC()}
+	c.d = Decision{ID: newDecisionID(), Reasons: []string{}, Obligations: map[string]any{}, AuditIndex: -1}
+	if c.live.Active != nil {
+		c.d.PolicyVersion = c.live.Active.Version()
+	}
+	c.e = &audit.Entry{Kind: audit.KindDecision, Time: c.now, DecisionID: c.d.ID, Action: req.Action, EnforcementPoint: pep.Name}
+	c.e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
+	return c
+}
+
+// deny makes c a deny for reason.
+func (c *decision) deny(reason string) { c.d.Outcome, c.d.Reasons = policy.Deny, []string{reason} }
+
+// authenticate checks the agent's token (and DPoP proof), the enforcement
+// point's audience, and the agent's state. Only an agent that passes them
+// all is the entry's agent: a token refused for any reason (revoked,
+// expired, for another resource) proves nothing of who sent it, so its
+// subject is recorded as claimed (detail.claimed_agent), never as the agent.
+func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c *decision) (*identity.Token, store.Agent, bool) {
 	var tok *identity.Token
+	var err error
 	if req.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
 		tok, err = p.verifier.VerifyRequest(ctx, identity.Request{Token: req.Token, DPoP: req.DPoP, Method: req.HTM, URL: req.HTU})
 	}
-	switch {
-	case err != nil:
-		d.Outcome, d.Reasons = policy.Deny, []string{authReason(err)}
+	if err != nil {
+		c.deny(authReason(err))
 		if t, ierr := p.verifier.Inspect(req.Token); ierr == nil {
-			e.Agent = t.Subject // signed by the issuer, though refused: worth recording
+			c.claim(t.Subject) // signed by the issuer, though refused: worth recording as such
 		}
-		p.lg.Info("decision: agent not authenticated", "decision_id", d.ID, "pep", pep.Name, "reason", d.Reasons[0], "err", err)
-	default:
-		e.Agent = tok.Subject
-		rec, ok := p.view.Agent(tok.Subject)
-		wrongAudience, unchecked := pep.checkAudience(req, tok)
-		if unchecked != "" {
-			detail["audience_unchecked"] = string(unchecked)
-		}
-		switch {
-		case wrongAudience != "":
-			d.Outcome, d.Reasons = policy.Deny, []string{wrongAudience}
-		case !ok:
-			d.Outcome, d.Reasons = policy.Deny, []string{ReasonAgentUnknown}
-		case !rec.Status.MayHoldTokens():
-			d.Outcome, d.Reasons = policy.Deny, []string{statusReason(rec.Status)}
-		case live.Active == nil:
-			d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonNoPolicy}
-		default:
-			// The policy's clock is the decision's second: a decision is a
-			// function of its input, which the engine can then reuse.
-			at := now.Truncate(time.Second)
-			input = p.input(req, args, tok, rec, live.Active, at)
-			raw, err := audit.AppendCanonical(nil, input)
-			if err != nil {
-				// Cannot happen with JSON-shaped input; fail closed all the same.
-				d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonError}
-				input = nil
-				break
-			}
-			rec, err := p.recorder.Record(input, raw)
-			if err != nil {
-				d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonError}
-				input = nil
-				break
-			}
-			e.InputDigest = rec.Digest
-			if p.cfg.RecordInput {
-				e.Input = rec.Input
-			}
-			detail.record(rec, p.cfg.RecordInput)
-			// The memo is keyed by the whole input, in memory only: two
-			// inputs that differ in a redacted value are not the same.
-			res, err := live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
-			if err != nil {
-				p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", d.ID, "version", d.PolicyVersion}, evalErrorAttrs(err)...)...)
-			}
-			v := policy.Judge(res, err, nil)
-			d.Outcome, d.Reasons = v.Outcome, v.Reasons
-			if v.Obligations != nil {
-				d.Obligations = v.Obligations
-			}
-		}
+		p.lg.Info("decision: agent not authenticated", "decision_id", c.d.ID, "pep", pep.Name, "reason", c.d.Reasons[0], "err", err)
+		return nil, store.Agent{}, false
 	}
+	rec, known := p.view.Agent(tok.Subject)
+	wrongAudience, unchecked := pep.checkAudience(req, tok)
+	if unchecked != "" {
+		c.detail["audience_unchecked"] = string(unchecked)
+	}
+	switch {
+	case wrongAudience != "":
+		c.deny(wrongAudience)
+	case !known:
+		c.deny(ReasonAgentUnknown)
+	case !rec.Status.MayHoldTokens():
+		c.deny(statusReason(rec.Status))
+	default:
+		c.e.Agent = tok.Subject
+		return tok, rec, true
+	}
+	c.claim(tok.Subject)
+	return nil, store.Agent{}, false
+}
+
+// claim records subject as the agent a refused token names.
+func (c *decision) claim(subject string) {
+	c.detail["claimed_agent"] = map[string]any{"id": subject, "unverified": c.d.Reasons[0]}
+}
+
+// evaluate builds the input of an authenticated request, records it and
+// evaluates the live policy on it.
+func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]any, tok *identity.Token, rec store.Agent, c *decision) {
+	if c.live.Active == nil {
+		c.deny(policy.ReasonNoPolicy)
+		return
+	}
+	// The policy's clock is the decision's second: a decision is a function
+	// of its input, which the engine can then reuse.
+	at := c.now.Truncate(time.Second)
+	input := p.input(req, args, tok, rec, c.live.Active, at)
+	raw, err := audit.AppendCanonical(nil, input)
+	if err != nil {
+		// Cannot happen with JSON-shaped input; fail closed all the same.
+		c.deny(policy.ReasonError)
+		return
+	}
+	r, err := p.recorder.Record(input, raw)
+	if err != nil {
+		c.deny(policy.ReasonError)
+		return
+	}
+	c.input = input
+	c.e.InputDigest = r.Digest
+	if p.cfg.RecordInput {
+		c.e.Input = r.Input
+	}
+	c.detail.record(r, p.cfg.RecordInput)
+	// The memo is keyed by the whole input, in memory only: two inputs that
+	// differ in a redacted value are not the same.
+	res, err := c.live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
+	if err != nil {
+		p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion}, evalErrorAttrs(err)...)...)
+	}
+	v := policy.Judge(res, err, nil)
+	c.d.Outcome, c.d.Reasons = v.Outcome, v.Reasons
+	if v.Obligations != nil {
+		c.d.Obligations = v.Obligations
+	}
+}
+
+// record writes the decision's entry and returns the answer: a deny if the
+// entry could not be written.
+func (p *Pipeline) record(ctx context.Context, pep Point, req *Request, c *decision, start time.Time) Decision {
+	d, e := c.d, c.e
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
 	if len(d.Obligations) > 0 {
-		detail["obligations"] = d.Obligations
+		c.detail["obligations"] = d.Obligations
 	}
-	if len(detail) > 0 {
-		e.Detail, _ = json.Marshal(detail)
+	if len(c.detail) > 0 {
+		e.Detail, _ = json.Marshal(c.detail)
 	}
 	e.LatencyMicros = time.Since(start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
 	if err != nil {
 		p.lg.Error("decision: could not be recorded; denied", "decision_id", d.ID, "err", err)
 		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{ReasonAuditUnavailable},
-			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}, nil
+			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
 	}
 	d.AuditIndex = idx
-	if live.Shadow != nil && input != nil {
-		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, sent: req.Resource.Attributes, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
+	if c.live.Shadow != nil && c.input != nil {
+		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: req.Action, resource: e.Resource, active: d, pep: pep.Name})
 	}
-	return d, nil
+	return d
 }
 
 // DecideVerified decides as Decide does a request whose DPoP proof an

@@ -213,3 +213,65 @@ deny contains "tainted" if "untrusted_content" in input.context.session.taints
 		})
 	}
 }
+
+// Attack: an enforcement point's credential and an agent's revoked,
+// expired or quarantined token (or one for another service) write decisions
+// in the agent's name. The agent field holds only an agent that was
+// authenticated; a refused token's subject is recorded as claimed.
+func TestRefusedTokensDoNotFrameTheirAgent(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, func(c *config.Config) {
+		c.Identity.Resources = []string{serviceB}
+		c.Identity.ClockSkew = 0 // so that a one-second token expires in a second
+	})
+	pushPolicy(t, w, apiPolicy)
+	cred := registerPEP(t, w, `{"name": "pep", "audience": "warden"}`)
+	ctx := context.Background()
+	token := func(id string, opts ...sdk.Option) string {
+		t.Helper()
+		k := register(t, w, id, "reader")
+		c, err := sdk.NewClient(w.URL, id, k, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	expired := token("ai-agent://dev/expired", sdk.WithLifetime(time.Second))
+	revoked := token("ai-agent://dev/revoked")
+	if _, err := w.App.Registry.RevokeTokens(ctx, "admin:test", "ai-agent://dev/revoked", "test"); err != nil {
+		t.Fatal(err)
+	}
+	quarantined := token("ai-agent://dev/quarantined")
+	if _, err := w.App.Registry.SetStatus(ctx, "admin:test", "ai-agent://dev/quarantined", store.StatusQuarantined, "test"); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := token("ai-agent://dev/elsewhere", sdk.WithResource(serviceB))
+	good := token("ai-agent://dev/good")
+	time.Sleep(1100 * time.Millisecond)
+
+	for _, tc := range []struct {
+		name, token, agent, reason string
+	}{
+		{"expired", expired, "ai-agent://dev/expired", "warden.token_expired"},
+		{"revoked", revoked, "ai-agent://dev/revoked", "warden.token_revoked"},
+		{"quarantined", quarantined, "ai-agent://dev/quarantined", "warden.agent_quarantined"},
+		{"for another service", elsewhere, "ai-agent://dev/elsewhere", "warden.token_wrong_audience"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := decideAs(t, w, cred, fmt.Sprintf(`{"token": %q, "action": "tools/call", "resource": {"kind": "mcp.tool", "id": "x"}}`, tc.token))
+			e := entryAt(t, w, a.AuditIndex)
+			claimed, _ := detailOf(t, e)["claimed_agent"].(map[string]any)
+			if a.Outcome != "deny" || e.Agent != "" || claimed["id"] != tc.agent || claimed["unverified"] != tc.reason {
+				t.Fatalf("%+v: agent %q, detail %s", a, e.Agent, e.Detail)
+			}
+		})
+	}
+	a := decideAs(t, w, cred, fmt.Sprintf(`{"token": %q, "action": "tools/call", "resource": {"kind": "mcp.tool", "id": "x"}}`, good))
+	if e := entryAt(t, w, a.AuditIndex); a.Outcome != "allow" || e.Agent != "ai-agent://dev/good" || strings.Contains(string(e.Detail), "claimed_agent") {
+		t.Fatalf("an authenticated agent: %+v %+v", a, e)
+	}
+}
