@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		clock = func() time.Time { return time.Now().Add(shift) }
 	}
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
-		Record: cfg.Decide.RecordConfig(), Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
 	if cfg.Policy.Dir != "" {

@@ -21,7 +21,9 @@ func TestPEPAudiences(t *testing.T) {
 	w := apptest.Start(t, nil)
 	g := []string{"--server", w.URL, "--admin-token-file", filepath.Join(w.Config.Data, app.AdminTokenFileName)}
 	dir := t.TempDir()
-	pep := func(args ...string) (string, string, int) { return run(t, append(append([]string{"pep"}, args...), g...)...) }
+	pep := func(args ...string) (string, string, int) {
+		return run(t, append(append([]string{"pep"}, args...), g...)...)
+	}
 
 	for _, tc := range []struct {
 		name string

@@ -75,6 +75,10 @@ type Decide struct {
 	// larger is recorded as its size and SHA-256.
 	RecordMaxValueBytes int `yaml:"record_max_value_bytes"`
 	RecordMaxInputBytes int `yaml:"record_max_input_bytes"`
+	// RequestBudget bounds the evaluations of one batch or may-allow
+	// request together; what is left when it is spent is denied or hidden.
+	// Unset, it is 1s or policy.timeout, whichever is longer.
+	RequestBudget time.Duration `yaml:"request_budget"`
 	// Regions maps region names to CIDR ranges; a decision's
 	// context.source.region is the most specific range holding the
 	// agent's address.
@@ -386,6 +390,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Watch && c.Policy.Dir == "" {
 		bad("policy.watch needs policy.dir (--policies DIR)")
+	}
+	if c.Decide.RequestBudget == 0 {
+		c.Decide.RequestBudget = max(time.Second, c.Policy.Timeout)
+	}
+	if b := c.Decide.RequestBudget; b < c.Policy.Timeout || b > time.Minute {
+		bad("decide.request_budget %s: want at least policy.timeout (%s) and at most 1m", b, c.Policy.Timeout)
 	}
 	if c.Decide.RecordMaxValueBytes <= 0 || c.Decide.RecordMaxInputBytes <= 0 {
 		bad("decide.record_max_value_bytes and decide.record_max_input_bytes must be positive")

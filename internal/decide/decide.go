@@ -129,6 +129,14 @@ const (
 	ReasonStateUnavailable   = "warden.state_unavailable"
 )
 
+// Reasons for decisions cut short: the caller went away before the
+// decision was recorded (it is not: nobody gets the answer), or a batch's
+// request budget was spent before the request's turn.
+const (
+	ReasonCanceled        = "warden.request_canceled"
+	ReasonBudgetExhausted = "warden.request_budget_exhausted"
+)
+
 // Reasons about the enforcement point's audience: the request names an
 // audience other than the enforcement point's (ReasonAudienceMismatch); an
 // enforcement point in this process was given none (ReasonPointUnbound).
@@ -150,8 +158,12 @@ type Config struct {
 	// ShadowQueue bounds the shadow evaluations waiting to run; when it is
 	// full, shadow evaluations are dropped (and counted), never decisions.
 	ShadowQueue int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// RequestBudget bounds the evaluation time of one batch or may-allow
+	// request as a whole (default 1 s): what is left when it is spent is
+	// denied or hidden, not evaluated.
+	RequestBudget time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow
@@ -167,6 +179,7 @@ type Pipeline struct {
 	lg       *slog.Logger
 	now      func() time.Time
 	shadow   *shadowRunner
+	work     work
 }
 
 type region struct {
@@ -194,6 +207,9 @@ func New(cfg Config, verifier *identity.Verifier, view *identity.TrustView, poli
 	if cfg.ShadowQueue <= 0 {
 		cfg.ShadowQueue = 1024
 	}
+	if p.cfg.RequestBudget <= 0 {
+		p.cfg.RequestBudget = DefaultRequestBudget
+	}
 	p.shadow = startShadow(cfg.ShadowQueue, log, p.lg)
 	return p, nil
 }
@@ -210,29 +226,23 @@ func (p *Pipeline) ShadowStats() ShadowStats { return p.shadow.stats() }
 // deny. Only a malformed request is an error (ErrInvalidRequest): it is
 // neither decided nor recorded.
 func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decision, error) {
-	start := time.Now()
-	if err := req.validate(); err != nil {
-		return Decision{}, err
-	}
-	args, err := req.args()
+	c, err := p.prepare(pep, req)
 	if err != nil {
 		return Decision{}, err
 	}
-	c := p.begin(pep, req)
-	req, dropped := pep.trusted(req)
-	if len(dropped) > 0 {
-		c.detail["untrusted_context"] = dropped
-	}
-	if tok, rec, ok := p.authenticate(ctx, pep, req, c); ok {
-		p.evaluate(ctx, req, args, tok, rec, c)
-	}
-	return p.record(ctx, pep, req, c, start), nil
+	p.conclude(ctx, c)
+	return p.record(ctx, c), nil
 }
 
-// decision is one decision in the making: the answer, its audit entry and
-// the entry's detail, the live policy it is made with, and its input once
+// decision is one decision in the making: the request (with what the
+// enforcement point is trusted for), the answer, its audit entry and the
+// entry's detail, the live policy it is made with, and its input once
 // built.
 type decision struct {
+	pep    Point
+	req    *Request
+	args   map[string]any
+	start  time.Time
 	d      Decision
 	e      *audit.Entry
 	detail entryDetail
@@ -241,8 +251,35 @@ type decision struct {
 	input  map[string]any
 }
 
+// prepare checks a request and begins its decision; a malformed request
+// is an error (ErrInvalidRequest).
+func (p *Pipeline) prepare(pep Point, req *Request) (*decision, error) {
+	start := time.Now()
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	args, err := req.args()
+	if err != nil {
+		return nil, err
+	}
+	c := p.begin(pep, req)
+	c.start, c.args = start, args
+	var dropped []string
+	if c.req, dropped = pep.trusted(req); len(dropped) > 0 {
+		c.detail["untrusted_context"] = dropped
+	}
+	return c, nil
+}
+
+// conclude decides c: authenticates, then evaluates, within ctx.
+func (p *Pipeline) conclude(ctx context.Context, c *decision) {
+	if tok, rec, ok := p.authenticate(ctx, c.pep, c.req, c); ok {
+		p.evaluate(ctx, c.req, c.args, tok, rec, c)
+	}
+}
+
 func (p *Pipeline) begin(pep Point, req *Request) *decision {
-	c := &decision{detail: entryDetail{}, live: p.policies.Live(), now: p.now().UTC()}
+	c := &decision{pep: pep, req: req, detail: entryDetail{}, live: p.policies.Live(), now: p.now().UTC()}
 	c.d = Decision{ID: newDecisionID(), Reasons: []string{}, Obligations: map[string]any{}, AuditIndex: -1}
 	if c.live.Active != nil {
 		c.d.PolicyVersion = c.live.Active.Version()
@@ -331,6 +368,7 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 	c.detail.record(r, p.cfg.RecordInput)
 	// The memo is keyed by the whole input, in memory only: two inputs that
 	// differ in a redacted value are not the same.
+	p.work.evaluations.Add(1)
 	res, err := c.live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
 	if err != nil {
 		p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion}, evalErrorAttrs(err)...)...)
@@ -343,9 +381,18 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 }
 
 // record writes the decision's entry and returns the answer: a deny if the
-// entry could not be written.
-func (p *Pipeline) record(ctx context.Context, pep Point, req *Request, c *decision, start time.Time) Decision {
+// entry could not be written. When ctx is done the caller is gone: the
+// answer would reach nobody, and nothing is recorded.
+func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	d, e := c.d, c.e
+	unrecorded := func(reason string) Decision {
+		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{reason},
+			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
+	}
+	if ctx.Err() != nil {
+		p.lg.Debug("decision: the caller went away; not recorded", "decision_id", d.ID, "pep", c.pep.Name)
+		return unrecorded(ReasonCanceled)
+	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
 	if len(d.Obligations) > 0 {
 		c.detail["obligations"] = d.Obligations
@@ -353,17 +400,19 @@ func (p *Pipeline) record(ctx context.Context, pep Point, req *Request, c *decis
 	if len(c.detail) > 0 {
 		e.Detail, _ = json.Marshal(c.detail)
 	}
-	e.LatencyMicros = time.Since(start).Microseconds()
+	e.LatencyMicros = time.Since(c.start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return unrecorded(ReasonCanceled)
+	case err != nil:
 		p.lg.Error("decision: could not be recorded; denied", "decision_id", d.ID, "err", err)
-		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{ReasonAuditUnavailable},
-			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
+		return unrecorded(ReasonAuditUnavailable)
 	}
 	d.AuditIndex = idx
 	if c.live.Shadow != nil && c.input != nil {
-		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
-			action: req.Action, resource: e.Resource, active: d, pep: pep.Name})
+		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: c.req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
+			action: c.req.Action, resource: e.Resource, active: d, pep: c.pep.Name})
 	}
 	return d
 }
@@ -376,57 +425,6 @@ func (p *Pipeline) DecideVerified(ctx context.Context, pep Point, req *Request) 
 	r := *req
 	r.proofChecked = true
 	return p.Decide(ctx, pep, &r)
-}
-
-// MayAllow says whether the policy could allow req, from the enforcement
-// point pep, with some arguments (req.Args are not used): an enforcement
-// point hides from an agent what it could never do. It records nothing and
-// decides nothing; any failure (token, audience, agent, policy) is false.
-func (p *Pipeline) MayAllow(ctx context.Context, pep Point, req *Request) bool {
-	if err := req.validate(); err != nil {
-		return false
-	}
-	req, _ = pep.trusted(req)
-	live := p.policies.Live()
-	if live.Active == nil {
-		return false
-	}
-	tok, err := p.verifier.Verify(ctx, req.Token)
-	if err != nil {
-		return false
-	}
-	if wrong, _ := pep.checkAudience(req, tok); wrong != "" {
-		return false
-	}
-	rec, ok := p.view.Agent(tok.Subject)
-	if !ok || !rec.Status.MayHoldTokens() {
-		return false
-	}
-	at := p.now().UTC().Truncate(time.Second)
-	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at), at)
-	if err != nil {
-		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", req.Action, "resource", req.Resource.ID}, evalErrorAttrs(err)...)...)
-	}
-	return may
-}
-
-// DecideBatch decides every request as Decide does, concurrently, so that
-// their audit entries share syncs. A malformed request gets its error in
-// its place; the others are decided.
-func (p *Pipeline) DecideBatch(ctx context.Context, pep Point, reqs []Request) ([]Decision, []error) {
-	out := make([]Decision, len(reqs))
-	errs := make([]error, len(reqs))
-	done := make(chan struct{}, len(reqs))
-	for i := range reqs {
-		go func() {
-			out[i], errs[i] = p.Decide(ctx, pep, &reqs[i])
-			done <- struct{}{}
-		}()
-	}
-	for range reqs {
-		<-done
-	}
-	return out, errs
 }
 
 func (r *Request) validate() error {

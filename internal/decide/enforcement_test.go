@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
@@ -23,7 +24,7 @@ import (
 func TestInProcessPointsCheckTheirAudience(t *testing.T) {
 	t.Parallel()
 	const gw = "https://gw.example/mcp"
-	e := start(t, func(c *config.Config) { c.Identity.Resources = []string{gw} })
+	e := start(t, func(c *config.Config) { c.Identity.Resources, c.Policy.Timeout = []string{gw}, time.Second })
 	e.activate(t, testBundle(testPolicy))
 	k := e.w.Register(t, "ai-agent://dev/reader", "reader")
 	token := func(opts ...sdk.Option) string {

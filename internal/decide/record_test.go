@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
@@ -68,7 +69,7 @@ deny contains "wrong password" if input.args.items[0].password != "pw-0-secret"
 // no guess, the right one included, gives a match.
 func TestInputDigestGivesNoRedactedValueBack(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *config.Config) { c.Decide.Redact = []string{"args.pin"} })
+	e := start(t, func(c *config.Config) { c.Decide.Redact, c.Policy.Timeout = []string{"args.pin"}, time.Second })
 	e.activate(t, testBundle(testPolicy))
 	tok := e.agent(t, "ai-agent://dev/reader", "reader")
 	d := e.decideHTTP(t, e.w.AdminToken, map[string]any{"token": tok, "action": "tools/call", "resource": map[string]string{"kind": "mcp.tool", "id": "db/login"},
@@ -115,7 +116,9 @@ func mustCompile(t *testing.T, rego string) *policy.Engine {
 // names nobody listed. None reaches the audit log; policy still sees them.
 func TestSecretsDoNotReachTheRecord(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *config.Config) { c.Decide.Redact = []string{"args.rows[*].ssn", "args.card.number"} })
+	e := start(t, func(c *config.Config) {
+		c.Decide.Redact, c.Policy.Timeout = []string{"args.rows[*].ssn", "args.card.number"}, time.Second
+	})
 	e.activate(t, testBundle(recordPolicy))
 	tok := e.agent(t, "ai-agent://dev/reader", "reader")
 	args := map[string]any{
@@ -148,7 +151,7 @@ func TestSecretsDoNotReachTheRecord(t *testing.T) {
 // recorded input has a ceiling.
 func TestLargeArgumentsAreRecordedByDigest(t *testing.T) {
 	t.Parallel()
-	e := start(t, nil)
+	e := start(t, func(c *config.Config) { c.Policy.Timeout = time.Second })
 	e.activate(t, testBundle(testPolicy))
 	tok := e.agent(t, "ai-agent://dev/reader", "reader")
 	doc := strings.Repeat("a", 1_000_000)

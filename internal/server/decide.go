@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -83,7 +84,11 @@ func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep decide.
 	out := make([]batchItem, len(ds))
 	for i := range ds {
 		if errs[i] != nil {
-			out[i].Error = &apiError{Code: "invalid_request", Message: errs[i].Error()}
+			code := "invalid_request"
+			if !errors.Is(errs[i], decide.ErrInvalidRequest) {
+				code = "request_canceled" // the caller went away; it is not reading
+			}
+			out[i].Error = &apiError{Code: code, Message: errs[i].Error()}
 			continue
 		}
 		out[i].Decision = &ds[i]
@@ -171,25 +176,19 @@ func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
 // (MCP tools/list). Nothing is decided or recorded; any doubt is false.
 func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var body struct {
-		Token    string `json:"token"`
-		Audience string `json:"audience"`
-		Actions  []struct {
-			Action   string          `json:"action"`
-			Resource decide.Resource `json:"resource"`
-		} `json:"actions"`
-		Context decide.RequestContext `json:"context"`
+		Token    string                `json:"token"`
+		Audience string                `json:"audience"`
+		Actions  []decide.Target       `json:"actions"`
+		Context  decide.RequestContext `json:"context"`
 	}
 	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if body.Token == "" || len(body.Actions) == 0 || len(body.Actions) > 1000 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "token and 1 to 1000 actions are required")
+	if body.Token == "" || len(body.Actions) == 0 || len(body.Actions) > decide.MaxMayAllowTargets {
+		writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("token and 1 to %d actions are required", decide.MaxMayAllowTargets))
 		return
 	}
-	out := make([]bool, len(body.Actions))
-	for i, a := range body.Actions {
-		out[i] = s.d.Decide.MayAllow(r.Context(), pep, &decide.Request{Token: body.Token, Audience: body.Audience, Action: a.Action, Resource: a.Resource, Context: body.Context})
-	}
+	out := s.d.Decide.MayAllowTargets(r.Context(), pep, &decide.Request{Token: body.Token, Audience: body.Audience, Context: body.Context}, body.Actions)
 	writeJSON(w, http.StatusOK, map[string]any{"may_allow": out})
 }

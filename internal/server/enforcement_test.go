@@ -96,7 +96,9 @@ func detailOf(t *testing.T, e *audit.Entry) map[string]any {
 // enforcement point's registered audience is checked all the same.
 func TestDecideChecksTheRegisteredAudience(t *testing.T) {
 	t.Parallel()
-	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{serviceA, serviceB} })
+	w := apptest.Start(t, func(c *config.Config) {
+		c.Identity.Resources, c.Policy.Timeout = []string{serviceA, serviceB}, time.Second
+	})
 	pushPolicy(t, w, apiPolicy)
 	pepA := registerPEP(t, w, `{"name": "pep-a", "audience": "`+serviceA+`"}`)
 	forB := tokenFor(t, w, "ai-agent://dev/b-user", serviceB)
@@ -146,7 +148,9 @@ func TestDecideChecksTheRegisteredAudience(t *testing.T) {
 // leaves it) keeps working, unchecked, and its decisions and listing say so.
 func TestEnforcementPointWithoutAudienceFromBefore(t *testing.T) {
 	t.Parallel()
-	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{serviceA, serviceB} })
+	w := apptest.Start(t, func(c *config.Config) {
+		c.Identity.Resources, c.Policy.Timeout = []string{serviceA, serviceB}, time.Second
+	})
 	pushPolicy(t, w, apiPolicy)
 	const cred = "wpep_" + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
 	digest := sha256.Sum256([]byte(cred))
@@ -179,7 +183,9 @@ func TestEnforcementPointWithoutAudienceFromBefore(t *testing.T) {
 // out of the policy input, and the entry says so.
 func TestUntrustedContextIsDropped(t *testing.T) {
 	t.Parallel()
-	w := apptest.Start(t, func(c *config.Config) { c.Decide.Regions = map[string][]string{"office": {"10.1.0.0/16"}} })
+	w := apptest.Start(t, func(c *config.Config) {
+		c.Decide.Regions, c.Policy.Timeout = map[string][]string{"office": {"10.1.0.0/16"}}, time.Second
+	})
 	pushPolicy(t, w, `package warden.authz
 
 default allow := false
@@ -221,7 +227,7 @@ deny contains "tainted" if "untrusted_content" in input.context.session.taints
 func TestRefusedTokensDoNotFrameTheirAgent(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, func(c *config.Config) {
-		c.Identity.Resources = []string{serviceB}
+		c.Identity.Resources, c.Policy.Timeout = []string{serviceB}, time.Second
 		c.Identity.ClockSkew = 0 // so that a one-second token expires in a second
 	})
 	pushPolicy(t, w, apiPolicy)
