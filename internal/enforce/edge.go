@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,4 +144,21 @@ func (e *Edge) refuse(scheme, code string, err error) *Refusal {
 // path).
 func MetadataURL(scheme, host, path string) string {
 	return scheme + "://" + host + "/.well-known/oauth-protected-resource" + strings.TrimSuffix(path, "/")
+}
+
+// ResourceMetadata serves the RFC 9728 protected resource metadata of an
+// enforcement point's resource, naming the authorization server issuer.
+func ResourceMetadata(resource, name, issuer string) http.Handler {
+	body, _ := json.Marshal(map[string]any{
+		"resource":                          resource,
+		"resource_name":                     name,
+		"authorization_servers":             []string{issuer},
+		"bearer_methods_supported":          []string{"header"},
+		"dpop_bound_access_tokens_required": false,
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Write(body)
+	})
 }

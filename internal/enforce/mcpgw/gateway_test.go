@@ -269,7 +269,7 @@ func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 // paths runs f on a gateway for each way it serves a tools/call: its own
 // fast path, on a session (protocol 2025-11-25) and without (2026-07-28),
 // and the SDK's handler.
-func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env)) {
+func paths(t *testing.T, edit func(*mcpgw.Config, *mcpgw.Deps), f func(t *testing.T, e *env)) {
 	for _, p := range []struct {
 		name, version string
 		sdk           bool
@@ -289,7 +289,7 @@ func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env))
 	}
 }
 
-func start(t testing.TB, edit func(*mcpgw.Config)) *env {
+func start(t testing.TB, edit func(*mcpgw.Config, *mcpgw.Deps)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -327,7 +327,7 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := mcpgw.Config{
-		Listen: ln.Addr().String(),
+		PublicURL: gwURL,
 		Servers: []mcpgw.Server{
 			{Name: "market", URL: e.market.URL, Trust: mcpgw.Trusted},
 			{Name: "web", URL: serveMCP(t, web()).URL, Trust: mcpgw.Untrusted},
@@ -338,11 +338,11 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 		MaxRequestBytes: 64 << 10,
 		UpstreamTimeout: 5 * time.Second,
 	}
+	deps := mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway"}, Verifier: e.w.App.Verifier, Issuer: e.w.URL}
 	if edit != nil {
-		edit(&cfg)
+		edit(&cfg, &deps)
 	}
-	e.gw, err = mcpgw.New(cfg, mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway"},
-		Verifier: e.w.App.Verifier, Issuer: e.w.URL})
+	e.gw, err = mcpgw.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -886,7 +886,9 @@ func TestUpstreamFailures(t *testing.T) {
 
 func TestRequestLimits(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *mcpgw.Config) { c.RateLimit = mcpgw.RateLimit{Rate: 1, Burst: 3} })
+	e := start(t, func(_ *mcpgw.Config, d *mcpgw.Deps) {
+		d.Limits = enforce.NewLimiter(enforce.RateLimit{Rate: 1, Burst: 3})
+	})
 	c := e.agent("ai-agent://dev/reader", "reader")
 	tok, err := c.Token(e.ctx)
 	if err != nil {

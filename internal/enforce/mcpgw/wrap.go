@@ -34,7 +34,7 @@ func NewWrap(name string, command []string, trust string, d WrapDeps) (*Gateway,
 	// The wrapped server runs as the user who runs the wrap, with the
 	// environment the desktop client gave it.
 	s := Server{Name: name, Command: command, Trust: trust, InheritEnv: true}
-	cfg := Config{Listen: "127.0.0.1:0", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}
+	cfg := Config{PublicURL: "http://127.0.0.1/mcp", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
