@@ -58,8 +58,8 @@ func LoadGateway(cfg *config.Config) (*GatewayConfig, error) {
 
 // Gateway is the enforcement points of one gateway.yaml, composed: the MCP
 // gateway and the HTTP proxy on one listener, the Envoy authorization
-// server on its own. They share the per-agent rate limits and the session
-// taints.
+// server on its own. They share the per-agent rate limits; the taints of
+// the agents are the decision point's.
 type Gateway struct {
 	cfg      GatewayConfig
 	MCP      *mcpgw.Gateway
@@ -93,7 +93,6 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: gc}
 	limits := enforce.NewLimiter(gc.RateLimit)
-	sessions := enforce.NewSessions(max(gc.MCP.SessionTimeout, 30*time.Minute))
 	issuer := a.cfg.Identity.Issuer
 	edge := func(resource string) *enforce.Edge {
 		u, _ := url.Parse(resource)
@@ -104,7 +103,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	if len(gc.MCP.Servers) > 0 {
 		var err error
 		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name},
-			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Sessions: sessions, Logger: a.log})
+			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Logger: a.log})
 		if err != nil {
 			return nil, err
 		}
@@ -115,7 +114,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	if len(gc.HTTP.Routes) > 0 {
 		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name},
-			Edge: edge(gc.HTTP.Resource), Sessions: sessions, Logger: a.log.With("pep", gc.MCP.Name)})
+			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name)})
 		for _, prefix := range g.Proxy.Prefixes() {
 			mux.Handle(prefix, g.Proxy)
 		}
@@ -131,9 +130,8 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		mux.Handle("GET /.well-known/oauth-protected-resource", root)
 	}
 	if gc.ExtAuthz.Listen != "" {
-		// The mesh shares the gateway's rate limits and session taints: a
-		// task tainted through MCP is tainted for its HTTP calls too.
-		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz"}, edge(gc.ExtAuthz.Resource), sessions, a.log)
+		// The mesh shares the gateway's rate limits.
+		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz"}, edge(gc.ExtAuthz.Resource), a.log)
 	}
 	g.handler = mux
 	return g, nil

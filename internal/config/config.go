@@ -36,6 +36,7 @@ type Config struct {
 	Audit    Audit    `yaml:"audit"`
 	Policy   Policy   `yaml:"policy"`
 	Decide   Decide   `yaml:"decide"`
+	Taints   Taints   `yaml:"taints"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -70,6 +71,14 @@ type Decide struct {
 	// which plays its scenarios in market hours whenever it runs, and
 	// never read from a file.
 	ClockShift time.Duration `yaml:"-"`
+}
+
+// Taints configures how long the marks of untrusted reads last
+// (docs/mcp-gateway.md, "Taints").
+type Taints struct {
+	// ExpireAfter ends a taint this long after the agent's last read that
+	// set or renewed it; 0 keeps taints until an operator clears them.
+	ExpireAfter time.Duration `yaml:"expire_after"`
 }
 
 // Audit configures the tamper-evident log.
@@ -196,6 +205,7 @@ func Default() Config {
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
 		Policy: Policy{Timeout: 50 * time.Millisecond},
 		Decide: Decide{RecordInput: true},
+		Taints: Taints{ExpireAfter: time.Hour},
 	}
 }
 
@@ -325,6 +335,9 @@ func (c *Config) Validate() error {
 	}
 	if id.KeyGrace < 0 {
 		bad("identity.key_grace must not be negative")
+	}
+	if c.Taints.ExpireAfter < 0 {
+		bad("taints.expire_after must not be negative (0 keeps taints until an operator clears them)")
 	}
 	if id.MaxStaleness <= 0 {
 		bad("identity.max_staleness must be positive")

@@ -142,8 +142,11 @@ type Config struct {
 	// ShadowQueue bounds the shadow evaluations waiting to run; when it is
 	// full, shadow evaluations are dropped (and counted), never decisions.
 	ShadowQueue int
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Taints, when set, keeps the agents' taints: every decision sees its
+	// agent's, and an allowed read of an untrusted resource sets one.
+	Taints Taints
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow
@@ -224,6 +227,7 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 
 	var input map[string]any
 	var tok *identity.Token
+	var newTaints []store.Taint
 	if req.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
@@ -252,7 +256,13 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 			// The policy's clock is the decision's second: a decision is a
 			// function of its input, which the engine can then reuse.
 			at := now.Truncate(time.Second)
-			input = p.input(req, args, tok, rec, live.Active, at)
+			held, err := p.heldTaints(tok)
+			if err != nil {
+				p.lg.Warn("decision: the agent's taints are unknown; denied", "decision_id", d.ID, "err", err)
+				d.Outcome, d.Reasons = policy.Deny, []string{ReasonStateUnavailable}
+				break
+			}
+			input = p.input(req, args, tok, rec, live.Active, at, held)
 			raw, err := audit.AppendCanonical(nil, input)
 			if err != nil {
 				// Cannot happen with JSON-shaped input; fail closed all the same.
@@ -274,11 +284,24 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 			if v.Obligations != nil {
 				d.Obligations = v.Obligations
 			}
+			if d.Outcome == policy.Allow {
+				newTaints, err = p.taint(ctx, d, pep, req, tok, input)
+				if err != nil {
+					d.Outcome, d.Reasons = policy.Deny, []string{err.Error()}
+				}
+			}
 		}
 	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
+	detail := map[string]any{}
 	if len(d.Obligations) > 0 {
-		e.Detail, _ = json.Marshal(map[string]any{"obligations": d.Obligations})
+		detail["obligations"] = d.Obligations
+	}
+	if len(newTaints) > 0 {
+		detail["taints_set"] = taintNames(newTaints)
+	}
+	if len(detail) > 0 {
+		e.Detail, _ = json.Marshal(detail)
 	}
 	e.LatencyMicros = time.Since(start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
@@ -288,6 +311,9 @@ func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decisi
 			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}, nil
 	}
 	d.AuditIndex = idx
+	for _, t := range newTaints {
+		p.cfg.Taints.Indexed(ctx, t, idx)
+	}
 	if live.Shadow != nil && input != nil {
 		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, sent: req.Resource.Attributes, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: req.Action, resource: e.Resource, active: d, pep: pep})
@@ -326,7 +352,11 @@ func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
 		return false
 	}
 	at := p.now().UTC().Truncate(time.Second)
-	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at), at)
+	held, err := p.heldTaints(tok)
+	if err != nil {
+		return false
+	}
+	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at, held), at)
 	if err != nil {
 		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", "action", req.Action, "resource", req.Resource.ID, "err", err)
 	}

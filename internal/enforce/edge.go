@@ -38,10 +38,8 @@ type Caller struct {
 	Agent  string
 	Roles  []string
 	Expiry time.Time
-	// IP is the peer's address; Task the Warden-Task header, which groups
-	// an agent's requests into one session for taints.
-	IP   string
-	Task string
+	// IP is the peer's address.
+	IP string
 }
 
 // Refusal is why a request was not authenticated, as HTTP says it: a
@@ -62,7 +60,7 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 	if err != nil {
 		no = e.refuse("Bearer", "", err)
 	} else {
-		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r), r.Header.Get("Warden-Task"))
+		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r))
 	}
 	if no != nil {
 		if no.Challenge != "" {
@@ -79,7 +77,7 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 
 // Check authenticates credentials read from a request (method, htu) that
 // came from ip, for enforcement points that are not HTTP handlers.
-func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, task string) (*Caller, *Refusal) {
+func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip string) (*Caller, *Refusal) {
 	tok, err := e.Verifier.VerifyRequest(ctx, identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: method, URL: htu})
 	var inactive *identity.AgentInactiveError
 	switch {
@@ -99,31 +97,13 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, ta
 	case err != nil:
 		return nil, e.refuse(creds.Scheme, "invalid_token", err)
 	}
-	if !validTask(task) {
-		return nil, &Refusal{Status: http.StatusBadRequest, Message: "Warden-Task: at most 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'"}
-	}
 	if !tok.Audience.Contains(e.Resource) {
 		return nil, e.refuse(creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
 	}
 	if e.Limits != nil && !e.Limits.Allow(tok.Subject) {
 		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
-	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip, Task: task}, nil
-}
-
-// validTask says whether a Warden-Task value is one the enforcement points
-// key sessions by: short, so that an agent cannot grow their tables with
-// large keys.
-func validTask(t string) bool {
-	if len(t) > 128 {
-		return false
-	}
-	for _, c := range []byte(t) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
 }
 
 // refuse is a 401 with an RFC 6750 / RFC 9449 challenge.

@@ -56,17 +56,19 @@ type Server struct {
 	// InheritEnv says so.
 	Env        map[string]string `yaml:"env"`
 	InheritEnv bool              `yaml:"inherit_env"`
-	// Trust is "trusted" or "untrusted": what an untrusted server returns
-	// taints the agent's session ("untrusted_content").
+	// Trust is "trusted" or "untrusted": an allowed call, read or prompt
+	// of an untrusted server taints the agent ("untrusted_content"), which
+	// policy sees in its later decisions.
 	Trust string `yaml:"trust"`
 	// Tools are catalog attributes of its tools, by tool name, sent with
 	// every decision about them (sensitivity, egress: true for a tool that
-	// sends data out). The policy's own catalog takes precedence.
+	// sends data out). The policy's catalog wins where it says otherwise,
+	// except that these can only add restriction (see docs/policy-reference.md).
 	Tools map[string]map[string]any `yaml:"tools"`
 }
 
-// Trust levels of an upstream, and the session taint a result from an
-// untrusted one adds.
+// Trust levels of an upstream, and the taint an allowed read of an
+// untrusted one sets.
 const (
 	Trusted        = enforce.Trusted
 	Untrusted      = enforce.Untrusted
@@ -155,9 +157,12 @@ func (s *Server) check(at string, seen map[string]bool) []string {
 	if s.Trust != Trusted && s.Trust != Untrusted {
 		bad("%s (%s).trust %q: trusted or untrusted (say which; there is no default)", at, s.Name, s.Trust)
 	}
-	for tool := range s.Tools {
+	for tool, attrs := range s.Tools {
 		if tool == "" || strings.Contains(tool, "/") {
 			bad("%s (%s).tools: %q is not a tool name", at, s.Name, tool)
+		}
+		if t, ok := attrs["trust"]; ok && t != Trusted && t != Untrusted {
+			bad("%s (%s).tools.%s.trust %v: trusted or untrusted", at, s.Name, tool, t)
 		}
 	}
 	return problems

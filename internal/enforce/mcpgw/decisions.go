@@ -49,26 +49,19 @@ func mcpSession(req mcp.Request) string {
 	return ""
 }
 
-// sessionKey is where a session's taints are kept: the agent's task when
-// it names one (Warden-Task), otherwise its MCP session (sid).
-func sessionKey(c *enforce.Caller, sid string) string {
-	if c.Task != "" {
-		return "task:" + c.Agent + "\x00" + c.Task
+// request builds a decision request for an action of c in MCP session sid
+// on resource id of kind, from upstream u: the upstream's trust goes with
+// the attributes, so that an allowed read of an untrusted one taints the
+// agent.
+func (g *Gateway) request(c *enforce.Caller, sid string, u *upstream, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
+	if attrs == nil {
+		attrs = make(map[string]any, 1)
 	}
-	if sid != "" {
-		return "mcp:" + c.Agent + "\x00" + sid
-	}
-	return "agent:" + c.Agent
-}
-
-// request builds a decision request for an action of c in MCP session sid.
-func (g *Gateway) request(c *enforce.Caller, sid string, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
-	key := sessionKey(c, sid)
-	if c.Task != "" {
-		sid = c.Task
+	if attrs["trust"] != Untrusted { // a tool of a trusted server may be untrusted itself, not the other way
+		attrs["trust"] = u.cfg.Trust
 	}
 	dr := &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
-		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid, Taints: g.sessions.Taints(key)}}}
+		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid}}}
 	if g.proof != nil {
 		var err error
 		if dr.DPoP, dr.HTM, dr.HTU, err = g.proof(c.Token); err != nil {
@@ -119,12 +112,12 @@ func (g *Gateway) unredactable(u *upstream, err error) error {
 
 // upstreamError is what agent c, in session sid, is told when upstream u
 // failed. An error the upstream answered with is its own words: they
-// reach the agent (and taint its session as a result would), unless the
+// reach the agent (the decision that allowed the call has tainted it, if
+// the upstream is untrusted), unless the
 // decision redacts what the upstream says, when only the code does.
 func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err error, redacted bool) error {
 	var rpc *jsonrpc.Error
 	if ownAnswer(err) && errors.As(err, &rpc) {
-		g.taint(c, sid, u)
 		if redacted {
 			return &jsonrpc.Error{Code: rpc.Code, Message: "upstream " + u.cfg.Name + " answered with an error"}
 		}
@@ -171,12 +164,4 @@ func (g *Gateway) visible(u *upstream, name string) string {
 		return name
 	}
 	return u.cfg.Name + separator + name
-}
-
-// taint marks the session after content from an untrusted upstream
-// entered it.
-func (g *Gateway) taint(c *enforce.Caller, sid string, u *upstream) {
-	if u.cfg.Trust == Untrusted {
-		g.sessions.Add(sessionKey(c, sid), TaintUntrusted)
-	}
 }

@@ -47,26 +47,22 @@ type Deps struct {
 	// Limits bounds each agent's requests; nil is no limit. Enforcement
 	// points on one listener share one.
 	Limits *enforce.Limiter
-	// Sessions keeps the taints of agents' sessions; nil is a gateway's
-	// own. Enforcement points in one process share one.
-	Sessions *enforce.Sessions
-	Logger   *slog.Logger
+	Logger *slog.Logger
 }
 
 // Gateway is an MCP gateway. Handler serves agents; Close stops it.
 type Gateway struct {
-	cfg      Config
-	dec      enforce.Decider
-	ver      *identity.Verifier
-	issuer   string
-	lg       *slog.Logger
-	ups      map[string]*upstream
-	order    []*upstream
-	sessions *enforce.Sessions
-	auth     *enforce.Edge
-	handler  http.Handler
-	metaURL  string
-	server   *mcp.Server
+	cfg     Config
+	dec     enforce.Decider
+	ver     *identity.Verifier
+	issuer  string
+	lg      *slog.Logger
+	ups     map[string]*upstream
+	order   []*upstream
+	auth    *enforce.Edge
+	handler http.Handler
+	metaURL string
+	server  *mcp.Server
 	// serverInfo is the gateway's own implementation, as its answers name
 	// it.
 	serverInfo json.RawMessage
@@ -99,11 +95,8 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	lg = lg.With("pep", cfg.Name)
-	if d.Sessions == nil {
-		d.Sessions = enforce.NewSessions(cfg.SessionTimeout)
-	}
 	g := &Gateway{cfg: cfg, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
-		sessions: d.Sessions, agents: agentSessions{m: map[string]*agentSession{}}, done: make(chan struct{})}
+		agents: agentSessions{m: map[string]*agentSession{}}, done: make(chan struct{})}
 	for _, s := range cfg.Servers {
 		u := newUpstream(s, cfg.UpstreamTimeout, lg)
 		g.ups[s.Name] = u

@@ -537,7 +537,11 @@ func TestCallsAreDecidedOnTheirArguments(t *testing.T) {
 	})
 }
 
-func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
+// A read of an untrusted upstream taints the agent, not something the
+// agent chooses: a new MCP session, another protocol version, no session
+// at all, or a header of its own do not shed it. Another agent is clean,
+// and an operator's clear ends the taint, on the record.
+func TestUntrustedContentTaintsTheAgentAgainstEgress(t *testing.T) {
 	t.Parallel()
 	e := start(t, nil)
 	c := e.agent("ai-agent://dev/assistant", "reader")
@@ -545,45 +549,61 @@ func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
 		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": to}})
 		return err
 	}
-	fetch := func(s *mcp.ClientSession) {
-		t.Helper()
-		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tainted := func(err error) {
 		t.Helper()
 		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"tainted_session_egress"}) {
 			t.Fatalf("audit entry %+v", en)
 		}
 	}
-	for _, version := range []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"} {
-		// With sessions: the taint is the MCP session's.
-		s := e.connectAt(c, nil, version)
-		if err := mail(s, "boss@example.com"); err != nil {
-			t.Fatalf("%s: mail before any untrusted content: %v", version, err)
-		}
-		fetch(s)
-		tainted(mail(s, "evil@example.com"))
-		// Reading is still fine in the tainted session; another session is clean.
-		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := mail(e.connectAt(c, nil, version), "boss@example.com"); err != nil {
-			t.Fatalf("%s: a clean session: %v", version, err)
-		}
+	s := e.connectAt(c, nil, "2025-11-25")
+	if err := mail(s, "boss@example.com"); err != nil {
+		t.Fatalf("mail before any untrusted content: %v", err)
 	}
-	// With Warden-Task the taint follows the task, whatever the protocol.
-	task := http.Header{"Warden-Task": {"t-42"}}
-	fetch(e.connectAt(c, task, "2025-11-25"))
-	tainted(mail(e.connect(c, task), "evil@example.com"))
-	if err := mail(e.connect(c, http.Header{"Warden-Task": {"t-43"}}), "boss@example.com"); err != nil {
-		t.Fatalf("another task: %v", err)
+	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
+		t.Fatal(err)
 	}
-	// Without sessions (2026-07-28) and without a task, it is the agent's.
-	other := e.agent("ai-agent://dev/other-assistant", "reader")
-	fetch(e.connect(other, nil))
-	tainted(mail(e.connect(other, nil), "evil@example.com"))
+	tainted(mail(s, "evil@example.com"))
+	// Reading is still fine.
+	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", ""} {
+		tainted(mail(e.connectAt(c, nil, version), "evil@example.com"))
+	}
+	for _, h := range []http.Header{{"Warden-Task": {"t-43"}}, {"Mcp-Session-Id": {"made-up"}}} {
+		tainted(mail(e.connectAt(c, h, ""), "evil@example.com"))
+	}
+	if err := mail(e.connect(e.agent("ai-agent://dev/other-assistant", "reader"), nil), "boss@example.com"); err != nil {
+		t.Fatalf("another agent: %v", err)
+	}
+	// Policy sees where the taint came from.
+	en := e.refusal(mail(s, "evil@example.com"), mcpgw.CodeDenied)
+	var in struct {
+		Context struct {
+			Session struct {
+				Sources []struct {
+					Taint      string `json:"taint"`
+					AuditIndex int64  `json:"audit_index"`
+					Resource   struct {
+						ID string `json:"id"`
+					} `json:"resource"`
+				} `json:"taint_sources"`
+			} `json:"session"`
+		} `json:"context"`
+	}
+	if err := json.Unmarshal(en.Input, &in); err != nil || len(in.Context.Session.Sources) != 1 {
+		t.Fatalf("taint sources in the recorded input %s: %v", en.Input, err)
+	}
+	if src := in.Context.Session.Sources[0]; src.Taint != "untrusted_content" || src.Resource.ID != "web/fetch" || src.AuditIndex < 0 {
+		t.Fatalf("taint source %+v", src)
+	}
+	// An operator clears it.
+	if _, err := e.w.App.Taints.Clear(e.ctx, "admin:test", store.TaintSelection{AgentID: "ai-agent://dev/assistant", AnyTask: true}, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mail(s, "boss@example.com"); err != nil {
+		t.Fatalf("mail after the taint was cleared: %v", err)
+	}
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
 	if slices.Contains(e.sent, "evil@example.com") {
@@ -758,8 +778,6 @@ func TestAuthenticationFailures(t *testing.T) {
 		{"good DPoP", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 200, ""},
 		{"replayed DPoP proof", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 401, "invalid_dpop_proof"},
 		{"good bearer", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}}, 200, ""},
-		{"a Warden-Task that is too long", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {strings.Repeat("t", 129)}}, 400, ""},
-		{"a Warden-Task with a space", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {"task 1"}}, 400, ""},
 	}
 	for _, c := range cases {
 		resp := post(t, e.url, c.h, initialize)

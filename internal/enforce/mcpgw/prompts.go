@@ -22,7 +22,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 			continue
 		}
 		for _, p := range offer.prompts {
-			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
 				continue
 			}
 			cp := *p
@@ -42,7 +42,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
 	}
 	args, _ := json.Marshal(r.Params.Arguments)
-	d, err := g.decide(ctx, g.request(c, mcpSession(r), "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args))
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args))
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,6 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 	if err != nil {
 		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
-	g.taint(c, mcpSession(r), u)
 	if len(fields) > 0 {
 		if err := redactPrompt(out, fields); err != nil {
 			return nil, g.unredactable(u, err)

@@ -21,7 +21,7 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 			continue
 		}
 		for _, res := range offer.resources {
-			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil)) {
+			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "resources/read", "mcp.resource", u.cfg.Resource+"/"+res.Name, nil, nil)) {
 				out.Resources = append(out.Resources, res)
 			}
 		}
@@ -37,7 +37,7 @@ func (g *Gateway) listTemplates(ctx context.Context, c *enforce.Caller, r *mcp.L
 			continue
 		}
 		for _, t := range offer.templates {
-			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+t.Name, nil, nil)) {
+			if g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "resources/read", "mcp.resource", u.cfg.Resource+"/"+t.Name, nil, nil)) {
 				out.ResourceTemplates = append(out.ResourceTemplates, t.ResourceTemplate)
 			}
 		}
@@ -99,7 +99,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if u == nil {
 		return nil, mcp.ResourceNotFoundError(r.Params.URI)
 	}
-	d, err := g.decide(ctx, g.request(c, mcpSession(r), "resources/read", "mcp.resource", u.cfg.Resource+"/"+name, nil, args))
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), u, "resources/read", "mcp.resource", u.cfg.Resource+"/"+name, nil, args))
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,6 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if err != nil {
 		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
-	g.taint(c, mcpSession(r), u)
 	if len(fields) > 0 {
 		for _, rc := range out.Contents {
 			if len(rc.Blob) > 0 {

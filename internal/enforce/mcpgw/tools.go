@@ -35,7 +35,7 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 			continue // its tools are not listed while it is unavailable
 		}
 		for _, t := range offer.tools {
-			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
 				continue
 			}
 			cp := *t
@@ -83,7 +83,7 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
-	d, err := g.decide(ctx, g.request(c, sid, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
+	d, err := g.decide(ctx, g.request(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if progress != nil {
 		agent := progress
 		progress = func(p *mcp.ProgressNotificationParams) {
-			g.taint(c, sid, u) // the upstream's words reach the agent now
 			if len(fields) > 0 {
 				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
 			}
@@ -109,7 +108,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if err != nil {
 		return nil, g.upstreamError(c, sid, u, err, len(fields) > 0)
 	}
-	g.taint(c, sid, u)
 	if len(fields) > 0 {
 		var out mcp.CallToolResult
 		if err := json.Unmarshal(res, &out); err != nil {
