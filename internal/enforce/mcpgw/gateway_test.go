@@ -59,6 +59,8 @@ deny contains "slow" if {
 
 obligations["redact"] := ["ssn", "card.number"] if input.resource.id in {"market/customer", "market/customer_note"}
 
+obligations["redact"] := ["ssn"] if input.resource.id in {"market/media", "docs/records", "docs/brief"}
+
 obligations["require_approvals"] := {"count": 2, "roles": ["safety"]} if input.resource.id == "market/halt_trading"
 `
 
@@ -138,6 +140,10 @@ func market() *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "slow", Description: "decided slowly"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ran"}}}, nil, nil
 	})
+	// media answers with every kind of content, each holding an ssn.
+	mcp.AddTool(s, &mcp.Tool{Name: "media", Description: "every content type"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		return mediaResult(), nil, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "halt_trading", Description: "needs two approvals"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "halted"}}}, nil, nil
 	})
@@ -191,6 +197,21 @@ func docs() *mcp.Server {
 	})
 	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "page", URITemplate: "docs://pages/{page}", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/plain", Text: "page " + strings.TrimPrefix(r.Params.URI, "docs://pages/")}}}, nil
+	})
+	s.AddResource(&mcp.Resource{Name: "records", URI: "docs://records"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{
+			{URI: r.Params.URI, MIMEType: "application/json", Text: `{"name":"Ada","ssn":"123-45-6789"}`},
+			{URI: r.Params.URI + "/scan", MIMEType: "image/png", Blob: []byte("ssn 123-45-6789")},
+			{URI: r.Params.URI + "/note", MIMEType: "text/plain", Text: "Ada's ssn is 123-45-6789"},
+		}}, nil
+	})
+	s.AddPrompt(&mcp.Prompt{Name: "brief"}, func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Description: "about 123-45-6789", Messages: []*mcp.PromptMessage{
+			{Role: "user", Content: &mcp.TextContent{Text: `{"ssn":"123-45-6789","topic":"risk"}`}},
+			{Role: "user", Content: &mcp.TextContent{Text: "the ssn is 123-45-6789"}},
+			{Role: "user", Content: &mcp.ImageContent{MIMEType: "image/png", Data: []byte("123-45-6789")}},
+			{Role: "assistant", Content: &mcp.EmbeddedResource{Resource: &mcp.ResourceContents{URI: "docs://x", Text: `{"ssn":"123-45-6789"}`}}},
+		}}, nil
 	})
 	s.AddPrompt(&mcp.Prompt{Name: "summarize", Arguments: []*mcp.PromptArgument{{Name: "topic"}}}, func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarize " + r.Params.Arguments["topic"]}}}}, nil
@@ -266,6 +287,27 @@ func (w *statusWriter) WriteHeader(status int) {
 
 func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 
+// rewriter replaces old by new in what an upstream writes: an answer the
+// SDK would not make (a content type no protocol version defines).
+type rewriter struct {
+	http.ResponseWriter
+	old, new string
+}
+
+func (w *rewriter) WriteHeader(status int) {
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *rewriter) Write(b []byte) (int, error) {
+	if _, err := w.ResponseWriter.Write([]byte(strings.ReplaceAll(string(b), w.old, w.new))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (w *rewriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
 // paths runs f on a gateway for each way it serves a tools/call: its own
 // fast path, on a session (protocol 2025-11-25) and without (2026-07-28),
 // and the SDK's handler.
@@ -299,8 +341,8 @@ func start(t testing.TB, edit func(*mcpgw.Config, *mcpgw.Deps)) *env {
 	e := &env{t: t, ctx: context.Background(), url: gwURL}
 	e.w = apptest.Start(t, func(c *config.Config) {
 		c.Identity.Resources = []string{gwURL}
-		c.Policy.Timeout = 50 * time.Millisecond
-		c.Identity.ClockSkew = 0 // so that a one-second token expires in a second
+		c.Policy.Timeout = 250 * time.Millisecond // market/slow runs out of it; the rest must not, on a busy machine too
+		c.Identity.ClockSkew = 0                  // so that a one-second token expires in a second
 		if m := os.Getenv("XAUDIT"); m != "" {
 			c.Audit.Mode = m
 		}
@@ -320,7 +362,7 @@ func start(t testing.TB, edit func(*mcpgw.Config, *mcpgw.Deps)) *env {
 		e.upstreamMu.Lock()
 		e.upstreamAuth = append(e.upstreamAuth, r.Header.Get("Authorization")+r.Header.Get("Dpop"))
 		e.upstreamMu.Unlock()
-		inner.ServeHTTP(w, r)
+		inner.ServeHTTP(&rewriter{ResponseWriter: w, old: `{"type":"text","text":"` + unknownMarker + `"}`, new: unknownContent}, r)
 	})
 	exe, err := os.Executable()
 	if err != nil {
@@ -485,7 +527,7 @@ func TestToolsListShowsWhatPolicyCouldAllow(t *testing.T) {
 			t.Fatal(err)
 		}
 		// place_order is allowed for some arguments only (quantity <= 1000): listed.
-		want = []string{"market__customer", "market__customer_note", "market__get_quote", "market__halt_trading", "market__place_order"}
+		want = []string{"market__customer", "market__customer_note", "market__get_quote", "market__halt_trading", "market__media", "market__place_order"}
 		if got := names(res.Tools); !slices.Equal(got, want) {
 			t.Fatalf("trader sees %v, want %v", got, want)
 		}
@@ -663,7 +705,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 	e := start(t, nil)
 	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
 	rl, err := s.ListResources(e.ctx, nil)
-	if err != nil || len(rl.Resources) != 2 {
+	if err != nil || len(rl.Resources) != 3 {
 		t.Fatalf("resources %+v %v", rl, err)
 	}
 	rr, err := s.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "docs://handbook"})
@@ -702,7 +744,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 		t.Fatal("a URI no upstream offers was read")
 	}
 	pl, err := s.ListPrompts(e.ctx, nil)
-	if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != "docs__summarize" {
+	if err != nil || len(pl.Prompts) != 2 || pl.Prompts[0].Name != "docs__brief" || pl.Prompts[1].Name != "docs__summarize" {
 		t.Fatalf("prompts %+v %v", pl, err)
 	}
 	gp, err := s.GetPrompt(e.ctx, &mcp.GetPromptParams{Name: "docs__summarize", Arguments: map[string]string{"topic": "risk"}})

@@ -57,7 +57,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
 	if len(fields) > 0 {
-		if err := redactPrompt(out, fields); err != nil {
+		if out, err = redactPrompt(out, fields); err != nil {
 			return nil, g.unredactable(u, err)
 		}
 	}

@@ -114,13 +114,8 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
 	}
 	if len(fields) > 0 {
-		for _, rc := range out.Contents {
-			if len(rc.Blob) > 0 {
-				return nil, g.unredactable(u, enforce.ErrCannotRedact)
-			}
-			if rc.Text, err = enforce.RedactJSON(rc.Text, fields); err != nil {
-				return nil, g.unredactable(u, err)
-			}
+		if out, err = redactReadResult(out, fields); err != nil {
+			return nil, g.unredactable(u, err)
 		}
 	}
 	return out, nil

@@ -109,14 +109,9 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 		return nil, g.upstreamError(c, sid, u, err, len(fields) > 0)
 	}
 	if len(fields) > 0 {
-		var out mcp.CallToolResult
-		if err := json.Unmarshal(res, &out); err != nil {
+		if res, err = redactToolResult(res, fields); err != nil {
 			return nil, g.unredactable(u, err)
 		}
-		if err := redactToolResult(&out, fields); err != nil {
-			return nil, g.unredactable(u, err)
-		}
-		return json.Marshal(&out)
 	}
 	return res, nil
 }
