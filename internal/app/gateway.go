@@ -14,6 +14,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/netutil"
 
 	"google.golang.org/grpc"
 
@@ -66,7 +67,11 @@ type Gateway struct {
 	Proxy    *httpproxy.Proxy
 	ExtAuthz *extauthz.Server
 	handler  http.Handler
+	conns    *enforce.Conns
 }
+
+// Conns counts the connections each agent holds.
+func (g *Gateway) Conns() *enforce.Conns { return g.conns }
 
 // Handler serves the listener: the MCP endpoint, the proxy's routes and
 // the protected resource metadata of each.
@@ -92,18 +97,20 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{cfg: gc}
-	limits := enforce.NewLimiter(gc.RateLimit)
+	limits := enforce.NewLimiter(*gc.RateLimit)
+	g.conns = enforce.NewConns(gc.Limits.MaxConnectionsPerAgent)
 	issuer := a.cfg.Identity.Issuer
 	edge := func(resource string) *enforce.Edge {
 		u, _ := url.Parse(resource)
-		return &enforce.Edge{Verifier: a.Verifier, Resource: resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path), Limits: limits, Log: a.log}
+		return &enforce.Edge{Verifier: a.Verifier, Resource: resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path),
+			Limits: limits, Conns: g.conns, Log: a.log}
 	}
 	mux := http.NewServeMux()
 	var root http.Handler
 	if len(gc.MCP.Servers) > 0 {
 		var err error
 		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name},
-			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Logger: a.log})
+			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +140,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		// The mesh shares the gateway's rate limits.
 		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz"}, edge(gc.ExtAuthz.Resource), a.log)
 	}
-	g.handler = mux
+	g.handler = enforce.Deadlines(gc.Limits, mux)
 	return g, nil
 }
 
@@ -174,17 +181,23 @@ func serveGateway(ctx context.Context, g *Gateway, log *slog.Logger, ready chan<
 	if !config.IsLoopback(gc.Listen) && gc.TLSCert == "" && !gc.Insecure {
 		return fmt.Errorf("gateway: refusing plain HTTP on %s, which is not a loopback address: set tls_cert and tls_key, or insecure: true if a TLS proxy fronts it", gc.Listen)
 	}
+	// Bodies and answers have deadlines of their own (enforce.Deadlines),
+	// event streams a longer one: the server's are for headers and idle
+	// connections only.
 	srv := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ConnContext:       g.conns.ConnContext,
+		ConnState:         g.conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", gc.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	ln = netutil.LimitListener(ln, gc.Limits.MaxConnections)
 	if gc.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(gc.TLSCert, gc.TLSKey)
 		if err != nil {

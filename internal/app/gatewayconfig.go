@@ -30,8 +30,12 @@ type GatewayConfig struct {
 	TLSCert  string `yaml:"tls_cert"`
 	TLSKey   string `yaml:"tls_key"`
 	Insecure bool   `yaml:"insecure"`
-	// RateLimit bounds each agent's requests, across the enforcement points.
-	RateLimit enforce.RateLimit `yaml:"rate_limit"`
+	// RateLimit bounds each agent's requests, across the enforcement
+	// points. Default DefaultRateLimit; {rate: 0} turns it off.
+	RateLimit *enforce.RateLimit `yaml:"rate_limit"`
+	// Limits bound connections and the time requests take (see
+	// enforce.Limits for the defaults).
+	Limits enforce.Limits `yaml:"limits"`
 	// MCP is the MCP gateway: public_url, name, servers and its limits.
 	// Without servers there is none.
 	MCP mcpgw.Config `yaml:",inline"`
@@ -41,6 +45,11 @@ type GatewayConfig struct {
 	// own listener, when its listen is set.
 	ExtAuthz extauthz.Config `yaml:"ext_authz"`
 }
+
+// DefaultRateLimit is each agent's request rate when gateway.yaml says
+// none: well above one busy agent's (hundreds of calls a second), well
+// below what would starve the others.
+var DefaultRateLimit = enforce.RateLimit{Rate: 1000, Burst: 2000}
 
 // LoadGatewayConfig reads and checks a gateway configuration file.
 func LoadGatewayConfig(path string) (GatewayConfig, error) {
@@ -81,6 +90,10 @@ func (c *GatewayConfig) Check() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key go together")
 	}
+	if c.RateLimit == nil {
+		rl := DefaultRateLimit
+		c.RateLimit = &rl
+	}
 	if math.IsNaN(c.RateLimit.Rate) || math.IsInf(c.RateLimit.Rate, 0) {
 		bad("rate_limit.rate: a finite number of requests per second")
 	} else if c.RateLimit.Rate < 0 || c.RateLimit.Burst < 0 {
@@ -89,6 +102,7 @@ func (c *GatewayConfig) Check() error {
 	if c.RateLimit.Rate > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = max(1, int(c.RateLimit.Rate))
 	}
+	problems = append(problems, checkLimits(&c.Limits)...)
 	if len(c.MCP.Servers) == 0 && len(c.HTTP.Routes) == 0 && c.ExtAuthz.Listen == "" {
 		bad("servers: at least one upstream server (or http.routes, or ext_authz)")
 	}
@@ -130,6 +144,19 @@ func (c *GatewayConfig) checkExtAuthz() []string {
 		problems = append(problems, "ext_authz.resource: must not hold a user or password")
 	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, fmt.Sprintf("ext_authz.resource %q: the absolute URL agents' tokens for the mesh are issued for", c.ExtAuthz.Resource))
+	}
+	return problems
+}
+
+// checkLimits fills the limits' defaults and says what is wrong with them.
+func checkLimits(l *enforce.Limits) []string {
+	var problems []string
+	if l.MaxConnections < 0 || l.MaxConnectionsPerAgent < 0 || l.BodyTimeout < 0 || l.WriteTimeout < 0 || l.StreamTimeout < 0 {
+		problems = append(problems, "limits: none may be negative")
+	}
+	*l = l.WithDefaults()
+	if l.MaxConnectionsPerAgent > l.MaxConnections {
+		problems = append(problems, fmt.Sprintf("limits.max_connections_per_agent %d: at most max_connections (%d)", l.MaxConnectionsPerAgent, l.MaxConnections))
 	}
 	return problems
 }

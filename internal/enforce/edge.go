@@ -27,8 +27,10 @@ type Edge struct {
 	// MetadataURL is its protected resource metadata (RFC 9728), named in
 	// every challenge.
 	MetadataURL string
-	// Limits, when not nil, bounds each agent's requests.
+	// Limits, when not nil, bounds each agent's requests; Conns, when not
+	// nil, the connections they arrive on.
 	Limits *Limiter
+	Conns  *Conns
 	Log    *slog.Logger
 }
 
@@ -72,6 +74,12 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 		http.Error(w, no.Message, no.Status)
 		return nil, false
 	}
+	if e.Conns != nil && !e.Conns.Claim(r.Context(), c.Agent) {
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections for this agent", http.StatusTooManyRequests)
+		return nil, false
+	}
 	return c, true
 }
 
@@ -82,9 +90,7 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip str
 	var inactive *identity.AgentInactiveError
 	switch {
 	case errors.As(err, &inactive):
-		if tok, err = e.Verifier.Inspect(creds.Token); err != nil {
-			return nil, e.refuse(creds.Scheme, "invalid_token", err)
-		}
+		// Its token and proof are good: the decision denies and records it.
 	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable) || errors.Is(err, identity.ErrReplayCacheIsFull):
 		if e.Log != nil {
 			e.Log.Warn("cannot authenticate: state unavailable", "err", err)

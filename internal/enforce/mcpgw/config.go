@@ -35,6 +35,11 @@ type Config struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// SessionTimeout closes an MCP session idle this long. Default 30m.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
+	// MaxSessions bounds the MCP sessions open at once, all agents
+	// together (default 4096), and MaxSessionsPerAgent one agent's
+	// (default 32). A request that would open one more is refused.
+	MaxSessions         int `yaml:"max_sessions"`
+	MaxSessionsPerAgent int `yaml:"max_sessions_per_agent"`
 }
 
 // Server is one upstream MCP server.
@@ -110,6 +115,15 @@ func (c *Config) Check() error {
 	}
 	if c.SessionTimeout < 0 {
 		bad("session_timeout must be positive")
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = 4096
+	}
+	if c.MaxSessionsPerAgent == 0 {
+		c.MaxSessionsPerAgent = 32
+	}
+	if c.MaxSessions < 0 || c.MaxSessionsPerAgent < 0 || c.MaxSessionsPerAgent > c.MaxSessions {
+		bad("max_sessions and max_sessions_per_agent: positive, one agent's at most all of them")
 	}
 	if len(c.Servers) == 0 {
 		bad("servers: at least one upstream server")

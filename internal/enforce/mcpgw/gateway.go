@@ -27,6 +27,9 @@ const (
 	CodeDenied           = -32010
 	CodeApprovalRequired = -32011
 	CodeUpstream         = -32012
+	// CodeLimit refuses what is over a limit (MCP sessions), with HTTP
+	// 429 or 503 and Retry-After.
+	CodeLimit = -32013
 )
 
 // sessionless is the first protocol version without sessions.
@@ -44,9 +47,11 @@ type Deps struct {
 	// Issuer is the authorization server agents get tokens from, named in
 	// the protected resource metadata.
 	Issuer string
-	// Limits bounds each agent's requests; nil is no limit. Enforcement
-	// points on one listener share one.
+	// Limits bounds each agent's requests, and Conns the connections they
+	// arrive on; nil is no limit. Enforcement points on one listener
+	// share them.
 	Limits *enforce.Limiter
+	Conns  *enforce.Conns
 	Logger *slog.Logger
 }
 
@@ -96,7 +101,8 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}
 	lg = lg.With("pep", cfg.Name)
 	g := &Gateway{cfg: cfg, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
-		agents: agentSessions{m: map[string]*agentSession{}}, done: make(chan struct{})}
+		done: make(chan struct{})}
+	g.agents.init()
 	for _, s := range cfg.Servers {
 		u := newUpstream(s, cfg.UpstreamTimeout, lg)
 		g.ups[s.Name] = u
@@ -104,7 +110,7 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 	}
 	pub, _ := url.Parse(cfg.PublicURL)
 	g.metaURL = enforce.MetadataURL(pub.Scheme, pub.Host, pub.Path)
-	g.auth = &enforce.Edge{Verifier: d.Verifier, Resource: cfg.PublicURL, MetadataURL: g.metaURL, Limits: d.Limits, Log: lg}
+	g.auth = &enforce.Edge{Verifier: d.Verifier, Resource: cfg.PublicURL, MetadataURL: g.metaURL, Limits: d.Limits, Conns: d.Conns, Log: lg}
 
 	server := g.mcpServer()
 	getServer := func(*http.Request) *mcp.Server { return server }
@@ -219,6 +225,17 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 		}
 		if g.fastCall(w, r, c) {
 			return
+		}
+		// A POST without a session to the handler with sessions may open
+		// one (initialize): the agent's and the gateway's caps apply.
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") < sessionless {
+			release, no := g.agents.reserve(c.Agent, g.cfg.MaxSessionsPerAgent, g.cfg.MaxSessions)
+			if no != nil {
+				no.write(w)
+				return
+			}
+			defer release()
+			w = &sessionOpening{ResponseWriter: w, g: g, agent: c.Agent}
 		}
 		sdk.ServeHTTP(w, r)
 	})

@@ -3,12 +3,14 @@ package mcpgw
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce"
@@ -38,12 +40,24 @@ type agentSession struct {
 	ready   atomic.Bool
 	agent   string
 	version string
+	// owner is the agent whose request opened the session, as the HTTP
+	// answer that named it showed: what the session caps count.
+	owner string
 }
 
-// agentSessions are the SDK handler's sessions, by id.
+// agentSessions are the SDK handler's sessions, by id, and how many each
+// agent has open or is opening.
 type agentSessions struct {
-	mu sync.RWMutex
-	m  map[string]*agentSession
+	mu      sync.RWMutex
+	m       map[string]*agentSession
+	owned   map[string]int // by owner
+	opening map[string]int // requests that may open one, by agent
+	total   int            // of opening
+}
+
+// init makes the tables.
+func (t *agentSessions) init() {
+	t.m, t.owned, t.opening = map[string]*agentSession{}, map[string]int{}, map[string]int{}
 }
 
 func (t *agentSessions) get(id string) *agentSession {
@@ -68,11 +82,111 @@ func (t *agentSessions) track(ss *mcp.ServerSession, now time.Time) *agentSessio
 		t.mu.Lock()
 		if t.m[id] == s {
 			delete(t.m, id)
+			if s.owner != "" {
+				if t.owned[s.owner]--; t.owned[s.owner] <= 0 {
+					delete(t.owned, s.owner)
+				}
+			}
 		}
 		t.mu.Unlock()
 	}()
 	return s
 }
+
+// reserve makes room for a session agent's request may open: at most
+// perAgent of the agent's and total of all, counting those being opened.
+// It returns why not, or how to give the room back once the request is
+// answered (by then, a session it opened is owned).
+func (t *agentSessions) reserve(agent string, perAgent, total int) (release func(), refusal *sessionRefusal) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.owned[agent]+t.opening[agent] >= perAgent:
+		return nil, &sessionRefusal{status: http.StatusTooManyRequests,
+			message: fmt.Sprintf("too many MCP sessions for this agent (at most %d): end one (DELETE) or let one idle out", perAgent)}
+	case len(t.m)+t.total >= total:
+		return nil, &sessionRefusal{status: http.StatusServiceUnavailable, message: "the gateway holds as many MCP sessions as it may; try again later"}
+	}
+	t.opening[agent]++
+	t.total++
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.opening[agent]--; t.opening[agent] <= 0 {
+			delete(t.opening, agent)
+		}
+		t.total--
+	}, nil
+}
+
+// own records that agent's request opened session ss.
+func (t *agentSessions) own(ss *mcp.ServerSession, agent string, now time.Time) {
+	s := t.track(ss, now)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s.owner == "" && t.m[ss.ID()] == s {
+		s.owner = agent
+		t.owned[agent]++
+	}
+}
+
+// sessionRefusal is why a request that may open a session was refused.
+type sessionRefusal struct {
+	status  int
+	message string
+}
+
+// write answers the refused request: the HTTP status, and a JSON-RPC
+// error the agent's client can show.
+func (no *sessionRefusal) write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(no.status)
+	b, _ := json.Marshal(rpcAnswer{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &jsonrpc.Error{Code: CodeLimit, Message: no.message}})
+	w.Write(b)
+}
+
+// sessionOpening watches the answer to a request that may open a session,
+// and has the session owned before the answer goes out.
+type sessionOpening struct {
+	http.ResponseWriter
+	g     *Gateway
+	agent string
+	done  bool
+}
+
+func (w *sessionOpening) WriteHeader(status int) {
+	if !w.done {
+		w.done = true
+		if id := w.Header().Get("Mcp-Session-Id"); id != "" {
+			for ss := range w.g.server.Sessions() {
+				if ss.ID() == id {
+					w.g.agents.own(ss, w.agent, time.Now())
+					break
+				}
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *sessionOpening) Write(b []byte) (int, error) {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets an event stream through.
+func (w *sessionOpening) Flush() {
+	if !w.done {
+		w.WriteHeader(http.StatusOK)
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *sessionOpening) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // ending takes a session its agent is ending (DELETE) off the fast path at
 // once; the SDK's handler closes it.

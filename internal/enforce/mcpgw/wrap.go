@@ -43,7 +43,8 @@ func NewWrap(name string, command []string, trust string, d WrapDeps) (*Gateway,
 		lg = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, dec: d.Decider, lg: lg.With("pep", cfg.Name), ups: map[string]*upstream{},
-		agents: agentSessions{m: map[string]*agentSession{}}, fixed: d.Caller, proof: d.Proof}
+		fixed: d.Caller, proof: d.Proof}
+	g.agents.init()
 	u := newUpstream(cfg.Servers[0], 30*time.Second, g.lg)
 	g.ups[name], g.order, g.single = u, []*upstream{u}, u
 	g.mcpServer()
