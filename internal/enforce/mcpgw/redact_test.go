@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
 )
 
 const ssn = "123-45-6789"
@@ -112,6 +114,78 @@ func TestRedactResourcesAndPrompts(t *testing.T) {
 		b, _ = json.Marshal(gp)
 		if strings.Contains(string(b), ssn) || len(gp.Messages) != 4 || !strings.Contains(string(b), "risk") {
 			t.Fatalf("prompt: %s", b)
+		}
+	}
+}
+
+// Whatever an upstream answers, a redacted tool result holds no value of
+// the field outside "[redacted]", only content the gateway could redact,
+// and no key it does not know.
+func FuzzRedactToolResult(f *testing.F) {
+	b, _ := json.Marshal(mediaResult())
+	f.Add(string(b))
+	f.Add(`{"content":[{"type":"text","text":"[{\"ssn\":1},{\"a\":{\"ssn\":[2]}}]"}],"extra":{"ssn":3}}`)
+	f.Add(`{"content":[{"type":"resource","resource":{"uri":"x","text":"{\"ssn\":4}","blob":"AA=="}}]}`)
+	f.Add(`{"content":{"type":"text"},"structuredContent":[{"ssn":5}]}`)
+	f.Fuzz(func(t *testing.T, raw string) {
+		out, err := mcpgw.RedactToolResult(json.RawMessage(raw), [][]string{{"ssn"}})
+		if err != nil {
+			return
+		}
+		var res map[string]any
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("not JSON: %s", out)
+		}
+		for k := range res {
+			switch k {
+			case "content", "structuredContent", "_meta", "isError", "resultType":
+			default:
+				t.Fatalf("an unknown key %q passed: %s", k, out)
+			}
+		}
+		items, _ := res["content"].([]any)
+		for _, x := range items {
+			item := x.(map[string]any)
+			switch item["type"] {
+			case "text":
+				noField(t, out, decodeIfJSON(item["text"]))
+			case "resource":
+				rc := item["resource"].(map[string]any)
+				if _, ok := rc["blob"]; ok {
+					t.Fatalf("a blob passed: %s", out)
+				}
+				noField(t, out, decodeIfJSON(rc["text"]))
+			default:
+				t.Fatalf("content of type %v passed: %s", item["type"], out)
+			}
+		}
+		noField(t, out, res["structuredContent"])
+		noField(t, out, res["_meta"])
+	})
+}
+
+// decodeIfJSON is text decoded when it is JSON.
+func decodeIfJSON(v any) any {
+	s, _ := v.(string)
+	var out any
+	if json.Unmarshal([]byte(s), &out) == nil {
+		return out
+	}
+	return nil
+}
+
+// noField fails when v holds the field "ssn" (a path from the root,
+// through arrays element by element) with a value other than "[redacted]".
+func noField(t *testing.T, out []byte, v any) {
+	t.Helper()
+	switch x := v.(type) {
+	case map[string]any:
+		if e, ok := x["ssn"]; ok && e != mcpgw.Redacted {
+			t.Fatalf("ssn %v passed: %s", e, out)
+		}
+	case []any:
+		for _, e := range x {
+			noField(t, out, e)
 		}
 	}
 }
