@@ -187,7 +187,7 @@ func (e *Enforcer) decide(r *http.Request, token string, body []byte) (Decision,
 		"action":   "http:" + r.Method,
 		"resource": map[string]any{"kind": "http.route", "id": e.name + r.URL.Path},
 		"args":     args,
-		"context":  map[string]any{"source": map[string]any{"ip": ip}, "session": map[string]any{"id": r.Header.Get("Warden-Task")}},
+		"context":  map[string]any{"source": map[string]any{"ip": ip}},
 	}
 	if p := r.Header.Get("DPoP"); p != "" {
 		req["dpop"], req["htm"], req["htu"] = p, r.Method, e.resource+r.URL.EscapedPath()

@@ -24,6 +24,7 @@ import (
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/store/postgres"
 	"github.com/warden-run/warden/internal/store/sqlite"
+	"github.com/warden-run/warden/internal/taint"
 )
 
 // App is a running control plane.
@@ -40,6 +41,8 @@ type App struct {
 	Relay    *audit.EventRelay
 	Policies *policy.Registry
 	Decide   *decide.Pipeline
+	// Taints are the agents' taints, shared with every replica.
+	Taints *taint.Registry
 	// EnforcementPoints are the registered enforcement points and their credentials.
 	EnforcementPoints *decide.EnforcementPoints
 	Handler           http.Handler
@@ -137,8 +140,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if shift := cfg.Decide.ClockShift; shift != 0 {
 		clock = func() time.Time { return time.Now().Add(shift) }
 	}
+	if a.Taints, err = taint.Open(ctx, taint.Config{ExpireAfter: cfg.Taints.ExpireAfter, Logger: log}, a.Store); err != nil {
+		return nil, err
+	}
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
-		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
 	if cfg.Policy.Dir != "" {
@@ -152,7 +158,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
-		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints,
+		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints, Taints: a.Taints,
 	})
 	go a.maintain(bg)
 	ok = true
@@ -269,6 +275,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.Decide != nil {
 		a.Decide.Close() // its shadow evaluations record into the audit log
+	}
+	if a.Taints != nil {
+		a.Taints.Close()
 	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())

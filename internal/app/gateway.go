@@ -10,15 +10,19 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"golang.org/x/net/netutil"
+
+	"google.golang.org/grpc"
 
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/enforce/extauthz"
+	"github.com/warden-run/warden/internal/enforce/httpproxy"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
-	"google.golang.org/grpc"
 )
 
 // GatewayPEP is the enforcement point name of a gateway that runs inside
@@ -26,13 +30,13 @@ import (
 const GatewayPEP = "mcp-gateway"
 
 // LoadGateway reads the gateway file cfg names, if any, and lets tokens be
-// issued for the gateway: its public URL (and its HTTP proxy's resource)
-// become identity resources. Call it before New.
-func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
+// issued for the gateway: its public URL (and its HTTP proxy's and
+// ext_authz's resources) become identity resources. Call it before New.
+func LoadGateway(cfg *config.Config) (*GatewayConfig, error) {
 	if cfg.Gateway == "" {
 		return nil, nil
 	}
-	g, err := mcpgw.LoadConfig(cfg.Gateway)
+	g, err := LoadGatewayConfig(cfg.Gateway)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +45,9 @@ func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 			cfg.Identity.Resources = append(cfg.Identity.Resources, resource)
 		}
 	}
-	add(g.PublicURL)
+	if len(g.MCP.Servers) > 0 {
+		add(g.MCP.PublicURL)
+	}
 	if len(g.HTTP.Routes) > 0 {
 		add(g.HTTP.Resource)
 	}
@@ -51,48 +57,109 @@ func LoadGateway(cfg *config.Config) (*mcpgw.Config, error) {
 	return &g, nil
 }
 
-// NewGateway makes an MCP gateway that decides in this process.
-func (a *App) NewGateway(gc mcpgw.Config) (*mcpgw.Gateway, error) {
-	return mcpgw.New(gc, mcpgw.Deps{
-		Decider:  enforce.Local{Pipeline: a.Decide, Name: gc.Name, Audiences: gatewayAudiences(gc)},
-		Verifier: a.Verifier,
-		Issuer:   a.cfg.Identity.Issuer,
-		Logger:   a.log,
-	})
+// Gateway is the enforcement points of one gateway.yaml, composed: the MCP
+// gateway and the HTTP proxy on one listener, the Envoy authorization
+// server on its own. They share the per-agent rate limits; the taints of
+// the agents are the decision point's.
+type Gateway struct {
+	cfg      GatewayConfig
+	MCP      *mcpgw.Gateway
+	Proxy    *httpproxy.Proxy
+	ExtAuthz *extauthz.Server
+	handler  http.Handler
+	conns    *enforce.Conns
 }
 
-// gatewayAudiences are the resources a gateway serves: the MCP gateway's
-// URL, and its HTTP proxy's resource when it has routes. Its decisions
-// check the agent's token against them.
-func gatewayAudiences(gc mcpgw.Config) []string {
-	aud := []string{gc.PublicURL}
-	if len(gc.HTTP.Routes) > 0 {
-		aud = append(aud, gc.HTTP.Resource)
+// Conns counts the connections each agent holds.
+func (g *Gateway) Conns() *enforce.Conns { return g.conns }
+
+// Handler serves the listener: the MCP endpoint, the proxy's routes and
+// the protected resource metadata of each.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Connect connects the MCP gateway's upstreams now.
+func (g *Gateway) Connect(ctx context.Context) {
+	if g.MCP != nil {
+		g.MCP.Connect(ctx)
 	}
-	return aud
+}
+
+// Close disconnects the MCP gateway's upstreams.
+func (g *Gateway) Close() {
+	if g.MCP != nil {
+		g.MCP.Close()
+	}
+}
+
+// NewGateway makes the enforcement points of gc, deciding in this process.
+func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
+	if err := gc.Check(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: gc}
+	limits := enforce.NewLimiter(*gc.RateLimit)
+	g.conns = enforce.NewConns(gc.Limits.MaxConnectionsPerAgent)
+	issuer := a.cfg.Identity.Issuer
+	edge := func(resource string) *enforce.Edge {
+		u, _ := url.Parse(resource)
+		return &enforce.Edge{Verifier: a.Verifier, Resource: resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path),
+			Limits: limits, Conns: g.conns, Log: a.log}
+	}
+	mux := http.NewServeMux()
+	var root http.Handler
+	if len(gc.MCP.Servers) > 0 {
+		var err error
+		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.MCP.PublicURL}},
+			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
+		if err != nil {
+			return nil, err
+		}
+		pub, _ := url.Parse(gc.MCP.PublicURL)
+		mux.Handle(pub.Path, g.MCP.Handler())
+		mux.Handle("GET /.well-known/oauth-protected-resource"+strings.TrimSuffix(pub.Path, "/"), g.MCP.Handler())
+		root = enforce.ResourceMetadata(gc.MCP.PublicURL, "Warden MCP gateway", issuer)
+	}
+	if len(gc.HTTP.Routes) > 0 {
+		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.HTTP.Resource}},
+			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name)})
+		for _, prefix := range g.Proxy.Prefixes() {
+			mux.Handle(prefix, g.Proxy)
+		}
+		meta := enforce.ResourceMetadata(gc.HTTP.Resource, "Warden HTTP proxy", issuer)
+		hu, _ := url.Parse(gc.HTTP.Resource)
+		if p := strings.TrimSuffix(hu.Path, "/"); p != "" {
+			mux.Handle("GET /.well-known/oauth-protected-resource"+p, meta)
+		} else {
+			root = meta
+		}
+	}
+	if root != nil {
+		mux.Handle("GET /.well-known/oauth-protected-resource", root)
+	}
+	if gc.ExtAuthz.Listen != "" {
+		// The mesh shares the gateway's rate limits.
+		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge(gc.ExtAuthz.Resource), a.log)
+	}
+	g.handler = enforce.Deadlines(gc.Limits, mux)
+	return g, nil
 }
 
 // RunGateway serves g on its listen address, and the Envoy external
 // authorization server when configured, until ctx ends. ready, when not
 // nil, receives the gateway's bound address.
-func (a *App) RunGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, ready chan<- string) error {
-	if gc.ExtAuthz.Listen != "" {
+func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) error {
+	gc := g.cfg
+	if g.ExtAuthz != nil {
 		if !config.IsLoopback(gc.ExtAuthz.Listen) && !gc.Insecure {
 			return fmt.Errorf("ext_authz: refusing plain gRPC on %s, which is not a loopback address: set insecure: true if the mesh's own mTLS carries it", gc.ExtAuthz.Listen)
 		}
-		// The mesh shares the gateway's rate limits and session taints: a
-		// task tainted through MCP is tainted for its HTTP calls too.
-		u, _ := url.Parse(gc.ExtAuthz.Resource)
-		edge := &enforce.Edge{Verifier: a.Verifier, Resource: gc.ExtAuthz.Resource, MetadataURL: enforce.MetadataURL(u.Scheme, u.Host, u.Path),
-			Limits: g.Limits(), Log: a.log}
-		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge,
-			g.Sessions(), a.log), a.log)
+		stop, err := serveExtAuthz(gc.ExtAuthz.Listen, g.ExtAuthz, a.log)
 		if err != nil {
 			return err
 		}
 		defer stop()
 	}
-	return serveGateway(ctx, g, gc, a.log, ready)
+	return serveGateway(ctx, g, a.log, ready)
 }
 
 // serveExtAuthz serves Envoy's Authorization service on addr (plain gRPC:
@@ -109,21 +176,28 @@ func serveExtAuthz(addr string, s *extauthz.Server, log *slog.Logger) (stop func
 	return srv.GracefulStop, nil
 }
 
-func serveGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, log *slog.Logger, ready chan<- string) error {
+func serveGateway(ctx context.Context, g *Gateway, log *slog.Logger, ready chan<- string) error {
+	gc := g.cfg
 	if !config.IsLoopback(gc.Listen) && gc.TLSCert == "" && !gc.Insecure {
 		return fmt.Errorf("gateway: refusing plain HTTP on %s, which is not a loopback address: set tls_cert and tls_key, or insecure: true if a TLS proxy fronts it", gc.Listen)
 	}
+	// Bodies and answers have deadlines of their own (enforce.Deadlines),
+	// event streams a longer one: the server's are for headers and idle
+	// connections only.
 	srv := &http.Server{
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		ConnContext:       g.conns.ConnContext,
+		ConnState:         g.conns.ConnState,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", gc.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	ln = netutil.LimitListener(ln, gc.Limits.MaxConnections)
 	if gc.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(gc.TLSCert, gc.TLSKey)
 		if err != nil {
@@ -133,7 +207,7 @@ func serveGateway(ctx context.Context, g *mcpgw.Gateway, gc mcpgw.Config, log *s
 		ln = tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
 	}
 	go g.Connect(ctx)
-	log.Info("MCP gateway serving", "url", gc.PublicURL, "upstreams", len(gc.Servers))
+	log.Info("gateway serving", "addr", ln.Addr().String(), "mcp", gc.MCP.PublicURL, "upstreams", len(gc.MCP.Servers), "http_routes", len(gc.HTTP.Routes))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
-	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/sdk"
 )
@@ -85,7 +84,7 @@ func TestGatewayAsAReplica(t *testing.T) {
 	defer stop()
 	ready := make(chan string, 1)
 	failed := make(chan error, 1)
-	go func() { failed <- replica.RunGateway(gctx, gw, *gc, ready) }()
+	go func() { failed <- replica.RunGateway(gctx, gw, ready) }()
 	select {
 	case <-ready:
 	case err := <-failed:
@@ -94,7 +93,7 @@ func TestGatewayAsAReplica(t *testing.T) {
 
 	const id = "ai-agent://dev/through-the-replica"
 	k := server.Register(t, id, "r")
-	c, err := sdk.NewClient(server.URL, id, k, sdk.WithResource(gc.PublicURL))
+	c, err := sdk.NewClient(server.URL, id, k, sdk.WithResource(gc.MCP.PublicURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +102,7 @@ func TestGatewayAsAReplica(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		// The replica learns of the new agent through the change feed.
-		s, err = client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gc.PublicURL, HTTPClient: &http.Client{Transport: c.Transport(nil)}, MaxRetries: -1}, nil)
+		s, err = client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gc.MCP.PublicURL, HTTPClient: &http.Client{Transport: c.Transport(nil)}, MaxRetries: -1}, nil)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -140,7 +139,7 @@ func TestGatewayAsAReplica(t *testing.T) {
 // the configuration says something else protects it (insecure: true).
 func TestExtAuthzPlainGRPCOffLoopback(t *testing.T) {
 	w := apptest.Start(t, nil)
-	gc, err := mcpgw.ParseConfig([]byte("listen: 127.0.0.1:0\next_authz: {listen: '0.0.0.0:0', resource: 'https://mesh.example'}\n"))
+	gc, err := app.ParseGatewayConfig([]byte("listen: 127.0.0.1:0\next_authz: {listen: '0.0.0.0:0', resource: 'https://mesh.example'}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +150,7 @@ func TestExtAuthzPlainGRPCOffLoopback(t *testing.T) {
 	defer gw.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := w.App.RunGateway(ctx, gw, gc, nil); err == nil || !strings.Contains(err.Error(), "plain gRPC") {
+	if err := w.App.RunGateway(ctx, gw, nil); err == nil || !strings.Contains(err.Error(), "plain gRPC") {
 		t.Fatalf("RunGateway: %v", err)
 	}
 }

@@ -71,7 +71,7 @@ instead: warden serve --gateway gateway.yaml.`,
 			if err != nil {
 				return err
 			}
-			return a.RunGateway(ctx, gateway, *gw, nil)
+			return a.RunGateway(ctx, gateway, nil)
 		},
 	}
 	fl := cmd.Flags()

@@ -92,7 +92,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			defer cancel()
 			errc := make(chan error, 2)
 			go func() { errc <- a.Run(ctx, nil); cancel() }()
-			go func() { errc <- a.RunGateway(ctx, gateway, *gw, nil); cancel() }()
+			go func() { errc <- a.RunGateway(ctx, gateway, nil); cancel() }()
 			return errors.Join(<-errc, <-errc)
 		},
 	}

@@ -37,6 +37,7 @@ type Config struct {
 	Audit    Audit    `yaml:"audit"`
 	Policy   Policy   `yaml:"policy"`
 	Decide   Decide   `yaml:"decide"`
+	Taints   Taints   `yaml:"taints"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -88,6 +89,14 @@ type Decide struct {
 	// which plays its scenarios in market hours whenever it runs, and
 	// never read from a file.
 	ClockShift time.Duration `yaml:"-"`
+}
+
+// Taints configures how long the marks of untrusted reads last
+// (docs/mcp-gateway.md, "Taints").
+type Taints struct {
+	// ExpireAfter ends a taint this long after the agent's last read that
+	// set or renewed it; 0 keeps taints until an operator clears them.
+	ExpireAfter time.Duration `yaml:"expire_after"`
 }
 
 // Audit configures the tamper-evident log.
@@ -215,6 +224,7 @@ func Default() Config {
 		Policy: Policy{Timeout: 50 * time.Millisecond},
 		Decide: Decide{RecordInput: true, RedactDefaultKeys: true,
 			RecordMaxValueBytes: record.DefaultMaxValueBytes, RecordMaxInputBytes: record.DefaultMaxInputBytes},
+		Taints: Taints{ExpireAfter: time.Hour},
 	}
 }
 
@@ -350,6 +360,9 @@ func (c *Config) Validate() error {
 	}
 	if id.KeyGrace < 0 {
 		bad("identity.key_grace must not be negative")
+	}
+	if c.Taints.ExpireAfter < 0 {
+		bad("taints.expire_after must not be negative (0 keeps taints until an operator clears them)")
 	}
 	if id.MaxStaleness <= 0 {
 		bad("identity.max_staleness must be positive")

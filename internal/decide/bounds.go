@@ -119,6 +119,10 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 	if !ok || !rec.Status.MayHoldTokens() {
 		return out
 	}
+	held, err := p.heldTaints(tok)
+	if err != nil {
+		return out
+	}
 	budget, cancel := context.WithTimeout(ctx, p.cfg.RequestBudget)
 	defer cancel()
 	at := p.now().UTC().Truncate(time.Second)
@@ -135,7 +139,7 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 			continue
 		}
 		p.work.evaluations.Add(1)
-		may, err := live.Active.MayAllow(budget, p.input(&one, map[string]any{}, tok, rec, live.Active, at), at)
+		may, err := live.Active.MayAllow(budget, p.input(&one, map[string]any{}, tok, rec, live.Active, at, held), at)
 		if err != nil && budget.Err() == nil {
 			p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", t.Action, "resource", t.Resource.ID}, evalErrorAttrs(err)...)...)
 		}

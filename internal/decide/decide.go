@@ -162,8 +162,11 @@ type Config struct {
 	// request as a whole (default 1 s): what is left when it is spent is
 	// denied or hidden, not evaluated.
 	RequestBudget time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Taints, when set, keeps the agents' taints: every decision sees its
+	// agent's, and an allowed read of an untrusted resource sets one.
+	Taints Taints
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow
@@ -249,6 +252,8 @@ type decision struct {
 	live   *policy.Live
 	now    time.Time
 	input  map[string]any
+	// newTaints were set by this decision (an allowed read that taints).
+	newTaints []store.Taint
 }
 
 // prepare checks a request and begins its decision; a malformed request
@@ -348,7 +353,13 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 	// The policy's clock is the decision's second: a decision is a function
 	// of its input, which the engine can then reuse.
 	at := c.now.Truncate(time.Second)
-	input := p.input(req, args, tok, rec, c.live.Active, at)
+	held, err := p.heldTaints(tok)
+	if err != nil {
+		p.lg.Warn("decision: the agent's taints are unknown; denied", "decision_id", c.d.ID, "err", err)
+		c.deny(ReasonStateUnavailable)
+		return
+	}
+	input := p.input(req, args, tok, rec, c.live.Active, at, held)
 	raw, err := audit.AppendCanonical(nil, input)
 	if err != nil {
 		// Cannot happen with JSON-shaped input; fail closed all the same.
@@ -378,6 +389,12 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 	if v.Obligations != nil {
 		c.d.Obligations = v.Obligations
 	}
+	if c.d.Outcome == policy.Allow {
+		if c.newTaints, err = p.taint(ctx, c.d, c.pep.Name, req, tok, input); err != nil {
+			c.deny(err.Error())
+			c.d.Obligations = map[string]any{}
+		}
+	}
 }
 
 // record writes the decision's entry and returns the answer: a deny if the
@@ -397,6 +414,9 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	if len(d.Obligations) > 0 {
 		c.detail["obligations"] = d.Obligations
 	}
+	if len(c.newTaints) > 0 {
+		c.detail["taints_set"] = taintNames(c.newTaints)
+	}
 	if len(c.detail) > 0 {
 		e.Detail, _ = json.Marshal(c.detail)
 	}
@@ -410,6 +430,9 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 		return unrecorded(ReasonAuditUnavailable)
 	}
 	d.AuditIndex = idx
+	for _, t := range c.newTaints {
+		p.cfg.Taints.Indexed(ctx, t, idx)
+	}
 	if c.live.Shadow != nil && c.input != nil {
 		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: c.req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: c.req.Action, resource: e.Resource, active: d, pep: c.pep.Name})

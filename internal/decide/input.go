@@ -19,9 +19,9 @@ const InputVersion = 1
 // input builds the policy input of an authenticated request: the agent's
 // record and the token's roles, the resource with the catalog's
 // attributes, and the context Warden knows (time, source and region,
-// delegation, the session's taints the enforcement point reports). Risk,
+// delegation, the agent's taints and where they came from). Risk,
 // grants and approvals are empty until the parts that fill them exist.
-func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time) map[string]any {
+func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time, held []store.Taint) map[string]any {
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
 		attrs[k] = v
@@ -65,7 +65,7 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 			"time":       now.Format(time.RFC3339),
 			"source":     source,
 			"risk":       map[string]any{"score": 0, "level": "low", "signals": []any{}},
-			"session":    map[string]any{"id": req.Context.Session.ID, "taints": taints(req.Context.Session.Taints)},
+			"session":    sessionInput(req.Context.Session, held),
 			"grants":     []any{},
 			"delegation": delegation,
 			"approvals":  []any{},

@@ -49,7 +49,7 @@ type Demo struct {
 
 	tempData  bool
 	servers   []*http.Server
-	gateway   *mcpgw.Gateway
+	gateway   *app.Gateway
 	log       *slog.Logger
 	agents    map[string]*agent
 	scanned   int64
@@ -134,8 +134,7 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	d.servers = append(d.servers, api)
 
 	up := "http://" + upstreamLn.Addr().String()
-	gc := mcpgw.Config{
-		Listen: gatewayLn.Addr().String(),
+	gc := app.GatewayConfig{Listen: gatewayLn.Addr().String(), MCP: mcpgw.Config{
 		Servers: []mcpgw.Server{
 			{Name: "market-data", URL: up + "/market-data", Trust: mcpgw.Trusted},
 			{Name: "trading", URL: up + "/trading", Trust: mcpgw.Trusted},
@@ -147,7 +146,7 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 			{Name: "email", URL: up + "/email", Trust: mcpgw.Trusted, Tools: map[string]map[string]any{"send": {"egress": true}}},
 		},
 		UpstreamTimeout: 10 * time.Second,
-	}
+	}}
 	if err := gc.Check(); err != nil {
 		return nil, err
 	}

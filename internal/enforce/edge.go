@@ -2,6 +2,7 @@ package enforce
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,10 @@ type Edge struct {
 	// MetadataURL is its protected resource metadata (RFC 9728), named in
 	// every challenge.
 	MetadataURL string
-	// Limits, when not nil, bounds each agent's requests.
+	// Limits, when not nil, bounds each agent's requests; Conns, when not
+	// nil, the connections they arrive on.
 	Limits *Limiter
+	Conns  *Conns
 	Log    *slog.Logger
 }
 
@@ -37,10 +40,8 @@ type Caller struct {
 	Agent  string
 	Roles  []string
 	Expiry time.Time
-	// IP is the peer's address; Task the Warden-Task header, which groups
-	// an agent's requests into one session for taints.
-	IP   string
-	Task string
+	// IP is the peer's address.
+	IP string
 }
 
 // Refusal is why a request was not authenticated, as HTTP says it: a
@@ -61,7 +62,7 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 	if err != nil {
 		no = e.refuse("Bearer", "", err)
 	} else {
-		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r), r.Header.Get("Warden-Task"))
+		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r))
 	}
 	if no != nil {
 		if no.Challenge != "" {
@@ -73,19 +74,23 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 		http.Error(w, no.Message, no.Status)
 		return nil, false
 	}
+	if e.Conns != nil && !e.Conns.Claim(r.Context(), c.Agent) {
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many connections for this agent", http.StatusTooManyRequests)
+		return nil, false
+	}
 	return c, true
 }
 
 // Check authenticates credentials read from a request (method, htu) that
 // came from ip, for enforcement points that are not HTTP handlers.
-func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, task string) (*Caller, *Refusal) {
+func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip string) (*Caller, *Refusal) {
 	tok, err := e.Verifier.VerifyRequest(ctx, identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: method, URL: htu})
 	var inactive *identity.AgentInactiveError
 	switch {
 	case errors.As(err, &inactive):
-		if tok, err = e.Verifier.Inspect(creds.Token); err != nil {
-			return nil, e.refuse(creds.Scheme, "invalid_token", err)
-		}
+		// Its token and proof are good: the decision denies and records it.
 	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable) || errors.Is(err, identity.ErrReplayCacheIsFull):
 		if e.Log != nil {
 			e.Log.Warn("cannot authenticate: state unavailable", "err", err)
@@ -98,31 +103,13 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip, ta
 	case err != nil:
 		return nil, e.refuse(creds.Scheme, "invalid_token", err)
 	}
-	if !validTask(task) {
-		return nil, &Refusal{Status: http.StatusBadRequest, Message: "Warden-Task: at most 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'"}
-	}
 	if !tok.Audience.Contains(e.Resource) {
 		return nil, e.refuse(creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
 	}
 	if e.Limits != nil && !e.Limits.Allow(tok.Subject) {
 		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
-	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip, Task: task}, nil
-}
-
-// validTask says whether a Warden-Task value is one the enforcement points
-// key sessions by: short, so that an agent cannot grow their tables with
-// large keys.
-func validTask(t string) bool {
-	if len(t) > 128 {
-		return false
-	}
-	for _, c := range []byte(t) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
+	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
 }
 
 // refuse is a 401 with an RFC 6750 / RFC 9449 challenge.
@@ -143,4 +130,21 @@ func (e *Edge) refuse(scheme, code string, err error) *Refusal {
 // path).
 func MetadataURL(scheme, host, path string) string {
 	return scheme + "://" + host + "/.well-known/oauth-protected-resource" + strings.TrimSuffix(path, "/")
+}
+
+// ResourceMetadata serves the RFC 9728 protected resource metadata of an
+// enforcement point's resource, naming the authorization server issuer.
+func ResourceMetadata(resource, name, issuer string) http.Handler {
+	body, _ := json.Marshal(map[string]any{
+		"resource":                          resource,
+		"resource_name":                     name,
+		"authorization_servers":             []string{issuer},
+		"bearer_methods_supported":          []string{"header"},
+		"dpop_bound_access_tokens_required": false,
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Write(body)
+	})
 }

@@ -48,8 +48,9 @@ func (l Local) MayAllow(ctx context.Context, req *decide.Request) bool {
 	return l.Pipeline.MayAllow(ctx, decide.InProcess(l.Name, l.Audiences...), req)
 }
 
-// Trust levels of an upstream, and the taint an untrusted one's content
-// leaves on a session.
+// Trust levels of an upstream, sent to the decision point as the
+// resource's trust attribute: an allowed read of an untrusted one taints
+// the agent (untrusted_content) for its later decisions.
 const (
 	Trusted        = "trusted"
 	Untrusted      = "untrusted"
@@ -166,12 +167,3 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 
 // CleanPath says whether an HTTP path may be decided on (see cleanpath.OK).
 func CleanPath(p string) bool { return cleanpath.OK(p) }
-
-// SessionKey is where an agent's taints are kept by an enforcement point
-// without sessions of its own: the agent's task (Warden-Task), or the agent.
-func SessionKey(c *Caller) string {
-	if c.Task != "" {
-		return "task:" + c.Agent + "\x00" + c.Task
-	}
-	return "agent:" + c.Agent
-}

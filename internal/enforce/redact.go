@@ -59,19 +59,6 @@ func RedactValue(v any, fields [][]string) any {
 	return out
 }
 
-// RedactJSON masks the fields in text that is JSON. Other text (prose) is
-// returned as it is; text that starts as JSON does (an object or an array,
-// after white space and a byte-order mark) but is not one JSON value is
-// ErrCannotRedact, since it may hold the fields.
-func RedactJSON(text string, fields [][]string) (string, error) {
-	trimmed := strings.TrimLeft(strings.TrimPrefix(strings.TrimSpace(text), "\ufeff"), " \t\r\n")
-	if trimmed == "" || (trimmed[0] != '{' && trimmed[0] != '[') {
-		return text, nil
-	}
-	out, err := RedactDocument([]byte(trimmed), fields)
-	return string(out), err
-}
-
 // RedactDocument masks the fields in a document that must be one JSON
 // value (a byte-order mark and white space around it allowed); anything
 // else is ErrCannotRedact.

@@ -41,6 +41,10 @@ type Claims struct {
 	// agent's revocation (by a replica that had not heard of it yet) from a
 	// token issued before it is dead too.
 	OriginIssuedAt *jwt.NumericDate `json:"origin_iat,omitempty"`
+	// Task is the task a delegating agent bound the token to at token
+	// exchange: the scope of the taints the token's reads set, which
+	// the agent cannot change.
+	Task string `json:"task,omitempty"`
 }
 
 // Confirmation binds a token to a key (RFC 7800, RFC 9449).

@@ -88,19 +88,35 @@ type Request struct {
 
 // VerifyRequest verifies the token and, when a proof is given or the trust
 // domain requires one, the DPoP proof that binds it to this request.
+//
+// A token of an agent that is quarantined or disabled is returned with an
+// *AgentInactiveError, so that the request can be refused and recorded
+// as that agent's: but only once the token is shown unexpired and the
+// proof, when one is due, good. Whoever holds a leaked token without the
+// key cannot act, or be recorded acting, in the agent's name.
 func (v *Verifier) VerifyRequest(ctx context.Context, r Request) (*Token, error) {
 	t, err := v.Verify(ctx, r.Token)
+	var inactive *AgentInactiveError
 	if err != nil {
-		return nil, err
+		if !errors.As(err, &inactive) {
+			return nil, err
+		}
+		if t, err = v.Inspect(r.Token); err != nil {
+			return nil, err
+		}
+		if now := v.now(); !now.Before(t.Expiry.Add(v.cfg.ClockSkew)) {
+			return nil, fmt.Errorf("%w: at %s", ErrExpired, t.Expiry.UTC().Format(time.RFC3339))
+		}
 	}
 	if r.DPoP == "" {
 		if v.requiresDPoP(t) {
 			return nil, fmt.Errorf("%w: trust domain %s", ErrDPoPRequired, t.TrustDomain)
 		}
-		return t, nil
-	}
-	if _, err := v.dpop.Verify(r.DPoP, DPoPCheck{Method: r.Method, URL: r.URL, AccessToken: r.Token, JKT: t.Cnf.JKT}); err != nil {
+	} else if _, err := v.dpop.Verify(r.DPoP, DPoPCheck{Method: r.Method, URL: r.URL, AccessToken: r.Token, JKT: t.Cnf.JKT}); err != nil {
 		return nil, err
+	}
+	if inactive != nil {
+		return t, inactive
 	}
 	return t, nil
 }

@@ -89,17 +89,68 @@ func (c Catalog) Attributes(kind, id string) map[string]any {
 	return out
 }
 
-// Enrich returns the attributes a decision sees for a resource: the
-// catalog's when it has an entry for the resource, else those the
-// enforcement point sent. The catalog is the authority: what an
-// enforcement point sends about a resource it knows is ignored, so that a
-// compromised or misconfigured one cannot declare a write a read.
+// Enrich returns the attributes a decision sees for a resource: those the
+// enforcement point sent, overlaid by the catalog's key by key. The catalog
+// is the authority, so that a compromised or misconfigured enforcement
+// point cannot declare a write a read; but an enforcement point may add
+// restriction, never have it dropped, so the security attributes (see
+// mergeSecurity) take the more restrictive of the two values.
 func (c Catalog) Enrich(kind, id string, sent map[string]any) map[string]any {
-	if known := c.Attributes(kind, id); known != nil {
-		return known
+	known := c.Attributes(kind, id)
+	out := make(map[string]any, len(sent)+len(known))
+	maps.Copy(out, sent)
+	for k, v := range known {
+		if s, ok := sent[k]; ok {
+			out[k] = mergeSecurity(k, v, s)
+		} else {
+			out[k] = v
+		}
 	}
-	if sent == nil {
-		return map[string]any{}
+	return out
+}
+
+// Security attributes and which of their values restrict more.
+var (
+	// raising: true restricts more (the resource sends data out, holds
+	// personal data, acts on the physical world, destroys).
+	raising = []string{"egress", "pii", "phi", "external", "physical", "destructive"}
+	// lowering: false restricts more (a tool that only reads).
+	lowering = []string{"read_only"}
+	// sensitivity levels, least first; a level neither side knows the
+	// order of counts as the highest.
+	sensitivity = []string{"public", "internal", "confidential", "restricted"}
+)
+
+// mergeSecurity returns the value of attribute k when the catalog says
+// known and the enforcement point sent: the catalog's, except for the
+// security attributes, which keep the more restrictive of the two.
+func mergeSecurity(k string, known, sent any) any {
+	switch {
+	case slices.Contains(raising, k):
+		if sent == true {
+			return true
+		}
+	case slices.Contains(lowering, k):
+		if sent == false {
+			return false
+		}
+	case k == "trust":
+		// Anything but "trusted" restricts more.
+		if known == "trusted" && sent != "trusted" {
+			return sent
+		}
+	case k == "sensitivity":
+		if level(sent) > level(known) {
+			return sent
+		}
 	}
-	return sent
+	return known
+}
+
+func level(v any) int {
+	s, _ := v.(string)
+	if i := slices.Index(sensitivity, s); i >= 0 {
+		return i
+	}
+	return len(sensitivity)
 }

@@ -195,8 +195,8 @@ func TestCatalog(t *testing.T) {
 		t.Fatalf("a longer pattern keeps what a shorter one says: %v", got)
 	}
 	got := c.Enrich("mcp.tool", "market-data/history", map[string]any{"sensitivity": "public", "rows": 10})
-	if got["sensitivity"] != "internal" || got["rows"] != nil || got["owner"] != "quant" {
-		t.Fatalf("enriched %v: a resource the catalog knows has the catalog's attributes only", got)
+	if got["sensitivity"] != "internal" || got["rows"] != 10 || got["owner"] != "quant" {
+		t.Fatalf("enriched %v: the catalog's attributes over what was sent, key by key", got)
 	}
 	if got := c.Enrich("http.route", "x", map[string]any{"rows": 10}); got["rows"] != 10 {
 		t.Fatalf("a resource the catalog does not know keeps what was sent: %v", got)

@@ -46,6 +46,8 @@ type Deps struct {
 	Policies          *policy.Registry
 	Decide            *decide.Pipeline
 	EnforcementPoints *decide.EnforcementPoints
+	// Taints are the agents' taints, for operators to read and clear.
+	Taints Taints
 }
 
 // Server is the HTTP API.
@@ -95,6 +97,10 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/keys", s.admin(s.listKeys))
 	m.Handle("POST /v1/keys/rotate", s.admin(s.rotateKeys))
 	m.Handle("GET /v1/events", s.admin(s.listEvents))
+	if s.d.Taints != nil {
+		m.Handle("GET /v1/agents/{id}/taints", s.admin(s.listTaints))
+		m.Handle("POST /v1/agents/{id}/taints/clear", s.admin(s.clearTaints))
+	}
 
 	if s.d.Decide != nil {
 		m.Handle("POST /v1/decide", s.pep(s.decideOne))

@@ -17,6 +17,8 @@ const (
 	ChangePolicy ChangeKind = "policy"
 	// ChangeEnforcementPoints: an enforcement point was registered or revoked.
 	ChangeEnforcementPoints ChangeKind = "enforcement_points"
+	// ChangeTaint: an agent's taints changed; Key is the agent id.
+	ChangeTaint ChangeKind = "taint"
 	// ChangeResync means changes may have been missed: reload everything.
 	ChangeResync ChangeKind = "resync"
 )

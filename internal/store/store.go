@@ -27,6 +27,7 @@ type Store interface {
 	MetaStore
 	PolicyStore
 	EnforcementPointStore
+	TaintStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".

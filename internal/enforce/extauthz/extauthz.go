@@ -37,18 +37,17 @@ type Config struct {
 // Server answers Envoy's Check calls.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	dec      enforce.Decider
-	edge     *enforce.Edge
-	sessions *enforce.Sessions
-	lg       *slog.Logger
+	dec  enforce.Decider
+	edge *enforce.Edge
+	lg   *slog.Logger
 }
 
 // New makes a server that authenticates with edge and decides with dec.
-func New(dec enforce.Decider, edge *enforce.Edge, sessions *enforce.Sessions, lg *slog.Logger) *Server {
+func New(dec enforce.Decider, edge *enforce.Edge, lg *slog.Logger) *Server {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Server{dec: dec, edge: edge, sessions: sessions, lg: lg}
+	return &Server{dec: dec, edge: edge, lg: lg}
 }
 
 // Check decides one request. It never answers OK on an error: a request
@@ -82,11 +81,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	htu := scheme + "://" + h.GetHost() + path
 	ip := req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress()
-	caller, no := s.edge.Check(ctx, creds, h.GetMethod(), htu, ip, headers["warden-task"])
+	caller, no := s.edge.Check(ctx, creds, h.GetMethod(), htu, ip)
 	if no != nil {
 		return deny(no.Status, challenge(no), no.Message), nil
 	}
-	key := enforce.SessionKey(caller)
 	// Envoy forwards the body it has: one policy cannot read is refused.
 	// Envoy sends the body as text, or as bytes (pack_as_bytes). A body
 	// it did not send whole cannot be decided on: policy would not see
@@ -105,7 +103,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	dr := &decide.Request{Token: caller.Token, Action: "http:" + h.GetMethod(),
 		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + decoded},
 		Args:     args,
-		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: s.sessions.Taints(key)}}}
+		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}}}
 	d, err := s.dec.Decide(ctx, dr)
 	if err != nil {
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
@@ -115,7 +113,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				HeadersToRemove: append([]string{"authorization", "dpop", "cookie", "warden-task"}, methodOverrides...),
+				HeadersToRemove: append([]string{"authorization", "dpop", "cookie"}, methodOverrides...),
 				Headers:         []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-warden-decision-id", Value: d.ID}}},
 			}},
 		}, nil

@@ -51,7 +51,7 @@ func TestCheck(t *testing.T) {
 	}
 	edge := &enforce.Edge{Verifier: w.App.Verifier, Resource: resource, MetadataURL: resource + "/.well-known/oauth-protected-resource"}
 	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, enforce.NewSessions(0), nil))
+	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestCheck(t *testing.T) {
 				t.Errorf("%s: ok response %v", c.name, ok)
 				continue
 			}
-			for _, h := range []string{"authorization", "dpop", "cookie", "warden-task", "x-http-method-override"} {
+			for _, h := range []string{"authorization", "dpop", "cookie", "x-http-method-override"} {
 				if !slices.Contains(ok.HeadersToRemove, h) {
 					t.Errorf("%s: %s is left for the upstream: %v", c.name, h, ok.HeadersToRemove)
 				}

@@ -50,8 +50,8 @@ type Route struct {
 	// https://crm.internal/api/customers/7.
 	Prefix   string `yaml:"prefix"`
 	Upstream string `yaml:"upstream"`
-	// Trust is trusted or untrusted: a response from an untrusted API
-	// taints the agent's session.
+	// Trust is trusted or untrusted: an allowed request to an untrusted
+	// API taints the agent ("untrusted_content") for its later decisions.
 	Trust string `yaml:"trust"`
 	// Attributes are the route's catalog attributes, sent with every
 	// decision about it (such as egress: true, sensitivity).
@@ -143,10 +143,9 @@ func (c *Config) Check(origin string) error {
 
 // Deps are the parts the proxy works with.
 type Deps struct {
-	Decider  enforce.Decider
-	Edge     *enforce.Edge
-	Sessions *enforce.Sessions
-	Logger   *slog.Logger
+	Decider enforce.Decider
+	Edge    *enforce.Edge
+	Logger  *slog.Logger
 }
 
 // Proxy is the reverse proxy. It serves the routes' prefixes.
@@ -164,7 +163,6 @@ type forward struct {
 	route  *Route
 	rest   string
 	redact [][]string
-	taint  string
 	code   int // set when the response was refused
 }
 
@@ -235,15 +233,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	rest := strings.TrimPrefix(r.URL.Path, route.Prefix)
-	key := enforce.SessionKey(caller)
-	attrs := make(map[string]any, len(route.Attributes))
+	attrs := make(map[string]any, len(route.Attributes)+1)
 	for k, v := range route.Attributes {
 		attrs[k] = v
+	}
+	if attrs["trust"] != enforce.Untrusted {
+		attrs["trust"] = route.Trust
 	}
 	req := &decide.Request{Token: caller.Token, Action: "http:" + r.Method,
 		Resource: decide.Resource{Kind: "http.route", ID: route.Name + "/" + rest, Attributes: attrs},
 		Args:     args,
-		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}, Session: decide.Session{ID: caller.Task, Taints: p.d.Sessions.Taints(key)}}}
+		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}}}
 	d, err := p.d.Decider.Decide(r.Context(), req)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -265,9 +265,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := &forward{route: route, rest: rest, redact: fields}
-	if route.Trust == enforce.Untrusted {
-		f.taint = key
-	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -304,7 +301,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = ""
 	// Headers some frameworks read as the method go too: the upstream runs
 	// the method that was decided.
-	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization", "Warden-Task",
+	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization",
 		"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
 		pr.Out.Header.Del(h)
 	}
@@ -314,14 +311,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 }
 
-// modifyResponse taints the session after an untrusted answer and masks
-// the fields a redact obligation names in a JSON answer; an answer that
-// must be redacted but cannot be read is refused.
+// modifyResponse masks the fields a redact obligation names in a JSON
+// answer; an answer that must be redacted but cannot be read is refused.
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	f := resp.Request.Context().Value(ctxKey{}).(*forward)
-	if f.taint != "" {
-		p.d.Sessions.Add(f.taint, enforce.TaintUntrusted)
-	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fmt.Errorf("%w: the upstream switched protocols", errRefused)
 	}

@@ -17,3 +17,8 @@ func FastPathReady(g *Gateway, sid string) bool {
 	s := g.agents.get(sid)
 	return s != nil && s.ready.Load()
 }
+
+// RedactToolResult exposes redactToolResult to the tests.
+func RedactToolResult(raw json.RawMessage, fields [][]string) (json.RawMessage, error) {
+	return redactToolResult(raw, fields)
+}

@@ -159,7 +159,7 @@ func TestFastPath(t *testing.T) {
 // path answers keep a session alive.
 func TestIdleSessionsClose(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *mcpgw.Config) { c.SessionTimeout = 400 * time.Millisecond })
+	e := start(t, func(c *mcpgw.Config, _ *mcpgw.Deps) { c.SessionTimeout = 400 * time.Millisecond })
 	s := e.connectAt(e.agent("ai-agent://dev/reader", "reader"), nil, "2025-11-25")
 	quote := func() error {
 		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}})

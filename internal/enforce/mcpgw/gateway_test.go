@@ -59,6 +59,8 @@ deny contains "slow" if {
 
 obligations["redact"] := ["ssn", "card.number"] if input.resource.id in {"market/customer", "market/customer_note"}
 
+obligations["redact"] := ["ssn"] if input.resource.id in {"market/media", "docs/records", "docs/brief"}
+
 obligations["require_approvals"] := {"count": 2, "roles": ["safety"]} if input.resource.id == "market/halt_trading"
 `
 
@@ -138,6 +140,10 @@ func market() *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "slow", Description: "decided slowly"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ran"}}}, nil, nil
 	})
+	// media answers with every kind of content, each holding an ssn.
+	mcp.AddTool(s, &mcp.Tool{Name: "media", Description: "every content type"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		return mediaResult(), nil, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "halt_trading", Description: "needs two approvals"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "halted"}}}, nil, nil
 	})
@@ -191,6 +197,21 @@ func docs() *mcp.Server {
 	})
 	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "page", URITemplate: "docs://pages/{page}", MIMEType: "text/plain"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, MIMEType: "text/plain", Text: "page " + strings.TrimPrefix(r.Params.URI, "docs://pages/")}}}, nil
+	})
+	s.AddResource(&mcp.Resource{Name: "records", URI: "docs://records"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{
+			{URI: r.Params.URI, MIMEType: "application/json", Text: `{"name":"Ada","ssn":"123-45-6789"}`},
+			{URI: r.Params.URI + "/scan", MIMEType: "image/png", Blob: []byte("ssn 123-45-6789")},
+			{URI: r.Params.URI + "/note", MIMEType: "text/plain", Text: "Ada's ssn is 123-45-6789"},
+		}}, nil
+	})
+	s.AddPrompt(&mcp.Prompt{Name: "brief"}, func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Description: "about 123-45-6789", Messages: []*mcp.PromptMessage{
+			{Role: "user", Content: &mcp.TextContent{Text: `{"ssn":"123-45-6789","topic":"risk"}`}},
+			{Role: "user", Content: &mcp.TextContent{Text: "the ssn is 123-45-6789"}},
+			{Role: "user", Content: &mcp.ImageContent{MIMEType: "image/png", Data: []byte("123-45-6789")}},
+			{Role: "assistant", Content: &mcp.EmbeddedResource{Resource: &mcp.ResourceContents{URI: "docs://x", Text: `{"ssn":"123-45-6789"}`}}},
+		}}, nil
 	})
 	s.AddPrompt(&mcp.Prompt{Name: "summarize", Arguments: []*mcp.PromptArgument{{Name: "topic"}}}, func(ctx context.Context, r *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarize " + r.Params.Arguments["topic"]}}}}, nil
@@ -266,10 +287,31 @@ func (w *statusWriter) WriteHeader(status int) {
 
 func (w *statusWriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
 
+// rewriter replaces old by new in what an upstream writes: an answer the
+// SDK would not make (a content type no protocol version defines).
+type rewriter struct {
+	http.ResponseWriter
+	old, new string
+}
+
+func (w *rewriter) WriteHeader(status int) {
+	w.Header().Del("Content-Length")
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *rewriter) Write(b []byte) (int, error) {
+	if _, err := w.ResponseWriter.Write([]byte(strings.ReplaceAll(string(b), w.old, w.new))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (w *rewriter) Flush() { w.ResponseWriter.(http.Flusher).Flush() }
+
 // paths runs f on a gateway for each way it serves a tools/call: its own
 // fast path, on a session (protocol 2025-11-25) and without (2026-07-28),
 // and the SDK's handler.
-func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env)) {
+func paths(t *testing.T, edit func(*mcpgw.Config, *mcpgw.Deps), f func(t *testing.T, e *env)) {
 	for _, p := range []struct {
 		name, version string
 		sdk           bool
@@ -289,7 +331,7 @@ func paths(t *testing.T, edit func(*mcpgw.Config), f func(t *testing.T, e *env))
 	}
 }
 
-func start(t testing.TB, edit func(*mcpgw.Config)) *env {
+func start(t testing.TB, edit func(*mcpgw.Config, *mcpgw.Deps)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -299,8 +341,8 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 	e := &env{t: t, ctx: context.Background(), url: gwURL}
 	e.w = apptest.Start(t, func(c *config.Config) {
 		c.Identity.Resources = []string{gwURL}
-		c.Policy.Timeout = 50 * time.Millisecond
-		c.Identity.ClockSkew = 0 // so that a one-second token expires in a second
+		c.Policy.Timeout = 250 * time.Millisecond // market/slow runs out of it; the rest must not, on a busy machine too
+		c.Identity.ClockSkew = 0                  // so that a one-second token expires in a second
 		if m := os.Getenv("XAUDIT"); m != "" {
 			c.Audit.Mode = m
 		}
@@ -320,14 +362,14 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 		e.upstreamMu.Lock()
 		e.upstreamAuth = append(e.upstreamAuth, r.Header.Get("Authorization")+r.Header.Get("Dpop"))
 		e.upstreamMu.Unlock()
-		inner.ServeHTTP(w, r)
+		inner.ServeHTTP(&rewriter{ResponseWriter: w, old: `{"type":"text","text":"` + unknownMarker + `"}`, new: unknownContent}, r)
 	})
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := mcpgw.Config{
-		Listen: ln.Addr().String(),
+		PublicURL: gwURL,
 		Servers: []mcpgw.Server{
 			{Name: "market", URL: e.market.URL, Trust: mcpgw.Trusted},
 			{Name: "web", URL: serveMCP(t, web()).URL, Trust: mcpgw.Untrusted},
@@ -338,11 +380,11 @@ func start(t testing.TB, edit func(*mcpgw.Config)) *env {
 		MaxRequestBytes: 64 << 10,
 		UpstreamTimeout: 5 * time.Second,
 	}
+	deps := mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway", Audiences: []string{gwURL}}, Verifier: e.w.App.Verifier, Issuer: e.w.URL}
 	if edit != nil {
-		edit(&cfg)
+		edit(&cfg, &deps)
 	}
-	e.gw, err = mcpgw.New(cfg, mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway", Audiences: []string{gwURL}},
-		Verifier: e.w.App.Verifier, Issuer: e.w.URL})
+	e.gw, err = mcpgw.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +527,7 @@ func TestToolsListShowsWhatPolicyCouldAllow(t *testing.T) {
 			t.Fatal(err)
 		}
 		// place_order is allowed for some arguments only (quantity <= 1000): listed.
-		want = []string{"market__customer", "market__customer_note", "market__get_quote", "market__halt_trading", "market__place_order"}
+		want = []string{"market__customer", "market__customer_note", "market__get_quote", "market__halt_trading", "market__media", "market__place_order"}
 		if got := names(res.Tools); !slices.Equal(got, want) {
 			t.Fatalf("trader sees %v, want %v", got, want)
 		}
@@ -537,7 +579,11 @@ func TestCallsAreDecidedOnTheirArguments(t *testing.T) {
 	})
 }
 
-func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
+// A read of an untrusted upstream taints the agent, not something the
+// agent chooses: a new MCP session, another protocol version, no session
+// at all, or a header of its own do not shed it. Another agent is clean,
+// and an operator's clear ends the taint, on the record.
+func TestUntrustedContentTaintsTheAgentAgainstEgress(t *testing.T) {
 	t.Parallel()
 	e := start(t, nil)
 	c := e.agent("ai-agent://dev/assistant", "reader")
@@ -545,45 +591,61 @@ func TestUntrustedContentTaintsTheSessionAgainstEgress(t *testing.T) {
 		_, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: map[string]string{"to": to}})
 		return err
 	}
-	fetch := func(s *mcp.ClientSession) {
-		t.Helper()
-		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tainted := func(err error) {
 		t.Helper()
 		if en := e.refusal(err, mcpgw.CodeDenied); !slices.Equal(en.Reasons, []string{"tainted_session_egress"}) {
 			t.Fatalf("audit entry %+v", en)
 		}
 	}
-	for _, version := range []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"} {
-		// With sessions: the taint is the MCP session's.
-		s := e.connectAt(c, nil, version)
-		if err := mail(s, "boss@example.com"); err != nil {
-			t.Fatalf("%s: mail before any untrusted content: %v", version, err)
-		}
-		fetch(s)
-		tainted(mail(s, "evil@example.com"))
-		// Reading is still fine in the tainted session; another session is clean.
-		if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
-			t.Fatal(err)
-		}
-		if err := mail(e.connectAt(c, nil, version), "boss@example.com"); err != nil {
-			t.Fatalf("%s: a clean session: %v", version, err)
-		}
+	s := e.connectAt(c, nil, "2025-11-25")
+	if err := mail(s, "boss@example.com"); err != nil {
+		t.Fatalf("mail before any untrusted content: %v", err)
 	}
-	// With Warden-Task the taint follows the task, whatever the protocol.
-	task := http.Header{"Warden-Task": {"t-42"}}
-	fetch(e.connectAt(c, task, "2025-11-25"))
-	tainted(mail(e.connect(c, task), "evil@example.com"))
-	if err := mail(e.connect(c, http.Header{"Warden-Task": {"t-43"}}), "boss@example.com"); err != nil {
-		t.Fatalf("another task: %v", err)
+	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "web__fetch", Arguments: map[string]string{"url": "https://example.com"}}); err != nil {
+		t.Fatal(err)
 	}
-	// Without sessions (2026-07-28) and without a task, it is the agent's.
-	other := e.agent("ai-agent://dev/other-assistant", "reader")
-	fetch(e.connect(other, nil))
-	tainted(mail(e.connect(other, nil), "evil@example.com"))
+	tainted(mail(s, "evil@example.com"))
+	// Reading is still fine.
+	if _, err := s.CallTool(e.ctx, &mcp.CallToolParams{Name: "market__get_quote", Arguments: quoteArgs{"ACME"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, version := range []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", ""} {
+		tainted(mail(e.connectAt(c, nil, version), "evil@example.com"))
+	}
+	for _, h := range []http.Header{{"Warden-Task": {"t-43"}}, {"Mcp-Session-Id": {"made-up"}}} {
+		tainted(mail(e.connectAt(c, h, ""), "evil@example.com"))
+	}
+	if err := mail(e.connect(e.agent("ai-agent://dev/other-assistant", "reader"), nil), "boss@example.com"); err != nil {
+		t.Fatalf("another agent: %v", err)
+	}
+	// Policy sees where the taint came from.
+	en := e.refusal(mail(s, "evil@example.com"), mcpgw.CodeDenied)
+	var in struct {
+		Context struct {
+			Session struct {
+				Sources []struct {
+					Taint      string `json:"taint"`
+					AuditIndex int64  `json:"audit_index"`
+					Resource   struct {
+						ID string `json:"id"`
+					} `json:"resource"`
+				} `json:"taint_sources"`
+			} `json:"session"`
+		} `json:"context"`
+	}
+	if err := json.Unmarshal(en.Input, &in); err != nil || len(in.Context.Session.Sources) != 1 {
+		t.Fatalf("taint sources in the recorded input %s: %v", en.Input, err)
+	}
+	if src := in.Context.Session.Sources[0]; src.Taint != "untrusted_content" || src.Resource.ID != "web/fetch" || src.AuditIndex < 0 {
+		t.Fatalf("taint source %+v", src)
+	}
+	// An operator clears it.
+	if _, err := e.w.App.Taints.Clear(e.ctx, "admin:test", store.TaintSelection{AgentID: "ai-agent://dev/assistant", AnyTask: true}, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := mail(s, "boss@example.com"); err != nil {
+		t.Fatalf("mail after the taint was cleared: %v", err)
+	}
 	e.sentMu.Lock()
 	defer e.sentMu.Unlock()
 	if slices.Contains(e.sent, "evil@example.com") {
@@ -643,7 +705,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 	e := start(t, nil)
 	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)
 	rl, err := s.ListResources(e.ctx, nil)
-	if err != nil || len(rl.Resources) != 2 {
+	if err != nil || len(rl.Resources) != 3 {
 		t.Fatalf("resources %+v %v", rl, err)
 	}
 	rr, err := s.ReadResource(e.ctx, &mcp.ReadResourceParams{URI: "docs://handbook"})
@@ -682,7 +744,7 @@ func TestResourcesAndPrompts(t *testing.T) {
 		t.Fatal("a URI no upstream offers was read")
 	}
 	pl, err := s.ListPrompts(e.ctx, nil)
-	if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != "docs__summarize" {
+	if err != nil || len(pl.Prompts) != 2 || pl.Prompts[0].Name != "docs__brief" || pl.Prompts[1].Name != "docs__summarize" {
 		t.Fatalf("prompts %+v %v", pl, err)
 	}
 	gp, err := s.GetPrompt(e.ctx, &mcp.GetPromptParams{Name: "docs__summarize", Arguments: map[string]string{"topic": "risk"}})
@@ -758,8 +820,6 @@ func TestAuthenticationFailures(t *testing.T) {
 		{"good DPoP", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 200, ""},
 		{"replayed DPoP proof", http.Header{"Authorization": {"DPoP " + prodTok.AccessToken}, "Dpop": {proof}}, 401, "invalid_dpop_proof"},
 		{"good bearer", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}}, 200, ""},
-		{"a Warden-Task that is too long", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {strings.Repeat("t", 129)}}, 400, ""},
-		{"a Warden-Task with a space", http.Header{"Authorization": {"Bearer " + devTok.AccessToken}, "Warden-Task": {"task 1"}}, 400, ""},
 	}
 	for _, c := range cases {
 		resp := post(t, e.url, c.h, initialize)
@@ -886,7 +946,9 @@ func TestUpstreamFailures(t *testing.T) {
 
 func TestRequestLimits(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *mcpgw.Config) { c.RateLimit = mcpgw.RateLimit{Rate: 1, Burst: 3} })
+	e := start(t, func(_ *mcpgw.Config, d *mcpgw.Deps) {
+		d.Limits = enforce.NewLimiter(enforce.RateLimit{Rate: 1, Burst: 3})
+	})
 	c := e.agent("ai-agent://dev/reader", "reader")
 	tok, err := c.Token(e.ctx)
 	if err != nil {

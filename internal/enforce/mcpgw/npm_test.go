@@ -52,7 +52,7 @@ func everythingServer(dir string) string {
 func TestServerEverythingUpstream(t *testing.T) {
 	t.Parallel()
 	dir := npmPackages(t)
-	e := start(t, func(c *mcpgw.Config) {
+	e := start(t, func(c *mcpgw.Config, _ *mcpgw.Deps) {
 		c.Servers = append(c.Servers, mcpgw.Server{Name: "everything", Command: []string{"node", everythingServer(dir), "stdio"}, Trust: mcpgw.Untrusted})
 	})
 	s := e.connect(e.agent("ai-agent://dev/reader", "reader"), nil)

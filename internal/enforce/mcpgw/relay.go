@@ -256,6 +256,9 @@ func (u *upstream) readStream(ctx context.Context, s *mcp.ClientSession, resp *h
 			value = bytes.TrimPrefix(value, []byte(" "))
 			switch string(field) {
 			case "data":
+				if len(data)+len(value) >= maxResultBytes {
+					return nil, resp.Body, fmt.Errorf("tools/call: an event of the answer exceeds %d bytes", maxResultBytes)
+				}
 				if len(data) > 0 {
 					data = append(data, '\n')
 				}

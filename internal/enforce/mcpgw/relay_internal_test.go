@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -213,5 +214,26 @@ func TestRelayProgress(t *testing.T) {
 		if s, _ := u.session(context.Background()); u.relays(s) != (name == "relay") {
 			t.Errorf("%s: the call went the other way", name)
 		}
+	}
+}
+
+// An upstream's answer is bounded, also when it is an event stream whose
+// event never ends: an untrusted upstream cannot make the gateway hold
+// more than maxResultBytes of it.
+func TestRelayBoundsAnEndlessEvent(t *testing.T) {
+	u, sw := relayUpstream(t, nil)
+	line := "data: " + strings.Repeat("x", 1<<20) + "\n"
+	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < 2*maxResultBytes>>20; i++ {
+			if _, err := io.WriteString(w, line); err != nil {
+				return
+			}
+		}
+	}))
+	_, err := u.callTool(context.Background(), "ping", nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("an endless event: %v", err)
 	}
 }

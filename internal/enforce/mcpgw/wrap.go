@@ -34,7 +34,7 @@ func NewWrap(name string, command []string, trust string, d WrapDeps) (*Gateway,
 	// The wrapped server runs as the user who runs the wrap, with the
 	// environment the desktop client gave it.
 	s := Server{Name: name, Command: command, Trust: trust, InheritEnv: true}
-	cfg := Config{Listen: "127.0.0.1:0", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}
+	cfg := Config{PublicURL: "http://127.0.0.1/mcp", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -43,7 +43,8 @@ func NewWrap(name string, command []string, trust string, d WrapDeps) (*Gateway,
 		lg = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{cfg: cfg, dec: d.Decider, lg: lg.With("pep", cfg.Name), ups: map[string]*upstream{},
-		sessions: enforce.NewSessions(cfg.SessionTimeout), agents: agentSessions{m: map[string]*agentSession{}}, fixed: d.Caller, proof: d.Proof}
+		fixed: d.Caller, proof: d.Proof}
+	g.agents.init()
 	u := newUpstream(cfg.Servers[0], 30*time.Second, g.lg)
 	g.ups[name], g.order, g.single = u, []*upstream{u}, u
 	g.mcpServer()

@@ -58,6 +58,9 @@ func Run(t *testing.T, open Factory) {
 		{"enforcement point registration", testEnforcementPointRegister},
 		{"enforcement point revocation and replacement", testEnforcementPointRevoke},
 		{"concurrent enforcement point registrations: one wins", testEnforcementPointConcurrent},
+		{"taints: add, touch, index, list", testTaints},
+		{"taints: clear by scope, with an event", testTaintsClear},
+		{"taints: expire, with events, announced", testTaintsExpire},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

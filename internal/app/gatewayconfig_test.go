@@ -1,13 +1,13 @@
-package mcpgw_test
+package app_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/app"
 )
 
-func TestConfig(t *testing.T) {
+func TestGatewayConfig(t *testing.T) {
 	t.Parallel()
 	good := `
 listen: 127.0.0.1:7300
@@ -20,14 +20,14 @@ servers:
     tools: {fetch: {egress: true}}
 rate_limit: {rate: 20}
 `
-	c, err := mcpgw.ParseConfig([]byte(good))
+	c, err := app.ParseGatewayConfig([]byte(good))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Servers[0].Resource != "market-data" || c.Servers[1].Resource != "tools/web" {
-		t.Fatalf("resources %q %q", c.Servers[0].Resource, c.Servers[1].Resource)
+	if c.MCP.Servers[0].Resource != "market-data" || c.MCP.Servers[1].Resource != "tools/web" {
+		t.Fatalf("resources %q %q", c.MCP.Servers[0].Resource, c.MCP.Servers[1].Resource)
 	}
-	if c.PublicURL != "http://127.0.0.1:7300/mcp" || c.Name != "mcp-gateway" || c.RateLimit.Burst != 20 || c.MaxRequestBytes != 1<<20 {
+	if c.MCP.PublicURL != "http://127.0.0.1:7300/mcp" || c.MCP.Name != "mcp-gateway" || c.RateLimit.Burst != 20 || c.MCP.MaxRequestBytes != 1<<20 {
 		t.Fatalf("defaults %+v", c)
 	}
 	bad := []struct{ yaml, says string }{
@@ -52,9 +52,11 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\next_authz: {listen: '127.0.0.1:2', resource: 'https://u:secret@mesh.example'}", "ext_authz.resource: must not hold a user"},
 	}
 	for _, b := range bad {
-		_, err := mcpgw.ParseConfig([]byte(b.yaml))
-		if err == nil || !strings.Contains(err.Error(), b.says) || strings.Contains(err.Error(), "secret") {
-			t.Errorf("%q: %v, want it to say %q", b.yaml, err, b.says)
-		}
+		t.Run(b.says, func(t *testing.T) {
+			_, err := app.ParseGatewayConfig([]byte(b.yaml))
+			if err == nil || !strings.Contains(err.Error(), b.says) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("%q: %v, want it to say %q", b.yaml, err, b.says)
+			}
+		})
 	}
 }

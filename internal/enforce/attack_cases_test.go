@@ -1,0 +1,406 @@
+package enforce_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// A taint is the agent's: after one untrusted read, no session, protocol
+// version, header or enforcement point of the agent's choosing lets it
+// send data out. (Issue 10, item 1: each of these was allowed.)
+func TestAttackTaintCannotBeShed(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/injected")
+	s := r.session(a, "2025-11-25", nil)
+	if !r.call(s, "mail__send", map[string]string{"to": "boss@example.com"}) {
+		t.Fatal("mail before any untrusted read was denied")
+	}
+	if !r.call(s, "web__fetch", map[string]string{"url": "https://evil.example"}) {
+		t.Fatal("the untrusted read was denied")
+	}
+	evil := map[string]string{"to": "evil@example.com"}
+	for _, tc := range []struct {
+		name string
+		s    func() *mcp.ClientSession
+	}{
+		{"the same session", func() *mcp.ClientSession { return s }},
+		{"a new session", func() *mcp.ClientSession { return r.session(a, "2025-11-25", nil) }},
+		{"an older protocol", func() *mcp.ClientSession { return r.session(a, "2024-11-05", nil) }},
+		{"no session (2026-07-28)", func() *mcp.ClientSession { return r.session(a, "", nil) }},
+		{"a task header of its own", func() *mcp.ClientSession { return r.session(a, "", http.Header{"Warden-Task": {"fresh"}}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r.call(tc.s(), "mail__send", evil) {
+				t.Fatal("exfiltration allowed")
+			}
+		})
+	}
+	t.Run("the HTTP proxy", func(t *testing.T) {
+		if status, body := r.do(a, "POST", "/out/send", `{"to":"evil@example.com"}`); status != http.StatusForbidden {
+			t.Fatalf("egress through the proxy: %d %s", status, body)
+		}
+	})
+	// And the other way: an untrusted page read through the proxy taints
+	// the agent's MCP calls.
+	b := r.agent("ai-agent://dev/browser")
+	if status, _ := r.do(b, "GET", "/pages/news", ""); status != http.StatusOK {
+		t.Fatalf("reading a page: %d", status)
+	}
+	if r.call(r.session(b, "", nil), "mail__send", evil) {
+		t.Fatal("exfiltration over MCP after an untrusted page was read through the proxy")
+	}
+	if got := r.egress(); len(got) != 1 || got[0] != "mail boss@example.com" {
+		t.Fatalf("what went out: %v", got)
+	}
+	// The taint ends on an operator's word, on the record.
+	if _, err := r.w.App.Taints.Clear(r.ctx, "admin:test", store.TaintSelection{AgentID: a.id, AnyTask: true}, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	if !r.call(s, "mail__send", map[string]string{"to": "boss@example.com"}) {
+		t.Fatal("mail after the taint was cleared")
+	}
+}
+
+// egress: true from gateway.yaml holds although the catalog's wildcard
+// entry for the tool says something else. (Item 3: the wildcard entry
+// replaced the gateway's attributes, and the guardrail never fired.)
+func TestAttackCatalogCannotDropEgress(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/sharer")
+	s := r.session(a, "", nil)
+	r.call(s, "web__fetch", map[string]string{"url": "https://evil.example"})
+	if r.call(s, "kb__share", map[string]string{"with": "evil@example.com"}) {
+		t.Fatal("kb__share, an egress tool by the gateway's configuration, was allowed to a tainted agent")
+	}
+	if !r.call(s, "kb__search", nil) {
+		t.Fatal("kb__search, not an egress tool, was denied")
+	}
+}
+
+// Under a redact obligation nothing of the field passes, in any content.
+// (Item 2: an embedded resource passed whole.)
+func TestAttackRedactionEveryContent(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	res, err := r.session(r.agent("ai-agent://dev/clerk"), "", nil).CallTool(r.ctx, &mcp.CallToolParams{Name: "records__customer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Content {
+		b, _ := c.MarshalJSON()
+		if strings.Contains(string(b), "123-45-6789") {
+			t.Fatalf("the ssn passed in %s", b)
+		}
+	}
+}
+
+// A token stolen from an agent in a domain that requires DPoP is useless
+// without the key, also once the agent is quarantined. (Item 6: the
+// quarantined agent's token passed the edge without a proof.)
+func TestAttackLeakedTokenOfInactiveAgent(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://prod/victim")
+	tok, err := a.mcp.Token(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.w.App.Registry.SetStatus(r.ctx, "admin:test", a.id, store.StatusQuarantined, "compromised"); err != nil {
+		t.Fatal(err)
+	}
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"thief","version":"1"}}}`
+	for _, scheme := range []string{"Bearer", "DPoP"} {
+		req, _ := http.NewRequest("POST", r.mcpURL, strings.NewReader(initialize))
+		req.Header.Set("Authorization", scheme+" "+tok.AccessToken)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s token of a quarantined agent, no proof: status %d, want 401", scheme, resp.StatusCode)
+		}
+	}
+}
+
+// A token issued for one of the gateway's resources does not open
+// another. (Audience confusion.)
+func TestAttackAudienceConfusion(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/confused")
+	httpTok, err := a.http.Token(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcpTok, err := a.mcp.Token(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url, token string
+	}{
+		{"the proxy's token at the MCP endpoint", r.mcpURL, httpTok.AccessToken},
+		{"the MCP endpoint's token at the proxy", r.httpURL + "/api/x", mcpTok.AccessToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tc.url, strings.NewReader(`{}`))
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// What the upstream runs is what was decided, whatever the JSON-RPC
+// message does with keys, ids and batches.
+func TestAttackJSONRPCEdgeCases(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/rpc")
+	r.call(r.session(a, "", nil), "web__fetch", map[string]string{"url": "https://evil.example"}) // tainted: mail__send is denied from here on
+	h := http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"mail__send"}}
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	for _, tc := range []struct{ name, body string }{
+		{"the tool named twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{` + meta + `,"name":"kb__search","name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"params twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{` + meta + `,"name":"kb__search"},"params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"a batch", `[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}]`},
+		{"an object id", `{"jsonrpc":"2.0","id":{"x":1},"method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"a null id", `{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"no id", `{"jsonrpc":"2.0","method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"another method case", `{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"method twice", `{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r.raw(a, tc.body, h)
+		})
+	}
+	if got := r.egress(); len(got) != 0 {
+		t.Fatalf("sent out although denied: %v", got)
+	}
+	// Arguments with a key twice: the upstream gets the value decided on.
+	b := r.agent("ai-agent://dev/dupargs")
+	resp, body := r.raw(b, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{`+meta+`,"name":"mail__send","arguments":{"to":"boss@example.com","to":"other@example.com"}}}`, h)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "sent") {
+		t.Fatalf("call with a repeated argument: %d %s", resp.StatusCode, body)
+	}
+	got := r.egress()
+	if len(got) != 1 {
+		t.Fatalf("sent: %v", got)
+	}
+	en := r.w.Decision(t, decisionOf(t, r, b.id, "mail/send"))
+	if !strings.Contains(string(en.Input), `"to":"`+strings.TrimPrefix(got[0], "mail ")+`"`) {
+		t.Fatalf("the upstream got %q, the decision was on %s", got[0], en.Input)
+	}
+}
+
+// decisionOf finds the latest decision id of agent on resource in the log.
+func decisionOf(t *testing.T, r *rig, agent, resource string) string {
+	t.Helper()
+	n, err := r.w.App.Audit.Size(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := r.w.App.Audit.Read(r.ctx, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, b := range raw {
+		if strings.Contains(string(b), agent) && strings.Contains(string(b), `"id":"`+resource+`"`) {
+			var e struct {
+				DecisionID string `json:"decision_id"`
+			}
+			if err := jsonUnmarshal(b, &e); err == nil && e.DecisionID != "" {
+				id = e.DecisionID
+			}
+		}
+	}
+	if id == "" {
+		t.Fatalf("no decision of %s on %s", agent, resource)
+	}
+	return id
+}
+
+// Paths an upstream could resolve elsewhere than the decision's resource
+// never reach it: the listener's router sends a path that is not clean to
+// its clean form (where it is decided anew), and the proxy refuses what
+// the router lets through (escaped dots and slashes, backslashes,
+// parameters).
+func TestAttackPathTricks(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/walker")
+	if status, _ := r.do(a, "GET", "/pages/news", ""); status != http.StatusOK { // tainted: /out/ is denied from here on
+		t.Fatalf("reading a page: %d", status)
+	}
+	noFollow := &http.Client{Transport: a.http.Transport(nil), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, p := range []string{"/api/../out/send", "/api/%2e%2e/out/send", "/api//out", "/api/x/%2e/y", "/api/.%2e/out", "/api/a%5c..%5cb",
+		"/api/a;/../b", "/api/a/..;/b", "/api/%2fout", "/pages/..%2f..%2fout/send"} {
+		t.Run(p, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", r.httpURL+p, strings.NewReader(`{"to":"evil@example.com"}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusMovedPermanently && resp.StatusCode != http.StatusTemporaryRedirect {
+				t.Fatalf("status %d, want 400, or a redirect to the clean path", resp.StatusCode)
+			}
+		})
+	}
+	// Following the redirects, each request is decided on the clean path:
+	// nothing reaches the egress route of a tainted agent.
+	for _, p := range []string{"/api/../out/send", "/pages/../out/send"} {
+		if status, _ := r.do(a, "POST", p, `{"to":"evil@example.com"}`); status == http.StatusOK {
+			t.Fatalf("%s: reached an upstream", p)
+		}
+	}
+	if got := r.egress(); len(got) != 0 {
+		t.Fatalf("reached an egress route: %v", got)
+	}
+}
+
+// One agent cannot hold the gateway's MCP sessions: past its cap, and past
+// the gateway's, opening one more is refused with 429 or 503, and ending
+// one makes room. (Item 5: 4,000 sessions in 12 s, kept.)
+func TestAttackSessionFlood(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) { gc.MCP.MaxSessionsPerAgent, gc.MCP.MaxSessions = 3, 5 })
+	a := r.agent("ai-agent://dev/flooder")
+	var open []*mcp.ClientSession
+	for range 3 {
+		open = append(open, r.session(a, "2025-11-25", nil))
+	}
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}`
+	resp, body := r.raw(a, initialize, nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, fmt.Sprint(mcpgw.CodeLimit)) {
+		t.Fatalf("a fourth session: %d %s", resp.StatusCode, body)
+	}
+	// Ending one makes room.
+	open[0].Close()
+	waitFor(t, func() bool {
+		resp, _ := r.raw(a, initialize, nil)
+		return resp.StatusCode == http.StatusOK
+	})
+	// The gateway's own cap: 5 in all (a holds 3 again).
+	b := r.agent("ai-agent://dev/other")
+	r.session(b, "2025-11-25", nil)
+	r.session(b, "2025-11-25", nil)
+	resp, body = r.raw(b, initialize, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("past the gateway's cap: %d %s", resp.StatusCode, body)
+	}
+	// Sessionless calls need no session and still work.
+	if !r.call(r.session(b, "", nil), "kb__search", nil) {
+		t.Fatal("a sessionless call was denied")
+	}
+}
+
+// A body trickled in is cut off, and one agent cannot hold more than its
+// share of connections. (Item 4: hundreds of connections held for minutes.)
+func TestAttackSlowBodyAndConnectionFlood(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) {
+		gc.Limits.BodyTimeout = 500 * time.Millisecond
+		gc.Limits.MaxConnectionsPerAgent = 3
+	})
+	a := r.agent("ai-agent://dev/slowloris")
+	tok, err := a.mcp.Token(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Headers, then a body that never finishes: the gateway hangs up.
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 100000\r\n\r\n{\"jsonrpc\":", r.addr, tok.AccessToken)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far past the gateway's
+	start := time.Now()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("the connection was still open after %s", time.Since(start).Round(time.Second))
+			}
+			break // closed by the gateway
+		}
+	}
+	// Connections: three are the agent's, the fourth is refused and closed.
+	var conns []net.Conn
+	get := func() (net.Conn, int) {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /mcp HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n", r.addr, tok.AccessToken)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1024))
+		resp.Body.Close()
+		return c, resp.StatusCode
+	}
+	for range 3 {
+		c, status := get()
+		if status == http.StatusTooManyRequests {
+			t.Fatal("refused before the agent's cap")
+		}
+		conns = append(conns, c)
+	}
+	if c, status := get(); status != http.StatusTooManyRequests {
+		t.Fatalf("a fourth connection: status %d, want 429", status)
+	} else {
+		c.Close()
+	}
+	conns[0].Close()
+	waitFor(t, func() bool {
+		c, status := get()
+		c.Close()
+		return status != http.StatusTooManyRequests
+	})
+	for _, c := range conns[1:] {
+		c.Close()
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("not within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

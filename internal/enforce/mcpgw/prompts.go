@@ -1,0 +1,65 @@
+package mcpgw
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce"
+)
+
+// Prompts: the upstreams' prompts as an agent may see them, and
+// prompts/get decided and forwarded.
+
+func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.ListPromptsRequest) (mcp.Result, error) {
+	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
+	for _, u := range g.order {
+		offer, err := u.offers(ctx)
+		if err != nil {
+			continue
+		}
+		for _, p := range offer.prompts {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+p.Name, nil, nil)) {
+				continue
+			}
+			cp := *p
+			cp.Name = g.visible(u, p.Name)
+			out.Prompts = append(out.Prompts, &cp)
+		}
+	}
+	return out, nil
+}
+
+func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPromptRequest) (mcp.Result, error) {
+	if err := checkHeaders(header(r), "prompts/get", r.Params.Name); err != nil {
+		return nil, err
+	}
+	u, name, ok := g.split(r.Params.Name)
+	if !ok {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
+	}
+	args, _ := json.Marshal(r.Params.Arguments)
+	d, err := g.decide(ctx, g.request(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args))
+	if err != nil {
+		return nil, err
+	}
+	fields, err := g.redactions(d)
+	if err != nil {
+		return nil, err
+	}
+	out, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
+		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: r.Params.Arguments})
+	})
+	if err != nil {
+		return nil, g.upstreamError(c, mcpSession(r), u, err, len(fields) > 0)
+	}
+	if len(fields) > 0 {
+		if out, err = redactPrompt(out, fields); err != nil {
+			return nil, g.unredactable(u, err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,117 @@
+package mcpgw
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce"
+)
+
+// Tools: the upstreams' tools as an agent may see them, and tools/call
+// decided and forwarded.
+
+func (g *Gateway) toolAttrs(u *upstream, tool string) map[string]any {
+	a := u.cfg.Tools[tool]
+	if a == nil {
+		return nil
+	}
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	return out
+}
+
+func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListToolsRequest) (mcp.Result, error) {
+	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
+	for _, u := range g.order {
+		offer, err := u.offers(ctx)
+		if err != nil {
+			continue // its tools are not listed while it is unavailable
+		}
+		for _, t := range offer.tools {
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
+				continue
+			}
+			cp := *t
+			cp.Name = g.visible(u, t.Name)
+			out.Tools = append(out.Tools, &cp)
+		}
+	}
+	return out, nil
+}
+
+func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallToolRequest) (mcp.Result, error) {
+	var progress func(*mcp.ProgressNotificationParams)
+	if token := r.Params.GetProgressToken(); token != nil && r.Session != nil {
+		// The upstream's progress reaches the agent under the agent's token.
+		progress = func(p *mcp.ProgressNotificationParams) {
+			r.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+		}
+	}
+	raw, err := g.toolCall(ctx, c, header(r), mcpSession(r), r.Params.Name, r.Params.Arguments, progress)
+	if err != nil {
+		return nil, err
+	}
+	res := new(mcp.CallToolResult)
+	if err := json.Unmarshal(raw, res); err != nil {
+		return nil, &jsonrpc.Error{Code: CodeUpstream, Message: "upstream answer is not a tool result"}
+	}
+	return res, nil
+}
+
+// toolCall decides a tools/call of c in MCP session sid (h is its HTTP
+// header) and forwards it. The result is the upstream's, redacted when the
+// decision says so; progress, when not nil, gets the upstream's progress
+// notifications.
+func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header, sid, name string, rawArgs json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
+	if err := checkHeaders(h, "tools/call", name); err != nil {
+		return nil, err
+	}
+	u, tool, ok := g.split(name)
+	if !ok {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
+	}
+	// The upstream gets the arguments policy decided on, re-encoded: a key
+	// given twice, which parsers may read differently, is given once.
+	args, err := canonicalArgs(rawArgs)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+	}
+	d, err := g.decide(ctx, g.request(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
+	if err != nil {
+		return nil, err
+	}
+	// The agent's _meta stays here: it holds its own protocol version and
+	// progress token, which are not the upstream session's. Progress
+	// messages are free text: when the result is redacted, only the
+	// figures are passed on.
+	fields, err := g.redactions(d)
+	if err != nil {
+		return nil, err
+	}
+	if progress != nil {
+		agent := progress
+		progress = func(p *mcp.ProgressNotificationParams) {
+			if len(fields) > 0 {
+				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
+			}
+			agent(p)
+		}
+	}
+	res, err := u.callTool(ctx, tool, args, progress)
+	if err != nil {
+		return nil, g.upstreamError(c, sid, u, err, len(fields) > 0)
+	}
+	if len(fields) > 0 {
+		if res, err = redactToolResult(res, fields); err != nil {
+			return nil, g.unredactable(u, err)
+		}
+	}
+	return res, nil
+}

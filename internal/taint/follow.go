@@ -1,0 +1,175 @@
+package taint
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/warden-run/warden/internal/store"
+)
+
+// storeTimeout bounds one read of the store.
+const storeTimeout = 5 * time.Second
+
+// run follows the change feed, retries agents that could not be loaded,
+// and sweeps expired taints, until ctx ends.
+func (r *Registry) run(ctx context.Context, changes <-chan store.Change) {
+	defer close(r.done)
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	every := time.Minute
+	if r.cfg.ExpireAfter > 0 {
+		every = min(max(r.cfg.ExpireAfter/4, time.Second), time.Minute)
+	}
+	sweep := time.NewTicker(every)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			switch c.Kind {
+			case store.ChangeTaint:
+				r.reloadAgent(ctx, c.Key)
+			case store.ChangeResync:
+				if err := r.reloadAll(ctx); err != nil && ctx.Err() == nil {
+					r.log.Error("taint: reload failed; decisions of agents with changes wait for it", "err", err)
+				}
+			}
+		case <-retry.C:
+			for _, id := range r.staleAgents() {
+				r.reloadAgent(ctx, id)
+			}
+		case <-sweep.C:
+			r.sweep(ctx)
+		}
+	}
+}
+
+// reloadAgent replaces what the registry holds of one agent by what the
+// store has, keeping taints whose writes are on their way. When the store
+// does not answer, the agent is stale until it does.
+func (r *Registry) reloadAgent(ctx context.Context, agent string) {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	ts, err := r.st.Taints(ctx, agent)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.agents[agent]
+	if a == nil {
+		a = &agentTaints{}
+		r.agents[agent] = a
+	}
+	if err != nil {
+		if !a.stale {
+			r.log.Warn("taint: an agent's taints could not be loaded; its decisions are denied until they are", "agent", agent, "err", err)
+		}
+		a.stale = true
+		return
+	}
+	r.replace(a, ts)
+	if len(a.held) == 0 {
+		delete(r.agents, agent)
+	}
+}
+
+// reloadAll replaces everything by what the store has.
+func (r *Registry) reloadAll(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
+	defer cancel()
+	ts, err := r.st.Taints(ctx, "")
+	if err != nil {
+		r.mu.Lock()
+		for _, a := range r.agents {
+			a.stale = true
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("taint: %w", err)
+	}
+	byAgent := map[string][]store.Taint{}
+	for _, t := range ts {
+		byAgent[t.AgentID] = append(byAgent[t.AgentID], t)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, a := range r.agents {
+		r.replace(a, byAgent[id])
+		if len(a.held) == 0 {
+			delete(r.agents, id)
+		}
+		delete(byAgent, id)
+	}
+	for id, list := range byAgent {
+		a := &agentTaints{}
+		r.replace(a, list)
+		r.agents[id] = a
+	}
+	return nil
+}
+
+// replace sets a's taints to ts, with the pending ones kept, and a later
+// last read this replica saw kept too. Called with r.mu held.
+func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
+	var out []*held
+	for _, t := range ts {
+		h := &held{t: t, stored: t.LastReadAt}
+		for _, old := range a.held {
+			if old.t.Task == t.Task && old.t.Name == t.Name && old.t.LastReadAt.After(t.LastReadAt) {
+				h.t.LastReadAt = old.t.LastReadAt
+			}
+		}
+		out = append(out, h)
+	}
+	for _, old := range a.held {
+		if old.pending {
+			out = append(out, old)
+		}
+	}
+	a.held, a.stale = out, false
+}
+
+func (r *Registry) staleAgents() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for id, a := range r.agents {
+		if a.stale {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// sweep removes from the store the taints whose time is up, which records
+// each removal in the audit log (through the store's events). Replicas
+// sweeping at once remove each taint once. The margin leaves a last read
+// this replica has not written yet its due.
+func (r *Registry) sweep(ctx context.Context) {
+	if r.cfg.ExpireAfter <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	now := store.Time(r.now())
+	ev := store.Event{Time: now, Actor: "warden:taint-expiry", Action: "taint.expire",
+		Detail: mustJSON(map[string]string{"expire_after": r.cfg.ExpireAfter.String()})}
+	gone, err := r.st.ExpireTaints(ctx, now.Add(-r.cfg.ExpireAfter-r.touch), ev)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("taint: expired taints could not be removed", "err", err)
+		}
+		return
+	}
+	if len(gone) > 0 {
+		r.log.Info("taint: expired", "taints", len(gone))
+	}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}

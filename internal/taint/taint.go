@@ -1,0 +1,236 @@
+// Package taint keeps what each agent's context holds that it must not
+// trust. The decision point sets a taint when it allows an agent to read an
+// untrusted source, and every later decision of that agent sees it, at
+// every enforcement point and on every replica, until an operator clears it
+// or the configured time after the last such read has passed.
+package taint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-run/warden/internal/store"
+)
+
+// Untrusted is the taint a read of an untrusted source sets.
+const Untrusted = "untrusted_content"
+
+// ErrUnavailable means the agent's taints cannot be known now (the store
+// did not answer); decisions about it are denied until they can.
+var ErrUnavailable = errors.New("taint state unavailable")
+
+// MaxPerAgent bounds the taints one agent holds across its scopes. A taint
+// past it is recorded in the agent's own scope instead of a task's, which
+// every later decision of the agent sees: nothing is dropped.
+const MaxPerAgent = 256
+
+// Config configures a Registry.
+type Config struct {
+	// ExpireAfter ends a taint this long after the agent's last read that
+	// set or renewed it. Zero keeps taints until an operator clears them.
+	ExpireAfter time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// taintStore is what the registry needs of the store.
+type taintStore interface {
+	store.TaintStore
+	store.ChangeFeed
+}
+
+// Registry holds every agent's taints, loaded from the store and kept
+// current by its change feed. It is safe for concurrent use.
+type Registry struct {
+	cfg   Config
+	st    taintStore
+	log   *slog.Logger
+	now   func() time.Time
+	touch time.Duration // how far a last read may run ahead of the store's
+
+	mu     sync.RWMutex
+	agents map[string]*agentTaints
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+type agentTaints struct {
+	held []*held
+	// stale is set when a change to the agent's taints was announced but
+	// could not be loaded: its decisions are denied until a reload works.
+	stale bool
+}
+
+type held struct {
+	t store.Taint
+	// stored is the last read the store has; pending, that a write of a
+	// new taint is on its way there (a reload keeps it meanwhile).
+	stored  time.Time
+	pending bool
+}
+
+// Open loads every taint from st and follows its change feed until Close.
+func Open(ctx context.Context, cfg Config, st taintStore) (*Registry, error) {
+	if cfg.ExpireAfter < 0 {
+		return nil, errors.New("taint: ExpireAfter must not be negative")
+	}
+	r := &Registry{cfg: cfg, st: st, log: cfg.Logger, now: cfg.Now, agents: map[string]*agentTaints{}, done: make(chan struct{})}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	r.touch = max(cfg.ExpireAfter/8, time.Second)
+	bg, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	changes := st.Subscribe(bg)
+	if err := r.reloadAll(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	go r.run(bg, changes)
+	return r, nil
+}
+
+// Close stops following the store.
+func (r *Registry) Close() {
+	r.stop()
+	<-r.done
+}
+
+// Held returns the taints a decision of agent sees, by name: the ones of
+// the agent as a whole and of its task or, for a token bound to no task,
+// every one the agent holds, so that no token sheds what another read.
+// Expired taints are left out. ErrUnavailable when they cannot be known.
+func (r *Registry) Held(agent, task string) ([]store.Taint, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a := r.agents[agent]
+	if a == nil {
+		return nil, nil
+	}
+	if a.stale {
+		return nil, fmt.Errorf("%w: agent %s", ErrUnavailable, agent)
+	}
+	now := r.now()
+	var out []store.Taint
+	for _, h := range a.held {
+		if (task == "" || h.t.Task == "" || h.t.Task == task) && !r.expired(h.t, now) {
+			out = append(out, h.t)
+		}
+	}
+	slices.SortFunc(out, func(a, b store.Taint) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Task, b.Task)
+	})
+	return out, nil
+}
+
+func (r *Registry) expired(t store.Taint, now time.Time) bool {
+	return r.cfg.ExpireAfter > 0 && now.Sub(t.LastReadAt) > r.cfg.ExpireAfter
+}
+
+// Record sets taint t (AgentID, Task, Name and its source) as of a read
+// allowed now. A new taint is in the store, for every replica, before
+// Record returns; on an error the read must not go ahead. A taint the agent
+// holds already only has its last read moved, in the store now and then.
+// It reports whether the taint is new.
+func (r *Registry) Record(ctx context.Context, t store.Taint) (bool, error) {
+	now := store.Time(r.now())
+	t.CreatedAt, t.LastReadAt, t.AuditIndex = now, now, -1
+	r.mu.Lock()
+	a := r.agents[t.AgentID]
+	if a == nil {
+		a = &agentTaints{}
+		r.agents[t.AgentID] = a
+	}
+	if t.Task != "" && len(a.held) >= MaxPerAgent {
+		t.Task = ""
+	}
+	var h *held
+	for _, x := range a.held {
+		if x.t.Task == t.Task && x.t.Name == t.Name && !r.expired(x.t, now) {
+			h = x
+		}
+	}
+	if h != nil {
+		h.t.LastReadAt = now
+		due := !h.pending && now.Sub(h.stored) >= r.touch
+		if due {
+			h.stored = now
+		}
+		r.mu.Unlock()
+		if due && r.cfg.ExpireAfter > 0 {
+			if _, err := r.st.AddTaint(ctx, t); err != nil {
+				r.log.Warn("taint: could not record a later read; other replicas may end the taint early", "agent", t.AgentID, "err", err)
+			}
+		}
+		return false, nil
+	}
+	a.held = slices.DeleteFunc(a.held, func(x *held) bool { return x.t.Task == t.Task && x.t.Name == t.Name })
+	h = &held{t: t, stored: now, pending: true}
+	a.held = append(a.held, h)
+	r.mu.Unlock()
+
+	created, err := r.st.AddTaint(ctx, t)
+	r.mu.Lock()
+	h.pending = false
+	r.mu.Unlock()
+	if err != nil {
+		// Kept in memory all the same: a taint is never lost for a
+		// failed write, only the read that set it is refused.
+		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return created, nil
+}
+
+// Indexed records the audit index of the decision that created t, once
+// the decision is in the log. It is for the record: a failure is logged.
+func (r *Registry) Indexed(ctx context.Context, t store.Taint, index int64) {
+	r.mu.Lock()
+	if a := r.agents[t.AgentID]; a != nil {
+		for _, h := range a.held {
+			if h.t.Task == t.Task && h.t.Name == t.Name && h.t.DecisionID == t.DecisionID {
+				h.t.AuditIndex = index
+			}
+		}
+	}
+	r.mu.Unlock()
+	if err := r.st.SetTaintIndex(ctx, t, index); err != nil {
+		r.log.Warn("taint: could not record the audit index of its decision", "agent", t.AgentID, "decision_id", t.DecisionID, "err", err)
+	}
+}
+
+// Clear removes the selected taints on an operator's word (actor, with a
+// reason, recorded with what was removed), and returns them.
+func (r *Registry) Clear(ctx context.Context, actor string, sel store.TaintSelection, reason string) ([]store.Taint, error) {
+	detail := map[string]string{"reason": reason}
+	ev := store.Event{Time: store.Time(r.now()), Actor: actor, Action: "taint.clear", Target: sel.AgentID, Detail: mustJSON(detail)}
+	gone, err := r.st.ClearTaints(ctx, sel, ev)
+	if err != nil {
+		return nil, err
+	}
+	// The feed reloads the agent too; this replica need not wait for it.
+	r.mu.Lock()
+	if a := r.agents[sel.AgentID]; a != nil {
+		a.held = slices.DeleteFunc(a.held, func(h *held) bool { return !h.pending && (sel.AnyTask || h.t.Task == sel.Task) })
+	}
+	r.mu.Unlock()
+	return gone, nil
+}
+
+// Of lists the taints the store holds for agent, expired ones included
+// until they are swept, for operators.
+func (r *Registry) Of(ctx context.Context, agent string) ([]store.Taint, error) {
+	return r.st.Taints(ctx, agent)
+}

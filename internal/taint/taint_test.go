@@ -1,0 +1,261 @@
+package taint_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/store/postgres"
+	"github.com/warden-run/warden/internal/store/sqlite"
+	"github.com/warden-run/warden/internal/taint"
+)
+
+// clock is a time tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type backend interface {
+	store.TaintStore
+	store.ChangeFeed
+	store.EventStore
+}
+
+func openSQLite(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func openRegistry(t *testing.T, cfg taint.Config, st backend) *taint.Registry {
+	t.Helper()
+	r, err := taint.Open(context.Background(), cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func read(agent, task string) store.Taint {
+	return store.Taint{AgentID: agent, Task: task, Name: taint.Untrusted, DecisionID: "dec_" + agent + task,
+		EnforcementPoint: "mcp-gateway", Action: "tools/call", ResourceKind: "mcp.tool", ResourceID: "web/fetch"}
+}
+
+func names(ts []store.Taint) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Task+"/"+t.Name)
+	}
+	return out
+}
+
+// A token bound to a task sees the agent's own taints and its task's; a
+// token bound to none sees every one of the agent's: no token sheds what
+// another one read.
+func TestScopes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	r := openRegistry(t, taint.Config{}, s)
+	const a = "ai-agent://prod/assistant"
+	for _, tc := range []struct{ task string }{{"t1"}, {"t2"}} {
+		if created, err := r.Record(ctx, read(a, tc.task)); err != nil || !created {
+			t.Fatalf("record %s: %v %v", tc.task, created, err)
+		}
+	}
+	for _, tc := range []struct {
+		name, task string
+		want       int
+	}{
+		{"no task sees every scope", "", 2},
+		{"a task sees its own", "t1", 1},
+		{"a fresh task sees none", "t3", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := r.Held(a, tc.task)
+			if err != nil || len(got) != tc.want {
+				t.Fatalf("Held(%q) = %v, %v; want %d", tc.task, names(got), err, tc.want)
+			}
+		})
+	}
+	if _, err := r.Record(ctx, read(a, "")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Held(a, "t3"); len(got) != 1 || got[0].Task != "" {
+		t.Fatalf("the agent's own taint reaches every task: %v", names(got))
+	}
+	if got, _ := r.Held("ai-agent://prod/other", ""); len(got) != 0 {
+		t.Fatalf("another agent: %v", names(got))
+	}
+}
+
+// A restart does not forget: taints are in the store before Record
+// returns.
+func TestRestartKeepsTaints(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "warden.db")
+	s := openSQLite(t, path)
+	r, err := taint.Open(ctx, taint.Config{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Record(ctx, read("ai-agent://prod/a", "")); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	s.Close()
+	s = openSQLite(t, path)
+	defer s.Close()
+	r = openRegistry(t, taint.Config{}, s)
+	if got, err := r.Held("ai-agent://prod/a", ""); err != nil || len(got) != 1 || got[0].DecisionID != "dec_ai-agent://prod/a" {
+		t.Fatalf("after a restart: %+v, %v", got, err)
+	}
+}
+
+// A taint ends a configured time after the last read that set or renewed
+// it; its end is recorded as an event (which the relay puts in the audit
+// log), and later reads renew it.
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	c := &clock{t: time.Now()}
+	r := openRegistry(t, taint.Config{ExpireAfter: 8 * time.Second, Now: c.now}, s)
+	const a = "ai-agent://prod/reader"
+	if _, err := r.Record(ctx, read(a, "")); err != nil {
+		t.Fatal(err)
+	}
+	c.add(6 * time.Second)
+	if _, err := r.Record(ctx, read(a, "")); err != nil { // renewed
+		t.Fatal(err)
+	}
+	c.add(6 * time.Second)
+	if got, _ := r.Held(a, ""); len(got) != 1 {
+		t.Fatal("a renewed taint ended from its first read")
+	}
+	c.add(3 * time.Second)
+	if got, _ := r.Held(a, ""); len(got) != 0 {
+		t.Fatalf("a taint past its time still holds: %v", names(got))
+	}
+	// The sweeper records the end (it leaves the store a second's margin
+	// for renewals not written yet).
+	c.add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, err := s.Events(ctx, store.EventFilter{Target: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 1 && evs[0].Action == "taint.expire" && evs[0].Actor == "warden:taint-expiry" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no expiry event: %+v", evs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left, _ := s.Taints(ctx, a); len(left) != 0 {
+		t.Fatalf("the store still holds %v", names(left))
+	}
+}
+
+// An operator's clear is recorded with who and why.
+func TestClear(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	r := openRegistry(t, taint.Config{}, s)
+	const a = "ai-agent://prod/reader"
+	for _, task := range []string{"", "t1"} {
+		if _, err := r.Record(ctx, read(a, task)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, err := r.Clear(ctx, "admin:alice", store.TaintSelection{AgentID: a, Task: "t1"}, "the task ended")
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("clear: %v, %v", gone, err)
+	}
+	if got, _ := r.Held(a, ""); len(got) != 1 || got[0].Task != "" {
+		t.Fatalf("after clearing t1: %v", names(got))
+	}
+	evs, err := s.Events(ctx, store.EventFilter{Target: a})
+	if err != nil || len(evs) != 1 || evs[0].Actor != "admin:alice" || evs[0].Action != "taint.clear" {
+		t.Fatalf("events: %+v, %v", evs, err)
+	}
+}
+
+// Replicas share taints through PostgreSQL: one's read taints the agent
+// at the other, and one's clear clears it at the other.
+func TestReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	ctx := context.Background()
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "t_" + hex.EncodeToString(b)
+	open := func() *postgres.Store {
+		s, err := postgres.Open(ctx, postgres.Config{DSN: dsn, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s1, s2 := open(), open()
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+			conn.Close(ctx)
+		}
+	})
+	r1 := openRegistry(t, taint.Config{}, s1)
+	r2 := openRegistry(t, taint.Config{}, s2)
+	const a = "ai-agent://prod/roamer"
+	if _, err := r1.Record(ctx, read(a, "")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { got, _ := r2.Held(a, ""); return len(got) == 1 })
+	if _, err := r2.Clear(ctx, "admin:bob", store.TaintSelection{AgentID: a, AnyTask: true}, "reviewed"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { got, _ := r1.Held(a, ""); return len(got) == 0 })
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("not within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
