@@ -95,12 +95,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	audiences := append([]string{id.Audience}, id.Resources...)
 	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: audiences,
-		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew}}, a.View); err != nil {
-		return nil, err
-	}
-	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
-		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log},
-		a.Store, a.Keys, a.Verifier); err != nil {
+		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew,
+			ReplayCacheSize: id.DPoP.ReplayCapacity, ProofsPerKey: id.DPoP.ProofsPerKey.Bucket(), Logger: log}}, a.View); err != nil {
 		return nil, err
 	}
 	admin, written, err := bootstrapAdmin(ctx, a.Store, cfg.Data, log)
@@ -119,6 +115,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval, Logger: log},
 		a.auditBackend, signer); err != nil {
+		return nil, err
+	}
+	te := id.TokenEndpoint
+	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
+		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log,
+		Limits: identity.TokenEndpointLimits{FailuresPerSource: te.FailuresPerSource.Bucket(), FailuresPerAgent: te.FailuresPerAgent.Bucket(),
+			RefusalEntries: te.RefusalEntries.Bucket()}},
+		a.Store, a.Keys, a.Verifier, a.Audit); err != nil {
 		return nil, err
 	}
 	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
@@ -269,6 +273,9 @@ func (a *App) Close() error {
 	var errs []error
 	if a.Decide != nil {
 		a.Decide.Close() // its shadow evaluations record into the audit log
+	}
+	if a.Issuer != nil {
+		a.Issuer.Close() // its summary of refusals goes to the audit log
 	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())
