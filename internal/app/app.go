@@ -75,6 +75,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err := identity.BindMasterKey(ctx, a.Store, mk); err != nil {
 		return nil, err
 	}
+	signer, err := checkpointSigner(ctx, a.Store, mk, cfg.Audit.Origin, log)
+	if err != nil {
+		return nil, err
+	}
+	// Refuse settings that differ from the other replicas', naming them
+	// all; the log's name can never change, so an update cannot take it.
+	originErr := checkOrigin(signer, cfg.Audit.Origin)
+	if cfg.UpdateSharedSettings && originErr != nil {
+		return nil, originErr
+	}
+	if err := identity.BindSharedSettings(ctx, a.Store, sharedSettings(cfg), cfg.UpdateSharedSettings, time.Now()); err != nil {
+		return nil, err
+	}
+	if originErr != nil {
+		return nil, originErr
+	}
 	id := cfg.Identity
 	a.Keys, err = identity.OpenKeyring(bg, identity.KeyringConfig{
 		RetireAfter: identity.MaxTokenLifetime + id.ClockSkew, ClockSkew: id.ClockSkew, Logger: log,
@@ -105,10 +121,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.AdminTokenFile = written
 
-	signer, err := checkpointSigner(ctx, a.Store, mk, cfg.Audit.Origin, log)
-	if err != nil {
-		return nil, err
-	}
 	if a.auditBackend, err = auditBackend(cfg, a.Store, log); err != nil {
 		return nil, err
 	}
@@ -161,6 +173,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	go a.maintain(bg)
 	ok = true
 	return a, nil
+}
+
+// sharedSettings are the settings of cfg that every replica of the store
+// must have alike.
+func sharedSettings(cfg config.Config) identity.SharedSettings {
+	s := identity.SharedSettings{Issuer: cfg.Identity.Issuer, Audience: cfg.Identity.Audience, AuditOrigin: cfg.Audit.Origin,
+		TrustDomains: make(map[string]identity.SharedDomain, len(cfg.Identity.TrustDomains))}
+	for name, td := range cfg.Identity.TrustDomains {
+		s.TrustDomains[name] = identity.SharedDomain{RequireDPoP: td.RequireDPoP}
+	}
+	return s
 }
 
 // OpenStore opens the store cfg names: PostgreSQL for a postgres:// DSN,

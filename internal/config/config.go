@@ -40,6 +40,11 @@ type Config struct {
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
+	// UpdateSharedSettings replaces the settings recorded for every replica
+	// of the store (issuer, audience, trust domains, audit origin) with this
+	// one's, instead of refusing to start when they differ. Set for one
+	// start by warden serve --update-shared-settings, never from a file.
+	UpdateSharedSettings bool `yaml:"-"`
 }
 
 // Policy configures the policies the decision point evaluates.
