@@ -135,13 +135,30 @@ func (l *keyedLimiter) take(key uint64, now time.Time) (ok, full bool, wait time
 	return true, full, 0
 }
 
-// give puts back a token taken from key's bucket.
-func (l *keyedLimiter) give(key uint64, now time.Time) {
+// peek reports whether key's bucket holds a token, whether it is full (a
+// key with no recent use), and otherwise how long until it holds one.
+func (l *keyedLimiter) peek(key uint64, now time.Time) (ok, full bool, wait time.Duration) {
+	n := now.UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n-l.pruned > int64(10*time.Second) {
+		l.prune(n)
+	}
+	b, _ := l.get(key, n)
+	if b.tokens < 1 {
+		return false, false, time.Duration((1 - b.tokens) / l.rate.PerSecond * 1e9)
+	}
+	return true, b.tokens >= float64(l.rate.Burst), 0
+}
+
+// charge takes a token from key's bucket even when it has none: requests
+// admitted together and failing together leave a debt, paid back in time.
+func (l *keyedLimiter) charge(key uint64, now time.Time) {
 	n := now.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, in := l.get(key, n)
-	b.tokens = min(float64(l.rate.Burst), b.tokens+1)
+	b.tokens--
 	l.put(key, b, in)
 }
 

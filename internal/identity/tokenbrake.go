@@ -10,7 +10,9 @@ import (
 type TokenEndpointLimits struct {
 	// FailuresPerSource: failed authentications from one source address
 	// (an IPv6 address counts as its /64). Past it, the source's requests
-	// are answered 429 before any signature is checked.
+	// are answered 429 before any signature is checked. Requests checked
+	// at once and failing together can leave the bucket in debt, which
+	// keeps the source out for as long as it takes to pay back.
 	FailuresPerSource Rate
 	// FailuresPerAgent: failed authentications naming one agent id, known
 	// or not. Past it, requests naming the agent are answered 429, except
@@ -38,21 +40,20 @@ const RefusalSummaryInterval = 10 * time.Second
 // ids) share one bucket.
 const maxBrakeKeys = 1 << 16
 
-// authBrake applies TokenEndpointLimits. A request takes a token from its
-// source's bucket, and one from its agent's, before its signature is
-// checked, and gets them back if it authenticates: only failures count,
-// and a source can never have more checks in flight than its burst.
+// authBrake applies TokenEndpointLimits. A request is admitted while its
+// source's bucket, and its claimed agent's, hold a token; each failure to
+// authenticate then takes one from both. Successes cost nothing, so that
+// any number of agents may authenticate at once from one address.
 type authBrake struct {
 	source, agent *keyedLimiter
 	hash          keyHasher
 }
 
-// brakeTicket is what one request took.
+// brakeTicket is what the brake knows of one request.
 type brakeTicket struct {
 	source, agent   uint64
-	tookSource      bool
-	tookAgent       bool
-	sourceWasUnused bool
+	hasAgent        bool
+	sourceWasUnused bool // no failure from the source is still counted
 }
 
 func newAuthBrake(l TokenEndpointLimits) *authBrake {
@@ -60,41 +61,35 @@ func newAuthBrake(l TokenEndpointLimits) *authBrake {
 		agent: newKeyedLimiter(l.FailuresPerAgent, maxBrakeKeys), hash: newKeyHasher()}
 }
 
-// admitSource takes a token from the source's bucket.
+// admitSource refuses a source with no failures left.
 func (b *authBrake) admitSource(t *brakeTicket, source string, now time.Time) error {
 	t.source = b.hash.string(sourceKey(source))
-	ok, unused, wait := b.source.take(t.source, now)
+	ok, unused, wait := b.source.peek(t.source, now)
 	if !ok {
 		return &RateLimitError{Err: ErrTooManyFailures, Limit: "identity.token_endpoint.failures_per_source", RetryAfter: wait}
 	}
-	t.tookSource, t.sourceWasUnused = true, unused
+	t.sourceWasUnused = unused
 	return nil
 }
 
-// admitAgent takes a token from the claimed agent's bucket. An agent with
-// none left is refused only to sources that failed recently.
+// admitAgent refuses a request naming an agent with no failures left,
+// unless it comes from a source with no recent failure.
 func (b *authBrake) admitAgent(t *brakeTicket, agent string, now time.Time) error {
-	t.agent = b.hash.string(agent)
-	ok, _, wait := b.agent.take(t.agent, now)
-	switch {
-	case ok:
-		t.tookAgent = true
-	case !t.sourceWasUnused:
+	t.agent, t.hasAgent = b.hash.string(agent), true
+	if ok, _, wait := b.agent.peek(t.agent, now); !ok && !t.sourceWasUnused {
 		return &RateLimitError{Err: ErrTooManyFailures, Limit: "identity.token_endpoint.failures_per_agent", RetryAfter: wait}
 	}
 	return nil
 }
 
-// settle gives the tokens back unless the request failed to authenticate.
+// settle counts a failure against the source and the agent.
 func (b *authBrake) settle(t *brakeTicket, failed bool, now time.Time) {
-	if failed {
+	if !failed {
 		return
 	}
-	if t.tookSource {
-		b.source.give(t.source, now)
-	}
-	if t.tookAgent {
-		b.agent.give(t.agent, now)
+	b.source.charge(t.source, now)
+	if t.hasAgent {
+		b.agent.charge(t.agent, now)
 	}
 }
 

@@ -334,3 +334,34 @@ func TestRefusalFloodIsSummarised(t *testing.T) {
 		t.Fatalf("%d one by one + %d summarised (%d rate limited) in %d summaries, want %d in all", one, summarised, rateLimited, summaries, flood)
 	}
 }
+
+// TestConcurrentGoodRequestsAreNotLimited: only failures count. Many
+// requests of one agent at once, from one address (a proxy, or many
+// instances of an agent), are all served, more than any burst.
+func TestConcurrentGoodRequestsAreNotLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/popular", []string{"r"}, nil)
+	const n = 120 // above both bursts
+	reqs := make([]TokenRequest, n)
+	for i := range reqs {
+		reqs[i] = fromSource(ccReq(e.assertion(a, assertionOpts{})), "192.0.2.10")
+	}
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.issuer.Issue(e.ctx, r)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a good request refused: %v", err)
+		}
+	}
+}
