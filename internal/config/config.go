@@ -186,7 +186,7 @@ func limitOf(r identity.Rate) RateLimit { return RateLimit{Rate: r.PerSecond, Bu
 // DPoP configures the replay memory of DPoP proofs, in each replica.
 type DPoP struct {
 	// ReplayCapacity is how many proof ids are remembered at most (about
-	// 30 bytes each); a proof that finds it full is refused (503).
+	// 48 bytes each); a proof that finds it full is refused (503).
 	ReplayCapacity int `yaml:"replay_capacity"`
 	// ProofsPerKey is how many proofs one key may have accepted; past it
 	// the agent is answered 429 with Retry-After.

@@ -37,10 +37,12 @@ type DPoPConfig struct {
 }
 
 // Defaults of DPoPConfig. A proof is remembered for MaxAge + 2 x ClockSkew
-// (70 s by default); one key at DefaultProofsPerKey holds at most 710,000
-// of the DefaultReplayCapacity, about a sixth, and one agent at the MCP
-// gateway's whole measured throughput (1,300 calls a second on two cores)
-// about 91,000.
+// (120 s with the server's default skew of 30 s); one key at
+// DefaultProofsPerKey then holds at most 1,210,000 of the
+// DefaultReplayCapacity, under a third, and one agent at the MCP gateway's
+// whole measured throughput (1,300 calls a second on two cores) about
+// 156,000. Filling it takes four keys at their ceiling, 40,000 proof
+// checks a second: more than two cores can verify (about 28,000).
 const DefaultReplayCapacity = 4_000_000
 
 // DefaultProofsPerKey is the default ProofsPerKey.

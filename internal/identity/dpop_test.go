@@ -190,7 +190,7 @@ func TestReplayCacheRemembersUntilExpiry(t *testing.T) {
 // TestOneKeyAtHighRateStaysInsideReplayMemory is the regression test of a
 // busy agent refused once its share of the replay memory was full: one key
 // presents 9,000 proofs a second, every second, for three times the proof
-// lifetime (max age + 2 x skew), with the default configuration. None may
+// lifetime (max age + 2 x skew, 120 s), with the server's default settings. None may
 // be refused, and every one is still refused as a replay while it is valid.
 // It drives the replay memory and the per-key rate directly: the same
 // volume of signed proofs would take minutes of signing and verifying.
@@ -198,7 +198,7 @@ func TestOneKeyAtHighRateStaysInsideReplayMemory(t *testing.T) {
 	t.Parallel()
 	start := time.Unix(1_800_000_000, 0)
 	clk := &clock{t: start}
-	d := NewDPoPVerifier(DPoPConfig{Now: clk.Now})
+	d := NewDPoPVerifier(DPoPConfig{ClockSkew: 30 * time.Second, Now: clk.Now}) // the server's default skew
 	lifetime := d.maxAge + 2*d.skew
 	const perSecond = 9_000
 	const jkt = "the-busy-agents-key-thumbprint"

@@ -9,8 +9,8 @@ import (
 // expire, so that each is accepted once. It keeps, per value, a 64-bit hash
 // of the owner (the key that signed the proof) and the value under a secret
 // random seed, in a set, and the hash again in the bucket of the second its
-// memory ends: about 30 bytes a value, where strings in a heap took about
-// 250. A value is never forgotten before its expiry: when the cache holds
+// memory ends: about 48 bytes a value, where strings in a heap took about
+// 144 (BenchmarkReplayMemory). A value is never forgotten before its expiry: when the cache holds
 // Capacity live values it refuses new ones (ErrReplayCacheIsFull) instead.
 //
 // Two different values with the same hash would make the second look like a
