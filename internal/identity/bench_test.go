@@ -156,9 +156,10 @@ func GenerateKeyPublic() ed25519.PublicKey {
 // BenchmarkAssertionRefusal measures refusing a client assertion signed by
 // the wrong key, for an agent that exists and for one that does not (once
 // remembered as unknown): the two must cost the same, or their difference
-// tells an attacker which agent ids exist.
+// tells an attacker which agent ids exist. one_source_flood is the known
+// agent's case with every request from one address, as a flood sends them.
 func BenchmarkAssertionRefusal(b *testing.B) {
-	for _, name := range []string{"known_agent", "unknown_agent"} {
+	for _, name := range []string{"known_agent", "unknown_agent", "one_source_flood"} {
 		b.Run(name, func(b *testing.B) {
 			e := newEnv(b)
 			a := e.register("ai-agent://dev/known", []string{"r"}, nil)
@@ -176,7 +177,11 @@ func BenchmarkAssertionRefusal(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if _, err := e.issuer.Issue(e.ctx, withSource(ccReq(asserts[i]), i)); err == nil {
+				r := withSource(ccReq(asserts[i]), i)
+				if name == "one_source_flood" {
+					r = withSource(r, 0)
+				}
+				if _, err := e.issuer.Issue(e.ctx, r); err == nil {
 					b.Fatal("accepted")
 				}
 			}
