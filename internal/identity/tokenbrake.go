@@ -54,6 +54,7 @@ type brakeTicket struct {
 	source, agent   uint64
 	hasAgent        bool
 	sourceWasUnused bool // no failure from the source is still counted
+	agentRefused    bool // refused by the agent's limit
 }
 
 func newAuthBrake(l TokenEndpointLimits) *authBrake {
@@ -77,19 +78,25 @@ func (b *authBrake) admitSource(t *brakeTicket, source string, now time.Time) er
 func (b *authBrake) admitAgent(t *brakeTicket, agent string, now time.Time) error {
 	t.agent, t.hasAgent = b.hash.string(agent), true
 	if ok, _, wait := b.agent.peek(t.agent, now); !ok && !t.sourceWasUnused {
+		t.agentRefused = true
 		return &RateLimitError{Err: ErrTooManyFailures, Limit: "identity.token_endpoint.failures_per_agent", RetryAfter: wait}
 	}
 	return nil
 }
 
-// settle counts a failure against the source and the agent.
+// settle counts a failure against the source and the agent. A request the
+// agent's limit refused counts against its source, which failed before:
+// one that keeps naming the agent soon meets its own limit, and is then
+// refused before its assertion is even parsed.
 func (b *authBrake) settle(t *brakeTicket, failed bool, now time.Time) {
-	if !failed {
-		return
-	}
-	b.source.charge(t.source, now)
-	if t.hasAgent {
-		b.agent.charge(t.agent, now)
+	switch {
+	case t.agentRefused:
+		b.source.charge(t.source, now)
+	case failed:
+		b.source.charge(t.source, now)
+		if t.hasAgent {
+			b.agent.charge(t.agent, now)
+		}
 	}
 }
 
