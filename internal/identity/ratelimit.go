@@ -172,13 +172,6 @@ func (l *keyedLimiter) prune(now int64) {
 	}
 }
 
-// keys is how many buckets are kept.
-func (l *keyedLimiter) keys() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 // keyHasher hashes strings with a secret seed, so that nobody outside the
 // process can choose values that collide.
 type keyHasher struct{ seed maphash.Seed }

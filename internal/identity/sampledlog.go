@@ -12,7 +12,7 @@ import (
 // sampledLog logs refusals without letting a flood of them write a line
 // each: in every interval the first few are logged in full, the others are
 // counted by reason, and the count comes in one line with the next refusal
-// after the interval (or at Flush).
+// after the interval (the exact totals are in the verifier's Stats).
 type sampledLog struct {
 	log   *slog.Logger
 	msg   string
@@ -44,13 +44,6 @@ func (s *sampledLog) Log(now time.Time, level slog.Level, reason string, attrs .
 	s.logged++
 	s.mu.Unlock()
 	s.log.Log(context.Background(), level, s.msg, append([]any{"reason", reason}, attrs...)...)
-}
-
-// Flush logs the count of refusals not logged, if any.
-func (s *sampledLog) Flush(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.flushLocked(now)
 }
 
 func (s *sampledLog) flushLocked(now time.Time) {
