@@ -124,6 +124,9 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if err != nil {
 		return nil, err
 	}
+	if err := i.recordIssued(ctx, ActionTokenExchange, req, cl, "Bearer"); err != nil {
+		return nil, err
+	}
 	return &IssuedToken{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),
 		Scope: strings.Join(roles, " "), IssuedTokenType: TokenTypeAccessToken,
 		Subject: cl.Subject, JTI: cl.ID, Chain: act.Chain()}, nil

@@ -121,6 +121,10 @@ func (v *Verifier) VerifyRequest(ctx context.Context, r Request) (*Token, error)
 	return t, nil
 }
 
+// DPoPStats returns the figures of the verifier's DPoP replay memory: how
+// full it is and how many proofs it refused, for metrics.
+func (v *Verifier) DPoPStats() DPoPStats { return v.dpop.Stats() }
+
 func (v *Verifier) requiresDPoP(t *Token) bool {
 	if v.cfg.TrustDomains[t.Agent.TrustDomain()].RequireDPoP {
 		return true
