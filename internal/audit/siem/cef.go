@@ -53,15 +53,15 @@ func CEF(e *audit.Entry) string {
 }
 
 // cefHeader escapes a header field: backslash and pipe, newlines as
-// spaces, and anything else not graphic (see visible).
+// spaces, and anything else not graphic (see audit.Visible).
 func cefHeader(s string) string {
-	return visible(cefHeaderEscaper.Replace(s))
+	return audit.Visible(cefHeaderEscaper.Replace(s))
 }
 
 // cefExt escapes an extension value: backslash, equals sign and newlines,
-// and anything else not graphic (see visible).
+// and anything else not graphic (see audit.Visible).
 func cefExt(s string) string {
-	return visible(cefExtEscaper.Replace(s))
+	return audit.Visible(cefExtEscaper.Replace(s))
 }
 
 var (

@@ -117,7 +117,7 @@ func (s *Syslog) message(st audit.Stored) string {
 	if s.cfg.Format == "cef" {
 		b.WriteString(CEF(e))
 	} else {
-		b.Write(jsonVisible(st.Data))
+		b.Write(audit.VisibleJSON(st.Data))
 	}
 	return b.String()
 }
@@ -156,9 +156,9 @@ func header(s string, max int) string {
 
 // sdEscape escapes a structured data parameter value: '"', '\\' and ']'
 // as RFC 5424 (section 6.3.3) says, then anything not graphic (see
-// visible), which would otherwise reach the collector raw.
+// audit.Visible), which would otherwise reach the collector raw.
 func sdEscape(s string) string {
-	return visible(sdEscaper.Replace(s))
+	return audit.Visible(sdEscaper.Replace(s))
 }
 
 var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
