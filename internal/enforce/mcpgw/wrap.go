@@ -68,12 +68,15 @@ func NewWrap(cfg WrapConfig, d WrapDeps) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcpgw: %w", err)
 	}
+	// The user's HOME and USER, unless Env says otherwise.
 	env := maps.Clone(cfg.Env)
 	for k, v := range who.env {
 		if env == nil {
 			env = map[string]string{}
 		}
-		env[k] = v
+		if _, set := env[k]; !set {
+			env[k] = v
+		}
 	}
 	s := Server{Name: cfg.Name, Command: cfg.Command, Trust: cfg.Trust, Env: env, InheritEnv: cfg.InheritEnv}
 	gc := Config{Listen: "127.0.0.1:0", Name: "mcp-wrap", Servers: []Server{s}, SessionTimeout: 24 * time.Hour}

@@ -251,10 +251,25 @@ func TestWrapRunsServerAsUser(t *testing.T) {
 	if err != nil || r.IsError {
 		t.Fatalf("env: %v %v", r, err)
 	}
-	if env := text(t, r); !strings.Contains(env, "HOME="+nobody.HomeDir+"\n") || !strings.Contains(env, "USER=nobody") {
+	if env := text(t, r); !envHas(env, "HOME="+nobody.HomeDir) || !envHas(env, "USER=nobody") {
 		t.Fatalf("the server's environment does not name its user:\n%s", env)
 	}
+	// A HOME the configuration gives wins over the user's.
+	e = start(t, nil)
+	s = wrapped(t, e, e.w.URL, func(cfg *mcpgw.WrapConfig) {
+		cfg.Command[0], cfg.User, cfg.Env["HOME"] = exe, "nobody", "/tmp/given-home"
+	})
+	r, err = s.CallTool(e.ctx, &mcp.CallToolParams{Name: "env"})
+	if err != nil || r.IsError {
+		t.Fatalf("env: %v %v", r, err)
+	}
+	if env := text(t, r); !envHas(env, "HOME=/tmp/given-home") || !envHas(env, "USER=nobody") {
+		t.Fatalf("the server's environment with HOME given:\n%s", env)
+	}
 }
+
+// envHas reports whether an environment, one variable a line, holds kv.
+func envHas(env, kv string) bool { return slices.Contains(strings.Split(env, "\n"), kv) }
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
