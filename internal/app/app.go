@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -193,17 +192,18 @@ func sharedSettings(cfg config.Config) identity.SharedSettings {
 }
 
 // OpenStore opens the store cfg names: PostgreSQL for a postgres:// DSN,
-// otherwise SQLite in the data directory.
+// otherwise SQLite in the data directory. The data directory, which holds
+// secrets with either store, is made or checked first (openDataDir).
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if err := openDataDir(cfg.Data); err != nil {
+		return nil, err
+	}
 	if cfg.Store != "" {
 		s, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
-	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
 	if err != nil {
