@@ -146,6 +146,9 @@ type TokenRequest struct {
 	ActorTokenType     string
 	Audience           string
 	RequestedTokenType string
+	// Task binds a delegated token to a task of the delegating agent's
+	// (token exchange only): the scope of the taints its reads set.
+	Task string
 	// DPoP is the proof from the DPoP request header, if any.
 	DPoP string
 	// Source is the client's address, for the rate limits and the record.
@@ -252,6 +255,11 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 	}
 	if req.SubjectToken != "" || req.ActorToken != "" {
 		return nil, fmt.Errorf("%w: subject_token and actor_token belong to token exchange", ErrInvalidRequest)
+	}
+	if req.Task != "" {
+		// An agent cannot give itself a fresh task: that would be a scope
+		// without its taints.
+		return nil, fmt.Errorf("%w: task is set by a delegating agent, at token exchange", ErrInvalidRequest)
 	}
 	c, err := i.authenticate(ctx, req)
 	if err != nil {

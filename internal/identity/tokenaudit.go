@@ -56,6 +56,7 @@ type issuedDetail struct {
 	Key           string   `json:"key"`
 	Scope         string   `json:"scope"`
 	Source        string   `json:"source,omitempty"`
+	Task          string   `json:"task,omitempty"`
 	TokenType     string   `json:"token_type"`
 }
 
@@ -64,7 +65,7 @@ type issuedDetail struct {
 func (i *TokenIssuer) recordIssued(ctx context.Context, action string, req TokenRequest, c *Claims, tokenType string) error {
 	d := issuedDetail{Act: c.Act.Chain(), Audience: c.Audience[0], Client: c.ClientID, DelegatedFrom: c.DelegatedFrom,
 		Expires: c.Expiry.Time().UTC().Format(time.RFC3339), JTI: c.ID, Key: c.Cnf.JKT, Scope: strings.Join(c.Roles, " "),
-		Source: req.Source, TokenType: tokenType}
+		Source: req.Source, Task: c.Task, TokenType: tokenType}
 	detail, err := json.Marshal(d)
 	if err != nil {
 		return err

@@ -132,6 +132,7 @@ func (s *Server) tokenRequest(r *http.Request) (identity.TokenRequest, error) {
 		ActorTokenType:      f("actor_token_type"),
 		Audience:            f("audience"),
 		RequestedTokenType:  f("requested_token_type"),
+		Task:                f("task"),
 		DPoP:                r.Header.Get("DPoP"),
 		Source:              req.Source,
 	}
