@@ -49,8 +49,12 @@ wait_up() { # host:port
 
 "$work/mcpload" -serve "$UPSTREAM_ADDR" 2>"$work/upstream.log" &
 pids+=($!)
+# One agent drives the gateway to its whole throughput here: its rate limit
+# (1,000 calls/s by default) is off, the gateway's other limits are the
+# defaults.
 cat >"$work/gateway.yaml" <<EOF2
 listen: $GATEWAY_ADDR
+rate_limit: {rate: 0}
 servers:
   - {name: bench, url: "http://$UPSTREAM_ADDR/mcp", trust: trusted}
 EOF2

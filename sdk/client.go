@@ -168,17 +168,33 @@ func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
 // Delegate hands subjectToken, which this agent holds, on to the agent
 // delegate (RFC 8693 token exchange). The answer is a token for delegate to
 // use on the subject's behalf: bound to delegate's key, with the roles both
-// share. Give it to delegate; only delegate can present it.
+// share, for the client's resource (WithResource) when it has one. Give it
+// to delegate; only delegate can present it.
 func (c *Client) Delegate(ctx context.Context, subjectToken, delegate string) (*Token, error) {
+	return c.DelegateTask(ctx, subjectToken, delegate, "")
+}
+
+// DelegateTask delegates as Delegate does, and binds the token to task: what
+// delegate reads under it taints that task only (and its own, task-less
+// tokens), so a fresh task starts clean. A token bound to a task stays bound
+// to it when delegated further. Empty task is Delegate.
+func (c *Client) DelegateTask(ctx context.Context, subjectToken, delegate, task string) (*Token, error) {
 	if _, err := identity.ParseAgentID(delegate); err != nil {
 		return nil, err
 	}
-	return c.tokenRequest(ctx, url.Values{
+	form := url.Values{
 		"grant_type":         {identity.GrantTokenExchange},
 		"subject_token":      {subjectToken},
 		"subject_token_type": {identity.TokenTypeAccessToken},
 		"audience":           {delegate},
-	}, false) // a proof of this agent's key cannot bind the delegate's token
+	}
+	if c.resource != "" {
+		form.Set("resource", c.resource)
+	}
+	if task != "" {
+		form.Set("task", task)
+	}
+	return c.tokenRequest(ctx, form, false) // a proof of this agent's key cannot bind the delegate's token
 }
 
 // Error is an OAuth error answer from the server.

@@ -74,7 +74,12 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 	if n, err := hex.Decode(digest[:], stored); err != nil || n != sha256.Size {
 		return nil, "", errors.New("admin token: the stored digest is corrupt")
 	}
-	// A local token file that is exposed, or not the deployment's token, is worth a warning.
+	// A local token file that others can read hands them the deployment:
+	// refused, as the master key is. One that is not the deployment's
+	// token, or cannot be read, is worth a warning.
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, "", fmt.Errorf("admin token file %s is readable by others (mode %04o): whoever reads it administers Warden; run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
 	switch tok, err := readSecret(path); {
 	case err == nil:
 		if d := sha256.Sum256([]byte(tok)); subtle.ConstantTimeCompare(d[:], digest[:]) != 1 {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -78,6 +77,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err := identity.BindMasterKey(ctx, a.Store, mk); err != nil {
 		return nil, err
 	}
+	signer, err := checkpointSigner(ctx, a.Store, mk, cfg.Audit.Origin, log)
+	if err != nil {
+		return nil, err
+	}
+	// Refuse settings that differ from the other replicas', naming them
+	// all; the log's name can never change, so an update cannot take it.
+	originErr := checkOrigin(signer, cfg.Audit.Origin)
+	if cfg.UpdateSharedSettings && originErr != nil {
+		return nil, originErr
+	}
+	if err := identity.BindSharedSettings(ctx, a.Store, sharedSettings(cfg), cfg.UpdateSharedSettings, time.Now()); err != nil {
+		return nil, err
+	}
+	if originErr != nil {
+		return nil, originErr
+	}
 	id := cfg.Identity
 	a.Keys, err = identity.OpenKeyring(bg, identity.KeyringConfig{
 		RetireAfter: identity.MaxTokenLifetime + id.ClockSkew, ClockSkew: id.ClockSkew, Logger: log,
@@ -98,12 +113,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	audiences := append([]string{id.Audience}, id.Resources...)
 	if a.Verifier, err = identity.NewVerifier(identity.VerifierConfig{Issuer: id.Issuer, Audiences: audiences,
-		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew}}, a.View); err != nil {
-		return nil, err
-	}
-	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
-		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log},
-		a.Store, a.Keys, a.Verifier); err != nil {
+		TrustDomains: domains, ClockSkew: id.ClockSkew, DPoP: identity.DPoPConfig{ClockSkew: id.ClockSkew,
+			ReplayCacheSize: id.DPoP.ReplayCapacity, ProofsPerKey: id.DPoP.ProofsPerKey.Bucket(), Logger: log}}, a.View); err != nil {
 		return nil, err
 	}
 	admin, written, err := bootstrapAdmin(ctx, a.Store, cfg.Data, log)
@@ -112,16 +123,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.AdminTokenFile = written
 
-	signer, err := checkpointSigner(ctx, a.Store, mk, cfg.Audit.Origin, log)
-	if err != nil {
-		return nil, err
-	}
 	if a.auditBackend, err = auditBackend(cfg, a.Store, log); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
 		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval, Logger: log},
 		a.auditBackend, signer); err != nil {
+		return nil, err
+	}
+	te := id.TokenEndpoint
+	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
+		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log,
+		Limits: identity.TokenEndpointLimits{FailuresPerSource: te.FailuresPerSource.Bucket(), FailuresPerAgent: te.FailuresPerAgent.Bucket(),
+			RefusalEntries: te.RefusalEntries.Bucket()}},
+		a.Store, a.Keys, a.Verifier, a.Audit); err != nil {
 		return nil, err
 	}
 	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
@@ -165,18 +180,30 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	return a, nil
 }
 
+// sharedSettings are the settings of cfg that every replica of the store
+// must have alike.
+func sharedSettings(cfg config.Config) identity.SharedSettings {
+	s := identity.SharedSettings{Issuer: cfg.Identity.Issuer, Audience: cfg.Identity.Audience, AuditOrigin: cfg.Audit.Origin,
+		TrustDomains: make(map[string]identity.SharedDomain, len(cfg.Identity.TrustDomains))}
+	for name, td := range cfg.Identity.TrustDomains {
+		s.TrustDomains[name] = identity.SharedDomain{RequireDPoP: td.RequireDPoP}
+	}
+	return s
+}
+
 // OpenStore opens the store cfg names: PostgreSQL for a postgres:// DSN,
-// otherwise SQLite in the data directory.
+// otherwise SQLite in the data directory. The data directory, which holds
+// secrets with either store, is made or checked first (openDataDir).
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	if err := openDataDir(cfg.Data); err != nil {
+		return nil, err
+	}
 	if cfg.Store != "" {
 		s, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
-	}
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
 	if err != nil {
@@ -278,6 +305,9 @@ func (a *App) Close() error {
 	}
 	if a.Taints != nil {
 		a.Taints.Close()
+	}
+	if a.Issuer != nil {
+		a.Issuer.Close() // its summary of refusals goes to the audit log
 	}
 	if a.Audit != nil {
 		errs = append(errs, a.Audit.Close())

@@ -32,7 +32,7 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func TestRefusesPlainHTTPOffLoopback(t *testing.T) {
 	t.Parallel()
 	cfg := config.Default()
-	cfg.Data = t.TempDir()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
 	cfg.Server.Addr = "0.0.0.0:0"
 	cfg.Identity.Issuer = "https://warden.test"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not a loopback address") {
@@ -111,7 +111,7 @@ func TestBootstrapAdminTokenAndRestart(t *testing.T) {
 func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	t.Parallel()
 	cfg := config.Default()
-	cfg.Data = t.TempDir()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
 	cfg.Server.Addr = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func waitFor(t *testing.T, f func() error) {
 func TestOneProcessPerDataDirectory(t *testing.T) {
 	t.Parallel()
 	cfg := config.Default()
-	cfg.Data = t.TempDir()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,10 +48,16 @@ func checkpointSigner(ctx context.Context, ms store.MetaStore, mk *identity.Mast
 	if err != nil {
 		return nil, err
 	}
-	if s.Origin() != origin {
-		log.Warn("audit.origin differs from the origin the log was made with; the log keeps its own", "configured", origin, "log", s.Origin())
-	}
 	return s, nil
+}
+
+// checkOrigin refuses a configured audit.origin that is not the log's: the
+// name is fixed with the log's key, for its whole life.
+func checkOrigin(s *audit.CheckpointSigner, origin string) error {
+	if s.Origin() != origin {
+		return fmt.Errorf("audit.origin is %q, but this deployment's audit log is named %q, fixed for the log's life (its checkpoints are signed under it): set audit.origin: %s", origin, s.Origin(), s.Origin())
+	}
+	return nil
 }
 
 // auditBackend opens where the audit log lives: PostgreSQL when that is the

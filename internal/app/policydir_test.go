@@ -77,7 +77,7 @@ func TestPolicyDirectoryMustPassAtStart(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "policy.rego"), []byte("package warden.authz\n\nallow := true\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "policy_test.rego"), []byte("package warden.authz\n\ntest_closed if not allow\n"), 0o644)
 	cfg := config.Default()
-	cfg.Data = t.TempDir()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
 	cfg.Policy.Dir = dir
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

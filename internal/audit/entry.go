@@ -23,11 +23,12 @@ const (
 	KindAdmin    Kind = "admin"    // an administrative action
 	KindResponse Kind = "response" // an automated response (restrict, quarantine, revoke)
 	KindPolicy   Kind = "policy"   // a policy change: push, activation, rollback
+	KindToken    Kind = "token"    // a token issued, exchanged or refused at the token endpoint
 )
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindDecision, KindAdmin, KindResponse, KindPolicy:
+	case KindDecision, KindAdmin, KindResponse, KindPolicy, KindToken:
 		return true
 	}
 	return false

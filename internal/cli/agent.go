@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/server"
 	"github.com/warden-run/warden/sdk"
@@ -205,13 +206,13 @@ func (g *globals) printAgent(a server.AgentView) error {
 		return g.printJSON(a)
 	}
 	w := g.out
-	fmt.Fprintf(w, "id:            %s\n", a.ID)
-	fmt.Fprintf(w, "trust domain:  %s\n", a.TrustDomain)
-	fmt.Fprintf(w, "status:        %s\n", a.Status)
-	fmt.Fprintf(w, "roles:         %s\n", strings.Join(a.Roles, ", "))
-	fmt.Fprintf(w, "owner:         %s\n", a.Owner)
+	fmt.Fprintf(w, "id:            %s\n", audit.Visible(a.ID))
+	fmt.Fprintf(w, "trust domain:  %s\n", audit.Visible(a.TrustDomain))
+	fmt.Fprintf(w, "status:        %s\n", audit.Visible(a.Status))
+	fmt.Fprintf(w, "roles:         %s\n", audit.Visible(strings.Join(a.Roles, ", ")))
+	fmt.Fprintf(w, "owner:         %s\n", audit.Visible(a.Owner))
 	for k, v := range a.Attributes {
-		fmt.Fprintf(w, "attribute:     %s=%s\n", k, v)
+		fmt.Fprintf(w, "attribute:     %s=%s\n", audit.Visible(k), audit.Visible(v))
 	}
 	for _, k := range a.Keys {
 		state := "active"
@@ -222,7 +223,7 @@ func (g *globals) printAgent(a server.AgentView) error {
 		if k.RetireAt != nil {
 			retire = ", retires " + fmtTime(*k.RetireAt)
 		}
-		fmt.Fprintf(w, "key:           %s (%s, added %s%s)\n", k.KID, state, fmtTime(k.AddedAt), retire)
+		fmt.Fprintf(w, "key:           %s (%s, added %s%s)\n", audit.Visible(k.KID), state, fmtTime(k.AddedAt), retire)
 	}
 	if a.TokensRevokedAt != nil {
 		fmt.Fprintf(w, "tokens revoked: up to %s\n", fmtTime(*a.TokensRevokedAt))

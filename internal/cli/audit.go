@@ -202,7 +202,7 @@ rewritten since then fails, even if its checkpoints were removed.`,
 				fmt.Fprintf(g.out, "%d newer entries are intact but not yet under a checkpoint\n", r.Uncovered)
 			}
 		} else {
-			fmt.Fprintf(g.out, "FAILED: first bad index %d: %s\n", r.FirstBad, r.Problem)
+			fmt.Fprintf(g.out, "FAILED: first bad index %d: %s\n", r.FirstBad, audit.Visible(r.Problem))
 		}
 		if !r.OK() {
 			return exitError(1)
@@ -395,7 +395,7 @@ func cloneValues(v url.Values) url.Values {
 
 func (g *globals) printEntry(raw json.RawMessage) {
 	if g.format == "json" {
-		g.out.Write(append(bytes.Clone(raw), '\n'))
+		g.out.Write(append(bytes.Clone(audit.VisibleJSON(raw)), '\n'))
 		return
 	}
 	var e audit.Entry
@@ -408,7 +408,8 @@ func (g *globals) printEntry(raw json.RawMessage) {
 	if target == "" && len(e.Resource) > 0 {
 		target = string(e.Resource)
 	}
-	fmt.Fprintf(g.out, "%d  %s  %-8s  %-8s  %s  %s  %s\n", e.Index, e.Time.Local().Format(time.RFC3339), e.Kind, e.Outcome, who, e.Action, target)
+	fmt.Fprintf(g.out, "%d  %s  %-8s  %-8s  %s  %s  %s\n", e.Index, e.Time.Local().Format(time.RFC3339),
+		audit.Visible(string(e.Kind)), audit.Visible(e.Outcome), audit.Visible(who), audit.Visible(e.Action), audit.Visible(target))
 }
 
 func newAuditProofCmd(g *globals) *cobra.Command {
@@ -473,7 +474,7 @@ transparency-dev/merkle proof package, the entry and the checkpoint.`,
 			if g.format == "json" {
 				return g.printJSON(out)
 			}
-			fmt.Fprintf(g.out, "entry %d is in the log of size %d (proof verified)\n\nentry:\n%s\n\nproof (%d hashes):\n", index, cp.Size, p.Entry, len(p.Proof))
+			fmt.Fprintf(g.out, "entry %d is in the log of size %d (proof verified)\n\nentry:\n%s\n\nproof (%d hashes):\n", index, cp.Size, audit.VisibleJSON(p.Entry), len(p.Proof))
 			for _, h := range p.Proof {
 				fmt.Fprintln(g.out, "  "+h)
 			}

@@ -283,3 +283,24 @@ func TestWrapCredentialFile(t *testing.T) {
 		}
 	}
 }
+
+// warden serve refuses a data directory others can use, and an admin
+// token file others can read, and says how to fix each.
+func TestServeRefusesExposedSecrets(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	os.Mkdir(data, 0o755)
+	os.Chmod(data, 0o755)
+	_, errOut, code := run(t, "serve", "--data", data, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errOut, "open to others") || !strings.Contains(errOut, "chmod 700 "+data) {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	os.Chmod(data, 0o700)
+	token := filepath.Join(data, "admin.token")
+	os.WriteFile(token, []byte("wdn_admin_for_this_test\n"), 0o644)
+	os.Chmod(token, 0o644)
+	_, errOut, code = run(t, "serve", "--data", data, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errOut, "readable by others") || !strings.Contains(errOut, "chmod 600 "+token) || strings.Contains(errOut, "wdn_admin_for_this_test") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

@@ -66,6 +66,7 @@ counted, as their replay may differ.
 				return g.printJSON(rep)
 			}
 			fmt.Fprintf(g.out, "Decisions since %s\n", start.Local().Format(time.RFC3339))
+			visibleReplay(rep)
 			return rep.WriteText(g.out)
 		},
 	}
@@ -125,5 +126,19 @@ func replayExport(path string, add func(*audit.Entry)) error {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		add(e)
+	}
+}
+
+// visibleReplay escapes, for a terminal, what agents chose in a replay
+// report's text (see audit.Visible); reasons are printed quoted already.
+func visibleReplay(rep *policy.ReplayReport) {
+	for i := range rep.Flips {
+		f := &rep.Flips[i]
+		f.Agent, f.Action = audit.Visible(f.Agent), audit.Visible(f.Action)
+		for j := range f.Examples {
+			ex := &f.Examples[j]
+			ex.DecisionID, ex.Time = audit.Visible(ex.DecisionID), audit.Visible(ex.Time)
+			ex.Resource = audit.VisibleJSON(ex.Resource)
+		}
 	}
 }

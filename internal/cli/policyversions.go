@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -154,7 +155,7 @@ func newPolicyShowCmd(g *globals) *cobra.Command {
 			if g.format == "json" {
 				return g.printJSON(map[string]any{"version": v, "files": fs})
 			}
-			fmt.Fprintf(g.out, "version  %s\nauthor   %s\npushed   %s\nparent   %s\nmessage  %s\nfiles\n", v.ID, v.Author, fmtTime(v.CreatedAt), orDash(v.Parent), v.Message)
+			fmt.Fprintf(g.out, "version  %s\nauthor   %s\npushed   %s\nparent   %s\nmessage  %s\nfiles\n", v.ID, audit.Visible(v.Author), fmtTime(v.CreatedAt), orDash(v.Parent), visibleLines(v.Message))
 			b := &policy.Bundle{Files: map[string][]byte{}}
 			for p, c := range fs {
 				b.Files[p] = []byte(c)

@@ -21,7 +21,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.As(err, &ee) {
 			return int(ee)
 		}
-		fmt.Fprintln(stderr, "warden:", err)
+		fmt.Fprintln(stderr, "warden:", visibleLines(err.Error()))
 		return 1
 	}
 	return 0

@@ -55,6 +55,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
 			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
 			set("gateway", func() { cfg.Gateway = f.Gateway })
+			set("update-shared-settings", func() { cfg.UpdateSharedSettings = f.UpdateSharedSettings })
 			gw, err := app.LoadGateway(&cfg)
 			if err != nil {
 				return err
@@ -109,6 +110,8 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 	fl.StringVar(&f.Policy.Dir, "policies", "", "policy bundle directory: pushed and activated at start if its tests pass")
 	fl.BoolVar(&f.Policy.Watch, "watch", false, "with --policies: push and activate the directory again when it changes")
 	fl.StringVar(&f.Gateway, "gateway", "", "MCP gateway configuration (gateway.yaml): run the gateway in this process")
+	fl.BoolVar(&f.UpdateSharedSettings, "update-shared-settings", false,
+		"record this server's issuer, audience, trust domains and audit origin as the settings every replica must share, replacing those recorded (stop the other replicas first)")
 	return cmd
 }
 

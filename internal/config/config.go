@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -41,6 +42,11 @@ type Config struct {
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
+	// UpdateSharedSettings replaces the settings recorded for every replica
+	// of the store (issuer, audience, trust domains, audit origin) with this
+	// one's, instead of refusing to start when they differ. Set for one
+	// start by warden serve --update-shared-settings, never from a file.
+	UpdateSharedSettings bool `yaml:"-"`
 }
 
 // Policy configures the policies the decision point evaluates.
@@ -187,6 +193,45 @@ type Identity struct {
 	MaxStaleness time.Duration `yaml:"max_staleness"`
 	// TrustDomains lists the trust domains agents may belong to.
 	TrustDomains map[string]TrustDomain `yaml:"trust_domains"`
+	// DPoP bounds the memory of DPoP proofs already used.
+	DPoP DPoP `yaml:"dpop"`
+	// TokenEndpoint bounds failed authentications at /oauth/token.
+	TokenEndpoint TokenEndpoint `yaml:"token_endpoint"`
+}
+
+// RateLimit is a token bucket: Rate per second, bursts of up to Burst.
+type RateLimit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// Bucket is r as the identity package takes it.
+func (r RateLimit) Bucket() identity.Rate { return identity.Rate{PerSecond: r.Rate, Burst: r.Burst} }
+
+func limitOf(r identity.Rate) RateLimit { return RateLimit{Rate: r.PerSecond, Burst: r.Burst} }
+
+// DPoP configures the replay memory of DPoP proofs, in each replica.
+type DPoP struct {
+	// ReplayCapacity is how many proof ids are remembered at most (about
+	// 48 bytes each); a proof that finds it full is refused (503).
+	ReplayCapacity int `yaml:"replay_capacity"`
+	// ProofsPerKey is how many proofs one key may have accepted; past it
+	// the agent is answered 429 with Retry-After.
+	ProofsPerKey RateLimit `yaml:"proofs_per_key"`
+}
+
+// TokenEndpoint bounds what unauthenticated clients make the token
+// endpoint do.
+type TokenEndpoint struct {
+	// FailuresPerSource: failed authentications one address (an IPv6 /64)
+	// may cause; then 429. Behind a proxy every client has the proxy's
+	// address: raise the burst above the token requests in flight at once.
+	FailuresPerSource RateLimit `yaml:"failures_per_source"`
+	// FailuresPerAgent: failed authentications naming one agent id.
+	FailuresPerAgent RateLimit `yaml:"failures_per_agent"`
+	// RefusalEntries: refusals recorded one by one in the audit log and
+	// the server log; the others are summarised every 10 seconds.
+	RefusalEntries RateLimit `yaml:"refusal_entries"`
 }
 
 // TrustDomain configures one trust domain.
@@ -218,6 +263,12 @@ func Default() Config {
 				"prod":    {Description: "production agents", RequireDPoP: true},
 				"staging": {Description: "staging agents"},
 				"dev":     {Description: "development agents"},
+			},
+			DPoP: DPoP{ReplayCapacity: identity.DefaultReplayCapacity, ProofsPerKey: limitOf(identity.DefaultProofsPerKey)},
+			TokenEndpoint: TokenEndpoint{
+				FailuresPerSource: limitOf(identity.DefaultTokenEndpointLimits.FailuresPerSource),
+				FailuresPerAgent:  limitOf(identity.DefaultTokenEndpointLimits.FailuresPerAgent),
+				RefusalEntries:    limitOf(identity.DefaultTokenEndpointLimits.RefusalEntries),
 			},
 		},
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
@@ -381,6 +432,17 @@ func (c *Config) Validate() error {
 	for name := range id.TrustDomains {
 		if !validDomainName(name) {
 			bad("identity.trust_domains: %q is not a valid trust domain (a-z, 0-9, '-', '_', '.')", name)
+		}
+	}
+	if id.DPoP.ReplayCapacity < 1000 {
+		bad("identity.dpop.replay_capacity %d: want at least 1000", id.DPoP.ReplayCapacity)
+	}
+	for name, r := range map[string]RateLimit{"dpop.proofs_per_key": id.DPoP.ProofsPerKey,
+		"token_endpoint.failures_per_source": id.TokenEndpoint.FailuresPerSource,
+		"token_endpoint.failures_per_agent":  id.TokenEndpoint.FailuresPerAgent,
+		"token_endpoint.refusal_entries":     id.TokenEndpoint.RefusalEntries} {
+		if math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) || r.Rate <= 0 || r.Burst < 1 {
+			bad("identity.%s: want a positive, finite rate (per second) and a burst of at least 1", name)
 		}
 	}
 	if ip := net.ParseIP(host); id.Issuer == "" && err == nil && (host == "" || ip != nil && ip.IsUnspecified()) {

@@ -127,6 +127,9 @@ const (
 	ReasonAgentDisabled      = "warden.agent_disabled"
 	ReasonTrustDomainUnknown = "warden.trust_domain_unknown"
 	ReasonStateUnavailable   = "warden.state_unavailable"
+	// ReasonDPoPRateExceeded: the key signed more DPoP proofs than
+	// identity.dpop.proofs_per_key allows; the agent may try again shortly.
+	ReasonDPoPRateExceeded = "warden.dpop_rate_exceeded"
 )
 
 // Reasons for decisions cut short: the caller went away before the
@@ -516,8 +519,10 @@ func authReason(err error) string {
 	switch {
 	case errors.As(err, &inactive):
 		return statusReason(inactive.Status)
-	case errors.Is(err, identity.ErrStateUnavailable):
+	case errors.Is(err, identity.ErrStateUnavailable), errors.Is(err, identity.ErrReplayCacheIsFull):
 		return ReasonStateUnavailable
+	case errors.Is(err, identity.ErrProofRateExceeded):
+		return ReasonDPoPRateExceeded
 	case errors.Is(err, identity.ErrExpired):
 		return ReasonTokenExpired
 	case errors.Is(err, identity.ErrNotYetValid):

@@ -39,6 +39,8 @@ func TestAuthenticationReasons(t *testing.T) {
 		{identity.ErrAlgorithm, decide.ReasonTokenInvalid},
 		{identity.ErrWrongAudience, decide.ReasonWrongAudience},
 		{identity.ErrMalformed, decide.ReasonTokenInvalid},
+		{&identity.RateLimitError{Err: identity.ErrProofRateExceeded}, decide.ReasonDPoPRateExceeded},
+		{fmt.Errorf("%w: proof %w", identity.ErrDPoP, identity.ErrReplayCacheIsFull), decide.ReasonStateUnavailable},
 		{errors.New("something new"), decide.ReasonTokenInvalid},
 	} {
 		if got := decide.AuthReason(wrap(tc.err)); got != tc.want {

@@ -49,9 +49,10 @@ func (p *Pipeline) heldTaints(tok *identity.Token) ([]store.Taint, error) {
 }
 
 // sessionInput is the input's context.session: the enforcement point's
-// session id, and the taints, by name, with where each came from. Taints
+// session id, the task the token is bound to, and the taints, by name,
+// with where each came from. Taints
 // the enforcement point reports are added (it can only narrow).
-func sessionInput(s Session, held []store.Taint) map[string]any {
+func sessionInput(s Session, task string, held []store.Taint) map[string]any {
 	names := slices.Clone(s.Taints)
 	sources := make([]any, 0, len(held))
 	for _, t := range held {
@@ -71,7 +72,7 @@ func sessionInput(s Session, held []store.Taint) map[string]any {
 		}
 		sources = append(sources, src)
 	}
-	return map[string]any{"id": s.ID, "taints": taints(names), "taint_sources": sources}
+	return map[string]any{"id": s.ID, "task": task, "taints": taints(names), "taint_sources": sources}
 }
 
 // taintsToSet are the taints an allowed action sets: untrusted_content for

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/sdk"
 )
 
 // A taint is the agent's: after one untrusted read, no session, protocol
@@ -403,4 +405,89 @@ func waitFor(t *testing.T, ok func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A task bound into a token by the agent that delegated it scopes the
+// taints of the delegate's reads: a token for another task starts clean,
+// the delegate's own tokens see every taint, and the delegate cannot give
+// itself a fresh task.
+func TestAttackTaskScopes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	const orchestrator, worker = "ai-agent://dev/orchestrator", "ai-agent://dev/worker"
+	ok := r.w.Register(t, orchestrator, "agent", "delegator")
+	o, err := sdk.NewClient(r.w.URL, orchestrator, ok, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wk := r.w.Register(t, worker, "agent", "delegator")
+	wc, err := sdk.NewClient(r.w.URL, worker, wk, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &agent{id: worker, key: wk, mcp: wc}
+	otok, err := o.Token(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forTask := func(task string) *mcp.ClientSession {
+		t.Helper()
+		tok, err := o.DelegateTask(r.ctx, otok.AccessToken, worker, task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.sessionWithToken(tok.AccessToken)
+	}
+	evil := map[string]string{"to": "evil@example.com"}
+	t1 := forTask("ticket-1")
+	if !r.call(t1, "web__fetch", map[string]string{"url": "https://evil.example"}) {
+		t.Fatal("the untrusted read was denied")
+	}
+	if r.call(t1, "mail__send", evil) || r.call(forTask("ticket-1"), "mail__send", evil) {
+		t.Fatal("egress under the tainted task")
+	}
+	if r.call(r.session(w, "", nil), "mail__send", evil) {
+		t.Fatal("egress with the worker's own token, which sees every taint of the worker")
+	}
+	if !r.call(forTask("ticket-2"), "mail__send", map[string]string{"to": "boss@example.com"}) {
+		t.Fatal("a fresh task is not clean")
+	}
+	// The worker cannot give itself a fresh task: not by delegating to
+	// itself, not with its own grant, not by rebinding a task token.
+	if _, err := w.mcp.DelegateTask(r.ctx, mustToken(t, w.mcp), worker, "fresh"); err == nil {
+		t.Fatal("the worker delegated its own token to itself with a fresh task")
+	}
+	t1tok, err := o.DelegateTask(r.ctx, otok.AccessToken, worker, "ticket-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const helper = "ai-agent://dev/helper"
+	r.w.Register(t, helper, "agent")
+	if _, err := w.mcp.DelegateTask(r.ctx, t1tok.AccessToken, helper, "fresh"); err == nil {
+		t.Fatal("a task token was delegated on under another task")
+	}
+	if _, err := w.mcp.Delegate(r.ctx, t1tok.AccessToken, helper); err != nil {
+		t.Fatalf("a task token delegated on, keeping its task: %v", err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "task": {"fresh"}}
+	resp, err := http.PostForm(r.w.URL+"/oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("client_credentials with a task: %d", resp.StatusCode)
+	}
+	if got := r.egress(); len(got) != 1 || got[0] != "mail boss@example.com" {
+		t.Fatalf("what went out: %v", got)
+	}
+}
+
+func mustToken(t *testing.T, c *sdk.Client) string {
+	t.Helper()
+	tok, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
 }

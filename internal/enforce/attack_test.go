@@ -321,3 +321,16 @@ func (r *rig) raw(a *agent, body string, extra http.Header) (*http.Response, str
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// sessionWithToken opens an MCP session presenting a given bearer token.
+func (r *rig) sessionWithToken(token string) *mcp.ClientSession {
+	r.t.Helper()
+	rt := addHeaders{http.DefaultTransport, http.Header{"Authorization": {"Bearer " + token}}}
+	c := mcp.NewClient(&mcp.Implementation{Name: "attacker", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+	s, err := c.Connect(r.ctx, &mcp.StreamableClientTransport{Endpoint: r.mcpURL, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1}, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { s.Close() })
+	return s
+}

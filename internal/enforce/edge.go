@@ -91,7 +91,14 @@ func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip str
 	switch {
 	case errors.As(err, &inactive):
 		// Its token and proof are good: the decision denies and records it.
-	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable) || errors.Is(err, identity.ErrReplayCacheIsFull):
+	case errors.Is(err, identity.ErrProofRateExceeded):
+		// The key's DPoP proof rate (identity.dpop.proofs_per_key); the
+		// verifier counts these and logs them sampled.
+		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "too many DPoP proofs signed by this key: retry shortly"}
+	case errors.Is(err, identity.ErrReplayCacheIsFull):
+		// Counted and logged sampled by the verifier, not a line each.
+		return nil, &Refusal{Status: http.StatusServiceUnavailable, Message: "authentication temporarily unavailable"}
+	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable):
 		if e.Log != nil {
 			e.Log.Warn("cannot authenticate: state unavailable", "err", err)
 		}

@@ -18,6 +18,10 @@ import (
 // endpoint answers all of them alike (invalid_client).
 var errClientAuth = errors.New("client authentication failed")
 
+// ErrClientAuthMethod: the client authenticated otherwise than by a
+// private_key_jwt assertion (a client secret in an Authorization header).
+var ErrClientAuthMethod = fmt.Errorf("%w: only private_key_jwt is supported", errClientAuth)
+
 // client is an agent authenticated by a client assertion.
 type client struct {
 	id    AgentID
@@ -80,52 +84,85 @@ func (i *TokenIssuer) verifyAssertion(ctx context.Context, req TokenRequest) (*c
 	if req.ClientID != "" && req.ClientID != c.Subject {
 		return nil, fmt.Errorf("%w: client_id does not match the assertion's sub", ErrMalformed)
 	}
+	if req.attempt != nil {
+		req.attempt.claimed = c.Subject
+		if err := i.brake.admitAgent(&req.attempt.brake, c.Subject, i.now()); err != nil {
+			return nil, err
+		}
+	}
 	id, err := ParseAgentID(c.Subject)
 	if err != nil {
 		return nil, err
 	}
+	av, kid, err := i.assertionKey(ctx, id, hdr.Kid, jws)
+	if err != nil {
+		return nil, err
+	}
+	now := i.now()
+	if err := i.checkAssertionClaims(&c, now); err != nil {
+		return nil, err
+	}
+	return &client{id: id, agent: av.rec, kid: kid, jti: c.ID, exp: c.Expiry.Time()}, nil
+}
+
+// assertionKey finds the agent and the key that verifies its assertion.
+// Whatever the agent (unknown, inactive, in an undeclared trust domain, or
+// named with a kid that is not one of its active keys), the assertion goes
+// through a signature check, against a decoy key when there is no key to
+// check it with: a refusal takes the same time whether the agent exists or
+// not.
+func (i *TokenIssuer) assertionKey(ctx context.Context, id AgentID, hdrKid string, jws *jose.JSONWebSignature) (*agentView, string, error) {
+	view := i.verifier.view
+	if err := view.Fresh(); err != nil {
+		return nil, "", err
+	}
+	av, refusal := i.authenticatingAgent(ctx, id)
+	if refusal != nil && !errors.Is(refusal, ErrUnknownAgent) && !errors.Is(refusal, ErrAgentInactive) && !errors.Is(refusal, ErrUnknownDomain) {
+		return nil, "", refusal // the view could not say: not the client's fault
+	}
+	now := i.now()
+	checked := false
+	if refusal == nil && hdrKid != "" {
+		k, ok := av.keys[hdrKid]
+		if ok && k.activeAt(now) {
+			if i.verifySignature(jws, k.pub) {
+				return av, hdrKid, nil
+			}
+			return nil, "", fmt.Errorf("%w: assertion of %s", ErrSignature, id)
+		}
+		refusal = fmt.Errorf("%w: kid %q is not an active key of %s", ErrKeyNotBound, hdrKid, id)
+	}
+	if refusal == nil {
+		for k, key := range av.keys {
+			if key.activeAt(now) {
+				checked = true
+				if i.verifySignature(jws, key.pub) {
+					return av, k, nil
+				}
+			}
+		}
+		refusal = fmt.Errorf("%w: no active key of %s verifies the assertion", ErrSignature, id)
+	}
+	if !checked {
+		i.verifySignature(jws, i.decoyKey) // the same work as a known agent's refusal
+	}
+	return nil, "", refusal
+}
+
+// authenticatingAgent is the agent an assertion names, if it may
+// authenticate.
+func (i *TokenIssuer) authenticatingAgent(ctx context.Context, id AgentID) (*agentView, error) {
 	if _, ok := i.cfg.TrustDomains[id.TrustDomain()]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDomain, id.TrustDomain())
 	}
-	view := i.verifier.view
-	if err := view.Fresh(); err != nil {
-		return nil, err
-	}
-	av, err := view.lookupAgent(ctx, id.String())
+	av, err := i.verifier.view.lookupAgent(ctx, id.String())
 	if err != nil {
 		return nil, err
 	}
 	if !av.status.MayHoldTokens() {
 		return nil, fmt.Errorf("%w: %s is %s", ErrAgentInactive, id, av.status)
 	}
-	now := i.now()
-	kid := ""
-	if hdr.Kid != "" {
-		k, ok := av.keys[hdr.Kid]
-		if !ok || !k.activeAt(now) {
-			return nil, fmt.Errorf("%w: kid %q is not an active key of %s", ErrKeyNotBound, hdr.Kid, id)
-		}
-		if _, err := jws.Verify(k.pub); err != nil {
-			return nil, fmt.Errorf("%w: assertion of %s", ErrSignature, id)
-		}
-		kid = hdr.Kid
-	} else {
-		for k, key := range av.keys {
-			if key.activeAt(now) {
-				if _, err := jws.Verify(key.pub); err == nil {
-					kid = k
-					break
-				}
-			}
-		}
-		if kid == "" {
-			return nil, fmt.Errorf("%w: no active key of %s verifies the assertion", ErrSignature, id)
-		}
-	}
-	if err := i.checkAssertionClaims(&c, now); err != nil {
-		return nil, err
-	}
-	return &client{id: id, agent: av.rec, kid: kid, jti: c.ID, exp: c.Expiry.Time()}, nil
+	return av, nil
 }
 
 func (i *TokenIssuer) checkAssertionClaims(c *assertionClaims, now time.Time) error {

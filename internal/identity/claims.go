@@ -47,6 +47,20 @@ type Claims struct {
 	Task string `json:"task,omitempty"`
 }
 
+// ValidTask says whether t can name a task: 1 to 128 of A-Z, a-z, 0-9,
+// '.', '_', ':', '-'.
+func ValidTask(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // Confirmation binds a token to a key (RFC 7800, RFC 9449).
 type Confirmation struct {
 	// JKT is the RFC 7638 thumbprint of the key the token is bound to.

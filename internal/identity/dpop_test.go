@@ -101,7 +101,7 @@ func TestDPoPVerifier(t *testing.T) {
 func TestReplayCacheBounded(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	c := NewReplayCache(3, 3)
+	c := NewReplayCache(3)
 	for i := range 3 {
 		if err := c.Use(fmt.Sprint(i), now.Add(time.Minute), now); err != nil {
 			t.Fatal(err)
@@ -112,6 +112,9 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 	if err := c.Use("1", now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replay: %v", err)
+	}
+	if st := c.Stats(); st.RefusedFull != 1 || st.Remembered != 3 || st.Capacity != 3 {
+		t.Fatalf("stats %+v", st)
 	}
 	// Once the values expire they make room, and may not be confused with replays.
 	later := now.Add(2 * time.Minute)
@@ -124,24 +127,176 @@ func TestReplayCacheBounded(t *testing.T) {
 	if c.Len() != 2 {
 		t.Fatalf("len %d", c.Len())
 	}
-	// One owner filling its share leaves room for the others.
-	o := NewReplayCache(10, 2)
-	for i := range 2 {
-		if err := o.UseFor("greedy", fmt.Sprint(i), now.Add(time.Minute), now); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := o.UseFor("greedy", "2", now.Add(time.Minute), now); !errors.Is(err, ErrReplayCacheIsFull) {
-		t.Fatalf("over the owner's share: %v", err)
-	}
-	if err := o.UseFor("other", "0", now.Add(time.Minute), now); err != nil {
-		t.Fatalf("another owner: %v", err)
-	}
 	// The same value under two owners is two values.
-	if err := o.UseFor("other", "1", now.Add(time.Minute), now); err != nil {
+	o := NewReplayCache(10)
+	if err := o.UseFor("a", "1", now.Add(time.Minute), now); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.UseFor("greedy", "1", now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
+	if err := o.UseFor("b", "1", now.Add(time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.UseFor("a", "1", now.Add(time.Minute), now); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replay under its owner: %v", err)
+	}
+	// The owner and the value are told apart: "ab"+"c" is not "a"+"bc".
+	if err := o.UseFor("ab", "c", now.Add(time.Minute), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.UseFor("a", "bc", now.Add(time.Minute), now); err != nil {
+		t.Fatalf("another owner and value with the same concatenation: %v", err)
+	}
+}
+
+// TestReplayCacheRemembersUntilExpiry checks the edges of a value's memory,
+// with the clock moving in steps, jumping, and going back.
+func TestReplayCacheRemembersUntilExpiry(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_800_000_000, 0)
+	cases := []struct {
+		name    string
+		expires time.Duration // after start
+		at      time.Duration // when the value is presented again
+		replay  bool
+	}{
+		{"just before expiry", 70 * time.Second, 69*time.Second + 999*time.Millisecond, true},
+		{"at expiry", 70 * time.Second, 70 * time.Second, true},
+		{"within the second of expiry", 70 * time.Second, 70*time.Second + 900*time.Millisecond, true},
+		{"expiry in the middle of a second", 70*time.Second + 300*time.Millisecond, 70*time.Second + 400*time.Millisecond, true},
+		{"a second after expiry", 70 * time.Second, 71 * time.Second, false},
+		{"an hour later", 70 * time.Second, time.Hour, false},
+		{"the clock went back", 70 * time.Second, -time.Hour, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := NewReplayCache(100)
+			if err := c.Use("v", start.Add(tc.expires), start); err != nil {
+				t.Fatal(err)
+			}
+			// Other values on the way, so that sweeping has work to do.
+			for s := time.Duration(0); s < tc.at && s < 3*time.Minute; s += 10 * time.Second {
+				if err := c.Use(fmt.Sprint("other-", s), start.Add(s+time.Second), start.Add(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := c.Use("v", start.Add(tc.at+time.Minute), start.Add(tc.at))
+			if tc.replay != errors.Is(err, ErrReplay) {
+				t.Fatalf("presented again %s after the start: %v, want a replay: %t", tc.at, err, tc.replay)
+			}
+		})
+	}
+}
+
+// TestOneKeyAtHighRateStaysInsideReplayMemory is the regression test of a
+// busy agent refused once its share of the replay memory was full: one key
+// presents 3,000 proofs a second (over twice the MCP gateway's whole
+// measured throughput), every second, for two and a half times the proof
+// lifetime (max age + 2 x skew, 120 s), with the server's default settings. None may
+// be refused, and every one is still refused as a replay while it is valid.
+// It drives the replay memory and the per-key rate directly: the same
+// volume of signed proofs would take minutes of signing and verifying.
+func TestOneKeyAtHighRateStaysInsideReplayMemory(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_800_000_000, 0)
+	clk := &clock{t: start}
+	d := NewDPoPVerifier(DPoPConfig{ClockSkew: 30 * time.Second, Now: clk.Now}) // the server's default skew
+	lifetime := d.maxAge + 2*d.skew
+	const perSecond = 3_000
+	const jkt = "the-busy-agents-key-thumbprint"
+	seconds := int(5 * lifetime / 2 / time.Second)
+	for s := range seconds {
+		for i := range perSecond {
+			clk.t = start.Add(time.Duration(s)*time.Second + time.Duration(i)*time.Second/perSecond)
+			iat := clk.t.Truncate(time.Second)
+			if err := d.record(&DPoPProof{JKT: jkt, ID: fmt.Sprint(s, "-", i), IssuedAt: iat}); err != nil {
+				t.Fatalf("proof %d of second %d refused (%d remembered): %v", i, s, d.replay.Len(), err)
+			}
+		}
+		// A proof of the second before is still remembered.
+		if s > 0 {
+			err := d.record(&DPoPProof{JKT: jkt, ID: fmt.Sprint(s-1, "-", 0), IssuedAt: clk.t.Truncate(time.Second).Add(-time.Second)})
+			if !errors.Is(err, ErrReplay) {
+				t.Fatalf("second %d: a proof of the second before presented again: %v", s, err)
+			}
+		}
+	}
+	st := d.Stats()
+	if st.RefusedFull != 0 || st.RefusedRate != 0 {
+		t.Fatalf("refusals: %+v", st)
+	}
+	if max := int(lifetime/time.Second+2) * perSecond; st.Remembered > max {
+		t.Fatalf("%d proof ids remembered; a lifetime of proofs is at most %d", st.Remembered, max)
+	}
+}
+
+// TestProofRateAnswersItsOwnError: past its key's rate, a proof is refused
+// with ErrProofRateExceeded and a time to wait, not as an invalid proof or
+// a full memory; the refused proof is not spent, other keys are not held
+// up, and the refusals are counted.
+func TestProofRateAnswersItsOwnError(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	clk := &clock{t: now}
+	d := NewDPoPVerifier(DPoPConfig{Now: clk.Now, ProofsPerKey: Rate{PerSecond: 10, Burst: 10}})
+	_, busy := GenerateKey()
+	_, other := GenerateKey()
+	const url = "https://pep.test/v1/call"
+	for i := range 10 {
+		if _, err := d.Verify(proof(t, busy, "POST", url, "", now, fmt.Sprint("b", i)), DPoPCheck{Method: "POST", URL: url}); err != nil {
+			t.Fatalf("proof %d within the rate: %v", i, err)
+		}
+	}
+	over := proof(t, busy, "POST", url, "", now, "b-over")
+	_, err := d.Verify(over, DPoPCheck{Method: "POST", URL: url})
+	var rl *RateLimitError
+	if !errors.Is(err, ErrProofRateExceeded) || !errors.As(err, &rl) || errors.Is(err, ErrDPoP) || errors.Is(err, ErrReplayCacheIsFull) {
+		t.Fatalf("past the rate: %v, want ErrProofRateExceeded alone", err)
+	}
+	if rl.RetryAfter <= 0 || rl.RetryAfter > 100*time.Millisecond || rl.RetryAfterSeconds() != 1 {
+		t.Fatalf("retry after %s (%d s), want 100ms (1 s)", rl.RetryAfter, rl.RetryAfterSeconds())
+	}
+	if _, err := d.Verify(proof(t, other, "POST", url, "", now, "o"), DPoPCheck{Method: "POST", URL: url}); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	clk.Advance(rl.RetryAfter)
+	if _, err := d.Verify(over, DPoPCheck{Method: "POST", URL: url}); err != nil {
+		t.Fatalf("the refused proof, after the wait: %v", err)
+	}
+	if st := d.Stats(); st.RefusedRate != 1 || st.RefusedFull != 0 || st.Remembered != 12 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestBusyAgentThroughVerifierLongerThanProofLifetime is the regression
+// test at the verifier: one agent's token with signed proofs, 25 a second
+// for twice the proof lifetime, against a replay memory of 8,000. Each key
+// was allowed a sixteenth of the memory (500 proofs, full after 20 s) and
+// then refused as "state unavailable".
+func TestBusyAgentThroughVerifierLongerThanProofLifetime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://prod/busy", []string{"r"}, nil)
+	v, err := NewVerifier(VerifierConfig{Issuer: testIssuer, Audiences: []string{"warden"}, TrustDomains: testDomains,
+		ClockSkew: 30 * time.Second, DPoP: DPoPConfig{ReplayCacheSize: 8_000, ClockSkew: 5 * time.Second}, Now: e.clock.Now}, e.view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const url = "https://gateway.test/mcp"
+	const perSecond = 25
+	var tok string
+	for s := range 140 {
+		if s%60 == 0 {
+			tok = e.token(a).AccessToken
+		}
+		for i := range perSecond {
+			p := proof(t, a.priv, "POST", url, tok, e.clock.Now(), fmt.Sprint(s, "-", i))
+			if _, err := v.VerifyRequest(e.ctx, Request{Token: tok, DPoP: p, Method: "POST", URL: url}); err != nil {
+				t.Fatalf("second %d, proof %d: %v (stats %+v)", s, i, err, v.DPoPStats())
+			}
+		}
+		e.clock.Advance(time.Second)
+	}
+	if st := v.DPoPStats(); st.RefusedFull != 0 || st.RefusedRate != 0 || st.Remembered > 72*perSecond {
+		t.Fatalf("stats %+v", st)
 	}
 }

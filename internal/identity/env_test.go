@@ -11,6 +11,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/audittest"
+	"github.com/warden-run/warden/internal/audit/filelog"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/store/sqlite"
 )
@@ -49,6 +52,7 @@ type env struct {
 	reg    *Registry
 	issuer *TokenIssuer
 	ver    *Verifier
+	audit  *audit.Log
 }
 
 var testDomains = map[string]DomainPolicy{"prod": {RequireDPoP: true}, "dev": {}, "partner": {}}
@@ -87,14 +91,23 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	be, err := filelog.Open(filelog.Config{Dir: filepath.Join(t.TempDir(), "audit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog, err := audit.Open(audit.Config{}, be, audittest.Signer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alog.Close(); be.Close() })
 	iss, err := NewTokenIssuer(IssuerConfig{Issuer: testIssuer, Audience: "warden", Resources: []string{testGateway}, TokenTTL: 5 * time.Minute,
-		MaxTokenTTL: 15 * time.Minute, ClockSkew: 30 * time.Second, TrustDomains: testDomains, Now: clk.Now}, st, keys, ver)
+		MaxTokenTTL: 15 * time.Minute, ClockSkew: 30 * time.Second, TrustDomains: testDomains, Now: clk.Now}, st, keys, ver, alog)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Waiting for the next second moves the fake clock instead of sleeping.
 	iss.sleep = func(_ context.Context, d time.Duration) error { clk.Advance(d); return nil }
-	return &env{t: t, ctx: ctx, st: st, clock: clk, keys: keys, view: view, reg: reg, issuer: iss, ver: ver}
+	return &env{t: t, ctx: ctx, st: st, clock: clk, keys: keys, view: view, reg: reg, issuer: iss, ver: ver, audit: alog}
 }
 
 // testAgent is a registered agent and its private key.

@@ -33,7 +33,9 @@ const (
 // subject, adds the delegate at the head of the act chain, is bound to the
 // delegate's newest key, carries only the roles both the subject token and
 // the delegate have, never outlives the subject token, and dies with any
-// token it was exchanged from.
+// token it was exchanged from. The delegating agent may bind the new token
+// to a task (task): the scope of the taints the delegate's reads under it
+// set; a token bound to a task stays bound to it down the chain.
 func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
 	if req.SubjectToken == "" {
 		return nil, fmt.Errorf("%w: subject_token is required", ErrInvalidRequest)
@@ -53,6 +55,9 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if req.DPoP != "" {
 		// The new token is bound to the delegate's key, not the caller's.
 		return nil, fmt.Errorf("%w: a DPoP proof cannot bind a token issued to another agent", ErrInvalidRequest)
+	}
+	if req.Task != "" && !ValidTask(req.Task) {
+		return nil, fmt.Errorf("%w: task: 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrInvalidRequest)
 	}
 	ttl, err := i.lifetime(req)
 	if err != nil {
@@ -88,6 +93,13 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	if did == subject.Agent || slices.Contains(subject.Chain, did) {
 		return nil, fmt.Errorf("%w: %s is already in the delegation chain", ErrDelegationDenied, did)
 	}
+	task := subject.Task
+	switch {
+	case task == "":
+		task = req.Task
+	case req.Task != "" && req.Task != task:
+		return nil, fmt.Errorf("%w: the subject token is bound to task %q, and a token delegated from it stays bound to it", ErrDelegationDenied, task)
+	}
 	if depth := subject.Act.Depth() + 1; depth > MaxDelegationDepth {
 		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, depth, MaxDelegationDepth)
 	}
@@ -116,12 +128,16 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 	act := &Actor{Subject: did.String(), Act: subject.Act}
 	cl := i.claims(subject.Subject, did.String(), jkt, roles, act, aud, now, exp)
 	cl.DelegatedFrom = append([]string{subject.ID}, subject.DelegatedFrom...)
+	cl.Task = task
 	cl.OriginIssuedAt = subject.OriginIssuedAt
 	if cl.OriginIssuedAt == nil {
 		cl.OriginIssuedAt = subject.Claims.IssuedAt
 	}
 	tok, err := i.sign(cl)
 	if err != nil {
+		return nil, err
+	}
+	if err := i.recordIssued(ctx, ActionTokenExchange, req, cl, "Bearer"); err != nil {
 		return nil, err
 	}
 	return &IssuedToken{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(now).Round(time.Second) / time.Second),

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/warden-run/warden/internal/store"
@@ -42,8 +44,11 @@ type IssuerConfig struct {
 	TokenTTL, MaxTokenTTL time.Duration
 	ClockSkew             time.Duration
 	TrustDomains          map[string]DomainPolicy
-	Logger                *slog.Logger
-	Now                   func() time.Time
+	// Limits bound failed authentications; zero fields take
+	// DefaultTokenEndpointLimits.
+	Limits TokenEndpointLimits
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // TokenIssuer is the token endpoint: it authenticates agents by their own
@@ -55,27 +60,69 @@ type TokenIssuer struct {
 	keys     *Keyring
 	verifier *Verifier
 	dpop     *DPoPVerifier
+	audit    AuditLog
+	brake    *authBrake
+	refusals *refusalRecorder
 	log      *slog.Logger
 	now      func() time.Time
 	sleep    func(context.Context, time.Duration) error
+	// decoyKey verifies the assertions of agents that are unknown or may
+	// not authenticate (inactive, or a kid that is not theirs), so that
+	// they cost the same signature check as a known agent's bad one and
+	// the time of a refusal does not tell which agents exist.
+	decoyKey ed25519.PublicKey
+	// verifySignature checks an assertion's signature (tests count calls).
+	verifySignature func(jws *jose.JSONWebSignature, key ed25519.PublicKey) bool
 }
 
 // NewTokenIssuer makes a token endpoint. It knows agents through the
 // verifier's TrustView, checks subject and actor tokens with the verifier,
-// and records assertion ids in replay.
-func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, verifier *Verifier) (*TokenIssuer, error) {
+// records assertion ids in replay, and every token issued or refused in
+// the audit log.
+func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, verifier *Verifier, log AuditLog) (*TokenIssuer, error) {
 	if cfg.Issuer == "" || cfg.Audience == "" {
 		return nil, errors.New("issuer: Issuer and Audience are required")
 	}
 	if cfg.MaxTokenTTL <= 0 || cfg.MaxTokenTTL > MaxTokenLifetime || cfg.TokenTTL <= 0 || cfg.TokenTTL > cfg.MaxTokenTTL {
 		return nil, fmt.Errorf("issuer: want 0 < TokenTTL <= MaxTokenTTL <= %s", MaxTokenLifetime)
 	}
+	if log == nil {
+		return nil, errors.New("issuer: an audit log is required")
+	}
+	l := &cfg.Limits
+	for _, r := range []struct {
+		r   *Rate
+		def Rate
+	}{{&l.FailuresPerSource, DefaultTokenEndpointLimits.FailuresPerSource},
+		{&l.FailuresPerAgent, DefaultTokenEndpointLimits.FailuresPerAgent},
+		{&l.RefusalEntries, DefaultTokenEndpointLimits.RefusalEntries}} {
+		if *r.r == (Rate{}) {
+			*r.r = r.def
+		}
+		if !r.r.valid() {
+			return nil, fmt.Errorf("issuer: limit %s: want a positive, finite rate and a burst of at least 1", r.r)
+		}
+	}
 	now := orNow(cfg.Now)
+	decoy, _ := GenerateKey()
+	logger := orDiscard(cfg.Logger)
 	return &TokenIssuer{
-		cfg: cfg, replay: replay, keys: keys, verifier: verifier,
-		dpop: NewDPoPVerifier(DPoPConfig{ClockSkew: cfg.ClockSkew, Now: now}),
-		log:  orDiscard(cfg.Logger), now: now, sleep: sleepCtx,
+		cfg: cfg, replay: replay, keys: keys, verifier: verifier, audit: log,
+		dpop:     NewDPoPVerifier(DPoPConfig{ClockSkew: cfg.ClockSkew, Logger: logger, Now: now}),
+		brake:    newAuthBrake(cfg.Limits),
+		refusals: newRefusalRecorder(log, logger, cfg.Limits.RefusalEntries),
+		log:      logger, now: now, sleep: sleepCtx, decoyKey: decoy,
+		verifySignature: func(jws *jose.JSONWebSignature, key ed25519.PublicKey) bool {
+			_, err := jws.Verify(key)
+			return err == nil
+		},
 	}, nil
+}
+
+// Close records the refusals counted since the last summary. Call it
+// before closing the audit log.
+func (i *TokenIssuer) Close() {
+	i.refusals.summarise(context.Background(), i.now())
 }
 
 // TokenEndpoint is the URL of the token endpoint: what DPoP proofs sent to it must name.
@@ -99,8 +146,21 @@ type TokenRequest struct {
 	ActorTokenType     string
 	Audience           string
 	RequestedTokenType string
+	// Task binds a delegated token to a task of the delegating agent's
+	// (token exchange only): the scope of the taints its reads set.
+	Task string
 	// DPoP is the proof from the DPoP request header, if any.
 	DPoP string
+	// Source is the client's address, for the rate limits and the record.
+	Source string
+
+	attempt *attempt
+}
+
+// attempt is what the token endpoint learns of a request on the way.
+type attempt struct {
+	brake   brakeTicket
+	claimed string // the agent the assertion names, not yet verified
 }
 
 // IssuedToken is a successful token response.
@@ -116,18 +176,72 @@ type IssuedToken struct {
 	Chain   []string `json:"-"`
 }
 
-// Issue handles one token request.
+// Issue handles one token request. A token is returned once its audit
+// entry is durable; a refusal is recorded (one by one, or counted in a
+// summary under a flood) and counts against the rate limits when the
+// client failed to authenticate.
 func (i *TokenIssuer) Issue(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
+	action := ActionTokenRequest
 	switch req.GrantType {
 	case GrantClientCredentials:
-		return i.clientCredentials(ctx, req)
+		action = ActionTokenIssue
 	case GrantTokenExchange:
-		return i.exchange(ctx, req)
-	case "":
-		return nil, fmt.Errorf("%w: grant_type is required", ErrInvalidRequest)
-	default:
-		return nil, fmt.Errorf("%w: %q", ErrUnsupportedGrant, req.GrantType)
+		action = ActionTokenExchange
 	}
+	var it *IssuedToken
+	err := i.braked(ctx, action, &req, func() error {
+		var err error
+		switch req.GrantType {
+		case GrantClientCredentials:
+			it, err = i.clientCredentials(ctx, req)
+		case GrantTokenExchange:
+			it, err = i.exchange(ctx, req)
+		case "":
+			err = fmt.Errorf("%w: grant_type is required", ErrInvalidRequest)
+		default:
+			err = fmt.Errorf("%w: %q", ErrUnsupportedGrant, req.GrantType)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return it, nil
+}
+
+// braked runs one request under the rate limits of failed authentication
+// and records it if it is refused.
+func (i *TokenIssuer) braked(ctx context.Context, action string, req *TokenRequest, run func() error) error {
+	now := i.now()
+	req.attempt = &attempt{}
+	err := i.brake.admitSource(&req.attempt.brake, req.Source, now)
+	if err == nil {
+		err = run()
+		i.brake.settle(&req.attempt.brake, failedAuthentication(err), i.now())
+	}
+	if err != nil {
+		i.refusals.refused(ctx, action, *req, err, i.now())
+		return err
+	}
+	i.refusals.maybeSummarise(ctx, now)
+	return nil
+}
+
+// failedAuthentication says whether err is a failure the client caused by
+// presenting credentials that do not verify: those count against the rate
+// limits. Warden's own failures and the rate limits' refusals do not.
+func failedAuthentication(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrTooManyFailures), errors.Is(err, ErrStateUnavailable), errors.Is(err, ErrUnavailable):
+		return false
+	}
+	return errors.Is(err, errClientAuth) || errors.Is(err, errSubjectToken) || errors.Is(err, ErrDPoP) || errors.Is(err, ErrDPoPKeyMismatch)
+}
+
+// RecordRefusal records a token endpoint request refused before it reached
+// the issuer (a form that does not parse), as Issue records its own.
+func (i *TokenIssuer) RecordRefusal(ctx context.Context, action string, req TokenRequest, err error) {
+	i.refusals.refused(ctx, action, req, err, i.now())
 }
 
 func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (*IssuedToken, error) {
@@ -141,6 +255,11 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 	}
 	if req.SubjectToken != "" || req.ActorToken != "" {
 		return nil, fmt.Errorf("%w: subject_token and actor_token belong to token exchange", ErrInvalidRequest)
+	}
+	if req.Task != "" {
+		// An agent cannot give itself a fresh task: that would be a scope
+		// without its taints.
+		return nil, fmt.Errorf("%w: task is set by a delegating agent, at token exchange", ErrInvalidRequest)
 	}
 	c, err := i.authenticate(ctx, req)
 	if err != nil {
@@ -164,6 +283,9 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, aud, now, now.Add(ttl))
 	tok, err := i.sign(cl)
 	if err != nil {
+		return nil, err
+	}
+	if err := i.recordIssued(ctx, ActionTokenIssue, req, cl, tokenType); err != nil {
 		return nil, err
 	}
 	return &IssuedToken{AccessToken: tok, TokenType: tokenType, ExpiresIn: int64(ttl / time.Second),
@@ -318,12 +440,17 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // and consumes the assertion, for endpoints other than the token endpoint
 // (revocation).
 func (i *TokenIssuer) AuthenticateClient(ctx context.Context, req TokenRequest) (AgentID, error) {
-	c, err := i.authenticate(ctx, req)
-	if err != nil {
-		return AgentID{}, err
-	}
-	if err := i.consume(ctx, c); err != nil {
-		return AgentID{}, err
-	}
-	return c.id, nil
+	var id AgentID
+	err := i.braked(ctx, ActionTokenRevoke, &req, func() error {
+		c, err := i.authenticate(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := i.consume(ctx, c); err != nil {
+			return err
+		}
+		id = c.id
+		return nil
+	})
+	return id, err
 }

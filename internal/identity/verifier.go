@@ -121,6 +121,10 @@ func (v *Verifier) VerifyRequest(ctx context.Context, r Request) (*Token, error)
 	return t, nil
 }
 
+// DPoPStats returns the figures of the verifier's DPoP replay memory: how
+// full it is and how many proofs it refused, for metrics.
+func (v *Verifier) DPoPStats() DPoPStats { return v.dpop.Stats() }
+
 func (v *Verifier) requiresDPoP(t *Token) bool {
 	if v.cfg.TrustDomains[t.Agent.TrustDomain()].RequireDPoP {
 		return true
@@ -210,6 +214,9 @@ func (v *Verifier) parse(raw string) (*Token, error) {
 	}
 	if _, ok := v.cfg.TrustDomains[c.TrustDomain]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDomain, c.TrustDomain)
+	}
+	if c.Task != "" && (!ValidTask(c.Task) || c.Act == nil) {
+		return nil, fmt.Errorf("%w: task belongs to delegated tokens, 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrMalformed)
 	}
 	if d := c.Act.Depth(); d > MaxDelegationDepth {
 		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, d, MaxDelegationDepth)

@@ -106,7 +106,7 @@ func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request, actor stri
 
 func validKind(k audit.Kind) bool {
 	switch k {
-	case audit.KindDecision, audit.KindAdmin, audit.KindResponse, audit.KindPolicy:
+	case audit.KindDecision, audit.KindAdmin, audit.KindResponse, audit.KindPolicy, audit.KindToken:
 		return true
 	}
 	return false

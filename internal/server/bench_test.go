@@ -2,15 +2,20 @@ package server_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/sdk"
 )
 
 // BenchmarkTokenEndpoint measures POST /oauth/token end to end over HTTP on
@@ -63,4 +68,89 @@ func benchTokenEndpoint(b *testing.B, edit func(*config.Config)) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkTokenUnderFlood measures a legitimate agent's token requests, one
+// at a time from its own address, while four clients at another address
+// send bad client assertions as fast as they can: the attack of the token
+// endpoint without a brake. Reports the legitimate requests' p50 and the
+// flood's requests per second.
+func BenchmarkTokenUnderFlood(b *testing.B) {
+	w := apptest.Start(b, nil)
+	const id = "ai-agent://dev/bench"
+	key := w.Register(b, id, "r")
+	attacker := sdk.GenerateKey()
+	form := func(a string) string {
+		return url.Values{"grant_type": {"client_credentials"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}.Encode()
+	}
+	bad := make([]string, 256)
+	for i := range bad {
+		a, err := attacker.Assertion(id, w.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bad[i] = form(a)
+	}
+	good := make([]string, b.N)
+	for i := range good {
+		a, err := key.Assertion(id, w.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		good[i] = form(a)
+	}
+	flooder, agent := loopbackClient("127.0.0.3"), loopbackClient("127.0.0.2")
+	stop := make(chan struct{})
+	var flood atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := flooder.Post(w.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(bad[i%len(bad)]))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					flood.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	lat := make([]time.Duration, b.N)
+	flood.Store(0)
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		resp, err := agent.Post(w.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(good[i]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("HTTP %d", resp.StatusCode)
+		}
+		lat[i] = time.Since(start)
+	}
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(flood.Load())/b.Elapsed().Seconds(), "flood-req/s")
+}
+
+// loopbackClient is an HTTP client whose connections come from the
+// loopback address ip, a source of its own for the server.
+func loopbackClient(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 8}}
 }

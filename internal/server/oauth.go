@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -9,44 +10,56 @@ import (
 	"github.com/warden-run/warden/internal/identity"
 )
 
-// token is the OAuth 2.0 token endpoint (RFC 6749 section 3.2).
+// token is the OAuth 2.0 token endpoint (RFC 6749 section 3.2). The issuer
+// records every token it issues in the audit log before answering, and
+// every refusal (one by one, or summarised under a flood).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	req, err := s.tokenRequest(r)
 	if err != nil {
-		s.oauthError(w, r, "", err)
+		s.d.Issuer.RecordRefusal(r.Context(), tokenAction(req.GrantType), req, err)
+		s.oauthError(w, err)
 		return
 	}
 	it, err := s.d.Issuer.Issue(r.Context(), req)
 	if err != nil {
-		s.oauthError(w, r, req.GrantType, err)
+		s.oauthError(w, err)
 		return
 	}
-	s.log.Info("token issued", "grant", grantName(req.GrantType), "sub", it.Subject, "jti", it.JTI,
+	s.log.Debug("token issued", "grant", grantName(req.GrantType), "sub", it.Subject, "jti", it.JTI,
 		"actors", it.Chain, "token_type", it.TokenType)
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, it)
+}
+
+func tokenAction(grant string) string {
+	switch grant {
+	case identity.GrantClientCredentials:
+		return identity.ActionTokenIssue
+	case identity.GrantTokenExchange:
+		return identity.ActionTokenExchange
+	}
+	return identity.ActionTokenRequest
 }
 
 // revoke is the RFC 7009 revocation endpoint: an agent revokes one of its own
 // tokens. As the RFC asks, a token that is already invalid is answered 200.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	req, err := s.tokenRequest(r)
-	if err != nil {
-		s.oauthError(w, r, "revoke", err)
-		return
-	}
-	if req.GrantType != "" {
-		s.oauthError(w, r, "revoke", formError("grant_type does not belong in a revocation request"))
-		return
+	if err == nil && req.GrantType != "" {
+		err = formError("grant_type does not belong in a revocation request")
 	}
 	raw := r.PostForm.Get("token")
-	if raw == "" {
-		s.oauthError(w, r, "revoke", formError("token is required"))
+	if err == nil && raw == "" {
+		err = formError("token is required")
+	}
+	if err != nil {
+		s.d.Issuer.RecordRefusal(r.Context(), identity.ActionTokenRevoke, req, err)
+		s.oauthError(w, err)
 		return
 	}
 	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
 	if err != nil {
-		s.oauthError(w, r, "revoke", err)
+		s.oauthError(w, err)
 		return
 	}
 	// Any token with a good signature is revoked, even one refused for
@@ -77,15 +90,18 @@ type formError string
 
 func (e formError) Error() string { return string(e) }
 
+// Unwrap makes a malformed form an invalid request for the record.
+func (e formError) Unwrap() error { return identity.ErrInvalidRequest }
+
 // tokenRequest reads the form of a token or revocation request strictly.
 func (s *Server) tokenRequest(r *http.Request) (identity.TokenRequest, error) {
-	var req identity.TokenRequest
+	req := identity.TokenRequest{Source: remoteIP(r)}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return req, formError("Content-Type must be application/x-www-form-urlencoded")
 	}
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		// Only private_key_jwt is supported: a client secret in a header is refused.
-		return req, errClientAuthHeader
+		return req, identity.ErrClientAuthMethod
 	}
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
@@ -116,7 +132,9 @@ func (s *Server) tokenRequest(r *http.Request) (identity.TokenRequest, error) {
 		ActorTokenType:      f("actor_token_type"),
 		Audience:            f("audience"),
 		RequestedTokenType:  f("requested_token_type"),
+		Task:                f("task"),
 		DPoP:                r.Header.Get("DPoP"),
+		Source:              req.Source,
 	}
 	if v := f("expires_in"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -128,27 +146,34 @@ func (s *Server) tokenRequest(r *http.Request) (identity.TokenRequest, error) {
 	return req, nil
 }
 
-var errClientAuthHeader = errors.New("client authentication by Authorization header is not supported; use private_key_jwt")
+// remoteIP is the address of the client's end of the connection.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}
 
-// oauthError answers with an RFC 6749 error and logs the full reason.
-func (s *Server) oauthError(w http.ResponseWriter, r *http.Request, grant string, err error) {
+// oauthError answers with an RFC 6749 error. The issuer has recorded and
+// logged the refusal (sampled under a flood); the client learns only the
+// fixed description of its kind.
+func (s *Server) oauthError(w http.ResponseWriter, err error) {
 	var oe identity.OAuthError
 	var fe formError
 	switch {
-	case errors.Is(err, errClientAuthHeader):
+	case errors.Is(err, identity.ErrClientAuthMethod):
 		oe = identity.OAuthError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: "client authentication failed"}
 	case errors.As(err, &fe):
 		oe = identity.OAuthError{Status: http.StatusBadRequest, Code: "invalid_request", Description: string(fe)}
 	default:
 		oe = identity.OAuthErrorFor(err)
 	}
-	level := s.log.Info
-	if oe.Status >= 500 {
-		level = s.log.Error
-	}
-	level("token request refused", "grant", grantName(grant), "error", oe.Code, "reason", err.Error(), "remote", r.RemoteAddr)
 	if oe.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_client"`)
+	}
+	if oe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(oe.RetryAfter))
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, oe.Status, oe)

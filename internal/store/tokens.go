@@ -38,4 +38,7 @@ type MetaStore interface {
 	// PutMetaIfAbsent stores value under key unless the key exists. It reports
 	// whether it stored it.
 	PutMetaIfAbsent(ctx context.Context, key string, value []byte) (bool, error)
+	// SwapMeta replaces the value under key with value if it is still old.
+	// It reports whether it replaced it; ErrNotFound when there is none.
+	SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error)
 }

@@ -52,12 +52,19 @@ func CEF(e *audit.Entry) string {
 		cefHeader(string(e.Kind)+":"+e.Action), cefHeader(e.Action), sev, strings.Join(ext, " "))
 }
 
-// cefHeader escapes a header field: backslash and pipe.
+// cefHeader escapes a header field: backslash and pipe, newlines as
+// spaces, and anything else not graphic (see audit.Visible).
 func cefHeader(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `|`, `\|`, "\n", " ", "\r", " ").Replace(s)
+	return audit.Visible(cefHeaderEscaper.Replace(s))
 }
 
-// cefExt escapes an extension value: backslash, equals sign and newlines.
+// cefExt escapes an extension value: backslash, equals sign and newlines,
+// and anything else not graphic (see audit.Visible).
 func cefExt(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `=`, `\=`, "\n", `\n`, "\r", `\r`).Replace(s)
+	return audit.Visible(cefExtEscaper.Replace(s))
 }
+
+var (
+	cefHeaderEscaper = strings.NewReplacer(`\`, `\\`, `|`, `\|`, "\n", " ", "\r", " ")
+	cefExtEscaper    = strings.NewReplacer(`\`, `\\`, `=`, `\=`, "\n", `\n`, "\r", `\r`)
+)

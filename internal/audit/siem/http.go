@@ -19,8 +19,10 @@ import (
 
 // HTTPConfig is what every HTTP exporter needs.
 type HTTPConfig struct {
-	URL    string
-	Client *http.Client // nil: a client with a 30s timeout
+	URL string
+	// Client sends the requests; nil is a client with a 30s timeout.
+	// Whatever it is, redirects are never followed (see noRedirects).
+	Client *http.Client
 }
 
 func (c *HTTPConfig) check(what string) error {
@@ -28,11 +30,22 @@ func (c *HTTPConfig) check(what string) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%s: url %q: want an http(s) URL", what, c.URL)
 	}
-	if c.Client == nil {
-		c.Client = &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: 30 * time.Second}
+	if c.Client != nil {
+		cp := *c.Client
+		client = &cp
 	}
+	client.CheckRedirect = noRedirects
+	c.Client = client
 	return nil
 }
+
+// noRedirects keeps every request at the configured URL. A followed
+// redirect would carry the credential (Splunk's token, a bearer token)
+// and the entries to wherever the answer points, another host included:
+// the redirect answer itself comes back to post, which counts it as a
+// failed delivery.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // marshal encodes v as JSON without HTML escaping, so that entries embedded
 // in it keep the exact bytes the log hashed.
@@ -59,6 +72,9 @@ func post(ctx context.Context, c *http.Client, what, rawURL string, body []byte,
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return fmt.Errorf("%s: HTTP %d: the collector redirects, and redirects are not followed; configure the URL it redirects to", what, resp.StatusCode)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("%s: HTTP %d", what, resp.StatusCode)
 	}

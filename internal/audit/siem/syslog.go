@@ -117,7 +117,7 @@ func (s *Syslog) message(st audit.Stored) string {
 	if s.cfg.Format == "cef" {
 		b.WriteString(CEF(e))
 	} else {
-		b.Write(st.Data)
+		b.Write(audit.VisibleJSON(st.Data))
 	}
 	return b.String()
 }
@@ -154,10 +154,14 @@ func header(s string, max int) string {
 	return string(b)
 }
 
-// sdEscape escapes a structured data parameter value (RFC 5424 section 6.3.3).
+// sdEscape escapes a structured data parameter value: '"', '\\' and ']'
+// as RFC 5424 (section 6.3.3) says, then anything not graphic (see
+// audit.Visible), which would otherwise reach the collector raw.
 func sdEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(s)
+	return audit.Visible(sdEscaper.Replace(s))
 }
+
+var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
 
 // Close implements Exporter.
 func (s *Syslog) Close() error {

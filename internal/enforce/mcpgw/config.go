@@ -58,7 +58,7 @@ type Server struct {
 	// Env is the command's environment, with PATH, HOME, USER, LANG,
 	// LC_ALL, TZ and TMPDIR from the gateway's own: nothing else of the
 	// gateway's environment (its secrets) reaches an upstream, unless
-	// InheritEnv says so.
+	// InheritEnv says so; and no WARDEN_ variable ever does (env.go).
 	Env        map[string]string `yaml:"env"`
 	InheritEnv bool              `yaml:"inherit_env"`
 	// Trust is "trusted" or "untrusted": an allowed call, read or prompt
@@ -170,6 +170,11 @@ func (s *Server) check(at string, seen map[string]bool) []string {
 	}
 	if s.Trust != Trusted && s.Trust != Untrusted {
 		bad("%s (%s).trust %q: trusted or untrusted (say which; there is no default)", at, s.Name, s.Trust)
+	}
+	for name := range s.Env {
+		if err := CheckEnvName(name); err != nil {
+			bad("%s (%s).env: %v", at, s.Name, err)
+		}
 	}
 	for tool, attrs := range s.Tools {
 		if tool == "" || strings.Contains(tool, "/") {

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -42,6 +44,8 @@ type upstream struct {
 	// progress maps the progress tokens of calls made through the SDK to
 	// where their progress goes.
 	progress sync.Map
+	// sysProcAttr is how a wrap starts its command (as another user).
+	sysProcAttr *syscall.SysProcAttr
 	// failed is when the last connection attempt failed, and why: for a
 	// while after, uses fail at once instead of each waiting for a dead
 	// upstream.
@@ -154,6 +158,7 @@ func (u *upstream) transport() mcp.Transport {
 	}
 	cmd := exec.Command(u.cfg.Command[0], u.cfg.Command[1:]...)
 	cmd.Env = commandEnv(u.cfg)
+	cmd.SysProcAttr = u.sysProcAttr
 	cmd.Stderr = &lineLogger{lg: u.lg}
 	return &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
 }
@@ -165,7 +170,11 @@ var passedEnv = []string{"PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ", "TMPDIR
 func commandEnv(s Server) []string {
 	var env []string
 	if s.InheritEnv {
-		env = os.Environ()
+		for _, kv := range os.Environ() {
+			if name, _, _ := strings.Cut(kv, "="); !wardenVariable(name) {
+				env = append(env, kv)
+			}
+		}
 	} else {
 		for _, k := range passedEnv {
 			if v, ok := os.LookupEnv(k); ok {

@@ -75,3 +75,18 @@ func (s *Store) PutMetaIfAbsent(ctx context.Context, key string, value []byte) (
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// SwapMeta implements store.MetaStore.
+func (s *Store) SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE meta SET value = $1 WHERE key = $2 AND value = $3`, value, key, old)
+	if err != nil {
+		return false, fmt.Errorf("swap meta %s: %w", key, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	if _, err := s.Meta(ctx, key); err != nil {
+		return false, err
+	}
+	return false, nil
+}

@@ -68,3 +68,18 @@ func (s *Store) PutMetaIfAbsent(ctx context.Context, key string, value []byte) (
 	n, _ := res.RowsAffected()
 	return n == 1, nil
 }
+
+// SwapMeta implements store.MetaStore.
+func (s *Store) SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ? AND value = ?`, value, key, old)
+	if err != nil {
+		return false, fmt.Errorf("swap meta %s: %w", key, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return true, nil
+	}
+	if _, err := s.Meta(ctx, key); err != nil {
+		return false, err
+	}
+	return false, nil
+}

@@ -490,6 +490,18 @@ func testMeta(t *testing.T, s store.Store) {
 	if v, err := s.Meta(ctx(t), "k"); err != nil || string(v) != "one" {
 		t.Fatalf("Meta: %q %v", v, err)
 	}
+	if swapped, err := s.SwapMeta(ctx(t), "k", []byte("two"), []byte("three")); err != nil || swapped {
+		t.Fatalf("swap from a value that is not there: %v %v", swapped, err)
+	}
+	if swapped, err := s.SwapMeta(ctx(t), "k", []byte("one"), []byte("three")); err != nil || !swapped {
+		t.Fatalf("swap: %v %v", swapped, err)
+	}
+	if v, err := s.Meta(ctx(t), "k"); err != nil || string(v) != "three" {
+		t.Fatalf("Meta after the swap: %q %v", v, err)
+	}
+	if _, err := s.SwapMeta(ctx(t), "none", []byte("a"), []byte("b")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("swap of a missing key: %v, want ErrNotFound", err)
+	}
 }
 
 func testEvents(t *testing.T, s store.Store) {
