@@ -64,7 +64,7 @@ w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$work/data" "$@"; }
 agent=ai-agent://prod/finance/trading-optimizer
 w agent keygen --out "$work/agent.jwk" >/dev/null
 w agent register "$agent" --role trader --owner team-quant --pubkey "$work/agent.pub.jwk" >/dev/null
-w pep register bench --out "$work/pep.cred" >/dev/null
+w pep register bench --audience warden --trust all --out "$work/pep.cred" >/dev/null
 token=$(w token --agent "$agent" --key "$work/agent.jwk" --expires-in 15m)
 cat >"$work/decide.json" <<EOF
 {"token": "$token", "action": "tools/call",

@@ -13,6 +13,7 @@ import (
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/sdk"
 )
@@ -45,7 +46,7 @@ func TestEnforcerMiddleware(t *testing.T) {
 	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
 		t.Fatal(err)
 	}
-	cred, _, err := w.App.EnforcementPoints.Register(ctx, "admin:test", "orders-service", "test")
+	cred, _, err := w.App.EnforcementPoints.Register(ctx, "admin:test", decide.Registration{Name: "orders-service", Description: "test", Audience: resource, Trust: []string{"source_ip"}})
 	if err != nil {
 		t.Fatal(err)
 	}

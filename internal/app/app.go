@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
-		Redact: cfg.Decide.Redact, Taints: a.Taints, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
 	if cfg.Policy.Dir != "" {

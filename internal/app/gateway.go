@@ -109,7 +109,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	var root http.Handler
 	if len(gc.MCP.Servers) > 0 {
 		var err error
-		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name},
+		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.MCP.PublicURL}},
 			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
 		if err != nil {
 			return nil, err
@@ -120,7 +120,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		root = enforce.ResourceMetadata(gc.MCP.PublicURL, "Warden MCP gateway", issuer)
 	}
 	if len(gc.HTTP.Routes) > 0 {
-		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name},
+		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.HTTP.Resource}},
 			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name)})
 		for _, prefix := range g.Proxy.Prefixes() {
 			mux.Handle(prefix, g.Proxy)
@@ -138,7 +138,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	if gc.ExtAuthz.Listen != "" {
 		// The mesh shares the gateway's rate limits.
-		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz"}, edge(gc.ExtAuthz.Resource), a.log)
+		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge(gc.ExtAuthz.Resource), a.log)
 	}
 	g.handler = enforce.Deadlines(gc.Limits, mux)
 	return g, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -74,7 +75,7 @@ deny contains sprintf("refused %s", [input.resource.id])
 	if err != nil {
 		t.Fatal(err)
 	}
-	cred, _, err := w.App.EnforcementPoints.Register(t.Context(), "admin:test", "gateway", "test")
+	cred, _, err := w.App.EnforcementPoints.Register(t.Context(), "admin:test", decide.Registration{Name: "gateway", Description: "test", Audience: "warden"})
 	if err != nil {
 		t.Fatal(err)
 	}

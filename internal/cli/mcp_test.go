@@ -39,7 +39,7 @@ func TestWrapKeepsSecretsFromTheServer(t *testing.T) {
 	const agent = "ai-agent://dev/desktop"
 	must("agent", "keygen", "--out", filepath.Join(made, "agent.jwk"))
 	must("agent", "register", agent, "--role", "reader", "--owner", "ada", "--pubkey", filepath.Join(made, "agent.pub.jwk"))
-	must("pep", "register", "desktop", "--out", filepath.Join(made, "desktop.cred"))
+	must("pep", "register", "desktop", "--audience", "warden", "--out", filepath.Join(made, "desktop.cred"))
 
 	var key struct{ D string }
 	keyJWK, _ := os.ReadFile(filepath.Join(made, "agent.jwk"))

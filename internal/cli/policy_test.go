@@ -97,7 +97,7 @@ func TestPolicyLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.App.Decide.Decide(ctx, "pep-test", &decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"}}); err != nil {
+		if _, err := w.App.Decide.Decide(ctx, decide.InProcess("pep-test", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "x"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,7 +137,7 @@ func TestPolicyLifecycle(t *testing.T) {
 
 	// Enforcement point credentials: written 0600, never printed.
 	cred := filepath.Join(t.TempDir(), "gw.cred")
-	out = must("pep", "register", "gw-eu", "--out", cred, "--description", "EU gateway")
+	out = must("pep", "register", "gw-eu", "--audience", "warden", "--out", cred, "--description", "EU gateway")
 	b, err := os.ReadFile(cred)
 	if st, _ := os.Stat(cred); err != nil || st.Mode().Perm() != 0o600 || !strings.HasPrefix(string(b), "wpep_") || strings.Contains(out, "wpep_") {
 		t.Fatalf("pep register: %s (%v)", out, err)
@@ -145,7 +145,7 @@ func TestPolicyLifecycle(t *testing.T) {
 	if _, ok := w.App.EnforcementPoints.Authenticate(strings.TrimSpace(string(b))); !ok {
 		t.Fatal("the written credential does not authenticate")
 	}
-	if _, _, code := cmd("pep", "register", "gw-eu", "--out", cred); code == 0 {
+	if _, _, code := cmd("pep", "register", "gw-eu", "--audience", "warden", "--out", cred); code == 0 {
 		t.Fatal("pep register over an existing file")
 	}
 	var list struct {

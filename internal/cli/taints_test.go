@@ -36,7 +36,7 @@ func TestTaintsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := w.App.Decide.DecideVerified(ctx, "test-pep", &decide.Request{Token: tok.AccessToken, Action: "tools/call",
+	d, err := w.App.Decide.DecideVerified(ctx, decide.InProcess("test-pep", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
 		Resource: decide.Resource{Kind: "mcp.tool", ID: "web/fetch", Attributes: map[string]any{"trust": "untrusted"}}})
 	if err != nil || d.Outcome != policy.Allow {
 		t.Fatalf("the untrusted read: %+v, %v", d, err)

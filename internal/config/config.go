@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
 )
 
@@ -65,9 +66,26 @@ type Decide struct {
 	// RecordInput keeps each decision's whole input in its audit entry, for
 	// replay; its digest is always kept.
 	RecordInput bool `yaml:"record_input"`
-	// Redact lists input paths, such as args.card.number, replaced by
-	// "[redacted]" in the recorded input.
+	// Redact lists input paths, such as args.card.number or
+	// args.items[*].password, replaced by "[redacted]" in the recorded
+	// input.
 	Redact []string `yaml:"redact"`
+	// RedactDefaultKeys redacts, at any depth of args, the values of
+	// members with secret-looking names (password, token, api_key, ...);
+	// RedactKeys adds names to that list, and Keep lists paths in args the
+	// names do not redact.
+	RedactDefaultKeys bool     `yaml:"redact_default_keys"`
+	RedactKeys        []string `yaml:"redact_keys"`
+	Keep              []string `yaml:"keep"`
+	// RecordMaxValueBytes bounds one string or number of args in the
+	// recorded input, RecordMaxInputBytes the recorded input: what is
+	// larger is recorded as its size and SHA-256.
+	RecordMaxValueBytes int `yaml:"record_max_value_bytes"`
+	RecordMaxInputBytes int `yaml:"record_max_input_bytes"`
+	// RequestBudget bounds the evaluations of one batch or may-allow
+	// request together; what is left when it is spent is denied or hidden.
+	// Unset, it is 1s or policy.timeout, whichever is longer.
+	RequestBudget time.Duration `yaml:"request_budget"`
 	// Regions maps region names to CIDR ranges; a decision's
 	// context.source.region is the most specific range holding the
 	// agent's address.
@@ -255,9 +273,16 @@ func Default() Config {
 		},
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
 		Policy: Policy{Timeout: 50 * time.Millisecond},
-		Decide: Decide{RecordInput: true},
+		Decide: Decide{RecordInput: true, RedactDefaultKeys: true,
+			RecordMaxValueBytes: record.DefaultMaxValueBytes, RecordMaxInputBytes: record.DefaultMaxInputBytes},
 		Taints: Taints{ExpireAfter: time.Hour},
 	}
+}
+
+// RecordConfig is what a decision's recorded input leaves out.
+func (d Decide) RecordConfig() record.Config {
+	return record.Config{Paths: d.Redact, Keys: d.RedactKeys, NoDefaultKeys: !d.RedactDefaultKeys, Keep: d.Keep,
+		MaxValueBytes: d.RecordMaxValueBytes, MaxInputBytes: d.RecordMaxInputBytes}
 }
 
 // RegionPrefixes parses Decide.Regions (Validate has checked them).
@@ -441,10 +466,16 @@ func (c *Config) Validate() error {
 	if c.Policy.Watch && c.Policy.Dir == "" {
 		bad("policy.watch needs policy.dir (--policies DIR)")
 	}
-	for _, r := range c.Decide.Redact {
-		if r == "" || strings.HasPrefix(r, ".") || strings.HasSuffix(r, ".") || strings.Contains(r, "..") {
-			bad("decide.redact %q: want a dotted input path such as args.card.number", r)
-		}
+	if c.Decide.RequestBudget == 0 {
+		c.Decide.RequestBudget = max(time.Second, c.Policy.Timeout)
+	}
+	if b := c.Decide.RequestBudget; b < c.Policy.Timeout || b > time.Minute {
+		bad("decide.request_budget %s: want at least policy.timeout (%s) and at most 1m", b, c.Policy.Timeout)
+	}
+	if c.Decide.RecordMaxValueBytes <= 0 || c.Decide.RecordMaxInputBytes <= 0 {
+		bad("decide.record_max_value_bytes and decide.record_max_input_bytes must be positive")
+	} else if _, err := record.New(c.Decide.RecordConfig()); err != nil {
+		bad("decide: %s", strings.TrimPrefix(err.Error(), "record: "))
 	}
 	for name, cidrs := range c.Decide.Regions {
 		if name == "" || len(name) > 64 {

@@ -90,6 +90,38 @@ audit:
 		{name: "bad store", yaml: "store: mysql://x", wantErr: "postgres:// URL"},
 		{name: "bad addr", yaml: "server: {addr: '7070'}", wantErr: "want host:port"},
 		{name: "not yaml", yaml: "identity: [", wantErr: "config test.yaml"},
+		{name: "record defaults", yaml: "", check: func(t *testing.T, c Config) {
+			r := c.Decide.RecordConfig()
+			if r.NoDefaultKeys || r.MaxValueBytes != 4096 || r.MaxInputBytes != 65536 {
+				t.Fatalf("record: %+v", r)
+			}
+		}},
+		{name: "redact paths into arrays", yaml: "decide: {redact: ['args.items[*].password', 'args.rows[0].ssn'], keep: [args.next_token], redact_keys: [ssn], redact_default_keys: false}", check: func(t *testing.T, c Config) {
+			if r := c.Decide.RecordConfig(); !r.NoDefaultKeys || len(r.Paths) != 2 || r.Keys[0] != "ssn" || r.Keep[0] != "args.next_token" {
+				t.Fatalf("record: %+v", r)
+			}
+		}},
+		{name: "bad redact path", yaml: "decide: {redact: ['args.items[']}", wantErr: "decide: redact path"},
+		{name: "keep outside args", yaml: "decide: {keep: [context.source.ip]}", wantErr: "in args only"},
+		{name: "value cap too small", yaml: "decide: {record_max_value_bytes: 16}", wantErr: "largest value"},
+		{name: "no input cap", yaml: "decide: {record_max_input_bytes: 0}", wantErr: "must be positive"},
+		{name: "request budget", yaml: "decide: {request_budget: 250ms}", check: func(t *testing.T, c Config) {
+			if c.Decide.RequestBudget != 250*time.Millisecond {
+				t.Fatalf("budget %s", c.Decide.RequestBudget)
+			}
+		}},
+		{name: "request budget under the policy timeout", yaml: "policy: {timeout: 100ms}\ndecide: {request_budget: 50ms}", wantErr: "decide.request_budget"},
+		{name: "request budget too long", yaml: "decide: {request_budget: 2m}", wantErr: "decide.request_budget"},
+		{name: "request budget follows a long policy timeout", yaml: "policy: {timeout: 3s}", check: func(t *testing.T, c Config) {
+			if c.Decide.RequestBudget != 3*time.Second {
+				t.Fatalf("budget %s", c.Decide.RequestBudget)
+			}
+		}},
+		{name: "request budget default", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Decide.RequestBudget != time.Second {
+				t.Fatalf("budget %s", c.Decide.RequestBudget)
+			}
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

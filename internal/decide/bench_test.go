@@ -52,7 +52,7 @@ func financeSetup(b *testing.B, mode string) (*decide.Pipeline, decide.Request) 
 		Resource: decide.Resource{Kind: "mcp.tool", ID: "market-data/get_quote"},
 		Args:     json.RawMessage(`{"symbol": "ACME"}`),
 		Context:  decide.RequestContext{Source: decide.Source{IP: "10.1.2.3"}, Session: decide.Session{ID: "s-1"}}}
-	d, err := p.Decide(context.Background(), "bench", &req)
+	d, err := p.Decide(context.Background(), decide.InProcess("bench", "warden"), &req)
 	if err != nil || d.Outcome != policy.Allow {
 		b.Fatalf("the benchmark request is not allowed: %+v %v", d, err)
 	}
@@ -160,7 +160,7 @@ func benchmarkDecide(b *testing.B, p *decide.Pipeline, req decide.Request, disti
 			r.Args = json.RawMessage(`{"symbol": "SYM-` + strconv.Itoa(i) + `"}`)
 		}
 		t0 := time.Now()
-		d, err := p.Decide(ctx, "bench", &r)
+		d, err := p.Decide(ctx, decide.InProcess("bench", "warden"), &r)
 		ds = append(ds, time.Since(t0))
 		if err != nil || d.Outcome != policy.Allow {
 			b.Fatal(d, err)
@@ -186,7 +186,7 @@ func BenchmarkDecideFinanceDurable(b *testing.B) {
 		for pb.Next() {
 			r := req
 			t0 := time.Now()
-			d, err := p.Decide(ctx, "bench", &r)
+			d, err := p.Decide(ctx, decide.InProcess("bench", "warden"), &r)
 			mine = append(mine, time.Since(t0))
 			if err != nil || d.Outcome != policy.Allow {
 				b.Error(d, err)

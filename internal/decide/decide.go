@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -132,19 +132,39 @@ const (
 	ReasonDPoPRateExceeded = "warden.dpop_rate_exceeded"
 )
 
+// Reasons for decisions cut short: the caller went away before the
+// decision was recorded (it is not: nobody gets the answer), or a batch's
+// request budget was spent before the request's turn.
+const (
+	ReasonCanceled        = "warden.request_canceled"
+	ReasonBudgetExhausted = "warden.request_budget_exhausted"
+)
+
+// Reasons about the enforcement point's audience: the request names an
+// audience other than the enforcement point's (ReasonAudienceMismatch); an
+// enforcement point in this process was given none (ReasonPointUnbound).
+const (
+	ReasonAudienceMismatch = "warden.audience_mismatch"
+	ReasonPointUnbound     = "warden.enforcement_point_unbound"
+)
+
 // Config configures a Pipeline.
 type Config struct {
 	// Regions maps region names to the address ranges they cover; the
 	// input's context.source.region is the first that holds the source IP.
 	Regions map[string][]netip.Prefix
 	// RecordInput puts each decision's input in its audit entry (its digest
-	// is always there); Redact lists input paths ("args.card.number")
-	// replaced by "[redacted]" in the recorded copy.
+	// is always there). Record says what the recorded copy leaves out:
+	// secrets, and values too large to keep.
 	RecordInput bool
-	Redact      []string
+	Record      record.Config
 	// ShadowQueue bounds the shadow evaluations waiting to run; when it is
 	// full, shadow evaluations are dropped (and counted), never decisions.
 	ShadowQueue int
+	// RequestBudget bounds the evaluation time of one batch or may-allow
+	// request as a whole (default 1 s): what is left when it is spent is
+	// denied or hidden, not evaluated.
+	RequestBudget time.Duration
 	// Taints, when set, keeps the agents' taints: every decision sees its
 	// agent's, and an allowed read of an untrusted resource sets one.
 	Taints Taints
@@ -157,7 +177,7 @@ type Config struct {
 type Pipeline struct {
 	cfg      Config
 	regions  []region
-	redact   [][]string
+	recorder *record.Recorder
 	verifier *identity.Verifier
 	view     *identity.TrustView
 	policies *policy.Registry
@@ -165,6 +185,7 @@ type Pipeline struct {
 	lg       *slog.Logger
 	now      func() time.Time
 	shadow   *shadowRunner
+	work     work
 }
 
 type region struct {
@@ -185,15 +206,15 @@ func New(cfg Config, verifier *identity.Verifier, view *identity.TrustView, poli
 		}
 	}
 	sortRegions(p.regions)
-	for _, r := range cfg.Redact {
-		path, err := parsePath(r)
-		if err != nil {
-			return nil, fmt.Errorf("decide: redact %q: %w", r, err)
-		}
-		p.redact = append(p.redact, path)
+	var err error
+	if p.recorder, err = record.New(cfg.Record); err != nil {
+		return nil, fmt.Errorf("decide: %w", err)
 	}
 	if cfg.ShadowQueue <= 0 {
 		cfg.ShadowQueue = 1024
+	}
+	if p.cfg.RequestBudget <= 0 {
+		p.cfg.RequestBudget = DefaultRequestBudget
 	}
 	p.shadow = startShadow(cfg.ShadowQueue, log, p.lg)
 	return p, nil
@@ -205,184 +226,231 @@ func (p *Pipeline) Close() { p.shadow.close() }
 // ShadowStats reports the shadow evaluations so far.
 func (p *Pipeline) ShadowStats() ShadowStats { return p.shadow.stats() }
 
-// Decide decides one request from the enforcement point named pep. Every
-// path that is not a clean allow is a deny with a reason; the decision is
-// in the audit log before it is returned, and if it cannot be recorded it
-// is a deny. Only a malformed request is an error (ErrInvalidRequest): it
-// is neither decided nor recorded.
-func (p *Pipeline) Decide(ctx context.Context, pep string, req *Request) (Decision, error) {
-	start := time.Now()
-	if err := req.validate(); err != nil {
-		return Decision{}, err
-	}
-	args, err := req.args()
+// Decide decides one request from the enforcement point pep. Every path
+// that is not a clean allow is a deny with a reason; the decision is in the
+// audit log before it is returned, and if it cannot be recorded it is a
+// deny. Only a malformed request is an error (ErrInvalidRequest): it is
+// neither decided nor recorded.
+func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decision, error) {
+	c, err := p.prepare(pep, req)
 	if err != nil {
 		return Decision{}, err
 	}
-	now := p.now().UTC()
-	live := p.policies.Live()
-	d := Decision{ID: newDecisionID(), Reasons: []string{}, Obligations: map[string]any{}, AuditIndex: -1}
-	if live.Active != nil {
-		d.PolicyVersion = live.Active.Version()
-	}
-	e := &audit.Entry{Kind: audit.KindDecision, Time: now, DecisionID: d.ID, Action: req.Action, EnforcementPoint: pep}
-	e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
+	p.conclude(ctx, c)
+	return p.record(ctx, c), nil
+}
 
-	var input map[string]any
+// decision is one decision in the making: the request (with what the
+// enforcement point is trusted for), the answer, its audit entry and the
+// entry's detail, the live policy it is made with, and its input once
+// built.
+type decision struct {
+	pep    Point
+	req    *Request
+	args   map[string]any
+	start  time.Time
+	d      Decision
+	e      *audit.Entry
+	detail entryDetail
+	live   *policy.Live
+	now    time.Time
+	input  map[string]any
+	// newTaints were set by this decision (an allowed read that taints).
+	newTaints []store.Taint
+}
+
+// prepare checks a request and begins its decision; a malformed request
+// is an error (ErrInvalidRequest).
+func (p *Pipeline) prepare(pep Point, req *Request) (*decision, error) {
+	start := time.Now()
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	args, err := req.args()
+	if err != nil {
+		return nil, err
+	}
+	c := p.begin(pep, req)
+	c.start, c.args = start, args
+	var dropped []string
+	if c.req, dropped = pep.trusted(req); len(dropped) > 0 {
+		c.detail["untrusted_context"] = dropped
+	}
+	return c, nil
+}
+
+// conclude decides c: authenticates, then evaluates, within ctx.
+func (p *Pipeline) conclude(ctx context.Context, c *decision) {
+	if tok, rec, ok := p.authenticate(ctx, c.pep, c.req, c); ok {
+		p.evaluate(ctx, c.req, c.args, tok, rec, c)
+	}
+}
+
+func (p *Pipeline) begin(pep Point, req *Request) *decision {
+	c := &decision{pep: pep, req: req, detail: entryDetail{}, live: p.policies.Live(), now: p.now().UTC()}
+	c.d = Decision{ID: newDecisionID(), Reasons: []string{}, Obligations: map[string]any{}, AuditIndex: -1}
+	if c.live.Active != nil {
+		c.d.PolicyVersion = c.live.Active.Version()
+	}
+	c.e = &audit.Entry{Kind: audit.KindDecision, Time: c.now, DecisionID: c.d.ID, Action: req.Action, EnforcementPoint: pep.Name}
+	c.e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
+	return c
+}
+
+// deny makes c a deny for reason.
+func (c *decision) deny(reason string) { c.d.Outcome, c.d.Reasons = policy.Deny, []string{reason} }
+
+// authenticate checks the agent's token (and DPoP proof), the enforcement
+// point's audience, and the agent's state. Only an agent that passes them
+// all is the entry's agent: a token refused for any reason (revoked,
+// expired, for another resource) proves nothing of who sent it, so its
+// subject is recorded as claimed (detail.claimed_agent), never as the agent.
+func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c *decision) (*identity.Token, store.Agent, bool) {
 	var tok *identity.Token
-	var newTaints []store.Taint
+	var err error
 	if req.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
 		tok, err = p.verifier.VerifyRequest(ctx, identity.Request{Token: req.Token, DPoP: req.DPoP, Method: req.HTM, URL: req.HTU})
 	}
-	switch {
-	case err != nil:
-		d.Outcome, d.Reasons = policy.Deny, []string{authReason(err)}
+	if err != nil {
+		c.deny(authReason(err))
 		if t, ierr := p.verifier.Inspect(req.Token); ierr == nil {
-			e.Agent = t.Subject // signed by the issuer, though refused: worth recording
+			c.claim(t.Subject) // signed by the issuer, though refused: worth recording as such
 		}
-		p.lg.Info("decision: agent not authenticated", "decision_id", d.ID, "pep", pep, "reason", d.Reasons[0], "err", err)
+		p.lg.Info("decision: agent not authenticated", "decision_id", c.d.ID, "pep", pep.Name, "reason", c.d.Reasons[0], "err", err)
+		return nil, store.Agent{}, false
+	}
+	rec, known := p.view.Agent(tok.Subject)
+	wrongAudience, unchecked := pep.checkAudience(req, tok)
+	if unchecked != "" {
+		c.detail["audience_unchecked"] = string(unchecked)
+	}
+	switch {
+	case wrongAudience != "":
+		c.deny(wrongAudience)
+	case !known:
+		c.deny(ReasonAgentUnknown)
+	case !rec.Status.MayHoldTokens():
+		c.deny(statusReason(rec.Status))
 	default:
-		e.Agent = tok.Subject
-		rec, ok := p.view.Agent(tok.Subject)
-		switch {
-		case req.Audience != "" && !tok.Audience.Contains(req.Audience):
-			d.Outcome, d.Reasons = policy.Deny, []string{ReasonWrongAudience}
-		case !ok:
-			d.Outcome, d.Reasons = policy.Deny, []string{ReasonAgentUnknown}
-		case !rec.Status.MayHoldTokens():
-			d.Outcome, d.Reasons = policy.Deny, []string{statusReason(rec.Status)}
-		case live.Active == nil:
-			d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonNoPolicy}
-		default:
-			// The policy's clock is the decision's second: a decision is a
-			// function of its input, which the engine can then reuse.
-			at := now.Truncate(time.Second)
-			held, err := p.heldTaints(tok)
-			if err != nil {
-				p.lg.Warn("decision: the agent's taints are unknown; denied", "decision_id", d.ID, "err", err)
-				d.Outcome, d.Reasons = policy.Deny, []string{ReasonStateUnavailable}
-				break
-			}
-			input = p.input(req, args, tok, rec, live.Active, at, held)
-			raw, err := audit.AppendCanonical(nil, input)
-			if err != nil {
-				// Cannot happen with JSON-shaped input; fail closed all the same.
-				d.Outcome, d.Reasons = policy.Deny, []string{policy.ReasonError}
-				input = nil
-				break
-			}
-			sum := sha256.Sum256(raw)
-			e.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
-			if p.cfg.RecordInput {
-				e.Input = p.recordedInput(input, raw)
-			}
-			res, err := live.Active.EvaluateKeyed(ctx, input, sum, at)
-			if err != nil {
-				p.lg.Warn("decision: policy evaluation failed; denied", "decision_id", d.ID, "version", d.PolicyVersion, "err", err)
-			}
-			v := policy.Judge(res, err, nil)
-			d.Outcome, d.Reasons = v.Outcome, v.Reasons
-			if v.Obligations != nil {
-				d.Obligations = v.Obligations
-			}
-			if d.Outcome == policy.Allow {
-				newTaints, err = p.taint(ctx, d, pep, req, tok, input)
-				if err != nil {
-					d.Outcome, d.Reasons = policy.Deny, []string{err.Error()}
-				}
-			}
+		c.e.Agent = tok.Subject
+		return tok, rec, true
+	}
+	c.claim(tok.Subject)
+	return nil, store.Agent{}, false
+}
+
+// claim records subject as the agent a refused token names.
+func (c *decision) claim(subject string) {
+	c.detail["claimed_agent"] = map[string]any{"id": subject, "unverified": c.d.Reasons[0]}
+}
+
+// evaluate builds the input of an authenticated request, records it and
+// evaluates the live policy on it.
+func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]any, tok *identity.Token, rec store.Agent, c *decision) {
+	if c.live.Active == nil {
+		c.deny(policy.ReasonNoPolicy)
+		return
+	}
+	// The policy's clock is the decision's second: a decision is a function
+	// of its input, which the engine can then reuse.
+	at := c.now.Truncate(time.Second)
+	held, err := p.heldTaints(tok)
+	if err != nil {
+		p.lg.Warn("decision: the agent's taints are unknown; denied", "decision_id", c.d.ID, "err", err)
+		c.deny(ReasonStateUnavailable)
+		return
+	}
+	input := p.input(req, args, tok, rec, c.live.Active, at, held)
+	raw, err := audit.AppendCanonical(nil, input)
+	if err != nil {
+		// Cannot happen with JSON-shaped input; fail closed all the same.
+		c.deny(policy.ReasonError)
+		return
+	}
+	r, err := p.recorder.Record(input, raw)
+	if err != nil {
+		c.deny(policy.ReasonError)
+		return
+	}
+	c.input = input
+	c.e.InputDigest = r.Digest
+	if p.cfg.RecordInput {
+		c.e.Input = r.Input
+	}
+	c.detail.record(r, p.cfg.RecordInput)
+	// The memo is keyed by the whole input, in memory only: two inputs that
+	// differ in a redacted value are not the same.
+	p.work.evaluations.Add(1)
+	res, err := c.live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
+	if err != nil {
+		p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion}, evalErrorAttrs(err)...)...)
+	}
+	v := policy.Judge(res, err, nil)
+	c.d.Outcome, c.d.Reasons = v.Outcome, v.Reasons
+	if v.Obligations != nil {
+		c.d.Obligations = v.Obligations
+	}
+	if c.d.Outcome == policy.Allow {
+		if c.newTaints, err = p.taint(ctx, c.d, c.pep.Name, req, tok, input); err != nil {
+			c.deny(err.Error())
+			c.d.Obligations = map[string]any{}
 		}
+	}
+}
+
+// record writes the decision's entry and returns the answer: a deny if the
+// entry could not be written. When ctx is done the caller is gone: the
+// answer would reach nobody, and nothing is recorded.
+func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
+	d, e := c.d, c.e
+	unrecorded := func(reason string) Decision {
+		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{reason},
+			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
+	}
+	if ctx.Err() != nil {
+		p.lg.Debug("decision: the caller went away; not recorded", "decision_id", d.ID, "pep", c.pep.Name)
+		return unrecorded(ReasonCanceled)
 	}
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
-	detail := map[string]any{}
 	if len(d.Obligations) > 0 {
-		detail["obligations"] = d.Obligations
+		c.detail["obligations"] = d.Obligations
 	}
-	if len(newTaints) > 0 {
-		detail["taints_set"] = taintNames(newTaints)
+	if len(c.newTaints) > 0 {
+		c.detail["taints_set"] = taintNames(c.newTaints)
 	}
-	if len(detail) > 0 {
-		e.Detail, _ = json.Marshal(detail)
+	if len(c.detail) > 0 {
+		e.Detail, _ = json.Marshal(c.detail)
 	}
-	e.LatencyMicros = time.Since(start).Microseconds()
+	e.LatencyMicros = time.Since(c.start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return unrecorded(ReasonCanceled)
+	case err != nil:
 		p.lg.Error("decision: could not be recorded; denied", "decision_id", d.ID, "err", err)
-		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{ReasonAuditUnavailable},
-			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}, nil
+		return unrecorded(ReasonAuditUnavailable)
 	}
 	d.AuditIndex = idx
-	for _, t := range newTaints {
+	for _, t := range c.newTaints {
 		p.cfg.Taints.Indexed(ctx, t, idx)
 	}
-	if live.Shadow != nil && input != nil {
-		p.shadow.submit(shadowJob{engine: live.Shadow, input: input, sent: req.Resource.Attributes, at: now.Truncate(time.Second), id: d.ID, agent: e.Agent,
-			action: req.Action, resource: e.Resource, active: d, pep: pep})
+	if c.live.Shadow != nil && c.input != nil {
+		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: c.req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
+			action: c.req.Action, resource: e.Resource, active: d, pep: c.pep.Name})
 	}
-	return d, nil
+	return d
 }
 
 // DecideVerified decides as Decide does a request whose DPoP proof an
 // enforcement point in this process has verified itself (a proof is good
 // for one use, and the enforcement point needs its answer first). The
 // token, the agent and its state are checked again here.
-func (p *Pipeline) DecideVerified(ctx context.Context, pep string, req *Request) (Decision, error) {
+func (p *Pipeline) DecideVerified(ctx context.Context, pep Point, req *Request) (Decision, error) {
 	r := *req
 	r.proofChecked = true
 	return p.Decide(ctx, pep, &r)
-}
-
-// MayAllow says whether the policy could allow req with some arguments
-// (req.Args are not used): an enforcement point hides from an agent what
-// it could never do. It records nothing and decides nothing; any failure
-// (token, agent, policy) is false.
-func (p *Pipeline) MayAllow(ctx context.Context, req *Request) bool {
-	if err := req.validate(); err != nil {
-		return false
-	}
-	live := p.policies.Live()
-	if live.Active == nil {
-		return false
-	}
-	tok, err := p.verifier.Verify(ctx, req.Token)
-	if err != nil || req.Audience != "" && !tok.Audience.Contains(req.Audience) {
-		return false
-	}
-	rec, ok := p.view.Agent(tok.Subject)
-	if !ok || !rec.Status.MayHoldTokens() {
-		return false
-	}
-	at := p.now().UTC().Truncate(time.Second)
-	held, err := p.heldTaints(tok)
-	if err != nil {
-		return false
-	}
-	may, err := live.Active.MayAllow(ctx, p.input(req, map[string]any{}, tok, rec, live.Active, at, held), at)
-	if err != nil {
-		p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", "action", req.Action, "resource", req.Resource.ID, "err", err)
-	}
-	return may
-}
-
-// DecideBatch decides every request as Decide does, concurrently, so that
-// their audit entries share syncs. A malformed request gets its error in
-// its place; the others are decided.
-func (p *Pipeline) DecideBatch(ctx context.Context, pep string, reqs []Request) ([]Decision, []error) {
-	out := make([]Decision, len(reqs))
-	errs := make([]error, len(reqs))
-	done := make(chan struct{}, len(reqs))
-	for i := range reqs {
-		go func() {
-			out[i], errs[i] = p.Decide(ctx, pep, &reqs[i])
-			done <- struct{}{}
-		}()
-	}
-	for range reqs {
-		<-done
-	}
-	return out, errs
 }
 
 func (r *Request) validate() error {

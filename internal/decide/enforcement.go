@@ -28,8 +28,8 @@ type EnforcementPoints struct {
 	st    enforcementStore
 	lg    *slog.Logger
 	now   func() time.Time
-	mu    sync.Mutex                          // serialises changes of creds
-	creds atomic.Pointer[map[[32]byte]string] // digest -> name, live ones only
+	mu    sync.Mutex                         // serialises changes of creds
+	creds atomic.Pointer[map[[32]byte]Point] // digest -> point, live ones only
 }
 
 type enforcementStore interface {
@@ -51,6 +51,7 @@ func OpenEnforcementPoints(ctx context.Context, st enforcementStore, lg *slog.Lo
 	if err := e.reload(ctx); err != nil {
 		return nil, err
 	}
+	e.warnUnset()
 	go func() {
 		tick := time.NewTicker(30 * time.Second)
 		defer tick.Stop()
@@ -79,47 +80,110 @@ func (e *EnforcementPoints) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := make(map[[32]byte]string, len(list))
+	m := make(map[[32]byte]Point, len(list))
 	for _, p := range list {
 		if p.RevokedAt.IsZero() && len(p.CredentialDigest) == 32 {
-			m[[32]byte(p.CredentialDigest)] = p.Name
+			m[[32]byte(p.CredentialDigest)] = pointOf(p)
 		}
 	}
 	e.creds.Store(&m)
 	return nil
 }
 
-// Authenticate returns the name of the enforcement point a credential
-// belongs to. The lookup is by the credential's SHA-256, so its time says
-// nothing about how close a guess came.
-func (e *EnforcementPoints) Authenticate(credential string) (string, bool) {
-	if len(credential) != len(CredentialPrefix)+43 {
-		return "", false
+// pointOf is how the pipeline treats a registered enforcement point. Trust
+// names it does not know (written by a newer version) count for nothing.
+func pointOf(p store.EnforcementPoint) Point {
+	pt := Point{Name: p.Name}
+	for _, n := range p.Trust {
+		if t, err := ParseTrust([]string{n}); err == nil {
+			pt.Trust |= t
+		}
 	}
-	name, ok := (*e.creds.Load())[sha256.Sum256([]byte(credential))]
-	return name, ok
+	switch {
+	case p.Audience != "":
+		pt.Audiences = []string{p.Audience}
+	case p.NoAudience:
+		pt.Unbound = UnboundDeliberately
+	default:
+		pt.Unbound = UnboundLegacy
+	}
+	return pt
+}
+
+// warnUnset reports the live enforcement points registered before
+// enforcement points had audiences: their decisions check none.
+func (e *EnforcementPoints) warnUnset() {
+	for _, p := range *e.creds.Load() {
+		if p.Unbound == UnboundLegacy {
+			e.lg.Warn("enforcement point registered without an audience: its decisions accept a token issued for any resource; register it again with --audience (or --no-audience)",
+				"name", p.Name)
+		}
+	}
+}
+
+// Authenticate returns the enforcement point a credential belongs to. The
+// lookup is by the credential's SHA-256, so its time says nothing about
+// how close a guess came.
+func (e *EnforcementPoints) Authenticate(credential string) (Point, bool) {
+	if len(credential) != len(CredentialPrefix)+43 {
+		return Point{}, false
+	}
+	p, ok := (*e.creds.Load())[sha256.Sum256([]byte(credential))]
+	return p, ok
+}
+
+// Registration is what an enforcement point is registered with.
+type Registration struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Audience is the resource the point serves, as the tokens agents
+	// present to it name it (aud): its URL, or the configured audience
+	// (identity.audience) for a point whose agents get tokens for Warden
+	// itself. Required unless NoAudience.
+	Audience   string `json:"audience"`
+	NoAudience bool   `json:"no_audience"`
+	// Trust names the context fields the point is believed on (ParseTrust);
+	// none when empty.
+	Trust []string `json:"trust"`
+}
+
+func (r Registration) check() (Trust, error) {
+	switch {
+	case !pepName.MatchString(r.Name):
+		return 0, fmt.Errorf("%w: name %q: want 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", ErrInvalidEnforcementPoint, r.Name)
+	case len(r.Description) > 256:
+		return 0, fmt.Errorf("%w: description longer than 256 bytes", ErrInvalidEnforcementPoint)
+	case r.Audience == "" && !r.NoAudience:
+		return 0, fmt.Errorf("%w: audience: required, the resource the enforcement point serves (the aud of the tokens agents present to it); or no_audience, to accept a token issued for any resource", ErrInvalidEnforcementPoint)
+	case r.Audience != "" && r.NoAudience:
+		return 0, fmt.Errorf("%w: audience and no_audience: one or the other", ErrInvalidEnforcementPoint)
+	case r.Audience != "" && !validAudience(r.Audience):
+		return 0, fmt.Errorf("%w: audience: 1 to 1024 bytes without spaces or control characters, such as https://gw.example/mcp", ErrInvalidEnforcementPoint)
+	}
+	return ParseTrust(r.Trust)
 }
 
 // Register registers an enforcement point and returns its credential,
 // which is never shown again.
-func (e *EnforcementPoints) Register(ctx context.Context, actor, name, description string) (string, store.EnforcementPoint, error) {
-	if !pepName.MatchString(name) {
-		return "", store.EnforcementPoint{}, fmt.Errorf("%w: name %q: want 1 to 63 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", ErrInvalidEnforcementPoint, name)
-	}
-	if len(description) > 256 {
-		return "", store.EnforcementPoint{}, fmt.Errorf("%w: description longer than 256 bytes", ErrInvalidEnforcementPoint)
+func (e *EnforcementPoints) Register(ctx context.Context, actor string, r Registration) (string, store.EnforcementPoint, error) {
+	trust, err := r.check()
+	if err != nil {
+		return "", store.EnforcementPoint{}, err
 	}
 	var secret [32]byte
 	rand.Read(secret[:])
 	cred := CredentialPrefix + base64.RawURLEncoding.EncodeToString(secret[:])
 	digest := sha256.Sum256([]byte(cred))
 	now := store.Time(e.now())
-	p := store.EnforcementPoint{Name: name, CredentialDigest: digest[:], Description: description, CreatedAt: now, CreatedBy: actor}
-	if err := e.st.RegisterEnforcementPoint(ctx, p, pepEvent(now, actor, "enforcement_point.register", name)); err != nil {
+	p := store.EnforcementPoint{Name: r.Name, CredentialDigest: digest[:], Description: r.Description, Audience: r.Audience,
+		NoAudience: r.NoAudience, Trust: trust.Names(), CreatedAt: now, CreatedBy: actor}
+	ev := pepEvent(now, actor, "enforcement_point.register", r.Name)
+	ev.Detail, _ = json.Marshal(map[string]any{"name": r.Name, "audience": r.Audience, "no_audience": r.NoAudience, "trust": p.Trust})
+	if err := e.st.RegisterEnforcementPoint(ctx, p, ev); err != nil {
 		return "", store.EnforcementPoint{}, err
 	}
 	e.refresh(ctx)
-	e.lg.Info("enforcement point registered", "name", name, "actor", actor)
+	e.lg.Info("enforcement point registered", "name", r.Name, "actor", actor, "audience", r.Audience, "trust", p.Trust)
 	return cred, p, nil
 }
 
@@ -146,10 +210,10 @@ func (e *EnforcementPoints) drop(name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur := e.creds.Load()
-	next := make(map[[32]byte]string, len(*cur))
-	for d, n := range *cur {
-		if n != name {
-			next[d] = n
+	next := make(map[[32]byte]Point, len(*cur))
+	for d, p := range *cur {
+		if p.Name != name {
+			next[d] = p
 		}
 	}
 	e.creds.Store(&next)

@@ -1,16 +1,12 @@
 package decide
 
 import (
-	"bytes"
 	"encoding/base32"
-	"encoding/json"
-	"errors"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -113,53 +109,6 @@ func sortRegions(rs []region) {
 		}
 		return strings.Compare(a.name, b.name)
 	})
-}
-
-// recordedInput is the input as the audit entry keeps it: raw, or a copy
-// with the configured paths redacted.
-func (p *Pipeline) recordedInput(input map[string]any, raw []byte) json.RawMessage {
-	if len(p.redact) == 0 {
-		return raw
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // numbers stay as written
-	var cp map[string]any
-	dec.Decode(&cp)
-	for _, path := range p.redact {
-		redactPath(cp, path)
-	}
-	out, _ := audit.AppendCanonical(nil, cp)
-	return out
-}
-
-const redacted = "[redacted]"
-
-func redactPath(m map[string]any, path []string) {
-	for i, key := range path {
-		v, ok := m[key]
-		if !ok {
-			return
-		}
-		if i == len(path)-1 {
-			m[key] = redacted
-			return
-		}
-		next, ok := v.(map[string]any)
-		if !ok {
-			return
-		}
-		m = next
-	}
-}
-
-func parsePath(s string) ([]string, error) {
-	parts := strings.Split(s, ".")
-	for _, p := range parts {
-		if p == "" {
-			return nil, errors.New("want a dotted path such as args.card.number")
-		}
-	}
-	return parts, nil
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -30,20 +30,22 @@ type Decider interface {
 }
 
 // Local asks the decision pipeline of this process, as the enforcement
-// point Name.
+// point Name serving Audiences: every decision checks that the agent's
+// token was issued for one of them, and with none every decision is a deny.
 type Local struct {
-	Pipeline *decide.Pipeline
-	Name     string
+	Pipeline  *decide.Pipeline
+	Name      string
+	Audiences []string
 }
 
 // Decide implements Decider.
 func (l Local) Decide(ctx context.Context, req *decide.Request) (decide.Decision, error) {
-	return l.Pipeline.DecideVerified(ctx, l.Name, req)
+	return l.Pipeline.DecideVerified(ctx, decide.InProcess(l.Name, l.Audiences...), req)
 }
 
 // MayAllow implements Decider.
 func (l Local) MayAllow(ctx context.Context, req *decide.Request) bool {
-	return l.Pipeline.MayAllow(ctx, req)
+	return l.Pipeline.MayAllow(ctx, decide.InProcess(l.Name, l.Audiences...), req)
 }
 
 // Trust levels of an upstream, sent to the decision point as the

@@ -9,6 +9,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/warden-run/warden/internal/decide/record"
 )
 
 // Recorded is a decision as the audit log recorded it.
@@ -32,8 +34,9 @@ type ReplayReport struct {
 	// by configuration, or the agent was not authenticated).
 	Decisions int `json:"decisions"`
 	Skipped   int `json:"skipped"`
-	// Redacted counts replayed inputs with redacted values: their replay
-	// may differ from what the full input would give.
+	// Redacted counts replayed inputs with values left out of the record
+	// (redacted, or too large): their replay may differ from what the full
+	// input would give.
 	Redacted int `json:"redacted"`
 	Flipped  int `json:"flipped"`
 	// Flips groups the changed decisions by agent and action, most first.
@@ -91,7 +94,7 @@ func (r *Replayer) Add(ctx context.Context, d Recorded) {
 		return
 	}
 	r.rep.Decisions++
-	if bytes.Contains(d.Input, []byte(`"[redacted]"`)) {
+	if record.Altered(d.Input) {
 		r.rep.Redacted++
 	}
 	c := Case{Input: input}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -12,7 +13,7 @@ import (
 // MaxBatch is the most requests one batch decision may hold.
 const MaxBatch = 100
 
-type pepHandler func(w http.ResponseWriter, r *http.Request, pep string)
+type pepHandler func(w http.ResponseWriter, r *http.Request, pep decide.Point)
 
 // pep guards the decision endpoints: the caller is a registered
 // enforcement point (its credential) or an admin. An agent's own access
@@ -20,13 +21,17 @@ type pepHandler func(w http.ResponseWriter, r *http.Request, pep string)
 func (s *Server) pep(h pepHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		name, ok := "", false
+		var pt decide.Point
+		ok := false
 		if strings.EqualFold(scheme, "Bearer") && cred != "" {
 			if s.d.EnforcementPoints != nil {
-				name, ok = s.d.EnforcementPoints.Authenticate(cred)
+				pt, ok = s.d.EnforcementPoints.Authenticate(cred)
 			}
 			if !ok {
-				name, ok = s.d.Admin.Authenticate(r)
+				var actor string
+				if actor, ok = s.d.Admin.Authenticate(r); ok {
+					pt = decide.AdminPoint(actor)
+				}
 			}
 		}
 		if !ok {
@@ -35,12 +40,12 @@ func (s *Server) pep(h pepHandler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "unauthorized", "an enforcement point credential is required")
 			return
 		}
-		h(w, r, name)
+		h(w, r, pt)
 	})
 }
 
 // decideOne answers POST /v1/decide.
-func (s *Server) decideOne(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) decideOne(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var req decide.Request
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
@@ -63,7 +68,7 @@ type batchItem struct {
 
 // decideBatch answers POST /v1/decide/batch: {"requests": [...]} to
 // {"decisions": [...]}, in the same order.
-func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var body struct {
 		Requests []decide.Request `json:"requests"`
 	}
@@ -79,7 +84,11 @@ func (s *Server) decideBatch(w http.ResponseWriter, r *http.Request, pep string)
 	out := make([]batchItem, len(ds))
 	for i := range ds {
 		if errs[i] != nil {
-			out[i].Error = &apiError{Code: "invalid_request", Message: errs[i].Error()}
+			code := "invalid_request"
+			if !errors.Is(errs[i], decide.ErrInvalidRequest) {
+				code = "request_canceled" // the caller went away; it is not reading
+			}
+			out[i].Error = &apiError{Code: code, Message: errs[i].Error()}
 			continue
 		}
 		out[i].Decision = &ds[i]
@@ -99,15 +108,12 @@ func (s *Server) decideError(w http.ResponseWriter, err error) {
 // registerEnforcementPoint answers POST /v1/enforcement-points with the
 // new credential, shown this once.
 func (s *Server) registerEnforcementPoint(w http.ResponseWriter, r *http.Request, actor string) {
-	var body struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
+	var body decide.Registration
 	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	cred, p, err := s.d.EnforcementPoints.Register(r.Context(), actor, body.Name, body.Description)
+	cred, p, err := s.d.EnforcementPoints.Register(r.Context(), actor, body)
 	if err != nil {
 		s.enforcementError(w, err)
 		return
@@ -151,10 +157,13 @@ func (s *Server) enforcementError(w http.ResponseWriter, err error) {
 type enforcementPointView struct {
 	store.EnforcementPoint
 	Status string `json:"status"` // active or revoked
+	// AudienceUnset: registered before enforcement points had audiences;
+	// its decisions accept a token issued for any resource.
+	AudienceUnset bool `json:"audience_unset,omitempty"`
 }
 
 func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
-	v := enforcementPointView{EnforcementPoint: p, Status: "active"}
+	v := enforcementPointView{EnforcementPoint: p, Status: "active", AudienceUnset: p.AudienceUnset()}
 	if !p.RevokedAt.IsZero() {
 		v.Status = "revoked"
 	}
@@ -165,27 +174,21 @@ func viewEnforcementPoint(p store.EnforcementPoint) enforcementPointView {
 // list of actions on resources (their arguments unknown), whether policy
 // could allow each; an enforcement point hides the others from the agent
 // (MCP tools/list). Nothing is decided or recorded; any doubt is false.
-func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep string) {
+func (s *Server) mayAllow(w http.ResponseWriter, r *http.Request, pep decide.Point) {
 	var body struct {
-		Token    string `json:"token"`
-		Audience string `json:"audience"`
-		Actions  []struct {
-			Action   string          `json:"action"`
-			Resource decide.Resource `json:"resource"`
-		} `json:"actions"`
-		Context decide.RequestContext `json:"context"`
+		Token    string                `json:"token"`
+		Audience string                `json:"audience"`
+		Actions  []decide.Target       `json:"actions"`
+		Context  decide.RequestContext `json:"context"`
 	}
 	if err := decodeJSON(r, &body); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	if body.Token == "" || len(body.Actions) == 0 || len(body.Actions) > 1000 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "token and 1 to 1000 actions are required")
+	if body.Token == "" || len(body.Actions) == 0 || len(body.Actions) > decide.MaxMayAllowTargets {
+		writeError(w, http.StatusBadRequest, "invalid_request", fmt.Sprintf("token and 1 to %d actions are required", decide.MaxMayAllowTargets))
 		return
 	}
-	out := make([]bool, len(body.Actions))
-	for i, a := range body.Actions {
-		out[i] = s.d.Decide.MayAllow(r.Context(), &decide.Request{Token: body.Token, Audience: body.Audience, Action: a.Action, Resource: a.Resource, Context: body.Context})
-	}
+	out := s.d.Decide.MayAllowTargets(r.Context(), pep, &decide.Request{Token: body.Token, Audience: body.Audience, Context: body.Context}, body.Actions)
 	writeJSON(w, http.StatusOK, map[string]any{"may_allow": out})
 }

@@ -72,7 +72,7 @@ func TestDecideAPI(t *testing.T) {
 	tok := agentToken(t, w, "ai-agent://dev/reader", "reader")
 
 	// An enforcement point's credential, issued once.
-	status, out := post(t, w, "/v1/enforcement-points", w.AdminToken, `{"name": "gw-1", "description": "test gateway"}`)
+	status, out := post(t, w, "/v1/enforcement-points", w.AdminToken, `{"name": "gw-1", "description": "test gateway", "audience": "warden", "trust": ["all"]}`)
 	var reg struct {
 		Credential string `json:"credential"`
 		Name       string `json:"name"`
@@ -82,7 +82,7 @@ func TestDecideAPI(t *testing.T) {
 	if status != http.StatusCreated || !strings.HasPrefix(reg.Credential, "wpep_") || reg.Name != "gw-1" || reg.Status != "active" {
 		t.Fatalf("register: HTTP %d %s", status, out)
 	}
-	if status, _ := post(t, w, "/v1/enforcement-points", w.AdminToken, `{"name": "gw-1"}`); status != http.StatusConflict {
+	if status, _ := post(t, w, "/v1/enforcement-points", w.AdminToken, `{"name": "gw-1", "audience": "warden"}`); status != http.StatusConflict {
 		t.Fatalf("the same name again: HTTP %d", status)
 	}
 

@@ -51,7 +51,7 @@ func TestCheck(t *testing.T) {
 	}
 	edge := &enforce.Edge{Verifier: w.App.Verifier, Resource: resource, MetadataURL: resource + "/.well-known/oauth-protected-resource"}
 	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy"}, edge, nil))
+	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

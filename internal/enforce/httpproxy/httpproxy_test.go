@@ -142,7 +142,7 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	edge := &enforce.Edge{Verifier: e.w.App.Verifier, Resource: cfg.Resource, MetadataURL: enforce.MetadataURL("http", ln.Addr().String(), "")}
-	p := httpproxy.New(cfg, httpproxy.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "http-proxy"}, Edge: edge})
+	p := httpproxy.New(cfg, httpproxy.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "http-proxy", Audiences: []string{cfg.Resource}}, Edge: edge})
 	srv := &http.Server{Handler: p}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

@@ -380,7 +380,7 @@ func start(t testing.TB, edit func(*mcpgw.Config, *mcpgw.Deps)) *env {
 		MaxRequestBytes: 64 << 10,
 		UpstreamTimeout: 5 * time.Second,
 	}
-	deps := mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway"}, Verifier: e.w.App.Verifier, Issuer: e.w.URL}
+	deps := mcpgw.Deps{Decider: enforce.Local{Pipeline: e.w.App.Decide, Name: "mcp-gateway", Audiences: []string{gwURL}}, Verifier: e.w.App.Verifier, Issuer: e.w.URL}
 	if edit != nil {
 		edit(&cfg, &deps)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/sdk"
@@ -30,7 +31,7 @@ import (
 // not nil, changes the wrap's configuration first.
 func wrapped(t *testing.T, e *env, server string, edit func(*mcpgw.WrapConfig)) *mcp.ClientSession {
 	t.Helper()
-	cred, _, err := e.w.App.EnforcementPoints.Register(e.ctx, "admin:test", "desktop", "test")
+	cred, _, err := e.w.App.EnforcementPoints.Register(e.ctx, "admin:test", decide.Registration{Name: "desktop", Description: "test", Audience: "warden", Trust: []string{"session"}})
 	if err != nil {
 		t.Fatal(err)
 	}

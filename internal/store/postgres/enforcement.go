@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,7 +14,7 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
-const enforcementPointColumns = `name, credential_digest, description, created_at, created_by, revoked_at`
+const enforcementPointColumns = `name, credential_digest, description, created_at, created_by, revoked_at, audience, no_audience, trust`
 
 // RegisterEnforcementPoint implements store.EnforcementPointStore. A revoked
 // point's credential is refused also to the point that replaces it: a
@@ -40,8 +41,9 @@ func (s *Store) RegisterEnforcementPoint(ctx context.Context, p store.Enforcemen
 				return fmt.Errorf("replace enforcement point %s: %w", p.Name, err)
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO enforcement_points (`+enforcementPointColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-			p.Name, p.CredentialDigest, p.Description, p.CreatedAt, p.CreatedBy, nullTime(p.RevokedAt))
+		_, err = tx.Exec(ctx, `INSERT INTO enforcement_points (`+enforcementPointColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			p.Name, p.CredentialDigest, p.Description, p.CreatedAt, p.CreatedBy, nullTime(p.RevokedAt),
+			p.Audience, p.NoAudience, strings.Join(p.Trust, ","))
 		if isUniqueViolation(err) {
 			return fmt.Errorf("enforcement point %s: the name or the credential digest is registered already: %w", p.Name, store.ErrConflict)
 		}
@@ -105,10 +107,19 @@ func scanEnforcementPoint(row pgx.Row) (store.EnforcementPoint, error) {
 	var (
 		p       store.EnforcementPoint
 		revoked *time.Time
+		trust   string
 	)
-	if err := row.Scan(&p.Name, &p.CredentialDigest, &p.Description, &p.CreatedAt, &p.CreatedBy, &revoked); err != nil {
+	if err := row.Scan(&p.Name, &p.CredentialDigest, &p.Description, &p.CreatedAt, &p.CreatedBy, &revoked, &p.Audience, &p.NoAudience, &trust); err != nil {
 		return p, err
 	}
-	p.CreatedAt, p.RevokedAt = p.CreatedAt.UTC(), fromNullTime(revoked)
+	p.CreatedAt, p.RevokedAt, p.Trust = p.CreatedAt.UTC(), fromNullTime(revoked), splitTrust(trust)
 	return p, nil
+}
+
+// splitTrust reads the trust column, a comma-separated list.
+func splitTrust(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
 }

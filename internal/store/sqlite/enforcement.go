@@ -7,12 +7,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/warden-run/warden/internal/store"
 )
 
-const enforcementPointColumns = `name, credential_digest, description, created_at, created_by, revoked_at`
+const enforcementPointColumns = `name, credential_digest, description, created_at, created_by, revoked_at, audience, no_audience, trust`
 
 // RegisterEnforcementPoint implements store.EnforcementPointStore. A revoked
 // point's credential is refused also to the point that replaces it: a
@@ -36,8 +37,9 @@ func (s *Store) RegisterEnforcementPoint(ctx context.Context, p store.Enforcemen
 				return fmt.Errorf("replace enforcement point %s: %w", p.Name, err)
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO enforcement_points (`+enforcementPointColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
-			p.Name, p.CredentialDigest, p.Description, micros(p.CreatedAt), p.CreatedBy, nullMicros(p.RevokedAt))
+		_, err = tx.ExecContext(ctx, `INSERT INTO enforcement_points (`+enforcementPointColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.Name, p.CredentialDigest, p.Description, micros(p.CreatedAt), p.CreatedBy, nullMicros(p.RevokedAt),
+			p.Audience, p.NoAudience, strings.Join(p.Trust, ","))
 		if isConstraint(err) {
 			return fmt.Errorf("enforcement point %s: the credential digest is registered already: %w", p.Name, store.ErrConflict)
 		}
@@ -101,10 +103,19 @@ func scanEnforcementPoint(row scanner) (store.EnforcementPoint, error) {
 		p       store.EnforcementPoint
 		created int64
 		revoked sql.NullInt64
+		trust   string
 	)
-	if err := row.Scan(&p.Name, &p.CredentialDigest, &p.Description, &created, &p.CreatedBy, &revoked); err != nil {
+	if err := row.Scan(&p.Name, &p.CredentialDigest, &p.Description, &created, &p.CreatedBy, &revoked, &p.Audience, &p.NoAudience, &trust); err != nil {
 		return p, err
 	}
-	p.CreatedAt, p.RevokedAt = fromMicros(created), fromNullMicros(revoked)
+	p.CreatedAt, p.RevokedAt, p.Trust = fromMicros(created), fromNullMicros(revoked), splitTrust(trust)
 	return p, nil
+}
+
+// splitTrust reads the trust column, a comma-separated list.
+func splitTrust(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
 }

@@ -1262,6 +1262,8 @@ func sampleEnforcementPoint(name string) store.EnforcementPoint {
 		Name:             name,
 		CredentialDigest: credentialDigest("credential of " + name),
 		Description:      "gateway " + name,
+		Audience:         "https://" + name + ".example/mcp",
+		Trust:            []string{"source_ip"},
 		CreatedAt:        t0,
 		CreatedBy:        "admin:test",
 	}
@@ -1286,6 +1288,9 @@ func testEnforcementPointRegister(t *testing.T, s store.Store) {
 		want = append(want, sampleEnforcementPoint(name))
 	}
 	want[1].Description = ""
+	// Without an audience, deliberately, and trusted for nothing; trusted for two fields.
+	want[1].Audience, want[1].NoAudience, want[1].Trust = "", true, []string{}
+	want[0].Trust = []string{"source_ip", "session"}
 	for _, i := range []int{2, 0, 3, 1} {
 		if err := s.RegisterEnforcementPoint(ctx(t), want[i], event("enforcement_point.register", want[i].Name)); err != nil {
 			t.Fatal(err)
