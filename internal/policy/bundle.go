@@ -11,20 +11,45 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
-// Limits on a bundle, so that a push cannot exhaust the server.
-const (
-	MaxBundleFiles = 1000
-	MaxBundleBytes = 16 << 20
-)
+// Limits bound a bundle, so that a push cannot exhaust the server and one
+// builtin call over the data document stays short. A zero field means its
+// default.
+type Limits struct {
+	// Files is the most files a bundle may hold. Default 1,000.
+	Files int
+	// Bytes is the most bytes its files may hold in all. Default 16 MiB.
+	Bytes int
+	// DataBytes is the most bytes of its data document (data.json or
+	// data.yaml). Default 4 MiB.
+	DataBytes int
+}
+
+// DefaultLimits are a bundle's limits unless configured otherwise.
+func DefaultLimits() Limits { return Limits{Files: 1000, Bytes: 16 << 20, DataBytes: 4 << 20} }
+
+// MaxLimits are the largest limits a configuration may set. A bundle read
+// from a directory, and a stored version loaded again, is held to them.
+func MaxLimits() Limits { return Limits{Files: 10_000, Bytes: 64 << 20, DataBytes: 64 << 20} }
+
+func (l Limits) orDefault() Limits {
+	d := DefaultLimits()
+	if l.Files <= 0 {
+		l.Files = d.Files
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = d.Bytes
+	}
+	if l.DataBytes <= 0 {
+		l.DataBytes = d.DataBytes
+	}
+	return l
+}
 
 // ErrInvalidBundle means a bundle's files are not a valid bundle: a bad
 // path, an unknown kind of file, a syntax error, data that is not JSON.
@@ -67,76 +92,16 @@ func kindOf(p string) fileKind {
 	return fileIgnored
 }
 
-// LoadDir reads a bundle from a directory: every *.rego file below it, the
-// data document and the manifest at its root, and cases/*.yaml. Other files
-// (a README, say) are not part of the bundle. Hidden directories and files
-// other than .manifest are skipped. A symbolic link to a file counts as the
-// file, so that bundles can share a library file.
-func LoadDir(dir string) (*Bundle, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
-	}
-	b := &Bundle{Files: map[string][]byte{}}
-	total := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			return nil
-		}
-		hidden := strings.HasPrefix(d.Name(), ".") && rel != ".manifest"
-		if d.IsDir() {
-			if hidden {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if hidden || kindOf(rel) == fileIgnored {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			// A symbolic link to a file (a library shared by bundles) is
-			// read as the file; anything else is skipped.
-			st, err := os.Stat(p)
-			if err != nil || !st.Mode().IsRegular() {
-				return nil
-			}
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		total += len(data)
-		if len(b.Files) >= MaxBundleFiles || total > MaxBundleBytes {
-			return fmt.Errorf("%w: more than %d files or %d bytes", ErrInvalidBundle, MaxBundleFiles, MaxBundleBytes)
-		}
-		b.Files[rel] = data
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err) // unreadable, or too big (ErrInvalidBundle)
-	}
-	if err := b.Check(); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+// Check validates the bundle's shape within DefaultLimits.
+func (b *Bundle) Check() error { return b.CheckLimits(Limits{}) }
 
-// Check validates the bundle's shape: paths, file kinds, sizes, one data
-// document, at least one policy module. It does not compile the policy.
-func (b *Bundle) Check() error {
-	if len(b.Files) > MaxBundleFiles {
-		return fmt.Errorf("%w: %d files, at most %d", ErrInvalidBundle, len(b.Files), MaxBundleFiles)
+// CheckLimits validates the bundle's shape: paths, file kinds, sizes
+// within lim, one data document, at least one policy module. It does not
+// compile the policy.
+func (b *Bundle) CheckLimits(lim Limits) error {
+	lim = lim.orDefault()
+	if len(b.Files) > lim.Files {
+		return fmt.Errorf("%w: %d files, at most %d (policy.limits.bundle_files)", ErrInvalidBundle, len(b.Files), lim.Files)
 	}
 	total, modules, data := 0, 0, 0
 	for p, content := range b.Files {
@@ -151,6 +116,9 @@ func (b *Bundle) Check() error {
 			modules++
 		case fileData:
 			data++
+			if len(content) > lim.DataBytes {
+				return fmt.Errorf("%w: %s: %d bytes, at most %d (policy.limits.data_bytes)", ErrInvalidBundle, p, len(content), lim.DataBytes)
+			}
 		case fileManifest:
 			if !json.Valid(content) {
 				return fmt.Errorf("%w: .manifest is not JSON", ErrInvalidBundle)
@@ -161,8 +129,8 @@ func (b *Bundle) Check() error {
 		}
 	}
 	switch {
-	case total > MaxBundleBytes:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidBundle, total, MaxBundleBytes)
+	case total > lim.Bytes:
+		return fmt.Errorf("%w: %d bytes, at most %d (policy.limits.bundle_bytes)", ErrInvalidBundle, total, lim.Bytes)
 	case data > 1:
 		return fmt.Errorf("%w: more than one data document (data.json, data.yaml)", ErrInvalidBundle)
 	case modules == 0:

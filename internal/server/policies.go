@@ -10,9 +10,9 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
-// MaxBundleBody caps the body of a policy push: a bundle of
-// policy.MaxBundleBytes, with room for JSON escaping.
-const MaxBundleBody = 2*policy.MaxBundleBytes + 1<<20
+// maxBundleBody caps the body of a policy push: a bundle within lim, with
+// room for JSON escaping.
+func maxBundleBody(lim policy.Limits) int64 { return 2*int64(lim.Bytes) + 1<<20 }
 
 // pushRequest is a bundle pushed as JSON: its files by path, as text.
 type pushRequest struct {

@@ -135,7 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	limit := s.cfg.MaxBodyBytes
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/policies" {
-		limit = max(limit, MaxBundleBody)
+		limit = max(limit, maxBundleBody(policy.DefaultLimits()))
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	defer func() {
