@@ -225,7 +225,7 @@ type Result struct {
 func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result, error) {
 	value, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+		return Result{}, inputError(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
@@ -272,7 +272,7 @@ func (e *Engine) MayAllow(ctx context.Context, input map[string]any, at time.Tim
 	}
 	value, err := ast.InterfaceToValue(known)
 	if err != nil {
-		return false, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+		return false, inputError(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
@@ -307,17 +307,6 @@ func conditional(q ast.Body) bool {
 		return found
 	})
 	return found
-}
-
-func classify(ctx context.Context, err error) error {
-	var te *topdown.Error
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("%w: %v", ErrTimeout, err)
-	case errors.As(err, &te) && te.Code == topdown.ConflictErr:
-		return fmt.Errorf("%w: %v", ErrConflict, err)
-	}
-	return fmt.Errorf("%w: %v", ErrEvaluation, err)
 }
 
 func readResult(doc map[string]any) (Result, error) {
