@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // Limits bound a bundle, so that a push cannot exhaust the server and one
@@ -201,6 +203,11 @@ func (b *Bundle) Data() (map[string]any, error) {
 		obj, ok := doc.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s: the data document must be an object", ErrInvalidBundle, name)
+		}
+		// OPA's store panics on a value it cannot hold (a number such as
+		// 1e400000): refuse it here, with OPA's own conversion.
+		if _, err := ast.InterfaceToValue(obj); err != nil {
+			return nil, fmt.Errorf("%w: %s: a value OPA cannot hold (a number out of range?)", ErrInvalidBundle, name)
 		}
 		return obj, nil
 	}

@@ -84,7 +84,15 @@ type Engine struct {
 // decision query. Rego v1 only; network builtins (http.send,
 // net.lookup_ip_addr) are not available, so that a decision depends on its
 // input and the bundle alone and replays the same.
-func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) {
+func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err error) {
+	// A bundle is outside input: one that makes OPA panic is invalid, and
+	// must not take down the process that loads it (a replica following
+	// an activation, the policy directory's watcher).
+	defer func() {
+		if p := recover(); p != nil {
+			e, err = nil, fmt.Errorf("%w: the policy engine failed on this bundle", ErrInvalidBundle)
+		}
+	}()
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}

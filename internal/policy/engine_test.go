@@ -137,6 +137,9 @@ func TestCompileRefusals(t *testing.T) {
 		{"a path escaping the bundle", map[string]string{"../p.rego": "package warden.authz\nallow := true"}, "not a clean relative path"},
 		{"a file that is not bundle content", map[string]string{"p.rego": "package warden.authz\nallow := true", "notes.txt": "x"}, "not a bundle file"},
 		{"manifest not JSON", map[string]string{"p.rego": "package warden.authz\nallow := true", ".manifest": "revision: 1"}, ".manifest is not JSON"},
+		// OPA's store panicked on these, taking down whatever compiled the
+		// bundle (the server's watcher, a replica following an activation).
+		{"a number beyond OPA's range in data.json", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": `{"limit": 1e400000}`}, "out of range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

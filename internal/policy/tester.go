@@ -75,7 +75,12 @@ type CoverageReport struct {
 // engine that would serve it. A bundle that does not compile is an error;
 // failing tests and cases are in the report, which has Passed false.
 // A skipped (todo_test_) test does not fail the run.
-func Test(ctx context.Context, b *Bundle, opts TestOptions) (*TestReport, error) {
+func Test(ctx context.Context, b *Bundle, opts TestOptions) (rep *TestReport, err error) {
+	defer func() {
+		if p := recover(); p != nil { // see Compile
+			rep, err = nil, fmt.Errorf("%w: the policy engine failed on this bundle", ErrInvalidBundle)
+		}
+	}()
 	if err := b.Check(); err != nil {
 		return nil, err
 	}
@@ -83,7 +88,7 @@ func Test(ctx context.Context, b *Bundle, opts TestOptions) (*TestReport, error)
 	if err != nil {
 		return nil, err
 	}
-	rep := &TestReport{Version: engine.Version(), Tests: []TestResult{}, Cases: []CaseResult{}}
+	rep = &TestReport{Version: engine.Version(), Tests: []TestResult{}, Cases: []CaseResult{}}
 	if err := runUnitTests(ctx, b, opts, rep); err != nil {
 		return nil, err
 	}
