@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/policy"
 )
 
 // Config is Warden's whole configuration. Every field has a safe default.
@@ -51,6 +52,24 @@ type Policy struct {
 	// Watch pushes and activates Dir again whenever it changes, still only
 	// when it passes its tests (for development).
 	Watch bool `yaml:"watch"`
+	// Limits bound what a pushed or activated bundle may hold.
+	Limits PolicyLimits `yaml:"limits"`
+}
+
+// PolicyLimits bound a bundle, so that a push cannot exhaust the server
+// and one builtin call over the data document stays short.
+type PolicyLimits struct {
+	// BundleBytes is the most bytes a bundle's files may hold in all.
+	BundleBytes int `yaml:"bundle_bytes"`
+	// BundleFiles is the most files a bundle may hold.
+	BundleFiles int `yaml:"bundle_files"`
+	// DataBytes is the most bytes of a bundle's data document.
+	DataBytes int `yaml:"data_bytes"`
+}
+
+// Bundle is the limits as the policy engine takes them.
+func (l PolicyLimits) Bundle() policy.Limits {
+	return policy.Limits{Files: l.BundleFiles, Bytes: l.BundleBytes, DataBytes: l.DataBytes}
 }
 
 // Decide configures the decision pipeline.
@@ -194,7 +213,7 @@ func Default() Config {
 			},
 		},
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
-		Policy: Policy{Timeout: 50 * time.Millisecond},
+		Policy: Policy{Timeout: 50 * time.Millisecond, Limits: defaultPolicyLimits()},
 		Decide: Decide{RecordInput: true},
 	}
 }
@@ -366,6 +385,7 @@ func (c *Config) Validate() error {
 	if c.Policy.Watch && c.Policy.Dir == "" {
 		bad("policy.watch needs policy.dir (--policies DIR)")
 	}
+	c.Policy.Limits.validate(bad)
 	for _, r := range c.Decide.Redact {
 		if r == "" || strings.HasPrefix(r, ".") || strings.HasSuffix(r, ".") || strings.Contains(r, "..") {
 			bad("decide.redact %q: want a dotted input path such as args.card.number", r)
@@ -468,4 +488,22 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func defaultPolicyLimits() PolicyLimits {
+	d := policy.DefaultLimits()
+	return PolicyLimits{BundleBytes: d.Bytes, BundleFiles: d.Files, DataBytes: d.DataBytes}
+}
+
+func (l PolicyLimits) validate(bad func(string, ...any)) {
+	maxLimits := policy.MaxLimits()
+	if l.BundleBytes < 1<<10 || l.BundleBytes > maxLimits.Bytes {
+		bad("policy.limits.bundle_bytes %d: want 1024 to %d", l.BundleBytes, maxLimits.Bytes)
+	}
+	if l.BundleFiles < 1 || l.BundleFiles > maxLimits.Files {
+		bad("policy.limits.bundle_files %d: want 1 to %d", l.BundleFiles, maxLimits.Files)
+	}
+	if l.DataBytes < 1 || l.DataBytes > min(l.BundleBytes, maxLimits.DataBytes) {
+		bad("policy.limits.data_bytes %d: want 1 to policy.limits.bundle_bytes (at most %d)", l.DataBytes, maxLimits.DataBytes)
+	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -61,6 +62,17 @@ type EngineConfig struct {
 	// NoRuleCache evaluates every rule in every evaluation, as OPA does
 	// (see ruleCache); for comparisons and investigations.
 	NoRuleCache bool
+	// Limits bound the bundle. Zero fields mean DefaultLimits.
+	Limits Limits
+
+	// extraBuiltin adds a builtin that Warden's tests control (one that
+	// blocks until released, say). Never set outside them.
+	extraBuiltin *extraBuiltin
+}
+
+type extraBuiltin struct {
+	fn   *rego.Function
+	impl rego.Builtin1
 }
 
 // Engine evaluates one compiled policy version. It is prepared once and
@@ -77,6 +89,10 @@ type Engine struct {
 	rules      *ruleCache
 	keepRules  bool
 	memo       memo
+	// overrun counts evaluations still running past their timeout, up to
+	// maxOverrun (see bounded).
+	overrun    atomic.Int64
+	maxOverrun int64
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files
@@ -96,7 +112,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if err := b.Check(); err != nil {
+	if err := b.CheckLimits(cfg.Limits); err != nil {
 		return nil, err
 	}
 	modules, err := parseModules(b, false)
@@ -122,22 +138,27 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 	if err != nil {
 		return nil, err
 	}
+	caps := capabilities()
+	evalOpts := []func(*rego.Rego){
+		rego.ParsedQuery(engineQuery),
+		rego.Store(st),
+		// A builtin that fails (to_number("abc"), say) is an error, and so
+		// a deny, not an undefined value that a deny rule could miss.
+		rego.StrictBuiltinErrors(true),
+	}
+	if x := cfg.extraBuiltin; x != nil {
+		caps.Builtins = append(caps.Builtins, &ast.Builtin{Name: x.fn.Name, Decl: x.fn.Decl})
+		evalOpts = append(evalOpts, rego.Function1(x.fn, x.impl))
+	}
 	compiler := ast.NewCompiler().
-		WithCapabilities(capabilities()).
+		WithCapabilities(caps).
 		WithPathConflictsCheck(storage.NonEmpty(ctx, st, txn))
 	compiler.Compile(modules)
 	st.Abort(ctx, txn)
 	if compiler.Failed() {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, compiler.Errors)
 	}
-	pq, err := rego.New(
-		rego.ParsedQuery(engineQuery),
-		rego.Compiler(compiler),
-		rego.Store(st),
-		// A builtin that fails (to_number("abc"), say) is an error, and so
-		// a deny, not an undefined value that a deny rule could miss.
-		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
+	pq, err := rego.New(append(evalOpts, rego.Compiler(compiler))...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
@@ -156,7 +177,8 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
 		}
 	}
-	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache}, nil
+	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
+		maxOverrun: int64(max(2, runtime.GOMAXPROCS(0)))}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with
@@ -187,6 +209,7 @@ func parseModules(b *Bundle, tests bool) (map[string]*ast.Module, error) {
 		if pkg == PolicyPackage && k == fileModule {
 			hasPolicy = true
 		}
+		errs = append(errs, checkCalls(m)...)
 		modules[p] = m
 	}
 	if len(errs) > 0 {
@@ -196,16 +219,6 @@ func parseModules(b *Bundle, tests bool) (map[string]*ast.Module, error) {
 		return nil, fmt.Errorf("%w: no module declares package %s", ErrInvalidBundle, PolicyPackage)
 	}
 	return modules, nil
-}
-
-// capabilities are this OPA's builtins without those that reach the network.
-func capabilities() *ast.Capabilities {
-	c := ast.CapabilitiesForThisVersion()
-	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
-		return b.Name == "http.send" || b.Name == "net.lookup_ip_addr"
-	})
-	c.AllowNet = []string{}
-	return c
 }
 
 // Version is the bundle digest the engine was compiled from.
@@ -235,8 +248,6 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 	if err != nil {
 		return Result{}, inputError(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
 	var cache topdown.VirtualCache = topdown.NewVirtualCache()
 	var kept *evalCache
 	if e.keepRules {
@@ -244,9 +255,13 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 		kept = e.rules.cacheFor(m, at)
 		cache = kept
 	}
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(cache))
+	var rs rego.ResultSet
+	err = e.bounded(ctx, func(ctx context.Context) (err error) {
+		rs, err = e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(cache))
+		return err
+	})
 	if err != nil {
-		return Result{}, classify(ctx, err)
+		return Result{}, err
 	}
 	if kept != nil {
 		kept.commit()
@@ -282,18 +297,20 @@ func (e *Engine) MayAllow(ctx context.Context, input map[string]any, at time.Tim
 	if err != nil {
 		return false, inputError(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	allow, err := e.mayAllow.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	var allow, deny *rego.PartialQueries
+	err = e.bounded(ctx, func(ctx context.Context) (err error) {
+		allow, err = e.mayAllow.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+		if err != nil || len(allow.Queries) == 0 {
+			return err
+		}
+		deny, err = e.mayDeny.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+		return err
+	})
 	if err != nil {
-		return false, classify(ctx, err)
+		return false, err
 	}
 	if len(allow.Queries) == 0 {
 		return false, nil // allow is never true
-	}
-	deny, err := e.mayDeny.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
-	if err != nil {
-		return false, classify(ctx, err)
 	}
 	for _, q := range deny.Queries {
 		if !conditional(q) {

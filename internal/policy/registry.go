@@ -87,6 +87,9 @@ func OpenRegistry(ctx context.Context, cfg RegistryConfig, st registryStore) (*R
 	return r, nil
 }
 
+// Limits are the limits a pushed or activated bundle is held to.
+func (r *Registry) Limits() Limits { return r.cfg.Engine.Limits.orDefault() }
+
 // Live returns the live engines. Read it once per decision.
 func (r *Registry) Live() *Live { return r.live.Load() }
 
@@ -160,7 +163,12 @@ func (r *Registry) engine(ctx context.Context, id string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := Compile(ctx, &Bundle{Files: v.Files}, r.cfg.Engine)
+	// A stored version passed the limits when it got in; lowering them
+	// later must not make the active version unloadable (every decision a
+	// deny), so loading holds it to the largest limits only.
+	cfg := r.cfg.Engine
+	cfg.Limits = MaxLimits()
+	e, err := Compile(ctx, &Bundle{Files: v.Files}, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -81,7 +81,7 @@ func Test(ctx context.Context, b *Bundle, opts TestOptions) (rep *TestReport, er
 			rep, err = nil, fmt.Errorf("%w: the policy engine failed on this bundle", ErrInvalidBundle)
 		}
 	}()
-	if err := b.Check(); err != nil {
+	if err := b.CheckLimits(opts.Engine.Limits); err != nil {
 		return nil, err
 	}
 	engine, err := Compile(ctx, b, opts.Engine)
