@@ -55,6 +55,9 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
 			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
 			set("gateway", func() { cfg.Gateway = f.Gateway })
+			if cfg.Policy.TestWorker, err = testWorker(); err != nil {
+				return err
+			}
 			gw, err := app.LoadGateway(&cfg)
 			if err != nil {
 				return err

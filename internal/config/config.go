@@ -54,6 +54,27 @@ type Policy struct {
 	Watch bool `yaml:"watch"`
 	// Limits bound what a pushed or activated bundle may hold.
 	Limits PolicyLimits `yaml:"limits"`
+	// Tests bound the test runs of pushes and activations.
+	Tests PolicyTests `yaml:"tests"`
+	// TestWorker is the command that runs a bundle's tests in a worker
+	// process within Tests' limits: set by `warden serve` and `warden
+	// gateway` to the warden binary itself, never read from a file.
+	// Empty runs them in the server's process, without a memory limit
+	// (Warden's own tests).
+	TestWorker []string `yaml:"-"`
+}
+
+// PolicyTests bound the test runs of pushes and activations, which run
+// code from whoever pushed the bundle.
+type PolicyTests struct {
+	// Concurrency is how many test runs may go on at once; a push or an
+	// activation past it is refused as busy.
+	Concurrency int `yaml:"concurrency"`
+	// Timeout bounds one whole run; past it the run is stopped.
+	Timeout time.Duration `yaml:"timeout"`
+	// MemoryBytes bounds the memory of one run's worker; past it the run
+	// is stopped.
+	MemoryBytes int64 `yaml:"memory_bytes"`
 }
 
 // PolicyLimits bound a bundle, so that a push cannot exhaust the server
@@ -213,7 +234,7 @@ func Default() Config {
 			},
 		},
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
-		Policy: Policy{Timeout: 50 * time.Millisecond, Limits: defaultPolicyLimits()},
+		Policy: Policy{Timeout: 50 * time.Millisecond, Limits: defaultPolicyLimits(), Tests: PolicyTests{Concurrency: 2, Timeout: time.Minute, MemoryBytes: 512 << 20}},
 		Decide: Decide{RecordInput: true},
 	}
 }
@@ -386,6 +407,15 @@ func (c *Config) Validate() error {
 		bad("policy.watch needs policy.dir (--policies DIR)")
 	}
 	c.Policy.Limits.validate(bad)
+	if t := c.Policy.Tests; t.Concurrency < 1 || t.Concurrency > 64 {
+		bad("policy.tests.concurrency %d: want 1 to 64", t.Concurrency)
+	}
+	if t := c.Policy.Tests; t.Timeout < time.Second || t.Timeout > 10*time.Minute {
+		bad("policy.tests.timeout %s: want 1s to 10m", t.Timeout)
+	}
+	if t := c.Policy.Tests; t.MemoryBytes < 128<<20 || t.MemoryBytes > 64<<30 {
+		bad("policy.tests.memory_bytes %d: want 134217728 (128 MiB) to 68719476736 (64 GiB)", t.MemoryBytes)
+	}
 	for _, r := range c.Decide.Redact {
 		if r == "" || strings.HasPrefix(r, ".") || strings.HasSuffix(r, ".") || strings.Contains(r, "..") {
 			bad("decide.redact %q: want a dotted input path such as args.card.number", r)

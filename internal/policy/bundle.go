@@ -53,6 +53,31 @@ func (l Limits) orDefault() Limits {
 	return l
 }
 
+// LimitError is a bundle over one of its limits. It is an ErrInvalidBundle.
+type LimitError struct {
+	// Key is the configuration key of the limit, such as
+	// policy.limits.data_bytes.
+	Key string
+	// File is the file over its limit, if the limit is on one file.
+	File string
+	// Size is the bundle's (or the file's) bytes or files; Max the limit.
+	Size, Max int
+}
+
+func (e *LimitError) Error() string {
+	what := "bytes"
+	if e.Key == "policy.limits.bundle_files" {
+		what = "files"
+	}
+	file := ""
+	if e.File != "" {
+		file = e.File + ": "
+	}
+	return fmt.Sprintf("%v: %s%d %s, at most %d (%s)", ErrInvalidBundle, file, e.Size, what, e.Max, e.Key)
+}
+
+func (e *LimitError) Unwrap() error { return ErrInvalidBundle }
+
 // ErrInvalidBundle means a bundle's files are not a valid bundle: a bad
 // path, an unknown kind of file, a syntax error, data that is not JSON.
 var ErrInvalidBundle = errors.New("invalid policy bundle")
@@ -103,7 +128,7 @@ func (b *Bundle) Check() error { return b.CheckLimits(Limits{}) }
 func (b *Bundle) CheckLimits(lim Limits) error {
 	lim = lim.orDefault()
 	if len(b.Files) > lim.Files {
-		return fmt.Errorf("%w: %d files, at most %d (policy.limits.bundle_files)", ErrInvalidBundle, len(b.Files), lim.Files)
+		return &LimitError{Key: "policy.limits.bundle_files", Size: len(b.Files), Max: lim.Files}
 	}
 	total, modules, data := 0, 0, 0
 	for p, content := range b.Files {
@@ -119,7 +144,7 @@ func (b *Bundle) CheckLimits(lim Limits) error {
 		case fileData:
 			data++
 			if len(content) > lim.DataBytes {
-				return fmt.Errorf("%w: %s: %d bytes, at most %d (policy.limits.data_bytes)", ErrInvalidBundle, p, len(content), lim.DataBytes)
+				return &LimitError{Key: "policy.limits.data_bytes", File: p, Size: len(content), Max: lim.DataBytes}
 			}
 		case fileManifest:
 			if !json.Valid(content) {
@@ -132,7 +157,7 @@ func (b *Bundle) CheckLimits(lim Limits) error {
 	}
 	switch {
 	case total > lim.Bytes:
-		return fmt.Errorf("%w: %d bytes, at most %d (policy.limits.bundle_bytes)", ErrInvalidBundle, total, lim.Bytes)
+		return &LimitError{Key: "policy.limits.bundle_bytes", Size: total, Max: lim.Bytes}
 	case data > 1:
 		return fmt.Errorf("%w: more than one data document (data.json, data.yaml)", ErrInvalidBundle)
 	case modules == 0:

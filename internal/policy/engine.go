@@ -156,7 +156,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 	compiler.Compile(modules)
 	st.Abort(ctx, txn)
 	if compiler.Failed() {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, compiler.Errors)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBundle, compiler.Errors)
 	}
 	pq, err := rego.New(append(evalOpts, rego.Compiler(compiler))...).PrepareForEval(ctx)
 	if err != nil {
@@ -213,7 +213,7 @@ func parseModules(b *Bundle, tests bool) (map[string]*ast.Module, error) {
 		modules[p] = m
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, errs)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBundle, errs)
 	}
 	if !hasPolicy {
 		return nil, fmt.Errorf("%w: no module declares package %s", ErrInvalidBundle, PolicyPackage)

@@ -153,7 +153,7 @@ func runUnitTests(ctx context.Context, b *Bundle, opts TestOptions, rep *TestRep
 	}
 	ch, err := runner.RunTests(ctx, txn)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+		return fmt.Errorf("%w: %w", ErrInvalidBundle, err)
 	}
 	for r := range ch {
 		rep.Tests = append(rep.Tests, unitResult(r))
