@@ -187,7 +187,11 @@ func (c TestRunConfig) runWorker(ctx context.Context, b *Bundle, opts TestOption
 	errOut := &cappedBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = out, errOut
 	cmd.WaitDelay = time.Second
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		// The server's problem, not the bundle's.
+		return nil, fmt.Errorf("starting the policy test worker: %w", err)
+	}
+	runErr := cmd.Wait()
 	if ctx.Err() != nil {
 		return nil, ctx.Err() // over time (the caller says so), or the caller went away
 	}

@@ -190,3 +190,14 @@ func TestTestSlots(t *testing.T) {
 		t.Fatalf("push once free: %v %v", created, err)
 	}
 }
+
+// A worker that cannot be started is the server's failure, not the
+// bundle's: an error that is not a refusal of the bundle.
+func TestWorkerThatCannotStart(t *testing.T) {
+	t.Parallel()
+	r, _ := openRegistry(t, policy.TestRunConfig{Worker: []string{filepath.Join(t.TempDir(), "no-such-warden")}})
+	_, _, _, err := r.Push(context.Background(), "admin:test", bundle(map[string]string{"policy.rego": "package warden.authz\nallow := true"}), "x")
+	if err == nil || errors.Is(err, policy.ErrTestsStopped) || errors.Is(err, policy.ErrInvalidBundle) || policy.RefusalReason(err) != policy.RefusedError {
+		t.Fatalf("push: %v, want an error of the server", err)
+	}
+}
