@@ -28,12 +28,12 @@ type Limits struct {
 	// Bytes is the most bytes its files may hold in all. Default 16 MiB.
 	Bytes int
 	// DataBytes is the most bytes of its data document (data.json or
-	// data.yaml). Default 4 MiB.
+	// data.yaml). Default 1 MiB.
 	DataBytes int
 }
 
 // DefaultLimits are a bundle's limits unless configured otherwise.
-func DefaultLimits() Limits { return Limits{Files: 1000, Bytes: 16 << 20, DataBytes: 4 << 20} }
+func DefaultLimits() Limits { return Limits{Files: 1000, Bytes: 16 << 20, DataBytes: 1 << 20} }
 
 // MaxLimits are the largest limits a configuration may set. A bundle read
 // from a directory, and a stored version loaded again, is held to them.

@@ -93,6 +93,7 @@ type Engine struct {
 	// maxOverrun (see bounded).
 	overrun    atomic.Int64
 	maxOverrun int64
+	evaluators evaluators
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files
@@ -178,7 +179,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 		}
 	}
 	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
-		maxOverrun: int64(max(2, runtime.GOMAXPROCS(0)))}, nil
+		maxOverrun: int64(max(2, runtime.GOMAXPROCS(0))), evaluators: evaluators{work: make(chan func())}}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with

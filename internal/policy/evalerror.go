@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -35,13 +36,13 @@ func (e *Engine) bounded(ctx context.Context, eval func(context.Context) error) 
 	var state atomic.Int32
 	var err error
 	done := make(chan struct{})
-	go func() {
+	e.evaluators.run(func() {
 		err = eval(ctx)
 		if !state.CompareAndSwap(running, finished) {
 			e.overrun.Add(-1) // the caller gave up on it
 		}
 		close(done)
-	}()
+	})
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -56,6 +57,40 @@ func (e *Engine) bounded(ctx context.Context, eval func(context.Context) error) 
 		return classify(ctx, err)
 	}
 	return nil
+}
+
+// evaluators runs evaluations on goroutines that stay for more. OPA's
+// evaluation is deeply recursive: on a fresh goroutine its stack is grown
+// (copied) several times in every evaluation, which took longer than the
+// evaluation of a small policy. A goroutine that has evaluated before has
+// the stack already. Idle ones end after evaluatorIdle, so an engine no
+// longer used keeps none.
+type evaluators struct {
+	work chan func() // unbuffered: a send succeeds only to an idle goroutine
+}
+
+const evaluatorIdle = 10 * time.Second
+
+func (p *evaluators) run(job func()) {
+	select {
+	case p.work <- job:
+	default:
+		go p.evaluate(job)
+	}
+}
+
+func (p *evaluators) evaluate(job func()) {
+	idle := time.NewTimer(evaluatorIdle)
+	defer idle.Stop()
+	for {
+		job()
+		idle.Reset(evaluatorIdle)
+		select {
+		case job = <-p.work:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // classify turns an evaluation error into one of the engine's errors, with

@@ -35,7 +35,7 @@ func TestEvaluationErrorsCarryNoValues(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			rego := "package warden.authz\n\nallow if {\n\tx := " + c.expr + "\n\tx != 0\n}\n"
-			e := compile(t, rego, policy.EngineConfig{})
+			e := compile(t, rego, policy.EngineConfig{Timeout: 10 * time.Second}) // not the case here
 			input := map[string]any{"args": map[string]any{"password": secret}}
 			_, err := e.Evaluate(context.Background(), input, time.Unix(0, 0))
 			if !errors.Is(err, policy.ErrEvaluation) {

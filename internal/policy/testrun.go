@@ -196,7 +196,7 @@ func (c TestRunConfig) runWorker(ctx context.Context, b *Bundle, opts TestOption
 		return nil, ctx.Err() // over time (the caller says so), or the caller went away
 	}
 	if runErr != nil {
-		if strings.Contains(errOut.String(), "out of memory") || strings.Contains(errOut.String(), "cannot allocate memory") {
+		if outOfMemory(errOut.String()) {
 			return nil, &TestsStoppedError{Reason: "memory", Limit: mebibytes(c.MemoryBytes)}
 		}
 		return nil, &TestsStoppedError{Reason: "worker", Limit: runErr.Error()}
@@ -217,6 +217,19 @@ func (c TestRunConfig) runWorker(ctx context.Context, b *Bundle, opts TestOption
 		return nil, &TestsStoppedError{Reason: "worker", Limit: "no report"}
 	}
 	return ans.Report, nil
+}
+
+// outOfMemory says whether a worker's last words are those of a process
+// over its memory: the Go runtime's ("fatal error: out of memory", "cannot
+// allocate memory"), or the race detector's ("failed to allocate"), in
+// Warden's race-enabled test builds.
+func outOfMemory(stderr string) bool {
+	for _, s := range []string{"out of memory", "cannot allocate memory", "failed to allocate"} {
+		if strings.Contains(stderr, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func mebibytes(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }

@@ -78,11 +78,13 @@ func refusedPushes(t *testing.T, st *sqlite.Store) []store.Event {
 func TestPushWhoseTestsAllocateIsStopped(t *testing.T) {
 	t.Parallel()
 	r, st := openRegistry(t, workerRuns(policy.TestRunConfig{MemoryBytes: 256 << 20}))
-	// 100 strings of 8 MiB, all held: 800 MiB.
+	// 16 strings of 64 MiB, all held: 1 GiB, in few large steps, so that
+	// the memory runs out long before the unit test's own 5 s (under the
+	// race detector too).
 	hog := bundle(map[string]string{
 		"policy.rego":      "package warden.authz\n\nallow := true\n",
 		"data.json":        `{"blob": "` + strings.Repeat("x", 128<<10) + `"}`,
-		"policy_test.rego": "package warden.authz_test\n\ntest_hog if {\n\txs := [concat(\"\", [data.blob | some j in numbers.range(1, 64)]) | some i in numbers.range(1, 100)]\n\tcount(xs) == 100\n}\n",
+		"policy_test.rego": "package warden.authz_test\n\ntest_hog if {\n\txs := [concat(\"\", [data.blob | some j in numbers.range(1, 512)]) | some i in numbers.range(1, 16)]\n\tcount(xs) == 16\n}\n",
 	})
 	_, _, _, err := r.Push(context.Background(), "admin:test", hog, "allocates")
 	var stopped *policy.TestsStoppedError
