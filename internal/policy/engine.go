@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -89,10 +88,9 @@ type Engine struct {
 	rules      *ruleCache
 	keepRules  bool
 	memo       memo
-	// overrun counts evaluations still running past their timeout, up to
-	// maxOverrun (see bounded).
-	overrun    atomic.Int64
-	maxOverrun int64
+	// overrun counts evaluations still running past their timeout (see
+	// bounded).
+	overrun    *overrunGate
 	evaluators evaluators
 }
 
@@ -179,7 +177,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 		}
 	}
 	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
-		maxOverrun: int64(max(2, runtime.GOMAXPROCS(0))), evaluators: evaluators{work: make(chan func())}}, nil
+		overrun: newOverrunGate(int64(max(2, runtime.GOMAXPROCS(0)))), evaluators: evaluators{work: make(chan func())}}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with

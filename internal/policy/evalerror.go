@@ -6,92 +6,10 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
-
-// bounded runs eval under the engine's timeout and returns when it ends or
-// when the timeout passes, whichever is first, with its error classified.
-//
-// OPA checks for cancellation between expressions, and in a few builtins
-// as they run; one call of another builtin over large arguments
-// (json.marshal of a few MiB of data) runs to its end whatever the
-// deadline. So the evaluation runs on its own goroutine, and a decision
-// that reaches its timeout is a deny at once, while the call it was in
-// finishes in the background and is then stopped at its next expression.
-// At most maxOverrun evaluations of an engine may be running past their
-// timeout: past that, evaluations are refused, as timed out, until some
-// end, so a slow version cannot pile up work. The bundle and input limits
-// bound how long one call can run.
-func (e *Engine) bounded(ctx context.Context, eval func(context.Context) error) error {
-	if n := e.overrun.Load(); n >= e.maxOverrun {
-		return fmt.Errorf("%w: %d evaluations of this version are still running past their timeout", ErrTimeout, n)
-	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	const running, finished, abandoned = 0, 1, 2
-	var state atomic.Int32
-	var err error
-	done := make(chan struct{})
-	e.evaluators.run(func() {
-		err = eval(ctx)
-		if !state.CompareAndSwap(running, finished) {
-			e.overrun.Add(-1) // the caller gave up on it
-		}
-		close(done)
-	})
-	select {
-	case <-done:
-	case <-ctx.Done():
-		e.overrun.Add(1)
-		if state.CompareAndSwap(running, abandoned) {
-			return classify(ctx, fmt.Errorf("still running at the timeout: %w", ctx.Err()))
-		}
-		e.overrun.Add(-1) // it finished meanwhile
-		<-done
-	}
-	if err != nil {
-		return classify(ctx, err)
-	}
-	return nil
-}
-
-// evaluators runs evaluations on goroutines that stay for more. OPA's
-// evaluation is deeply recursive: on a fresh goroutine its stack is grown
-// (copied) several times in every evaluation, which took longer than the
-// evaluation of a small policy. A goroutine that has evaluated before has
-// the stack already. Idle ones end after evaluatorIdle, so an engine no
-// longer used keeps none.
-type evaluators struct {
-	work chan func() // unbuffered: a send succeeds only to an idle goroutine
-}
-
-const evaluatorIdle = 10 * time.Second
-
-func (p *evaluators) run(job func()) {
-	select {
-	case p.work <- job:
-	default:
-		go p.evaluate(job)
-	}
-}
-
-func (p *evaluators) evaluate(job func()) {
-	idle := time.NewTimer(evaluatorIdle)
-	defer idle.Stop()
-	for {
-		job()
-		idle.Reset(evaluatorIdle)
-		select {
-		case job = <-p.work:
-		case <-idle.C:
-			return
-		}
-	}
-}
 
 // classify turns an evaluation error into one of the engine's errors, with
 // a description that holds no value of the input or the data.

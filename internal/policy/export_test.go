@@ -47,7 +47,10 @@ func WithBlockingBuiltin(cfg EngineConfig, entered chan<- struct{}, release <-ch
 }
 
 // Overrunning is how many evaluations of e are still running past their timeout.
-func Overrunning(e *Engine) int64 { return e.overrun.Load() }
+func Overrunning(e *Engine) int64 { return e.overrun.count() }
 
 // MaxOverrun is how many evaluations of e may run past their timeout.
-func MaxOverrun(e *Engine) int64 { return e.maxOverrun }
+func MaxOverrun(e *Engine) int64 { return e.overrun.max }
+
+// CheckFormat is the engine's check of a sprintf format.
+var CheckFormat = checkFormat

@@ -229,3 +229,22 @@ func TestBuiltinsAreDocumented(t *testing.T) {
 		t.Errorf("documented as removed:\n%v\nremoved:\n%v", got, removed)
 	}
 }
+
+// A format the engine accepts cannot make sprintf's output much larger
+// than the format: what the check is for, since the format is bundle
+// content and one sprintf call cannot be interrupted.
+func FuzzCheckFormat(f *testing.F) {
+	for _, s := range []string{"%d", "%05.2f%%", "%[1]*d", "%.*f", "%100d", "%101d", "100%%1000000d", "%-+# 0100.100v", "%[2]9999d", "%[1", "%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, format string) {
+		if len(format) > 256 || policy.CheckFormat(format) != nil {
+			return
+		}
+		args := []any{int64(1), 2.5, "three", int64(-4), true, "x", int64(7), 8.0, "nine", int64(10)}
+		out := fmt.Sprintf(format, args...)
+		if limit := len(format)*(policy.MaxFormatWidth+64) + 1024; len(out) > limit {
+			t.Fatalf("format %q was accepted and gave %d bytes (more than %d)", format, len(out), limit)
+		}
+	})
+}
