@@ -29,9 +29,8 @@ type PushRefusal struct {
 	// Bundle is the pushed bundle, if it was read: its digest, number of
 	// files and size are recorded, never its content.
 	Bundle *Bundle
-	// Report is the test report, if the tests ran.
-	Report *TestReport
-	Err    error
+	// Err is why; a *TestsFailedError carries the test report.
+	Err error
 }
 
 // RefusalReason is the reason recorded for a push refused with err.

@@ -245,7 +245,7 @@ func (s *TestSlot) Push(ctx context.Context, actor string, b *Bundle, message st
 	r := s.r
 	defer func() {
 		if err != nil {
-			r.RecordRefusedPush(ctx, actor, PushRefusal{Message: message, Bundle: b, Report: rep, Err: err})
+			r.RecordRefusedPush(ctx, actor, PushRefusal{Message: message, Bundle: b, Err: err})
 		}
 	}()
 	rep, err = r.cfg.Tests.runTests(ctx, b, TestOptions{Engine: r.cfg.Engine})
