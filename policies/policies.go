@@ -1,9 +1,10 @@
 // Package policies holds the shipped policy bundles, built into the warden
 // binary so that `warden demo` and a fresh install have them.
 //
-// The scenario bundles share the baseline's guardrails and role checks
-// through symbolic links in this directory; a binary cannot hold links,
-// so Bundle puts the baseline's copies in their place.
+// The scenario bundles carry copies of the baseline's guardrails and role
+// checks: a bundle may not link to files outside its own directory. Bundle
+// builds them from the baseline's files, and a test checks that every
+// directory holds the same bundle, so the copies cannot drift apart.
 package policies
 
 import (
@@ -25,7 +26,7 @@ var files embed.FS
 // Names are the shipped bundles.
 var Names = []string{"baseline", "finance", "healthcare", "manufacturing"}
 
-// shared are the baseline's files every scenario bundle links to.
+// shared are the baseline's files every scenario bundle holds a copy of.
 var shared = []string{"guardrails.rego", "guardrails_test.rego", "rbac.rego", "rbac_test.rego"}
 
 // Bundle returns a shipped bundle by name.

@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 
-	if a.Policies, err = policy.OpenRegistry(bg, policy.RegistryConfig{Engine: policy.EngineConfig{Timeout: cfg.Policy.Timeout}, Logger: log}, a.Store); err != nil {
+	if a.Policies, err = policy.OpenRegistry(bg, registryConfig(cfg.Policy, log), a.Store); err != nil {
 		return nil, err
 	}
 	if a.EnforcementPoints, err = decide.OpenEnforcementPoints(bg, a.Store, log, nil); err != nil {

@@ -4,10 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/policy"
 )
+
+// registryConfig is the policy registry's configuration.
+func registryConfig(c config.Policy, log *slog.Logger) policy.RegistryConfig {
+	return policy.RegistryConfig{
+		Engine: policy.EngineConfig{Timeout: c.Timeout, Limits: c.Limits.Bundle()},
+		Tests: policy.TestRunConfig{Concurrency: c.Tests.Concurrency, Timeout: c.Tests.Timeout,
+			MemoryBytes: c.Tests.MemoryBytes, Worker: c.TestWorker},
+		Logger: log,
+	}
+}
 
 // policyDirActor is who pushes and activates a bundle loaded from the
 // policy directory.

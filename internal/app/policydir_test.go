@@ -91,3 +91,54 @@ func TestPolicyDirectoryMustPassAtStart(t *testing.T) {
 		t.Fatalf("start: %v, want the tests named", err)
 	}
 }
+
+// The policy directory is read as a bundle: a link out of it stops the
+// server at start, and a link added while it is watched is never pushed.
+func TestPolicyDirectoryRefusesLinksOut(t *testing.T) {
+	t.Parallel()
+	outside := filepath.Join(t.TempDir(), "secrets.yaml")
+	if err := os.WriteFile(outside, []byte("token: app-outside-secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("at start", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "policy.rego"), []byte("package warden.authz\n\nallow := true\n"), 0o644)
+		if err := os.Symlink(outside, filepath.Join(dir, "data.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		cfg := config.Default()
+		cfg.Data = filepath.Join(t.TempDir(), "data") // t.TempDir() itself is open to others
+		cfg.Policy.Dir = dir
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		a, err := app.New(context.Background(), cfg, quiet())
+		if err == nil {
+			a.Close()
+			t.Fatal("the server started on a bundle that links out of its directory")
+		}
+		if !strings.Contains(err.Error(), "data.yaml is a symbolic link") || strings.Contains(err.Error(), "app-outside-secret") {
+			t.Fatalf("start: %v, want the link named and nothing of its target", err)
+		}
+	})
+	t.Run("watched", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "policy.rego"), []byte("package warden.authz\n\nallow := true\n"), 0o644)
+		w := apptest.Start(t, func(c *config.Config) { c.Policy.Dir, c.Policy.Watch = dir, true })
+		first := w.App.Policies.Live().State.Active
+		if err := os.Symlink(outside, filepath.Join(dir, "data.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "policy.rego"), []byte("package warden.authz\n\nallow := false\n"), 0o644)
+		time.Sleep(1500 * time.Millisecond) // three passes of the watcher
+		if got := w.App.Policies.Live().State.Active; got != first {
+			t.Fatalf("a bundle linking out went live: %s", got)
+		}
+		vs, err := w.App.Policies.Versions(t.Context(), "", 100)
+		if err != nil || len(vs) != 1 {
+			t.Fatalf("versions %v (err %v), want only the first", vs, err)
+		}
+	})
+}

@@ -49,6 +49,9 @@ instead: warden serve --gateway gateway.yaml.`,
 				return errors.New("identity.issuer must be set: the URL of the Warden servers, which issued the agents' tokens")
 			}
 			cfg.Gateway = gatewayFile
+			if cfg.Policy.TestWorker, err = testWorker(); err != nil {
+				return err
+			}
 			gw, err := app.LoadGateway(&cfg)
 			if err != nil {
 				return err

@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -15,8 +17,37 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Short: "Test, version, activate and roll back policy bundles",
 	}
 	cmd.AddCommand(newPolicyTestCmd(g), newPolicyPushCmd(g), newPolicyListCmd(g), newPolicyShowCmd(g), newPolicyDiffCmd(g),
-		newPolicyActivateCmd(g), newPolicyRollbackCmd(g), newPolicyShadowCmd(g), newPolicyReplayCmd(g))
+		newPolicyActivateCmd(g), newPolicyRollbackCmd(g), newPolicyShadowCmd(g), newPolicyReplayCmd(g), newPolicyTestWorkerCmd())
 	return cmd
+}
+
+// newPolicyTestWorkerCmd is the worker process in which the server runs a
+// pushed bundle's tests, within policy.tests' memory limit. It is started
+// by the server (testWorker), not by hand.
+func newPolicyTestWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "test-worker",
+		Short:  "Run one pushed bundle's tests for the server, within its limits (internal)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return policy.RunTestWorker(cmd.Context(), os.Stdin, os.Stdout)
+		},
+	}
+}
+
+// testWorker is the command of the server's test worker: this binary. On
+// Linux /proc/self/exe is the running binary even after a package upgrade
+// replaced the file, so the worker always matches the server.
+func testWorker() ([]string, error) {
+	exe := "/proc/self/exe"
+	if runtime.GOOS != "linux" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("finding the warden binary for policy test runs: %w", err)
+		}
+	}
+	return []string{exe, "policy", "test-worker"}, nil
 }
 
 func newPolicyTestCmd(g *globals) *cobra.Command {

@@ -187,3 +187,41 @@ func TestTokenProof(t *testing.T) {
 		t.Fatal("a proof without method, URL and token")
 	}
 }
+
+// Every command that reads a bundle directory (CI runs `policy test` on
+// pull requests) refuses a link that leads out of it, and says which file
+// is the link without printing where it points or what is there.
+func TestPolicyCommandsRefuseLinksOutOfTheBundle(t *testing.T) {
+	t.Parallel()
+	outside := t.TempDir()
+	const secret = "root:x:0:0:cli-outside-secret:/root:/bin/bash"
+	if err := os.WriteFile(filepath.Join(outside, "passwd"), []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeBundle(t, map[string]string{"policy.rego": cliPolicy})
+	if err := os.Symlink(filepath.Join(outside, "passwd"), filepath.Join(dir, "users.rego")); err != nil {
+		t.Fatal(err)
+	}
+	good := writeBundle(t, map[string]string{"policy.rego": cliPolicy})
+	unreachable := []string{"--server", "http://127.0.0.1:1", "--admin-token-file", filepath.Join(outside, "none")}
+	for name, args := range map[string][]string{
+		"test":   {"policy", "test", dir},
+		"push":   append([]string{"policy", "push", dir, "-m", "x"}, unreachable...),
+		"diff":   {"policy", "diff", good, dir},
+		"replay": {"policy", "replay", dir, "--from", filepath.Join(outside, "export.jsonl")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out, errOut, code := run(t, args...)
+			if code == 0 {
+				t.Fatalf("exit 0 on a bundle that links out:\n%s", out)
+			}
+			if !strings.Contains(errOut, "users.rego is a symbolic link that leads out of the bundle") {
+				t.Errorf("stderr does not name the link:\n%s", errOut)
+			}
+			if all := out + errOut; strings.Contains(all, "cli-outside-secret") || strings.Contains(all, outside) {
+				t.Errorf("the output shows the linked file or where it is:\n%s", all)
+			}
+		})
+	}
+}

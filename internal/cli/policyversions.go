@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ func newPolicyPushCmd(g *globals) *cobra.Command {
 	var (
 		message  string
 		activate bool
+		wait     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "push DIR",
@@ -47,6 +49,7 @@ already stored changes nothing and names the stored version.`,
 			if err != nil {
 				return err
 			}
+			c.http.Timeout = wait
 			var out struct {
 				Version store.PolicyVersion `json:"version"`
 				Created bool                `json:"created"`
@@ -73,8 +76,14 @@ already stored changes nothing and names the stored version.`,
 	}
 	cmd.Flags().StringVarP(&message, "message", "m", "", "what this version changes (required)")
 	cmd.Flags().BoolVar(&activate, "activate", false, "make the version live once stored")
+	cmd.Flags().DurationVar(&wait, "wait", testRunWait, "how long to wait for the server, which runs the tests (twice with --activate)")
 	return cmd
 }
+
+// testRunWait is how long push and activate wait for the server by
+// default: its test runs take up to policy.tests.timeout (1m by default)
+// each.
+const testRunWait = 5 * time.Minute
 
 // policyRefusal prints the test report of a bundle the server refused for
 // failing tests, and exits 1.
@@ -174,7 +183,8 @@ func newPolicyShowCmd(g *globals) *cobra.Command {
 }
 
 func newPolicyActivateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var wait time.Duration
+	cmd := &cobra.Command{
 		Use:   "activate VERSION",
 		Short: "Make a stored version live, after its tests pass again on this server",
 		Args:  cobra.ExactArgs(1),
@@ -187,9 +197,12 @@ func newPolicyActivateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			c.http.Timeout = wait
 			return g.stateChange(cmd.Context(), c, "POST", "/v1/policies/"+url.PathEscape(id)+"/activate", nil)
 		},
 	}
+	cmd.Flags().DurationVar(&wait, "wait", testRunWait, "how long to wait for the server, which runs the tests")
+	return cmd
 }
 
 func newPolicyRollbackCmd(g *globals) *cobra.Command {

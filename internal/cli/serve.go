@@ -56,6 +56,9 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
 			set("gateway", func() { cfg.Gateway = f.Gateway })
 			set("update-shared-settings", func() { cfg.UpdateSharedSettings = f.UpdateSharedSettings })
+			if cfg.Policy.TestWorker, err = testWorker(); err != nil {
+				return err
+			}
 			gw, err := app.LoadGateway(&cfg)
 			if err != nil {
 				return err

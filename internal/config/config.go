@@ -22,6 +22,7 @@ import (
 
 	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/policy"
 )
 
 // Config is Warden's whole configuration. Every field has a safe default.
@@ -59,6 +60,45 @@ type Policy struct {
 	// Watch pushes and activates Dir again whenever it changes, still only
 	// when it passes its tests (for development).
 	Watch bool `yaml:"watch"`
+	// Limits bound what a pushed or activated bundle may hold.
+	Limits PolicyLimits `yaml:"limits"`
+	// Tests bound the test runs of pushes and activations.
+	Tests PolicyTests `yaml:"tests"`
+	// TestWorker is the command that runs a bundle's tests in a worker
+	// process within Tests' limits: set by `warden serve` and `warden
+	// gateway` to the warden binary itself, never read from a file.
+	// Empty runs them in the server's process, without a memory limit
+	// (Warden's own tests).
+	TestWorker []string `yaml:"-"`
+}
+
+// PolicyTests bound the test runs of pushes and activations, which run
+// code from whoever pushed the bundle.
+type PolicyTests struct {
+	// Concurrency is how many test runs may go on at once; a push or an
+	// activation past it is refused as busy.
+	Concurrency int `yaml:"concurrency"`
+	// Timeout bounds one whole run; past it the run is stopped.
+	Timeout time.Duration `yaml:"timeout"`
+	// MemoryBytes bounds the memory of one run's worker; past it the run
+	// is stopped.
+	MemoryBytes int64 `yaml:"memory_bytes"`
+}
+
+// PolicyLimits bound a bundle, so that a push cannot exhaust the server
+// and one builtin call over the data document stays short.
+type PolicyLimits struct {
+	// BundleBytes is the most bytes a bundle's files may hold in all.
+	BundleBytes int `yaml:"bundle_bytes"`
+	// BundleFiles is the most files a bundle may hold.
+	BundleFiles int `yaml:"bundle_files"`
+	// DataBytes is the most bytes of a bundle's data document.
+	DataBytes int `yaml:"data_bytes"`
+}
+
+// Bundle is the limits as the policy engine takes them.
+func (l PolicyLimits) Bundle() policy.Limits {
+	return policy.Limits{Files: l.BundleFiles, Bytes: l.BundleBytes, DataBytes: l.DataBytes}
 }
 
 // Decide configures the decision pipeline.
@@ -272,7 +312,7 @@ func Default() Config {
 			},
 		},
 		Audit:  Audit{Mode: "sync", AsyncBuffer: 10_000, CheckpointEvery: 1000, CheckpointInterval: time.Second},
-		Policy: Policy{Timeout: 50 * time.Millisecond},
+		Policy: Policy{Timeout: 50 * time.Millisecond, Limits: defaultPolicyLimits(), Tests: PolicyTests{Concurrency: 2, Timeout: time.Minute, MemoryBytes: 512 << 20}},
 		Decide: Decide{RecordInput: true, RedactDefaultKeys: true,
 			RecordMaxValueBytes: record.DefaultMaxValueBytes, RecordMaxInputBytes: record.DefaultMaxInputBytes},
 		Taints: Taints{ExpireAfter: time.Hour},
@@ -466,6 +506,16 @@ func (c *Config) Validate() error {
 	if c.Policy.Watch && c.Policy.Dir == "" {
 		bad("policy.watch needs policy.dir (--policies DIR)")
 	}
+	c.Policy.Limits.validate(bad)
+	if t := c.Policy.Tests; t.Concurrency < 1 || t.Concurrency > 64 {
+		bad("policy.tests.concurrency %d: want 1 to 64", t.Concurrency)
+	}
+	if t := c.Policy.Tests; t.Timeout < time.Second || t.Timeout > 10*time.Minute {
+		bad("policy.tests.timeout %s: want 1s to 10m", t.Timeout)
+	}
+	if t := c.Policy.Tests; t.MemoryBytes < 128<<20 || t.MemoryBytes > 64<<30 {
+		bad("policy.tests.memory_bytes %d: want 134217728 (128 MiB) to 68719476736 (64 GiB)", t.MemoryBytes)
+	}
 	if c.Decide.RequestBudget == 0 {
 		c.Decide.RequestBudget = max(time.Second, c.Policy.Timeout)
 	}
@@ -574,4 +624,22 @@ func IsLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func defaultPolicyLimits() PolicyLimits {
+	d := policy.DefaultLimits()
+	return PolicyLimits{BundleBytes: d.Bytes, BundleFiles: d.Files, DataBytes: d.DataBytes}
+}
+
+func (l PolicyLimits) validate(bad func(string, ...any)) {
+	maxLimits := policy.MaxLimits()
+	if l.BundleBytes < 1<<10 || l.BundleBytes > maxLimits.Bytes {
+		bad("policy.limits.bundle_bytes %d: want 1024 to %d", l.BundleBytes, maxLimits.Bytes)
+	}
+	if l.BundleFiles < 1 || l.BundleFiles > maxLimits.Files {
+		bad("policy.limits.bundle_files %d: want 1 to %d", l.BundleFiles, maxLimits.Files)
+	}
+	if l.DataBytes < 1 || l.DataBytes > min(l.BundleBytes, maxLimits.DataBytes) {
+		bad("policy.limits.data_bytes %d: want 1 to policy.limits.bundle_bytes (at most %d)", l.DataBytes, maxLimits.DataBytes)
+	}
 }

@@ -11,20 +11,72 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// Limits on a bundle, so that a push cannot exhaust the server.
-const (
-	MaxBundleFiles = 1000
-	MaxBundleBytes = 16 << 20
-)
+// Limits bound a bundle, so that a push cannot exhaust the server and one
+// builtin call over the data document stays short. A zero field means its
+// default.
+type Limits struct {
+	// Files is the most files a bundle may hold. Default 1,000.
+	Files int
+	// Bytes is the most bytes its files may hold in all. Default 16 MiB.
+	Bytes int
+	// DataBytes is the most bytes of its data document (data.json or
+	// data.yaml). Default 1 MiB.
+	DataBytes int
+}
+
+// DefaultLimits are a bundle's limits unless configured otherwise.
+func DefaultLimits() Limits { return Limits{Files: 1000, Bytes: 16 << 20, DataBytes: 1 << 20} }
+
+// MaxLimits are the largest limits a configuration may set. A bundle read
+// from a directory, and a stored version loaded again, is held to them.
+func MaxLimits() Limits { return Limits{Files: 10_000, Bytes: 64 << 20, DataBytes: 64 << 20} }
+
+func (l Limits) orDefault() Limits {
+	d := DefaultLimits()
+	if l.Files <= 0 {
+		l.Files = d.Files
+	}
+	if l.Bytes <= 0 {
+		l.Bytes = d.Bytes
+	}
+	if l.DataBytes <= 0 {
+		l.DataBytes = d.DataBytes
+	}
+	return l
+}
+
+// LimitError is a bundle over one of its limits. It is an ErrInvalidBundle.
+type LimitError struct {
+	// Key is the configuration key of the limit, such as
+	// policy.limits.data_bytes.
+	Key string
+	// File is the file over its limit, if the limit is on one file.
+	File string
+	// Size is the bundle's (or the file's) bytes or files; Max the limit.
+	Size, Max int
+}
+
+func (e *LimitError) Error() string {
+	what := "bytes"
+	if e.Key == "policy.limits.bundle_files" {
+		what = "files"
+	}
+	file := ""
+	if e.File != "" {
+		file = e.File + ": "
+	}
+	return fmt.Sprintf("%v: %s%d %s, at most %d (%s)", ErrInvalidBundle, file, e.Size, what, e.Max, e.Key)
+}
+
+func (e *LimitError) Unwrap() error { return ErrInvalidBundle }
 
 // ErrInvalidBundle means a bundle's files are not a valid bundle: a bad
 // path, an unknown kind of file, a syntax error, data that is not JSON.
@@ -67,76 +119,16 @@ func kindOf(p string) fileKind {
 	return fileIgnored
 }
 
-// LoadDir reads a bundle from a directory: every *.rego file below it, the
-// data document and the manifest at its root, and cases/*.yaml. Other files
-// (a README, say) are not part of the bundle. Hidden directories and files
-// other than .manifest are skipped. A symbolic link to a file counts as the
-// file, so that bundles can share a library file.
-func LoadDir(dir string) (*Bundle, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, err
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
-	}
-	b := &Bundle{Files: map[string][]byte{}}
-	total := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			return nil
-		}
-		hidden := strings.HasPrefix(d.Name(), ".") && rel != ".manifest"
-		if d.IsDir() {
-			if hidden {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if hidden || kindOf(rel) == fileIgnored {
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			// A symbolic link to a file (a library shared by bundles) is
-			// read as the file; anything else is skipped.
-			st, err := os.Stat(p)
-			if err != nil || !st.Mode().IsRegular() {
-				return nil
-			}
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		total += len(data)
-		if len(b.Files) >= MaxBundleFiles || total > MaxBundleBytes {
-			return fmt.Errorf("%w: more than %d files or %d bytes", ErrInvalidBundle, MaxBundleFiles, MaxBundleBytes)
-		}
-		b.Files[rel] = data
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", dir, err) // unreadable, or too big (ErrInvalidBundle)
-	}
-	if err := b.Check(); err != nil {
-		return nil, err
-	}
-	return b, nil
-}
+// Check validates the bundle's shape within DefaultLimits.
+func (b *Bundle) Check() error { return b.CheckLimits(Limits{}) }
 
-// Check validates the bundle's shape: paths, file kinds, sizes, one data
-// document, at least one policy module. It does not compile the policy.
-func (b *Bundle) Check() error {
-	if len(b.Files) > MaxBundleFiles {
-		return fmt.Errorf("%w: %d files, at most %d", ErrInvalidBundle, len(b.Files), MaxBundleFiles)
+// CheckLimits validates the bundle's shape: paths, file kinds, sizes
+// within lim, one data document, at least one policy module. It does not
+// compile the policy.
+func (b *Bundle) CheckLimits(lim Limits) error {
+	lim = lim.orDefault()
+	if len(b.Files) > lim.Files {
+		return &LimitError{Key: "policy.limits.bundle_files", Size: len(b.Files), Max: lim.Files}
 	}
 	total, modules, data := 0, 0, 0
 	for p, content := range b.Files {
@@ -151,6 +143,9 @@ func (b *Bundle) Check() error {
 			modules++
 		case fileData:
 			data++
+			if len(content) > lim.DataBytes {
+				return &LimitError{Key: "policy.limits.data_bytes", File: p, Size: len(content), Max: lim.DataBytes}
+			}
 		case fileManifest:
 			if !json.Valid(content) {
 				return fmt.Errorf("%w: .manifest is not JSON", ErrInvalidBundle)
@@ -161,8 +156,8 @@ func (b *Bundle) Check() error {
 		}
 	}
 	switch {
-	case total > MaxBundleBytes:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidBundle, total, MaxBundleBytes)
+	case total > lim.Bytes:
+		return &LimitError{Key: "policy.limits.bundle_bytes", Size: total, Max: lim.Bytes}
 	case data > 1:
 		return fmt.Errorf("%w: more than one data document (data.json, data.yaml)", ErrInvalidBundle)
 	case modules == 0:
@@ -233,6 +228,11 @@ func (b *Bundle) Data() (map[string]any, error) {
 		obj, ok := doc.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s: the data document must be an object", ErrInvalidBundle, name)
+		}
+		// OPA's store panics on a value it cannot hold (a number such as
+		// 1e400000): refuse it here, with OPA's own conversion.
+		if _, err := ast.InterfaceToValue(obj); err != nil {
+			return nil, fmt.Errorf("%w: %s: a value OPA cannot hold (a number out of range?)", ErrInvalidBundle, name)
 		}
 		return obj, nil
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"runtime"
 	"strings"
 	"time"
 
@@ -61,6 +61,17 @@ type EngineConfig struct {
 	// NoRuleCache evaluates every rule in every evaluation, as OPA does
 	// (see ruleCache); for comparisons and investigations.
 	NoRuleCache bool
+	// Limits bound the bundle. Zero fields mean DefaultLimits.
+	Limits Limits
+
+	// extraBuiltin adds a builtin that Warden's tests control (one that
+	// blocks until released, say). Never set outside them.
+	extraBuiltin *extraBuiltin
+}
+
+type extraBuiltin struct {
+	fn   *rego.Function
+	impl rego.Builtin1
 }
 
 // Engine evaluates one compiled policy version. It is prepared once and
@@ -77,6 +88,10 @@ type Engine struct {
 	rules      *ruleCache
 	keepRules  bool
 	memo       memo
+	// overrun counts evaluations still running past their timeout (see
+	// bounded).
+	overrun    *overrunGate
+	evaluators evaluators
 }
 
 // Compile parses and compiles b's policy modules (its *_test.rego files
@@ -84,11 +99,19 @@ type Engine struct {
 // decision query. Rego v1 only; network builtins (http.send,
 // net.lookup_ip_addr) are not available, so that a decision depends on its
 // input and the bundle alone and replays the same.
-func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) {
+func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err error) {
+	// A bundle is outside input: one that makes OPA panic is invalid, and
+	// must not take down the process that loads it (a replica following
+	// an activation, the policy directory's watcher).
+	defer func() {
+		if p := recover(); p != nil {
+			e, err = nil, fmt.Errorf("%w: the policy engine failed on this bundle", ErrInvalidBundle)
+		}
+	}()
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if err := b.Check(); err != nil {
+	if err := b.CheckLimits(cfg.Limits); err != nil {
 		return nil, err
 	}
 	modules, err := parseModules(b, false)
@@ -114,22 +137,27 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) 
 	if err != nil {
 		return nil, err
 	}
-	compiler := ast.NewCompiler().
-		WithCapabilities(capabilities()).
-		WithPathConflictsCheck(storage.NonEmpty(ctx, st, txn))
-	compiler.Compile(modules)
-	st.Abort(ctx, txn)
-	if compiler.Failed() {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, compiler.Errors)
-	}
-	pq, err := rego.New(
+	caps := capabilities()
+	evalOpts := []func(*rego.Rego){
 		rego.ParsedQuery(engineQuery),
-		rego.Compiler(compiler),
 		rego.Store(st),
 		// A builtin that fails (to_number("abc"), say) is an error, and so
 		// a deny, not an undefined value that a deny rule could miss.
 		rego.StrictBuiltinErrors(true),
-	).PrepareForEval(ctx)
+	}
+	if x := cfg.extraBuiltin; x != nil {
+		caps.Builtins = append(caps.Builtins, &ast.Builtin{Name: x.fn.Name, Decl: x.fn.Decl})
+		evalOpts = append(evalOpts, rego.Function1(x.fn, x.impl))
+	}
+	compiler := ast.NewCompiler().
+		WithCapabilities(caps).
+		WithPathConflictsCheck(storage.NonEmpty(ctx, st, txn))
+	compiler.Compile(modules)
+	st.Abort(ctx, txn)
+	if compiler.Failed() {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBundle, compiler.Errors)
+	}
+	pq, err := rego.New(append(evalOpts, rego.Compiler(compiler))...).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
@@ -148,7 +176,8 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (*Engine, error) 
 			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
 		}
 	}
-	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache}, nil
+	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
+		overrun: newOverrunGate(int64(max(2, runtime.GOMAXPROCS(0)))), evaluators: evaluators{work: make(chan func())}}, nil
 }
 
 // parseModules parses the bundle's Rego files: its policy modules, and with
@@ -179,25 +208,16 @@ func parseModules(b *Bundle, tests bool) (map[string]*ast.Module, error) {
 		if pkg == PolicyPackage && k == fileModule {
 			hasPolicy = true
 		}
+		errs = append(errs, checkCalls(m)...)
 		modules[p] = m
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, errs)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidBundle, errs)
 	}
 	if !hasPolicy {
 		return nil, fmt.Errorf("%w: no module declares package %s", ErrInvalidBundle, PolicyPackage)
 	}
 	return modules, nil
-}
-
-// capabilities are this OPA's builtins without those that reach the network.
-func capabilities() *ast.Capabilities {
-	c := ast.CapabilitiesForThisVersion()
-	c.Builtins = slices.DeleteFunc(slices.Clone(c.Builtins), func(b *ast.Builtin) bool {
-		return b.Name == "http.send" || b.Name == "net.lookup_ip_addr"
-	})
-	c.AllowNet = []string{}
-	return c
 }
 
 // Version is the bundle digest the engine was compiled from.
@@ -225,10 +245,8 @@ type Result struct {
 func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result, error) {
 	value, err := ast.InterfaceToValue(input)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+		return Result{}, inputError(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
 	var cache topdown.VirtualCache = topdown.NewVirtualCache()
 	var kept *evalCache
 	if e.keepRules {
@@ -236,9 +254,13 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 		kept = e.rules.cacheFor(m, at)
 		cache = kept
 	}
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(cache))
+	var rs rego.ResultSet
+	err = e.bounded(ctx, func(ctx context.Context) (err error) {
+		rs, err = e.query.Eval(ctx, rego.EvalParsedInput(value), rego.EvalTime(at), rego.EvalVirtualCache(cache))
+		return err
+	})
 	if err != nil {
-		return Result{}, classify(ctx, err)
+		return Result{}, err
 	}
 	if kept != nil {
 		kept.commit()
@@ -272,20 +294,22 @@ func (e *Engine) MayAllow(ctx context.Context, input map[string]any, at time.Tim
 	}
 	value, err := ast.InterfaceToValue(known)
 	if err != nil {
-		return false, fmt.Errorf("%w: input: %v", ErrEvaluation, err)
+		return false, inputError(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
-	allow, err := e.mayAllow.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+	var allow, deny *rego.PartialQueries
+	err = e.bounded(ctx, func(ctx context.Context) (err error) {
+		allow, err = e.mayAllow.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+		if err != nil || len(allow.Queries) == 0 {
+			return err
+		}
+		deny, err = e.mayDeny.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
+		return err
+	})
 	if err != nil {
-		return false, classify(ctx, err)
+		return false, err
 	}
 	if len(allow.Queries) == 0 {
 		return false, nil // allow is never true
-	}
-	deny, err := e.mayDeny.Partial(ctx, rego.EvalParsedInput(value), rego.EvalTime(at))
-	if err != nil {
-		return false, classify(ctx, err)
 	}
 	for _, q := range deny.Queries {
 		if !conditional(q) {
@@ -307,17 +331,6 @@ func conditional(q ast.Body) bool {
 		return found
 	})
 	return found
-}
-
-func classify(ctx context.Context, err error) error {
-	var te *topdown.Error
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return fmt.Errorf("%w: %v", ErrTimeout, err)
-	case errors.As(err, &te) && te.Code == topdown.ConflictErr:
-		return fmt.Errorf("%w: %v", ErrConflict, err)
-	}
-	return fmt.Errorf("%w: %v", ErrEvaluation, err)
 }
 
 func readResult(doc map[string]any) (Result, error) {

@@ -94,7 +94,13 @@ func TestFailClosed(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e := compile(t, tc.rego, policy.EngineConfig{Timeout: 30 * time.Millisecond})
+			// Only the slow case needs a short timeout; on a busy machine a
+			// short one could time the others out.
+			timeout := 10 * time.Second
+			if tc.err == policy.ErrTimeout {
+				timeout = 30 * time.Millisecond
+			}
+			e := compile(t, tc.rego, policy.EngineConfig{Timeout: timeout})
 			res, err := e.Evaluate(context.Background(), tc.input, time.Now())
 			if tc.err != nil && !errors.Is(err, tc.err) || tc.err == nil && err != nil {
 				t.Fatalf("error %v, want %v", err, tc.err)
@@ -137,6 +143,9 @@ func TestCompileRefusals(t *testing.T) {
 		{"a path escaping the bundle", map[string]string{"../p.rego": "package warden.authz\nallow := true"}, "not a clean relative path"},
 		{"a file that is not bundle content", map[string]string{"p.rego": "package warden.authz\nallow := true", "notes.txt": "x"}, "not a bundle file"},
 		{"manifest not JSON", map[string]string{"p.rego": "package warden.authz\nallow := true", ".manifest": "revision: 1"}, ".manifest is not JSON"},
+		// OPA's store panicked on these, taking down whatever compiled the
+		// bundle (the server's watcher, a replica following an activation).
+		{"a number beyond OPA's range in data.json", map[string]string{"p.rego": "package warden.authz\nallow := true", "data.json": `{"limit": 1e400000}`}, "out of range"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,12 @@
 package policy
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/types"
+)
 
 // ConstantRules lists the rules the engine keeps for the life of its
 // version: those that read no input and no clock.
@@ -24,3 +30,27 @@ func keptRules(e *Engine, keyed bool) []string {
 
 // EngineModule is the engine's own query module.
 const EngineModule = engineModule
+
+// WithBlockingBuiltin adds to cfg a builtin test.block(x) that, like one
+// call of a builtin over large data, does not return until it is done:
+// it signals entered, then waits for release, then returns x.
+func WithBlockingBuiltin(cfg EngineConfig, entered chan<- struct{}, release <-chan struct{}) EngineConfig {
+	cfg.extraBuiltin = &extraBuiltin{
+		fn: &rego.Function{Name: "test.block", Decl: types.NewFunction(types.Args(types.A), types.A)},
+		impl: func(_ rego.BuiltinContext, x *ast.Term) (*ast.Term, error) {
+			entered <- struct{}{}
+			<-release
+			return x, nil
+		},
+	}
+	return cfg
+}
+
+// Overrunning is how many evaluations of e are still running past their timeout.
+func Overrunning(e *Engine) int64 { return e.overrun.count() }
+
+// MaxOverrun is how many evaluations of e may run past their timeout.
+func MaxOverrun(e *Engine) int64 { return e.overrun.max }
+
+// CheckFormat is the engine's check of a sprintf format.
+var CheckFormat = checkFormat

@@ -53,16 +53,23 @@ type Registry struct {
 
 	mu      sync.Mutex // serialises loads and activations in this process
 	engines map[string]*Engine
+
+	// testSlots holds a token per test run going on (TestSlot).
+	testSlots chan struct{}
 }
 
 type registryStore interface {
 	store.PolicyStore
 	store.ChangeFeed
+	// RecordEvent records a refused push, which changes nothing else.
+	RecordEvent(ctx context.Context, ev store.Event) error
 }
 
 // RegistryConfig configures a Registry.
 type RegistryConfig struct {
 	Engine EngineConfig
+	// Tests bound the test runs of pushes and activations.
+	Tests TestRunConfig
 	// Resync is how often the live state is read again regardless of the
 	// change feed. Default 30s.
 	Resync time.Duration
@@ -77,7 +84,9 @@ func OpenRegistry(ctx context.Context, cfg RegistryConfig, st registryStore) (*R
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
 	}
-	r := &Registry{st: st, cfg: cfg, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), engines: map[string]*Engine{}}
+	cfg.Tests = cfg.Tests.withDefaults()
+	r := &Registry{st: st, cfg: cfg, log: orDiscard(cfg.Logger), now: orNow(cfg.Now), engines: map[string]*Engine{},
+		testSlots: make(chan struct{}, cfg.Tests.Concurrency)}
 	r.live.Store(&Live{})
 	changes := st.Subscribe(ctx)
 	if err := r.Reload(ctx); err != nil {
@@ -86,6 +95,9 @@ func OpenRegistry(ctx context.Context, cfg RegistryConfig, st registryStore) (*R
 	go r.follow(ctx, changes)
 	return r, nil
 }
+
+// Limits are the limits a pushed or activated bundle is held to.
+func (r *Registry) Limits() Limits { return r.cfg.Engine.Limits.orDefault() }
 
 // Live returns the live engines. Read it once per decision.
 func (r *Registry) Live() *Live { return r.live.Load() }
@@ -160,7 +172,12 @@ func (r *Registry) engine(ctx context.Context, id string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := Compile(ctx, &Bundle{Files: v.Files}, r.cfg.Engine)
+	// A stored version passed the limits when it got in; lowering them
+	// later must not make the active version unloadable (every decision a
+	// deny), so loading holds it to the largest limits only.
+	cfg := r.cfg.Engine
+	cfg.Limits = MaxLimits()
+	e, err := Compile(ctx, &Bundle{Files: v.Files}, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -171,12 +188,67 @@ func (r *Registry) engine(ctx context.Context, id string) (*Engine, error) {
 	return e, nil
 }
 
+// A TestSlot is the right to run one bundle's tests: at most
+// TestRunConfig.Concurrency are held at once, so that pushes and
+// activations together use at most that many times a run's memory. A
+// push or an activation takes one for its whole course; the HTTP API
+// takes it before it reads a pushed bundle.
+type TestSlot struct {
+	r    *Registry
+	once sync.Once
+}
+
+// TryTestSlot takes a test slot if one is free, else fails with ErrBusy.
+func (r *Registry) TryTestSlot() (*TestSlot, error) {
+	select {
+	case r.testSlots <- struct{}{}:
+		return &TestSlot{r: r}, nil
+	default:
+		return nil, fmt.Errorf("%w: %d at once (policy.tests.concurrency); try again shortly", ErrBusy, cap(r.testSlots))
+	}
+}
+
+// TestSlot waits for a free test slot until ctx ends.
+func (r *Registry) TestSlot(ctx context.Context) (*TestSlot, error) {
+	select {
+	case r.testSlots <- struct{}{}:
+		return &TestSlot{r: r}, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: waiting for a test run to end: %w", ErrBusy, ctx.Err())
+	}
+}
+
+// Release gives the slot back. Releasing twice is harmless.
+func (s *TestSlot) Release() { s.once.Do(func() { <-s.r.testSlots }) }
+
+// Push compiles and tests b and, when everything passes, stores it as a
+// version whose parent is the active one. It waits for a test slot. See
+// TestSlot.Push.
+func (r *Registry) Push(ctx context.Context, actor string, b *Bundle, message string) (store.PolicyVersion, *TestReport, bool, error) {
+	slot, err := r.TestSlot(ctx)
+	if err != nil {
+		r.RecordRefusedPush(ctx, actor, PushRefusal{Message: message, Bundle: b, Err: err})
+		return store.PolicyVersion{}, nil, false, err
+	}
+	defer slot.Release()
+	return slot.Push(ctx, actor, b, message)
+}
+
 // Push compiles and tests b and, when everything passes, stores it as a
 // version whose parent is the active one. Pushing content already stored
 // returns the stored version and ok false. A bundle that does not compile
-// is ErrInvalidBundle; one whose tests fail, a *TestsFailedError.
-func (r *Registry) Push(ctx context.Context, actor string, b *Bundle, message string) (v store.PolicyVersion, rep *TestReport, created bool, err error) {
-	rep, err = Test(ctx, b, TestOptions{Engine: r.cfg.Engine})
+// is ErrInvalidBundle (a *BundleError or a *LimitError); one whose tests
+// fail, a *TestsFailedError; one whose tests were stopped, a
+// *TestsStoppedError. Every refusal is recorded, without the bundle's
+// content (RecordRefusedPush).
+func (s *TestSlot) Push(ctx context.Context, actor string, b *Bundle, message string) (v store.PolicyVersion, rep *TestReport, created bool, err error) {
+	r := s.r
+	defer func() {
+		if err != nil {
+			r.RecordRefusedPush(ctx, actor, PushRefusal{Message: message, Bundle: b, Err: err})
+		}
+	}()
+	rep, err = r.cfg.Tests.runTests(ctx, b, TestOptions{Engine: r.cfg.Engine})
 	if err != nil {
 		return v, nil, false, err
 	}
@@ -207,24 +279,40 @@ func (r *Registry) Push(ctx context.Context, actor string, b *Bundle, message st
 	return v, rep, true, nil
 }
 
-// Activate makes a stored version active, after compiling it and running
-// its tests again on this engine: a version that does not pass now cannot
-// go live, and the active one stays. It is live in this process when
-// Activate returns, and in the others within a second.
+// Activate makes a stored version active; it waits for a test slot. See
+// TestSlot.Activate.
 func (r *Registry) Activate(ctx context.Context, actor, id string) (store.PolicyState, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	slot, err := r.TestSlot(ctx)
+	if err != nil {
+		return store.PolicyState{}, err
+	}
+	defer slot.Release()
+	return slot.Activate(ctx, actor, id)
+}
+
+// Activate makes a stored version active, after compiling it and running
+// its tests again on this engine, within this server's limits: a version
+// that does not pass now cannot go live, and the active one stays. It is
+// live in this process when Activate returns, and in the others within a
+// second.
+func (s *TestSlot) Activate(ctx context.Context, actor, id string) (store.PolicyState, error) {
+	r := s.r
 	v, err := r.st.PolicyVersion(ctx, id)
 	if err != nil {
 		return store.PolicyState{}, err
 	}
-	rep, err := Test(ctx, &Bundle{Files: v.Files}, TestOptions{Engine: r.cfg.Engine})
+	// Tested before the lock is taken: a run can take a while, and the
+	// live state must keep following the other replicas meanwhile. The
+	// store refuses the activation if the active version changed.
+	rep, err := r.cfg.Tests.runTests(ctx, &Bundle{Files: v.Files}, TestOptions{Engine: r.cfg.Engine})
 	if err != nil {
 		return store.PolicyState{}, err
 	}
 	if !rep.Passed {
 		return store.PolicyState{}, &TestsFailedError{Report: rep}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	cur, err := r.st.PolicyState(ctx)
 	if err != nil {
 		return store.PolicyState{}, err

@@ -75,15 +75,20 @@ type CoverageReport struct {
 // engine that would serve it. A bundle that does not compile is an error;
 // failing tests and cases are in the report, which has Passed false.
 // A skipped (todo_test_) test does not fail the run.
-func Test(ctx context.Context, b *Bundle, opts TestOptions) (*TestReport, error) {
-	if err := b.Check(); err != nil {
+func Test(ctx context.Context, b *Bundle, opts TestOptions) (rep *TestReport, err error) {
+	defer func() {
+		if p := recover(); p != nil { // see Compile
+			rep, err = nil, fmt.Errorf("%w: the policy engine failed on this bundle", ErrInvalidBundle)
+		}
+	}()
+	if err := b.CheckLimits(opts.Engine.Limits); err != nil {
 		return nil, err
 	}
 	engine, err := Compile(ctx, b, opts.Engine)
 	if err != nil {
 		return nil, err
 	}
-	rep := &TestReport{Version: engine.Version(), Tests: []TestResult{}, Cases: []CaseResult{}}
+	rep = &TestReport{Version: engine.Version(), Tests: []TestResult{}, Cases: []CaseResult{}}
 	if err := runUnitTests(ctx, b, opts, rep); err != nil {
 		return nil, err
 	}
@@ -148,7 +153,7 @@ func runUnitTests(ctx context.Context, b *Bundle, opts TestOptions, rep *TestRep
 	}
 	ch, err := runner.RunTests(ctx, txn)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+		return fmt.Errorf("%w: %w", ErrInvalidBundle, err)
 	}
 	for r := range ch {
 		rep.Tests = append(rep.Tests, unitResult(r))

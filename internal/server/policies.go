@@ -10,9 +10,9 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
-// MaxBundleBody caps the body of a policy push: a bundle of
-// policy.MaxBundleBytes, with room for JSON escaping.
-const MaxBundleBody = 2*policy.MaxBundleBytes + 1<<20
+// maxBundleBody caps the body of a policy push: a bundle within lim, with
+// room for JSON escaping.
+func maxBundleBody(lim policy.Limits) int64 { return 2*int64(lim.Bytes) + 1<<20 }
 
 // pushRequest is a bundle pushed as JSON: its files by path, as text.
 type pushRequest struct {
@@ -22,14 +22,26 @@ type pushRequest struct {
 }
 
 // pushPolicy answers POST /v1/policies: the bundle is compiled and tested
-// here, and stored only if everything passes.
+// here, and stored only if everything passes. A test slot is taken before
+// the body is read, so that pushes waiting for one hold no bundle in
+// memory; when none is free the push is refused as busy. Every refused
+// push is recorded, like those that get in.
 func (s *Server) pushPolicy(w http.ResponseWriter, r *http.Request, actor string) {
+	slot, err := s.d.Policies.TryTestSlot()
+	if err != nil {
+		s.d.Policies.RecordRefusedPush(r.Context(), actor, policy.PushRefusal{Reason: policy.RefusedBusy, Err: err})
+		s.policyError(w, err)
+		return
+	}
+	defer slot.Release()
 	var req pushRequest
 	if err := decodeJSON(r, &req); err != nil {
+		s.d.Policies.RecordRefusedPush(r.Context(), actor, policy.PushRefusal{Reason: policy.RefusedInvalidRequest, Err: err})
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	if req.Message == "" || len(req.Message) > 1024 {
+		s.d.Policies.RecordRefusedPush(r.Context(), actor, policy.PushRefusal{Reason: policy.RefusedInvalidRequest})
 		writeError(w, http.StatusBadRequest, "invalid_request", "message: required, at most 1024 bytes, as a commit message")
 		return
 	}
@@ -37,7 +49,7 @@ func (s *Server) pushPolicy(w http.ResponseWriter, r *http.Request, actor string
 	for p, c := range req.Files {
 		b.Files[p] = []byte(c)
 	}
-	v, rep, created, err := s.d.Policies.Push(r.Context(), actor, b, req.Message)
+	v, rep, created, err := slot.Push(r.Context(), actor, b, req.Message)
 	if err != nil {
 		s.policyError(w, err)
 		return
@@ -48,7 +60,7 @@ func (s *Server) pushPolicy(w http.ResponseWriter, r *http.Request, actor string
 	}
 	out := map[string]any{"version": v, "created": created, "tests": rep.Counts()}
 	if req.Activate {
-		st, err := s.d.Policies.Activate(r.Context(), actor, v.ID)
+		st, err := slot.Activate(r.Context(), actor, v.ID)
 		if err != nil {
 			s.policyError(w, err)
 			return
@@ -90,7 +102,13 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request, actor string)
 }
 
 func (s *Server) activatePolicy(w http.ResponseWriter, r *http.Request, actor string) {
-	st, err := s.d.Policies.Activate(r.Context(), actor, r.PathValue("version"))
+	slot, err := s.d.Policies.TryTestSlot()
+	if err != nil {
+		s.policyError(w, err)
+		return
+	}
+	defer slot.Release()
+	st, err := slot.Activate(r.Context(), actor, r.PathValue("version"))
 	if err != nil {
 		s.policyError(w, err)
 		return
@@ -154,15 +172,22 @@ func (s *Server) listActivations(w http.ResponseWriter, r *http.Request, actor s
 }
 
 // policyError maps the lifecycle's refusals: a bundle that does not compile
-// (400), one whose tests fail (422, with the report), a version that is not
-// stored (404), a concurrent change (409).
+// or is over a limit (400), one whose tests fail (422, with the report) or
+// were stopped over their time or memory (422), a version that is not
+// stored (404), a concurrent change (409), every test slot taken (503,
+// with Retry-After).
 func (s *Server) policyError(w http.ResponseWriter, err error) {
 	var failed *policy.TestsFailedError
 	switch {
 	case errors.As(err, &failed):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": "tests_failed", "message": err.Error(), "report": failed.Report})
+	case errors.Is(err, policy.ErrTestsStopped):
+		writeError(w, http.StatusUnprocessableEntity, "tests_stopped", err.Error())
 	case errors.Is(err, policy.ErrInvalidBundle):
 		writeError(w, http.StatusBadRequest, "invalid_bundle", err.Error())
+	case errors.Is(err, policy.ErrBusy):
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "busy", err.Error())
 	default:
 		s.adminError(w, err)
 	}

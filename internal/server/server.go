@@ -140,8 +140,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	limit := s.cfg.MaxBodyBytes
-	if r.Method == http.MethodPost && r.URL.Path == "/v1/policies" {
-		limit = max(limit, MaxBundleBody)
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/policies" && s.d.Policies != nil {
+		limit = max(limit, maxBundleBody(s.d.Policies.Limits()))
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	defer func() {

@@ -1,1 +1,320 @@
-../baseline/guardrails_test.rego
+# Unit tests of the shared guardrails. They mock every piece of data the
+# guardrails read, so they pass the same in every bundle that links them.
+package warden.guardrails_test
+
+import data.warden.guardrails
+
+config := {
+	"cross_domain": [{"from": "prod", "to": "analytics", "actions": ["db:select"]}],
+	"pii_roles": ["crm-reader"],
+	"risk": {"deny_at": 80, "deny_levels": ["high"]},
+	"read_actions": ["tools/list", "resources/read", "prompts/get", "http:GET", "db:select"],
+	"egress_taints": ["untrusted_content"],
+	"max_delegation_depth": 2,
+}
+
+base := {
+	"agent": {
+		"id": "ai-agent://prod/support/ticket-triage",
+		"trust_domain": "prod",
+		"path": ["support", "ticket-triage"],
+		"roles": ["support-agent"],
+		"owner": "team-support",
+		"attributes": {},
+		"status": "active",
+	},
+	"action": "tools/call",
+	"resource": {"kind": "mcp.tool", "id": "tickets/add_comment", "attributes": {"trust_domain": "prod"}},
+	"args": {"ticket": "T-1042", "body": "Escalated to tier 2."},
+	"context": {
+		"time": "2026-03-10T15:00:00Z",
+		"source": {"ip": "10.1.2.3", "region": "eu-west"},
+		"risk": {"score": 12, "level": "low", "signals": []},
+		"session": {"id": "s-1", "taints": []},
+		"grants": [],
+		"delegation": [],
+		"approvals": [],
+	},
+}
+
+# The input, with some fields replaced (objects merge, other values replace).
+with_input(overrides) := object.union(base, overrides)
+
+reasons(inp) := r if {
+	r := guardrails.deny with input as inp
+		with data.cross_domain as config.cross_domain
+		with data.pii_roles as config.pii_roles
+		with data.risk as config.risk
+		with data.read_actions as config.read_actions
+		with data.egress_taints as config.egress_taints
+		with data.max_delegation_depth as config.max_delegation_depth
+}
+
+reads(inp) if {
+	guardrails.is_read with input as inp with data.read_actions as config.read_actions
+}
+
+writes(inp) if {
+	guardrails.is_write with input as inp with data.read_actions as config.read_actions
+}
+
+test_clean_action_has_no_reason if {
+	reasons(base) == set()
+}
+
+# Status
+
+test_active_and_restricted_are_known if {
+	reasons(base) == set()
+	reasons(with_input({"action": "resources/read", "agent": {"status": "restricted"}})) == set()
+}
+
+test_quarantined_agent_denied if {
+	reasons(with_input({"agent": {"status": "quarantined"}})) == {"agent_quarantined"}
+}
+
+test_disabled_agent_denied if {
+	reasons(with_input({"agent": {"status": "disabled"}})) == {"agent_disabled"}
+}
+
+test_unknown_status_denied if {
+	reasons(with_input({"agent": {"status": "suspended"}})) == {"agent_status_unknown"}
+}
+
+test_missing_status_denied if {
+	inp := json.remove(base, ["agent/status"])
+	reasons(inp) == {"agent_status_unknown"}
+}
+
+# Restricted agents read only
+
+test_restricted_agent_may_read if {
+	every action in ["tools/list", "resources/read", "prompts/get", "http:GET", "db:select"] {
+		reasons(with_input({"action": action, "agent": {"status": "restricted"}})) == set()
+	}
+}
+
+test_restricted_agent_may_call_read_only_tool if {
+	inp := with_input({
+		"agent": {"status": "restricted"},
+		"resource": {"id": "tickets/get", "attributes": {"read_only": true}},
+	})
+	reasons(inp) == set()
+}
+
+test_restricted_agent_may_not_write if {
+	reasons(with_input({"agent": {"status": "restricted"}})) == {"agent_restricted_read_only"}
+	reasons(with_input({"action": "http:POST", "agent": {"status": "restricted"}})) == {"agent_restricted_read_only"}
+}
+
+test_read_only_hint_counts_for_tool_calls_only if {
+	inp := with_input({
+		"action": "http:DELETE",
+		"agent": {"status": "restricted"},
+		"resource": {"kind": "http.route", "id": "api.internal/v1/tickets/1", "attributes": {"read_only": true}},
+	})
+	reasons(inp) == {"agent_restricted_read_only"}
+}
+
+test_read_only_must_be_true if {
+	inp := with_input({"agent": {"status": "restricted"}, "resource": {"attributes": {"read_only": "yes"}}})
+	reasons(inp) == {"agent_restricted_read_only"}
+}
+
+test_is_read_and_is_write if {
+	reads(with_input({"action": "resources/read"}))
+	reads(with_input({"resource": {"attributes": {"read_only": true}}}))
+	not reads(base)
+	writes(base)
+	not writes(with_input({"action": "http:GET"}))
+}
+
+# Trust domains
+
+test_cross_trust_domain_denied if {
+	inp := with_input({"resource": {"attributes": {"trust_domain": "payments"}}})
+	reasons(inp) == {"cross_trust_domain"}
+}
+
+test_staging_agent_cannot_reach_prod if {
+	inp := with_input({"agent": {"id": "ai-agent://staging/support/ticket-triage", "trust_domain": "staging"}})
+	reasons(inp) == {"cross_trust_domain"}
+}
+
+test_allowed_crossing if {
+	inp := with_input({
+		"action": "db:select",
+		"resource": {"kind": "db.table", "id": "warehouse/sales_daily", "attributes": {"trust_domain": "analytics"}},
+	})
+	reasons(inp) == set()
+}
+
+test_allowed_crossing_is_for_its_actions_only if {
+	inp := with_input({
+		"action": "db:insert",
+		"resource": {"kind": "db.table", "id": "warehouse/sales_daily", "attributes": {"trust_domain": "analytics"}},
+	})
+	reasons(inp) == {"cross_trust_domain"}
+}
+
+test_allowed_crossing_is_one_way if {
+	inp := with_input({
+		"action": "db:select",
+		"agent": {"id": "ai-agent://analytics/bi/report-builder", "trust_domain": "analytics"},
+		"resource": {"kind": "db.table", "id": "orders/open", "attributes": {"trust_domain": "prod"}},
+	})
+	reasons(inp) == {"cross_trust_domain"}
+}
+
+test_resource_without_trust_domain_is_not_a_crossing if {
+	inp := json.remove(base, ["resource/attributes/trust_domain"])
+	reasons(inp) == set()
+}
+
+test_null_trust_domain_is_a_crossing if {
+	reasons(with_input({"resource": {"attributes": {"trust_domain": null}}})) == {"cross_trust_domain"}
+}
+
+test_agent_without_trust_domain_crosses_every_domain if {
+	inp := json.remove(base, ["agent/trust_domain"])
+	reasons(inp) == {"cross_trust_domain"}
+}
+
+# Personal data
+
+test_pii_denied_without_pii_role if {
+	inp := with_input({"resource": {"id": "crm/lookup_customer", "attributes": {"pii": true}}})
+	reasons(inp) == {"pii_not_permitted"}
+}
+
+test_pii_allowed_with_pii_role if {
+	inp := with_input({
+		"agent": {"roles": ["support-agent", "crm-reader"]},
+		"resource": {"id": "crm/lookup_customer", "attributes": {"pii": true}},
+	})
+	reasons(inp) == set()
+}
+
+test_pii_false_needs_no_role if {
+	reasons(with_input({"resource": {"attributes": {"pii": false}}})) == set()
+}
+
+# Risk
+
+test_risk_at_threshold_denied if {
+	reasons(with_input({"context": {"risk": {"score": 80, "level": "medium"}}})) == {"risk_too_high"}
+	reasons(with_input({"context": {"risk": {"score": 97, "level": "medium"}}})) == {"risk_too_high"}
+}
+
+test_risk_below_threshold_allowed if {
+	reasons(with_input({"context": {"risk": {"score": 79, "level": "medium"}}})) == set()
+}
+
+test_high_risk_level_denied if {
+	reasons(with_input({"context": {"risk": {"score": 40, "level": "high"}}})) == {"risk_too_high"}
+}
+
+test_missing_risk_is_not_a_deny if {
+	inp := json.remove(base, ["context/risk"])
+	reasons(inp) == set()
+}
+
+# Tainted sessions
+
+test_tainted_session_cannot_reach_external if {
+	inp := with_input({
+		"resource": {"id": "email/send", "attributes": {"external": true}},
+		"context": {"session": {"taints": ["untrusted_content"]}},
+	})
+	reasons(inp) == {"tainted_session_egress"}
+}
+
+test_tainted_session_cannot_reach_egress_tools if {
+	inp := with_input({
+		"resource": {"id": "web/post", "attributes": {"egress": true}},
+		"context": {"session": {"taints": ["untrusted_content"]}},
+	})
+	reasons(inp) == {"tainted_session_egress"}
+}
+
+test_tainted_session_may_act_internally if {
+	inp := with_input({"context": {"session": {"taints": ["untrusted_content"]}}})
+	reasons(inp) == set()
+}
+
+test_clean_session_may_reach_external if {
+	inp := with_input({"resource": {"id": "email/send", "attributes": {"external": true}}})
+	reasons(inp) == set()
+}
+
+test_other_taints_do_not_block_egress if {
+	inp := with_input({
+		"resource": {"id": "email/send", "attributes": {"external": true}},
+		"context": {"session": {"taints": ["long_running"]}},
+	})
+	reasons(inp) == set()
+}
+
+# Delegation
+
+test_delegation_within_depth if {
+	chain := ["ai-agent://prod/support/orchestrator", "ai-agent://prod/support/planner"]
+	reasons(with_input({"context": {"delegation": chain}})) == set()
+}
+
+test_delegation_too_deep if {
+	chain := [
+		"ai-agent://prod/support/orchestrator",
+		"ai-agent://prod/support/planner",
+		"ai-agent://prod/support/sub-planner",
+	]
+	reasons(with_input({"context": {"delegation": chain}})) == {"delegation_too_deep"}
+}
+
+# Configuration
+
+test_configured if {
+	guardrails.configured with data.cross_domain as config.cross_domain
+		with data.pii_roles as config.pii_roles
+		with data.risk as config.risk
+		with data.read_actions as config.read_actions
+		with data.egress_taints as config.egress_taints
+		with data.max_delegation_depth as config.max_delegation_depth
+}
+
+test_missing_configuration_denies_everything if {
+	r := guardrails.deny with input as base
+		with data.cross_domain as config.cross_domain
+		with data.pii_roles as config.pii_roles
+		with data.risk as {"deny_levels": ["high"]}
+		with data.read_actions as config.read_actions
+		with data.egress_taints as config.egress_taints
+		with data.max_delegation_depth as config.max_delegation_depth
+	r == {"guardrails_not_configured"}
+}
+
+test_several_reasons_at_once if {
+	inp := with_input({
+		"agent": {"status": "quarantined"},
+		"resource": {"id": "email/send", "attributes": {"external": true, "pii": true, "trust_domain": "payments"}},
+		"context": {"risk": {"score": 91, "level": "high"}, "session": {"taints": ["untrusted_content"]}},
+	})
+	reasons(inp) == {
+		"agent_quarantined",
+		"cross_trust_domain",
+		"pii_not_permitted",
+		"risk_too_high",
+		"tainted_session_egress",
+	}
+}
+
+test_missing_action_is_not_read_and_crosses if {
+	inp := json.remove(base, ["action"])
+	reasons(inp) == set()
+	reasons(object.union(inp, {"agent": {"status": "restricted"}})) == {"agent_restricted_read_only"}
+	reasons(object.union(inp, {"resource": {"attributes": {"trust_domain": "analytics"}}})) == {"cross_trust_domain"}
+}
+
+test_missing_agent_is_unknown if {
+	reasons(json.remove(base, ["agent"])) == {"agent_status_unknown", "cross_trust_domain"}
+}

@@ -1,1 +1,124 @@
-../baseline/guardrails.rego
+# Guardrails: the deny rules every Warden bundle shares.
+#
+# This file is the one copy: the other shipped bundles link to it. Each
+# bundle's warden.authz pulls the reasons in with
+#
+#	deny contains reason if some reason in guardrails.deny
+#
+# Data it reads (every bundle's data.json must define all of them, or every
+# action is denied with "guardrails_not_configured"):
+#
+#	cross_domain          [{"from", "to", "actions"}]: trust domain crossings allowed
+#	pii_roles             roles that may touch resources with attribute pii: true
+#	risk.deny_at          a risk score at or above it is denied
+#	risk.deny_levels      risk levels that are denied, e.g. ["high"]
+#	read_actions          the actions that only read (what restricted agents may do)
+#	egress_taints         session taints that forbid egress to external resources
+#	max_delegation_depth  how many actors a delegation chain may have
+package warden.guardrails
+
+# The statuses an agent record can have.
+statuses := {"active", "restricted", "quarantined", "disabled"}
+
+# A quarantined or disabled agent does nothing. (The decision pipeline
+# refuses their tokens too; this holds when a status changed after that.)
+deny contains "agent_quarantined" if input.agent.status == "quarantined"
+
+deny contains "agent_disabled" if input.agent.status == "disabled"
+
+# Fail closed on a status this policy does not know, or none.
+deny contains "agent_status_unknown" if not agent_status in statuses
+
+# A restricted agent may only read.
+deny contains "agent_restricted_read_only" if {
+	input.agent.status == "restricted"
+	not is_read
+}
+
+# Crossing a trust domain needs an explicit allow in data.cross_domain.
+deny contains "cross_trust_domain" if {
+	target := input.resource.attributes.trust_domain
+	target != agent_trust_domain
+	not cross_domain_allowed(agent_trust_domain, target, action)
+}
+
+# Resources that hold personal data are for the roles in data.pii_roles.
+deny contains "pii_not_permitted" if {
+	input.resource.attributes.pii == true
+	not pii_role
+}
+
+# The monitor's live risk score (or level) is too high to act at all.
+deny contains "risk_too_high" if input.context.risk.score >= data.risk.deny_at
+
+deny contains "risk_too_high" if input.context.risk.level in data.risk.deny_levels
+
+# Once a session has read untrusted content (a web page, an inbound email),
+# nothing in it may reach outside: a prompt injection must not exfiltrate.
+deny contains "tainted_session_egress" if {
+	sends_out
+	some taint in input.context.session.taints
+	taint in data.egress_taints
+}
+
+# A resource sends data out when the catalog marks it external, or an
+# enforcement point's tool catalog marks it egress (the MCP gateway's
+# "egress: true").
+sends_out if input.resource.attributes.external == true
+
+sends_out if input.resource.attributes.egress == true
+
+# A delegation chain longer than allowed.
+deny contains "delegation_too_deep" if count(input.context.delegation) > data.max_delegation_depth
+
+# Missing configuration must not silently switch a guardrail off.
+deny contains "guardrails_not_configured" if not configured
+
+configured if {
+	is_array(data.cross_domain)
+	is_array(data.pii_roles)
+	is_number(data.risk.deny_at)
+	is_array(data.risk.deny_levels)
+	is_array(data.read_actions)
+	is_array(data.egress_taints)
+	is_number(data.max_delegation_depth)
+}
+
+# Input fields that negated expressions use: a function call or a membership
+# test on an undefined value is undefined, and so is its negation, so they
+# get a value here that cannot match anything instead.
+default agent_status := ""
+
+agent_status := input.agent.status
+
+default agent_trust_domain := ""
+
+agent_trust_domain := input.agent.trust_domain
+
+default action := ""
+
+action := input.action
+
+cross_domain_allowed(from, to, action) if {
+	some crossing in data.cross_domain
+	crossing.from == from
+	crossing.to == to
+	action in crossing.actions
+}
+
+pii_role if {
+	some role in input.agent.roles
+	role in data.pii_roles
+}
+
+# An action reads when it is a read action, or when it calls a tool the
+# catalog marks read_only (declare read_only in the catalog, which wins over
+# what an enforcement point sends).
+is_read if action in data.read_actions
+
+is_read if {
+	action == "tools/call"
+	input.resource.attributes.read_only == true
+}
+
+is_write if not is_read
