@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
@@ -62,7 +64,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 	}()
 	var err error
-	if a.Store, err = OpenStore(ctx, cfg, log); err != nil {
+	var pool *pgxpool.Pool // the PostgreSQL store's connections, which the audit log shares
+	if a.Store, pool, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	mk, created, err := identity.LoadOrCreateMasterKey(cfg.Identity.MasterKeyFile)
@@ -113,7 +116,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if err != nil {
 		return nil, err
 	}
-	if a.auditBackend, err = auditBackend(cfg, a.Store, log); err != nil {
+	if a.auditBackend, err = auditBackend(ctx, cfg, pool, log); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
@@ -121,7 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.auditBackend, signer); err != nil {
 		return nil, err
 	}
-	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
+	a.Relay = audit.NewEventRelay(a.Audit, adminEvents{a.Store}, log)
 	go a.Relay.Run(bg, time.Second)
 	if err := startExporters(bg, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err
@@ -162,21 +165,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 // OpenStore opens the store cfg names: PostgreSQL for a postgres:// DSN,
 // otherwise SQLite in the data directory.
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	s, _, err := openStore(ctx, cfg, log)
+	return s, err
+}
+
+// openStore is OpenStore, with the PostgreSQL store's pool when that is
+// the store.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, *pgxpool.Pool, error) {
 	if cfg.Store != "" {
 		s, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return s, nil
+		return s, s.Pool(), nil
 	}
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+		return nil, nil, fmt.Errorf("data directory: %w", err)
 	}
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s, nil, nil
 }
 
 // pruneMargin is how long records of single-use values and revocations are
