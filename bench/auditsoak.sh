@@ -111,7 +111,16 @@ sleep 2 # the last checkpoint
 now=$(($(date +%s) - start))
 echo "$now,$(entries),$(rss)" | tee -a "$work/samples.csv" >&2
 if [ -n "${OUT:-}" ]; then cp "$work/samples.csv" "$OUT"; fi
-verified=$(w audit verify --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"])')
+# The embedded log is verified from its directory (a snapshot beside the
+# running server); PostgreSQL's through the server's export.
+where=()
+if [ -z "$STORE" ]; then
+	w audit key >"$work/checkpoint.pub"
+	where=(--dir "$work/data/audit" --key "$work/checkpoint.pub")
+fi
+report=$(w audit verify "${where[@]}" --format json 2>&1) || true
+verified=$(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"], r.get("problem") or "")' 2>/dev/null) ||
+	verified="verification failed: $report"
 
 python3 - "$work/samples.csv" "$work/load.result" "$WARMUP" "$verified" "${STORE:+postgres}" <<'EOF'
 import json, sys

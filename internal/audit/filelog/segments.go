@@ -23,8 +23,9 @@ import (
 // sealed segment, the offsets of the newest segment's records, and a few
 // open sealed segments: its memory does not grow with the log.
 
-// maxOpenSealed is how many sealed segments stay open for reading.
-const maxOpenSealed = 8
+// maxOpenSealed is how many sealed segments stay open for reading (two
+// files each): those of a log of 2 million entries, at the default size.
+const maxOpenSealed = 32
 
 // segmentFile is an open segment shared by readers: it is closed when its
 // owner (the active slot or the cache of sealed segments) has let it go and

@@ -227,3 +227,23 @@ func TestLease(t *testing.T) {
 	}
 	next.Release()
 }
+
+// TestLeadLockKeepsItsName: the lead lock has the name the store's own
+// backend gave it before the backend moved here ("warden.audit.lead." and
+// the store's notification channel, warden_changes[_<schema>]), so that
+// replicas of both releases never lead at once during a rolling upgrade.
+func TestLeadLockKeepsItsName(t *testing.T) {
+	t.Parallel()
+	db := open(t)
+	if got, want := pglog.LockName(db.backend(t)), "warden.audit.lead.warden_changes_"+db.schema; got != want {
+		t.Fatalf("lead lock %q, want %q", got, want)
+	}
+	// A deployment names no schema.
+	plain, err := pglog.Open(context.Background(), pglog.Config{}, db.store.Pool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pglog.LockName(plain), "warden.audit.lead.warden_changes"; got != want {
+		t.Fatalf("lead lock %q, want %q", got, want)
+	}
+}
