@@ -87,8 +87,10 @@ printf 'Bearer ' >"$work/pep.auth"
 cat "$work/pep.cred" >>"$work/pep.auth"
 
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$server/status"; }
-entries() { # the size of the latest checkpoint: the second line of the signed note
-	curl -fsS "http://$ADDR/v1/audit/checkpoint" | sed -n 2p
+entries() { # the size of the latest checkpoint: the second line of the signed note (0 before the first)
+	local n
+	n=$(curl -fsS "http://$ADDR/v1/audit/checkpoint" 2>/dev/null | sed -n 2p)
+	echo "${n:-0}"
 }
 
 echo "load: $CONC connections for $DUR; sampling every ${EVERY}s" >&2
