@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
@@ -64,7 +66,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 	}()
 	var err error
-	if a.Store, err = OpenStore(ctx, cfg, log); err != nil {
+	var pool *pgxpool.Pool // the PostgreSQL store's connections, which the audit log shares
+	if a.Store, pool, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	mk, created, err := identity.LoadOrCreateMasterKey(cfg.Identity.MasterKeyFile)
@@ -123,7 +126,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.AdminTokenFile = written
 
-	if a.auditBackend, err = auditBackend(cfg, a.Store, log); err != nil {
+	if a.auditBackend, err = auditBackend(ctx, cfg, pool, log); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
@@ -139,7 +142,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.Store, a.Keys, a.Verifier, a.Audit); err != nil {
 		return nil, err
 	}
-	a.Relay = audit.NewEventRelay(a.Audit, a.Store, log)
+	a.Relay = audit.NewEventRelay(a.Audit, adminEvents{a.Store}, log)
 	go a.Relay.Run(bg, time.Second)
 	if err := startExporters(bg, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err
@@ -195,21 +198,28 @@ func sharedSettings(cfg config.Config) identity.SharedSettings {
 // otherwise SQLite in the data directory. The data directory, which holds
 // secrets with either store, is made or checked first (openDataDir).
 func OpenStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, error) {
+	s, _, err := openStore(ctx, cfg, log)
+	return s, err
+}
+
+// openStore is OpenStore, with the PostgreSQL store's pool when that is
+// the store.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, *pgxpool.Pool, error) {
 	if err := openDataDir(cfg.Data); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.Store != "" {
 		s, err := postgres.Open(ctx, postgres.Config{DSN: cfg.Store, Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return s, nil
+		return s, s.Pool(), nil
 	}
 	s, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(cfg.Data, "warden.db")})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return s, nil
+	return s, nil, nil
 }
 
 // pruneMargin is how long records of single-use values and revocations are

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/audit/filelog"
+	"github.com/warden-run/warden/internal/audit/pglog"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/store"
@@ -60,11 +63,28 @@ func checkOrigin(s *audit.CheckpointSigner, origin string) error {
 	return nil
 }
 
-// auditBackend opens where the audit log lives: PostgreSQL when that is the
-// store, otherwise files in <data>/audit.
-func auditBackend(cfg config.Config, st store.Store, log *slog.Logger) (audit.Backend, error) {
-	if p, ok := st.(interface{ AuditLog() audit.Backend }); ok {
-		return p.AuditLog(), nil
+// auditBackend opens the audit log's backend that the configuration names:
+// with a PostgreSQL store (pool is its connections), the audit tables in the
+// same database, shared by every replica; otherwise files in <data>/audit.
+func auditBackend(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, log *slog.Logger) (audit.Backend, error) {
+	if cfg.Store != "" {
+		return pglog.Open(ctx, pglog.Config{}, pool)
 	}
 	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log})
+}
+
+// adminEvents hands the store's record of admin actions to the audit log's
+// relay, which declares what it reads in its own terms.
+type adminEvents struct{ events store.EventStore }
+
+func (a adminEvents) AdminEventsAfter(ctx context.Context, seq int64, limit int) ([]audit.AdminEvent, error) {
+	evs, err := a.events.Events(ctx, store.EventFilter{After: seq, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.AdminEvent, len(evs))
+	for i, ev := range evs {
+		out[i] = audit.AdminEvent{Seq: ev.Seq, Time: ev.Time, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Detail: ev.Detail}
+	}
+	return out, nil
 }

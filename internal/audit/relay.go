@@ -7,9 +7,26 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/warden-run/warden/internal/store"
 )
+
+// AdminEvent is one administrative action as the store recorded it, in the
+// same transaction as the action.
+type AdminEvent struct {
+	// Seq is the store's number for the event, increasing.
+	Seq    int64
+	Time   time.Time
+	Actor  string
+	Action string
+	Target string
+	// Detail is a JSON object of the action's particulars, or nothing.
+	Detail json.RawMessage
+}
+
+// AdminEvents is where the relay reads admin actions from.
+type AdminEvents interface {
+	// AdminEventsAfter returns up to limit events numbered after seq, in order.
+	AdminEventsAfter(ctx context.Context, seq int64, limit int) ([]AdminEvent, error)
+}
 
 // EventRelay copies the record of admin actions, which the store writes in
 // the same transaction as each action, into the audit log: an outbox, so
@@ -20,9 +37,7 @@ import (
 // lose one.
 type EventRelay struct {
 	log    *Log
-	events interface {
-		Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
-	}
+	events AdminEvents
 	logger *slog.Logger
 	mu     sync.Mutex // one pass at a time
 }
@@ -30,9 +45,7 @@ type EventRelay struct {
 const relayCursor = "admin-events"
 
 // NewEventRelay makes a relay from events into l.
-func NewEventRelay(l *Log, events interface {
-	Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
-}, logger *slog.Logger) *EventRelay {
+func NewEventRelay(l *Log, events AdminEvents, logger *slog.Logger) *EventRelay {
 	return &EventRelay{log: l, events: events, logger: orDiscard(logger)}
 }
 
@@ -50,7 +63,7 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 		return err
 	}
 	for {
-		evs, err := r.events.Events(ctx, store.EventFilter{After: after, Limit: 500})
+		evs, err := r.events.AdminEventsAfter(ctx, after, 500)
 		if err != nil {
 			return err
 		}

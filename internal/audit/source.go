@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 )
 
 // Export writes the log as JSON lines: every entry's canonical bytes on a
@@ -91,11 +90,17 @@ func (s *exportSource) Next() (Item, error) {
 func (l *Log) Items(ctx context.Context) (Source, error) { return ReadBackend(ctx, l.be) }
 
 // ReadBackend reads a backend's log for verification, without a Log: the
-// entries as stored, and the checkpoints after the entries they cover.
+// entries as stored, and the checkpoints after the entries they cover. It
+// reads both a page at a time, so that its memory does not depend on the
+// log's length.
 func ReadBackend(ctx context.Context, be Backend) (Source, error) {
-	// Checkpoints first: every one of them then covers entries already
-	// stored when the size is read, whatever is signed meanwhile.
-	cps, err := be.Checkpoints(ctx, 0, 0)
+	// The latest checkpoint first: every checkpoint up to its size then
+	// covers entries already stored when the size is read, whatever is
+	// signed meanwhile (and later ones are left out).
+	latest, err := be.LatestCheckpoint(ctx)
+	if errors.Is(err, ErrNoCheckpoint) {
+		latest, err = StoredCheckpoint{Size: -1}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -103,10 +108,7 @@ func ReadBackend(ctx context.Context, be Backend) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A checkpoint is a fact about a size; the order they were stored in
-	// (two leaders in a handover may interleave) does not matter.
-	sort.SliceStable(cps, func(i, j int) bool { return cps[i].Size < cps[j].Size })
-	return &storedSource{ctx: ctx, be: be, size: size, cps: cps}, nil
+	return &storedSource{ctx: ctx, be: be, size: size, cps: checkpointPages{be: be, last: latest.Size}}, nil
 }
 
 type storedSource struct {
@@ -115,15 +117,18 @@ type storedSource struct {
 	size int64
 	next int64
 	buf  [][]byte
-	cps  []StoredCheckpoint
+	cps  checkpointPages
 }
 
 func (s *storedSource) Next() (Item, error) {
 	// A checkpoint comes right after the last entry it covers. One that
 	// covers more than is stored comes at the end, where Verify says so.
-	if len(s.cps) > 0 && (s.cps[0].Size <= s.next || s.next >= s.size) {
-		c := s.cps[0]
-		s.cps = s.cps[1:]
+	c, err := s.cps.peek(s.ctx)
+	if err != nil {
+		return Item{}, err
+	}
+	if c != nil && (c.Size <= s.next || s.next >= s.size) {
+		s.cps.pop()
 		return Item{Checkpoint: true, Data: c.Signed}, nil
 	}
 	if s.next >= s.size {
@@ -142,3 +147,60 @@ func (s *storedSource) Next() (Item, error) {
 	s.next++
 	return Item{Data: d}, nil
 }
+
+// checkpointPages reads a backend's checkpoints in order of size, a page
+// at a time, up to size last. A checkpoint is a fact about a size; the
+// order they were stored in (two leaders in a handover may interleave) does
+// not matter, and several may have one size.
+type checkpointPages struct {
+	be   Backend
+	last int64
+	page []StoredCheckpoint
+	// from and skip say where the next page starts: at size from, after
+	// the skip checkpoints of that size already read.
+	from int64
+	skip int
+	done bool
+}
+
+// checkpointPage is how many checkpoints one read of a backend returns.
+var checkpointPage = 1000
+
+func (p *checkpointPages) peek(ctx context.Context) (*StoredCheckpoint, error) {
+	for len(p.page) == 0 && !p.done {
+		n := checkpointPage + p.skip
+		page, err := p.be.Checkpoints(ctx, p.from, n)
+		if err != nil {
+			return nil, err
+		}
+		if len(page) < n {
+			p.done = true
+		}
+		page = page[min(p.skip, len(page)):]
+		for i, c := range page {
+			if c.Size > p.last {
+				page, p.done = page[:i], true
+				break
+			}
+		}
+		if len(page) > 0 {
+			if end := page[len(page)-1].Size; end == p.from {
+				p.skip += len(page)
+			} else {
+				p.from, p.skip = end, 0
+				for _, c := range page {
+					if c.Size == end {
+						p.skip++
+					}
+				}
+			}
+		}
+		p.page = page
+	}
+	if len(p.page) == 0 {
+		return nil, nil
+	}
+	return &p.page[0], nil
+}
+
+func (p *checkpointPages) pop() { p.page = p.page[1:] }

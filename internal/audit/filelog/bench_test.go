@@ -2,7 +2,10 @@ package filelog_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +116,68 @@ func BenchmarkInclusionProof(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "proofs/s")
+}
+
+// BenchmarkHeapPerEntry appends b.N decision-sized entries through a Log
+// (the writer, the tree's integration and checkpoints every 1,000 entries,
+// as a server runs them) and reports how much the live heap grew per entry
+// between the first fifth of the run and its end: what the log keeps in
+// memory per entry. Run it with a fixed count, such as -benchtime 2000000x.
+func BenchmarkHeapPerEntry(b *testing.B) {
+	if b.N < 10_000 {
+		return // the probe run before the measured one, or a count too small to tell
+	}
+	be, err := filelog.Open(filelog.Config{Dir: filepath.Join(b.TempDir(), "audit")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	l, err := audit.Open(audit.Config{Mode: audit.ModeAsync, AsyncBuffer: 8192}, be, audittest.Signer(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	input := []byte(`{"agent":{"id":"ai-agent://prod/finance/trading-optimizer","roles":["trader"]},"action":"tools/call","args":{"symbol":"SYM-0000000"}}`)
+	appendRange := func(from, to int) {
+		var wg sync.WaitGroup
+		const writers = 4
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := from + w; i < to; i += writers {
+					e := audittest.Entry(i)
+					e.Kind, e.Input = audit.KindDecision, input
+					for {
+						_, err := l.Append(ctx, e)
+						if err == nil {
+							break
+						}
+						if !errors.Is(err, audit.ErrBufferFull) {
+							b.Error(err)
+							return
+						}
+						time.Sleep(100 * time.Microsecond)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		audittest.WaitIntegrated(b, l)
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	warm := b.N / 5
+	b.ResetTimer()
+	appendRange(0, warm)
+	h0 := heap()
+	appendRange(warm, b.N)
+	h1 := heap()
+	b.ReportMetric((float64(h1)-float64(h0))/float64(b.N-warm), "heap-B/entry")
+	b.ReportMetric(float64(h1)/1e6, "heap-MB")
 }

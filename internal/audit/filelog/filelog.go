@@ -6,7 +6,6 @@ package filelog
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -32,7 +31,11 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
-// Log implements audit.Backend on files.
+// Log implements audit.Backend on files. What it keeps in memory does not
+// grow with the log: the first index of each sealed segment (8 bytes per
+// SegmentEntries entries), the newest segment's record offsets, a few open
+// sealed segments, the latest checkpoint, and the leaf hashes of entries
+// the tree has not yet integrated (bounded).
 type Log struct {
 	dir    string
 	perSeg int64
@@ -41,7 +44,8 @@ type Log struct {
 
 	appendMu sync.Mutex // one Append at a time
 	mu       sync.RWMutex
-	segs     []*segment // oldest first; the last takes appends
+	sealed   []int64  // first index of every sealed segment, oldest first
+	active   *segment // the newest segment, which takes appends; nil while there is none
 	size     int64
 	lastLeaf []byte
 	broken   error
@@ -49,6 +53,7 @@ type Log struct {
 	// grows without reading them back. Trimmed as the tree covers them.
 	leafBase int64
 	leaves   [][]byte
+	files    sealedFiles
 
 	treeMu   sync.RWMutex
 	levels   []*os.File // tree-NN.bin, node i of level L at 32*i
@@ -56,20 +61,25 @@ type Log struct {
 
 	closeOnce sync.Once
 
-	cpMu   sync.Mutex
-	cpFile *os.File
-	cpEnd  int64
-	cps    []cpIndex
+	cpMu    sync.Mutex
+	cpFile  *os.File // checkpoints.log
+	cpEnd   int64
+	cpIdx   *os.File // checkpoints.idx
+	cpCount int64
+	latest  *audit.StoredCheckpoint
 }
 
+// segment is the newest segment, the one appends go to. Its records'
+// offsets are in memory: at most SegmentEntries and one batch.
 type segment struct {
 	first   int64
-	f       *os.File
+	file    *segmentFile
 	end     int64   // bytes of whole records
 	alloc   int64   // bytes in the file: whole records, then zeros
 	offsets []int64 // where each record starts
-	count   int64
 }
+
+func (s *segment) count() int64 { return int64(len(s.offsets)) }
 
 // preallocate is how far the newest segment is written with zeros ahead of
 // its records. A sync after a write within the file's size flushes the
@@ -77,13 +87,6 @@ type segment struct {
 // file system's journal, which takes as long again. Zeros are not records:
 // a record is never empty, so readers stop at the first zero length.
 const preallocate = 1 << 20
-
-type cpIndex struct {
-	size   int64
-	time   time.Time
-	offset int64 // of the signed note in checkpoints.log
-	length int
-}
 
 var _ audit.Backend = (*Log)(nil)
 
@@ -111,7 +114,8 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock}
+	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock,
+		files: sealedFiles{dir: cfg.Dir, open: map[int64]*cachedSegment{}}}
 	if err := l.load(); err != nil {
 		l.Close()
 		return nil, err
@@ -131,8 +135,8 @@ func (l *Log) load() error {
 		return err
 	}
 	acked := treeSize
-	if cp := l.latestIndex(); cp != nil && cp.size > acked {
-		acked = cp.size
+	if cp := l.latest; cp != nil && cp.Size > acked {
+		acked = cp.Size
 	}
 	if err := l.loadSegments(acked); err != nil {
 		return err
@@ -142,12 +146,20 @@ func (l *Log) load() error {
 
 var segName = regexp.MustCompile(`^seg-(\d{20})\.log$`)
 
+// loadSegments finds the segments. A sealed one is known from its index
+// alone (its records are read when asked for); the newest is read whole.
 func (l *Log) loadSegments(acked int64) error {
 	names, err := filepath.Glob(filepath.Join(l.dir, "seg-*.log"))
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
+	// Indexes a crash left half written are rewritten below.
+	if tmp, err := filepath.Glob(filepath.Join(l.dir, "seg-*.idx.tmp*")); err == nil {
+		for _, name := range tmp {
+			os.Remove(name)
+		}
+	}
 	for i, name := range names {
 		m := segName.FindStringSubmatch(filepath.Base(name))
 		if m == nil {
@@ -157,12 +169,21 @@ func (l *Log) loadSegments(acked int64) error {
 		if first != l.size {
 			return fmt.Errorf("%w: segment %s starts at %d, but %d entries precede it", ErrCorrupt, filepath.Base(name), first, l.size)
 		}
-		seg, err := l.openSegment(name, first, i == len(names)-1, acked)
+		if i < len(names)-1 {
+			n, err := l.sealedCount(name, first)
+			if err != nil {
+				return err
+			}
+			l.sealed = append(l.sealed, first)
+			l.size += n
+			continue
+		}
+		seg, err := l.openSegment(name, first, acked)
 		if err != nil {
 			return err
 		}
-		l.segs = append(l.segs, seg)
-		l.size += seg.count
+		l.active = seg
+		l.size += seg.count()
 	}
 	if l.size > 0 {
 		last, err := l.Read(context.Background(), l.size-1, l.size)
@@ -174,28 +195,25 @@ func (l *Log) loadSegments(acked int64) error {
 	return nil
 }
 
-// openSegment reads a segment's records. Only the newest segment may end in
-// a record torn by a crash, which is cut off (it was never acknowledged); a
-// damaged record with whole records after it, or one that a checkpoint or
-// the synced tree already covers (index below acked), is corruption, not a
+// openSegment reads the newest segment's records. It may end in a record
+// torn by a crash, which is cut off (it was never acknowledged); a damaged
+// record with whole records after it, or one that a checkpoint or the
+// synced tree already covers (index below acked), is corruption, not a
 // tear. The bytes cut off are kept beside the segment for inspection.
-func (l *Log) openSegment(name string, first int64, newest bool, acked int64) (*segment, error) {
+func (l *Log) openSegment(name string, first int64, acked int64) (*segment, error) {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	seg := &segment{first: first, f: f}
-	end, bad, followed, err := scanRecords(f, audit.MaxEntrySize, func(off int64, _ []byte) {
+	seg := &segment{first: first, file: newSegmentFile(f, nil)}
+	end, bad, followed, err := scanRecords(f, 0, audit.MaxEntrySize, func(off int64, _ []byte) {
 		seg.offsets = append(seg.offsets, off)
-		seg.count++
 	})
 	if err == nil && bad != "" {
-		at := first + seg.count
+		at := first + seg.count()
 		switch {
 		case followed:
 			err = fmt.Errorf("%w: entry %d in %s: %s, with more records after it", ErrCorrupt, at, filepath.Base(name), bad)
-		case !newest:
-			err = fmt.Errorf("%w: entry %d in sealed segment %s: %s", ErrCorrupt, at, filepath.Base(name), bad)
 		case at < acked:
 			err = fmt.Errorf("%w: entry %d in %s: %s, but the log had acknowledged %d entries (checkpoint or synced tree); refusing to cut it off", ErrCorrupt, at, filepath.Base(name), bad, acked)
 		default:
@@ -254,7 +272,7 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 	defer l.appendMu.Unlock()
 	l.mu.RLock()
 	broken, size, prev := l.broken, l.size, l.lastLeaf
-	full := len(l.segs) == 0 || l.segs[len(l.segs)-1].count >= l.perSeg
+	full := l.active == nil || l.active.count() >= l.perSeg
 	l.mu.RUnlock()
 	if broken != nil {
 		return broken
@@ -264,16 +282,20 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 			return err
 		}
 	}
-	seg := l.segs[len(l.segs)-1]
+	seg := l.active // only Append changes it, and this is the only Append
 	data, leaves, err := audit.Sequence(entries, size, prev)
 	if err != nil {
 		return err
 	}
-	var buf []byte
+	n := 0
+	for _, d := range data {
+		n += recordHeader + len(d)
+	}
+	buf := make([]byte, 0, n)
 	offsets := make([]int64, 0, len(entries))
 	for _, d := range data {
 		offsets = append(offsets, seg.end+int64(len(buf)))
-		buf = append(buf, record(d)...)
+		buf = appendRecord(buf, d)
 	}
 	size += int64(len(entries))
 	prev = leaves[len(leaves)-1]
@@ -291,8 +313,9 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 	return nil
 }
 
-// maxCachedLeaves bounds the leaf hash cache when the tree falls behind.
-const maxCachedLeaves = 1 << 20
+// maxCachedLeaves bounds the leaf hash cache (about 64 bytes a leaf) when
+// the tree falls behind; the tree then reads older entries back.
+const maxCachedLeaves = 1 << 16
 
 // LeafHashes implements audit.Sequencer: from memory for the newest
 // entries, else by reading and hashing them.
@@ -322,20 +345,20 @@ func (l *Log) write(seg *segment, buf []byte, offsets []int64) error {
 	var err error
 	if need := seg.end + int64(len(buf)); need > seg.alloc {
 		// Zeros first, records over them: one sync makes both durable.
-		err = writeZeros(seg.f, seg.alloc, need+preallocate)
+		err = writeZeros(seg.file.f, seg.alloc, need+preallocate)
 		if err == nil {
 			seg.alloc = need + preallocate
 		}
 	}
 	if err == nil {
-		_, err = seg.f.WriteAt(buf, seg.end)
+		_, err = seg.file.f.WriteAt(buf, seg.end)
 	}
 	if err == nil {
-		err = durable.Datasync(seg.f)
+		err = durable.Datasync(seg.file.f)
 	}
 	if err != nil {
 		seg.alloc = seg.end
-		if terr := seg.f.Truncate(seg.end); terr != nil {
+		if terr := seg.file.f.Truncate(seg.end); terr != nil {
 			l.mu.Lock()
 			l.broken = fmt.Errorf("%w: a failed write could not be undone: %v", audit.ErrBroken, err)
 			l.mu.Unlock()
@@ -344,7 +367,6 @@ func (l *Log) write(seg *segment, buf []byte, offsets []int64) error {
 	}
 	l.mu.Lock()
 	seg.offsets = append(seg.offsets, offsets...)
-	seg.count += int64(len(offsets))
 	seg.end += int64(len(buf))
 	l.mu.Unlock()
 	return nil
@@ -355,10 +377,10 @@ func (s *segment) seal() error {
 	if s.alloc <= s.end {
 		return nil
 	}
-	if err := s.f.Truncate(s.end); err != nil {
+	if err := s.file.f.Truncate(s.end); err != nil {
 		return fmt.Errorf("audit log: seal segment: %w", err)
 	}
-	if err := durable.Datasync(s.f); err != nil {
+	if err := durable.Datasync(s.file.f); err != nil {
 		return fmt.Errorf("audit log: seal segment: %w", err)
 	}
 	s.alloc = s.end
@@ -379,15 +401,19 @@ func writeZeros(f *os.File, from, to int64) error {
 }
 
 // startSegment creates the segment whose first entry is first, after
-// cutting the zeros off the one it follows: a sealed segment ends with its
-// last record.
+// sealing the one it follows: its preallocated zeros cut off, and its index
+// written.
 func (l *Log) startSegment(first int64) error {
-	if n := len(l.segs); n > 0 {
-		if err := l.segs[n-1].seal(); err != nil {
+	prev := l.active
+	if prev != nil {
+		if err := prev.seal(); err != nil {
 			return err
 		}
+		if err := writeIndex(l.dir, segmentPath(l.dir, prev.first), prev.offsets, prev.end); err != nil {
+			return fmt.Errorf("audit log: write segment index: %w", err)
+		}
 	}
-	name := filepath.Join(l.dir, fmt.Sprintf("seg-%020d.log", first))
+	name := segmentPath(l.dir, first)
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
@@ -399,8 +425,14 @@ func (l *Log) startSegment(first int64) error {
 		return err
 	}
 	l.mu.Lock()
-	l.segs = append(l.segs, &segment{first: first, f: f})
+	if prev != nil {
+		l.sealed = append(l.sealed, prev.first)
+	}
+	l.active = &segment{first: first, file: newSegmentFile(f, nil)}
 	l.mu.Unlock()
+	if prev != nil {
+		prev.file.release() // readers still in it finish first
+	}
 	return nil
 }
 
@@ -411,36 +443,60 @@ func (l *Log) Size(ctx context.Context) (int64, error) {
 	return l.size, nil
 }
 
-// Read implements audit.Sequencer.
+// Read implements audit.Sequencer: one read per segment the range touches.
 func (l *Log) Read(ctx context.Context, from, to int64) ([][]byte, error) {
 	l.mu.RLock()
 	size := l.size
-	segs := l.segs
 	l.mu.RUnlock()
 	if from < 0 || to < from || to > size {
 		return nil, fmt.Errorf("audit log: read [%d, %d) of %d entries", from, to, size)
 	}
 	out := make([][]byte, 0, to-from)
-	for i := from; i < to; i++ {
-		k := sort.Search(len(segs), func(k int) bool { return segs[k].first > i }) - 1
-		seg := segs[k]
-		l.mu.RLock()
-		off := seg.offsets[i-seg.first]
-		l.mu.RUnlock()
-		var hdr [recordHeader]byte
-		if _, err := seg.f.ReadAt(hdr[:], off); err != nil {
-			return nil, fmt.Errorf("audit log: read entry %d: %w", i, err)
+	for from < to {
+		part, err := l.readSegment(from, to)
+		if err != nil {
+			return nil, err
 		}
-		data := make([]byte, binary.BigEndian.Uint32(hdr[:4]))
-		if _, err := seg.f.ReadAt(data, off+recordHeader); err != nil {
-			return nil, fmt.Errorf("audit log: read entry %d: %w", i, err)
-		}
-		if crc32.Checksum(data, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return nil, fmt.Errorf("%w: entry %d fails its checksum", ErrCorrupt, i)
-		}
-		out = append(out, data)
+		out = append(out, part...)
+		from += int64(len(part))
 	}
 	return out, nil
+}
+
+// readSegment reads entries from from on, up to to or the end of the
+// segment that holds from, whichever comes first.
+func (l *Log) readSegment(from, to int64) ([][]byte, error) {
+	l.mu.RLock()
+	if a := l.active; a != nil && from >= a.first {
+		n := min(to, a.first+a.count()) - from
+		offs := make([]int64, n+1)
+		copy(offs, a.offsets[from-a.first:])
+		offs[n] = a.end
+		if from+n < a.first+a.count() {
+			offs[n] = a.offsets[from+n-a.first]
+		}
+		f := a.file
+		f.acquire()
+		l.mu.RUnlock()
+		defer f.release()
+		return readRecords(f.f, offs, from)
+	}
+	k := sort.Search(len(l.sealed), func(k int) bool { return l.sealed[k] > from }) - 1
+	first, next := l.sealed[k], l.active.first
+	if k+1 < len(l.sealed) {
+		next = l.sealed[k+1]
+	}
+	l.mu.RUnlock()
+	f, err := l.files.acquire(first, next-first)
+	if err != nil {
+		return nil, err
+	}
+	defer f.release()
+	offs, err := f.offsets(from-first, min(to, next)-first)
+	if err != nil {
+		return nil, err
+	}
+	return readRecords(f.f, offs, from)
 }
 
 // Lead implements audit.Backend: one process owns the directory, so it always leads.
@@ -528,22 +584,22 @@ func (l *Log) Close() error {
 
 func (l *Log) close() error {
 	var errs []error
-	for _, s := range l.segs {
+	if a := l.active; a != nil {
 		if l.broken == nil {
-			errs = append(errs, s.seal())
+			errs = append(errs, a.seal())
 		}
-		errs = append(errs, s.f.Close())
+		a.file.release()
 	}
+	l.files.closeAll()
 	for _, f := range l.levels {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
 	}
-	if l.cpFile != nil {
-		errs = append(errs, l.cpFile.Close())
-	}
-	if l.lock != nil {
-		errs = append(errs, l.lock.Close())
+	for _, f := range []*os.File{l.cpFile, l.cpIdx, l.lock} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -8,19 +8,19 @@ import (
 
 // A file of records: each is [4 bytes length][4 bytes CRC-32C][data].
 
-// scanRecords calls fn for every whole, checksummed record of f, in order,
-// up to the first one that is not: it returns where that one starts (or the
-// end of the file), why it is bad ("" when the file ended cleanly: at its
-// end, or where only zeros follow), and whether more data follows it (then
-// it is damage, not a tear).
-func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end int64, bad string, followed bool, err error) {
+// scanRecords calls fn for every whole, checksummed record of f from byte
+// from on, in order, up to the first one that is not: it returns where that
+// one starts (or the end of the file), why it is bad ("" when the file ended
+// cleanly: at its end, or where only zeros follow), and whether more data
+// follows it (then it is damage, not a tear).
+func scanRecords(f *os.File, from, maxLen int64, fn func(off int64, data []byte)) (end int64, bad string, followed bool, err error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, "", false, err
 	}
 	size := st.Size()
 	var hdr [recordHeader]byte
-	var off int64
+	off := from
 	for off < size {
 		n, _ := f.ReadAt(hdr[:], off)
 		length := int64(binary.BigEndian.Uint32(hdr[:4]))
@@ -60,11 +60,13 @@ func scanRecords(f *os.File, maxLen int64, fn func(off int64, data []byte)) (end
 }
 
 // record frames data as a record.
-func record(data []byte) []byte {
-	rec := make([]byte, recordHeader, recordHeader+len(data))
-	binary.BigEndian.PutUint32(rec[:4], uint32(len(data)))
-	binary.BigEndian.PutUint32(rec[4:], crc32.Checksum(data, castagnoli))
-	return append(rec, data...)
+func record(data []byte) []byte { return appendRecord(make([]byte, 0, recordHeader+len(data)), data) }
+
+// appendRecord appends data, framed as a record, to buf.
+func appendRecord(buf, data []byte) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(data, castagnoli))
+	return append(buf, data...)
 }
 
 // zerosFrom says whether f holds only zeros from off to size.

@@ -2,7 +2,6 @@ package filelog
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 
@@ -58,8 +56,8 @@ func (l *Log) loadTree(size int64) error {
 	if size > l.size {
 		return fmt.Errorf("%w: the tree covers %d entries but only %d are stored: entries were lost", ErrCorrupt, size, l.size)
 	}
-	if cp := l.latestIndex(); cp != nil && cp.size > l.size {
-		return fmt.Errorf("%w: a checkpoint covers %d entries but only %d are stored: entries were lost", ErrCorrupt, cp.size, l.size)
+	if cp := l.latest; cp != nil && cp.Size > l.size {
+		return fmt.Errorf("%w: a checkpoint covers %d entries but only %d are stored: entries were lost", ErrCorrupt, cp.Size, l.size)
 	}
 	// Keep exactly the nodes of the tree at size; later ones may be half written.
 	for level := uint(0); level < 64; level++ {
@@ -169,126 +167,4 @@ func (l *Log) syncTree() error {
 		}
 	}
 	return durable.WriteAtomic(l.dir, "tree.state", []byte(strconv.FormatInt(l.treeSize, 10)+"\n"))
-}
-
-// Checkpoints live in checkpoints.log, one record each.
-
-func (l *Log) loadCheckpoints() error {
-	f, err := os.OpenFile(filepath.Join(l.dir, "checkpoints.log"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit log: %w", err)
-	}
-	l.cpFile = f
-	end, bad, followed, err := scanRecords(f, cpHeader+maxNote, func(off int64, body []byte) {
-		if c, ok := parseCheckpointRecord(body); ok {
-			l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: off + recordHeader + cpHeader, length: len(c.Signed)})
-		}
-	})
-	if err != nil {
-		return err
-	}
-	if bad != "" {
-		if followed {
-			return fmt.Errorf("%w: checkpoint record at byte %d: %s, with more after it", ErrCorrupt, end, bad)
-		}
-		l.log.Warn("audit log: cutting off a checkpoint torn by a crash", "why", bad)
-		if err := f.Truncate(end); err != nil {
-			return err
-		}
-	}
-	l.cpEnd = end
-	return nil
-}
-
-// A checkpoint record's data: [8 size][8 unix nanoseconds][signed note].
-const (
-	cpHeader = 16
-	maxNote  = 64 << 10
-)
-
-func checkpointRecord(c audit.StoredCheckpoint) []byte {
-	body := make([]byte, cpHeader, cpHeader+len(c.Signed))
-	binary.BigEndian.PutUint64(body[:8], uint64(c.Size))
-	binary.BigEndian.PutUint64(body[8:], uint64(c.Time.UnixNano()))
-	return record(append(body, c.Signed...))
-}
-
-func parseCheckpointRecord(body []byte) (audit.StoredCheckpoint, bool) {
-	if len(body) < cpHeader {
-		return audit.StoredCheckpoint{}, false
-	}
-	return audit.StoredCheckpoint{
-		Size:   int64(binary.BigEndian.Uint64(body[:8])),
-		Time:   time.Unix(0, int64(binary.BigEndian.Uint64(body[8:16]))).UTC(),
-		Signed: body[cpHeader:],
-	}, true
-}
-
-// AddCheckpoint implements audit.CheckpointStore. The tree nodes the
-// checkpoint commits to are synced first.
-func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
-	if err := l.syncTree(); err != nil {
-		return fmt.Errorf("audit log: sync tree: %w", err)
-	}
-	l.cpMu.Lock()
-	defer l.cpMu.Unlock()
-	rec := checkpointRecord(c)
-	if _, err := l.cpFile.WriteAt(rec, l.cpEnd); err != nil {
-		l.cpFile.Truncate(l.cpEnd)
-		return fmt.Errorf("audit log: checkpoint: %w", err)
-	}
-	if err := durable.Datasync(l.cpFile); err != nil {
-		l.cpFile.Truncate(l.cpEnd)
-		return fmt.Errorf("audit log: checkpoint: %w", err)
-	}
-	l.cps = append(l.cps, cpIndex{size: c.Size, time: c.Time, offset: l.cpEnd + recordHeader + cpHeader, length: len(c.Signed)})
-	l.cpEnd += int64(len(rec))
-	return nil
-}
-
-func (l *Log) latestIndex() *cpIndex {
-	if len(l.cps) == 0 {
-		return nil
-	}
-	return &l.cps[len(l.cps)-1]
-}
-
-func (l *Log) readCheckpoint(ci cpIndex) (audit.StoredCheckpoint, error) {
-	b := make([]byte, ci.length)
-	if _, err := l.cpFile.ReadAt(b, ci.offset); err != nil {
-		return audit.StoredCheckpoint{}, err
-	}
-	return audit.StoredCheckpoint{Size: ci.size, Signed: b, Time: ci.time}, nil
-}
-
-// Checkpoints implements audit.CheckpointStore.
-func (l *Log) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
-	l.cpMu.Lock()
-	defer l.cpMu.Unlock()
-	var out []audit.StoredCheckpoint
-	for _, ci := range l.cps {
-		if ci.size < fromSize {
-			continue
-		}
-		c, err := l.readCheckpoint(ci)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-		if limit > 0 && len(out) == limit {
-			break
-		}
-	}
-	return out, nil
-}
-
-// LatestCheckpoint implements audit.CheckpointStore.
-func (l *Log) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
-	l.cpMu.Lock()
-	defer l.cpMu.Unlock()
-	ci := l.latestIndex()
-	if ci == nil {
-		return audit.StoredCheckpoint{}, audit.ErrNoCheckpoint
-	}
-	return l.readCheckpoint(*ci)
 }

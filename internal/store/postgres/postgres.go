@@ -277,6 +277,11 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, c store.Change) error {
 // Backend implements store.Store.
 func (s *Store) Backend() string { return "postgres" }
 
+// Pool returns the store's connections, for the subsystems that keep their
+// own tables in the same database (the audit log). They stay the store's:
+// Close closes them.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 

@@ -5,14 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/warden-run/warden/internal/audit"
-	"github.com/warden-run/warden/internal/audit/audittest"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/store/postgres"
 	"github.com/warden-run/warden/internal/store/storetest"
@@ -104,133 +101,4 @@ func TestChangeFeedReconnects(t *testing.T) {
 			t.Fatal("no resync within 10s of losing the listener")
 		}
 	}
-}
-
-func TestAuditConformance(t *testing.T) {
-	audittest.Run(t, func(t *testing.T) func(t *testing.T) audit.Backend {
-		s := open(t).(*postgres.Store)
-		return func(t *testing.T) audit.Backend { return s.AuditLog() }
-	})
-}
-
-// TestAuditTamperingIsDetected tampers with the tables the way someone with
-// write access to the database (but not the checkpoint key) could, and
-// verifies what the server would export.
-func TestAuditTamperingIsDetected(t *testing.T) {
-	signer := audittest.Signer(t)
-	ref, trusted := audittest.BuildReference(t, open(t).(*postgres.Store).AuditLog(), signer)
-	audittest.RunTamper(t, ref, trusted, signer, func(t *testing.T, items []audit.Item) audit.Source {
-		s := open(t).(*postgres.Store)
-		ctx := context.Background()
-		var n int64
-		for _, it := range items {
-			if it.Checkpoint {
-				if err := s.AuditLog().AddCheckpoint(ctx, audit.StoredCheckpoint{Size: audittest.NoteSize(t, it.Data), Signed: it.Data, Time: time.Now()}); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			if err := postgres.InsertRawAuditEntry(ctx, s, n, it.Data); err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-		src, err := audit.ReadBackend(ctx, s.AuditLog())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return src
-	})
-}
-
-// TestAuditReplicas appends from two replicas' logs at once, then stops
-// the one leading: the other takes the lead and covers every entry.
-func TestAuditReplicas(t *testing.T) {
-	t.Parallel()
-	s := open(t).(*postgres.Store)
-	signer := audittest.Signer(t)
-	logs := []*audit.Log{audittest.OpenLog(t, s.AuditLog(), signer), audittest.OpenLog(t, s.AuditLog(), signer)}
-	var wg sync.WaitGroup
-	for _, l := range logs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			audittest.AppendN(t, l, 100)
-		}()
-	}
-	wg.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for !logs[0].Leading() && !logs[1].Leading() {
-		if time.Now().After(deadline) {
-			t.Fatal("no replica leads")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	leader, other := logs[0], logs[1]
-	if !leader.Leading() {
-		leader, other = other, leader
-	}
-	if other.Leading() {
-		t.Fatal("two replicas lead at once")
-	}
-	leader.Close()
-	audittest.AppendN(t, other, 20)
-	cp := audittest.WaitIntegrated(t, other)
-	if cp.Size != 220 || !other.Leading() {
-		t.Fatalf("after the leader stopped: checkpoint of %d, leading %v", cp.Size, other.Leading())
-	}
-	cv, _ := audit.NewCheckpointVerifier(signer.VerifierKey())
-	src, err := other.Items(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := audit.Verify(src, cv, nil)
-	if err != nil || !r.OK() || r.Entries != 220 {
-		t.Fatalf("verify: %+v %v", r, err)
-	}
-}
-
-// TestAuditLease: one holder at a time, and a holder whose connection was
-// cut learns that it no longer holds the lead.
-func TestAuditLease(t *testing.T) {
-	t.Parallel()
-	s := open(t).(*postgres.Store)
-	ctx := context.Background()
-	lease, err := s.AuditLog().Lead(ctx)
-	if err != nil || lease == nil {
-		t.Fatalf("first Lead: %v %v", lease, err)
-	}
-	if err := lease.Check(ctx); err != nil {
-		t.Fatalf("a held lease: %v", err)
-	}
-	if other, err := s.AuditLog().Lead(ctx); err != nil || other != nil {
-		t.Fatalf("a second lead while the first holds: %v %v", other, err)
-	}
-	// Cut the holder's connection on the server side.
-	conn, err := pgx.Connect(ctx, dsn(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid`,
-		postgres.AuditLockName(s)); err != nil {
-		t.Fatal(err)
-	}
-	if err := lease.Check(ctx); err == nil {
-		t.Fatal("a lease whose connection was cut still checks out")
-	}
-	lease.Release()
-	// pg_terminate_backend only signals the backend: its locks go when it
-	// has exited.
-	var next audit.Lease
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		next, err = s.AuditLog().Lead(ctx)
-		if err != nil || next != nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil || next == nil {
-		t.Fatalf("Lead after the holder lost it: %v %v", next, err)
-	}
-	next.Release()
 }

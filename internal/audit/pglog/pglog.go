@@ -1,9 +1,13 @@
-package postgres
+// Package pglog is the audit log's PostgreSQL backend, shared by replicas:
+// the database sequences entries, and the replica holding an advisory lock
+// integrates them into the Merkle tree and signs checkpoints.
+package pglog
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -14,22 +18,53 @@ import (
 	"github.com/warden-run/warden/internal/audit"
 )
 
-// AuditLog is the audit log kept in PostgreSQL, shared by every replica:
-// entries are sequenced by the database, and the replica holding an
-// advisory lock integrates them into the tree and signs checkpoints.
-type AuditLog struct {
-	s *Store
+// Config configures the backend.
+type Config struct {
+	// Schema is the schema the pool's search_path selects, when it is not
+	// the database's default (tests keep several logs in one database this
+	// way). It names the lead lock, so that the logs of two schemas do not
+	// share one; replicas of one log must agree on it.
+	Schema string
 }
 
-var _ audit.Backend = (*AuditLog)(nil)
+// Log implements audit.Backend on the audit_* tables, which the store's
+// migrations create in the same database.
+type Log struct {
+	pool     *pgxpool.Pool
+	lockName string
+}
 
-// AuditLog returns the audit log backend on this store.
-func (s *Store) AuditLog() audit.Backend { return &AuditLog{s: s} }
+var _ audit.Backend = (*Log)(nil)
+
+var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Open checks that the pool reaches the audit tables and returns the
+// backend on them. The pool stays the caller's: Close does not close it.
+func Open(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Log, error) {
+	if pool == nil {
+		return nil, errors.New("audit log: a PostgreSQL pool is required")
+	}
+	if cfg.Schema != "" && !schemaName.MatchString(cfg.Schema) {
+		return nil, fmt.Errorf("audit log: schema %q: want lower-case letters, digits and '_'", cfg.Schema)
+	}
+	// The same name as the store's earlier releases took, so that replicas
+	// of both kinds exclude each other during a rolling upgrade.
+	lock := "warden.audit.lead.warden_changes"
+	if cfg.Schema != "" {
+		lock += "_" + cfg.Schema
+	}
+	l := &Log{pool: pool, lockName: lock}
+	var size int64
+	if err := pool.QueryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&size); err != nil {
+		return nil, fmt.Errorf("audit log: the audit tables (made by the store's migrations) cannot be read: %w", err)
+	}
+	return l, nil
+}
 
 // Append implements audit.Sequencer. The transaction locks the head row, so
 // appends from all replicas are serialised in the order they commit.
-func (a *AuditLog) Append(ctx context.Context, entries []*audit.Entry) error {
-	return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
+func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
+	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		var size int64
 		var prev []byte
 		if err := tx.QueryRow(ctx, `SELECT size, last_leaf FROM audit_head WHERE id = 1 FOR UPDATE`).Scan(&size, &prev); err != nil {
@@ -62,24 +97,24 @@ func nullString(s string) *string {
 }
 
 // Size implements audit.Sequencer.
-func (a *AuditLog) Size(ctx context.Context) (int64, error) {
+func (l *Log) Size(ctx context.Context) (int64, error) {
 	var n int64
-	err := a.s.pool.QueryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&n)
+	err := l.pool.QueryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&n)
 	return n, err
 }
 
 // Read implements audit.Sequencer.
-func (a *AuditLog) Read(ctx context.Context, from, to int64) ([][]byte, error) {
-	return a.column(ctx, "data", from, to)
+func (l *Log) Read(ctx context.Context, from, to int64) ([][]byte, error) {
+	return l.column(ctx, "data", from, to)
 }
 
 // LeafHashes implements audit.Sequencer.
-func (a *AuditLog) LeafHashes(ctx context.Context, from, to int64) ([][]byte, error) {
-	return a.column(ctx, "leaf", from, to)
+func (l *Log) LeafHashes(ctx context.Context, from, to int64) ([][]byte, error) {
+	return l.column(ctx, "leaf", from, to)
 }
 
-func (a *AuditLog) column(ctx context.Context, col string, from, to int64) ([][]byte, error) {
-	rows, err := a.s.pool.Query(ctx, `SELECT idx, `+col+` FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, from, to)
+func (l *Log) column(ctx context.Context, col string, from, to int64) ([][]byte, error) {
+	rows, err := l.pool.Query(ctx, `SELECT idx, `+col+` FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("audit read: %w", err)
 	}
@@ -106,17 +141,17 @@ func (a *AuditLog) column(ctx context.Context, col string, from, to int64) ([][]
 }
 
 // TreeSize implements audit.TreeStore.
-func (a *AuditLog) TreeSize(ctx context.Context) (int64, error) {
+func (l *Log) TreeSize(ctx context.Context) (int64, error) {
 	var n int64
-	err := a.s.pool.QueryRow(ctx, `SELECT size FROM audit_tree WHERE id = 1`).Scan(&n)
+	err := l.pool.QueryRow(ctx, `SELECT size FROM audit_tree WHERE id = 1`).Scan(&n)
 	return n, err
 }
 
 // StoreTree implements audit.TreeStore. The tree size moves only forward
 // and only from where the caller found it: a leader that lost its lock
 // without knowing fails here instead of writing over the new leader.
-func (a *AuditLog) StoreTree(ctx context.Context, from, size int64, nodes []audit.Node) error {
-	return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
+func (l *Log) StoreTree(ctx context.Context, from, size int64, nodes []audit.Node) error {
+	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		rows := make([][]any, len(nodes))
 		for i, n := range nodes {
 			rows[i] = []any{int32(n.ID.Level), int64(n.ID.Index), n.Hash}
@@ -143,7 +178,7 @@ func (a *AuditLog) StoreTree(ctx context.Context, from, size int64, nodes []audi
 }
 
 // Nodes implements audit.TreeStore.
-func (a *AuditLog) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
+func (l *Log) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -158,7 +193,7 @@ func (a *AuditLog) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, e
 		args = append(args, int32(id.Level), int64(id.Index))
 	}
 	q.WriteString(")")
-	rows, err := a.s.pool.Query(ctx, q.String(), args...)
+	rows, err := l.pool.Query(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit nodes: %w", err)
 	}
@@ -188,18 +223,18 @@ func (a *AuditLog) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, e
 }
 
 // AddCheckpoint implements audit.CheckpointStore.
-func (a *AuditLog) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
-	_, err := a.s.pool.Exec(ctx, `INSERT INTO audit_checkpoints (size, time, signed) VALUES ($1, $2, $3)`, c.Size, c.Time, c.Signed)
+func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
+	_, err := l.pool.Exec(ctx, `INSERT INTO audit_checkpoints (size, time, signed) VALUES ($1, $2, $3)`, c.Size, c.Time, c.Signed)
 	return err
 }
 
 // Checkpoints implements audit.CheckpointStore.
-func (a *AuditLog) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
+func (l *Log) Checkpoints(ctx context.Context, fromSize int64, limit int) ([]audit.StoredCheckpoint, error) {
 	q := `SELECT size, time, signed FROM audit_checkpoints WHERE size >= $1 ORDER BY size, seq`
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := a.s.pool.Query(ctx, q, fromSize)
+	rows, err := l.pool.Query(ctx, q, fromSize)
 	if err != nil {
 		return nil, err
 	}
@@ -217,9 +252,9 @@ func (a *AuditLog) Checkpoints(ctx context.Context, fromSize int64, limit int) (
 }
 
 // LatestCheckpoint implements audit.CheckpointStore.
-func (a *AuditLog) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
+func (l *Log) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint, error) {
 	var c audit.StoredCheckpoint
-	err := a.s.pool.QueryRow(ctx, `SELECT size, time, signed FROM audit_checkpoints ORDER BY size DESC, seq DESC LIMIT 1`).Scan(&c.Size, &c.Time, &c.Signed)
+	err := l.pool.QueryRow(ctx, `SELECT size, time, signed FROM audit_checkpoints ORDER BY size DESC, seq DESC LIMIT 1`).Scan(&c.Size, &c.Time, &c.Signed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, audit.ErrNoCheckpoint
 	}
@@ -230,13 +265,13 @@ func (a *AuditLog) LatestCheckpoint(ctx context.Context) (audit.StoredCheckpoint
 // Lead implements audit.Backend with a session advisory lock, held on a
 // connection of its own: if the process dies, the connection goes and the
 // lock with it.
-func (a *AuditLog) Lead(ctx context.Context) (audit.Lease, error) {
-	conn, err := a.s.pool.Acquire(ctx)
+func (l *Log) Lead(ctx context.Context) (audit.Lease, error) {
+	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var held bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, a.lockName()).Scan(&held); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, l.lockName).Scan(&held); err != nil {
 		conn.Release()
 		return nil, err
 	}
@@ -244,7 +279,7 @@ func (a *AuditLog) Lead(ctx context.Context) (audit.Lease, error) {
 		conn.Release()
 		return nil, nil
 	}
-	return &pgLease{conn: conn, name: a.lockName()}, nil
+	return &pgLease{conn: conn, name: l.lockName}, nil
 }
 
 // pgLease is an advisory lock held by one pooled connection's session.
@@ -277,10 +312,8 @@ func (l *pgLease) Release() {
 	l.conn.Release()
 }
 
-func (a *AuditLog) lockName() string { return "warden.audit.lead." + a.s.channel }
-
 // Query implements audit.Backend with the entries' indexes.
-func (a *AuditLog) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, error) {
+func (l *Log) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
@@ -305,11 +338,11 @@ func (a *AuditLog) Query(ctx context.Context, q audit.Query) ([]audit.Stored, in
 	if !q.Until.IsZero() {
 		add("time < $%d", q.Until)
 	}
-	size, err := a.Size(ctx)
+	size, err := l.Size(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	rows, err := a.s.pool.Query(ctx, `SELECT idx, data FROM audit_entries WHERE `+strings.Join(where, " AND ")+
+	rows, err := l.pool.Query(ctx, `SELECT idx, data FROM audit_entries WHERE `+strings.Join(where, " AND ")+
 		fmt.Sprintf(` ORDER BY idx LIMIT %d`, q.Limit), args...)
 	if err != nil {
 		return nil, 0, err
@@ -340,9 +373,9 @@ func (a *AuditLog) Query(ctx context.Context, q audit.Query) ([]audit.Stored, in
 }
 
 // Cursor implements audit.Backend.
-func (a *AuditLog) Cursor(ctx context.Context, name string) (int64, error) {
+func (l *Log) Cursor(ctx context.Context, name string) (int64, error) {
 	var n int64
-	err := a.s.pool.QueryRow(ctx, `SELECT next FROM audit_cursors WHERE name = $1`, name).Scan(&n)
+	err := l.pool.QueryRow(ctx, `SELECT next FROM audit_cursors WHERE name = $1`, name).Scan(&n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
@@ -350,14 +383,14 @@ func (a *AuditLog) Cursor(ctx context.Context, name string) (int64, error) {
 }
 
 // SetCursor implements audit.Backend.
-func (a *AuditLog) SetCursor(ctx context.Context, name string, next int64) error {
+func (l *Log) SetCursor(ctx context.Context, name string, next int64) error {
 	if name == "" || len(name) > 64 || strings.ContainsAny(name, "/\\. ") {
 		return fmt.Errorf("audit cursor name %q", name)
 	}
-	_, err := a.s.pool.Exec(ctx, `INSERT INTO audit_cursors (name, next) VALUES ($1, $2)
+	_, err := l.pool.Exec(ctx, `INSERT INTO audit_cursors (name, next) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET next = EXCLUDED.next`, name, next)
 	return err
 }
 
-// Close implements audit.Backend; the store owns the connections.
-func (a *AuditLog) Close() error { return nil }
+// Close implements audit.Backend; the pool is the caller's to close.
+func (l *Log) Close() error { return nil }
