@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/warden-run/warden/internal/enforce/cleanpath"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Enforcer makes a Go HTTP service its own enforcement point: its
@@ -25,14 +23,11 @@ import (
 // answer is followed, and anything that is not an allow (an error, a slow
 // or unreachable Warden) is a refusal.
 type Enforcer struct {
-	server     string
-	credential string
-	resource   string
-	name       string
-	http       *http.Client
-	timeout    time.Duration
-	maxBody    int64
-	log        *slog.Logger
+	client   wire.Client
+	resource string
+	name     string
+	maxBody  int64
+	log      *slog.Logger
 }
 
 // EnforcerOption configures an Enforcer.
@@ -40,7 +35,9 @@ type EnforcerOption func(*Enforcer)
 
 // WithDecisionTimeout bounds how long a request waits for its decision;
 // after it the request is refused (default 2 s).
-func WithDecisionTimeout(d time.Duration) EnforcerOption { return func(e *Enforcer) { e.timeout = d } }
+func WithDecisionTimeout(d time.Duration) EnforcerOption {
+	return func(e *Enforcer) { e.client.Timeout = d }
+}
 
 // WithResourceName is where the service's requests are in policy:
 // resource "<name>/<path>" of kind http.route (default the resource's host).
@@ -51,7 +48,11 @@ func WithResourceName(name string) EnforcerOption { return func(e *Enforcer) { e
 func WithEnforcerLogger(l *slog.Logger) EnforcerOption { return func(e *Enforcer) { e.log = l } }
 
 // WithEnforcerHTTPClient sets the client that reaches Warden.
-func WithEnforcerHTTPClient(c *http.Client) EnforcerOption { return func(e *Enforcer) { e.http = c } }
+// Redirects are never followed, whatever c says: they would carry the
+// agent's token and the enforcement point's credential elsewhere.
+func WithEnforcerHTTPClient(c *http.Client) EnforcerOption {
+	return func(e *Enforcer) { e.client.HTTP = c }
+}
 
 // NewEnforcer makes an enforcer that asks the Warden server at serverURL,
 // authenticated by credential (from `warden pep register`), for a service
@@ -65,8 +66,8 @@ func NewEnforcer(serverURL, credential, resource string, opts ...EnforcerOption)
 	if credential == "" {
 		return nil, errors.New("enforcer: the enforcement point's credential is required")
 	}
-	e := &Enforcer{server: strings.TrimSuffix(serverURL, "/"), credential: credential, resource: strings.TrimSuffix(resource, "/"),
-		name: u.Host, http: http.DefaultClient, timeout: 2 * time.Second, maxBody: 1 << 20, log: slog.New(slog.DiscardHandler)}
+	e := &Enforcer{client: wire.Client{Server: strings.TrimSuffix(serverURL, "/"), Credential: credential, Timeout: 2 * time.Second},
+		resource: strings.TrimSuffix(resource, "/"), name: u.Host, maxBody: 1 << 20, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(e)
 	}
@@ -76,13 +77,7 @@ func NewEnforcer(serverURL, credential, resource string, opts ...EnforcerOption)
 // Decision is Warden's answer about a request, as the handler finds it
 // with DecisionFrom: its id, and the obligations that came with the allow
 // (such as fields to redact).
-type Decision struct {
-	ID            string         `json:"decision_id"`
-	Outcome       string         `json:"outcome"`
-	Reasons       []string       `json:"reasons"`
-	Obligations   map[string]any `json:"obligations"`
-	PolicyVersion string         `json:"policy_version"`
-}
+type Decision = wire.Decision
 
 type decisionKey struct{}
 
@@ -95,20 +90,20 @@ func DecisionFrom(ctx context.Context) (Decision, bool) {
 // Middleware decides every request before next sees it: action
 // "http:<METHOD>", resource "<name>/<path>", its query and JSON body as
 // arguments. Allowed requests reach next without the agent's credentials
-// headers; the others get 401 (not authenticated), 403 (denied, or
-// approval required, with the decision id) or 503 (no decision).
+// headers, with the body as policy saw it; the others get 401 (not
+// authenticated), 403 (denied, or approval required, with the decision
+// id), 429 (too many requests from the agent's key) or 503 (no decision).
 func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, token, _ := strings.Cut(auth, " ")
-		if token == "" || !(strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "DPoP")) {
+		creds, err := wire.ReadCredentials(r)
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_request", error_description="an access token is required"`)
-			refuse(w, http.StatusUnauthorized, map[string]string{"error": "an access token is required"})
+			refuse(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
 			return
 		}
 		// Policy decides on the path as written: one the handler's router
 		// could resolve to another ("/orders/../admin") is refused.
-		if !cleanpath.OK(r.URL.Path) {
+		if !wire.CleanPath(r.URL.Path) {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
 			return
 		}
@@ -121,14 +116,21 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": "one Content-Type header, not several"})
 			return
 		}
-		if body, err = canonicalBody(r.Header.Get("Content-Type"), body); err != nil {
+		args, body, err := wire.HTTPArgs(r.URL.Query(), r.Header.Get("Content-Type"), body)
+		if err != nil {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
 		// The handler reads the body policy decided on.
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
-		d, err := e.decide(r, token, body)
+		req := &wire.Request{Token: creds.Token, Audience: e.resource, Action: "http:" + r.Method,
+			Resource: wire.Resource{Kind: "http.route", ID: e.name + r.URL.Path}, Args: args,
+			Context: wire.RequestContext{Source: wire.Source{IP: wire.SourceIP(r)}}}
+		if creds.Proof != "" {
+			req.DPoP, req.HTM, req.HTU = creds.Proof, r.Method, e.resource+r.URL.EscapedPath()
+		}
+		d, err := e.client.Decide(r.Context(), req)
 		if err != nil {
 			e.log.Warn("enforcer: no decision; refused", "method", r.Method, "path", r.URL.Path, "err", err)
 			refuse(w, http.StatusServiceUnavailable, map[string]string{"error": "no decision could be made"})
@@ -136,122 +138,22 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("Warden-Decision-Id", d.ID)
 		switch {
-		case d.Outcome == "allow":
+		case d.Outcome == wire.Allow:
 			r.Header.Del("Authorization")
 			r.Header.Del("DPoP")
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, d)))
-		case d.Outcome == "pending_approval":
+		case d.Outcome == wire.PendingApproval:
 			refuse(w, http.StatusForbidden, map[string]string{"error": "approval_required", "decision_id": d.ID})
-		case len(d.Reasons) == 1 && authFailure(d.Reasons[0]):
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`%s error="invalid_token", error_description=%q`, scheme, d.Reasons[0]))
+		case len(d.Reasons) == 1 && wire.RateLimited(d.Reasons[0]):
+			w.Header().Set("Retry-After", "1")
+			refuse(w, http.StatusTooManyRequests, map[string]string{"error": "too many requests", "decision_id": d.ID})
+		case len(d.Reasons) == 1 && wire.AuthFailure(d.Reasons[0]):
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`%s error="invalid_token", error_description=%q`, creds.Scheme, d.Reasons[0]))
 			refuse(w, http.StatusUnauthorized, map[string]string{"error": "not authenticated", "decision_id": d.ID})
 		default:
 			refuse(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		}
 	})
-}
-
-// authFailure says whether a reason is about the agent's credentials.
-func authFailure(reason string) bool {
-	for _, p := range []string{"warden.token_", "warden.dpop_", "warden.key_not_bound"} {
-		if strings.HasPrefix(reason, p) {
-			return true
-		}
-	}
-	return false
-}
-
-func (e *Enforcer) decide(r *http.Request, token string, body []byte) (Decision, error) {
-	args := map[string]any{}
-	if q := r.URL.Query(); len(q) > 0 {
-		m := map[string]any{}
-		for k, vs := range q {
-			if len(vs) == 1 {
-				m[k] = vs[0]
-			} else {
-				m[k] = vs
-			}
-		}
-		args["query"] = m
-	}
-	if len(body) > 0 {
-		args["content_type"] = r.Header.Get("Content-Type")
-		if isJSON(r.Header.Get("Content-Type")) {
-			args["body"] = json.RawMessage(body)
-		}
-	}
-	ip, _, _ := net.SplitHostPort(r.RemoteAddr)
-	req := map[string]any{
-		"token":    token,
-		"audience": e.resource,
-		"action":   "http:" + r.Method,
-		"resource": map[string]any{"kind": "http.route", "id": e.name + r.URL.Path},
-		"args":     args,
-		"context":  map[string]any{"source": map[string]any{"ip": ip}},
-	}
-	if p := r.Header.Get("DPoP"); p != "" {
-		req["dpop"], req["htm"], req["htu"] = p, r.Method, e.resource+r.URL.EscapedPath()
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return Decision{}, err
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), e.timeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, e.server+"/v1/decide", bytes.NewReader(b))
-	if err != nil {
-		return Decision{}, err
-	}
-	hr.Header.Set("Authorization", "Bearer "+e.credential)
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := e.http.Do(hr)
-	if err != nil {
-		return Decision{}, err
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return Decision{}, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Decision{}, fmt.Errorf("Warden answered %s: %s", resp.Status, strings.TrimSpace(string(rb)))
-	}
-	var d Decision
-	if err := json.Unmarshal(rb, &d); err != nil || d.ID == "" || d.Outcome == "" {
-		return Decision{}, errors.New("Warden's answer is not a decision")
-	}
-	return d, nil
-}
-
-func isJSON(contentType string) bool {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
-}
-
-// canonicalBody re-encodes a JSON body (numbers as written, a key given
-// twice once), so that policy and handler read the same; a body that says
-// it is JSON and is not is an error.
-func canonicalBody(contentType string, body []byte) ([]byte, error) {
-	if len(body) == 0 {
-		return body, nil
-	}
-	if _, _, err := mime.ParseMediaType(contentType); err != nil && contentType != "" {
-		// The handler may read it as JSON all the same.
-		return nil, fmt.Errorf("the Content-Type %q cannot be read", contentType)
-	}
-	if !isJSON(contentType) {
-		return body, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("the body is not JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, errors.New("the body holds more than one JSON value")
-	}
-	return json.Marshal(v)
 }
 
 func refuse(w http.ResponseWriter, code int, v any) {

@@ -164,3 +164,57 @@ func TestEnforcerMiddleware(t *testing.T) {
 		}
 	}
 }
+
+// The middleware shares the enforcement points' rules (one package for
+// them): it never follows a redirect from its Warden server, which would
+// carry the agent's token and the service's credential elsewhere; it reads
+// the Authorization header as strictly as the gateway does; and a key past
+// its DPoP proof rate gets 429, not 401.
+func TestEnforcerSharesTheEnforcementPointsRules(t *testing.T) {
+	t.Parallel()
+	elsewhere := 0
+	other := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		elsewhere++
+		io.WriteString(rw, `{"decision_id":"dec_x","outcome":"allow","reasons":[]}`)
+	}))
+	defer other.Close()
+	answer := `{"decision_id":"dec_y","outcome":"deny","reasons":["warden.dpop_rate_exceeded"]}`
+	warden := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { io.WriteString(rw, answer) }))
+	defer warden.Close()
+	redirecting := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, other.URL+"/v1/decide", http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	for _, tc := range []struct {
+		name, server string
+		auth         []string
+		want         int
+	}{
+		{"a redirect is not followed", redirecting.URL, []string{"Bearer tok"}, http.StatusServiceUnavailable},
+		{"two Authorization headers", warden.URL, []string{"Bearer a", "Bearer b"}, http.StatusUnauthorized},
+		{"a token with a space", warden.URL, []string{"Bearer a b"}, http.StatusUnauthorized},
+		{"the DPoP scheme without a proof", warden.URL, []string{"DPoP tok"}, http.StatusUnauthorized},
+		{"the proof rate", warden.URL, []string{"Bearer tok"}, http.StatusTooManyRequests},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enf, err := sdk.NewEnforcer(tc.server, "pep-credential", "https://orders.internal")
+			if err != nil {
+				t.Fatal(err)
+			}
+			reached := false
+			h := enf.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }))
+			r := httptest.NewRequest("GET", "/orders/1", nil)
+			for _, a := range tc.auth {
+				r.Header.Add("Authorization", a)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if rec.Code != tc.want || reached {
+				t.Fatalf("status %d (handler reached %v), want %d: %s", rec.Code, reached, tc.want, rec.Body)
+			}
+		})
+	}
+	if elsewhere != 0 {
+		t.Fatal("the redirect was followed")
+	}
+}

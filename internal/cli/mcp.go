@@ -15,6 +15,7 @@ import (
 
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -87,7 +88,7 @@ In a desktop client's configuration, the server's command becomes:
 			log := slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			wc := mcpgw.WrapConfig{Name: name, Command: args, Trust: trust, Env: env, InheritEnv: inheritEnv, User: runAs}
 			w, err := mcpgw.NewWrap(wc, mcpgw.WrapDeps{
-				Decider: enforce.Remote{Server: g.server, Credential: cred},
+				Decider: enforce.Remote{Client: wire.Client{Server: g.server, Credential: cred}},
 				Caller: func(ctx context.Context) (*enforce.Caller, error) {
 					tok, err := client.Token(ctx)
 					if err != nil {

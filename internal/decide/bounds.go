@@ -104,7 +104,7 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 	// action and resource; each target is checked in its turn.
 	base := *req
 	base.Action, base.Resource = "may-allow", Resource{Kind: "any"}
-	if base.validate() != nil {
+	if base.Validate() != nil {
 		return out
 	}
 	r, _ := pep.trusted(&base)
@@ -135,7 +135,7 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 		}
 		one := *r
 		one.Action, one.Resource = t.Action, t.Resource
-		if one.validate() != nil {
+		if one.Validate() != nil {
 			continue
 		}
 		p.work.evaluations.Add(1)

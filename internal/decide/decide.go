@@ -4,7 +4,6 @@
 package decide
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -20,96 +19,29 @@ import (
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // ErrInvalidRequest means a decision request is malformed; it was neither
 // decided nor recorded.
-var ErrInvalidRequest = errors.New("invalid decision request")
+var ErrInvalidRequest = wire.ErrInvalidRequest
 
-// Request asks whether an agent may perform an action. The enforcement
-// point that sends it has authenticated itself; the agent is known only by
-// its token.
-type Request struct {
-	// Token is the agent's access token, as it presented it.
-	Token string `json:"token"`
-	// DPoP is the agent's proof of possession, with the method and URL of
-	// the request it signed. Required when the agent's trust domain says so.
-	DPoP string `json:"dpop,omitempty"`
-	HTM  string `json:"htm,omitempty"`
-	HTU  string `json:"htu,omitempty"`
-	// Audience, when set, is the resource the enforcement point serves:
-	// the token must have been issued for it (aud), or the answer is deny
-	// (warden.token_wrong_audience).
-	Audience string `json:"audience,omitempty"`
-	// Action is what the agent does, such as "tools/call".
-	Action   string   `json:"action"`
-	Resource Resource `json:"resource"`
-	// Args are the action's arguments: a JSON object, or absent.
-	Args    json.RawMessage `json:"args,omitempty"`
-	Context RequestContext  `json:"context"`
-
-	// proofChecked says the enforcement point, in this process, verified
-	// the DPoP proof itself (DecideVerified).
-	proofChecked bool
-}
-
-// Resource is what an action is performed on. Attributes sent by the
-// enforcement point count only for a resource the policy's catalog does not
-// know.
-type Resource struct {
-	Kind       string         `json:"kind"`
-	ID         string         `json:"id"`
-	Attributes map[string]any `json:"attributes,omitempty"`
-}
-
-// UnmarshalJSON decodes a resource keeping the numbers in its attributes
-// as written (not as 64-bit floats), and refusing unknown fields.
-func (r *Resource) UnmarshalJSON(b []byte) error {
-	type plain Resource
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	var p plain
-	if err := dec.Decode(&p); err != nil {
-		return err
-	}
-	*r = Resource(p)
-	return nil
-}
-
-// RequestContext is what the enforcement point knows of the request.
-type RequestContext struct {
-	Source  Source  `json:"source"`
-	Session Session `json:"session"`
-}
-
-// Source is where the agent's request came from.
-type Source struct {
-	// IP is the agent's address as the enforcement point saw it. The
-	// region is derived from it by the configured ranges.
-	IP string `json:"ip,omitempty"`
-}
-
-// Session identifies the agent's session at the enforcement point, and
-// what the enforcement point knows happened in it.
-type Session struct {
-	ID string `json:"id,omitempty"`
-	// Taints name what entered the session that policy may care about,
-	// such as "untrusted_content" after a result from an untrusted server.
-	Taints []string `json:"taints,omitempty"`
-}
-
-// Decision is the answer. It has been recorded when it is returned: its
-// AuditIndex is its entry in the log (-1 in async audit mode, where the
-// entry is queued, or when recording failed and the outcome is deny).
-type Decision struct {
-	ID            string         `json:"decision_id"`
-	Outcome       policy.Outcome `json:"outcome"`
-	Reasons       []string       `json:"reasons"`
-	Obligations   map[string]any `json:"obligations"`
-	PolicyVersion string         `json:"policy_version"`
-	AuditIndex    int64          `json:"audit_index"`
-}
+// The decision API's types are the wire package's, which enforcement
+// points share.
+type (
+	// Request asks whether an agent may perform an action.
+	Request = wire.Request
+	// Resource is what an action is performed on.
+	Resource = wire.Resource
+	// RequestContext is what the enforcement point knows of the request.
+	RequestContext = wire.RequestContext
+	// Source is where the agent's request came from.
+	Source = wire.Source
+	// Session is the agent's session at the enforcement point.
+	Session = wire.Session
+	// Decision is the answer, recorded when it is returned.
+	Decision = wire.Decision
+)
 
 // Reasons the pipeline gives before or after the policy.
 const (
@@ -129,7 +61,7 @@ const (
 	ReasonStateUnavailable   = "warden.state_unavailable"
 	// ReasonDPoPRateExceeded: the key signed more DPoP proofs than
 	// identity.dpop.proofs_per_key allows; the agent may try again shortly.
-	ReasonDPoPRateExceeded = "warden.dpop_rate_exceeded"
+	ReasonDPoPRateExceeded = wire.ReasonDPoPRateExceeded
 )
 
 // Reasons for decisions cut short: the caller went away before the
@@ -232,10 +164,15 @@ func (p *Pipeline) ShadowStats() ShadowStats { return p.shadow.stats() }
 // deny. Only a malformed request is an error (ErrInvalidRequest): it is
 // neither decided nor recorded.
 func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decision, error) {
+	return p.decide(ctx, pep, req, false)
+}
+
+func (p *Pipeline) decide(ctx context.Context, pep Point, req *Request, proofChecked bool) (Decision, error) {
 	c, err := p.prepare(pep, req)
 	if err != nil {
 		return Decision{}, err
 	}
+	c.proofChecked = proofChecked
 	p.conclude(ctx, c)
 	return p.record(ctx, c), nil
 }
@@ -257,16 +194,19 @@ type decision struct {
 	input  map[string]any
 	// newTaints were set by this decision (an allowed read that taints).
 	newTaints []store.Taint
+	// proofChecked says the enforcement point, in this process, verified
+	// the DPoP proof itself (DecideVerified).
+	proofChecked bool
 }
 
 // prepare checks a request and begins its decision; a malformed request
 // is an error (ErrInvalidRequest).
 func (p *Pipeline) prepare(pep Point, req *Request) (*decision, error) {
 	start := time.Now()
-	if err := req.validate(); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	args, err := req.args()
+	args, err := req.DecodeArgs()
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +248,7 @@ func (c *decision) deny(reason string) { c.d.Outcome, c.d.Reasons = policy.Deny,
 func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c *decision) (*identity.Token, store.Agent, bool) {
 	var tok *identity.Token
 	var err error
-	if req.proofChecked {
+	if c.proofChecked {
 		tok, err = p.verifier.Verify(ctx, req.Token)
 	} else {
 		tok, err = p.verifier.VerifyRequest(ctx, identity.Request{Token: req.Token, DPoP: req.DPoP, Method: req.HTM, URL: req.HTU})
@@ -448,69 +388,7 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 // for one use, and the enforcement point needs its answer first). The
 // token, the agent and its state are checked again here.
 func (p *Pipeline) DecideVerified(ctx context.Context, pep Point, req *Request) (Decision, error) {
-	r := *req
-	r.proofChecked = true
-	return p.Decide(ctx, pep, &r)
-}
-
-func (r *Request) validate() error {
-	bad := func(field, why string) error { return fmt.Errorf("%w: %s: %s", ErrInvalidRequest, field, why) }
-	switch {
-	case r.Token == "":
-		return bad("token", "required: the agent's access token")
-	case r.Action == "" || len(r.Action) > 256:
-		return bad("action", "required, at most 256 bytes")
-	case r.Resource.Kind == "" || len(r.Resource.Kind) > 128:
-		return bad("resource.kind", "required, at most 128 bytes")
-	case len(r.Resource.ID) > 1024:
-		return bad("resource.id", "at most 1024 bytes")
-	case r.DPoP != "" && (r.HTM == "" || r.HTU == ""):
-		return bad("dpop", "htm and htu, the method and URL the proof signs, are required with it")
-	case len(r.Audience) > 1024:
-		return bad("audience", "at most 1024 bytes")
-	case len(r.Context.Session.ID) > 256:
-		return bad("context.session.id", "at most 256 bytes")
-	case len(r.Context.Session.Taints) > maxTaints:
-		return bad("context.session.taints", fmt.Sprintf("at most %d", maxTaints))
-	case r.Context.Source.IP != "":
-		if _, err := netip.ParseAddr(r.Context.Source.IP); err != nil {
-			return bad("context.source.ip", "not an IP address")
-		}
-	}
-	for _, t := range r.Context.Session.Taints {
-		if !validTaint(t) {
-			return bad("context.session.taints", fmt.Sprintf("%q: 1 to 64 of a-z, 0-9, '_', '-', '.', ':'", t))
-		}
-	}
-	return nil
-}
-
-const maxTaints = 32
-
-func validTaint(t string) bool {
-	if t == "" || len(t) > 64 {
-		return false
-	}
-	for _, c := range []byte(t) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return true
-}
-
-// args decodes the action's arguments, keeping numbers as written.
-func (r *Request) args() (map[string]any, error) {
-	if len(r.Args) == 0 || string(r.Args) == "null" {
-		return map[string]any{}, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(r.Args))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: args: must be a JSON object", ErrInvalidRequest)
-	}
-	return m, nil
+	return p.decide(ctx, pep, req, true)
 }
 
 // authReason names why the agent was not authenticated.

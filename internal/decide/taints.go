@@ -10,6 +10,7 @@ import (
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Taints keeps what agents' contexts hold that they must not trust (see
@@ -97,7 +98,7 @@ func taintsToSet(input map[string]any, obligations map[string]any) ([]string, er
 	}
 	for _, x := range list {
 		s, ok := x.(string)
-		if !ok || !validTaint(s) {
+		if !ok || !wire.ValidTaint(s) {
 			return nil, fmt.Errorf("the taint obligation holds %v, not a taint name (1 to 64 of a-z, 0-9, '_', '-', '.', ':')", x)
 		}
 		if !slices.Contains(out, s) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Edge authenticates the agents' HTTP requests at an enforcement point: the
@@ -56,13 +57,13 @@ type Refusal struct {
 // htu (the URL the agent used, without query). On failure it has answered
 // and returns false.
 func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) (*Caller, bool) {
-	creds, err := ReadCredentials(r)
+	creds, err := wire.ReadCredentials(r)
 	var c *Caller
 	var no *Refusal
 	if err != nil {
 		no = e.refuse("Bearer", "", err)
 	} else {
-		c, no = e.Check(r.Context(), creds, r.Method, htu, SourceIP(r))
+		c, no = e.Check(r.Context(), creds, r.Method, htu, wire.SourceIP(r))
 	}
 	if no != nil {
 		if no.Challenge != "" {
@@ -85,7 +86,7 @@ func (e *Edge) Authenticate(w http.ResponseWriter, r *http.Request, htu string) 
 
 // Check authenticates credentials read from a request (method, htu) that
 // came from ip, for enforcement points that are not HTTP handlers.
-func (e *Edge) Check(ctx context.Context, creds Credentials, method, htu, ip string) (*Caller, *Refusal) {
+func (e *Edge) Check(ctx context.Context, creds wire.Credentials, method, htu, ip string) (*Caller, *Refusal) {
 	tok, err := e.Verifier.VerifyRequest(ctx, identity.Request{Token: creds.Token, DPoP: creds.Proof, Method: method, URL: htu})
 	var inactive *identity.AgentInactiveError
 	switch {

@@ -11,6 +11,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // A Warden server that answers anything but a decision is a deny: an error
@@ -34,7 +35,7 @@ func TestRemoteFailsClosed(t *testing.T) {
 		},
 	} {
 		srv := httptest.NewServer(h)
-		r := enforce.Remote{Server: srv.URL, Credential: "pep-credential", Timeout: 100 * time.Millisecond}
+		r := enforce.Remote{Client: wire.Client{Server: srv.URL, Credential: "pep-credential", Timeout: 100 * time.Millisecond}}
 		d, err := r.Decide(context.Background(), &decide.Request{Token: "t", Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "a/b"}})
 		if err != nil || d.Outcome == policy.Allow || !slices.Contains(d.Reasons, enforce.ReasonNoDecision) {
 			t.Errorf("%s: %+v %v", name, d, err)

@@ -5,18 +5,20 @@ import (
 	"errors"
 	"math"
 	"slices"
+
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Outcome is what a decision tells the enforcement point to do.
-type Outcome string
+type Outcome = wire.Outcome
 
 // Outcomes.
 const (
-	Allow Outcome = "allow"
-	Deny  Outcome = "deny"
+	Allow = wire.Allow
+	Deny  = wire.Deny
 	// PendingApproval: the policy allows the action once enough people have
 	// approved it (obligation require_approvals); until then it must not run.
-	PendingApproval Outcome = "pending_approval"
+	PendingApproval = wire.PendingApproval
 )
 
 // Reasons Warden gives when the policy itself gave none. Policy reasons

@@ -23,6 +23,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Config is the ext_authz part of gateway.yaml (ext_authz:).
@@ -68,7 +69,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	// the upstream must not read otherwise: an escaped '/' or '\' is
 	// refused.
 	decoded, err := url.PathUnescape(path)
-	if lower := strings.ToLower(path); err != nil || !enforce.CleanPath(decoded) || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+	if lower := strings.ToLower(path); err != nil || !wire.CleanPath(decoded) || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
 		return deny(http.StatusBadRequest, nil, "the path must not hold '.', '..', empty segments or escaped slashes"), nil
 	}
 	values, err := url.ParseQuery(query)
@@ -96,7 +97,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if int64(len(body)) < h.GetSize() || headers["x-envoy-auth-partial-body"] == "true" {
 		return deny(http.StatusBadRequest, nil, "the request body did not reach the authorization server whole: configure with_request_body, allow_partial_message: false"), nil
 	}
-	args, _, err := enforce.HTTPArgs(values, headers["content-type"], body)
+	args, _, err := wire.HTTPArgs(values, headers["content-type"], body)
 	if err != nil {
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}
@@ -130,7 +131,7 @@ func (s *Server) edgeRefusal(err error) *enforce.Refusal {
 }
 
 // credentials reads the Authorization and DPoP headers Envoy passed on.
-func credentials(headers map[string]string) (enforce.Credentials, error) {
+func credentials(headers map[string]string) (wire.Credentials, error) {
 	r := &http.Request{Header: http.Header{}}
 	if v, ok := headers["authorization"]; ok {
 		r.Header.Set("Authorization", v)
@@ -138,7 +139,7 @@ func credentials(headers map[string]string) (enforce.Credentials, error) {
 	if v, ok := headers["dpop"]; ok {
 		r.Header.Set("DPoP", v)
 	}
-	return enforce.ReadCredentials(r)
+	return wire.ReadCredentials(r)
 }
 
 func challenge(no *enforce.Refusal) []*corev3.HeaderValueOption {

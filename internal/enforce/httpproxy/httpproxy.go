@@ -26,6 +26,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Config is the proxy's part of gateway.yaml (http:).
@@ -195,7 +196,7 @@ func (p *Proxy) Prefixes() []string {
 
 // ServeHTTP authenticates, decides and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !enforce.CleanPath(r.URL.Path) {
+	if !wire.CleanPath(r.URL.Path) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
 		return
 	}
@@ -223,7 +224,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "one Content-Type header, not several"})
 		return
 	}
-	args, body, err := enforce.HTTPArgs(r.URL.Query(), r.Header.Get("Content-Type"), body)
+	args, body, err := wire.HTTPArgs(r.URL.Query(), r.Header.Get("Content-Type"), body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return

@@ -21,6 +21,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -51,7 +52,7 @@ func wrapped(t *testing.T, e *env, server string, edit func(*mcpgw.WrapConfig)) 
 		edit(&cfg)
 	}
 	w, err := mcpgw.NewWrap(cfg, mcpgw.WrapDeps{
-		Decider: enforce.Remote{Server: server, Credential: cred},
+		Decider: enforce.Remote{Client: wire.Client{Server: server, Credential: cred}},
 		Caller: func(ctx context.Context) (*enforce.Caller, error) {
 			tok, err := c.Token(ctx)
 			if err != nil {
@@ -202,7 +203,7 @@ func TestWrapRefuses(t *testing.T) {
 			t.Parallel()
 			cfg := mcpgw.WrapConfig{Name: "local", Command: []string{"true"}, Trust: mcpgw.Trusted, Env: map[string]string{}, User: ownUser()}
 			c.edit(&cfg)
-			_, err := mcpgw.NewWrap(cfg, mcpgw.WrapDeps{Decider: enforce.Remote{Server: "http://127.0.0.1:1", Credential: "x"},
+			_, err := mcpgw.NewWrap(cfg, mcpgw.WrapDeps{Decider: enforce.Remote{Client: wire.Client{Server: "http://127.0.0.1:1", Credential: "x"}},
 				Caller: func(context.Context) (*enforce.Caller, error) { return nil, errors.New("unused") }})
 			if err == nil || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("NewWrap: %v, want an error saying %q", err, c.says)

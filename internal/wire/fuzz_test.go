@@ -1,4 +1,4 @@
-package enforce_test
+package wire_test
 
 import (
 	"encoding/json"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // The Authorization and DPoP headers are the agent's: whatever they hold,
@@ -26,7 +26,7 @@ func FuzzReadCredentials(f *testing.F) {
 		if proof != "" {
 			r.Header.Set("DPoP", proof)
 		}
-		c, err := enforce.ReadCredentials(r)
+		c, err := wire.ReadCredentials(r)
 		if err != nil {
 			return
 		}
@@ -52,7 +52,7 @@ func FuzzHTTPArgs(f *testing.F) {
 		if err != nil {
 			return
 		}
-		args, forward, err := enforce.HTTPArgs(q, contentType, []byte(body))
+		args, forward, err := wire.HTTPArgs(q, contentType, []byte(body))
 		if err != nil {
 			return
 		}
@@ -75,7 +75,7 @@ func FuzzCleanPath(f *testing.F) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		if !enforce.CleanPath(p) {
+		if !wire.CleanPath(p) {
 			return
 		}
 		for _, seg := range strings.Split(p, "/") {
