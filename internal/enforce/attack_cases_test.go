@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/sdk"
@@ -490,4 +491,23 @@ func mustToken(t *testing.T, c *sdk.Client) string {
 		t.Fatal(err)
 	}
 	return tok.AccessToken
+}
+
+// A list costs what it decides: each tool shown is evaluated, so an agent
+// listing in a loop spends its rate per tool, not per request.
+func TestAttackListFloodPaysPerItem(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) { gc.RateLimit = &enforce.RateLimit{Rate: 1, Burst: 20} })
+	s := r.session(r.agent("ai-agent://dev/lister"), "", nil) // a few requests of the burst
+	for i := range 10 {
+		_, err := s.ListTools(r.ctx, nil)
+		if err == nil {
+			continue
+		}
+		if !strings.Contains(err.Error(), "rate limit") {
+			t.Fatalf("list %d: %v", i, err)
+		}
+		return // refused within ten lists of five tools from a burst of 20
+	}
+	t.Fatal("ten lists of five tools each were answered from a burst of 20 requests")
 }

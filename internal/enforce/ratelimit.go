@@ -36,8 +36,12 @@ func NewLimiter(cfg RateLimit) *Limiter {
 }
 
 // Allow takes one request from the agent's bucket.
-func (l *Limiter) Allow(agent string) bool {
-	if l.cfg.Rate <= 0 {
+func (l *Limiter) Allow(agent string) bool { return l.AllowN(agent, 1) }
+
+// AllowN takes n requests' worth from the agent's bucket (at most a
+// burst's): a request that makes n decisions' worth of work costs as much.
+func (l *Limiter) AllowN(agent string, n int) bool {
+	if l == nil || l.cfg.Rate <= 0 || n <= 0 {
 		return true
 	}
 	l.mu.Lock()
@@ -57,5 +61,5 @@ func (l *Limiter) Allow(agent string) bool {
 		l.m[agent] = b
 	}
 	b.seen = now
-	return b.l.AllowN(now, 1)
+	return b.l.AllowN(now, min(n, l.cfg.Burst))
 }

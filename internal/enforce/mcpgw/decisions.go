@@ -165,3 +165,24 @@ func (g *Gateway) visible(u *upstream, name string) string {
 	}
 	return u.cfg.Name + separator + name
 }
+
+// charge takes a list's cost from the agent's rate limit before the list
+// is made: each item it shows is decided (partially evaluated), so a list
+// costs one request per item (the request itself paid for one). Without
+// it, an agent listing a large catalog in a loop would spend many
+// evaluations per request of its allowance.
+func (g *Gateway) charge(ctx context.Context, c *enforce.Caller, items func(catalogue) int) error {
+	if g.auth == nil || g.auth.Limits == nil {
+		return nil
+	}
+	n := 0
+	for _, u := range g.order {
+		if offer, err := u.offers(ctx); err == nil {
+			n += items(offer)
+		}
+	}
+	if n > 1 && !g.auth.Limits.AllowN(c.Agent, n-1) {
+		return &jsonrpc.Error{Code: CodeLimit, Message: "rate limit exceeded: a list costs one request per item it decides; try again shortly"}
+	}
+	return nil
+}

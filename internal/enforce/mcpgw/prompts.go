@@ -15,6 +15,9 @@ import (
 // prompts/get decided and forwarded.
 
 func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.ListPromptsRequest) (mcp.Result, error) {
+	if err := g.charge(ctx, c, func(o catalogue) int { return len(o.prompts) }); err != nil {
+		return nil, err
+	}
 	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)

@@ -14,6 +14,9 @@ import (
 // them, and resources/read decided and forwarded.
 
 func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.ListResourcesRequest) (mcp.Result, error) {
+	if err := g.charge(ctx, c, func(o catalogue) int { return len(o.resources) }); err != nil {
+		return nil, err
+	}
 	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
@@ -30,6 +33,9 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 }
 
 func (g *Gateway) listTemplates(ctx context.Context, c *enforce.Caller, r *mcp.ListResourceTemplatesRequest) (mcp.Result, error) {
+	if err := g.charge(ctx, c, func(o catalogue) int { return len(o.templates) }); err != nil {
+		return nil, err
+	}
 	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)

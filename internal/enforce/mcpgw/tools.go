@@ -28,6 +28,9 @@ func (g *Gateway) toolAttrs(u *upstream, tool string) map[string]any {
 }
 
 func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListToolsRequest) (mcp.Result, error) {
+	if err := g.charge(ctx, c, func(o catalogue) int { return len(o.tools) }); err != nil {
+		return nil, err
+	}
 	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
