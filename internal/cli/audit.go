@@ -488,5 +488,5 @@ transparency-dev/merkle proof package, the entry and the checkpoint.`,
 
 // publicClient reaches the server without an admin credential.
 func (g *globals) publicClient() *adminClient {
-	return &adminClient{base: strings.TrimSuffix(g.server, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	return &adminClient{base: strings.TrimSuffix(g.server, "/"), http: newHTTP(answerTimeout)}
 }

@@ -22,6 +22,22 @@ type adminClient struct {
 	http  *http.Client
 }
 
+// answerTimeout is how long the CLI waits for the server to begin its
+// answer, unless a command says otherwise (a push waits for its tests).
+var answerTimeout = 30 * time.Second
+
+// newHTTP is a client that waits up to wait for an answer to begin, then
+// reads it as long as it comes: an export of a large log streams for longer
+// than any fixed bound.
+func newHTTP(wait time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = wait
+	return &http.Client{Transport: t}
+}
+
+// waitFor lets the server take up to wait to begin its answers.
+func (c *adminClient) waitFor(wait time.Duration) { c.http = newHTTP(wait) }
+
 // admin returns a client authenticated with the admin token from
 // --admin-token-file, else WARDEN_ADMIN_TOKEN, else <data>/admin.token.
 func (g *globals) admin() (*adminClient, error) {
@@ -56,7 +72,7 @@ func (g *globals) admin() (*adminClient, error) {
 	if _, err := url.Parse(g.server); err != nil {
 		return nil, fmt.Errorf("--server: %w", err)
 	}
-	return &adminClient{base: strings.TrimSuffix(g.server, "/"), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &adminClient{base: strings.TrimSuffix(g.server, "/"), token: tok, http: newHTTP(answerTimeout)}, nil
 }
 
 // apiError is an error answer of the admin API.

@@ -49,7 +49,7 @@ already stored changes nothing and names the stored version.`,
 			if err != nil {
 				return err
 			}
-			c.http.Timeout = wait
+			c.waitFor(wait)
 			var out struct {
 				Version store.PolicyVersion `json:"version"`
 				Created bool                `json:"created"`
@@ -197,7 +197,7 @@ func newPolicyActivateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c.http.Timeout = wait
+			c.waitFor(wait)
 			return g.stateChange(cmd.Context(), c, "POST", "/v1/policies/"+url.PathEscape(id)+"/activate", nil)
 		},
 	}
