@@ -32,14 +32,7 @@ STORE=${STORE:-}
 ADDR=127.0.0.1:7272
 BUNDLE=policies/finance
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 echo "building warden and the load generator..." >&2
 if [ -n "${WARDEN:-}" ]; then

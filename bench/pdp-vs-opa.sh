@@ -23,21 +23,14 @@ DUR=${DUR:-15s}
 WARDEN_ADDR=127.0.0.1:7171
 OPA_ADDR=127.0.0.1:8181
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 echo "building warden, opa and the load generator..." >&2
 go build -o "$work/warden" ./cmd/warden
 go build -o "$work/opa" github.com/open-policy-agent/opa
 go build -o "$work/loadgen" ./bench/loadgen
 
-wait_up() { # url
+wait_url() { # url
 	for _ in $(seq 1 100); do
 		curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
 		sleep 0.1
@@ -59,7 +52,7 @@ log:
 EOF
 "$work/warden" serve --config "$work/warden.yaml" --data "$work/data" --addr "$WARDEN_ADDR" --policies "$BUNDLE" 2>"$work/warden.log" &
 pids+=($!)
-wait_up "http://$WARDEN_ADDR/readyz"
+wait_url "http://$WARDEN_ADDR/readyz"
 w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$work/data" "$@"; }
 agent=ai-agent://prod/finance/trading-optimizer
 w agent keygen --out "$work/agent.jwk" >/dev/null
@@ -94,7 +87,7 @@ cp -L "$BUNDLE"/data.* "$work/opa-bundle/" 2>/dev/null || true
 cp bench/opa/decision.rego "$work/opa-bundle/"
 "$work/opa" run --server --addr "$OPA_ADDR" --log-level error --skip-version-check "$work/opa-bundle" >"$work/opa.log" 2>&1 &
 pids+=($!)
-wait_up "http://$OPA_ADDR/health"
+wait_url "http://$OPA_ADDR/health"
 opa_answer=$(curl -fsS -H 'Content-Type: application/json' --data @"$work/opa-input.json" "http://$OPA_ADDR/v1/data/system/warden/decision")
 echo "same request: Warden says $outcome; OPA says $opa_answer" >&2
 
