@@ -511,3 +511,26 @@ func TestAttackListFloodPaysPerItem(t *testing.T) {
 	}
 	t.Fatal("ten lists of five tools each were answered from a burst of 20 requests")
 }
+
+// A body over the limits is refused before anything is decided, at both
+// enforcement points of the listener.
+func TestAttackOversizedBodies(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) {
+		gc.MCP.MaxRequestBytes = 4096
+		gc.HTTP.MaxBodyBytes = 4096
+	})
+	a := r.agent("ai-agent://dev/bulky")
+	big := strings.Repeat("x", 8192)
+	resp, _ := r.raw(a, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"mail__send","arguments":{"to":"`+big+`"}}}`,
+		http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"mail__send"}})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge && resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an oversized MCP request: %d", resp.StatusCode)
+	}
+	if status, _ := r.do(a, "POST", "/out/send", `{"to":"`+big+`"}`); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("an oversized proxied body: %d", status)
+	}
+	if got := r.egress(); len(got) != 0 {
+		t.Fatalf("sent out: %v", got)
+	}
+}
