@@ -117,6 +117,15 @@ func checkCalls(m *ast.Module) ast.Errors {
 			terms := e.Terms.([]*ast.Term)
 			check(terms[0], terms[1:], e.Location)
 		}
+		// "f(x) with concat as sprintf" calls sprintf with whatever f
+		// passes, a format from input included: a builtin checked or
+		// removed here cannot be the value of a with.
+		for _, w := range e.With {
+			name := w.Value.String()
+			if _, removed := removedBuiltins[name]; removed || name == ast.Sprintf.Name {
+				errs = append(errs, ast.NewError(ast.TypeErr, w.Location, "with ... as %s: %s cannot replace another function in Warden policies (its arguments would not be checked)", name, name))
+			}
+		}
 		return false
 	})
 	ast.WalkTerms(m, func(t *ast.Term) bool {

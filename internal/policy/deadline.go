@@ -34,7 +34,7 @@ func (e *Engine) bounded(ctx context.Context, eval func(context.Context) error) 
 	var err error
 	done := make(chan struct{})
 	e.evaluators.run(func() {
-		err = eval(ctx)
+		err = recovered(ctx, eval)
 		if !state.CompareAndSwap(running, finished) {
 			e.overrun.done() // the caller gave up on it
 		}
@@ -54,6 +54,19 @@ func (e *Engine) bounded(ctx context.Context, eval func(context.Context) error) 
 		return classify(ctx, err)
 	}
 	return nil
+}
+
+// recovered runs eval, turning a panic (a builtin's, on some input) into
+// an error: the evaluation is a deny, and the process, which serves every
+// other agent, goes on. Off the request's goroutine, nothing else would
+// recover it.
+func recovered(ctx context.Context, eval func(context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: the evaluation panicked", ErrEvaluation) // the panic's value may hold input
+		}
+	}()
+	return eval(ctx)
 }
 
 // overrunGate counts an engine's evaluations running past their timeout,

@@ -54,3 +54,15 @@ func MaxOverrun(e *Engine) int64 { return e.overrun.max }
 
 // CheckFormat is the engine's check of a sprintf format.
 var CheckFormat = checkFormat
+
+// WithPanickingBuiltin adds to cfg a builtin test.panic(x) that panics,
+// as a builtin might on some input.
+func WithPanickingBuiltin(cfg EngineConfig) EngineConfig {
+	cfg.extraBuiltin = &extraBuiltin{
+		fn: &rego.Function{Name: "test.panic", Decl: types.NewFunction(types.Args(types.A), types.A)},
+		impl: func(_ rego.BuiltinContext, x *ast.Term) (*ast.Term, error) {
+			panic("a builtin panicked on " + x.String())
+		},
+	}
+	return cfg
+}

@@ -248,3 +248,23 @@ func FuzzCheckFormat(f *testing.F) {
 		}
 	})
 }
+
+// A checked or removed builtin cannot stand in for another function with
+// "with": its arguments would not be checked (sprintf with a format from
+// input, through a function that calls concat).
+func TestWithCannotSmuggleABuiltin(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, rule, says string }{
+		{"sprintf for concat", `x := f(input.args.format, ["1"]) with concat as sprintf`, "sprintf cannot replace"},
+		{"a removed builtin", `x := json.marshal(input) with json.marshal as yaml.marshal`, "yaml.marshal cannot replace"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			src := "package warden.authz\n\nf(a, b) := concat(a, b)\n\nallow if {\n\t" + c.rule + "\n\tx != \"\"\n}\n"
+			_, err := policy.Compile(context.Background(), bundle(map[string]string{"p.rego": src}), policy.EngineConfig{})
+			if !errors.Is(err, policy.ErrInvalidBundle) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("compile: %v, want a refusal saying %q", err, c.says)
+			}
+		})
+	}
+}
