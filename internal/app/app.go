@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 // must have alike.
 func sharedSettings(cfg config.Config) identity.SharedSettings {
 	s := identity.SharedSettings{Issuer: cfg.Identity.Issuer, Audience: cfg.Identity.Audience, AuditOrigin: cfg.Audit.Origin,
-		TrustDomains: make(map[string]identity.SharedDomain, len(cfg.Identity.TrustDomains))}
+		TrustDomains: make(map[string]identity.SharedDomain, len(cfg.Identity.TrustDomains)), TaintsExpireAfter: cfg.Taints.ExpireAfter.String()}
 	for name, td := range cfg.Identity.TrustDomains {
 		s.TrustDomains[name] = identity.SharedDomain{RequireDPoP: td.RequireDPoP}
 	}

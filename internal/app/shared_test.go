@@ -59,6 +59,7 @@ func TestRestartWithOtherSharedSettingsIsRefused(t *testing.T) {
 			c.Identity.TrustDomains = map[string]config.TrustDomain{"prod": {RequireDPoP: true}, "staging": {}, "mars": {}}
 		}, []string{`the deployment declares "dev", this replica does not`, `this replica declares "mars", the deployment does not`}},
 		{"another audit origin", func(c *config.Config) { c.Audit.Origin = "elsewhere.test/audit" }, []string{"audit.origin"}},
+		{"another taint expiry", func(c *config.Config) { c.Taints.ExpireAfter = 0 }, []string{`taints.expire_after: the deployment has "1h0m0s", this replica "0s"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

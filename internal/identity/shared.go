@@ -23,6 +23,10 @@ type SharedSettings struct {
 	Audience     string                  `json:"audience"`
 	TrustDomains map[string]SharedDomain `json:"trust_domains"`
 	AuditOrigin  string                  `json:"audit_origin"`
+	// TaintsExpireAfter is taints.expire_after: the replicas sweep the one
+	// table of taints, so the shortest would win. Empty in a record made
+	// before it was shared, which is then not compared.
+	TaintsExpireAfter string `json:"taints_expire_after,omitempty"`
 }
 
 // SharedDomain is what replicas must agree on about a trust domain.
@@ -109,6 +113,9 @@ func (d SharedSettings) differences(s SharedSettings) []string {
 	str("identity.issuer", d.Issuer, s.Issuer)
 	str("identity.audience", d.Audience, s.Audience)
 	str("audit.origin", d.AuditOrigin, s.AuditOrigin)
+	if d.TaintsExpireAfter != "" {
+		str("taints.expire_after", d.TaintsExpireAfter, s.TaintsExpireAfter)
+	}
 	for _, name := range slices.Sorted(maps.Keys(d.TrustDomains)) {
 		mine, ok := s.TrustDomains[name]
 		switch {
