@@ -33,20 +33,42 @@ const TrustUntrusted = "untrusted"
 // taintUntrusted is the taint such a read sets.
 const taintUntrusted = "untrusted_content"
 
-// taintHolder is whose taints a token's decisions see: the agent whose
+// taintHolder is whose taints a token's reads set: the agent whose
 // context holds what it read, the presenter (for a delegated token, the
 // current actor), within the task the token was bound to.
 func taintHolder(tok *identity.Token) (agent, task string) {
 	return tok.Presenter.String(), tok.Task
 }
 
-// heldTaints are the taints of the token's holder; none without a registry.
+// heldTaints are the taints a token's decisions see: the holder's (within
+// its task), and every taint of every other agent in the token (its
+// subject and earlier actors), whose instructions reach the holder through
+// the delegation: a tainted agent cannot have a clean one act for it. None
+// without a registry.
 func (p *Pipeline) heldTaints(tok *identity.Token) ([]store.Taint, error) {
 	if p.cfg.Taints == nil {
 		return nil, nil
 	}
 	agent, task := taintHolder(tok)
-	return p.cfg.Taints.Held(agent, task)
+	held, err := p.cfg.Taints.Held(agent, task)
+	if err != nil || len(tok.Chain) == 0 {
+		return held, err
+	}
+	others := []string{tok.Subject}
+	for _, a := range tok.Chain[1:] {
+		others = append(others, a.String())
+	}
+	for _, other := range others {
+		if other == agent {
+			continue
+		}
+		more, err := p.cfg.Taints.Held(other, "")
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, more...)
+	}
+	return held, nil
 }
 
 // sessionInput is the input's context.session: the enforcement point's
@@ -59,6 +81,7 @@ func sessionInput(s Session, task string, held []store.Taint) map[string]any {
 	for _, t := range held {
 		names = append(names, t.Name)
 		src := map[string]any{
+			"agent":             t.AgentID,
 			"taint":             t.Name,
 			"decision_id":       t.DecisionID,
 			"audit_index":       t.AuditIndex,

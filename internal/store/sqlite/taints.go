@@ -12,9 +12,14 @@ import (
 const taintColumns = `agent_id, task, name, decision_id, audit_index, enforcement_point, action, resource_kind, resource_id, created_at, last_read_at`
 
 // AddTaint implements store.TaintStore.
-func (s *Store) AddTaint(ctx context.Context, t store.Taint) (bool, error) {
+func (s *Store) AddTaint(ctx context.Context, t store.Taint, renewBefore time.Time) (bool, error) {
 	var created bool
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		// A taint whose time was up is replaced, as if it were new.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM taints WHERE agent_id = ? AND task = ? AND name = ? AND last_read_at < ?`,
+			t.AgentID, t.Task, t.Name, micros(renewBefore)); err != nil {
+			return fmt.Errorf("renew taint: %w", err)
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO taints (`+taintColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (agent_id, task, name) DO NOTHING`,
 			t.AgentID, t.Task, t.Name, t.DecisionID, t.AuditIndex, t.EnforcementPoint, t.Action, t.ResourceKind, t.ResourceID,

@@ -28,29 +28,29 @@ func taintsOf(t *testing.T, s store.Store, agent string) []store.Taint {
 func testTaints(t *testing.T, s store.Store) {
 	const a, b = "ai-agent://prod/reader", "ai-agent://prod/other"
 	first := sampleTaint(a, "")
-	created, err := s.AddTaint(ctx(t), first)
+	created, err := s.AddTaint(ctx(t), first, time.Time{})
 	if err != nil || !created {
 		t.Fatalf("first add: created %v, %v", created, err)
 	}
 	// A later read moves the last read; the source stays the first one's.
 	later := sampleTaint(a, "")
 	later.DecisionID, later.LastReadAt = "dec_later", t0.Add(time.Minute)
-	if created, err := s.AddTaint(ctx(t), later); err != nil || created {
+	if created, err := s.AddTaint(ctx(t), later, time.Time{}); err != nil || created {
 		t.Fatalf("second add: created %v, %v", created, err)
 	}
 	// An older read does not move it back.
 	older := sampleTaint(a, "")
 	older.LastReadAt = t0.Add(-time.Hour)
-	if _, err := s.AddTaint(ctx(t), older); err != nil {
+	if _, err := s.AddTaint(ctx(t), older, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetTaintIndex(ctx(t), first, 42); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddTaint(ctx(t), sampleTaint(a, "task-7")); err != nil {
+	if _, err := s.AddTaint(ctx(t), sampleTaint(a, "task-7"), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddTaint(ctx(t), sampleTaint(b, "")); err != nil {
+	if _, err := s.AddTaint(ctx(t), sampleTaint(b, ""), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	want := first
@@ -62,12 +62,22 @@ func testTaints(t *testing.T, s store.Store) {
 	if all := taintsOf(t, s, ""); len(all) != 3 {
 		t.Fatalf("all taints: %d, want 3", len(all))
 	}
+	// A read after the taint's time was up (last read before renewBefore)
+	// starts it again, with its own source.
+	again := sampleTaint(a, "")
+	again.DecisionID, again.CreatedAt, again.LastReadAt = "dec_again", t0.Add(2*time.Hour), t0.Add(2*time.Hour)
+	if created, err := s.AddTaint(ctx(t), again, t0.Add(90*time.Minute)); err != nil || !created {
+		t.Fatalf("renewing an expired taint: created %v, %v", created, err)
+	}
+	if got := taintsOf(t, s, a); got[0].DecisionID != "dec_again" || !got[0].CreatedAt.Equal(again.CreatedAt) || got[0].AuditIndex != -1 {
+		t.Fatalf("renewed taint %+v", got[0])
+	}
 }
 
 func testTaintsClear(t *testing.T, s store.Store) {
 	const a = "ai-agent://prod/reader"
 	for _, task := range []string{"", "t1", "t2"} {
-		if _, err := s.AddTaint(ctx(t), sampleTaint(a, task)); err != nil {
+		if _, err := s.AddTaint(ctx(t), sampleTaint(a, task), time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +125,7 @@ func testTaintsExpire(t *testing.T, s store.Store) {
 	fresh := sampleTaint(b, "")
 	fresh.LastReadAt = t0.Add(time.Hour)
 	for _, x := range []store.Taint{old, fresh} {
-		if _, err := s.AddTaint(ctx(t), x); err != nil {
+		if _, err := s.AddTaint(ctx(t), x, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
