@@ -98,7 +98,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: gc}
 	limits := enforce.NewLimiter(*gc.RateLimit)
-	g.conns = enforce.NewConns(gc.Limits.MaxConnectionsPerAgent)
+	g.conns = enforce.NewConns(gc.Limits.MaxConnectionsPerAgent, gc.Limits.MaxConnectionsPerSource)
 	issuer := a.cfg.Identity.Issuer
 	edge := func(resource string) *enforce.Edge {
 		u, _ := url.Parse(resource)
@@ -140,7 +140,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		// The mesh shares the gateway's rate limits.
 		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge(gc.ExtAuthz.Resource), a.log)
 	}
-	g.handler = enforce.Deadlines(gc.Limits, mux)
+	g.handler = g.conns.CloseUnclaimed(enforce.Deadlines(gc.Limits, mux))
 	return g, nil
 }
 

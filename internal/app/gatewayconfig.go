@@ -151,7 +151,7 @@ func (c *GatewayConfig) checkExtAuthz() []string {
 // checkLimits fills the limits' defaults and says what is wrong with them.
 func checkLimits(l *enforce.Limits) []string {
 	var problems []string
-	if l.MaxConnections < 0 || l.MaxConnectionsPerAgent < 0 || l.BodyTimeout < 0 || l.WriteTimeout < 0 || l.StreamTimeout < 0 {
+	if l.MaxConnections < 0 || l.MaxConnectionsPerAgent < 0 || l.MaxConnectionsPerSource < 0 || l.BodyTimeout < 0 || l.WriteTimeout < 0 || l.StreamTimeout < 0 {
 		problems = append(problems, "limits: none may be negative")
 	}
 	*l = l.WithDefaults()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -358,6 +359,9 @@ func TestAttackSlowBodyAndConnectionFlood(t *testing.T) {
 			break // closed by the gateway
 		}
 	}
+	// The closed connection no longer counts (the server releases it a
+	// moment after the client sees it close).
+	waitFor(t, func() bool { return r.gw.Conns().Held(a.id) == 0 })
 	// Connections: three are the agent's, the fourth is refused and closed.
 	var conns []net.Conn
 	get := func() (net.Conn, int) {
@@ -387,11 +391,12 @@ func TestAttackSlowBodyAndConnectionFlood(t *testing.T) {
 		c.Close()
 	}
 	conns[0].Close()
-	waitFor(t, func() bool {
-		c, status := get()
+	waitFor(t, func() bool { return r.gw.Conns().Held(a.id) < 3 })
+	if c, status := get(); status == http.StatusTooManyRequests {
+		t.Fatal("refused after one of the agent's connections closed")
+	} else {
 		c.Close()
-		return status != http.StatusTooManyRequests
-	})
+	}
 	for _, c := range conns[1:] {
 		c.Close()
 	}
@@ -559,5 +564,65 @@ func TestAttackTaintFollowsDelegation(t *testing.T) {
 	}
 	if got := r.egress(); len(got) != 0 {
 		t.Fatalf("sent out: %v", got)
+	}
+}
+
+// Without credentials nobody holds the listener: a refused request's
+// connection is closed, not kept alive, and one address holds at most its
+// share of connections. (A client without a token kept 4,096 connections
+// idle after their 401s and locked every agent out.)
+func TestAttackUnauthenticatedConnectionsDoNotHoldTheListener(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) {
+		gc.Limits.MaxConnections, gc.Limits.MaxConnectionsPerAgent, gc.Limits.MaxConnectionsPerSource = 8, 4, 6
+	})
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 8 {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /mcp HTTP/1.1\r\nHost: %s\r\n\r\n", r.addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !resp.Close {
+			t.Fatalf("a request without a token: %d, connection kept: %v", resp.StatusCode, !resp.Close)
+		}
+		idle = append(idle, c)
+	}
+	// An agent still gets in.
+	if !r.call(r.session(r.agent("ai-agent://dev/patient"), "", nil), "kb__search", nil) {
+		t.Fatal("the agent's call was denied")
+	}
+	// Silent connections from one address: past its share, closed at once.
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	for range 6 {
+		c, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	extra, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the address's connection one too many was kept open: %v", err)
 	}
 }

@@ -19,6 +19,10 @@ type Limits struct {
 	// arrive on; a request on one more is refused (429) and its
 	// connection closed. Default 64.
 	MaxConnectionsPerAgent int `yaml:"max_connections_per_agent"`
+	// MaxConnectionsPerSource bounds the connections open from one
+	// address (IPv6: its /64), before anyone is authenticated on them;
+	// one more is closed at once. Default 1024.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 	// BodyTimeout bounds the time a request body may take to arrive,
 	// from the end of its headers. Default 30s.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
@@ -38,6 +42,9 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxConnectionsPerAgent == 0 {
 		l.MaxConnectionsPerAgent = 64
 	}
+	if l.MaxConnectionsPerSource == 0 {
+		l.MaxConnectionsPerSource = 1024
+	}
 	if l.BodyTimeout == 0 {
 		l.BodyTimeout = 30 * time.Second
 	}
@@ -52,34 +59,58 @@ func (l Limits) WithDefaults() Limits {
 
 // Conns counts the connections each agent's requests arrive on. A
 // connection belongs to the first agent authenticated on it; its count
-// drops when it closes. Give the server ConnContext and ConnState.
+// drops when it closes. Connections no agent was authenticated on are not
+// kept alive, and one address holds at most its share. Give the server
+// ConnContext and ConnState, and wrap its handler with CloseUnclaimed.
 type Conns struct {
-	max   int
-	mu    sync.Mutex
-	count map[string]int
-	open  map[net.Conn]*conn
+	max, perSource int
+	mu             sync.Mutex
+	count          map[string]int // by agent
+	sources        map[string]int // by address
+	open           map[net.Conn]*conn
 }
 
-// NewConns allows each agent at most max connections.
-func NewConns(max int) *Conns {
-	return &Conns{max: max, count: map[string]int{}, open: map[net.Conn]*conn{}}
+// NewConns allows each agent at most max connections, and each address
+// perSource.
+func NewConns(max, perSource int) *Conns {
+	return &Conns{max: max, perSource: perSource, count: map[string]int{}, sources: map[string]int{}, open: map[net.Conn]*conn{}}
 }
 
 type connKey struct{}
 
 // conn is what Conns knows of one connection.
 type conn struct {
-	agent string
-	done  bool
+	agent  string
+	source string
+	done   bool
 }
 
-// ConnContext is the server's ConnContext: it tags each connection.
+// ConnContext is the server's ConnContext: it tags each connection, and
+// closes at once one that is its address's one too many.
 func (c *Conns) ConnContext(ctx context.Context, nc net.Conn) context.Context {
-	k := &conn{}
+	k := &conn{source: sourceOf(nc.RemoteAddr())}
 	c.mu.Lock()
 	c.open[nc] = k
+	c.sources[k.source]++
+	over := c.perSource > 0 && c.sources[k.source] > c.perSource
 	c.mu.Unlock()
+	if over {
+		nc.Close() // the server sees the connection fail, and ConnState releases it
+	}
 	return context.WithValue(ctx, connKey{}, k)
+}
+
+// sourceOf is the address a connection's count goes to: the IP, or for
+// IPv6 its /64 (one host may hold a whole /64).
+func sourceOf(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		return ip4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String()
 }
 
 // ConnState is the server's ConnState: a closed or hijacked connection
@@ -96,6 +127,9 @@ func (c *Conns) ConnState(nc net.Conn, state http.ConnState) {
 	}
 	delete(c.open, nc)
 	k.done = true
+	if c.sources[k.source]--; c.sources[k.source] <= 0 {
+		delete(c.sources, k.source)
+	}
 	if k.agent != "" {
 		if c.count[k.agent]--; c.count[k.agent] <= 0 {
 			delete(c.count, k.agent)
@@ -134,3 +168,56 @@ func (c *Conns) Held(agent string) int {
 	defer c.mu.Unlock()
 	return c.count[agent]
 }
+
+// CloseUnclaimed wraps a server's handler: an answer on a connection no
+// agent is authenticated on (a refusal, the resource metadata, an unknown
+// path) closes it. A client without credentials cannot keep connections
+// of the listener idle.
+func (c *Conns) CloseUnclaimed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, ok := r.Context().Value(connKey{}).(*conn)
+		if !ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(&closeUnclaimed{ResponseWriter: w, c: c, k: k}, r)
+	})
+}
+
+type closeUnclaimed struct {
+	http.ResponseWriter
+	c     *Conns
+	k     *conn
+	wrote bool
+}
+
+func (w *closeUnclaimed) WriteHeader(status int) {
+	if !w.wrote {
+		w.wrote = true
+		w.c.mu.Lock()
+		unclaimed := w.k.agent == ""
+		w.c.mu.Unlock()
+		if unclaimed {
+			w.Header().Set("Connection", "close")
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *closeUnclaimed) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streams through.
+func (w *closeUnclaimed) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *closeUnclaimed) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -235,7 +235,7 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 				return
 			}
 			defer release()
-			w = &sessionOpening{ResponseWriter: w, g: g, agent: c.Agent}
+			w = &sessionOpening{ResponseWriter: w, g: g, agent: c.Agent, release: release}
 		}
 		sdk.ServeHTTP(w, r)
 	})

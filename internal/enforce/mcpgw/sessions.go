@@ -109,13 +109,16 @@ func (t *agentSessions) reserve(agent string, perAgent, total int) (release func
 	}
 	t.opening[agent]++
 	t.total++
+	var once sync.Once
 	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if t.opening[agent]--; t.opening[agent] <= 0 {
-			delete(t.opening, agent)
-		}
-		t.total--
+		once.Do(func() {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			if t.opening[agent]--; t.opening[agent] <= 0 {
+				delete(t.opening, agent)
+			}
+			t.total--
+		})
 	}, nil
 }
 
@@ -152,7 +155,11 @@ type sessionOpening struct {
 	http.ResponseWriter
 	g     *Gateway
 	agent string
-	done  bool
+	// release gives the reservation back once the session, if any, is
+	// owned: the agent may ask for its next one as soon as it has the
+	// answer.
+	release func()
+	done    bool
 }
 
 func (w *sessionOpening) WriteHeader(status int) {
@@ -166,6 +173,7 @@ func (w *sessionOpening) WriteHeader(status int) {
 				}
 			}
 		}
+		w.release()
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
