@@ -2,6 +2,7 @@ package enforce_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -624,5 +625,60 @@ func TestAttackUnauthenticatedConnectionsDoNotHoldTheListener(t *testing.T) {
 	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the address's connection one too many was kept open: %v", err)
+	}
+}
+
+// What the proxy forwards is what policy saw: a part of a redacted
+// answer is not served (a Range started inside the object, past the
+// field's path), a form body is read as the query is, and headers that
+// some upstreams read instead of the request's own path, method or
+// address do not reach them.
+func TestAttackProxyForwardsWhatWasDecided(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/smuggler")
+	client := &http.Client{Transport: a.http.Transport(nil)}
+	get := func(path string, h http.Header) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", r.httpURL+path, nil)
+		for k, vs := range h {
+			req.Header[k] = vs
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, rng := range []string{"", "bytes=11-44", "bytes=31-43"} {
+		status, body := get("/files/patient.json", http.Header{"Range": {rng}})
+		if strings.Contains(body, "123-45-6789") {
+			t.Fatalf("Range %q: %d %s", rng, status, body)
+		}
+	}
+	req, _ := http.NewRequest("POST", r.httpURL+"/api/transfer?amount=50", strings.NewReader("amount=5000"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("an amount in the form body, over the limit: %d", resp.StatusCode)
+	}
+	status, body := get("/api/x", http.Header{"X-Original-Url": {"/admin"}, "X-Rewrite-Url": {"/admin"}, "X-Real-Ip": {"10.0.0.1"},
+		"True-Client-Ip": {"10.0.0.1"}, "Forwarded": {"for=10.0.0.1"}, "X-Forwarded-Prefix": {"/admin"}})
+	var echo struct {
+		Headers map[string]string `json:"headers"`
+	}
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &echo) != nil {
+		t.Fatalf("the echo: %d %s", status, body)
+	}
+	for _, h := range []string{"x-original-url", "x-rewrite-url", "x-real-ip", "true-client-ip", "forwarded", "x-forwarded-prefix"} {
+		if v, ok := echo.Headers[h]; ok {
+			t.Errorf("the upstream got %s: %s", h, v)
+		}
 	}
 }

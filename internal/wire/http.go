@@ -73,25 +73,20 @@ func SourceIP(r *http.Request) string {
 }
 
 // HTTPArgs are what policy sees of an HTTP request's arguments: its query
-// parameters (a name given once is a string, more often a list), its body
-// when that is JSON, and the body's content type when there is a body. A
-// body that says it is JSON must be JSON, or it is an error: a policy that
+// parameters (a name given once is a string, more often a list), and when
+// there is a body, its content type, its size, and its content when that
+// is JSON (args.body) or a form (args.form, as the query). A body that says
+// it is JSON, or a form, must be one, or it is an error: a policy that
 // checks a field of the body must not be skipped by a body it cannot read
-// and the upstream can. body is that JSON as policy saw it, re-encoded
-// (numbers as written, a repeated key once): forward it instead of the
-// original, so that the upstream reads what was decided.
+// and the upstream can. body is the body as policy saw it, re-encoded (JSON
+// with numbers as written and a repeated key once; a form with its fields
+// in order): forward it instead of the original, so that the upstream
+// reads what was decided. Another kind of body is forwarded as it came, and
+// policy sees only its type and size.
 func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMessage, body []byte, err error) {
 	a := map[string]any{}
 	if len(query) > 0 {
-		m := map[string]any{}
-		for k, vs := range query {
-			if len(vs) == 1 {
-				m[k] = vs[0]
-			} else {
-				m[k] = vs
-			}
-		}
-		a["query"] = m
+		a["query"] = fields(query)
 	}
 	body = raw
 	if len(raw) > 0 {
@@ -101,7 +96,8 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 			// The upstream may read it as JSON all the same.
 			return nil, nil, fmt.Errorf("the Content-Type %q cannot be read", contentType)
 		}
-		if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		switch {
+		case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.UseNumber()
 			var v any
@@ -115,10 +111,32 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 				return nil, nil, err
 			}
 			a["body"] = json.RawMessage(body)
+		case mt == "application/x-www-form-urlencoded":
+			form, err := url.ParseQuery(string(raw))
+			if err != nil {
+				return nil, nil, fmt.Errorf("the body is not a form: %v", err)
+			}
+			body = []byte(form.Encode())
+			a["form"] = fields(form)
 		}
+		a["body_size"] = len(body)
 	}
 	args, err = json.Marshal(a)
 	return args, body, err
+}
+
+// fields is a query or form as policy sees it: a name given once is a
+// string, more often a list.
+func fields(v url.Values) map[string]any {
+	m := make(map[string]any, len(v))
+	for k, vs := range v {
+		if len(vs) == 1 {
+			m[k] = vs[0]
+		} else {
+			m[k] = vs
+		}
+	}
+	return m
 }
 
 // CleanPath says whether p is in its clean form: absolute, with no "." or ".."
@@ -138,4 +156,16 @@ func CleanPath(p string) bool {
 	}
 	c := path.Clean(p)
 	return c == p || c+"/" == p
+}
+
+// AgentHeaders are request headers an agent's request must not carry to
+// an upstream: its credentials, which are Warden's to check, and headers
+// some servers and frameworks read instead of the request's own method,
+// path or source address, which would make the upstream run something
+// other than what was decided (lower case).
+var AgentHeaders = []string{
+	"authorization", "dpop", "cookie", "proxy-authorization",
+	"x-http-method-override", "x-http-method", "x-method-override",
+	"x-original-url", "x-rewrite-url", "x-original-method", "x-forwarded-prefix", "x-forwarded-path",
+	"forwarded", "x-real-ip", "x-client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip",
 }

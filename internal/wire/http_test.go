@@ -43,13 +43,22 @@ func TestHTTPArgs(t *testing.T) {
 	t.Parallel()
 	q := url.Values{"limit": {"5"}, "tag": {"a", "b"}}
 	args, body, err := wire.HTTPArgs(q, "application/json; charset=utf-8", []byte(`{"n": 12345678901234567890, "to": "a", "to": "b"}`))
-	if err != nil || string(args) != `{"body":{"n":12345678901234567890,"to":"b"},"content_type":"application/json; charset=utf-8","query":{"limit":"5","tag":["a","b"]}}` ||
+	if err != nil || string(args) != `{"body":{"n":12345678901234567890,"to":"b"},"body_size":35,"content_type":"application/json; charset=utf-8","query":{"limit":"5","tag":["a","b"]}}` ||
 		string(body) != `{"n":12345678901234567890,"to":"b"}` {
 		t.Errorf("args %s, body %s, %v", args, body, err)
 	}
 	args, body, err = wire.HTTPArgs(nil, "text/plain", []byte("hello"))
-	if err != nil || string(args) != `{"content_type":"text/plain"}` || string(body) != "hello" {
+	if err != nil || string(args) != `{"body_size":5,"content_type":"text/plain"}` || string(body) != "hello" {
 		t.Errorf("a body that is not JSON: %s %s %v", args, body, err)
+	}
+	// A form is read, as the query is, and forwarded as policy saw it.
+	args, body, err = wire.HTTPArgs(url.Values{"amount": {"50"}}, "application/x-www-form-urlencoded", []byte("to=b&amount=5000"))
+	if err != nil || string(args) != `{"body_size":16,"content_type":"application/x-www-form-urlencoded","form":{"amount":"5000","to":"b"},"query":{"amount":"50"}}` ||
+		string(body) != "amount=5000&to=b" {
+		t.Errorf("a form: %s %s %v", args, body, err)
+	}
+	if _, _, err := wire.HTTPArgs(nil, "application/x-www-form-urlencoded", []byte("a=%zz")); err == nil {
+		t.Error("a body that says it is a form and is not was accepted")
 	}
 	if _, _, err := wire.HTTPArgs(nil, "application/json garbage", []byte(`{"amount": 5000}`)); err == nil {
 		t.Error("a body under a Content-Type that cannot be read was accepted")

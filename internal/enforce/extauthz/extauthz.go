@@ -114,7 +114,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				HeadersToRemove: append([]string{"authorization", "dpop", "cookie"}, methodOverrides...),
+				HeadersToRemove: wire.AgentHeaders,
 				Headers:         []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-warden-decision-id", Value: d.ID}}},
 			}},
 		}, nil
@@ -178,7 +178,3 @@ func denyJSON(status int, body string) *authv3.CheckResponse {
 		}},
 	}
 }
-
-// methodOverrides are headers some frameworks read as the request's
-// method: the upstream would run another method than the one decided.
-var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}

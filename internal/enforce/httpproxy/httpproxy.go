@@ -302,9 +302,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = ""
 	// Headers some frameworks read as the method go too: the upstream runs
 	// the method that was decided.
-	for _, h := range []string{"Authorization", "Dpop", "Cookie", "Proxy-Authorization",
-		"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+	for _, h := range wire.AgentHeaders {
 		pr.Out.Header.Del(h)
+	}
+	if len(f.redact) > 0 {
+		// A part of the answer (Range) is not the document the fields are
+		// paths in: the whole is asked for, and redacted.
+		pr.Out.Header.Del("Range")
+		pr.Out.Header.Del("If-Range")
 	}
 	if c := f.route.Credential; c != nil {
 		pr.Out.Header.Set(c.Header, f.route.secret)
@@ -321,6 +326,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	if len(f.redact) == 0 {
 		return nil
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		return fmt.Errorf("%w: a part of an answer cannot be redacted", errRefused)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
