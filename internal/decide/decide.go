@@ -275,10 +275,27 @@ func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c 
 		c.deny(statusReason(rec.Status))
 	default:
 		c.e.Agent = tok.Subject
-		return tok, rec, true
+		return tok, p.chainStatus(tok, rec), true
 	}
 	c.claim(tok.Subject)
 	return nil, store.Agent{}, false
+}
+
+// chainStatus is rec with the most restrictive status of the agents in a
+// delegated token: a restricted agent acting for an active one is
+// restricted (policy sees agent.status), or a restricted agent would
+// write again through a token delegated to it.
+func (p *Pipeline) chainStatus(tok *identity.Token, rec store.Agent) store.Agent {
+	if rec.Status == store.StatusRestricted {
+		return rec
+	}
+	for _, id := range tok.Chain {
+		if actor, ok := p.view.Agent(id.String()); ok && actor.Status == store.StatusRestricted {
+			rec.Status = store.StatusRestricted
+			return rec
+		}
+	}
+	return rec
 }
 
 // claim records subject as the agent a refused token names.

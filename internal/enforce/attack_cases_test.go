@@ -682,3 +682,49 @@ func TestAttackProxyForwardsWhatWasDecided(t *testing.T) {
 		}
 	}
 }
+
+// A restricted agent is restricted also when it acts for another: a
+// token delegated to it carries its status into policy.
+func TestAttackRestrictionFollowsDelegation(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	const planner, worker = "ai-agent://dev/planner", "ai-agent://dev/restricted-worker"
+	pk := r.w.Register(t, planner, "agent", "delegator")
+	p, err := sdk.NewClient(r.w.URL, planner, pk, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := r.agent(worker)
+	if _, err := r.w.App.Registry.SetStatus(r.ctx, "admin:test", worker, store.StatusRestricted, "under review"); err != nil {
+		t.Fatal(err)
+	}
+	mail := map[string]string{"to": "boss@example.com"}
+	if r.call(r.session(w, "", nil), "mail__send", mail) {
+		t.Fatal("the restricted agent sent mail with its own token")
+	}
+	delegated, err := p.Delegate(r.ctx, mustToken(t, p), worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.call(r.sessionWithToken(delegated.AccessToken), "mail__send", mail) {
+		t.Fatal("the restricted agent sent mail with a token delegated to it")
+	}
+	if got := r.egress(); len(got) != 0 {
+		t.Fatalf("sent out: %v", got)
+	}
+}
+
+// An allow that depends on an obligation the enforcement point cannot
+// apply (one it does not know, or a redact path it cannot follow) is
+// refused: what policy made the allow depend on would not hold.
+func TestAttackObligationsThatCannotBeApplied(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	s := r.session(r.agent("ai-agent://dev/obliged"), "", nil)
+	for _, tool := range []string{"records__rows", "records__rows_by_index"} {
+		res, err := s.CallTool(r.ctx, &mcp.CallToolParams{Name: tool})
+		if err == nil || !strings.Contains(err.Error(), "cannot be applied") {
+			t.Fatalf("%s: %v %v", tool, res, err)
+		}
+	}
+}

@@ -47,6 +47,15 @@ obligations["redact"] := ["ssn"] if input.resource.id == "records/customer"
 
 obligations["redact"] := ["patient.ssn"] if startswith(input.resource.id, "files/")
 
+obligations["watermark"] := true if input.resource.id == "records/rows"
+
+obligations["redact"] := ["rows[*].ssn"] if input.resource.id == "records/rows_by_index"
+
+deny contains "restricted_egress" if {
+	input.agent.status == "restricted"
+	input.resource.attributes.egress == true
+}
+
 deny contains "too_much" if {
 	some amount in [object.get(input.args, ["query", "amount"], "0"), object.get(input.args, ["form", "amount"], "0")]
 	to_number(amount) > 100
@@ -207,6 +216,11 @@ func (r *rig) kbServer() *mcp.Server {
 
 func recordsServer() *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "records", Version: "1"}, nil)
+	rows := func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: `{"rows":[{"ssn":"123-45-6789"}]}`}}}, nil, nil
+	}
+	mcp.AddTool(s, &mcp.Tool{Name: "rows"}, rows)
+	mcp.AddTool(s, &mcp.Tool{Name: "rows_by_index"}, rows)
 	mcp.AddTool(s, &mcp.Tool{Name: "customer"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{
 			&mcp.TextContent{Text: `{"name":"Ada","ssn":"123-45-6789"}`},

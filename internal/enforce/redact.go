@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -35,9 +36,36 @@ func Redactions(obligations map[string]any) ([][]string, error) {
 		if !ok || s == "" {
 			return nil, fmt.Errorf("%w: the redact obligation holds %v, not a field path", ErrCannotRedact, f)
 		}
-		out = append(out, strings.Split(s, "."))
+		path := strings.Split(s, ".")
+		for _, name := range path {
+			// Arrays are walked element by element: "rows[*].ssn" or
+			// "rows[0].ssn" would match no field, and mask nothing.
+			if name == "" || strings.ContainsAny(name, "[]*") {
+				return nil, fmt.Errorf("%w: the redact obligation's path %q: dotted field names from the root of the answer (arrays are walked element by element; no indexes or wildcards)", ErrCannotRedact, s)
+			}
+		}
+		out = append(out, path)
 	}
 	return out, nil
+}
+
+// ErrObligation means a decision carries an obligation the enforcement
+// point does not know how to apply: the action is refused, since what
+// policy made the allow depend on would not hold.
+var ErrObligation = errors.New("an obligation the enforcement point cannot apply")
+
+// appliedByWarden are obligations the decision point applies itself.
+var appliedByWarden = []string{"taint", "require_approvals"}
+
+// CheckObligations refuses obligations other than those Warden applies
+// itself and those the enforcement point names (mine).
+func CheckObligations(obligations map[string]any, mine ...string) error {
+	for k := range obligations {
+		if !slices.Contains(appliedByWarden, k) && !slices.Contains(mine, k) {
+			return fmt.Errorf("%w: %q", ErrObligation, k)
+		}
+	}
+	return nil
 }
 
 // RedactValue masks the fields in a JSON-shaped value, going through JSON

@@ -109,6 +109,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if err != nil {
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}
+	if d.Outcome == policy.Allow {
+		// Envoy passes the upstream's answer on unseen: an obligation
+		// on it (redact) cannot be applied here.
+		if err := enforce.CheckObligations(d.Obligations); err != nil {
+			s.lg.Warn("ext_authz: a decision's obligations cannot be applied; refused", "decision_id", d.ID, "err", err)
+			return denyJSON(http.StatusForbidden, fmt.Sprintf(`{"error":"denied","decision_id":%q}`, d.ID)), nil
+		}
+	}
 	switch d.Outcome {
 	case policy.Allow:
 		return &authv3.CheckResponse{

@@ -35,6 +35,13 @@ allow if {
 deny contains "too_many" if to_number(input.args.query.limit) > 100
 
 deny contains "too_much" if input.args.body.amount > 1000
+
+allow if {
+	input.action == "http:GET"
+	startswith(input.resource.id, "crm.mesh.test/patients/")
+}
+
+obligations["redact"] := ["patient.ssn"] if startswith(input.resource.id, "crm.mesh.test/patients/")
 `
 
 // Envoy's Check calls, from a real gRPC client over loopback.
@@ -122,6 +129,9 @@ func TestCheck(t *testing.T) {
 		"body not sent":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Size = 16 }, 400},
 		"partial body":   {partial, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5` }, 400},
 		"a small amount": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5}`); r.Size = 13 }, 0},
+		// Envoy passes the answer on unseen: a redact obligation cannot be
+		// applied here, so the allow is refused (it was let through).
+		"an obligation it cannot apply": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Path = "/patients/7" }, 403},
 	} {
 		resp := checkWith("GET", "/accounts/7", c.headers, c.edit)
 		if d := resp.GetDeniedResponse(); (c.status == 0) != (d == nil) || d != nil && int(d.Status.Code) != c.status {

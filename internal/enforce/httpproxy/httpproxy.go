@@ -259,7 +259,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		return
 	}
-	fields, err := enforce.Redactions(d.Obligations)
+	err = enforce.CheckObligations(d.Obligations, "redact")
+	var fields [][]string
+	if err == nil {
+		fields, err = enforce.Redactions(d.Obligations)
+	}
 	if err != nil {
 		p.d.Logger.Warn("http proxy: a decision's obligations cannot be applied; refused", "decision_id", d.ID, "err", err)
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})

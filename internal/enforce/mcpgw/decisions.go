@@ -94,7 +94,11 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 // redactions are the fields decision d says to redact. An obligation the
 // gateway cannot read is a refusal, before anything is forwarded.
 func (g *Gateway) redactions(d decide.Decision) ([][]string, error) {
-	fields, err := enforce.Redactions(d.Obligations)
+	err := enforce.CheckObligations(d.Obligations, "redact")
+	var fields [][]string
+	if err == nil {
+		fields, err = enforce.Redactions(d.Obligations)
+	}
 	if err != nil {
 		g.lg.Warn("gateway: a decision's obligations cannot be applied; refused", "decision_id", d.ID, "err", err)
 		data, _ := json.Marshal(map[string]string{"decision_id": d.ID})

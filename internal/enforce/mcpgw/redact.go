@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -173,11 +174,33 @@ func redactResourceContents(rc map[string]any, fields [][]string) map[string]any
 	return out
 }
 
-// keepAnnotated copies an item's annotations (audience, priority, time)
-// and its _meta, masked.
+// keepAnnotated copies an item's annotations the protocol defines
+// (audience, a list of roles; priority, a number; lastModified, a time),
+// and its _meta, masked. Anything else in the annotations is dropped: it
+// is the upstream's, and could hold the fields.
 func keepAnnotated(out, item map[string]any, fields [][]string) {
-	if a, ok := item["annotations"]; ok {
-		out["annotations"] = a
+	if a, ok := item["annotations"].(map[string]any); ok {
+		kept := map[string]any{}
+		if roles, ok := a["audience"].([]any); ok {
+			var rs []any
+			for _, r := range roles {
+				if r == "user" || r == "assistant" {
+					rs = append(rs, r)
+				}
+			}
+			kept["audience"] = rs
+		}
+		if p, ok := a["priority"].(json.Number); ok {
+			kept["priority"] = p
+		}
+		if t, ok := a["lastModified"].(string); ok {
+			if _, err := time.Parse(time.RFC3339Nano, t); err == nil {
+				kept["lastModified"] = t
+			}
+		}
+		if len(kept) > 0 {
+			out["annotations"] = kept
+		}
 	}
 	if meta, ok := item["_meta"]; ok {
 		out["_meta"] = maskCopy(meta, fields)

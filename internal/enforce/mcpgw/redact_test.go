@@ -127,6 +127,7 @@ func FuzzRedactToolResult(f *testing.F) {
 	f.Add(`{"content":[{"type":"text","text":"[{\"ssn\":1},{\"a\":{\"ssn\":[2]}}]"}],"extra":{"ssn":3}}`)
 	f.Add(`{"content":[{"type":"resource","resource":{"uri":"x","text":"{\"ssn\":4}","blob":"AA=="}}]}`)
 	f.Add(`{"content":{"type":"text"},"structuredContent":[{"ssn":5}]}`)
+	f.Add(`{"content":[{"type":"text","text":"{}","annotations":{"note":"ssn 6","priority":1,"audience":["user","x"]}}]}`)
 	f.Fuzz(func(t *testing.T, raw string) {
 		out, err := mcpgw.RedactToolResult(json.RawMessage(raw), [][]string{{"ssn"}})
 		if err != nil {
@@ -135,6 +136,15 @@ func FuzzRedactToolResult(f *testing.F) {
 		var res map[string]any
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("not JSON: %s", out)
+		}
+		for _, x := range asList(res["content"]) {
+			if ann, ok := x.(map[string]any)["annotations"].(map[string]any); ok {
+				for k := range ann {
+					if k != "audience" && k != "priority" && k != "lastModified" {
+						t.Fatalf("an annotation %q passed: %s", k, out)
+					}
+				}
+			}
 		}
 		for k := range res {
 			switch k {
@@ -188,4 +198,9 @@ func noField(t *testing.T, out []byte, v any) {
 			noField(t, out, e)
 		}
 	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
