@@ -29,13 +29,18 @@ const OmittedPrefix = "[omitted: "
 
 // DefaultKeys are the member names whose values are redacted wherever they
 // appear in the arguments, unless the configuration says otherwise. A key
-// matches when, in lower case and without '_', '-', '.' and spaces, it ends
-// with one of them: client_secret, access_token, refresh_token, X-Api-Key,
-// set-cookie, proxy-authorization and db_password all match.
+// matches when, in lower case and without '_', '-', '.' and spaces, it
+// holds one of them (client_secret, secret_key, db_password,
+// password_confirmation, X-Api-Key, private_keys, set-cookie,
+// X-Amz-Signature); "token" only at its end (access_token), or as
+// "tokens", so that tokenizer, token_count and max_tokens are recorded.
 var DefaultKeys = []string{
-	"password", "passwd", "passphrase", "secret", "token", "api_key", "access_key",
-	"private_key", "authorization", "cookie", "credential", "credentials",
+	"password", "passwd", "passphrase", "secret", "token", "api_key", "apikey", "access_key",
+	"private_key", "authorization", "cookie", "credential", "signature",
 }
+
+// suffixKeys match only at the end of a key (or before a final "s").
+var suffixKeys = []string{"token"}
 
 // Default size limits.
 const (
@@ -291,7 +296,12 @@ func (r *Recorder) secret(k string) bool {
 	var buf [64]byte
 	n := appendNormalised(buf[:0], k)
 	for _, s := range r.keys {
-		if bytes.HasSuffix(n, s) {
+		if slices.Contains(suffixKeys, string(s)) {
+			// "tokens" alone is a list of them; max_tokens is a count.
+			if bytes.HasSuffix(n, s) || len(n) == len(s)+1 && n[len(n)-1] == 's' && bytes.HasPrefix(n, s) {
+				return true
+			}
+		} else if bytes.Contains(n, s) {
 			return true
 		}
 	}

@@ -260,3 +260,28 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	}
 }
+
+// Secret-looking names beyond the plain ones: plurals, prefixes and
+// suffixes around the stem (they were recorded, and sent to every SIEM).
+func TestDefaultKeysHoldTheStem(t *testing.T) {
+	t.Parallel()
+	r, err := record.New(record.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key    string
+		secret bool
+	}{
+		{"secret_key", true}, {"SECRET_KEY", true}, {"passwords", true}, {"password_confirmation", true},
+		{"api_keys", true}, {"client_secrets", true}, {"private_keys", true}, {"tokens", true},
+		{"X-Amz-Signature", true}, {"db_credentials", true}, {"access_token", true},
+		{"max_tokens", false}, {"tokenizer", false}, {"token_count", false}, {"name", false}, {"keyword", false},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			if got := record.Secret(r, tc.key); got != tc.secret {
+				t.Fatalf("%s: secret %v, want %v", tc.key, got, tc.secret)
+			}
+		})
+	}
+}
