@@ -143,6 +143,29 @@ func TestAttackLeakedTokenOfInactiveAgent(t *testing.T) {
 			t.Fatalf("%s token of a quarantined agent, no proof: status %d, want 401", scheme, resp.StatusCode)
 		}
 	}
+	// A thief with the key too: once the key is retired, its proofs open
+	// nothing, though the agent is quarantined (which used to be reported
+	// before the key binding was checked).
+	if _, err := r.w.App.Registry.RotateKey(r.ctx, "admin:test", a.id, sdk.GenerateKey().PublicJWK(), 0); err != nil {
+		t.Fatal(err)
+	}
+	proof, err := a.key.DPoPProof("POST", r.mcpURL, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", r.mcpURL, strings.NewReader(initialize))
+	req.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+	req.Header.Set("DPoP", proof)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a proof of a retired key, for a quarantined agent: status %d, want 401", resp.StatusCode)
+	}
 }
 
 // A token issued for one of the gateway's resources does not open

@@ -276,11 +276,19 @@ func (v *Verifier) checkLive(t *Token, now time.Time) error {
 			return fmt.Errorf("%w: it was delegated from the revoked token %s", ErrTokenRevoked, from)
 		}
 	}
-	if err := checkAgent(vw.agents[t.Subject], t.Subject, iat); err != nil {
-		return err
-	}
-	for _, id := range t.Chain {
-		if err := checkAgent(vw.agents[id.String()], id.String(), iat); err != nil {
+	// An inactive agent's token is reported as such (its decision is
+	// denied and recorded with that reason), but only once its key
+	// binding holds too: a key retired after a theft opens nothing.
+	var inactive error
+	for _, id := range append([]string{t.Subject}, chainIDs(t.Chain)...) {
+		err := checkAgent(vw.agents[id], id, iat)
+		var ie *AgentInactiveError
+		switch {
+		case errors.As(err, &ie):
+			if inactive == nil {
+				inactive = err
+			}
+		case err != nil:
 			return err
 		}
 	}
@@ -288,7 +296,15 @@ func (v *Verifier) checkLive(t *Token, now time.Time) error {
 	if k, ok := presenter.keys[t.Cnf.JKT]; !ok || !k.activeAt(now) {
 		return fmt.Errorf("%w: cnf.jkt is not an active key of %s", ErrKeyNotBound, t.Presenter)
 	}
-	return nil
+	return inactive
+}
+
+func chainIDs(chain []AgentID) []string {
+	out := make([]string, len(chain))
+	for i, id := range chain {
+		out[i] = id.String()
+	}
+	return out
 }
 
 func checkAgent(a *agentView, id string, iat int64) error {
