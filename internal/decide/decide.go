@@ -64,11 +64,12 @@ const (
 	ReasonDPoPRateExceeded = wire.ReasonDPoPRateExceeded
 )
 
-// Reasons for decisions cut short: the caller went away before the
-// decision was recorded (it is not: nobody gets the answer), or a batch's
-// request budget was spent before the request's turn.
+// recordTimeout bounds the recording of a decision whose caller went away.
+const recordTimeout = 10 * time.Second
+
+// A reason for decisions cut short: a batch's request budget was spent
+// before the request's turn.
 const (
-	ReasonCanceled        = "warden.request_canceled"
 	ReasonBudgetExhausted = "warden.request_budget_exhausted"
 )
 
@@ -366,10 +367,11 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{reason},
 			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
 	}
-	if ctx.Err() != nil {
-		p.lg.Debug("decision: the caller went away; not recorded", "decision_id", d.ID, "pep", c.pep.Name)
-		return unrecorded(ReasonCanceled)
-	}
+	// A decision made is recorded, also when its caller went away
+	// meanwhile: an agent that hangs up after each denied attempt must
+	// not leave no trace, and a taint it set must have its entry.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	e.Outcome, e.Reasons, e.PolicyVersion = string(d.Outcome), d.Reasons, d.PolicyVersion
 	if len(d.Obligations) > 0 {
 		c.detail["obligations"] = d.Obligations
@@ -382,10 +384,7 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	}
 	e.LatencyMicros = time.Since(c.start).Microseconds()
 	idx, err := p.log.Append(ctx, e)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return unrecorded(ReasonCanceled)
-	case err != nil:
+	if err != nil {
 		p.lg.Error("decision: could not be recorded; denied", "decision_id", d.ID, "err", err)
 		return unrecorded(ReasonAuditUnavailable)
 	}

@@ -566,3 +566,24 @@ deny contains "tainted" if "untrusted_content" in input.context.session.taints
 		t.Fatal("MayAllow shows tools to a forged token")
 	}
 }
+
+// A decision made is recorded, also when its caller is gone by then (an
+// agent that hangs up after each attempt must leave a trace).
+func TestDecisionRecordedWhenTheCallerIsGone(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	e.activate(t, testBundle("package warden.authz\n\nallow if input.action == \"read\"\n"))
+	tok := e.agent(t, "ai-agent://dev/hangs-up", "reader")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := e.w.App.Decide.Decide(ctx, testPoint, &decide.Request{Token: tok, Action: "write", Resource: decide.Resource{Kind: "mcp.tool", ID: "x/y"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.AuditIndex < 0 {
+		t.Fatalf("not recorded: %+v", d)
+	}
+	if en := e.entry(t, d.AuditIndex); en.DecisionID != d.ID || en.Agent != "ai-agent://dev/hangs-up" {
+		t.Fatalf("entry %+v", en)
+	}
+}
