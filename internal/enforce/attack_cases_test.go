@@ -751,3 +751,34 @@ func TestAttackObligationsThatCannotBeApplied(t *testing.T) {
 		}
 	}
 }
+
+// A delegate spends its own limits, not its delegator's: a worker holding
+// a token delegated by a planner cannot use up the planner's sessions.
+func TestAttackDelegateSpendsItsOwnLimits(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, func(gc *app.GatewayConfig) { gc.MCP.MaxSessionsPerAgent = 2 })
+	const planner, worker = "ai-agent://dev/busy-planner", "ai-agent://dev/greedy-worker"
+	pk := r.w.Register(t, planner, "agent", "delegator")
+	p, err := sdk.NewClient(r.w.URL, planner, pk, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.w.Register(t, worker, "agent")
+	delegated, err := p.Delegate(r.ctx, mustToken(t, p), worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r.sessionWithToken(delegated.AccessToken)
+	}
+	// The planner's own sessions are its own.
+	for range 2 {
+		c := mcp.NewClient(&mcp.Implementation{Name: "planner", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+		s, err := c.Connect(r.ctx, &mcp.StreamableClientTransport{Endpoint: r.mcpURL, HTTPClient: &http.Client{Transport: p.Transport(nil)}, MaxRetries: -1},
+			&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		if err != nil {
+			t.Fatalf("the planner's own session: %v", err)
+		}
+		defer s.Close()
+	}
+}

@@ -348,12 +348,17 @@ func (r *rig) raw(a *agent, body string, extra http.Header) (*http.Response, str
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
-// sessionWithToken opens an MCP session presenting a given bearer token.
+// sessionWithToken opens an MCP session (protocol 2025-11-25) presenting a
+// given bearer token.
 func (r *rig) sessionWithToken(token string) *mcp.ClientSession {
 	r.t.Helper()
 	rt := addHeaders{http.DefaultTransport, http.Header{"Authorization": {"Bearer " + token}}}
 	c := mcp.NewClient(&mcp.Implementation{Name: "attacker", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
-	s, err := c.Connect(r.ctx, &mcp.StreamableClientTransport{Endpoint: r.mcpURL, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1}, nil)
+	s, err := c.Connect(r.ctx, &mcp.StreamableClientTransport{Endpoint: r.mcpURL, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"}) // with a session
+	if err == nil && s.ID() == "" {
+		r.t.Fatal("no MCP session")
+	}
 	if err != nil {
 		r.t.Fatal(err)
 	}

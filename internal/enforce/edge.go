@@ -37,7 +37,10 @@ type Edge struct {
 
 // Caller is the agent behind one request, as the edge authenticated it.
 type Caller struct {
-	Token  string
+	Token string
+	// Agent is the agent holding the token's key: for a delegated token,
+	// its current actor. Rate limits, connections and MCP sessions are
+	// its; decisions are on the token.
 	Agent  string
 	Roles  []string
 	Expiry time.Time
@@ -114,10 +117,13 @@ func (e *Edge) Check(ctx context.Context, creds wire.Credentials, method, htu, i
 	if !tok.Audience.Contains(e.Resource) {
 		return nil, e.refuse(creds.Scheme, "invalid_token", fmt.Errorf("the token was not issued for this resource; ask the token endpoint with resource=%s", e.Resource))
 	}
-	if e.Limits != nil && !e.Limits.Allow(tok.Subject) {
+	// Limits, connections and MCP sessions are the key holder's: a
+	// delegate uses its own, not its delegator's.
+	holder := tok.Presenter.String()
+	if e.Limits != nil && !e.Limits.Allow(holder) {
 		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
-	return &Caller{Token: creds.Token, Agent: tok.Subject, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
+	return &Caller{Token: creds.Token, Agent: holder, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
 }
 
 // refuse is a 401 with an RFC 6750 / RFC 9449 challenge.
