@@ -1,14 +1,19 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/cli"
 )
 
@@ -31,5 +36,26 @@ func TestExportStreamsPastTheAnswerTimeout(t *testing.T) {
 	out, errOut, code := run(t, "audit", "export", "--server", srv.URL, "--admin-token-file", tok)
 	if code != 0 || strings.Count(out, "\n") != 8 {
 		t.Fatalf("export: exit %d, %d lines: %s", code, strings.Count(out, "\n"), errOut)
+	}
+}
+
+// An agent's large entries do not make the log unreadable to the CLI:
+// a page of entries is bounded in bytes, and tail follows the pages.
+// (Pages of a thousand large entries overran what the CLI reads of one.)
+func TestTailLargeEntries(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	big := `{"blob":"` + strings.Repeat("x", 60<<10) + `"}`
+	const n = 400 // about 24 MB
+	for i := range n {
+		if _, err := w.App.Audit.Append(t.Context(), &audit.Entry{Kind: audit.KindDecision, Time: time.Now(), Agent: "ai-agent://dev/bulky",
+			Action: "tools/call", Outcome: "deny", DecisionID: "dec_" + strconv.Itoa(i), Input: json.RawMessage(big)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, code := run(t, "audit", "tail", "-n", "1000", "--agent", "ai-agent://dev/bulky", "--format", "json",
+		"--server", w.URL, "--admin-token-file", filepath.Join(w.Config.Data, app.AdminTokenFileName))
+	if code != 0 || strings.Count(out, "\n") != n {
+		t.Fatalf("tail: exit %d, %d lines, want %d: %s", code, strings.Count(out, "\n"), n, errOut)
 	}
 }

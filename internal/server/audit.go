@@ -92,8 +92,16 @@ func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request, actor stri
 		s.adminError(w, err)
 		return
 	}
+	// A page is bounded in bytes too: entries may be large (an agent
+	// choosing large arguments), and a client reads a page whole.
 	entries := make([]json.RawMessage, 0, len(res))
-	for _, e := range res {
+	bytes := 0
+	for i, e := range res {
+		if i > 0 && bytes+len(e.Data) > maxPageBytes {
+			last = res[i-1].Entry.Index
+			break
+		}
+		bytes += len(e.Data)
 		entries = append(entries, e.Data)
 	}
 	size, _ := s.d.Audit.Size(r.Context())
@@ -103,6 +111,9 @@ func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request, actor stri
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// maxPageBytes bounds the entries of one page of GET /v1/audit/entries.
+const maxPageBytes = 4 << 20
 
 func validKind(k audit.Kind) bool {
 	switch k {
