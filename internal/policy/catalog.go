@@ -135,7 +135,11 @@ func mergeSecurity(k string, known, sent any) any {
 			return false
 		}
 	case k == "trust":
-		// Anything but "trusted" restricts more.
+		// "untrusted" from either side wins (it is what taints); then
+		// anything but "trusted" restricts more.
+		if sent == "untrusted" || known == "untrusted" {
+			return "untrusted"
+		}
 		if known == "trusted" && sent != "trusted" {
 			return sent
 		}

@@ -17,7 +17,8 @@ func TestCatalogMergeKeepsRestriction(t *testing.T) {
 		"policy.rego": "package warden.authz\nallow if true\n",
 		"data.json": `{"resources": {"mcp.tool": {
 			"kb/*": {"read_only": true, "trust": "trusted", "sensitivity": "internal", "owner": "docs"},
-			"kb/exact": {"egress": false, "pii": false}}}}`,
+			"kb/exact": {"egress": false, "pii": false},
+			"kb/odd": {"trust": "unknown"}}}}`,
 	}), policy.EngineConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -38,6 +39,8 @@ func TestCatalogMergeKeepsRestriction(t *testing.T) {
 		{"read_only false wins", "kb/search", map[string]any{"read_only": false},
 			map[string]any{"read_only": false, "trust": "trusted", "sensitivity": "internal", "owner": "docs"}},
 		{"untrusted wins over trusted", "kb/search", map[string]any{"trust": "untrusted"},
+			map[string]any{"read_only": true, "trust": "untrusted", "sensitivity": "internal", "owner": "docs"}},
+		{"untrusted wins over a trust the catalog made up", "kb/odd", map[string]any{"trust": "untrusted"},
 			map[string]any{"read_only": true, "trust": "untrusted", "sensitivity": "internal", "owner": "docs"}},
 		{"a higher sensitivity wins", "kb/search", map[string]any{"sensitivity": "restricted"},
 			map[string]any{"read_only": true, "trust": "trusted", "sensitivity": "restricted", "owner": "docs"}},
