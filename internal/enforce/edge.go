@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/warden-run/warden/internal/identity"
@@ -33,6 +34,8 @@ type Edge struct {
 	Limits *Limiter
 	Conns  *Conns
 	Log    *slog.Logger
+
+	unavailable sampled // refusals for lack of state: an outage is every request
 }
 
 // Caller is the agent behind one request, as the edge authenticated it.
@@ -103,9 +106,7 @@ func (e *Edge) Check(ctx context.Context, creds wire.Credentials, method, htu, i
 		// Counted and logged sampled by the verifier, not a line each.
 		return nil, &Refusal{Status: http.StatusServiceUnavailable, Message: "authentication temporarily unavailable"}
 	case errors.Is(err, identity.ErrStateUnavailable) || errors.Is(err, identity.ErrUnavailable):
-		if e.Log != nil {
-			e.Log.Warn("cannot authenticate: state unavailable", "err", err)
-		}
+		e.unavailable.warn(e.Log, err)
 		return nil, &Refusal{Status: http.StatusServiceUnavailable, Message: "authentication temporarily unavailable"}
 	case errors.Is(err, identity.ErrDPoP) || errors.Is(err, identity.ErrDPoPKeyMismatch) || errors.Is(err, identity.ErrReplay):
 		return nil, e.refuse("DPoP", "invalid_dpop_proof", err)
@@ -161,4 +162,32 @@ func ResourceMetadata(resource, name, issuer string) http.Handler {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Write(body)
 	})
+}
+
+// sampled logs a condition at most once every sampleEvery, with how many
+// times it happened since: an outage refuses every request, and must not
+// write a line for each.
+type sampled struct {
+	mu      sync.Mutex
+	last    time.Time
+	skipped int
+}
+
+const sampleEvery = 10 * time.Second
+
+func (s *sampled) warn(log *slog.Logger, err error) {
+	if log == nil {
+		return
+	}
+	s.mu.Lock()
+	now := time.Now()
+	if now.Sub(s.last) < sampleEvery {
+		s.skipped++
+		s.mu.Unlock()
+		return
+	}
+	skipped := s.skipped
+	s.last, s.skipped = now, 0
+	s.mu.Unlock()
+	log.Warn("cannot authenticate: state unavailable", "err", err, "refused_since_last_line", skipped)
 }

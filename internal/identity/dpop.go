@@ -140,6 +140,11 @@ func (d *DPoPVerifier) Verify(proof string, c DPoPCheck) (*DPoPProof, error) {
 // record spends a verified proof: within its key's rate, and never seen.
 func (d *DPoPVerifier) record(p *DPoPProof) error {
 	now := d.now()
+	// A replay is refused before it costs the key anything: a captured
+	// proof replayed must not spend its owner's rate.
+	if d.replay.Held(p.JKT, p.ID) {
+		return fmt.Errorf("%w: proof %w", ErrDPoP, ErrReplay)
+	}
 	if ok, _, wait := d.perKey.take(d.keyHash.string(p.JKT), now); !ok {
 		d.rateRefused.Add(1)
 		d.refusals.Log(now, slog.LevelWarn, "proof_rate_exceeded", "jkt", p.JKT)

@@ -300,3 +300,27 @@ func TestBusyAgentThroughVerifierLongerThanProofLifetime(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A captured proof replayed costs its key nothing: the replay is refused
+// as such, before the key's rate is charged, so an attacker replaying it
+// cannot exhaust the owner's proofs.
+func TestReplayDoesNotSpendTheKeysRate(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	clk := &clock{t: now}
+	d := NewDPoPVerifier(DPoPConfig{Now: clk.Now, ProofsPerKey: Rate{PerSecond: 1, Burst: 2}})
+	_, key := GenerateKey()
+	const url = "https://pep.test/v1/call"
+	captured := proof(t, key, "POST", url, "", now, "p1")
+	if _, err := d.Verify(captured, DPoPCheck{Method: "POST", URL: url}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := d.Verify(captured, DPoPCheck{Method: "POST", URL: url}); !errors.Is(err, ErrReplay) {
+			t.Fatalf("a replay: %v, want ErrReplay", err)
+		}
+	}
+	if _, err := d.Verify(proof(t, key, "POST", url, "", now, "p2"), DPoPCheck{Method: "POST", URL: url}); err != nil {
+		t.Fatalf("the owner's next proof, within its burst: %v", err)
+	}
+}

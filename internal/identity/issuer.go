@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -73,6 +74,9 @@ type TokenIssuer struct {
 	decoyKey ed25519.PublicKey
 	// verifySignature checks an assertion's signature (tests count calls).
 	verifySignature func(jws *jose.JSONWebSignature, key ed25519.PublicKey) bool
+	// done stops the summaries of refusals; stopped says they have.
+	done, stopped chan struct{}
+	closeOnce     sync.Once
 }
 
 // NewTokenIssuer makes a token endpoint. It knows agents through the
@@ -106,8 +110,8 @@ func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, v
 	now := orNow(cfg.Now)
 	decoy, _ := GenerateKey()
 	logger := orDiscard(cfg.Logger)
-	return &TokenIssuer{
-		cfg: cfg, replay: replay, keys: keys, verifier: verifier, audit: log,
+	i := &TokenIssuer{
+		cfg: cfg, replay: replay, keys: keys, verifier: verifier, audit: log, done: make(chan struct{}), stopped: make(chan struct{}),
 		dpop:     NewDPoPVerifier(DPoPConfig{ClockSkew: cfg.ClockSkew, Logger: logger, Now: now}),
 		brake:    newAuthBrake(cfg.Limits),
 		refusals: newRefusalRecorder(log, logger, cfg.Limits.RefusalEntries),
@@ -116,13 +120,36 @@ func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, v
 			_, err := jws.Verify(key)
 			return err == nil
 		},
-	}, nil
+	}
+	go i.summariseRefusals()
+	return i, nil
+}
+
+// summariseRefusals writes the counted refusals once their
+// RefusalSummaryInterval is over, whether or not requests keep coming,
+// until Close: it looks every second.
+func (i *TokenIssuer) summariseRefusals() {
+	defer close(i.stopped)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-i.done:
+			return
+		case <-t.C:
+			i.refusals.maybeSummarise(context.Background(), i.now())
+		}
+	}
 }
 
 // Close records the refusals counted since the last summary. Call it
 // before closing the audit log.
 func (i *TokenIssuer) Close() {
-	i.refusals.summarise(context.Background(), i.now())
+	i.closeOnce.Do(func() {
+		close(i.done)
+		<-i.stopped
+		i.refusals.summarise(context.Background(), i.now())
+	})
 }
 
 // TokenEndpoint is the URL of the token endpoint: what DPoP proofs sent to it must name.

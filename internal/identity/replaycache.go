@@ -81,6 +81,15 @@ func (c *ReplayCache) UseFor(owner, value string, expires, now time.Time) error 
 	return nil
 }
 
+// Held says whether value is held for owner, without recording it.
+func (c *ReplayCache) Held(owner, value string) bool {
+	h := c.hash.pair(owner, value)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.seen[h]
+	return ok
+}
+
 // sweep forgets the values whose memory ended before second now.
 func (c *ReplayCache) sweep(now int64) {
 	if now <= c.swept {

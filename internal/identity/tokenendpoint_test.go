@@ -365,3 +365,28 @@ func TestConcurrentGoodRequestsAreNotLimited(t *testing.T) {
 		}
 	}
 }
+
+// Counted refusals are written once their interval is over, also when no
+// request comes after (a flood that stops), not only at the next request.
+func TestRefusalSummaryWithoutFurtherRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for range 200 {
+		if _, err := e.issuer.Issue(e.ctx, fromSource(ccReq("not.a.jwt"), "203.0.113.9")); err == nil {
+			t.Fatal("garbage accepted")
+		}
+	}
+	e.clock.Advance(RefusalSummaryInterval)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, en := range e.tokenEntries(t) {
+			if en.Action == ActionTokenRefusals {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no summary of the refusals without a further request")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
