@@ -141,7 +141,10 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 		p.work.evaluations.Add(1)
 		may, err := live.Active.MayAllow(budget, p.input(&one, map[string]any{}, tok, rec, live.Active, at, held), at)
 		if err != nil && budget.Err() == nil {
-			p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", t.Action, "resource", t.Resource.ID}, evalErrorAttrs(err)...)...)
+			if ok, held := p.hidden.due(); ok {
+				p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", t.Action,
+					"resource", t.Resource.ID, "hidden_since_last_line", held}, evalErrorAttrs(err)...)...)
+			}
 		}
 		out[i] = may && err == nil
 	}

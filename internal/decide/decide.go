@@ -119,6 +119,9 @@ type Pipeline struct {
 	now      func() time.Time
 	shadow   *shadowRunner
 	work     work
+	// evalFailed and hidden sample their log lines (the decision's own
+	// entry says why it was denied).
+	evalFailed, hidden sampled
 }
 
 type region struct {
@@ -343,7 +346,10 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 	p.work.evaluations.Add(1)
 	res, err := c.live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
 	if err != nil {
-		p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion}, evalErrorAttrs(err)...)...)
+		if ok, held := p.evalFailed.due(); ok {
+			p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion,
+				"failed_since_last_line", held}, evalErrorAttrs(err)...)...)
+		}
 	}
 	v := policy.Judge(res, err, nil)
 	c.d.Outcome, c.d.Reasons = v.Outcome, v.Reasons
