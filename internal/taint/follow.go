@@ -110,8 +110,8 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 }
 
 // replace sets a's taints to ts, keeping those the store does not have
-// yet (being written, or whose write failed), and a later last read this
-// replica saw. Called with r.mu held.
+// yet (being written, or whose write failed), and a later last read and an
+// audit index this replica saw. Called with r.mu held.
 func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
 	var out []*held
 	for _, old := range a.held {
@@ -125,8 +125,15 @@ func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
 		}
 		h := &held{t: t, stored: t.LastReadAt}
 		for _, old := range a.held {
-			if old.t.Task == t.Task && old.t.Name == t.Name && old.t.LastReadAt.After(t.LastReadAt) {
+			if old.t.Task != t.Task || old.t.Name != t.Name {
+				continue
+			}
+			if old.t.LastReadAt.After(t.LastReadAt) {
 				h.t.LastReadAt = old.t.LastReadAt
+			}
+			if h.t.AuditIndex < 0 && old.t.DecisionID == t.DecisionID {
+				// The store has not heard of the index yet.
+				h.t.AuditIndex = old.t.AuditIndex
 			}
 		}
 		out = append(out, h)

@@ -376,3 +376,40 @@ func TestFailedResyncIsRetriedAndFailsClosed(t *testing.T) {
 	waitFor(t, func() bool { h, err := r.Held(x, ""); return err != nil || len(h) == 1 })
 	waitFor(t, func() bool { h, err := r.Held(x, ""); return err == nil && len(h) == 1 })
 }
+
+// lateIndex is a store that has not yet heard of a taint's audit index.
+type lateIndex struct{ failingLoads }
+
+func (l *lateIndex) SetTaintIndex(context.Context, store.Taint, int64) error {
+	return errors.New("not yet")
+}
+
+// A reload that reads a taint before the store has its audit index keeps
+// the index this replica knows: policy sees where the taint came from.
+// (A reload racing the index's write left the source at -1.)
+func TestReloadKeepsTheAuditIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	l := &lateIndex{failingLoads{backend: s, ch: make(chan store.Change, 16)}}
+	r := openRegistry(t, taint.Config{}, l)
+	const a, other = "ai-agent://dev/reader", "ai-agent://dev/elsewhere"
+	tr := read(a, "")
+	if _, err := r.Record(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	r.Indexed(ctx, tr, 7)
+	if _, err := s.AddTaint(ctx, store.Taint{AgentID: other, Name: taint.Untrusted, DecisionID: "d", CreatedAt: time.Now(), LastReadAt: time.Now()}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// The feed is followed in order: once the other agent's taint is
+	// loaded, so is the reader's.
+	l.ch <- store.Change{Kind: store.ChangeTaint, Key: a}
+	l.ch <- store.Change{Kind: store.ChangeTaint, Key: other}
+	waitFor(t, func() bool { h, _ := r.Held(other, ""); return len(h) == 1 })
+	h, err := r.Held(a, "")
+	if err != nil || len(h) != 1 || h[0].AuditIndex != 7 {
+		t.Fatalf("after a reload: %+v, %v", h, err)
+	}
+}
