@@ -2,15 +2,18 @@ package enforce_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -787,5 +790,64 @@ func TestAttackDelegateSpendsItsOwnLimits(t *testing.T) {
 			t.Fatalf("the planner's own session: %v", err)
 		}
 		defer s.Close()
+	}
+}
+
+// notesServer keeps a note per MCP session, as upstreams keep a login, a
+// working directory or a cursor: it speaks only protocol versions with
+// sessions.
+func notesServer() *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, &mcp.ServerOptions{SupportedProtocolVersions: []string{"2025-11-25"}})
+	var mu sync.Mutex
+	notes := map[string]string{}
+	mcp.AddTool(s, &mcp.Tool{Name: "write"}, func(_ context.Context, req *mcp.CallToolRequest, a struct {
+		Text string `json:"text"`
+	}) (*mcp.CallToolResult, any, error) {
+		mu.Lock()
+		notes[req.Session.ID()] = a.Text
+		mu.Unlock()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "kept"}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "read"}, func(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "note: " + notes[req.Session.ID()]}}}, nil, nil
+	})
+	return s
+}
+
+// What one agent leaves in an upstream's session, another agent does not
+// read: every agent has its own session with an upstream that keeps them
+// (all agents' calls went on the gateway's one session).
+func TestAttackUpstreamSessionStateIsPerAgent(t *testing.T) {
+	t.Parallel()
+	ns := notesServer()
+	notes := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return ns }, nil))
+	t.Cleanup(notes.Close)
+	r := newRig(t, func(gc *app.GatewayConfig) {
+		gc.MCP.Servers = append(gc.MCP.Servers, mcpgw.Server{Name: "notes", URL: notes.URL, Trust: mcpgw.Trusted})
+	})
+	note := func(s *mcp.ClientSession) string {
+		t.Helper()
+		res, err := s.CallTool(r.ctx, &mcp.CallToolParams{Name: "notes__read"})
+		if err != nil || res.IsError {
+			t.Fatalf("notes__read: %v %+v", err, res)
+		}
+		return res.Content[0].(*mcp.TextContent).Text
+	}
+	victim, attacker := r.agent("ai-agent://dev/note-taker"), r.agent("ai-agent://dev/note-reader")
+	vs := r.session(victim, "", nil)
+	if !r.call(vs, "notes__write", map[string]any{"text": "the vault code is 4711"}) {
+		t.Fatal("notes__write was denied")
+	}
+	for _, version := range []string{"", "2025-11-25", "2025-06-18"} {
+		if got := note(r.session(attacker, version, nil)); strings.Contains(got, "4711") {
+			t.Fatalf("another agent read the note (protocol %q): %q", version, got)
+		}
+	}
+	// The agent's own session with the upstream outlives its sessions
+	// with the gateway.
+	if got := note(r.session(victim, "2025-06-18", nil)); !strings.Contains(got, "4711") {
+		t.Fatalf("the agent lost its own note: %q", got)
 	}
 }

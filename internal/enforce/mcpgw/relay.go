@@ -51,16 +51,17 @@ func (e statusError) Error() string { return fmt.Sprintf("tools/call: HTTP statu
 // never collide with the SDK's numeric ids on the same session.
 var relayIDs atomic.Uint64
 
-// callTool runs a decided call on the upstream and returns its result as
-// the upstream encoded it. progress, when not nil, gets the upstream's
+// callTool runs a decided call of agent on the upstream and returns its
+// result as the upstream encoded it. progress, when not nil, gets the upstream's
 // progress notifications for the call.
-func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
+func (u *upstream) callTool(ctx context.Context, agent, tool string, args json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
 	for attempt := 0; ; attempt++ {
-		s, err := u.session(ctx)
+		s, release, err := u.sessionFor(ctx, agent)
 		if err != nil {
 			return nil, err
 		}
 		if !u.relays(s) {
+			release()
 			params := &mcp.CallToolParams{Name: tool}
 			if len(args) > 0 {
 				params.Arguments = args
@@ -74,7 +75,7 @@ func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessa
 				// kept a little longer.
 				defer time.AfterFunc(progressGrace, func() { u.progress.Delete(token) })
 			}
-			res, err := call(ctx, u, func(ctx context.Context, s *mcp.ClientSession) (*mcp.CallToolResult, error) {
+			res, err := call(ctx, u, agent, func(ctx context.Context, s *mcp.ClientSession) (*mcp.CallToolResult, error) {
 				return s.CallTool(ctx, params)
 			})
 			if err != nil {
@@ -83,6 +84,7 @@ func (u *upstream) callTool(ctx context.Context, tool string, args json.RawMessa
 			return json.Marshal(res)
 		}
 		out, timedOut, err := u.relay(ctx, s, tool, args, progress)
+		release()
 		switch {
 		case err == nil:
 			return out, nil

@@ -42,6 +42,9 @@ func relayServer() *mcp.Server {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "resumed"}}}, nil, nil
 	})
 	mcp.AddTool(s, &mcp.Tool{Name: "report"}, reportTool)
+	mcp.AddTool(s, &mcp.Tool{Name: "whoami"}, func(_ context.Context, r *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: r.Session.ID()}}}, nil, nil
+	})
 	s.AddTool(&mcp.Tool{Name: "fail", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return nil, &jsonrpc.Error{Code: -32099, Message: "the upstream's own error"}
 	})
@@ -80,7 +83,12 @@ func relayUpstream(t *testing.T, opts *mcp.StreamableHTTPOptions) (*upstream, *s
 
 func callText(t *testing.T, u *upstream, tool string) string {
 	t.Helper()
-	raw, err := u.callTool(context.Background(), tool, nil, nil)
+	return callAs(t, u, "ai-agent://dev/t/a", tool)
+}
+
+func callAs(t *testing.T, u *upstream, agent, tool string) string {
+	t.Helper()
+	raw, err := u.callTool(context.Background(), agent, tool, nil, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", tool, err)
 	}
@@ -110,7 +118,7 @@ func TestRelay(t *testing.T) {
 				t.Fatalf("ping: %q", got)
 			}
 			// The upstream's own JSON-RPC error is its answer, passed on.
-			_, err := u.callTool(context.Background(), "fail", nil, nil)
+			_, err := u.callTool(context.Background(), "ai-agent://dev/t/a", "fail", nil, nil)
 			var rpc *jsonrpc.Error
 			if !errorsAs(err, &rpc) || rpc.Code != -32099 {
 				t.Fatalf("fail: %v", err)
@@ -132,13 +140,13 @@ func TestRelayResumes(t *testing.T) {
 // one, and the call, which it did not run, is sent again.
 func TestRelayNewSession(t *testing.T) {
 	u, sw := relayUpstream(t, nil)
-	first, _ := u.session(context.Background())
+	first := callText(t, u, "whoami")
 	srv := relayServer()
 	sw.set(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil))
 	if got := callText(t, u, "ping"); got != "pong" {
 		t.Fatalf("ping: %q", got)
 	}
-	if now, _ := u.session(context.Background()); now == first {
+	if now := callText(t, u, "whoami"); now == first {
 		t.Fatal("the session was not replaced")
 	}
 }
@@ -154,7 +162,7 @@ func TestRelayStatusKeepsTheSession(t *testing.T) {
 	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "overloaded", http.StatusServiceUnavailable)
 	}))
-	if _, err := u.callTool(context.Background(), "ping", nil, nil); !errors.Is(err, errUnavailable) {
+	if _, err := u.callTool(context.Background(), "ai-agent://dev/t/a", "ping", nil, nil); !errors.Is(err, errUnavailable) {
 		t.Fatalf("a 503: %v", err)
 	}
 	sw.set(inner)
@@ -188,7 +196,7 @@ func TestRelayProgress(t *testing.T) {
 	for name, u := range map[string]*upstream{"relay": relayed, "sdk": viaSDK} {
 		var mu sync.Mutex
 		var got []string
-		raw, err := u.callTool(context.Background(), "report", nil, func(p *mcp.ProgressNotificationParams) {
+		raw, err := u.callTool(context.Background(), "ai-agent://dev/t/a", "report", nil, func(p *mcp.ProgressNotificationParams) {
 			mu.Lock()
 			got = append(got, fmt.Sprintf("%v/%v %s", p.Progress, p.Total, p.Message))
 			mu.Unlock()
@@ -222,6 +230,7 @@ func TestRelayProgress(t *testing.T) {
 // more than maxResultBytes of it.
 func TestRelayBoundsAnEndlessEvent(t *testing.T) {
 	u, sw := relayUpstream(t, nil)
+	callText(t, u, "ping") // the agent's session is open
 	line := "data: " + strings.Repeat("x", 1<<20) + "\n"
 	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -232,8 +241,72 @@ func TestRelayBoundsAnEndlessEvent(t *testing.T) {
 			}
 		}
 	}))
-	_, err := u.callTool(context.Background(), "ping", nil, nil)
+	_, err := u.callTool(context.Background(), "ai-agent://dev/t/a", "ping", nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("an endless event: %v", err)
+	}
+}
+
+// Each agent's calls go on a session of its own, opened once however many
+// calls ask for it at once, closed when unused longest at the bound or
+// idle too long.
+func TestUpstreamSessionPerAgent(t *testing.T) {
+	u, _ := relayUpstream(t, nil)
+	a, b := callAs(t, u, "ai-agent://dev/t/a", "whoami"), callAs(t, u, "ai-agent://dev/t/b", "whoami")
+	if a == b || a == "" || a == u.sess.ID() {
+		t.Fatalf("sessions: agent a %q, agent b %q, the gateway's %q", a, b, u.sess.ID())
+	}
+	if again := callAs(t, u, "ai-agent://dev/t/a", "whoami"); again != a {
+		t.Fatalf("agent a's next call went on session %q, not %q", again, a)
+	}
+
+	ids := make(chan string, 16)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() { ids <- callAs(t, u, "ai-agent://dev/t/c", "whoami") })
+	}
+	wg.Wait()
+	close(ids)
+	c := <-ids
+	for id := range ids {
+		if id != c {
+			t.Fatalf("concurrent first calls of one agent went on sessions %q and %q", c, id)
+		}
+	}
+
+	// At the bound, the session unused longest (a's) is closed for d's.
+	u.mu.Lock()
+	u.maxAgents = 3
+	u.mu.Unlock()
+	callAs(t, u, "ai-agent://dev/t/b", "whoami")
+	callAs(t, u, "ai-agent://dev/t/c", "whoami")
+	callAs(t, u, "ai-agent://dev/t/d", "whoami")
+	u.mu.Lock()
+	_, kept := u.agents["ai-agent://dev/t/a"]
+	n := len(u.agents)
+	u.mu.Unlock()
+	if kept || n != 3 {
+		t.Fatalf("after eviction: a kept %v, %d sessions", kept, n)
+	}
+	if again := callAs(t, u, "ai-agent://dev/t/a", "whoami"); again == a {
+		t.Fatal("an evicted session was used again")
+	}
+
+	// Sessions idle for agentIdle are closed at the next sweep.
+	u.mu.Lock()
+	for _, as := range u.agents {
+		as.used = time.Now().Add(-2 * agentIdle)
+	}
+	u.swept = time.Time{}
+	u.mu.Unlock()
+	callAs(t, u, "ai-agent://dev/t/e", "whoami")
+	u.mu.Lock()
+	var left []string
+	for agent := range u.agents {
+		left = append(left, agent)
+	}
+	u.mu.Unlock()
+	if len(left) != 1 || left[0] != "ai-agent://dev/t/e" {
+		t.Fatalf("after the sweep: %v", left)
 	}
 }

@@ -23,8 +23,9 @@ import (
 // mid-call; the agent is told so, never that the call went through.
 var errUnavailable = errors.New("upstream unavailable")
 
-// upstream is the gateway's client of one upstream server: one MCP session,
-// (re)connected on demand, and for a command restarted when it exits. It
+// upstream is the gateway's client of one upstream server: the gateway's
+// own MCP session, (re)connected on demand, and for a command restarted
+// when it exits; over HTTP, a session per agent for the agents' calls. It
 // keeps the server's tools, resources and prompts, refreshed when the
 // server says they changed.
 type upstream struct {
@@ -51,6 +52,11 @@ type upstream struct {
 	// upstream.
 	failed    time.Time
 	failedErr error
+	// agents are the agents' sessions (see upstreamsessions.go), at most
+	// maxAgents, swept of idle ones at swept.
+	agents    map[string]*upstreamSession
+	maxAgents int
+	swept     time.Time
 }
 
 // retryAfter is how long an upstream that could not be reached is not
@@ -72,21 +78,31 @@ type template struct {
 }
 
 func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
-	// One MCP session carries every agent's calls to the upstream, many at
-	// once: keep enough connections open for them (the default keeps two,
+	// Many calls go to the upstream at once: keep enough connections open
+	// for them (the default keeps two,
 	// and closes and reopens the rest for every burst). Calls are bounded
 	// by their contexts.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tr}}
-	refresh := func(ctx context.Context) { go u.refresh() }
+	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tr},
+		agents: map[string]*upstreamSession{}, maxAgents: maxAgentSessions}
+	// A change of the lists is heard on the gateway's own session; the
+	// agents' sessions hear it too, and say nothing new.
+	refresh := func(s *mcp.ClientSession) {
+		u.mu.Lock()
+		own := s == u.sess
+		u.mu.Unlock()
+		if own {
+			go u.refresh()
+		}
+	}
 	u.client = mcp.NewClient(&mcp.Implementation{Name: "warden-gateway", Version: "1"}, &mcp.ClientOptions{
 		// No roots, sampling or elicitation: the gateway offers upstreams
 		// nothing of the agents' side.
 		Capabilities:               &mcp.ClientCapabilities{},
-		ToolListChangedHandler:     func(ctx context.Context, _ *mcp.ToolListChangedRequest) { refresh(ctx) },
-		ResourceListChangedHandler: func(ctx context.Context, _ *mcp.ResourceListChangedRequest) { refresh(ctx) },
-		PromptListChangedHandler:   func(ctx context.Context, _ *mcp.PromptListChangedRequest) { refresh(ctx) },
+		ToolListChangedHandler:     func(_ context.Context, r *mcp.ToolListChangedRequest) { refresh(r.Session) },
+		ResourceListChangedHandler: func(_ context.Context, r *mcp.ResourceListChangedRequest) { refresh(r.Session) },
+		PromptListChangedHandler:   func(_ context.Context, r *mcp.PromptListChangedRequest) { refresh(r.Session) },
 		ProgressNotificationHandler: func(_ context.Context, r *mcp.ProgressNotificationClientRequest) {
 			if f, ok := u.progress.Load(r.Params.ProgressToken); ok {
 				f.(func(*mcp.ProgressNotificationParams))(r.Params)
@@ -96,7 +112,8 @@ func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
 	return u
 }
 
-// session returns the live session, connecting first when there is none.
+// session returns the gateway's live session, connecting first when there
+// is none.
 func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	u.mu.Lock()
 	s, closed := u.sess, u.closed
@@ -221,6 +238,7 @@ func (u *upstream) drop(s *mcp.ClientSession) {
 	if u.sess == s {
 		u.sess = nil
 	}
+	u.dropAgentLocked(s)
 	u.mu.Unlock()
 	s.Close()
 }
@@ -257,16 +275,17 @@ func (u *upstream) offers(ctx context.Context) (catalogue, error) {
 	return u.lists, nil
 }
 
-// call runs one request on the upstream's session, bounded by the
-// upstream timeout. An error of the upstream's own (a JSON-RPC error) is
+// call runs one request of agent on the upstream, bounded by the upstream
+// timeout. An error of the upstream's own (a JSON-RPC error) is
 // returned as it is; any other failure drops the session and is
 // errUnavailable.
-func call[T any](ctx context.Context, u *upstream, f func(context.Context, *mcp.ClientSession) (T, error)) (T, error) {
+func call[T any](ctx context.Context, u *upstream, agent string, f func(context.Context, *mcp.ClientSession) (T, error)) (T, error) {
 	var zero T
-	s, err := u.session(ctx)
+	s, release, err := u.sessionFor(ctx, agent)
 	if err != nil {
 		return zero, err
 	}
+	defer release()
 	// The call gets the agent's cancellation and the upstream's timeout,
 	// but none of the agent's request values: the SDK keeps the agent's
 	// protocol version there, which is not the upstream session's.
@@ -312,6 +331,7 @@ func (u *upstream) close() {
 	s := u.sess
 	u.sess = nil
 	u.mu.Unlock()
+	u.closeAgents()
 	if s != nil {
 		s.Close()
 	}
