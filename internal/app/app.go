@@ -138,7 +138,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.Issuer, err = identity.NewTokenIssuer(identity.IssuerConfig{Issuer: id.Issuer, Audience: id.Audience, Resources: id.Resources,
 		TokenTTL: id.TokenTTL, MaxTokenTTL: id.MaxTokenTTL, ClockSkew: id.ClockSkew, TrustDomains: domains, Logger: log,
 		Limits: identity.TokenEndpointLimits{FailuresPerSource: te.FailuresPerSource.Bucket(), FailuresPerAgent: te.FailuresPerAgent.Bucket(),
-			RefusalEntries: te.RefusalEntries.Bucket()}},
+			RequestsPerAgent: te.RequestsPerAgent.Bucket(),
+			RefusalEntries:   te.RefusalEntries.Bucket()}},
 		a.Store, a.Keys, a.Verifier, a.Audit); err != nil {
 		return nil, err
 	}

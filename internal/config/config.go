@@ -260,8 +260,7 @@ type DPoP struct {
 	ProofsPerKey RateLimit `yaml:"proofs_per_key"`
 }
 
-// TokenEndpoint bounds what unauthenticated clients make the token
-// endpoint do.
+// TokenEndpoint bounds what clients make the token endpoint do.
 type TokenEndpoint struct {
 	// FailuresPerSource: failed authentications one address (an IPv6 /64)
 	// may cause; then 429. Behind a proxy every client has the proxy's
@@ -269,6 +268,9 @@ type TokenEndpoint struct {
 	FailuresPerSource RateLimit `yaml:"failures_per_source"`
 	// FailuresPerAgent: failed authentications naming one agent id.
 	FailuresPerAgent RateLimit `yaml:"failures_per_agent"`
+	// RequestsPerAgent: requests of one authenticated agent (tokens,
+	// exchanges, revocations).
+	RequestsPerAgent RateLimit `yaml:"requests_per_agent"`
 	// RefusalEntries: refusals recorded one by one in the audit log and
 	// the server log; the others are summarised every 10 seconds.
 	RefusalEntries RateLimit `yaml:"refusal_entries"`
@@ -308,6 +310,7 @@ func Default() Config {
 			TokenEndpoint: TokenEndpoint{
 				FailuresPerSource: limitOf(identity.DefaultTokenEndpointLimits.FailuresPerSource),
 				FailuresPerAgent:  limitOf(identity.DefaultTokenEndpointLimits.FailuresPerAgent),
+				RequestsPerAgent:  limitOf(identity.DefaultTokenEndpointLimits.RequestsPerAgent),
 				RefusalEntries:    limitOf(identity.DefaultTokenEndpointLimits.RefusalEntries),
 			},
 		},
@@ -480,6 +483,7 @@ func (c *Config) Validate() error {
 	for name, r := range map[string]RateLimit{"dpop.proofs_per_key": id.DPoP.ProofsPerKey,
 		"token_endpoint.failures_per_source": id.TokenEndpoint.FailuresPerSource,
 		"token_endpoint.failures_per_agent":  id.TokenEndpoint.FailuresPerAgent,
+		"token_endpoint.requests_per_agent":  id.TokenEndpoint.RequestsPerAgent,
 		"token_endpoint.refusal_entries":     id.TokenEndpoint.RefusalEntries} {
 		if math.IsNaN(r.Rate) || math.IsInf(r.Rate, 0) || r.Rate <= 0 || r.Burst < 1 {
 			bad("identity.%s: want a positive, finite rate (per second) and a burst of at least 1", name)

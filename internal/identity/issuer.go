@@ -99,6 +99,7 @@ func NewTokenIssuer(cfg IssuerConfig, replay store.ReplayStore, keys *Keyring, v
 		def Rate
 	}{{&l.FailuresPerSource, DefaultTokenEndpointLimits.FailuresPerSource},
 		{&l.FailuresPerAgent, DefaultTokenEndpointLimits.FailuresPerAgent},
+		{&l.RequestsPerAgent, DefaultTokenEndpointLimits.RequestsPerAgent},
 		{&l.RefusalEntries, DefaultTokenEndpointLimits.RefusalEntries}} {
 		if *r.r == (Rate{}) {
 			*r.r = r.def
@@ -259,7 +260,7 @@ func (i *TokenIssuer) braked(ctx context.Context, action string, req *TokenReque
 // limits. Warden's own failures and the rate limits' refusals do not.
 func failedAuthentication(err error) bool {
 	switch {
-	case err == nil, errors.Is(err, ErrTooManyFailures), errors.Is(err, ErrStateUnavailable), errors.Is(err, ErrUnavailable):
+	case err == nil, errors.Is(err, ErrTooManyFailures), errors.Is(err, ErrTooManyRequests), errors.Is(err, ErrStateUnavailable), errors.Is(err, ErrUnavailable):
 		return false
 	}
 	return errors.Is(err, errClientAuth) || errors.Is(err, errSubjectToken) || errors.Is(err, ErrDPoP) || errors.Is(err, ErrDPoPKeyMismatch)

@@ -31,12 +31,15 @@ var (
 	// ErrTooManyFailures: too many failed authentications at the token
 	// endpoint from one source or naming one agent.
 	ErrTooManyFailures = errors.New("too many failed authentications")
+	// ErrTooManyRequests: an authenticated agent sent more token endpoint
+	// requests than its rate allows.
+	ErrTooManyRequests = errors.New("too many token endpoint requests from the agent")
 )
 
 // RateLimitError is a refusal by a rate limit: the request may be sent again
 // after RetryAfter.
 type RateLimitError struct {
-	Err        error // ErrProofRateExceeded or ErrTooManyFailures
+	Err        error // ErrProofRateExceeded, ErrTooManyFailures or ErrTooManyRequests
 	Limit      string
 	RetryAfter time.Duration
 }

@@ -110,7 +110,7 @@ type refusedDetail struct {
 func (r *refusalRecorder) refused(ctx context.Context, action string, req TokenRequest, err error, now time.Time) {
 	oe := OAuthErrorFor(err)
 	cause := refusalCause(err)
-	limited := errors.Is(err, ErrTooManyFailures)
+	limited := errors.Is(err, ErrTooManyFailures) || errors.Is(err, ErrTooManyRequests)
 	if !limited {
 		if ok, _, _ := r.budget.take(0, now); ok {
 			r.one(ctx, action, req, err, oe, cause, now)
@@ -218,6 +218,7 @@ var refusalCauses = []struct {
 	cause string
 }{
 	{ErrTooManyFailures, "rate_limited"},
+	{ErrTooManyRequests, "rate_limited"},
 	{ErrClientAuthMethod, "unsupported_client_auth"},
 	{ErrProofRateExceeded, "dpop_rate_exceeded"},
 	{ErrStateUnavailable, "unavailable"},

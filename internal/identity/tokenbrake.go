@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// TokenEndpointLimits bound the work an unauthenticated client can make the
-// token endpoint do. Each is a token bucket of failed authentications.
+// TokenEndpointLimits bound the work a client can make the token endpoint
+// do. Each is a token bucket: of failed authentications, of the requests
+// of one authenticated agent, of refusals recorded one by one.
 type TokenEndpointLimits struct {
 	// FailuresPerSource: failed authentications from one source address
 	// (an IPv6 address counts as its /64). Past it, the source's requests
@@ -19,6 +20,11 @@ type TokenEndpointLimits struct {
 	// from a source with no recent failure, so that an attacker cannot
 	// lock an agent out by failing in its name.
 	FailuresPerAgent Rate
+	// RequestsPerAgent: requests one agent authenticated (tokens, exchanges,
+	// revocations), so that an agent with its own key cannot keep the
+	// endpoint busy for the others. Past it, its requests are answered 429
+	// before anything is issued or signed.
+	RequestsPerAgent Rate
 	// RefusalEntries: refusals written one by one to the audit log and the
 	// server log. The others are counted and summarised in one entry and
 	// one line every RefusalSummaryInterval.
@@ -29,6 +35,7 @@ type TokenEndpointLimits struct {
 var DefaultTokenEndpointLimits = TokenEndpointLimits{
 	FailuresPerSource: Rate{PerSecond: 10, Burst: 50},
 	FailuresPerAgent:  Rate{PerSecond: 5, Burst: 20},
+	RequestsPerAgent:  Rate{PerSecond: 20, Burst: 100},
 	RefusalEntries:    Rate{PerSecond: 20, Burst: 100},
 }
 
@@ -46,7 +53,9 @@ const maxBrakeKeys = 1 << 16
 // any number of agents may authenticate at once from one address.
 type authBrake struct {
 	source, agent *keyedLimiter
-	hash          keyHasher
+	// requests limits each authenticated agent's requests.
+	requests *keyedLimiter
+	hash     keyHasher
 }
 
 // brakeTicket is what the brake knows of one request.
@@ -59,7 +68,8 @@ type brakeTicket struct {
 
 func newAuthBrake(l TokenEndpointLimits) *authBrake {
 	return &authBrake{source: newKeyedLimiter(l.FailuresPerSource, maxBrakeKeys),
-		agent: newKeyedLimiter(l.FailuresPerAgent, maxBrakeKeys), hash: newKeyHasher()}
+		agent: newKeyedLimiter(l.FailuresPerAgent, maxBrakeKeys), requests: newKeyedLimiter(l.RequestsPerAgent, maxBrakeKeys),
+		hash: newKeyHasher()}
 }
 
 // admitSource refuses a source with no failures left.
@@ -80,6 +90,14 @@ func (b *authBrake) admitAgent(t *brakeTicket, agent string, now time.Time) erro
 	if ok, _, wait := b.agent.peek(t.agent, now); !ok && !t.sourceWasUnused {
 		t.agentRefused = true
 		return &RateLimitError{Err: ErrTooManyFailures, Limit: "identity.token_endpoint.failures_per_agent", RetryAfter: wait}
+	}
+	return nil
+}
+
+// admitRequest takes one of an authenticated agent's requests.
+func (b *authBrake) admitRequest(agent string, now time.Time) error {
+	if ok, _, wait := b.requests.take(b.hash.string(agent), now); !ok {
+		return &RateLimitError{Err: ErrTooManyRequests, Limit: "identity.token_endpoint.requests_per_agent", RetryAfter: wait}
 	}
 	return nil
 }

@@ -341,11 +341,14 @@ func TestRefusalFloodIsSummarised(t *testing.T) {
 func TestConcurrentGoodRequestsAreNotLimited(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	a := e.register("ai-agent://dev/popular", []string{"r"}, nil)
-	const n = 120 // above both bursts
+	var agents []testAgent
+	for i := range 6 {
+		agents = append(agents, e.register(fmt.Sprintf("ai-agent://dev/popular-%d", i), []string{"r"}, nil))
+	}
+	const n = 120 // above both bursts of failures, within each agent's rate
 	reqs := make([]TokenRequest, n)
 	for i := range reqs {
-		reqs[i] = fromSource(ccReq(e.assertion(a, assertionOpts{})), "192.0.2.10")
+		reqs[i] = fromSource(ccReq(e.assertion(agents[i%len(agents)], assertionOpts{})), "192.0.2.10")
 	}
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -388,5 +391,36 @@ func TestRefusalSummaryWithoutFurtherRequests(t *testing.T) {
 			t.Fatal("no summary of the refusals without a further request")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// An agent with its own key cannot keep the token endpoint busy for the
+// others: past its rate, its requests are refused (429, slow_down) before
+// anything is signed, the refused assertion may be sent again after the
+// wait, and other agents go on. (Only failures were limited.)
+func TestAnAgentsRequestsAreRateLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	greedy, other := e.register("ai-agent://dev/greedy", []string{"r"}, nil), e.register("ai-agent://dev/other", []string{"r"}, nil)
+	burst := DefaultTokenEndpointLimits.RequestsPerAgent.Burst
+	for i := range burst {
+		if _, err := e.issuer.Issue(e.ctx, fromSource(ccReq(e.assertion(greedy, assertionOpts{})), "192.0.2.20")); err != nil {
+			t.Fatalf("request %d within the burst: %v", i, err)
+		}
+	}
+	req := fromSource(ccReq(e.assertion(greedy, assertionOpts{})), "192.0.2.20")
+	_, err := e.issuer.Issue(e.ctx, req)
+	if !errors.Is(err, ErrTooManyRequests) {
+		t.Fatalf("past the agent's rate: %v", err)
+	}
+	if oe := OAuthErrorFor(err); oe.Status != 429 || oe.Code != "slow_down" || oe.RetryAfter < 1 {
+		t.Fatalf("the answer: %+v", oe)
+	}
+	if _, err := e.issuer.Issue(e.ctx, fromSource(ccReq(e.assertion(other, assertionOpts{})), "192.0.2.20")); err != nil {
+		t.Fatalf("another agent from the same address: %v", err)
+	}
+	e.clock.Advance(time.Second)
+	if _, err := e.issuer.Issue(e.ctx, req); err != nil {
+		t.Fatalf("the refused assertion after the wait: %v", err)
 	}
 }
