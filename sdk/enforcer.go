@@ -79,6 +79,18 @@ func NewEnforcer(serverURL, credential, resource string, opts ...EnforcerOption)
 // (such as fields to redact).
 type Decision = wire.Decision
 
+// Outcome is what a decision tells the service to do.
+type Outcome = wire.Outcome
+
+// The outcomes of a decision.
+const (
+	Allow Outcome = wire.Allow
+	Deny  Outcome = wire.Deny
+	// PendingApproval: allowed once enough approvers agree; until then the
+	// action must not run.
+	PendingApproval Outcome = wire.PendingApproval
+)
+
 type decisionKey struct{}
 
 // DecisionFrom returns the decision that let the request in.
@@ -138,11 +150,11 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("Warden-Decision-Id", d.ID)
 		switch {
-		case d.Outcome == wire.Allow:
+		case d.Outcome == Allow:
 			r.Header.Del("Authorization")
 			r.Header.Del("DPoP")
 			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, d)))
-		case d.Outcome == wire.PendingApproval:
+		case d.Outcome == PendingApproval:
 			refuse(w, http.StatusForbidden, map[string]string{"error": "approval_required", "decision_id": d.ID})
 		case len(d.Reasons) == 1 && wire.RateLimited(d.Reasons[0]):
 			w.Header().Set("Retry-After", "1")

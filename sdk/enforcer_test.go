@@ -56,7 +56,7 @@ func TestEnforcerMiddleware(t *testing.T) {
 	}
 	svc.Config.Handler = enf.Middleware(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		d, ok := sdk.DecisionFrom(r.Context())
-		if !ok || d.Outcome != "allow" {
+		if !ok || d.Outcome != sdk.Allow {
 			t.Errorf("handler reached without an allow: %+v", d)
 		}
 		mu.Lock()
