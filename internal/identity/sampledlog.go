@@ -32,23 +32,32 @@ func newSampledLog(log *slog.Logger, msg string, every time.Duration, first int)
 // Log logs one refusal for reason at level, or counts it.
 func (s *sampledLog) Log(now time.Time, level slog.Level, reason string, attrs ...any) {
 	s.mu.Lock()
+	var summary []any
 	if now.Sub(s.start) >= s.every {
-		s.flushLocked(now)
+		summary = s.takeLocked(now)
 		s.start, s.logged = now, 0
 	}
-	if s.logged >= s.first {
+	full := s.logged < s.first
+	if full {
+		s.logged++
+	} else {
 		s.skipped[reason]++
-		s.mu.Unlock()
-		return
 	}
-	s.logged++
 	s.mu.Unlock()
-	s.log.Log(context.Background(), level, s.msg, append([]any{"reason", reason}, attrs...)...)
+	// Written after the lock is let go: a slow log holds no other refusal.
+	if summary != nil {
+		s.log.Warn(s.msg+" (not logged one by one)", summary...)
+	}
+	if full {
+		s.log.Log(context.Background(), level, s.msg, append([]any{"reason", reason}, attrs...)...)
+	}
 }
 
-func (s *sampledLog) flushLocked(now time.Time) {
+// takeLocked returns the summary of the refusals counted since s.start
+// (nil when there were none), and forgets them.
+func (s *sampledLog) takeLocked(now time.Time) []any {
 	if len(s.skipped) == 0 {
-		return
+		return nil
 	}
 	n := 0
 	attrs := []any{}
@@ -56,7 +65,6 @@ func (s *sampledLog) flushLocked(now time.Time) {
 		n += s.skipped[r]
 		attrs = append(attrs, slog.Int(r, s.skipped[r]))
 	}
-	s.log.Warn(s.msg+" (not logged one by one)", "count", n, "since", s.start.UTC().Format(time.RFC3339),
-		"until", now.UTC().Format(time.RFC3339), slog.Group("by_reason", attrs...))
 	clear(s.skipped)
+	return []any{"count", n, "since", s.start.UTC().Format(time.RFC3339), "until", now.UTC().Format(time.RFC3339), slog.Group("by_reason", attrs...)}
 }
