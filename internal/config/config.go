@@ -404,18 +404,33 @@ func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
 	return nil
 }
 
-// Validate checks cfg and fills derived defaults (issuer, master key path).
+// Validate checks cfg and fills derived defaults (issuer, audit origin,
+// master key path). Every problem is named at once.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	c.validateServer(bad)
+	c.validateIdentity(bad)
+	c.validatePolicy(bad)
+	c.validateAudit(bad)
+	if c.Identity.MasterKeyFile == "" {
+		c.Identity.MasterKeyFile = filepath.Join(c.Data, "master.key")
+	}
+	return errors.Join(errs...)
+}
 
+// complaint adds a problem of the configuration to those found.
+type complaint func(format string, a ...any)
+
+// validateServer checks the data directory, store, listener and log.
+func (c *Config) validateServer(bad complaint) {
 	if c.Data == "" {
 		bad("data: a data directory is required (it holds the admin token and master key, and the embedded store)")
 	}
 	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
 		bad("store: want empty (embedded SQLite) or a postgres:// URL")
 	}
-	host, _, err := net.SplitHostPort(c.Server.Addr)
+	_, _, err := net.SplitHostPort(c.Server.Addr)
 	if err != nil {
 		bad("server.addr %q: want host:port", c.Server.Addr)
 	}
@@ -441,7 +456,12 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format %q: want text or json", c.Log.Format)
 	}
+}
 
+// validateIdentity checks identity and taints, and fills the issuer
+// from server.addr when none is set.
+func (c *Config) validateIdentity(bad complaint) {
+	host, _, err := net.SplitHostPort(c.Server.Addr)
 	id := &c.Identity
 	if id.MaxTokenTTL <= 0 || id.MaxTokenTTL > identity.MaxTokenLifetime {
 		bad("identity.max_token_ttl %s: want more than 0 and at most %s", id.MaxTokenTTL, identity.MaxTokenLifetime)
@@ -503,7 +523,10 @@ func (c *Config) Validate() error {
 		bad("identity.issuer %q: want an http(s) URL", id.Issuer)
 	}
 	id.Issuer = strings.TrimSuffix(id.Issuer, "/")
+}
 
+// validatePolicy checks policy and decide, and fills the request budget.
+func (c *Config) validatePolicy(bad complaint) {
 	if c.Policy.Timeout <= 0 || c.Policy.Timeout > 10*time.Second {
 		bad("policy.timeout %s: want more than 0 and at most 10s", c.Policy.Timeout)
 	}
@@ -541,7 +564,12 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+}
 
+// validateAudit checks the audit log and its exporters, and fills the
+// origin from the issuer.
+func (c *Config) validateAudit(bad complaint) {
+	id := &c.Identity
 	a := &c.Audit
 	if a.Mode != "sync" && a.Mode != "async" {
 		bad("audit.mode %q: want sync or async", a.Mode)
@@ -595,10 +623,6 @@ func (c *Config) Validate() error {
 			bad("%s: type %q: want syslog, ocsf, splunk_hec or webhook", where, x.Type)
 		}
 	}
-	if id.MasterKeyFile == "" {
-		id.MasterKeyFile = filepath.Join(c.Data, "master.key")
-	}
-	return errors.Join(errs...)
 }
 
 // exporterName: the position of exporter NAME is kept under "siem-NAME",
@@ -635,7 +659,7 @@ func defaultPolicyLimits() PolicyLimits {
 	return PolicyLimits{BundleBytes: d.Bytes, BundleFiles: d.Files, DataBytes: d.DataBytes}
 }
 
-func (l PolicyLimits) validate(bad func(string, ...any)) {
+func (l PolicyLimits) validate(bad complaint) {
 	maxLimits := policy.MaxLimits()
 	if l.BundleBytes < 1<<10 || l.BundleBytes > maxLimits.Bytes {
 		bad("policy.limits.bundle_bytes %d: want 1024 to %d", l.BundleBytes, maxLimits.Bytes)
