@@ -241,19 +241,19 @@ func TestAttackJSONRPCEdgeCases(t *testing.T) {
 	if got := r.egress(); len(got) != 0 {
 		t.Fatalf("sent out although denied: %v", got)
 	}
-	// Arguments with a key twice: the upstream gets the value decided on.
+	// Arguments that name a key twice, or two keys that differ only in
+	// case, are refused: upstreams differ on which one they read (the
+	// first, the last, or either, as Go's decoder matches fields).
 	b := r.agent("ai-agent://dev/dupargs")
-	resp, body := r.raw(b, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{`+meta+`,"name":"mail__send","arguments":{"to":"boss@example.com","to":"other@example.com"}}}`, h)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "sent") {
-		t.Fatalf("call with a repeated argument: %d %s", resp.StatusCode, body)
+	for _, args := range []string{`{"to":"boss@example.com","to":"evil@example.com"}`, `{"to":"boss@example.com","TO":"evil@example.com"}`,
+		`{"msg":{"to":"boss@example.com","tO":"evil@example.com"}}`} {
+		_, body := r.raw(b, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{`+meta+`,"name":"mail__send","arguments":`+args+`}}`, h)
+		if !strings.Contains(body, "-32602") || !strings.Contains(body, "arguments") {
+			t.Fatalf("arguments %s: %s", args, body)
+		}
 	}
-	got := r.egress()
-	if len(got) != 1 {
+	if got := r.egress(); len(got) != 0 {
 		t.Fatalf("sent: %v", got)
-	}
-	en := r.w.Decision(t, decisionOf(t, r, b.id, "mail/send"))
-	if !strings.Contains(string(en.Input), `"to":"`+strings.TrimPrefix(got[0], "mail ")+`"`) {
-		t.Fatalf("the upstream got %q, the decision was on %s", got[0], en.Input)
 	}
 }
 
@@ -849,5 +849,44 @@ func TestAttackUpstreamSessionStateIsPerAgent(t *testing.T) {
 	// with the gateway.
 	if got := note(r.session(victim, "2025-06-18", nil)); !strings.Contains(got, "4711") {
 		t.Fatalf("the agent lost its own note: %q", got)
+	}
+
+	// An agent acting for another, or on a task, is another principal: what
+	// it left there for one, it does not carry into the others.
+	const planner = "ai-agent://dev/note-planner"
+	pk := r.w.Register(t, planner, "agent", "delegator")
+	p, err := sdk.NewClient(r.w.URL, planner, pk, sdk.WithResource(r.mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forPlanner, err := p.Delegate(r.ctx, mustToken(t, p), attacker.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.call(r.sessionWithToken(forPlanner.AccessToken), "notes__write", map[string]any{"text": "the planner's code is 0815"}) {
+		t.Fatal("notes__write for the planner was denied")
+	}
+	onTask, err := p.DelegateTask(r.ctx, mustToken(t, p), attacker.id, "task-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTask, err := p.DelegateTask(r.ctx, mustToken(t, p), attacker.id, "task-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*mcp.ClientSession{"on its own": r.session(attacker, "", nil),
+		"for the planner on a task": r.sessionWithToken(onTask.AccessToken)} {
+		if got := note(s); strings.Contains(got, "0815") {
+			t.Fatalf("the delegate read the planner's note %s: %q", name, got)
+		}
+	}
+	if !r.call(r.sessionWithToken(onTask.AccessToken), "notes__write", map[string]any{"text": "task a's code is 1234"}) {
+		t.Fatal("notes__write on task a was denied")
+	}
+	if got := note(r.sessionWithToken(otherTask.AccessToken)); strings.Contains(got, "1234") {
+		t.Fatalf("another task read task a's note: %q", got)
+	}
+	if got := note(r.sessionWithToken(forPlanner.AccessToken)); !strings.Contains(got, "0815") {
+		t.Fatalf("the delegate lost the planner's note: %q", got)
 	}
 }

@@ -44,9 +44,15 @@ type Caller struct {
 	// Agent is the agent holding the token's key: for a delegated token,
 	// its current actor. Rate limits, connections and MCP sessions are
 	// its; decisions are on the token.
-	Agent  string
-	Roles  []string
-	Expiry time.Time
+	Agent string
+	// Principal is whom the token acts as: its subject, its chain of
+	// delegation actors and its task. What is kept for a caller beyond one
+	// request (an upstream's session) is kept per principal, so that a
+	// delegate does not carry what it did for one delegator, or one task,
+	// into another.
+	Principal string
+	Roles     []string
+	Expiry    time.Time
 	// IP is the peer's address.
 	IP string
 }
@@ -124,7 +130,23 @@ func (e *Edge) Check(ctx context.Context, creds wire.Credentials, method, htu, i
 	if e.Limits != nil && !e.Limits.Allow(holder) {
 		return nil, &Refusal{Status: http.StatusTooManyRequests, Message: "rate limit exceeded"}
 	}
-	return &Caller{Token: creds.Token, Agent: holder, Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
+	return &Caller{Token: creds.Token, Agent: holder, Principal: principal(tok), Roles: tok.Roles, Expiry: tok.Expiry, IP: ip}, nil
+}
+
+// principal names whom tok acts as: "subject < actor < ... #task". Agent
+// ids and tasks hold no spaces, '<' or '#'.
+func principal(tok *identity.Token) string {
+	var b strings.Builder
+	b.WriteString(tok.Agent.String())
+	for _, a := range tok.Chain {
+		b.WriteString(" < ")
+		b.WriteString(a.String())
+	}
+	if tok.Task != "" {
+		b.WriteString(" #")
+		b.WriteString(tok.Task)
+	}
+	return b.String()
 }
 
 // refuse is a 401 with an RFC 6750 / RFC 9449 challenge.

@@ -78,9 +78,10 @@ func SourceIP(r *http.Request) string {
 // is JSON (args.body) or a form (args.form, as the query). A body that says
 // it is JSON, or a form, must be one, or it is an error: a policy that
 // checks a field of the body must not be skipped by a body it cannot read
-// and the upstream can. body is the body as policy saw it, re-encoded (JSON
-// with numbers as written and a repeated key once; a form with its fields
-// in order): forward it instead of the original, so that the upstream
+// and the upstream can; JSON that names a member twice, or two that differ
+// only in case, is refused (CheckKeys). body is the body as policy saw it,
+// re-encoded (JSON with numbers as written; a form with its fields in
+// order): forward it instead of the original, so that the upstream
 // reads what was decided. Another kind of body is forwarded as it came, and
 // policy sees only its type and size.
 func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMessage, body []byte, err error) {
@@ -98,6 +99,9 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 		}
 		switch {
 		case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+			if err := CheckKeys(raw); err != nil {
+				return nil, nil, fmt.Errorf("the body: %v", err)
+			}
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.UseNumber()
 			var v any

@@ -42,7 +42,7 @@ func TestReadCredentials(t *testing.T) {
 func TestHTTPArgs(t *testing.T) {
 	t.Parallel()
 	q := url.Values{"limit": {"5"}, "tag": {"a", "b"}}
-	args, body, err := wire.HTTPArgs(q, "application/json; charset=utf-8", []byte(`{"n": 12345678901234567890, "to": "a", "to": "b"}`))
+	args, body, err := wire.HTTPArgs(q, "application/json; charset=utf-8", []byte(`{"n": 12345678901234567890, "to": "b"}`))
 	if err != nil || string(args) != `{"body":{"n":12345678901234567890,"to":"b"},"body_size":35,"content_type":"application/json; charset=utf-8","query":{"limit":"5","tag":["a","b"]}}` ||
 		string(body) != `{"n":12345678901234567890,"to":"b"}` {
 		t.Errorf("args %s, body %s, %v", args, body, err)
@@ -63,7 +63,7 @@ func TestHTTPArgs(t *testing.T) {
 	if _, _, err := wire.HTTPArgs(nil, "application/json garbage", []byte(`{"amount": 5000}`)); err == nil {
 		t.Error("a body under a Content-Type that cannot be read was accepted")
 	}
-	for _, bad := range []string{"{broken", `{"amount": 5,}`, `{"a": 1} {"a": 2}`} {
+	for _, bad := range []string{"{broken", `{"amount": 5,}`, `{"a": 1} {"a": 2}`, `{"to": "a", "to": "b"}`, `{"to": "a", "TO": "b"}`} {
 		if _, _, err := wire.HTTPArgs(nil, "application/json", []byte(bad)); err == nil {
 			t.Errorf("%s was accepted as JSON", bad)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // Decisions: what the gateway asks the decision point, and how it turns
@@ -135,10 +136,15 @@ func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err 
 	return &jsonrpc.Error{Code: CodeUpstream, Message: "upstream " + u.cfg.Name + " unavailable"}
 }
 
-// canonicalArgs re-encodes a call's arguments, a JSON object or nothing.
+// canonicalArgs re-encodes a call's arguments, a JSON object or nothing,
+// refusing one that names a member twice or two that differ only in case
+// (wire.CheckKeys).
 func canonicalArgs(raw json.RawMessage) (json.RawMessage, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
+	}
+	if err := wire.CheckKeys(raw); err != nil {
+		return nil, fmt.Errorf("arguments: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

@@ -53,7 +53,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 	if err != nil {
 		return nil, err
 	}
-	out, err := call(ctx, u, c.Agent, func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
+	out, err := call(ctx, u, principal(c), func(ctx context.Context, s *mcp.ClientSession) (*mcp.GetPromptResult, error) {
 		return s.GetPrompt(ctx, &mcp.GetPromptParams{Name: name, Arguments: r.Params.Arguments})
 	})
 	if err != nil {

@@ -42,7 +42,15 @@ func redactToolResult(raw json.RawMessage, fields [][]string) (json.RawMessage, 
 				out[k] = items
 			case "structuredContent", "_meta":
 				out[k] = maskCopy(v, fields)
-			case "isError", "resultType":
+			case "isError":
+				if _, ok := v.(bool); !ok {
+					return nil, fmt.Errorf("%w: isError is not true or false", enforce.ErrCannotRedact)
+				}
+				out[k] = v
+			case "resultType":
+				if _, ok := v.(string); !ok {
+					return nil, fmt.Errorf("%w: resultType is not a string", enforce.ErrCannotRedact)
+				}
 				out[k] = v
 			}
 		}

@@ -128,6 +128,8 @@ func FuzzRedactToolResult(f *testing.F) {
 	f.Add(`{"content":[{"type":"resource","resource":{"uri":"x","text":"{\"ssn\":4}","blob":"AA=="}}]}`)
 	f.Add(`{"content":{"type":"text"},"structuredContent":[{"ssn":5}]}`)
 	f.Add(`{"content":[{"type":"text","text":"{}","annotations":{"note":"ssn 6","priority":1,"audience":["user","x"]}}]}`)
+	f.Add(`{"content":[],"isError":{"ssn":7}}`)
+	f.Add(`{"content":[],"resultType":["ssn",8]}`)
 	f.Fuzz(func(t *testing.T, raw string) {
 		out, err := mcpgw.RedactToolResult(json.RawMessage(raw), [][]string{{"ssn"}})
 		if err != nil {
@@ -144,6 +146,16 @@ func FuzzRedactToolResult(f *testing.F) {
 						t.Fatalf("an annotation %q passed: %s", k, out)
 					}
 				}
+			}
+		}
+		if v, ok := res["isError"]; ok {
+			if _, ok := v.(bool); !ok {
+				t.Fatalf("isError passed as %T: %s", v, out)
+			}
+		}
+		if v, ok := res["resultType"]; ok {
+			if _, ok := v.(string); !ok {
+				t.Fatalf("resultType passed as %T: %s", v, out)
 			}
 		}
 		for k := range res {

@@ -307,7 +307,17 @@ func (u *upstream) event(s *mcp.ClientSession, data []byte, id string, progress 
 		out, err := result(&m)
 		return out, true, err
 	case m.Method != "" && len(m.ID) > 0:
-		go u.answerRequest(s, m.ID, m.Method)
+		// Answered in the background, a few at a time: an upstream that
+		// floods a call with requests gets the rest unanswered.
+		select {
+		case u.answering <- struct{}{}:
+			go func() {
+				defer func() { <-u.answering }()
+				u.answerRequest(s, m.ID, m.Method)
+			}()
+		default:
+			u.lg.Debug("upstream: too many of its requests at once; one left unanswered", "method", m.Method)
+		}
 	case m.Method == "notifications/progress" && progress != nil:
 		var p mcp.ProgressNotificationParams
 		if json.Unmarshal(m.Params, &p) == nil && p.ProgressToken == id {
@@ -316,6 +326,9 @@ func (u *upstream) event(s *mcp.ClientSession, data []byte, id string, progress 
 	}
 	return nil, false, nil
 }
+
+// maxAnswering is how many of an upstream's requests are answered at once.
+const maxAnswering = 8
 
 // answerRequest answers a request the upstream sent during a call: a ping
 // with an empty result, anything else with an error.

@@ -157,7 +157,7 @@ func errorsAs(err error, target **jsonrpc.Error) bool { return errors.As(err, ta
 // session stays.
 func TestRelayStatusKeepsTheSession(t *testing.T) {
 	u, sw := relayUpstream(t, nil)
-	first, _ := u.session(context.Background())
+	first := callText(t, u, "whoami")
 	inner := *sw.h.Load()
 	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "overloaded", http.StatusServiceUnavailable)
@@ -169,8 +169,8 @@ func TestRelayStatusKeepsTheSession(t *testing.T) {
 	if got := callText(t, u, "ping"); got != "pong" {
 		t.Fatalf("ping: %q", got)
 	}
-	if now, _ := u.session(context.Background()); now != first {
-		t.Fatal("the session was replaced after a 503")
+	if now := callText(t, u, "whoami"); now != first {
+		t.Fatalf("the session was replaced after a 503: %q, then %q", first, now)
 	}
 }
 
@@ -292,14 +292,25 @@ func TestUpstreamSessionPerAgent(t *testing.T) {
 		t.Fatal("an evicted session was used again")
 	}
 
-	// Sessions idle for agentIdle are closed at the next sweep.
+	// Sessions idle for agentIdle are closed at the next sweep; one in use
+	// is not.
 	u.mu.Lock()
 	for _, as := range u.agents {
 		as.used = time.Now().Add(-2 * agentIdle)
 	}
-	u.swept = time.Time{}
 	u.mu.Unlock()
-	callAs(t, u, "ai-agent://dev/t/e", "whoami")
+	s, release, err := u.sessionFor(context.Background(), "ai-agent://dev/t/e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.mu.Lock()
+	u.agents["ai-agent://dev/t/e"].used = time.Now().Add(-2 * agentIdle)
+	u.sweepLocked(time.Now())
+	u.mu.Unlock()
+	release()
+	if _, err := s.ListTools(context.Background(), nil); err != nil {
+		t.Fatalf("a session in use was closed by the sweep: %v", err)
+	}
 	u.mu.Lock()
 	var left []string
 	for agent := range u.agents {
@@ -308,5 +319,46 @@ func TestUpstreamSessionPerAgent(t *testing.T) {
 	u.mu.Unlock()
 	if len(left) != 1 || left[0] != "ai-agent://dev/t/e" {
 		t.Fatalf("after the sweep: %v", left)
+	}
+}
+
+// An upstream that floods a call with requests of its own gets a few
+// answered at a time, not a goroutine and a connection each.
+func TestRelayBoundsTheUpstreamsRequests(t *testing.T) {
+	u, sw := relayUpstream(t, nil)
+	callText(t, u, "ping") // the agent's session is open
+	const flood = 200
+	var inflight, most, answered atomic.Int64
+	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&m) != nil {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		if m.Method == "" { // an answer to one of its requests
+			n := inflight.Add(1)
+			for old := most.Load(); n > old && !most.CompareAndSwap(old, n); old = most.Load() {
+			}
+			answered.Add(1)
+			time.Sleep(20 * time.Millisecond)
+			inflight.Add(-1)
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range flood {
+			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":\"flood-%d\",\"method\":\"ping\"}\n\n", i)
+		}
+		fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}]}}\n\n", m.ID)
+	}))
+	if got := callText(t, u, "anything"); got != "done" {
+		t.Fatalf("the call: %q", got)
+	}
+	time.Sleep(100 * time.Millisecond) // let the answers started arrive
+	if most.Load() > maxAnswering || answered.Load() >= flood {
+		t.Fatalf("%d of %d requests answered, %d at once", answered.Load(), flood, most.Load())
 	}
 }

@@ -113,7 +113,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if err != nil {
 		return nil, err
 	}
-	out, err := call(ctx, u, c.Agent, func(ctx context.Context, s *mcp.ClientSession) (*mcp.ReadResourceResult, error) {
+	out, err := call(ctx, u, principal(c), func(ctx context.Context, s *mcp.ClientSession) (*mcp.ReadResourceResult, error) {
 		return s.ReadResource(ctx, &mcp.ReadResourceParams{URI: r.Params.URI})
 	})
 	if err != nil {

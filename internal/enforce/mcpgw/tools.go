@@ -107,7 +107,7 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 			agent(p)
 		}
 	}
-	res, err := u.callTool(ctx, c.Agent, tool, args, progress)
+	res, err := u.callTool(ctx, principal(c), tool, args, progress)
 	if err != nil {
 		return nil, g.upstreamError(c, sid, u, err, len(fields) > 0)
 	}

@@ -53,10 +53,17 @@ type upstream struct {
 	failed    time.Time
 	failedErr error
 	// agents are the agents' sessions (see upstreamsessions.go), at most
-	// maxAgents, swept of idle ones at swept.
-	agents    map[string]*upstreamSession
-	maxAgents int
-	swept     time.Time
+	// maxAgents, swept of idle ones by a goroutine started with the first
+	// until done is closed. After a session could not be opened, no other
+	// is tried for a while.
+	agents         map[string]*upstreamSession
+	maxAgents      int
+	sweeping       sync.Once
+	done           chan struct{}
+	agentFailed    time.Time
+	agentFailedErr error
+	// answering bounds the upstream's requests answered at once.
+	answering chan struct{}
 }
 
 // retryAfter is how long an upstream that could not be reached is not
@@ -85,7 +92,8 @@ func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
 	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tr},
-		agents: map[string]*upstreamSession{}, maxAgents: maxAgentSessions}
+		agents: map[string]*upstreamSession{}, maxAgents: maxAgentSessions, done: make(chan struct{}),
+		answering: make(chan struct{}, maxAnswering)}
 	// A change of the lists is heard on the gateway's own session; the
 	// agents' sessions hear it too, and say nothing new.
 	refresh := func(s *mcp.ClientSession) {
@@ -240,7 +248,7 @@ func (u *upstream) drop(s *mcp.ClientSession) {
 	}
 	u.dropAgentLocked(s)
 	u.mu.Unlock()
-	s.Close()
+	closeAll(s) // the call that found it broken does not wait
 }
 
 // refresh reads the upstream's lists again after it said they changed.
@@ -327,6 +335,9 @@ func ownAnswer(err error) bool {
 
 func (u *upstream) close() {
 	u.mu.Lock()
+	if !u.closed {
+		close(u.done)
+	}
 	u.closed = true
 	s := u.sess
 	u.sess = nil

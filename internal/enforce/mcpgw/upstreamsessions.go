@@ -7,14 +7,18 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/warden-run/warden/internal/enforce"
 )
 
 // Agent sessions: an upstream reached over Streamable HTTP with sessions
-// gets an MCP session of its own for each agent, so that what one agent
-// leaves in an upstream's session state (a login, a working directory, a
-// cursor, a scratchpad) no other agent reads or changes. The gateway's own
-// session keeps the lists and their change notifications. A command
-// upstream is one process, and its state is every agent's.
+// gets an MCP session of its own for each principal (an agent, or a
+// delegate acting for a chain of agents, on a task: enforce.Caller's
+// Principal), so that what one leaves in an upstream's session state (a
+// login, a working directory, a cursor, a scratchpad) no other reads or
+// changes. The gateway's own session keeps the lists and their change
+// notifications. A command upstream is one process, and its state is
+// every agent's.
 
 const (
 	// maxAgentSessions bounds the sessions an upstream holds for agents;
@@ -26,6 +30,14 @@ const (
 	sweepEvery = time.Minute
 )
 
+// principal is whom c's calls are made as at upstreams.
+func principal(c *enforce.Caller) string {
+	if c.Principal != "" {
+		return c.Principal
+	}
+	return c.Agent
+}
+
 // upstreamSession is an agent's session with an upstream.
 type upstreamSession struct {
 	ready chan struct{} // closed once s or err is set
@@ -35,9 +47,9 @@ type upstreamSession struct {
 	used  time.Time // its last use (under upstream.mu)
 }
 
-// sessionFor returns the session agent's calls go on, and the function to
-// call once the call is done. An upstream without sessions, or a command,
-// has one session for all.
+// sessionFor returns the session the calls of agent (a principal) go on,
+// and the function to call once the call is done. An upstream without
+// sessions, or a command, has one session for all.
 func (u *upstream) sessionFor(ctx context.Context, agent string) (*mcp.ClientSession, func(), error) {
 	s, err := u.session(ctx)
 	if err != nil {
@@ -46,18 +58,20 @@ func (u *upstream) sessionFor(ctx context.Context, agent string) (*mcp.ClientSes
 	if u.cfg.URL == "" || s.ID() == "" {
 		return s, func() {}, nil
 	}
-	now := time.Now()
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
 		return nil, nil, fmt.Errorf("%w: %s: the gateway is closing", errUnavailable, u.cfg.Name)
 	}
-	if now.Sub(u.swept) > sweepEvery {
-		u.swept = now
-		u.sweepLocked(now)
-	}
 	as := u.agents[agent]
 	if as == nil {
+		// An upstream that just refused a session is not asked for
+		// another at every call of every agent.
+		if time.Since(u.agentFailed) < retryAfter {
+			err := u.agentFailedErr
+			u.mu.Unlock()
+			return nil, nil, err
+		}
 		if len(u.agents) >= u.maxAgents && !u.evictLocked() {
 			u.mu.Unlock()
 			return nil, nil, fmt.Errorf("%w: %s: %d agents have calls in progress", errUnavailable, u.cfg.Name, u.maxAgents)
@@ -65,6 +79,7 @@ func (u *upstream) sessionFor(ctx context.Context, agent string) (*mcp.ClientSes
 		as = &upstreamSession{ready: make(chan struct{})}
 		u.agents[agent] = as
 		go u.connectAgent(agent, as)
+		u.sweeping.Do(func() { go u.sweep() })
 	}
 	// Counted as a user while it connects, so that it is not evicted
 	// before its first call.
@@ -111,6 +126,7 @@ func (u *upstream) connectAgent(agent string, as *upstreamSession) {
 	if err != nil {
 		u.lg.Warn("upstream: cannot open a session for an agent", "agent", agent, "err", err)
 		as.err = fmt.Errorf("%w: %s: %v", errUnavailable, u.cfg.Name, err)
+		u.agentFailed, u.agentFailedErr = time.Now(), as.err
 		if u.agents[agent] == as {
 			delete(u.agents, agent)
 		}
@@ -132,9 +148,27 @@ func (u *upstream) evictLocked() bool {
 	if oldest == "" {
 		return false
 	}
+	u.lg.Info("upstream: agent sessions at their bound; closing the one unused longest", "bound", u.maxAgents, "agent", oldest)
 	closeAll(u.agents[oldest].s)
 	delete(u.agents, oldest)
 	return true
+}
+
+// sweep closes idle agent sessions every sweepEvery until the gateway
+// closes.
+func (u *upstream) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.done:
+			return
+		case now := <-t.C:
+			u.mu.Lock()
+			u.sweepLocked(now)
+			u.mu.Unlock()
+		}
+	}
 }
 
 // sweepLocked closes the agent sessions unused for agentIdle.
