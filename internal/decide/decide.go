@@ -365,8 +365,8 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 }
 
 // record writes the decision's entry and returns the answer: a deny if the
-// entry could not be written. When ctx is done the caller is gone: the
-// answer would reach nobody, and nothing is recorded.
+// entry could not be written. The entry is written also when the caller is
+// gone (see below).
 func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	d, e := c.d, c.e
 	unrecorded := func(reason string) Decision {

@@ -37,8 +37,13 @@ func (r *Registry) run(ctx context.Context, changes <-chan store.Change) {
 			case store.ChangeTaint:
 				r.reloadAgent(ctx, c.Key)
 			case store.ChangeResync:
+				// Changes were lost: until everything is read again, no
+				// decision goes on what this replica holds.
+				r.mu.Lock()
+				r.stale = true
+				r.mu.Unlock()
 				if err := r.reloadAll(ctx); err != nil && ctx.Err() == nil {
-					r.log.Error("taint: reload failed; decisions of agents with changes wait for it", "err", err)
+					r.log.Error("taint: reload failed; every decision is denied until it works", "err", err)
 				}
 			}
 		case <-retry.C:
@@ -55,6 +60,9 @@ func (r *Registry) run(ctx context.Context, changes <-chan store.Change) {
 func (r *Registry) reloadAgent(ctx context.Context, agent string) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
+	r.mu.RLock()
+	since := r.writes
+	r.mu.RUnlock()
 	ts, err := r.st.Taints(ctx, agent)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -70,7 +78,7 @@ func (r *Registry) reloadAgent(ctx context.Context, agent string) {
 		a.stale = true
 		return
 	}
-	r.replace(a, ts)
+	r.replace(a, ts, since)
 	if len(a.held) == 0 {
 		delete(r.agents, agent)
 	}
@@ -80,6 +88,9 @@ func (r *Registry) reloadAgent(ctx context.Context, agent string) {
 func (r *Registry) reloadAll(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*storeTimeout)
 	defer cancel()
+	r.mu.RLock()
+	since := r.writes
+	r.mu.RUnlock()
 	ts, err := r.st.Taints(ctx, "")
 	if err != nil {
 		r.mu.Lock()
@@ -95,7 +106,7 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 	defer r.mu.Unlock()
 	r.stale = false
 	for id, a := range r.agents {
-		r.replace(a, byAgent[id])
+		r.replace(a, byAgent[id], since)
 		if len(a.held) == 0 {
 			delete(r.agents, id)
 		}
@@ -103,19 +114,21 @@ func (r *Registry) reloadAll(ctx context.Context) error {
 	}
 	for id, list := range byAgent {
 		a := &agentTaints{}
-		r.replace(a, list)
+		r.replace(a, list, since)
 		r.agents[id] = a
 	}
 	return nil
 }
 
-// replace sets a's taints to ts, keeping those the store does not have
-// yet (being written, or whose write failed), and a later last read and an
-// audit index this replica saw. Called with r.mu held.
-func (r *Registry) replace(a *agentTaints, ts []store.Taint) {
+// replace sets a's taints to ts, read from the store once this replica
+// had completed since writes, keeping those the read may have missed
+// (being written, whose write failed, or written after it began), and a
+// later last read and an audit index this replica saw. Called with r.mu
+// held.
+func (r *Registry) replace(a *agentTaints, ts []store.Taint, since uint64) {
 	var out []*held
 	for _, old := range a.held {
-		if old.writing != nil || old.unwritten {
+		if old.writing != nil || old.unwritten || old.wrote > since {
 			out = append(out, old)
 		}
 	}

@@ -56,10 +56,14 @@ type Registry struct {
 
 	mu     sync.RWMutex
 	agents map[string]*agentTaints
-	// stale is set when a reload of every agent's taints failed: another
+	// stale is set when every agent's taints must be read again (the
+	// change feed lost changes) until a reload of them works: another
 	// replica's new taints may be missing, so every decision is denied
-	// until a reload works.
+	// meanwhile.
 	stale bool
+	// writes counts the writes of taints this replica completed: a reload
+	// keeps the taints written after it began to read.
+	writes uint64
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -83,6 +87,8 @@ type held struct {
 	// failed): it is kept here across reloads, every read it covers waits
 	// for it to be written, and the registry writes it again until it is.
 	unwritten bool
+	// wrote is the registry's count of writes when this one completed.
+	wrote uint64
 }
 
 // Open loads every taint from st and follows its change feed until Close.
@@ -209,7 +215,12 @@ func (r *Registry) Record(ctx context.Context, t store.Taint) (bool, error) {
 	r.mu.Unlock()
 	if due {
 		if _, err := r.st.AddTaint(ctx, touch, time.Time{}); err != nil {
-			r.log.Warn("taint: could not record a later read; other replicas may end the taint early", "agent", t.AgentID, "err", err)
+			// Written again until the store has it: until then the
+			// store's last read lags, and a sweep could end the taint.
+			r.log.Warn("taint: could not record a later read; it is written again until it is", "agent", t.AgentID, "err", err)
+			r.mu.Lock()
+			h.unwritten = true
+			r.mu.Unlock()
 		}
 	}
 	return false, nil
@@ -224,6 +235,10 @@ func (r *Registry) write(ctx context.Context, h *held, renewBefore time.Time) (b
 	created, err := r.st.AddTaint(ctx, t, renewBefore)
 	r.mu.Lock()
 	h.writing, h.unwritten = nil, err != nil
+	if err == nil {
+		r.writes++
+		h.wrote = r.writes
+	}
 	close(done)
 	r.mu.Unlock()
 	if err != nil {
@@ -238,8 +253,11 @@ func (r *Registry) Indexed(ctx context.Context, t store.Taint, index int64) {
 	r.mu.Lock()
 	if a := r.agents[t.AgentID]; a != nil {
 		for _, h := range a.held {
-			if h.t.Task == t.Task && h.t.Name == t.Name && h.t.DecisionID == t.DecisionID {
+			if h.t.Name == t.Name && h.t.DecisionID == t.DecisionID {
 				h.t.AuditIndex = index
+				// The scope it is held in: past MaxPerAgent tasks, the
+				// agent's own rather than the task the decision named.
+				t.Task = h.t.Task
 			}
 		}
 	}

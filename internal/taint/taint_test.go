@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -340,8 +341,8 @@ func TestFailedTaintWriteIsRetried(t *testing.T) {
 	waitFor(t, func() bool { stored, _ := s.Taints(ctx, a); return len(stored) == 1 })
 }
 
-// failingLoads fails the next load of every agent's taints, and lets the
-// test drive the change feed.
+// failingLoads fails loads of every agent's taints while fail is set, and
+// lets the test drive the change feed.
 type failingLoads struct {
 	backend
 	ch   chan store.Change
@@ -351,7 +352,7 @@ type failingLoads struct {
 func (f *failingLoads) Subscribe(context.Context) <-chan store.Change { return f.ch }
 
 func (f *failingLoads) Taints(ctx context.Context, agent string) ([]store.Taint, error) {
-	if agent == "" && f.fail.Swap(false) {
+	if agent == "" && f.fail.Load() {
 		return nil, errors.New("store blip")
 	}
 	return f.backend.Taints(ctx, agent)
@@ -373,7 +374,8 @@ func TestFailedResyncIsRetriedAndFailsClosed(t *testing.T) {
 	}
 	f.fail.Store(true)
 	f.ch <- store.Change{Kind: store.ChangeResync}
-	waitFor(t, func() bool { h, err := r.Held(x, ""); return err != nil || len(h) == 1 })
+	waitFor(t, func() bool { _, err := r.Held(x, ""); return errors.Is(err, taint.ErrUnavailable) })
+	f.fail.Store(false)
 	waitFor(t, func() bool { h, err := r.Held(x, ""); return err == nil && len(h) == 1 })
 }
 
@@ -412,4 +414,128 @@ func TestReloadKeepsTheAuditIndex(t *testing.T) {
 	if err != nil || len(h) != 1 || h[0].AuditIndex != 7 {
 		t.Fatalf("after a reload: %+v, %v", h, err)
 	}
+}
+
+// A taint held in the agent's scope because the agent holds MaxPerAgent
+// task taints still gets its audit index. (The index was recorded under
+// the task the decision named, and matched nothing.)
+func TestIndexOfATaintMovedToTheAgentsScope(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	r := openRegistry(t, taint.Config{}, s)
+	const a = "ai-agent://dev/busy"
+	for i := range taint.MaxPerAgent {
+		if _, err := r.Record(ctx, read(a, fmt.Sprintf("task-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := read(a, "one-too-many")
+	if _, err := r.Record(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	r.Indexed(ctx, last, 42)
+	h, err := r.Held(a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range h {
+		if x.DecisionID == last.DecisionID {
+			if x.Task != "" || x.AuditIndex != 42 {
+				t.Fatalf("the taint past the bound: %+v", x)
+			}
+			stored, _ := s.Taints(ctx, a)
+			for _, y := range stored {
+				if y.DecisionID == last.DecisionID && y.AuditIndex != 42 {
+					t.Fatalf("the store has its index as %d", y.AuditIndex)
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("the taint past the bound is not held: %v", names(h))
+}
+
+// heldLoads holds the next load of one agent's taints ("": every agent's)
+// once armed, after it has read the store, until the test lets it go.
+type heldLoads struct {
+	failingLoads
+	agent   string
+	armed   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+// let lets a held load go.
+func (h *heldLoads) let() { h.once.Do(func() { close(h.release) }) }
+
+func (h *heldLoads) Taints(ctx context.Context, agent string) ([]store.Taint, error) {
+	ts, err := h.backend.Taints(ctx, agent)
+	if agent == h.agent && h.armed.Swap(false) {
+		close(h.read)
+		<-h.release
+	}
+	return ts, err
+}
+
+// A reload that read the store before a taint's write completed keeps the
+// taint. (It replaced what the registry held by what it read, and the
+// agent's next decision saw no taint until the write's own change came.)
+func TestReloadKeepsATaintWrittenMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	const a, other = "ai-agent://dev/racing", "ai-agent://dev/bystander"
+	h := &heldLoads{failingLoads: failingLoads{backend: s, ch: make(chan store.Change, 16)}, agent: a,
+		read: make(chan struct{}), release: make(chan struct{})}
+	r := openRegistry(t, taint.Config{}, h)
+	t.Cleanup(h.let) // before the registry closes, also when the test fails
+	if _, err := r.Record(ctx, read(a, "t1")); err != nil {
+		t.Fatal(err)
+	}
+	h.armed.Store(true)
+	h.ch <- store.Change{Kind: store.ChangeTaint, Key: a}
+	<-h.read
+	if _, err := r.Record(ctx, read(a, "t2")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddTaint(ctx, store.Taint{AgentID: other, Name: taint.Untrusted, DecisionID: "d", CreatedAt: time.Now(), LastReadAt: time.Now()}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h.let()
+	h.ch <- store.Change{Kind: store.ChangeTaint, Key: other}
+	waitFor(t, func() bool { x, _ := r.Held(other, ""); return len(x) == 1 })
+	got, err := r.Held(a, "")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("after a reload that raced the write: %v, %v", names(got), err)
+	}
+}
+
+// A resync (the change feed lost changes) denies every decision until the
+// reload it starts has read every taint. (Decisions went on what the
+// replica held while it read.)
+func TestResyncDeniesUntilReloaded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openSQLite(t, filepath.Join(t.TempDir(), "warden.db"))
+	defer s.Close()
+	h := &heldLoads{failingLoads: failingLoads{backend: s, ch: make(chan store.Change, 16)}, agent: "",
+		read: make(chan struct{}), release: make(chan struct{})}
+	r := openRegistry(t, taint.Config{}, h)
+	t.Cleanup(h.let) // before the registry closes, also when the test fails
+	const a = "ai-agent://dev/elsewhere"
+	if _, err := s.AddTaint(ctx, store.Taint{AgentID: a, Name: taint.Untrusted, DecisionID: "d", CreatedAt: time.Now(), LastReadAt: time.Now()}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h.armed.Store(true)
+	h.ch <- store.Change{Kind: store.ChangeResync}
+	<-h.read
+	if held, err := r.Held(a, ""); !errors.Is(err, taint.ErrUnavailable) {
+		t.Fatalf("during the reload: %v, %v", names(held), err)
+	}
+	h.let()
+	waitFor(t, func() bool { held, err := r.Held(a, ""); return err == nil && len(held) == 1 })
 }
