@@ -37,9 +37,9 @@ type assertionClaims struct {
 
 // authenticate verifies an RFC 7523 client assertion: signed by a
 // registered, active key of the agent it names in iss and sub, addressed to
-// this issuer, short-lived and never seen before, from an agent within its
-// rate of requests. It does not record the jti; consume does, once the
-// whole request has passed.
+// this issuer, short-lived and never seen before. It does not record the
+// jti; consume does, once the whole request has passed, within the agent's
+// rate of requests.
 func (i *TokenIssuer) authenticate(ctx context.Context, req TokenRequest) (*client, error) {
 	if req.ClientAssertionType != AssertionTypeJWTBearer {
 		if req.ClientAssertionType == "" && req.ClientAssertion == "" {
@@ -50,11 +50,6 @@ func (i *TokenIssuer) authenticate(ctx context.Context, req TokenRequest) (*clie
 	c, err := i.verifyAssertion(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errClientAuth, err)
-	}
-	// Authenticated: now the agent's own rate applies. The assertion is
-	// not used up by a refusal, and may be sent again after the wait.
-	if err := i.brake.admitRequest(c.id.String(), i.now()); err != nil {
-		return nil, err
 	}
 	return c, nil
 }

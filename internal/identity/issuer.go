@@ -356,9 +356,19 @@ func (i *TokenIssuer) checkTokenEndpointProof(req TokenRequest, kid string) (str
 	return "DPoP", nil
 }
 
-// consume records the assertion's jti, refusing a replay.
+// consume records the assertion's jti, refusing a replay, within the
+// agent's rate of requests. The rate is charged once every other check has
+// passed and given back when the jti is not recorded: a captured assertion
+// replayed cannot spend its owner's requests, and one the rate refuses is
+// not used up.
 func (i *TokenIssuer) consume(ctx context.Context, c *client) error {
+	if err := i.brake.admitRequest(c.id.String(), i.now()); err != nil {
+		return err
+	}
 	err := i.replay.MarkUsed(ctx, "client_assertion:"+c.id.String(), c.jti, c.exp.Add(i.cfg.ClockSkew))
+	if err != nil {
+		i.brake.refundRequest(c.id.String(), i.now())
+	}
 	switch {
 	case errors.Is(err, store.ErrReplay):
 		return fmt.Errorf("%w: %w: assertion jti of %s", errClientAuth, ErrReplay, c.id)

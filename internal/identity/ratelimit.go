@@ -138,6 +138,16 @@ func (l *keyedLimiter) take(key uint64, now time.Time) (ok, full bool, wait time
 	return true, full, 0
 }
 
+// give puts a token back in key's bucket, up to its burst.
+func (l *keyedLimiter) give(key uint64, now time.Time) {
+	n := now.UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, in := l.get(key, n)
+	b.tokens = min(b.tokens+1, float64(l.rate.Burst))
+	l.put(key, b, in)
+}
+
 // peek reports whether key's bucket holds a token, whether it is full (a
 // key with no recent use), and otherwise how long until it holds one.
 func (l *keyedLimiter) peek(key uint64, now time.Time) (ok, full bool, wait time.Duration) {

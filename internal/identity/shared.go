@@ -25,7 +25,7 @@ type SharedSettings struct {
 	AuditOrigin  string                  `json:"audit_origin"`
 	// TaintsExpireAfter is taints.expire_after: the replicas sweep the one
 	// table of taints, so the shortest would win. Empty in a record made
-	// before it was shared, which is then not compared.
+	// before it was shared, until the next replica to start fills it in.
 	TaintsExpireAfter string `json:"taints_expire_after,omitempty"`
 }
 
@@ -77,6 +77,22 @@ func BindSharedSettings(ctx context.Context, st interface {
 	}
 	diffs := rec.SharedSettings.differences(s)
 	switch {
+	case len(diffs) == 0 && rec.TaintsExpireAfter == "" && s.TaintsExpireAfter != "":
+		// Recorded before the setting was shared: this replica's is
+		// recorded now, and the next replica's compared with it.
+		rec.TaintsExpireAfter = s.TaintsExpireAfter
+		filled, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		swapped, err := st.SwapMeta(ctx, metaSharedSettings, raw, filled)
+		if err != nil {
+			return fmt.Errorf("shared settings: %w", err)
+		}
+		if !swapped { // another replica changed the record meanwhile: compare with it
+			return BindSharedSettings(ctx, st, s, update, now)
+		}
+		return nil
 	case len(diffs) == 0:
 		return nil
 	case !update:

@@ -102,6 +102,11 @@ func (b *authBrake) admitRequest(agent string, now time.Time) error {
 	return nil
 }
 
+// refundRequest gives back a request of agent that was not carried out.
+func (b *authBrake) refundRequest(agent string, now time.Time) {
+	b.requests.give(b.hash.string(agent), now)
+}
+
 // settle counts a failure against the source and the agent. A request the
 // agent's limit refused counts against its source, which failed before:
 // one that keeps naming the agent soon meets its own limit, and is then

@@ -424,3 +424,27 @@ func TestAnAgentsRequestsAreRateLimited(t *testing.T) {
 		t.Fatalf("the refused assertion after the wait: %v", err)
 	}
 }
+
+// A captured assertion replayed does not spend its owner's rate of
+// requests: the rate is charged once every other check has passed, and
+// given back when the assertion turns out to be used. (It was charged as
+// soon as the assertion verified: replays from fresh addresses locked the
+// agent out.)
+func TestReplayedAssertionsDoNotSpendTheAgentsRate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.register("ai-agent://dev/watched", []string{"r"}, nil)
+	captured := e.assertion(a, assertionOpts{})
+	if _, err := e.issuer.Issue(e.ctx, fromSource(ccReq(captured), "192.0.2.30")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range DefaultTokenEndpointLimits.RequestsPerAgent.Burst + 10 {
+		_, err := e.issuer.Issue(e.ctx, fromSource(ccReq(captured), fmt.Sprintf("198.51.100.%d", i)))
+		if !errors.Is(err, ErrReplay) {
+			t.Fatalf("replay %d: %v", i, err)
+		}
+	}
+	if _, err := e.issuer.Issue(e.ctx, fromSource(ccReq(e.assertion(a, assertionOpts{})), "192.0.2.30")); err != nil {
+		t.Fatalf("the agent after its assertion was replayed: %v", err)
+	}
+}
