@@ -49,11 +49,14 @@ wait_up() { # host:port
 
 "$work/mcpload" -serve "$UPSTREAM_ADDR" 2>"$work/upstream.log" &
 pids+=($!)
-# The gateway's defaults, limits and rate limit included.
+# The gateway's defaults and limits, but for the per-agent rate limit,
+# raised (still checked on every call) so that the capacity run's one agent
+# measures the gateway and not its own limit of 1,000 calls/s.
 cat >"$work/gateway.yaml" <<EOF2
 listen: $GATEWAY_ADDR
 servers:
   - {name: bench, url: "http://$UPSTREAM_ADDR/mcp", trust: trusted}
+rate_limit: {rate: 100000, burst: 200000}
 EOF2
 cat >"$work/warden.yaml" <<EOF2
 identity:
