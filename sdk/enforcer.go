@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +31,7 @@ type Enforcer struct {
 	name     string
 	maxBody  int64
 	log      *slog.Logger
+	applies  []string // the obligations the handler applies
 }
 
 // EnforcerOption configures an Enforcer.
@@ -42,6 +46,14 @@ func WithDecisionTimeout(d time.Duration) EnforcerOption {
 // WithResourceName is where the service's requests are in policy:
 // resource "<name>/<path>" of kind http.route (default the resource's host).
 func WithResourceName(name string) EnforcerOption { return func(e *Enforcer) { e.name = name } }
+
+// WithObligations names the obligations the handler applies (such as
+// "redact"), finding them with DecisionFrom. An allow that comes with any
+// other is refused (403): what policy made the allow depend on would not
+// hold. Without it, an allow with any obligation is refused.
+func WithObligations(names ...string) EnforcerOption {
+	return func(e *Enforcer) { e.applies = append(e.applies, names...) }
+}
 
 // WithEnforcerLogger logs why a request got no decision (the agent is
 // told only that there was none).
@@ -115,9 +127,19 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		}
 		// Policy decides on the path as written: one the handler's router
 		// could resolve to another ("/orders/../admin") is refused.
-		if !wire.CleanPath(r.URL.Path) {
-			refuse(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
+		if lower := strings.ToLower(r.URL.EscapedPath()); !wire.CleanPath(r.URL.Path) || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") {
+			refuse(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments, '\\', ';' or escaped slashes"})
 			return
+		}
+		if r.Method == http.MethodTrace {
+			refuse(w, http.StatusMethodNotAllowed, map[string]string{"error": "TRACE is not served"})
+			return
+		}
+		for name := range r.Header {
+			if wire.AliasOfAgentHeader(name) {
+				refuse(w, http.StatusBadRequest, map[string]string{"error": "the header " + name + " is read as " + strings.ReplaceAll(name, "_", "-") + " by some servers: not accepted"})
+				return
+			}
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.maxBody))
 		if err != nil {
@@ -133,9 +155,14 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 			refuse(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		// The handler reads the body policy decided on.
+		// The handler reads the body policy decided on, and no trailer
+		// after it.
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && wire.IsJSON(mt) {
+			r.Header.Set("Content-Type", mt)
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
+		r.Trailer = nil
 		req := &wire.Request{Token: creds.Token, Audience: e.resource, Action: "http:" + r.Method,
 			Resource: wire.Resource{Kind: "http.route", ID: e.name + r.URL.Path}, Args: args,
 			Context: wire.RequestContext{Source: wire.Source{IP: wire.SourceIP(r)}}}
@@ -150,6 +177,9 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("Warden-Decision-Id", d.ID)
 		switch {
+		case d.Outcome == Allow && !e.canApply(d.Obligations):
+			e.log.Warn("enforcer: an allow's obligations are not ones the handler applies; refused", "decision_id", d.ID, "obligations", slices.Sorted(maps.Keys(d.Obligations)))
+			refuse(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		case d.Outcome == Allow:
 			r.Header.Del("Authorization")
 			r.Header.Del("DPoP")
@@ -166,6 +196,16 @@ func (e *Enforcer) Middleware(next http.Handler) http.Handler {
 			refuse(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		}
 	})
+}
+
+// canApply says whether the handler applies every one of obligations.
+func (e *Enforcer) canApply(obligations map[string]any) bool {
+	for name := range obligations {
+		if !slices.Contains(e.applies, name) {
+			return false
+		}
+	}
+	return true
 }
 
 func refuse(w http.ResponseWriter, code int, v any) {

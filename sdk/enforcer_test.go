@@ -28,6 +28,8 @@ allow if {
 }
 
 deny contains "too_many" if to_number(input.args.query.limit) > 100
+
+obligations["redact"] := ["card"] if endswith(input.resource.id, "/masked")
 `
 
 // A Go service as its own enforcement point, asking a real Warden server.
@@ -54,7 +56,11 @@ func TestEnforcerMiddleware(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.Config.Handler = enf.Middleware(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	applying, err := sdk.NewEnforcer(w.URL, cred, resource, sdk.WithResourceName("orders"), sdk.WithObligations("redact"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		d, ok := sdk.DecisionFrom(r.Context())
 		if !ok || d.Outcome != sdk.Allow {
 			t.Errorf("handler reached without an allow: %+v", d)
@@ -63,7 +69,15 @@ func TestEnforcerMiddleware(t *testing.T) {
 		seen = append(seen, r)
 		mu.Unlock()
 		io.WriteString(rw, "ok")
-	}))
+	})
+	plain, masking := enf.Middleware(handler), applying.Middleware(handler)
+	svc.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("via") == "applying" {
+			masking.ServeHTTP(rw, r)
+			return
+		}
+		plain.ServeHTTP(rw, r)
+	})
 	svc.Start()
 	defer svc.Close()
 
@@ -117,6 +131,19 @@ func TestEnforcerMiddleware(t *testing.T) {
 	}
 	if code, _, _ := get(dev, svc.URL+"/orders/../admin"); code != 400 {
 		t.Fatalf("dot segments: %d", code)
+	}
+	// An allow whose obligation the handler does not apply is refused;
+	// declared, the handler gets it.
+	if code, body, _ := get(dev, svc.URL+"/orders/masked"); code != 403 {
+		t.Fatalf("an obligation the handler does not apply: %d %s", code, body)
+	}
+	if code, body, _ := get(dev, svc.URL+"/orders/masked?via=applying"); code != 200 || body != "ok" {
+		t.Fatalf("an obligation the handler applies: %d %s", code, body)
+	}
+	for _, path := range []string{"/orders/a;x/7", "/orders/a%2F7"} {
+		if code, _, _ := get(dev, svc.URL+path); code != 400 {
+			t.Fatalf("%s: %d", path, code)
+		}
 	}
 	if code, _, _ := get(dev, svc.URL+"/orders/..;/admin"); code != 400 {
 		t.Fatalf("dot segment with a parameter: %d", code)

@@ -31,7 +31,8 @@ func ExampleNewClient() {
 // A Go service is its own enforcement point: every request is decided by
 // Warden before the handler sees it.
 func ExampleEnforcer_Middleware() {
-	e, err := sdk.NewEnforcer("https://warden.internal:8443", "pep_credential_from_warden_pep_register", "https://orders.internal")
+	e, err := sdk.NewEnforcer("https://warden.internal:8443", "pep_credential_from_warden_pep_register", "https://orders.internal",
+		sdk.WithObligations("redact")) // the handler masks the fields policy names
 	if err != nil {
 		log.Fatal(err)
 	}

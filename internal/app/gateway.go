@@ -221,7 +221,9 @@ func serveGateway(ctx context.Context, g *Gateway, log *slog.Logger, ready chan<
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(sctx) // streams of MCP sessions are cut when it gives up
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close() // what is still open (event streams) is cut
+	}
 	g.Close()
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -67,7 +68,13 @@ func ParseGatewayConfig(b []byte) (GatewayConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return GatewayConfig{}, errors.New("gateway config: the file is empty")
+		}
 		return GatewayConfig{}, fmt.Errorf("gateway config: %w", err)
+	}
+	if err := dec.Decode(new(any)); !errors.Is(err, io.EOF) {
+		return GatewayConfig{}, errors.New("gateway config: more than one YAML document (after ---): put every setting in one")
 	}
 	if err := c.Check(); err != nil {
 		return GatewayConfig{}, err
@@ -85,7 +92,14 @@ func (c *GatewayConfig) Check() error {
 		bad("listen %q: %v", c.Listen, err)
 	}
 	if c.MCP.PublicURL == "" && c.Listen != "" {
-		c.MCP.PublicURL = "http://" + c.Listen + "/mcp"
+		if host, _, err := net.SplitHostPort(c.Listen); err == nil && (host == "" || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+			bad("public_url: listen %q is every interface; set the URL agents use to reach the gateway", c.Listen)
+		}
+		scheme := "http"
+		if c.TLSCert != "" {
+			scheme = "https"
+		}
+		c.MCP.PublicURL = scheme + "://" + c.Listen + "/mcp"
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key go together")
@@ -98,6 +112,9 @@ func (c *GatewayConfig) Check() error {
 		bad("rate_limit.rate: a finite number of requests per second")
 	} else if c.RateLimit.Rate < 0 || c.RateLimit.Burst < 0 {
 		bad("rate_limit: rate and burst must not be negative")
+	}
+	if c.RateLimit.Rate == 0 && c.RateLimit.Burst > 0 {
+		bad("rate_limit: a burst without a rate; give the rate (requests per second), or {rate: 0} for no limit")
 	}
 	if c.RateLimit.Rate > 0 && c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = max(1, int(c.RateLimit.Rate))
@@ -118,6 +135,13 @@ func (c *GatewayConfig) Check() error {
 		if err := c.HTTP.Check(pub.Scheme + "://" + pub.Host); err != nil {
 			bad("%v", err)
 		}
+		if strings.ContainsAny(pub.Path, "{}") {
+			bad("public_url %q: a path without '{' or '}'", c.MCP.PublicURL)
+		}
+		if hu, err := url.Parse(c.HTTP.Resource); err == nil && len(c.MCP.Servers) > 0 && len(c.HTTP.Routes) > 0 &&
+			strings.TrimSuffix(hu.Path, "/") == strings.TrimSuffix(pub.Path, "/") {
+			bad("http.resource %q: its path is the MCP endpoint's; give the proxy a path of its own, or none", c.HTTP.Resource)
+		}
 		if len(c.MCP.Servers) > 0 {
 			for _, r := range c.HTTP.Routes {
 				if strings.HasPrefix(pub.Path+"/", r.Prefix) || strings.HasPrefix(r.Prefix, strings.TrimSuffix(pub.Path, "/")+"/") {
@@ -134,6 +158,9 @@ func (c *GatewayConfig) Check() error {
 
 func (c *GatewayConfig) checkExtAuthz() []string {
 	if c.ExtAuthz.Listen == "" {
+		if c.ExtAuthz.Resource != "" {
+			return []string{"ext_authz.resource: set without ext_authz.listen, so no server would use it"}
+		}
 		return nil
 	}
 	var problems []string

@@ -50,6 +50,17 @@ rate_limit: {rate: 20}
 		{"listen: 127.0.0.1:1\nrate_limit: {rate: .nan}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "finite"},
 		{"listen: 127.0.0.1:1\nrate_limit: {rate: .inf}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "finite"},
 		{"listen: 127.0.0.1:1\next_authz: {listen: '127.0.0.1:2', resource: 'https://u:secret@mesh.example'}", "ext_authz.resource: must not hold a user"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {send: {egress: 'yes'}}}]", "tools.send.egress yes: want true or false"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {send: {read_only: 1}}}]", "tools.send.read_only 1: want true or false"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {send: {sensitivity: 3}}}]", "tools.send.sensitivity 3"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted, tools: {send: {trust: maybe}}}]", "tools.send.trust maybe"},
+		{"", "the file is empty"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted}]\n---\nservers: []", "more than one YAML document"},
+		{"listen: 127.0.0.1:1\nrate_limit: {burst: 500}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "a burst without a rate"},
+		{"listen: 127.0.0.1:1\next_authz: {resource: 'https://mesh.example'}\nservers: [{name: a, url: 'http://x', trust: trusted}]", "set without ext_authz.listen"},
+		{"listen: 0.0.0.0:7300\nservers: [{name: a, url: 'http://x', trust: trusted}]", "every interface"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted}]\nhttp: {resource: 'http://127.0.0.1:1/mcp', routes: [{name: crm, prefix: /crm/, upstream: 'http://y/', trust: trusted}]}", "the MCP endpoint's"},
+		{"listen: 127.0.0.1:1\nservers: [{name: a, url: 'http://x', trust: trusted}]\nhttp: {resource: 'crm', routes: [{name: crm, prefix: /crm/, upstream: 'http://y/', trust: trusted}]}", "http.resource \"crm\""},
 	}
 	for _, b := range bad {
 		t.Run(b.says, func(t *testing.T) {

@@ -277,7 +277,7 @@ func TestWrapCredentialFile(t *testing.T) {
 		cred := filepath.Join(dir, name+".cred")
 		os.WriteFile(cred, []byte(c.body), c.mode)
 		os.Chmod(cred, c.mode)
-		_, errOut, code := run(t, "--server", "http://127.0.0.1:1", "mcp", "wrap", "--agent", "ai-agent://dev/me", "--key", key, "--credential", cred, "--", "true")
+		_, errOut, code := run(t, "--server", "http://127.0.0.1:1", "mcp", "wrap", "--agent", "ai-agent://dev/me", "--key", key, "--credential", cred, "--trust", "trusted", "--", "true")
 		if code == 0 || !strings.Contains(errOut, c.says) || strings.Contains(errOut, "wdn_pep_x") {
 			t.Errorf("%s: exit %d: %s", name, code, errOut)
 		}

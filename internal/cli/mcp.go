@@ -63,7 +63,7 @@ In a desktop client's configuration, the server's command becomes:
 				return errors.New("--agent, --key and --credential are required")
 			}
 			if trust != mcpgw.Trusted && trust != mcpgw.Untrusted {
-				return fmt.Errorf("--trust %q: trusted or untrusted", trust)
+				return fmt.Errorf("--trust %q: trusted or untrusted (say which; there is no default): an allowed call to an untrusted server taints the agent", trust)
 			}
 			env, err := wrapEnv(envFlags)
 			if err != nil {
@@ -121,7 +121,7 @@ In a desktop client's configuration, the server's command becomes:
 	fl.StringVar(&keyFile, "key", "", "the agent's private key file, JWK (required)")
 	fl.StringVar(&credFile, "credential", "", "the enforcement point credential file from 'warden pep register' (required)")
 	fl.StringVar(&name, "name", "", "where the server's tools are in policy: <name>/<tool> (default: the command's name)")
-	fl.StringVar(&trust, "trust", "trusted", "trusted or untrusted: an allowed call to an untrusted server taints the agent")
+	fl.StringVar(&trust, "trust", "", "trusted or untrusted (required): an allowed call to an untrusted server taints the agent")
 	fl.StringArrayVar(&envFlags, "env", nil, "a variable for CMD: NAME (this process's value, if set) or NAME=VALUE; repeatable")
 	fl.BoolVar(&inheritEnv, "inherit-env", false, "give CMD this process's whole environment (but WARDEN_* variables)")
 	fl.StringVar(&runAs, "user", "", "run CMD as this user (name or id; needs root, and required when running as root)")

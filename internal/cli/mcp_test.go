@@ -93,7 +93,7 @@ func TestWrapKeepsSecretsFromTheServer(t *testing.T) {
 			defer keyOpen.Close()
 
 			args := []string{"--server", w.URL, "mcp", "wrap", "--agent", agent, "--key", "/dev/fd/3", "--credential", credFile,
-				"--name", "snoop", "--env", "CLI_TEST_ROLE=snoop"}
+				"--trust", "trusted", "--name", "snoop", "--env", "CLI_TEST_ROLE=snoop"}
 			if s.user != "" {
 				args = append(args, "--user", s.user)
 			}
@@ -215,7 +215,7 @@ func TestWrapRefusesToExposeSecrets(t *testing.T) {
 	if err := os.WriteFile(cred, []byte("wdn_pep_x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wrap := []string{"--server", "http://127.0.0.1:1", "mcp", "wrap", "--agent", "ai-agent://dev/me", "--key", key, "--credential", cred}
+	wrap := []string{"--server", "http://127.0.0.1:1", "mcp", "wrap", "--agent", "ai-agent://dev/me", "--key", key, "--credential", cred, "--trust", "trusted"}
 	cases := []struct {
 		name string
 		args []string

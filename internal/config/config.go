@@ -364,6 +364,9 @@ func Decode(cfg *Config, b []byte, name string) error {
 		}
 		return fmt.Errorf("config %s: %w", name, err)
 	}
+	if err := dec.Decode(new(any)); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: more than one YAML document (after ---): put every setting in one", name)
+	}
 	if file.Identity.TrustDomains == nil {
 		file.Identity.TrustDomains = cfg.Identity.TrustDomains
 	}

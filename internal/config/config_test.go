@@ -46,6 +46,7 @@ identity:
 				t.Fatalf("issuer %q", c.Identity.Issuer)
 			}
 		}},
+		{name: "a second YAML document", yaml: "log: {level: debug}\n---\nlog: {level: error}", wantErr: "more than one YAML document"},
 		{name: "every interface needs an issuer", yaml: "server: {addr: '0.0.0.0:8443', tls_cert: c.pem, tls_key: k.pem}", wantErr: "set the URL agents use"},
 		{name: "every interface with an issuer", yaml: "server: {addr: ':8443', tls_cert: c.pem, tls_key: k.pem}\nidentity: {issuer: 'https://warden.example.com/'}", check: func(t *testing.T, c Config) {
 			if c.Identity.Issuer != "https://warden.example.com" {

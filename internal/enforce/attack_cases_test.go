@@ -890,3 +890,89 @@ func TestAttackUpstreamSessionStateIsPerAgent(t *testing.T) {
 		t.Fatalf("the delegate lost the planner's note: %q", got)
 	}
 }
+
+// What upstreams read otherwise than policy does never reaches them: a
+// header that servers reading '_' as '-' take for a removed one, TRACE,
+// a path with ';', a body without a type, names that differ only in
+// case, a _method parameter; the forwarded host is the proxy's;
+// a redacted answer says nothing of the whole. (Each was forwarded.)
+func TestAttackProxyRefusesWhatUpstreamsReadOtherwise(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	a := r.agent("ai-agent://dev/aliaser")
+	client := &http.Client{Transport: a.http.Transport(nil)}
+	send := func(method, path, contentType, body string, h http.Header) (int, string, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequest(method, r.httpURL+path, strings.NewReader(body))
+		if body == "" {
+			req.Body = nil
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		for k, vs := range h {
+			req.Header[k] = vs
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+	for name, c := range map[string]struct {
+		method, path, ct, body string
+		h                      http.Header
+		want                   int
+	}{
+		"a header aliasing a method override": {"GET", "/api/x", "", "", http.Header{"X_http_method_override": {"DELETE"}}, 400},
+		"an aliased client address":           {"GET", "/api/x", "", "", http.Header{"X_real_ip": {"10.0.0.1"}}, 400},
+		"TRACE":                               {"TRACE", "/api/x", "", "", nil, 405},
+		"a path parameter":                    {"GET", "/api/admin;x/users", "", "", nil, 400},
+		"a body without a type":               {"POST", "/api/transfer", "", `{"amount":5000}`, nil, 400},
+		"names differing in case":             {"GET", "/api/x?Account=a&account=b", "", "", nil, 400},
+		"_method in the query":                {"POST", "/api/x?_method=DELETE", "", "", nil, 400},
+		"_method in a form":                   {"POST", "/api/x", "application/x-www-form-urlencoded", "_method=DELETE", nil, 400},
+		"_method in JSON":                     {"POST", "/api/x", "application/json", `{"_method":"DELETE"}`, nil, 400},
+	} {
+		if status, body, _ := send(c.method, c.path, c.ct, c.body, c.h); status != c.want {
+			t.Errorf("%s: %d %s", name, status, body)
+		}
+	}
+
+	// The forwarded host is the proxy's; the re-encoded body is UTF-8
+	// JSON whatever charset the agent named.
+	req, _ := http.NewRequest("POST", r.httpURL+"/api/x", strings.NewReader(`{"a":1}`))
+	req.Header.Set("Content-Type", "application/json; charset=iso-8859-1")
+	req.Host = "evil.example"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var echo struct {
+		Headers map[string]string `json:"headers"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &echo) != nil {
+		t.Fatalf("the echo: %d %s", resp.StatusCode, b)
+	}
+	if h := echo.Headers["x-forwarded-host"]; h != strings.TrimPrefix(r.httpURL, "http://") {
+		t.Errorf("X-Forwarded-Host: %q", h)
+	}
+	if h := echo.Headers["content-type"]; h != "application/json" {
+		t.Errorf("the re-encoded body's Content-Type: %q", h)
+	}
+
+	// A redacted answer loses what describes the whole of it.
+	status, body, h := send("GET", "/files/patient.json", "", "", nil)
+	if status != http.StatusOK || strings.Contains(body, "123-45-6789") {
+		t.Fatalf("the redacted file: %d %s", status, body)
+	}
+	for _, name := range []string{"Etag", "Digest", "Last-Modified"} {
+		if v := h.Get(name); v != "" {
+			t.Errorf("%s passed with a redacted answer: %s", name, v)
+		}
+	}
+}

@@ -372,7 +372,10 @@ func serveFile(t *testing.T) string {
 	doc := strings.NewReader(`{"patient":{"name":"Ann","ssn":"123-45-6789"}}`)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		http.ServeContent(w, r, "patient.json", time.Unix(0, 0), doc)
+		// What describes the whole document: a hash of it, its date.
+		w.Header().Set("ETag", `"sha256-of-the-whole"`)
+		w.Header().Set("Digest", "sha-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=")
+		http.ServeContent(w, r, "patient.json", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), doc)
 	}))
 	t.Cleanup(ts.Close)
 	return ts.URL + "/"

@@ -121,6 +121,34 @@ var (
 	sensitivity = []string{"public", "internal", "confidential", "restricted"}
 )
 
+// CheckAttributes says what is wrong with resource attributes that an
+// enforcement point's configuration sets, one problem per attribute: a
+// security attribute whose value is not of its type (egress: "yes") would
+// be left out of the merge, silently, and a rule testing it would never
+// hold. A sensitivity level that is not one of the known ones counts as
+// the highest, so it is accepted.
+func CheckAttributes(attrs map[string]any) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		v := attrs[k]
+		switch {
+		case slices.Contains(raising, k) || slices.Contains(lowering, k):
+			if _, ok := v.(bool); !ok {
+				out = append(out, fmt.Sprintf("%s %v: want true or false", k, v))
+			}
+		case k == "sensitivity":
+			if _, ok := v.(string); !ok {
+				out = append(out, fmt.Sprintf("sensitivity %v: want a level such as %s", v, strings.Join(sensitivity, ", ")))
+			}
+		case k == "trust":
+			if v != "trusted" && v != "untrusted" {
+				out = append(out, fmt.Sprintf("trust %v: trusted or untrusted", v))
+			}
+		}
+	}
+	return out
+}
+
 // mergeSecurity returns the value of attribute k when the catalog says
 // known and the enforcement point sent: the catalog's, except for the
 // security attributes, which keep the more restrictive of the two.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -87,18 +88,24 @@ func SourceIP(r *http.Request) string {
 func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMessage, body []byte, err error) {
 	a := map[string]any{}
 	if len(query) > 0 {
+		if err := checkNames(query); err != nil {
+			return nil, nil, fmt.Errorf("the query: %v", err)
+		}
 		a["query"] = fields(query)
 	}
 	body = raw
 	if len(raw) > 0 {
 		a["content_type"] = contentType
+		if contentType == "" {
+			// The upstream may read it as JSON, or as a form.
+			return nil, nil, errors.New("a body needs a Content-Type")
+		}
 		mt, _, err := mime.ParseMediaType(contentType)
-		if err != nil && contentType != "" {
-			// The upstream may read it as JSON all the same.
+		if err != nil {
 			return nil, nil, fmt.Errorf("the Content-Type %q cannot be read", contentType)
 		}
 		switch {
-		case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		case IsJSON(mt):
 			if err := CheckKeys(raw); err != nil {
 				return nil, nil, fmt.Errorf("the body: %v", err)
 			}
@@ -111,6 +118,9 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 			if dec.More() {
 				return nil, nil, errors.New("the body holds more than one JSON value")
 			}
+			if m, ok := v.(map[string]any); ok && m[methodParam] != nil {
+				return nil, nil, fmt.Errorf("the body: %q is read as the method by some frameworks; it is not accepted", methodParam)
+			}
 			if body, err = json.Marshal(v); err != nil {
 				return nil, nil, err
 			}
@@ -120,6 +130,9 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 			if err != nil {
 				return nil, nil, fmt.Errorf("the body is not a form: %v", err)
 			}
+			if err := checkNames(form); err != nil {
+				return nil, nil, fmt.Errorf("the form: %v", err)
+			}
 			body = []byte(form.Encode())
 			a["form"] = fields(form)
 		}
@@ -127,6 +140,44 @@ func HTTPArgs(query url.Values, contentType string, raw []byte) (args json.RawMe
 	}
 	args, err = json.Marshal(a)
 	return args, body, err
+}
+
+// IsJSON says whether media type mt (without parameters) is JSON.
+func IsJSON(mt string) bool {
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// methodParam is the parameter some frameworks (Rails, Laravel, Symfony,
+// ASP.NET Core) read as the request's method.
+const methodParam = "_method"
+
+// checkNames refuses a query or form that names the method, or gives two
+// names that differ only in case: frameworks that bind names without
+// regard to case would read either.
+func checkNames(v url.Values) error {
+	seen := make(map[string]string, len(v))
+	for name := range v {
+		if strings.EqualFold(name, methodParam) {
+			return fmt.Errorf("%q is read as the method by some frameworks; it is not accepted", name)
+		}
+		f := fold(name)
+		if prev, ok := seen[f]; ok {
+			return fmt.Errorf("the names %q and %q differ only in case: an upstream may read either", min(prev, name), max(prev, name))
+		}
+		seen[f] = name
+	}
+	return nil
+}
+
+// AliasOfAgentHeader says whether header name, read with '_' as '-' (as
+// CGI-style servers do), is one of AgentHeaders though it is not written
+// as one: a request carrying it is refused, as removing one spelling
+// would leave the other.
+func AliasOfAgentHeader(name string) bool {
+	if !strings.Contains(name, "_") {
+		return false
+	}
+	return slices.Contains(AgentHeaders, strings.ToLower(strings.ReplaceAll(name, "_", "-")))
 }
 
 // fields is a query or form as policy sees it: a name given once is a
@@ -144,19 +195,15 @@ func fields(v url.Values) map[string]any {
 }
 
 // CleanPath says whether p is in its clean form: absolute, with no "." or ".."
-// segments (also before a ";parameter", which some servers drop before
-// they resolve dots), no empty ones (a trailing slash is allowed) and no
-// backslash (a separator to some servers). Policy decides on the path as
-// written; an upstream that resolved "/crm/../admin" would serve what was
-// never decided, so such paths are refused instead.
+// segments, no empty ones (a trailing slash is allowed), no backslash (a
+// separator to some servers) and no ';' (servers that read ";parameters"
+// drop them before they route: "/crm/admin;x/users" is "/crm/admin/users"
+// to them). Policy decides on the path as written; an upstream that
+// resolved "/crm/../admin" would serve what was never decided, so such
+// paths are refused instead.
 func CleanPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.ContainsRune(p, '\\') {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\\;") {
 		return false
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if name, _, ok := strings.Cut(seg, ";"); ok && (name == "." || name == "..") {
-			return false
-		}
 	}
 	c := path.Clean(p)
 	return c == p || c+"/" == p

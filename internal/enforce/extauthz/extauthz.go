@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -59,6 +61,14 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return deny(http.StatusBadRequest, nil, "no HTTP request attributes"), nil
 	}
 	headers := h.GetHeaders() // lower-case names
+	if h.GetMethod() == http.MethodTrace {
+		return deny(http.StatusMethodNotAllowed, nil, "TRACE is not allowed through"), nil
+	}
+	for name := range headers {
+		if wire.AliasOfAgentHeader(name) {
+			return deny(http.StatusBadRequest, nil, "the header "+name+" is read as "+strings.ReplaceAll(name, "_", "-")+" by some servers: not accepted"), nil
+		}
+	}
 	creds, err := credentials(headers)
 	if err != nil {
 		no := s.edgeRefusal(err)
@@ -94,7 +104,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if len(body) == 0 {
 		body = h.GetRawBody()
 	}
-	if int64(len(body)) < h.GetSize() || headers["x-envoy-auth-partial-body"] == "true" {
+	declared, _ := strconv.ParseInt(headers["content-length"], 10, 64)
+	if int64(len(body)) < max(h.GetSize(), declared) || headers["x-envoy-auth-partial-body"] == "true" ||
+		len(body) == 0 && headers["transfer-encoding"] != "" {
 		return deny(http.StatusBadRequest, nil, "the request body did not reach the authorization server whole: configure with_request_body, allow_partial_message: false"), nil
 	}
 	args, _, err := wire.HTTPArgs(values, headers["content-type"], body)
@@ -102,7 +114,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return deny(http.StatusBadRequest, nil, err.Error()), nil
 	}
 	dr := &decide.Request{Token: caller.Token, Action: "http:" + h.GetMethod(),
-		Resource: decide.Resource{Kind: "http.request", ID: h.GetHost() + decoded},
+		Resource: decide.Resource{Kind: "http.request", ID: canonicalHost(scheme, h.GetHost()) + decoded},
 		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}}}
 	d, err := s.dec.Decide(ctx, dr)
@@ -185,4 +197,23 @@ func denyJSON(status int, body string) *authv3.CheckResponse {
 			Body:    body,
 		}},
 	}
+}
+
+// canonicalHost is host as a virtual host matches it: lower case, without
+// a trailing dot or the scheme's default port, so that "API.example:443."
+// is decided as "api.example".
+func canonicalHost(scheme, host string) string {
+	host = strings.ToLower(host)
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if scheme == "https" && port == "443" || scheme == "http" && port == "80" {
+			host = h
+			if strings.Contains(h, ":") {
+				host = "[" + h + "]"
+			}
+		}
+	}
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		return strings.TrimSuffix(h, ".") + ":" + port
+	}
+	return strings.TrimSuffix(host, ".")
 }

@@ -83,6 +83,9 @@ func (c *Config) Check(origin string) error {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	if c.Resource == "" {
 		c.Resource = origin
+	} else if u, err := url.Parse(c.Resource); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(u.Path, "{}") {
+		bad("http.resource %q: the absolute http(s) URL agents' tokens for the proxy are issued for, without user, query or fragment", c.Resource)
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 1 << 20
@@ -114,6 +117,9 @@ func (c *Config) Check(origin string) error {
 		if r.Trust != enforce.Trusted && r.Trust != enforce.Untrusted {
 			bad("%s (%s).trust %q: trusted or untrusted (say which; there is no default)", at, r.Name, r.Trust)
 		}
+		for _, p := range policy.CheckAttributes(r.Attributes) {
+			bad("%s (%s).attributes.%s", at, r.Name, p)
+		}
 		if cr := r.Credential; cr != nil {
 			if cr.Header == "" {
 				cr.Header = "Authorization"
@@ -131,6 +137,8 @@ func (c *Config) Check(origin string) error {
 				b, err := os.ReadFile(cr.File)
 				if err != nil {
 					bad("%s (%s).credential: %v", at, r.Name, err)
+				} else if strings.TrimSpace(string(b)) == "" {
+					bad("%s (%s).credential: the file %s is empty", at, r.Name, cr.File)
 				}
 				r.secret = cr.Prefix + strings.TrimSpace(string(b))
 			}
@@ -197,8 +205,20 @@ func (p *Proxy) Prefixes() []string {
 // ServeHTTP authenticates, decides and forwards one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !wire.CleanPath(r.URL.Path) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the path must not hold '.', '..' or empty segments, '\\' or ';'"})
 		return
+	}
+	if r.Method == http.MethodTrace {
+		// An upstream that echoes the request would answer with the
+		// credential the proxy adds.
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "TRACE is not proxied"})
+		return
+	}
+	for name := range r.Header {
+		if wire.AliasOfAgentHeader(name) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("the header %s is read as %s by some servers: not accepted", name, strings.ReplaceAll(name, "_", "-"))})
+			return
+		}
 	}
 	route := p.route(r.URL.Path)
 	if route == nil {
@@ -229,7 +249,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	// The upstream gets the body policy decided on.
+	// The upstream gets the body policy decided on: JSON re-encoded is
+	// UTF-8, whatever charset the agent named.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && wire.IsJSON(mt) {
+		r.Header.Set("Content-Type", mt)
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -304,6 +328,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = strings.TrimSuffix(target.Path, "/") + "/" + f.rest
 	pr.Out.URL.RawPath = ""
 	pr.Out.Host = ""
+	// The body was read whole and decided on: no trailers come after it,
+	// where an upstream that merges them into the headers would read what
+	// nobody decided.
+	pr.Out.Trailer = nil
+	pr.Out.TransferEncoding = nil
 	// Headers some frameworks read as the method go too: the upstream runs
 	// the method that was decided.
 	for _, h := range wire.AgentHeaders {
@@ -319,6 +348,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.Header.Set(c.Header, f.route.secret)
 	}
 	pr.SetXForwarded()
+	// The host the agent reached is the proxy's resource, not the Host
+	// header it sent: an upstream choosing a tenant by it reads this.
+	if u, err := url.Parse(p.cfg.Resource); err == nil && u.Host != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", u.Host)
+	}
 }
 
 // modifyResponse masks the fields a redact obligation names in a JSON
@@ -358,6 +392,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	resp.ContentLength = int64(len(out))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	// What describes the whole answer would tell of what was masked: a
+	// digest or an ETag of it is a hash to guess a short field against.
+	for _, h := range []string{"ETag", "Digest", "Repr-Digest", "Content-Digest", "Content-MD5", "Content-Location", "Last-Modified"} {
+		resp.Header.Del(h)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/policy"
 )
 
 // Config is an MCP gateway's configuration: the MCP part of gateway.yaml
@@ -180,8 +181,8 @@ func (s *Server) check(at string, seen map[string]bool) []string {
 		if tool == "" || strings.Contains(tool, "/") {
 			bad("%s (%s).tools: %q is not a tool name", at, s.Name, tool)
 		}
-		if t, ok := attrs["trust"]; ok && t != Trusted && t != Untrusted {
-			bad("%s (%s).tools.%s.trust %v: trusted or untrusted", at, s.Name, tool, t)
+		for _, p := range policy.CheckAttributes(attrs) {
+			bad("%s (%s).tools.%s.%s", at, s.Name, tool, p)
 		}
 	}
 	return problems

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -171,6 +172,12 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	u.sess, u.lists = s, lists
 	u.mu.Unlock()
 	u.lg.Info("upstream: connected", "tools", len(lists.tools), "resources", len(lists.resources), "templates", len(lists.templates), "prompts", len(lists.prompts))
+	for name := range u.cfg.Tools {
+		if !slices.ContainsFunc(lists.tools, func(t *mcp.Tool) bool { return t.Name == name }) {
+			// A misspelt name: its attributes reach no decision.
+			u.lg.Warn("upstream: gateway.yaml sets attributes of a tool the upstream does not offer", "tool", name)
+		}
+	}
 	go u.watch(s)
 	return s, nil
 }
