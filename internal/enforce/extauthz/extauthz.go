@@ -213,7 +213,7 @@ func canonicalHost(scheme, host string) string {
 		}
 	}
 	if h, port, err := net.SplitHostPort(host); err == nil {
-		return strings.TrimSuffix(h, ".") + ":" + port
+		return net.JoinHostPort(strings.TrimSuffix(h, "."), port)
 	}
 	return strings.TrimSuffix(host, ".")
 }
