@@ -201,6 +201,11 @@ rewritten since then fails, even if its checkpoints were removed.`,
 			if r.Uncovered > 0 {
 				fmt.Fprintf(g.out, "%d newer entries are intact but not yet under a checkpoint\n", r.Uncovered)
 			}
+			if keyFile == "" {
+				// The key came from the server checked: a server that
+				// rewrote its log could have signed it with a key of its own.
+				fmt.Fprintf(g.errOut, "note: checked against the key the server gave; keep its key ('warden audit key') and pass --key to check against one you hold\n")
+			}
 		} else {
 			fmt.Fprintf(g.out, "FAILED: first bad index %d: %s\n", r.FirstBad, audit.Visible(r.Problem))
 		}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,5 +304,33 @@ func TestServeRefusesExposedSecrets(t *testing.T) {
 	_, errOut, code = run(t, "serve", "--data", data, "--addr", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(errOut, "readable by others") || !strings.Contains(errOut, "chmod 600 "+token) || strings.Contains(errOut, "wdn_admin_for_this_test") {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// The admin token never crosses a network in the clear, nor follows a
+// redirect. (Both were done: --server http://remote sent it, and a
+// redirect to the same host carried it on.)
+func TestAdminTokenStaysOnSafeRoutes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte("wdn_admin_test\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := run(t, "--server", "http://192.0.2.10:7070", "--data", dir, "agent", "list")
+	if code == 0 || !strings.Contains(errOut, "https://") || strings.Contains(errOut, "wdn_admin_test") {
+		t.Fatalf("plain HTTP off this machine: exit %d: %s", code, errOut)
+	}
+	var followed atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			followed.Store(true)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	_, errOut, code = run(t, "--server", srv.URL, "--data", dir, "agent", "list")
+	if code == 0 || followed.Load() {
+		t.Fatalf("a redirect: followed %v, exit %d: %s", followed.Load(), code, errOut)
 	}
 }

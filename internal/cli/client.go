@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,7 +33,9 @@ var answerTimeout = 30 * time.Second
 func newHTTP(wait time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ResponseHeaderTimeout = wait
-	return &http.Client{Transport: t}
+	// A redirect is an answer, never followed: it would carry the admin
+	// token elsewhere.
+	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // waitFor lets the server take up to wait to begin its answers.
@@ -69,8 +72,12 @@ func (g *globals) admin() (*adminClient, error) {
 	if tok == "" {
 		return nil, errors.New("the admin token is empty")
 	}
-	if _, err := url.Parse(g.server); err != nil {
+	u, err := url.Parse(g.server)
+	if err != nil {
 		return nil, fmt.Errorf("--server: %w", err)
+	}
+	if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("--server %s: plain HTTP off this machine would carry the admin token in the clear; use the server's https:// URL", g.server)
 	}
 	return &adminClient{base: strings.TrimSuffix(g.server, "/"), token: tok, http: newHTTP(answerTimeout)}, nil
 }

@@ -55,7 +55,7 @@ source_ip (context.source.ip, and the region derived from it) and session
 (context.session.id and taints); all or none. Fields it reports but is not
 trusted for are left out of the policy input, and the audit entry says so.`,
 		Example: `  warden pep register mcp-gateway-eu --audience https://gw.eu.example/mcp --trust source_ip,session --out mcp-gateway-eu.cred
-  warden pep register desktop --audience warden --trust session --out desktop.cred`,
+  warden pep register desktop --audience warden --out desktop.cred`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {

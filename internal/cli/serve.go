@@ -114,7 +114,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 	fl.BoolVar(&f.Policy.Watch, "watch", false, "with --policies: push and activate the directory again when it changes")
 	fl.StringVar(&f.Gateway, "gateway", "", "MCP gateway configuration (gateway.yaml): run the gateway in this process")
 	fl.BoolVar(&f.UpdateSharedSettings, "update-shared-settings", false,
-		"record this server's issuer, audience, trust domains and audit origin as the settings every replica must share, replacing those recorded (stop the other replicas first)")
+		"record this server's issuer, audience, trust domains and taints.expire_after as the settings every replica must share, replacing those recorded (stop the other replicas first; the audit origin is the log's and cannot change)")
 	return cmd
 }
 

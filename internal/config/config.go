@@ -44,7 +44,7 @@ type Config struct {
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
 	// UpdateSharedSettings replaces the settings recorded for every replica
-	// of the store (issuer, audience, trust domains, audit origin) with this
+	// of the store (issuer, audience, trust domains, taint expiry) with this
 	// one's, instead of refusing to start when they differ. Set for one
 	// start by warden serve --update-shared-settings, never from a file.
 	UpdateSharedSettings bool `yaml:"-"`

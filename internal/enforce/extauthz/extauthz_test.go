@@ -124,15 +124,15 @@ func TestCheck(t *testing.T) {
 		edit    func(*authv3.AttributeContext_HttpRequest)
 		status  int
 	}{
-		"body as text":   {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5000}` }, 403},
-		"body as bytes":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5000}`) }, 403},
-		"body not sent":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Size = 16 }, 400},
+		"body as text":  {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5000}` }, 403},
+		"body as bytes": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5000}`) }, 403},
+		"body not sent": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Size = 16 }, 400},
 		// Envoy without with_request_body sends no body and no size: the
 		// request's own headers say there was one.
 		"body declared, not sent": {map[string]string{"authorization": "Bearer " + dev, "content-type": "application/json", "content-length": "16"}, nil, 400},
 		"chunked, nothing sent":   {map[string]string{"authorization": "Bearer " + dev, "content-type": "application/json", "transfer-encoding": "chunked"}, nil, 400},
-		"partial body":   {partial, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5` }, 400},
-		"a small amount": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5}`); r.Size = 13 }, 0},
+		"partial body":            {partial, func(r *authv3.AttributeContext_HttpRequest) { r.Body = `{"amount": 5` }, 400},
+		"a small amount":          {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.RawBody = []byte(`{"amount": 5}`); r.Size = 13 }, 0},
 		// Envoy passes the answer on unseen: a redact obligation cannot be
 		// applied here, so the allow is refused (it was let through).
 		"an obligation it cannot apply": {jsonBody, func(r *authv3.AttributeContext_HttpRequest) { r.Path = "/patients/7" }, 403},
