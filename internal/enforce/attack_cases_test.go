@@ -673,17 +673,8 @@ func TestAttackProxyForwardsWhatWasDecided(t *testing.T) {
 	client := &http.Client{Transport: a.http.Transport(nil)}
 	get := func(path string, h http.Header) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", r.httpURL+path, nil)
-		for k, vs := range h {
-			req.Header[k] = vs
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		status, body, _ := r.send(client, "GET", path, "", "", h)
+		return status, body
 	}
 	for _, rng := range []string{"", "bytes=11-44", "bytes=31-43"} {
 		status, body := get("/files/patient.json", http.Header{"Range": {rng}})
@@ -903,23 +894,7 @@ func TestAttackProxyRefusesWhatUpstreamsReadOtherwise(t *testing.T) {
 	client := &http.Client{Transport: a.http.Transport(nil)}
 	send := func(method, path, contentType, body string, h http.Header) (int, string, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequest(method, r.httpURL+path, strings.NewReader(body))
-		if body == "" {
-			req.Body = nil
-		}
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		for k, vs := range h {
-			req.Header[k] = vs
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), resp.Header
+		return r.send(client, method, path, contentType, body, h)
 	}
 	for name, c := range map[string]struct {
 		method, path, ct, body string

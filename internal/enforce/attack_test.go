@@ -327,6 +327,32 @@ func (r *rig) do(a *agent, method, path, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// send sends a request through the HTTP proxy with client (an agent's)
+// and returns the answer's status, body and headers.
+func (r *rig) send(client *http.Client, method, path, contentType, body string, h http.Header) (int, string, http.Header) {
+	r.t.Helper()
+	req, err := http.NewRequest(method, r.httpURL+path, strings.NewReader(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if body == "" {
+		req.Body = nil
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
 // raw posts a JSON-RPC body to the MCP endpoint with a's token (and a
 // proof when a is in prod), with extra headers.
 func (r *rig) raw(a *agent, body string, extra http.Header) (*http.Response, string) {
