@@ -46,8 +46,14 @@ func (a *App) applyBundle(ctx context.Context, b *policy.Bundle) (string, error)
 	if err != nil {
 		return "", err
 	}
-	if !created && a.Policies.Live().State.Active == v.ID {
+	active := a.Policies.Live().State.Active
+	if !created && active == v.ID {
 		return v.ID, nil
+	}
+	if !created && active != "" {
+		// Stored before, and another version was activated since (a
+		// rollback, say): the directory is the source of truth, and says so.
+		a.log.Warn("policy directory: its version replaces the active one; to keep another, start without --policies", "dir", a.cfg.Policy.Dir, "version", v.ID, "replaced", active)
 	}
 	if _, err := a.Policies.Activate(ctx, policyDirActor, v.ID); err != nil {
 		return "", err
