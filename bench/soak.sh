@@ -24,28 +24,12 @@ UPSTREAM_ADDR=127.0.0.1:7412
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 echo "building warden and the load generators..." >&2
 go build -o "$work/warden" ./cmd/warden
 go build -o "$work/mcpload" ./bench/mcpload
 go build -o "$work/soak" ./bench/soak
-
-wait_up() { # host:port
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "not up: $1" >&2
-	return 1
-}
 
 "$work/mcpload" -serve "$UPSTREAM_ADDR" 2>"$work/upstream.log" &
 pids+=($!)
