@@ -10,12 +10,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,7 +95,22 @@ func (r *rig) egress() []string {
 }
 
 // newRig starts Warden and a gateway; edit may change gateway.yaml first.
+// The gateway's port is chosen before it listens (its URL is in Warden's
+// configuration): one another process takes meanwhile is chosen again.
 func newRig(t *testing.T, edit func(*app.GatewayConfig)) *rig {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		r, err := startRig(t, edit)
+		if err == nil {
+			return r
+		}
+		if attempt == 5 || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("the gateway did not start: %v", err)
+		}
+	}
+}
+
+func startRig(t *testing.T, edit func(*app.GatewayConfig)) (*rig, error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -144,13 +161,14 @@ func newRig(t *testing.T, edit func(*app.GatewayConfig)) *rig {
 	select {
 	case <-ready:
 	case err := <-failed:
-		t.Fatalf("the gateway did not start: %v", err)
+		stop()
+		return nil, err
 	}
 	t.Cleanup(func() {
 		stop()
 		<-failed
 	})
-	return r
+	return r, nil
 }
 
 func (r *rig) serveMCP(s *mcp.Server) string {
