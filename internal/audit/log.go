@@ -65,6 +65,9 @@ type Log struct {
 	leading atomic.Bool
 	once    sync.Once
 
+	watchMu  sync.Mutex
+	watchers []chan<- struct{}
+
 	mu       sync.Mutex // guards the fields below, owned by the integrator
 	tree     *compact.Range
 	lastCP   StoredCheckpoint
@@ -233,6 +236,29 @@ func (l *Log) write() {
 		}
 		select {
 		case l.wake <- struct{}{}:
+		default:
+		}
+		if err == nil {
+			l.notifyWatchers()
+		}
+	}
+}
+
+// Watch has l signal ch, without blocking, after each batch of entries it
+// commits: a follower of the log learns of this process's entries without
+// waiting for its next poll.
+func (l *Log) Watch(ch chan<- struct{}) {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	l.watchers = append(l.watchers, ch)
+}
+
+func (l *Log) notifyWatchers() {
+	l.watchMu.Lock()
+	defer l.watchMu.Unlock()
+	for _, ch := range l.watchers {
+		select {
+		case ch <- struct{}{}:
 		default:
 		}
 	}

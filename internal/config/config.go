@@ -22,6 +22,7 @@ import (
 
 	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 )
 
@@ -40,6 +41,7 @@ type Config struct {
 	Policy   Policy   `yaml:"policy"`
 	Decide   Decide   `yaml:"decide"`
 	Taints   Taints   `yaml:"taints"`
+	Monitor  Monitor  `yaml:"monitor"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -143,6 +145,19 @@ type Taints struct {
 	// ExpireAfter ends a taint this long after the agent's last read that
 	// set or renewed it; 0 keeps taints until an operator clears them.
 	ExpireAfter time.Duration `yaml:"expire_after"`
+}
+
+// Monitor configures behavioural monitoring: per-agent baselines, signals
+// and the risk score policy reads (docs/monitoring.md).
+type Monitor struct {
+	// Disabled turns the monitor off: every decision's risk is then low
+	// (score 0), never stale.
+	Disabled bool `yaml:"disabled"`
+	// StaleAfter is how long the monitor may be behind the audit log
+	// before the risk decisions see is marked stale. Default 5s.
+	StaleAfter time.Duration `yaml:"stale_after"`
+	// The model's thresholds and weights; each left out is its default.
+	Model monitor.Config `yaml:",inline"`
 }
 
 // Audit configures the tamper-evident log.
@@ -416,6 +431,12 @@ func (c *Config) Validate() error {
 	c.validateIdentity(bad)
 	c.validatePolicy(bad)
 	c.validateAudit(bad)
+	if _, err := monitor.NewModel(c.Monitor.Model); err != nil {
+		bad("%v", err)
+	}
+	if c.Monitor.StaleAfter < 0 {
+		bad("monitor.stale_after cannot be negative")
+	}
 	if c.Identity.MasterKeyFile == "" {
 		c.Identity.MasterKeyFile = filepath.Join(c.Data, "master.key")
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -19,8 +20,8 @@ const InputVersion = 1
 // input builds the policy input of an authenticated request: the agent's
 // record and the token's roles, the resource with the catalog's
 // attributes, and the context Warden knows (time, source and region,
-// delegation, the agent's taints and where they came from). Risk,
-// grants and approvals are empty until the parts that fill them exist.
+// delegation, the agent's taints and where they came from, its risk).
+// Grants and approvals are empty until the parts that fill them exist.
 func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time, held []store.Taint) map[string]any {
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
@@ -64,13 +65,35 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 		"context": map[string]any{
 			"time":       now.Format(time.RFC3339),
 			"source":     source,
-			"risk":       map[string]any{"score": 0, "level": "low", "signals": []any{}},
+			"risk":       p.risk(tok).Input(),
 			"session":    sessionInput(req.Context.Session, tok.Task, held),
 			"grants":     []any{},
 			"delegation": delegation,
 			"approvals":  []any{},
 		},
 	}
+}
+
+// RiskSource answers an agent's live risk.
+type RiskSource interface {
+	Risk(agent string) monitor.Risk
+}
+
+// risk is the risk of the token's subject or, when higher, of an agent in
+// its delegation chain: a risky agent acting for another is as risky.
+// Without a monitor, every agent's risk is low.
+func (p *Pipeline) risk(tok *identity.Token) monitor.Risk {
+	if p.cfg.Risk == nil {
+		return monitor.Risk{Level: monitor.LevelLow, Signals: []string{}}
+	}
+	r := p.cfg.Risk.Risk(tok.Subject)
+	for _, a := range tok.Chain {
+		if ar := p.cfg.Risk.Risk(a.String()); ar.Score > r.Score {
+			ar.Stale = ar.Stale || r.Stale
+			r = ar
+		}
+	}
+	return r
 }
 
 // taints is the session's taints as policy sees them: a sorted set.

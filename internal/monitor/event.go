@@ -1,0 +1,220 @@
+package monitor
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/warden-run/warden/internal/audit"
+)
+
+// EventKind says what an event is to the model.
+type EventKind uint8
+
+// Kinds of event.
+const (
+	// EventDecision is a decision about an authenticated agent.
+	EventDecision EventKind = iota + 1
+	// EventAuthFailure is a refused credential that names an agent: a
+	// token or DPoP proof an enforcement point refused, or a token request
+	// the token endpoint refused.
+	EventAuthFailure
+	// EventTokenIssued is a token the token endpoint issued.
+	EventTokenIssued
+	// EventReleased is an operator setting the agent active again: its
+	// score starts over (its baseline stays).
+	EventReleased
+)
+
+// Event is what the model learns from one audit entry. It is derived from
+// the entry alone (Decode), so that the live model and one rebuilt from
+// the log are the same.
+type Event struct {
+	Index int64
+	Time  time.Time
+	Kind  EventKind
+	// Agent is the authenticated agent, or for an EventAuthFailure the
+	// agent the refused credential names.
+	Agent    string
+	Action   string
+	Resource string // "<kind>:<id>"
+	Outcome  string
+	Reasons  []string
+	// From the recorded input, when the entry has it.
+	SourceIP string
+	Region   string
+	Roles    []string
+	Taints   []string
+	ArgKeys  []string
+	Egress   bool
+	// ResourceDomain is the trust domain the resource's attributes name.
+	ResourceDomain string
+}
+
+// Denied reports whether the event is a refused decision.
+func (e *Event) Denied() bool { return e.Kind == EventDecision && e.Outcome == "deny" }
+
+// Refusals that say nothing of the agent's behaviour: the agent is
+// already contained, Warden itself could not decide, or the agent was only
+// held back by a rate limit or a clock.
+var systemReasons = map[string]bool{
+	"warden.agent_quarantined":         true,
+	"warden.agent_disabled":            true,
+	"warden.state_unavailable":         true,
+	"warden.audit_unavailable":         true,
+	"warden.dpop_rate_exceeded":        true,
+	"warden.request_budget_exhausted":  true,
+	"warden.token_expired":             true,
+	"warden.token_not_yet_valid":       true,
+	"warden.enforcement_point_unbound": true,
+	"warden.no_active_policy":          true,
+	"warden.policy_error":              true,
+	"warden.policy_timeout":            true,
+	"warden.policy_undefined":          true,
+	"warden.policy_conflict":           true,
+	// The token endpoint's causes (the second reason of a refusal).
+	"rate_limited":       true,
+	"dpop_rate_exceeded": true,
+	"unavailable":        true,
+	"agent_inactive":     true,
+	"expired":            true,
+	"not_yet_valid":      true,
+}
+
+// Decode makes the event of one stored entry; ok is false for entries the
+// model does not learn from (policy changes, Warden's own responses,
+// refusals that name no agent).
+func Decode(e *audit.Entry) (Event, bool) {
+	ev := Event{Index: e.Index, Time: e.Time, Action: e.Action, Outcome: e.Outcome, Reasons: e.Reasons}
+	switch e.Kind {
+	case audit.KindDecision:
+		if e.Agent != "" {
+			ev.Kind, ev.Agent = EventDecision, e.Agent
+			ev.Resource = resourceKey(e.Resource)
+			fromInput(&ev, e.Input)
+			return ev, true
+		}
+		return authFailure(ev, e)
+	case audit.KindToken:
+		switch e.Outcome {
+		case "allow":
+			ev.Kind, ev.Agent = EventTokenIssued, e.Agent
+			var d struct {
+				Source string `json:"source"`
+			}
+			if json.Unmarshal(e.Detail, &d) == nil {
+				ev.SourceIP = d.Source
+			}
+			return ev, ev.Agent != ""
+		case "deny":
+			return authFailure(ev, e)
+		}
+	case audit.KindAdmin:
+		if e.Action == "agent.status" && e.Target != "" {
+			var d struct {
+				Status string `json:"status"`
+			}
+			if json.Unmarshal(e.Detail, &d) == nil && d.Status == "active" {
+				ev.Kind, ev.Agent = EventReleased, e.Target
+				return ev, true
+			}
+		}
+	}
+	return Event{}, false
+}
+
+// authFailure is the event of a refusal that names an agent.
+func authFailure(ev Event, e *audit.Entry) (Event, bool) {
+	var d struct {
+		Claimed json.RawMessage `json:"claimed_agent"`
+		Source  string          `json:"source"`
+	}
+	if json.Unmarshal(e.Detail, &d) != nil || len(d.Claimed) == 0 {
+		return Event{}, false
+	}
+	// A decision names {"id": ...}; the token endpoint the id itself.
+	var claimed struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(d.Claimed, &claimed) != nil {
+		if json.Unmarshal(d.Claimed, &claimed.ID) != nil {
+			return Event{}, false
+		}
+	}
+	if claimed.ID == "" {
+		return Event{}, false
+	}
+	ev.Kind, ev.Agent, ev.SourceIP = EventAuthFailure, claimed.ID, d.Source
+	if e.Kind == audit.KindDecision {
+		ev.Resource = resourceKey(e.Resource)
+		fromInput(&ev, e.Input)
+	}
+	return ev, true
+}
+
+func resourceKey(raw json.RawMessage) string {
+	var r struct {
+		Kind string `json:"kind"`
+		ID   string `json:"id"`
+	}
+	if json.Unmarshal(raw, &r) != nil {
+		return ""
+	}
+	return r.Kind + ":" + r.ID
+}
+
+// fromInput reads what the model needs from a recorded policy input.
+func fromInput(ev *Event, raw json.RawMessage) {
+	if len(raw) == 0 {
+		return
+	}
+	var in struct {
+		Agent struct {
+			Roles []string `json:"roles"`
+		} `json:"agent"`
+		Args     map[string]json.RawMessage `json:"args"`
+		Resource struct {
+			Attributes map[string]any `json:"attributes"`
+		} `json:"resource"`
+		Context struct {
+			Source struct {
+				IP     string `json:"ip"`
+				Region string `json:"region"`
+			} `json:"source"`
+			Session struct {
+				Taints []string `json:"taints"`
+			} `json:"session"`
+		} `json:"context"`
+	}
+	if json.Unmarshal(raw, &in) != nil {
+		return
+	}
+	ev.Roles = in.Agent.Roles
+	ev.SourceIP, ev.Region = in.Context.Source.IP, in.Context.Source.Region
+	ev.Taints = in.Context.Session.Taints
+	for k := range in.Args {
+		ev.ArgKeys = append(ev.ArgKeys, k)
+	}
+	slices.Sort(ev.ArgKeys)
+	a := in.Resource.Attributes
+	ev.Egress = a["egress"] == true || a["external"] == true
+	ev.ResourceDomain, _ = a["trust_domain"].(string)
+}
+
+// network is the address range a source is counted in: its /24 (IPv4) or
+// /48 (IPv6); "" for none. Sources within one such range are one network.
+func network(ip string) string {
+	a, err := netip.ParseAddr(strings.TrimSpace(ip))
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap()
+	bits := 48
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p.String()
+}
