@@ -27,7 +27,7 @@ var files embed.FS
 var Names = []string{"baseline", "finance", "healthcare", "manufacturing"}
 
 // shared are the baseline's files every scenario bundle holds a copy of.
-var shared = []string{"guardrails.rego", "guardrails_test.rego", "rbac.rego", "rbac_test.rego"}
+var shared = []string{"guardrails.rego", "guardrails_test.rego", "rbac.rego", "rbac_test.rego", "response.rego", "response_test.rego"}
 
 // Bundle returns a shipped bundle by name.
 func Bundle(name string) (*policy.Bundle, error) {

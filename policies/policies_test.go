@@ -1,6 +1,8 @@
 package policies_test
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	"github.com/warden-run/warden/internal/policy"
@@ -25,5 +27,29 @@ func TestBuiltInBundlesAreTheDirectories(t *testing.T) {
 	}
 	if _, err := policies.Bundle("nope"); err == nil {
 		t.Fatal("an unknown bundle name was accepted")
+	}
+}
+
+// Every shipped bundle passes its own unit tests and decision cases: it
+// could not be activated otherwise.
+func TestShippedBundlesPassTheirTests(t *testing.T) {
+	t.Parallel()
+	for _, name := range policies.Names {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b, err := policies.Bundle(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := policy.Test(context.Background(), b, policy.TestOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Passed {
+				var out strings.Builder
+				rep.WriteText(&out, false)
+				t.Fatalf("%s does not pass its tests:\n%s", name, out.String())
+			}
+		})
 	}
 }

@@ -20,7 +20,9 @@ import (
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/respond"
 	"github.com/warden-run/warden/internal/server"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/store/postgres"
@@ -44,6 +46,10 @@ type App struct {
 	Decide   *decide.Pipeline
 	// Taints are the agents' taints, shared with every replica.
 	Taints *taint.Registry
+	// Monitor scores each agent's behaviour and Responder acts on its
+	// alerts; both nil when monitoring is off.
+	Monitor   *monitor.Monitor
+	Responder *respond.Responder
 	// EnforcementPoints are the registered enforcement points and their credentials.
 	EnforcementPoints *decide.EnforcementPoints
 	Handler           http.Handler
@@ -162,8 +168,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.Taints, err = taint.Open(ctx, taint.Config{ExpireAfter: cfg.Taints.ExpireAfter, Logger: log}, a.Store); err != nil {
 		return nil, err
 	}
+	var risk decide.RiskSource
+	if !cfg.Monitor.Disabled {
+		a.Responder = respond.New(respond.Config{Leading: a.Audit.Leading, Logger: log}, a.Registry, a.Store, a.Policies)
+		if a.Monitor, err = startMonitor(ctx, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
+			return nil, err
+		}
+		risk = a.Monitor
+	}
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
-		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Logger: log}, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk, Logger: log},
+		a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
 	if cfg.Policy.Dir != "" {
@@ -175,10 +190,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 	}
 
-	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, server.Deps{
+	deps := server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
 		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints, Taints: a.Taints,
-	})
+		Incidents: a.Store,
+	}
+	if a.Monitor != nil {
+		deps.Monitor = a.Monitor
+	}
+	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)
 	go a.maintain(bg)
 	ok = true
 	return a, nil
@@ -316,6 +336,12 @@ func (a *App) Close() error {
 	}
 	if a.Taints != nil {
 		a.Taints.Close()
+	}
+	if a.Monitor != nil {
+		a.Monitor.Close() // saves its model; it reads the audit log, closed below
+	}
+	if a.Responder != nil {
+		a.Responder.Close()
 	}
 	if a.Issuer != nil {
 		a.Issuer.Close() // its summary of refusals goes to the audit log

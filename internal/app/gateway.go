@@ -23,6 +23,7 @@ import (
 	"github.com/warden-run/warden/internal/enforce/extauthz"
 	"github.com/warden-run/warden/internal/enforce/httpproxy"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/store"
 )
 
 // GatewayPEP is the enforcement point name of a gateway that runs inside
@@ -159,7 +160,28 @@ func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) e
 		}
 		defer stop()
 	}
+	if g.MCP != nil {
+		go a.endContainedSessions(ctx, g.MCP)
+	}
 	return serveGateway(ctx, g, a.log, ready)
+}
+
+// endContainedSessions ends the MCP sessions of every agent that is
+// quarantined or disabled, by a person or by the automatic response, on
+// this replica or another, as the change reaches the store's feed.
+func (a *App) endContainedSessions(ctx context.Context, gw *mcpgw.Gateway) {
+	for c := range a.Store.Subscribe(ctx) {
+		if c.Kind != store.ChangeAgent {
+			continue
+		}
+		rec, err := a.Registry.Agent(ctx, c.Key)
+		if err != nil || rec.Status.MayHoldTokens() {
+			continue
+		}
+		if n := gw.EndAgent(rec.ID); n > 0 {
+			a.log.Info("gateway: ended the sessions of an agent that may no longer act", "agent", rec.ID, "status", rec.Status, "sessions", n)
+		}
+	}
 }
 
 // serveExtAuthz serves Envoy's Authorization service on addr (plain gRPC:

@@ -44,6 +44,13 @@ type EventRelay struct {
 
 const relayCursor = "admin-events"
 
+// ResponseActor is the actor of the automatic response's actions, and
+// ActionIncidentOpen the action of an incident's opening (an alert).
+const (
+	ResponseActor      = "warden:response"
+	ActionIncidentOpen = "incident.open"
+)
+
 // NewEventRelay makes a relay from events into l.
 func NewEventRelay(l *Log, events AdminEvents, logger *slog.Logger) *EventRelay {
 	return &EventRelay{log: l, events: events, logger: orDiscard(logger)}
@@ -82,8 +89,11 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 			detail["event_seq"] = ev.Seq // last: the detail cannot override it
 			b, _ := json.Marshal(detail)
 			kind := KindAdmin
-			if strings.HasPrefix(ev.Action, "policy.") {
+			switch {
+			case strings.HasPrefix(ev.Action, "policy."):
 				kind = KindPolicy // push, activate, rollback, shadow
+			case ev.Actor == ResponseActor:
+				kind = KindResponse // restrict, quarantine, revoke, an incident opened
 			}
 			e := &Entry{Time: ev.Time, Kind: kind, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Outcome: "done", Detail: b}
 			// Durable before the relay's position moves past it, in async mode too.

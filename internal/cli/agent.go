@@ -23,7 +23,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 		newStatusCmd(g, "quarantine", "Quarantine an agent: no tokens, and its live tokens are revoked at once"),
 		newStatusCmd(g, "restrict", "Mark an agent restricted: it keeps its tokens; policies see the status"),
 		newStatusCmd(g, "revoke", "Revoke every live token of an agent (it may get new ones unless disabled)"),
-		newRotateKeyCmd(g), newTaintsCmd(g), newClearTaintsCmd(g))
+		newRotateKeyCmd(g), newTaintsCmd(g), newClearTaintsCmd(g), newRiskCmd(g))
 	return cmd
 }
 

@@ -28,7 +28,15 @@ const financeTrader = "ai-agent://prod/finance/trading-optimizer"
 // DPoP is off for prod here: a proof must be new for every request, and
 // making one is the agent's cost, not the decision point's.
 func financeSetup(b *testing.B, mode string) (*decide.Pipeline, decide.Request) {
+	return financeSetupMonitored(b, mode, false)
+}
+
+// financeSetupMonitored is financeSetup, with the behavioural monitor
+// following the audit log and the pipeline reading its risk when
+// monitored is true, and with no monitor at all when it is false.
+func financeSetupMonitored(b *testing.B, mode string, monitored bool) (*decide.Pipeline, decide.Request) {
 	w := apptest.Start(b, func(c *config.Config) {
+		c.Monitor.Disabled = !monitored
 		c.Audit.Mode = mode
 		c.Policy.Dir = "../../policies/finance"
 		c.Identity.TrustDomains["prod"] = config.TrustDomain{}
@@ -42,8 +50,12 @@ func financeSetup(b *testing.B, mode string) (*decide.Pipeline, decide.Request) 
 	if err != nil {
 		b.Fatal(err)
 	}
+	var risk decide.RiskSource
+	if monitored {
+		risk = w.App.Monitor
+	}
 	p, err := decide.New(decide.Config{Regions: (config.Decide{Regions: map[string][]string{"eu-west": {"10.1.0.0/16"}}}).RegionPrefixes(),
-		RecordInput: true, Now: func() time.Time { return marketOpen }}, w.App.Verifier, w.App.View, w.App.Policies, w.App.Audit)
+		RecordInput: true, Risk: risk, Now: func() time.Time { return marketOpen }}, w.App.Verifier, w.App.View, w.App.Policies, w.App.Audit)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -146,6 +158,23 @@ func BenchmarkDecideFinance(b *testing.B) {
 			name = "distinct"
 		}
 		b.Run(name, func(b *testing.B) { benchmarkDecide(b, p, req, distinct) })
+	}
+}
+
+// BenchmarkDecideMonitored is BenchmarkDecideFinance/distinct without
+// the behavioural monitor and with it (following the audit log in the
+// background, its risk read by every decision): the difference is what
+// monitoring costs a decision.
+func BenchmarkDecideMonitored(b *testing.B) {
+	for _, monitored := range []bool{false, true} {
+		name := "off"
+		if monitored {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			p, req := financeSetupMonitored(b, "async", monitored)
+			benchmarkDecide(b, p, req, true)
+		})
 	}
 }
 

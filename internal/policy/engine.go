@@ -33,7 +33,11 @@ obligations := x if { x := data.warden.authz.obligations } else := null
 decision := {"allow": allow, "deny": deny, "obligations": obligations}
 `
 
-var engineQuery = ast.MustParseBody("data.system.warden.decision")
+var (
+	engineQuery = ast.MustParseBody("data.system.warden.decision")
+	// responseQuery asks the bundle's playbook; undefined when it has none.
+	responseQuery = ast.MustParseBody("data.warden.response.actions")
+)
 
 // Asked by partial evaluation with the arguments unknown, these say under
 // which conditions on the arguments the policy allows, and denies.
@@ -79,6 +83,7 @@ type extraBuiltin struct {
 type Engine struct {
 	version  string
 	query    rego.PreparedEvalQuery
+	response rego.PreparedEvalQuery
 	mayAllow rego.PreparedPartialQuery
 	mayDeny  rego.PreparedPartialQuery
 	// partialErr is why mayAllow and mayDeny could not be prepared.
@@ -161,6 +166,10 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
+	rq, err := rego.New(rego.ParsedQuery(responseQuery), rego.Store(st), rego.StrictBuiltinErrors(true), rego.Compiler(compiler)).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+	}
 	// A bundle whose allow or deny has the wrong type still compiles (and
 	// every decision on it is a deny); its MayAllow is an error.
 	var partial [2]rego.PreparedPartialQuery
@@ -176,7 +185,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
 		}
 	}
-	return &Engine{version: b.Digest(), query: pq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
+	return &Engine{version: b.Digest(), query: pq, response: rq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
 		overrun: newOverrunGate(int64(max(2, runtime.GOMAXPROCS(0)))), evaluators: evaluators{work: make(chan func())}}, nil
 }
 

@@ -48,6 +48,10 @@ type Deps struct {
 	EnforcementPoints *decide.EnforcementPoints
 	// Taints are the agents' taints, for operators to read and clear.
 	Taints Taints
+	// Monitor and Incidents, when set, answer agents' risk and the
+	// automatic response's incidents.
+	Monitor   Monitor
+	Incidents store.IncidentStore
 }
 
 // Server is the HTTP API.
@@ -100,6 +104,18 @@ func (s *Server) routes() {
 	if s.d.Taints != nil {
 		m.Handle("GET /v1/agents/{id}/taints", s.admin(s.listTaints))
 		m.Handle("POST /v1/agents/{id}/taints/clear", s.admin(s.clearTaints))
+	}
+
+	if s.d.Monitor != nil {
+		m.Handle("GET /v1/agents/{id}/risk", s.admin(s.agentRisk))
+		m.Handle("GET /v1/monitor", s.admin(s.monitorStatus))
+		m.Handle("POST /v1/monitor/rebuild", s.admin(s.rebuildMonitor))
+	}
+	if s.d.Incidents != nil {
+		m.Handle("GET /v1/incidents", s.admin(s.listIncidents))
+		m.Handle("GET /v1/incidents/{id}", s.admin(s.getIncident))
+		m.Handle("POST /v1/incidents/{id}/ack", s.admin(s.setIncidentStatus(store.IncidentAcknowledged)))
+		m.Handle("POST /v1/incidents/{id}/resolve", s.admin(s.setIncidentStatus(store.IncidentResolved)))
 	}
 
 	if s.d.Decide != nil {

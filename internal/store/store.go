@@ -28,6 +28,7 @@ type Store interface {
 	PolicyStore
 	EnforcementPointStore
 	TaintStore
+	IncidentStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".

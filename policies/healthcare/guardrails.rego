@@ -11,7 +11,9 @@
 #	cross_domain          [{"from", "to", "actions"}]: trust domain crossings allowed
 #	pii_roles             roles that may touch resources with attribute pii: true
 #	risk.deny_at          a risk score at or above it is denied
-#	risk.deny_levels      risk levels that are denied, e.g. ["high"]
+#	risk.deny_levels      risk levels that are denied, e.g. ["critical"]
+#	risk.read_only_levels (optional) risk levels at which the agent may only read
+#	risk.deny_when_stale  (optional) true denies every action while the monitor is behind
 #	read_actions          the actions that only read (what restricted agents may do)
 #	egress_taints         session taints that forbid egress to external resources
 #	max_delegation_depth  how many actors a delegation chain may have
@@ -52,6 +54,19 @@ deny contains "pii_not_permitted" if {
 deny contains "risk_too_high" if input.context.risk.score >= data.risk.deny_at
 
 deny contains "risk_too_high" if input.context.risk.level in data.risk.deny_levels
+
+# At a raised risk level the agent may still read, but change nothing.
+deny contains "risk_read_only" if {
+	input.context.risk.level in data.risk.read_only_levels
+	not is_read
+}
+
+# The monitor is behind the audit log: the risk above may miss the latest
+# behaviour. A bundle that would rather stop than act on it says so.
+deny contains "risk_unknown" if {
+	input.context.risk.stale == true
+	data.risk.deny_when_stale == true
+}
 
 # Once a session has read untrusted content (a web page, an inbound email),
 # nothing in it may reach outside: a prompt injection must not exfiltrate.

@@ -214,6 +214,38 @@ test_high_risk_level_denied if {
 	reasons(with_input({"context": {"risk": {"score": 40, "level": "high"}}})) == {"risk_too_high"}
 }
 
+# The guardrails with the shipped risk settings: reads only at high,
+# nothing at critical, and (where a bundle says so) nothing while the
+# monitor is behind.
+risk_reasons(inp, risk) := r if {
+	r := guardrails.deny with input as inp
+		with data.cross_domain as config.cross_domain
+		with data.pii_roles as config.pii_roles
+		with data.risk as risk
+		with data.read_actions as config.read_actions
+		with data.egress_taints as config.egress_taints
+		with data.max_delegation_depth as config.max_delegation_depth
+}
+
+shipped_risk := {"deny_at": 90, "deny_levels": ["critical"], "read_only_levels": ["high"], "deny_when_stale": false}
+
+test_high_risk_reads_only if {
+	high := {"context": {"risk": {"score": 60, "level": "high", "signals": ["deny_burst"]}}}
+	risk_reasons(with_input(high), shipped_risk) == {"risk_read_only"}
+	risk_reasons(with_input(object.union(high, {"action": "resources/read"})), shipped_risk) == set()
+}
+
+test_critical_risk_does_nothing if {
+	crit := {"action": "resources/read", "context": {"risk": {"score": 80, "level": "critical", "signals": []}}}
+	risk_reasons(with_input(crit), shipped_risk) == {"risk_too_high"}
+}
+
+test_stale_risk_denies_only_where_the_bundle_says_so if {
+	stale := {"context": {"risk": {"score": 0, "level": "low", "signals": [], "stale": true}}}
+	risk_reasons(with_input(stale), shipped_risk) == set()
+	risk_reasons(with_input(stale), object.union(shipped_risk, {"deny_when_stale": true})) == {"risk_unknown"}
+}
+
 test_missing_risk_is_not_a_deny if {
 	inp := json.remove(base, ["context/risk"])
 	reasons(inp) == set()

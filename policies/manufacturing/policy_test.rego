@@ -231,7 +231,16 @@ test_restricted_tuner_reads_but_cannot_write if {
 }
 
 test_risk_threshold_is_lower_here if {
-	reasons(object.union(setpoint(205), {"context": {"risk": {"score": 70, "level": "medium"}}})) == {"risk_too_high"}
+	reasons(object.union(setpoint(205), {"context": {"risk": {"score": 80, "level": "high"}}})) == {"risk_too_high", "risk_read_only"}
+}
+
+test_medium_risk_writes_nothing_here if {
+	reasons(object.union(setpoint(205), {"context": {"risk": {"score": 30, "level": "medium"}}})) == {"risk_read_only"}
+	allowed(object.union(call(oven_tuner, read_temperature, {}), {"context": {"risk": {"score": 30, "level": "medium"}}}))
+}
+
+test_stale_risk_stops_everything_here if {
+	reasons(object.union(call(oven_tuner, read_temperature, {}), {"context": {"risk": {"score": 0, "level": "low", "stale": true}}})) == {"risk_unknown"}
 }
 
 test_planner_cannot_email_from_a_tainted_session if {

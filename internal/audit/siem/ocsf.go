@@ -3,6 +3,7 @@ package siem
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -12,7 +13,9 @@ import (
 // OCSF posts entries as Open Cybersecurity Schema Framework events, a JSON
 // array per batch. Access decisions are Authorize Session events
 // (class 3003, Identity & Access Management); admin actions, policy changes
-// and automated responses are API Activity (class 6003, Application Activity).
+// and automated responses are API Activity (class 6003, Application Activity),
+// but the opening of an incident by the automatic response, an alert, which
+// is a Detection Finding (class 2004, Findings).
 type OCSF struct {
 	cfg    HTTPConfig
 	header http.Header
@@ -35,6 +38,7 @@ func NewOCSF(cfg HTTPConfig, header http.Header) (*OCSF, error) {
 const (
 	ocsfAuthorizeSession = 3003
 	ocsfAPIActivity      = 6003
+	ocsfDetectionFinding = 2004
 )
 
 // OCSFEvent maps one entry to an OCSF event.
@@ -45,7 +49,11 @@ func OCSFEvent(e *audit.Entry, data []byte) map[string]any {
 	if e.Kind == audit.KindDecision {
 		class, category, className = ocsfAuthorizeSession, 3, "Authorize Session"
 	}
-	const activity = 99
+	activity := 99
+	if e.Kind == audit.KindResponse && e.Action == audit.ActionIncidentOpen {
+		// The automatic response opened an incident: a finding, created.
+		class, category, className, activity = ocsfDetectionFinding, 2, "Detection Finding", 1
+	}
 	statusID, status := 1, "Success"
 	severityID := 1 // Informational
 	if e.Outcome == "deny" {
@@ -91,7 +99,30 @@ func OCSFEvent(e *audit.Entry, data []byte) map[string]any {
 	if e.Kind == audit.KindDecision {
 		ev["user"] = map[string]any{"name": who, "uid": who} // Authorize Session: the one authorized
 	}
+	if class == ocsfDetectionFinding {
+		ev["finding_info"] = findingInfo(e)
+	}
 	return ev
+}
+
+// findingInfo describes an incident's opening as an OCSF finding: its id,
+// a title, the signals that fired as its types, and the decision that fired
+// them.
+func findingInfo(e *audit.Entry) map[string]any {
+	var d struct {
+		Incident   string   `json:"incident"`
+		Signals    []string `json:"signals"`
+		Score      int      `json:"score"`
+		Level      string   `json:"level"`
+		AuditIndex int64    `json:"audit_index"`
+	}
+	json.Unmarshal(e.Detail, &d)
+	return map[string]any{
+		"uid":            d.Incident,
+		"title":          fmt.Sprintf("agent %s at %s risk (%d)", e.Target, d.Level, d.Score),
+		"types":          d.Signals,
+		"related_events": []any{map[string]any{"uid": strconv.FormatInt(d.AuditIndex, 10)}},
+	}
 }
 
 // Send implements Exporter.

@@ -291,3 +291,25 @@ func waitCursor(t *testing.T, l *audit.Log, name string, want int64) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An incident the automatic response opens reaches the SIEM as an OCSF
+// Detection Finding, with the signals and the decision that fired them.
+func TestOCSFIncidentIsADetectionFinding(t *testing.T) {
+	t.Parallel()
+	e := &audit.Entry{Index: 42, Kind: audit.KindResponse, Actor: audit.ResponseActor, Action: audit.ActionIncidentOpen,
+		Target: "ai-agent://prod/finance/trader", Outcome: "done", Time: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC),
+		Detail: json.RawMessage(`{"incident":"inc_0001","signals":["deny_burst","not_permitted"],"score":80,"level":"critical","audit_index":41}`)}
+	ev := siem.OCSFEvent(e, []byte(`{}`))
+	fi, _ := ev["finding_info"].(map[string]any)
+	if ev["class_uid"] != 2004 || ev["category_uid"] != 2 || ev["activity_id"] != 1 || ev["type_uid"] != 200401 || fi == nil {
+		t.Fatalf("not a created Detection Finding: %v", ev)
+	}
+	if fi["uid"] != "inc_0001" || len(fi["types"].([]string)) != 2 || ev["severity_id"] != 4 {
+		t.Fatalf("finding_info %v, severity %v", fi, ev["severity_id"])
+	}
+	// Other responses stay API Activity.
+	e.Action = "agent.status"
+	if ev := siem.OCSFEvent(e, []byte(`{}`)); ev["class_uid"] != 6003 || ev["finding_info"] != nil {
+		t.Fatalf("a status change: %v", ev)
+	}
+}

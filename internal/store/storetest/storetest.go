@@ -61,6 +61,8 @@ func Run(t *testing.T, open Factory) {
 		{"taints: add, touch, index, list", testTaints},
 		{"taints: clear by scope, with an event", testTaintsClear},
 		{"taints: expire, with events, announced", testTaintsExpire},
+		{"incidents: one open per agent, updated with events", testIncidents},
+		{"incidents: concurrent openings make one", testIncidentsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,319 @@
+// Package respond acts on the monitor's alerts without waiting for a
+// person: the live bundle's playbook (data.warden.response) says what to do
+// about an agent whose risk rose, and the responder does it (restrict,
+// quarantine, revoke its tokens, disable it), records it in the agent's
+// incident, and undoes what expires.
+package respond
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/monitor"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// Actor is who the responder's actions are recorded as; the audit log
+// records its actions as response entries.
+const Actor = audit.ResponseActor
+
+// Agents is what the responder changes of agents (identity.Registry).
+type Agents interface {
+	Agent(ctx context.Context, id string) (store.Agent, error)
+	SetStatus(ctx context.Context, actor, id string, status store.AgentStatus, reason string) (store.Agent, error)
+	RevokeTokens(ctx context.Context, actor, id, reason string) (store.Agent, error)
+}
+
+// Playbooks answers the live policy's playbook (policy.Registry).
+type Playbooks interface {
+	Live() *policy.Live
+}
+
+// Config configures a Responder.
+type Config struct {
+	// ActWithin is how old an alert may be and still be acted on: older
+	// ones are what a restarted monitor read again, already handled.
+	// Default 1 minute.
+	ActWithin time.Duration
+	// Queue bounds the alerts waiting; past it alerts are counted as
+	// dropped and logged. Default 4096.
+	Queue int
+	// Leading says whether this process acts (the one leading the audit
+	// log), so that replicas do not act twice.
+	Leading func() bool
+	// OnAction, when set, is told of each action taken (a test's probe).
+	OnAction func(agent, action string)
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Responder acts on alerts, in order, in its own goroutine.
+type Responder struct {
+	cfg       Config
+	agents    Agents
+	incidents store.IncidentStore
+	playbooks Playbooks
+	lg        *slog.Logger
+	now       func() time.Time
+	queue     chan monitor.Alert
+	dropped   atomic.Int64
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// New makes a responder and starts it; Close stops it.
+func New(cfg Config, agents Agents, incidents store.IncidentStore, playbooks Playbooks) *Responder {
+	if cfg.ActWithin <= 0 {
+		cfg.ActWithin = time.Minute
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.Leading == nil {
+		cfg.Leading = func() bool { return true }
+	}
+	r := &Responder{cfg: cfg, agents: agents, incidents: incidents, playbooks: playbooks, lg: cfg.Logger, now: cfg.Now,
+		queue: make(chan monitor.Alert, cfg.Queue)}
+	if r.lg == nil {
+		r.lg = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	r.wg.Add(2)
+	go func() { defer r.wg.Done(); r.run(ctx) }()
+	go func() { defer r.wg.Done(); r.expireLoop(ctx) }()
+	return r
+}
+
+// Close stops the responder after the alert in hand.
+func (r *Responder) Close() {
+	r.stop()
+	r.wg.Wait()
+}
+
+// Alert queues a for the responder without blocking (monitor.Options.OnFire).
+func (r *Responder) Alert(a monitor.Alert) {
+	select {
+	case r.queue <- a:
+	default:
+		n := r.dropped.Add(1)
+		r.lg.Error("response: alert queue full; alert dropped", "agent", a.Event.Agent, "signals", a.Signals, "dropped", n)
+	}
+}
+
+// Dropped counts the alerts dropped because the queue was full.
+func (r *Responder) Dropped() int64 { return r.dropped.Load() }
+
+func (r *Responder) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-r.queue:
+			if err := r.handle(ctx, a); err != nil && ctx.Err() == nil {
+				r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals, "err", err)
+			}
+		}
+	}
+}
+
+// handle asks the playbook what a calls for and does what is not done yet.
+func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
+	now := r.now()
+	if !r.cfg.Leading() || now.Sub(a.Event.Time) > r.cfg.ActWithin {
+		return nil
+	}
+	agent, err := r.agents.Agent(ctx, a.Event.Agent)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // a refused credential that named no registered agent
+	}
+	if err != nil {
+		return err
+	}
+	open, err := r.incidents.Incidents(ctx, store.IncidentFilter{AgentID: agent.ID, Open: true, Limit: 1})
+	if err != nil {
+		return err
+	}
+	var inc *store.Incident
+	if len(open) > 0 {
+		inc = &open[0]
+	}
+	actions, note := r.playbook(ctx, agent, a, inc, now)
+	var taken []store.IncidentAction
+	for _, act := range actions {
+		done, err := r.take(ctx, agent, act, inc, a)
+		if err != nil {
+			note = fmt.Sprintf("%s failed: %v", act.Action, err)
+			r.lg.Error("response: action failed", "agent", agent.ID, "action", act.Action, "err", err)
+			continue
+		}
+		if done {
+			ia := store.IncidentAction{Action: act.Action, At: store.Time(now), Reason: act.Reason}
+			if act.Expires > 0 {
+				ia.Expires = store.Time(now.Add(act.Expires))
+			}
+			taken = append(taken, ia)
+			if r.cfg.OnAction != nil {
+				r.cfg.OnAction(agent.ID, act.Action)
+			}
+		}
+	}
+	if inc == nil && len(taken) == 0 {
+		return nil // nothing to do, and no episode open to note it in
+	}
+	return r.record(ctx, agent.ID, a, taken, note, now)
+}
+
+// playbook evaluates the live bundle's playbook on the alert. A bundle
+// without one asks for an alert only; a playbook that fails asks for an
+// alert and, at critical risk, quarantine (the note says why).
+func (r *Responder) playbook(ctx context.Context, agent store.Agent, a monitor.Alert, inc *store.Incident, now time.Time) ([]policy.ResponseAction, string) {
+	fallback := []policy.ResponseAction{{Action: policy.ResponseAlert}}
+	if a.Risk.Level == monitor.LevelCritical {
+		fallback = append(fallback, policy.ResponseAction{Action: policy.ResponseQuarantine, Reason: "risk critical; the playbook failed"})
+	}
+	live := r.playbooks.Live()
+	if live == nil || live.Active == nil {
+		return fallback, "no active policy: the fallback playbook ran"
+	}
+	actions, defined, err := live.Active.Respond(ctx, Input(agent, a, inc), now)
+	switch {
+	case err != nil:
+		return fallback, fmt.Sprintf("the playbook of %s failed (%s): the fallback playbook ran", live.Active.Version(), policy.ReasonForError(err))
+	case !defined:
+		return fallback[:1], "the active policy has no playbook (" + policy.ResponsePackage + ")"
+	}
+	return actions, ""
+}
+
+// Input is the playbook's input for an alert: the agent, its risk, the
+// signals this event fired, the event, and the agent's open incident.
+func Input(agent store.Agent, a monitor.Alert, inc *store.Incident) map[string]any {
+	roles := make([]any, len(agent.Roles))
+	for i, role := range agent.Roles {
+		roles[i] = role
+	}
+	fired := make([]any, len(a.Signals))
+	for i, s := range a.Signals {
+		fired[i] = s
+	}
+	reasons := make([]any, len(a.Event.Reasons))
+	for i, s := range a.Event.Reasons {
+		reasons[i] = s
+	}
+	incident := map[string]any{"open": inc != nil, "actions": []any{}, "level": ""}
+	if inc != nil {
+		var inForce []any
+		for _, act := range inc.Actions {
+			if act.Ended.IsZero() {
+				inForce = append(inForce, act.Action)
+			}
+		}
+		if inForce == nil {
+			inForce = []any{}
+		}
+		incident = map[string]any{"open": true, "id": inc.ID, "actions": inForce, "level": inc.Level}
+	}
+	return map[string]any{
+		"agent": map[string]any{"id": agent.ID, "trust_domain": agent.TrustDomain, "roles": roles, "owner": agent.Owner,
+			"status": string(agent.Status)},
+		"risk":  a.Risk.Input(),
+		"fired": fired,
+		"event": map[string]any{"audit_index": a.Event.Index, "action": a.Event.Action, "resource": a.Event.Resource,
+			"outcome": a.Event.Outcome, "reasons": reasons},
+		"incident": incident,
+	}
+}
+
+// take does one action unless it is in force already; done says it did.
+func (r *Responder) take(ctx context.Context, agent store.Agent, act policy.ResponseAction, inc *store.Incident, a monitor.Alert) (bool, error) {
+	reason := act.Reason
+	if reason == "" {
+		reason = fmt.Sprintf("risk %d (%s): %v", a.Risk.Score, a.Risk.Level, a.Signals)
+	}
+	switch act.Action {
+	case policy.ResponseAlert:
+		return inc == nil || !inForce(inc, act.Action), nil
+	case policy.ResponseRevokeTokens:
+		if inc != nil && inForce(inc, act.Action) {
+			return false, nil
+		}
+		_, err := r.agents.RevokeTokens(ctx, Actor, agent.ID, reason)
+		return err == nil, err
+	}
+	target := statusOf[act.Action]
+	if severity(agent.Status) >= severity(target) {
+		return false, nil // as strict already, or stricter
+	}
+	_, err := r.agents.SetStatus(ctx, Actor, agent.ID, target, reason)
+	return err == nil, err
+}
+
+func inForce(inc *store.Incident, action string) bool {
+	return slices.ContainsFunc(inc.Actions, func(a store.IncidentAction) bool { return a.Action == action && a.Ended.IsZero() })
+}
+
+func severity(s store.AgentStatus) int {
+	return slices.Index([]store.AgentStatus{store.StatusActive, store.StatusRestricted, store.StatusQuarantined, store.StatusDisabled}, s)
+}
+
+// record adds the alert and the actions taken to the agent's incident,
+// opening one (with an event in the audit log) when it has none.
+func (r *Responder) record(ctx context.Context, agent string, a monitor.Alert, taken []store.IncidentAction, note string, now time.Time) error {
+	update := func(inc *store.Incident, fresh bool) (store.Event, error) {
+		inc.UpdatedAt = now
+		if levelRank(a.Risk.Level) > levelRank(inc.Level) {
+			inc.Level = a.Risk.Level
+		}
+		inc.Note(store.IncidentEvent{Time: store.Time(now), Kind: "signal", AuditIndex: a.Event.Index, Signals: a.Signals,
+			Score: a.Risk.Score, Level: a.Risk.Level})
+		for _, t := range taken {
+			inc.Actions = append(inc.Actions, t)
+			inc.Note(store.IncidentEvent{Time: t.At, Kind: "action", Action: t.Action, Actor: Actor, Note: t.Reason})
+		}
+		if note != "" {
+			inc.Note(store.IncidentEvent{Time: store.Time(now), Kind: "note", Note: note})
+		}
+		if !fresh {
+			return store.Event{}, nil
+		}
+		// The opening is on the record, and so in the audit log and the
+		// SIEM exporters: the alert.
+		detail, _ := json.Marshal(map[string]any{"incident": inc.ID, "signals": a.Signals, "score": a.Risk.Score,
+			"level": a.Risk.Level, "audit_index": a.Event.Index, "actions": actionNames(taken)})
+		return store.Event{Time: store.Time(now), Actor: Actor, Action: ActionIncidentOpen, Target: agent, Detail: detail}, nil
+	}
+	_, err := r.incidents.UpdateOpenIncident(ctx, agent, update)
+	if errors.Is(err, store.ErrConflict) { // another replica opened it meanwhile
+		_, err = r.incidents.UpdateOpenIncident(ctx, agent, update)
+	}
+	return err
+}
+
+// ActionIncidentOpen is the action of the event (and audit entry) of an
+// incident's opening.
+const ActionIncidentOpen = audit.ActionIncidentOpen
+
+func actionNames(as []store.IncidentAction) []string {
+	out := []string{}
+	for _, a := range as {
+		out = append(out, a.Action)
+	}
+	return out
+}
+
+func levelRank(l string) int {
+	return slices.Index([]string{monitor.LevelLow, monitor.LevelMedium, monitor.LevelHigh, monitor.LevelCritical}, l)
+}

@@ -1,0 +1,244 @@
+package respond_test
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/monitor"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/respond"
+	"github.com/warden-run/warden/internal/store"
+)
+
+const agent = "ai-agent://dev/ops/worker"
+
+const playbook = `package warden.response
+
+actions contains {"action": "alert"} if input.risk.level != "low"
+actions contains {"action": "restrict", "expires": "1h"} if input.risk.level == "high"
+actions contains {"action": "quarantine"} if input.risk.level == "critical"
+`
+
+type env struct {
+	w     *apptest.Instance
+	r     *respond.Responder
+	clock atomic.Int64
+	taken chan string
+}
+
+func newEnv(t *testing.T, rego string) *env {
+	t.Helper()
+	e := &env{taken: make(chan string, 16)}
+	e.clock.Store(time.Now().UnixNano())
+	e.w = apptest.Start(t, func(c *config.Config) { c.Monitor.Disabled = true })
+	files := map[string][]byte{"policy.rego": []byte("package warden.authz\n\ndefault allow := false\n")}
+	if rego != "" {
+		files["response.rego"] = []byte(rego)
+	}
+	ctx := context.Background()
+	v, _, _, err := e.w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: files}, "playbook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.w.Register(t, agent, "worker")
+	e.r = respond.New(respond.Config{Now: e.now, OnAction: func(_, action string) { e.taken <- action }},
+		e.w.App.Registry, e.w.App.Store, e.w.App.Policies)
+	t.Cleanup(e.r.Close)
+	return e
+}
+
+func (e *env) now() time.Time { return time.Unix(0, e.clock.Load()) }
+
+// alert hands the responder an alert at level and waits until it is
+// recorded in the agent's incident.
+func (e *env) alert(t *testing.T, level string, age time.Duration) store.Incident {
+	t.Helper()
+	before := e.timelineLen(t)
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: 7, Time: e.now().Add(-age), Kind: monitor.EventDecision, Agent: agent,
+		Action: "tools/call", Outcome: "deny"}, Signals: []string{monitor.SignalDenyBurst},
+		Risk: monitor.Risk{Score: map[string]int{"medium": 30, "high": 60, "critical": 90}[level], Level: level, Signals: []string{monitor.SignalDenyBurst}}})
+	if age > 0 {
+		return store.Incident{}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.timelineLen(t) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the alert was not recorded")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent, Open: true})
+	return incs[0]
+}
+
+func (e *env) timelineLen(t *testing.T) int {
+	incs, err := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, inc := range incs {
+		n += len(inc.Timeline)
+	}
+	return n
+}
+
+func (e *env) status(t *testing.T) store.AgentStatus {
+	t.Helper()
+	a, err := e.w.App.Registry.Agent(context.Background(), agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Status
+}
+
+func actions(inc store.Incident) []string {
+	var out []string
+	for _, a := range inc.Actions {
+		out = append(out, a.Action)
+	}
+	return out
+}
+
+func TestGraduatedResponseInOneIncident(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	inc := e.alert(t, "medium", 0)
+	if e.status(t) != store.StatusActive || !slices.Equal(actions(inc), []string{"alert"}) {
+		t.Fatalf("medium: %s, %v", e.status(t), actions(inc))
+	}
+	inc2 := e.alert(t, "high", 0)
+	if inc2.ID != inc.ID {
+		t.Fatalf("a second incident %s for the same episode", inc2.ID)
+	}
+	if e.status(t) != store.StatusRestricted || !slices.Equal(actions(inc2), []string{"alert", "restrict"}) {
+		t.Fatalf("high: %s, %v", e.status(t), actions(inc2))
+	}
+	if exp := inc2.Actions[1].Expires; exp.IsZero() || exp.Sub(e.now()) > time.Hour+time.Second {
+		t.Fatalf("restrict expires %v", exp)
+	}
+	inc3 := e.alert(t, "critical", 0)
+	if e.status(t) != store.StatusQuarantined || !slices.Equal(actions(inc3), []string{"alert", "restrict", "quarantine"}) {
+		t.Fatalf("critical: %s, %v", e.status(t), actions(inc3))
+	}
+	if inc3.Level != "critical" {
+		t.Fatalf("the incident's level is %s", inc3.Level)
+	}
+	// High again: the responder never lowers a quarantine to a restriction.
+	e.alert(t, "high", 0)
+	if e.status(t) != store.StatusQuarantined {
+		t.Fatalf("high after critical: %s", e.status(t))
+	}
+	// The restriction's hour passes: it is marked ended (the quarantine
+	// superseded it), and the agent stays quarantined until a person
+	// releases it.
+	e.clock.Add(int64(2 * time.Hour))
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.status(t) != store.StatusQuarantined {
+		t.Fatalf("after the restriction expired: %s", e.status(t))
+	}
+}
+
+func TestRestrictionExpires(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.alert(t, "high", 0)
+	if e.status(t) != store.StatusRestricted {
+		t.Fatalf("high: %s", e.status(t))
+	}
+	if err := e.r.Expire(context.Background()); err != nil || e.status(t) != store.StatusRestricted {
+		t.Fatalf("before its time: %s, %v", e.status(t), err)
+	}
+	e.clock.Add(int64(time.Hour + time.Second))
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.status(t) != store.StatusActive {
+		t.Fatalf("after its time: %s", e.status(t))
+	}
+	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if a := incs[0].Actions[1]; a.Action != "restrict" || a.Ended.IsZero() {
+		t.Fatalf("the restriction is not marked ended: %+v", a)
+	}
+}
+
+// A person who releases the agent early ends the response: the expiry does
+// not touch the agent's status afterwards.
+func TestPersonsReleaseEndsTheResponse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.alert(t, "high", 0)
+	if _, err := e.w.App.Registry.SetStatus(context.Background(), "admin:test", agent, store.StatusActive, "checked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if a := incs[0].Actions[1]; a.Ended.IsZero() {
+		t.Fatalf("the released restriction is not marked ended: %+v", a)
+	}
+	if _, err := e.w.App.Registry.SetStatus(context.Background(), "admin:test", agent, store.StatusRestricted, "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(int64(2 * time.Hour))
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.status(t) != store.StatusRestricted {
+		t.Fatalf("the expiry undid a person's restriction: %s", e.status(t))
+	}
+}
+
+// A playbook that fails still contains critical risk: the fallback
+// quarantines, and the incident says why.
+func TestFailingPlaybookFallsBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `package warden.response
+
+actions contains {"action": "alert", "reason": sprintf("%d", [to_number(input.risk.level)])} if true
+`)
+	inc := e.alert(t, "critical", 0)
+	if e.status(t) != store.StatusQuarantined || !slices.Contains(actions(inc), "quarantine") {
+		t.Fatalf("critical with a failing playbook: %s, %v", e.status(t), actions(inc))
+	}
+	if !slices.ContainsFunc(inc.Timeline, func(ev store.IncidentEvent) bool { return ev.Kind == "note" && ev.Note != "" }) {
+		t.Fatalf("the incident does not say the playbook failed: %+v", inc.Timeline)
+	}
+}
+
+// Signals that leave the risk low open no incident: no alert storms of
+// nothing.
+func TestLowRiskOpensNoIncident(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: 3, Time: e.now(), Kind: monitor.EventDecision, Agent: agent},
+		Signals: []string{monitor.SignalNewArgKey}, Risk: monitor.Risk{Score: 4, Level: "low", Signals: []string{monitor.SignalNewArgKey}}})
+	e.alert(t, "medium", 0) // in order after the low one
+	incs, err := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if err != nil || len(incs) != 1 || len(incs[0].Timeline) != 2 || incs[0].Timeline[0].Level != "medium" {
+		t.Fatalf("incidents %+v, %v: want one, opened by the medium alert (its signal and its alert)", incs, err)
+	}
+}
+
+// Alerts a restarted monitor reads again (older than a minute) are not
+// acted on: what was done is not done twice.
+func TestOldAlertsAreNotActedOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.alert(t, "critical", 2*time.Minute)
+	e.alert(t, "medium", 0) // after the old one, in order
+	if e.status(t) != store.StatusActive {
+		t.Fatalf("an old alert was acted on: %s", e.status(t))
+	}
+}
