@@ -80,8 +80,10 @@ type Config struct {
 	// RateMin the fewest calls in that minute.
 	RateZ   float64 `yaml:"rate_z"`
 	RateMin int     `yaml:"rate_min"`
-	// RareShare is the share of an agent's moves from one resource under
-	// which a move to another is rare.
+	// RareShare sets how much history a rare move needs: a move between
+	// two resources is rare when it was never made, though the agent has
+	// left the first and reached the second at least 3/RareShare times
+	// each (so a move of that share would have been seen three times).
 	RareShare float64 `yaml:"rare_share"`
 	// MaxAgents bounds the agents the model keeps; past it, the agent
 	// seen longest ago is forgotten.

@@ -21,8 +21,16 @@ const (
 	maxPeerValues  = 2048 // per role
 	maxRoles       = 256
 	// entropyWindow is how many calls one measurement of the spread of
-	// the agent's calls covers.
+	// the agent's calls covers. A loop is windows at least loopShare of
+	// which is one resource, from an agent whose commonest resource
+	// usually makes under loopUsual of a window; erratic, a window spread
+	// far more than usual and over more than erraticBits (four bits: as
+	// if over sixteen resources evenly).
 	entropyWindow = 32
+	loopShare     = 0.75
+	loopUsual     = 0.5
+	loopWindows   = 3
+	erraticBits   = 4.0
 	// denyWindow is how many recent decisions the deny ratio is taken over.
 	denyWindow = 20
 	// sequenceGap is the longest pause between two calls that still makes
@@ -98,6 +106,8 @@ type agentState struct {
 	EntMean    float64  `json:"ent_mean"`
 	EntVar     float64  `json:"ent_var"`
 	EntWindows int      `json:"ent_windows"`
+	TopMean    float64  `json:"top_mean"` // the usual count of a window's commonest resource
+	LoopRun    int      `json:"loop_run"` // windows in a row dominated by one resource
 
 	Recent     uint32      `json:"recent"` // outcomes of the last decisions, a bit each, 1 = deny
 	RecentN    int         `json:"recent_n"`
@@ -108,10 +118,13 @@ type agentState struct {
 	SinceSweep int         `json:"since_sweep"`
 }
 
-// seen is a value's last use, and for a resource the moves made from it.
+// seen is a value's first and last use (since it was last forgotten), and
+// for a resource the moves made from it and to it.
 type seen struct {
+	First int64  `json:"f"`
 	Last  int64  `json:"l"`
 	Count uint32 `json:"n,omitempty"`
+	In    uint32 `json:"i,omitempty"`
 }
 
 // NewModel makes an empty model.
@@ -267,6 +280,7 @@ func (m *Model) novelty(st *agentState, ev Event, t time.Time, learned bool, fir
 	if ev.Resource != "" {
 		res := hash(ev.Resource)
 		known := use(&st.Resources, res, now, forget, maxResources)
+		established := known && now-st.Resources[res].First >= int64(m.cfg.LearnFor/time.Second)
 		if !known && learned {
 			fire(SignalNewResource)
 		}
@@ -277,12 +291,19 @@ func (m *Model) novelty(st *agentState, ev Event, t time.Time, learned bool, fir
 				if tr := st.Trans[pair]; tr != nil && now-tr.Last <= forget {
 					n = tr.Count
 				}
-				if learned && from.Count >= 50 && float64(n) < m.cfg.RareShare*float64(from.Count) {
+				// A move never made, between two resources the agent has
+				// used for long, and often enough that a move of share
+				// RareShare between them would have been seen three
+				// times on average.
+				enough := 3 / m.cfg.RareShare
+				to := st.Resources[res]
+				if learned && established && n == 0 && float64(from.Count) >= enough && float64(to.In) >= enough {
 					fire(SignalRareTransition)
 				}
 				use(&st.Trans, pair, now, forget, maxTransitions)
 				st.Trans[pair].Count++
 				from.Count++
+				to.In++
 			}
 		}
 		st.Prev, st.PrevAt = res, t
@@ -328,7 +349,7 @@ func use(set *map[uint64]*seen, value uint64, now, forget int64, limit int) bool
 	if s != nil {
 		known := now-s.Last <= forget
 		if !known {
-			s.Count = 0
+			s.Count, s.In, s.First = 0, 0, now
 		}
 		s.Last = now
 		return known
@@ -336,7 +357,7 @@ func use(set *map[uint64]*seen, value uint64, now, forget int64, limit int) bool
 	if len(*set) >= limit {
 		evictOldest(*set)
 	}
-	(*set)[value] = &seen{Last: now}
+	(*set)[value] = &seen{First: now, Last: now}
 	return false
 }
 
@@ -364,30 +385,37 @@ func (m *Model) spread(st *agentState, ev Event, learned bool, fire func(string)
 	if len(st.Window) < entropyWindow {
 		return
 	}
-	h := entropy(st.Window)
+	h, top := entropy(st.Window)
 	st.Window = st.Window[:0]
+	if top >= loopShare*entropyWindow {
+		st.LoopRun++
+	} else {
+		st.LoopRun = 0
+	}
 	if learned && st.EntWindows >= 8 {
 		band := 3 * max(math.Sqrt(st.EntVar), 0.25)
 		switch {
-		case h < st.EntMean-band:
+		case st.LoopRun == loopWindows && st.TopMean < loopUsual*entropyWindow:
 			fire(SignalLoop)
 			return
-		case h > st.EntMean+band:
+		case h > st.EntMean+band && h > erraticBits:
 			fire(SignalErratic)
 			return
 		}
 	}
-	st.EntMean, st.EntVar = ewma(st.EntMean, st.EntVar, h, 0.1, st.EntWindows == 0)
+	first := st.EntWindows == 0
+	st.EntMean, st.EntVar = ewma(st.EntMean, st.EntVar, h, 0.1, first)
+	st.TopMean, _ = ewma(st.TopMean, 0, float64(top), 0.1, first)
 	st.EntWindows++
 }
 
-// entropy is the Shannon entropy of the values' distribution, in bits. It
-// sums in sorted order, so the same values give the same bits.
-func entropy(vs []uint64) float64 {
+// entropy is the Shannon entropy of the values' distribution, in bits,
+// and how many times the commonest value occurs. It sums in sorted order,
+// so the same values give the same bits.
+func entropy(vs []uint64) (h float64, top int) {
 	s := slices.Clone(vs)
 	slices.Sort(s)
 	n := float64(len(s))
-	h := 0.0
 	for i := 0; i < len(s); {
 		j := i
 		for j < len(s) && s[j] == s[i] {
@@ -395,9 +423,10 @@ func entropy(vs []uint64) float64 {
 		}
 		p := float64(j-i) / n
 		h -= p * math.Log2(p)
+		top = max(top, j-i)
 		i = j
 	}
-	return h
+	return h, top
 }
 
 // denyRatio compares the share of the agent's last decisions that were
