@@ -1,0 +1,167 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/sdk"
+)
+
+// containPolicy allows nothing; its playbook quarantines an agent at the
+// first call no role of it allows.
+var containPolicy = map[string][]byte{
+	"policy.rego": []byte("package warden.authz\n\ndefault allow := false\n"),
+	"response.rego": []byte(`package warden.response
+
+actions contains {"action": "quarantine", "reason": "a call no role allows"} if "not_permitted" in input.fired
+`),
+}
+
+func activate(t testing.TB, w *apptest.Instance, files map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: files}, "contain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// contain registers an agent, has act decide one call of it that no role
+// allows (with a token from issuer), and returns how long after that
+// decision was answered watch refused the agent (its view has it
+// quarantined), or an error after 10 s.
+func contain(t testing.TB, issuer, act, watch *apptest.Instance, id string) (time.Duration, error) {
+	t.Helper()
+	ctx := context.Background()
+	key := issuer.Register(t, id, "worker")
+	c, err := sdk.NewClient(issuer.URL, id, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.FetchToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "payments/transfer"}}
+	d, err := act.App.Decide.Decide(ctx, decide.InProcess("test", "warden"), &req)
+	if err != nil || d.Outcome != policy.Deny || !slices.Contains(d.Reasons, policy.ReasonNotAllowed) {
+		t.Fatalf("the call: %+v, %v", d, err)
+	}
+	answered := time.Now()
+	for {
+		if a, ok := watch.App.View.Agent(id); ok && a.Status == store.StatusQuarantined {
+			return time.Since(answered), nil
+		}
+		if time.Since(answered) > 10*time.Second {
+			return 0, fmt.Errorf("%s is not quarantined 10 s after the call", id)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// The automatic response reaches the decision point of its own process:
+// the call's decision fires not_permitted, the playbook quarantines, the
+// view every enforcement point checks refuses the agent.
+func TestResponseContainsInProcess(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	activate(t, w, containPolicy)
+	took, err := contain(t, w, w, w, "ai-agent://dev/ops/rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("contained %v after the decision", took)
+}
+
+// replicas starts two control planes on one fresh PostgreSQL database.
+func replicas(t testing.TB, dsn string) (*apptest.Instance, *apptest.Instance) {
+	db := apptest.FreshPostgres(t, dsn)
+	master := filepath.Join(t.TempDir(), "master.key")
+	shared := func(c *config.Config) {
+		c.Store = db
+		c.Identity.MasterKeyFile = master
+	}
+	first := apptest.Start(t, shared)
+	second := apptest.Start(t, func(c *config.Config) {
+		shared(c)
+		c.Identity.Issuer = first.URL
+	})
+	return first, second
+}
+
+// On PostgreSQL, a decision made on one replica is seen by the monitor of
+// the replica leading the audit log, whose responder quarantines the agent,
+// and every replica's view refuses it.
+func TestResponseReachesReplicasThroughPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	first, second := replicas(t, dsn)
+	activate(t, first, containPolicy)
+	for i, pair := range [][2]*apptest.Instance{{first, second}, {second, first}} {
+		// The policy reaches the second replica by the change feed.
+		deadline := time.Now().Add(10 * time.Second)
+		for pair[0].App.Policies.Live().Active == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took, err := contain(t, first, pair[0], pair[1], fmt.Sprintf("ai-agent://dev/ops/rogue-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("decided on one replica, refused on the other %v later", took)
+	}
+}
+
+// BenchmarkContainment is the time from a decision's answer to the agent
+// being refused: in the process that decided (SQLite), and on the other
+// replica of two on PostgreSQL (WARDEN_TEST_POSTGRES). Each iteration is a
+// fresh agent whose first call fires the playbook.
+func BenchmarkContainment(b *testing.B) {
+	b.Run("one process", func(b *testing.B) {
+		w := apptest.Start(b, nil)
+		activate(b, w, containPolicy)
+		benchContain(b, w, w, w)
+	})
+	b.Run("replicas on PostgreSQL", func(b *testing.B) {
+		dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+		if dsn == "" {
+			b.Skip("set WARDEN_TEST_POSTGRES")
+		}
+		first, second := replicas(b, dsn)
+		activate(b, first, containPolicy)
+		for second.App.Policies.Live().Active == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		benchContain(b, first, second, first)
+	})
+}
+
+func benchContain(b *testing.B, issuer, act, watch *apptest.Instance) {
+	var ds []time.Duration
+	for i := range b.N {
+		took, err := contain(b, issuer, act, watch, fmt.Sprintf("ai-agent://dev/bench/rogue-%d-%d", b.N, i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, took)
+	}
+	slices.Sort(ds)
+	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, "max-ms")
+}
