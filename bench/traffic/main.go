@@ -30,7 +30,6 @@ import (
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/respond"
-	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/policies"
 )
 
@@ -159,17 +158,11 @@ type kindLine struct {
 type sim struct {
 	r        *rand.Rand
 	model    *monitor.Model
-	engine   *policy.Engine
+	dry      *respond.DryRun
 	index    int64
 	events   int
-	incident map[string]*simIncident // open incidents by agent
 	res      *result
 	falseSig map[string]int
-}
-
-type simIncident struct {
-	attack    *outcome // nil: a false incident
-	contained bool
 }
 
 var start = time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) // a Monday
@@ -188,7 +181,7 @@ func run(seed uint64, perScenario, days, attacksPerKind int) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sim{r: rand.New(rand.NewPCG(seed, 11)), model: model, engine: e, incident: map[string]*simIncident{},
+	s := &sim{r: rand.New(rand.NewPCG(seed, 11)), model: model, dry: respond.NewDryRun(e),
 		res: &result{Seed: seed, Days: days, PlaybookVersion: e.Version()}, falseSig: map[string]int{}}
 	var all []*agent
 	for pi := range profiles {
@@ -304,50 +297,36 @@ func (s *sim) day(all []*agent, d int, plan map[int][]planned) {
 	}
 }
 
-func (s *sim) beginAttack(o *outcome, at time.Time) {
-	o.start = at
-	// The agent's incident, if a false one is open, now belongs to the attack.
-	if inc := s.incident[o.Agent]; inc != nil && inc.attack == nil {
-		inc.attack = o
-	}
-}
+func (s *sim) beginAttack(o *outcome, at time.Time) { o.start = at }
 
-// apply feeds one event to the model and plays the responder's part: the
-// playbook on every alert, an incident per episode (closed, as a person
-// would, once the risk is low again).
+// apply feeds one event to the model and plays the responder's part with a
+// dry run of the playbook: an incident per episode, closed (as a person
+// would) once the agent's risk is low again, outside an attack.
 func (s *sim) apply(ev monitor.Event, o *outcome) {
 	s.index++
 	ev.Index = s.index
 	s.events++
 	fired := s.model.Apply(ev)
-	inc := s.incident[ev.Agent]
 	risk := s.model.Risk(ev.Agent, ev.Time)
-	if inc != nil && risk.Level == monitor.LevelLow && o == nil {
-		delete(s.incident, ev.Agent)
-		inc = nil
+	if o == nil {
+		s.dry.Observe(ev.Agent, risk)
 	}
 	if len(fired) == 0 {
 		return
 	}
-	alert := monitor.Alert{Event: ev, Signals: fired, Risk: risk}
-	rec := store.Agent{ID: ev.Agent, TrustDomain: strings.Split(strings.TrimPrefix(ev.Agent, "ai-agent://"), "/")[0],
-		Roles: ev.Roles, Status: store.StatusActive}
-	var open *store.Incident
-	if inc != nil {
-		open = &store.Incident{ID: "sim", Actions: []store.IncidentAction{{Action: "alert"}}}
+	wasOpen := s.dry.Open(ev.Agent) != nil
+	actions, inc, err := s.dry.Alert(context.Background(), monitor.Alert{Event: ev, Signals: fired, Risk: risk}, ev.Roles)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "traffic: the playbook failed:", err)
+		os.Exit(1)
 	}
-	actions, _, err := s.engine.Respond(context.Background(), respond.Input(rec, alert, open), ev.Time)
-	if err != nil || len(actions) == 0 {
+	if inc == nil || len(actions) == 0 {
 		return
 	}
-	if inc == nil {
-		inc = &simIncident{attack: o}
-		s.incident[ev.Agent] = inc
-		if o == nil {
-			s.res.FalseIncidents++
-			for _, sig := range risk.Signals {
-				s.falseSig[sig]++
-			}
+	if !wasOpen && o == nil {
+		s.res.FalseIncidents++
+		for _, sig := range risk.Signals {
+			s.falseSig[sig]++
 		}
 	}
 	if o == nil {

@@ -239,7 +239,8 @@ func newMonitorCmd(g *globals) *cobra.Command {
 		Long: `The monitor follows the audit log into each agent's baseline and risk score
 (docs/monitoring.md). 'status' says how far it has read; 'rebuild' has it
 forget its model and read the whole log again (decisions see stale risk until
-it has caught up).`,
+it has caught up); 'replay' is a dry run of other thresholds and another
+playbook on recorded traffic.`,
 	}
 	status := &cobra.Command{
 		Use:   "status",
@@ -259,7 +260,7 @@ it has caught up).`,
 		},
 	}
 	rebuild.Flags().StringVar(&reason, "reason", "", "why, for the record")
-	cmd.AddCommand(status, rebuild)
+	cmd.AddCommand(status, rebuild, newMonitorReplayCmd(g))
 	return cmd
 }
 

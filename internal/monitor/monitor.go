@@ -88,6 +88,7 @@ type Monitor struct {
 	position   atomic.Int64
 	skipped    atomic.Int64 // entries that could not be decoded
 	applied    atomic.Int64
+	wasStale   bool // the run loop's: whether it last found itself stale
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -249,6 +250,7 @@ func (m *Monitor) run(ctx context.Context) {
 			continue
 		}
 		backoff = 0
+		m.noteStale()
 		if now := m.now(); now.After(saveAt) {
 			saveAt = now.Add(m.opts.SnapshotEvery)
 			m.save(ctx)
@@ -262,6 +264,23 @@ func (m *Monitor) run(ctx context.Context) {
 		case <-m.wake:
 		case <-poll.C:
 		}
+	}
+}
+
+// noteStale logs when the monitor falls behind the log for longer than
+// StaleAfter, and when it has caught up again: decisions meanwhile carry
+// stale risk, which an operator must hear of.
+func (m *Monitor) noteStale() {
+	stale := m.now().Sub(time.Unix(0, m.caughtUpAt.Load())) > m.opts.StaleAfter
+	if stale == m.wasStale {
+		return
+	}
+	m.wasStale = stale
+	if stale {
+		m.lg.Error("monitor: behind the audit log for longer than stale_after; decisions see stale risk",
+			"position", m.position.Load(), "stale_after", m.opts.StaleAfter)
+	} else {
+		m.lg.Info("monitor: caught up with the audit log", "position", m.position.Load())
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,9 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 		inc = &open[0]
 	}
 	actions, note := r.playbook(ctx, agent, a, inc, now)
+	if shadow := r.shadow(ctx, agent, a, inc, now, actions); shadow != "" {
+		note = strings.TrimPrefix(note+"; "+shadow, "; ")
+	}
 	var taken []store.IncidentAction
 	for _, act := range actions {
 		done, err := r.take(ctx, agent, act, inc, a)
@@ -196,6 +200,38 @@ func (r *Responder) playbook(ctx context.Context, agent store.Agent, a monitor.A
 		return fallback[:1], "the active policy has no playbook (" + policy.ResponsePackage + ")"
 	}
 	return actions, ""
+}
+
+// shadow evaluates the shadow bundle's playbook, when there is one, on the
+// same alert, and says what it would have done differently; it acts on
+// nothing.
+func (r *Responder) shadow(ctx context.Context, agent store.Agent, a monitor.Alert, inc *store.Incident, now time.Time, active []policy.ResponseAction) string {
+	live := r.playbooks.Live()
+	if live == nil || live.Shadow == nil {
+		return ""
+	}
+	would, _, err := live.Shadow.Respond(ctx, Input(agent, a, inc), now)
+	if err != nil {
+		return fmt.Sprintf("the shadow playbook of %s failed (%s)", live.Shadow.Version(), policy.ReasonForError(err))
+	}
+	if slices.Equal(names(would), names(active)) {
+		return ""
+	}
+	r.lg.Info("response: the shadow playbook would have done otherwise", "agent", agent.ID, "shadow", live.Shadow.Version(),
+		"would", names(would), "did", names(active))
+	what := "nothing"
+	if len(would) > 0 {
+		what = strings.Join(names(would), ", ")
+	}
+	return fmt.Sprintf("the shadow playbook of %s would have done: %s", live.Shadow.Version(), what)
+}
+
+func names(as []policy.ResponseAction) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Action
+	}
+	return out
 }
 
 // Input is the playbook's input for an alert: the agent, its risk, the

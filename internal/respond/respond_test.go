@@ -3,6 +3,7 @@ package respond_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -240,5 +241,31 @@ func TestOldAlertsAreNotActedOn(t *testing.T) {
 	e.alert(t, "medium", 0) // after the old one, in order
 	if e.status(t) != store.StatusActive {
 		t.Fatalf("an old alert was acted on: %s", e.status(t))
+	}
+}
+
+// A playbook in the shadow bundle acts on nothing; the incident says what
+// it would have done otherwise.
+func TestShadowPlaybookOnlySays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	ctx := context.Background()
+	v, _, _, err := e.w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{
+		"policy.rego":   []byte("package warden.authz\n\ndefault allow := false\n"),
+		"response.rego": []byte("package warden.response\n\nactions contains {\"action\": \"disable\"} if input.risk.level != \"low\"\n")}}, "stricter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.App.Policies.SetShadow(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	inc := e.alert(t, "medium", 0)
+	if e.status(t) != store.StatusActive {
+		t.Fatalf("the shadow playbook acted: %s", e.status(t))
+	}
+	if !slices.ContainsFunc(inc.Timeline, func(ev store.IncidentEvent) bool {
+		return ev.Kind == "note" && strings.Contains(ev.Note, "would have done: disable")
+	}) {
+		t.Fatalf("the incident does not say what the shadow playbook would have done: %+v", inc.Timeline)
 	}
 }
