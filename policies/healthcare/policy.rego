@@ -29,6 +29,13 @@ deny contains "outside_department" if {
 
 deny contains "department_sealed" if resource_department in data.healthcare.sealed_departments
 
+# A read of many patients at once (an export) waits while the monitor sees
+# the agent's risk raised: exfiltration looks like that.
+deny contains "bulk_read_at_risk" if {
+	input.resource.attributes.bulk == true
+	input.context.risk.level in data.healthcare.bulk_read_blocked_levels
+}
+
 # Personal data is read only under a minimum necessary rule.
 deny contains "minimum_necessary_undefined" if {
 	input.resource.attributes.pii == true
@@ -42,6 +49,7 @@ obligations["redact"] := sort(redactions) if {
 }
 
 configured if {
+	is_array(data.healthcare.bulk_read_blocked_levels)
 	is_object(data.healthcare.department_roles)
 	is_array(data.healthcare.sealed_departments)
 	is_object(data.healthcare.minimum_necessary)

@@ -222,3 +222,26 @@ test_missing_configuration_denies_everything if {
 	r == {"healthcare_not_configured"}
 	authz.configured
 }
+
+# Bulk reads and risk
+
+export_studies := {
+	"kind": "mcp.tool",
+	"id": "pacs/radiology/export_studies",
+	"attributes": {"trust_domain": "prod", "department": "radiology", "pii": true, "read_only": true, "record_type": "imaging_study", "bulk": true},
+}
+
+at_risk(inp, level) := object.union(inp, {"context": {"risk": {"score": 30, "level": level, "signals": ["rate_spike"]}}})
+
+test_bulk_export_at_low_risk if {
+	allowed(call(radiology, export_studies, {"modality": "CT"}))
+}
+
+test_no_bulk_export_at_medium_risk if {
+	reasons := authz.deny with input as at_risk(call(radiology, export_studies, {"modality": "CT"}), "medium")
+	reasons == {"bulk_read_at_risk"}
+}
+
+test_single_study_still_read_at_medium_risk if {
+	allowed(at_risk(read(radiology, study), "medium"))
+}
