@@ -150,6 +150,16 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 	}
 }
 
+// drop forgets tok if it is the current token, so that the next Token
+// fetches a new one.
+func (c *Client) drop(tok *Token) {
+	c.mu.Lock()
+	if c.current == tok {
+		c.current = nil
+	}
+	c.mu.Unlock()
+}
+
 // FetchToken always asks the server for a new token.
 func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
 	form := url.Values{"grant_type": {identity.GrantClientCredentials}}
@@ -334,6 +344,34 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	resp, err := t.send(r, tok)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") {
+		return resp, err
+	}
+	// The token was refused (revoked, say, by a step-up): once, with a new
+	// one, when the request can be sent again.
+	if r.Body != nil && r.Body != http.NoBody && r.GetBody == nil {
+		return resp, nil
+	}
+	t.c.drop(tok)
+	fresh, err := t.c.Token(r.Context())
+	if err != nil || fresh == tok {
+		return resp, nil
+	}
+	if r.GetBody != nil {
+		body, err := r.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		r = r.Clone(r.Context())
+		r.Body = body
+	}
+	resp.Body.Close()
+	return t.send(r, fresh)
+}
+
+// send sends r with tok and a fresh proof.
+func (t *transport) send(r *http.Request, tok *Token) (*http.Response, error) {
 	proof, err := t.c.key.DPoPProof(r.Method, r.URL.String(), tok.AccessToken)
 	if err != nil {
 		return nil, err

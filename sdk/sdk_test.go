@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -289,5 +290,111 @@ func TestDPoPProof(t *testing.T) {
 	forged := parts[0] + "." + strings.Split(other, ".")[1] + "." + parts[2]
 	if _, err := v.Verify(forged, identity.DPoPCheck{Method: "POST", URL: "https://gw.example/other"}); err == nil {
 		t.Error("a proof with another proof's claims passed")
+	}
+}
+
+// A token refused as invalid (revoked, by a person or a step-up) is
+// replaced, and the request sent again once, body and all; a request whose
+// body cannot be sent again gets the refusal.
+func TestTransportReplacesARefusedToken(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/revoked"
+	c, err := sdk.NewClient(w.URL, id, registered(t, w, id, []string{"r"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	var mu sync.Mutex
+	rs := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		if _, err := w.App.Verifier.Verify(r.Context(), tok); err != nil {
+			rw.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			rw.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		rw.WriteHeader(http.StatusNoContent)
+	}))
+	defer rs.Close()
+	hc := &http.Client{Transport: c.Transport(nil)}
+	post := func(body io.Reader) int {
+		req, _ := http.NewRequest("POST", rs.URL+"/call", body)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(strings.NewReader(`{"n":1}`)); code != http.StatusNoContent {
+		t.Fatalf("first call: HTTP %d", code)
+	}
+	if _, err := w.App.Registry.RevokeTokens(t.Context(), "admin:test", id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code := post(strings.NewReader(`{"n":2}`)); code != http.StatusNoContent {
+		t.Fatalf("after the revocation: HTTP %d", code)
+	}
+	if len(bodies) != 3 || bodies[1] != `{"n":2}` || bodies[2] != `{"n":2}` {
+		t.Fatalf("bodies %q: want the second call sent twice, whole", bodies)
+	}
+	if _, err := w.App.Registry.RevokeTokens(t.Context(), "admin:test", id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code := post(io.MultiReader(strings.NewReader(`{"n":3}`))); code != http.StatusUnauthorized {
+		t.Fatalf("a body that cannot be sent again: HTTP %d, want the refusal", code)
+	}
+}
+
+// Under a step-up, an agent's earlier tokens are revoked, its new ones live
+// a minute at most, and each request must carry a DPoP proof though its
+// trust domain asks for none.
+func TestStepUp(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	ctx := t.Context()
+	const id = "ai-agent://dev/suspect" // dev: no DPoP required
+	k := registered(t, w, id, []string{"r"}, nil)
+	c, err := sdk.NewClient(w.URL, id, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.FetchToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const url = "http://gw.example/mcp"
+	if _, err := w.App.Verifier.VerifyRequest(ctx, identity.Request{Token: before.AccessToken, Method: "POST", URL: url}); err != nil {
+		t.Fatalf("before the step-up, a bearer token: %v", err)
+	}
+	if _, err := w.App.Registry.StepUp(ctx, "admin:test", id, time.Now().Add(-time.Minute), "in the past"); err == nil {
+		t.Fatal("a step-up that ended before it began was accepted")
+	}
+	if _, err := w.App.Registry.StepUp(ctx, "admin:test", id, time.Now().Add(time.Hour), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Verifier.Verify(ctx, before.AccessToken); err == nil {
+		t.Fatal("a token held before the step-up is still accepted")
+	}
+	after, err := c.FetchToken(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(after.Expiry); left > identity.StepUpTokenTTL {
+		t.Fatalf("a token issued under the step-up lives %v", left)
+	}
+	if _, err := w.App.Verifier.VerifyRequest(ctx, identity.Request{Token: after.AccessToken, Method: "POST", URL: url}); !errors.Is(err, identity.ErrDPoPRequired) {
+		t.Fatalf("under the step-up, a request without a proof: %v", err)
+	}
+	proof, err := k.DPoPProof("POST", url, after.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Verifier.VerifyRequest(ctx, identity.Request{Token: after.AccessToken, DPoP: proof, Method: "POST", URL: url}); err != nil {
+		t.Fatalf("under the step-up, a request with a proof: %v", err)
 	}
 }

@@ -337,7 +337,8 @@ func (s *sim) apply(ev monitor.Event, o *outcome) {
 		o.Detected, o.ToDetect, o.CallsDetect = true, since, o.Calls
 	}
 	for _, a := range actions {
-		if a.Action != policy.ResponseAlert && !o.Contained {
+		// A step-up tightens the leash; it does not stop the agent.
+		if a.Action != policy.ResponseAlert && a.Action != policy.ResponseStepUp && !o.Contained {
 			o.Contained, o.ToContain = true, since
 		}
 	}

@@ -68,7 +68,7 @@ func TestIncidentCommands(t *testing.T) {
 	cmd := func(args ...string) (string, string, int) { return run(t, append(args, g...)...) }
 
 	out, errOut, code := cmd("agent", "risk", id)
-	if code != 0 || !strings.Contains(out, "critical") || !strings.Contains(out, "not_permitted") || !strings.Contains(out, "deny_burst") {
+	if code != 0 || !strings.Contains(out, "critical") || !strings.Contains(out, "not_permitted") {
 		t.Fatalf("agent risk: exit %d\n%s%s", code, out, errOut)
 	}
 	out, errOut, code = cmd("incident", "list", "--format", "json")

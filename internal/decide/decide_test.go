@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -331,14 +332,15 @@ func TestVersionGate(t *testing.T) {
 	for name, tc := range map[string]struct {
 		b    *policy.Bundle
 		want error
+		says string // what the error must name
 	}{
-		"does not compile":  {broken, policy.ErrInvalidBundle},
-		"a unit test fails": {failing, policy.ErrTestsFailed},
-		"a case fails":      {failingCase, policy.ErrTestsFailed},
+		"does not compile":  {broken, policy.ErrInvalidBundle, ""},
+		"a unit test fails": {failing, policy.ErrTestsFailed, "warden.authz.test_nobody_reads (fail)"},
+		"a case fails":      {failingCase, policy.ErrTestsFailed, "cases/c.yaml: readers are denied"},
 	} {
 		_, _, _, err := e.w.App.Policies.Push(e.ctx, "admin:test", tc.b, "bad")
-		if !errors.Is(err, tc.want) {
-			t.Errorf("%s: push gave %v, want %v", name, err, tc.want)
+		if !errors.Is(err, tc.want) || !strings.Contains(fmt.Sprint(err), tc.says) {
+			t.Errorf("%s: push gave %v, want %v naming %q", name, err, tc.want, tc.says)
 		}
 		if _, err := e.w.App.Policies.Version(e.ctx, tc.b.Digest()); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: stored anyway (%v)", name, err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/sdk"
 )
@@ -257,7 +259,17 @@ func (d *Demo) incident(id string) func(context.Context) result {
 		if !ok {
 			return mk(failed, "the monitor has no record of the agent")
 		}
-		incs, err := d.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id, Open: true})
+		// The responder records what it did once it has done all of it.
+		var incs []store.Incident
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			incs, err = d.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id, Open: true})
+			if err != nil || (len(incs) > 0 && slices.ContainsFunc(incs[0].Actions, func(a store.IncidentAction) bool {
+				return a.Action == policy.ResponseQuarantine
+			})) || time.Now().After(deadline) {
+				break
+			}
+		}
 		if err != nil || len(incs) == 0 {
 			return mk(failed, fmt.Sprintf("no open incident: %v", err))
 		}

@@ -121,6 +121,9 @@ func (i *TokenIssuer) exchange(ctx context.Context, req TokenRequest) (*IssuedTo
 		return nil, err
 	}
 	now := i.now()
+	if SteppedUp(delegate, now) || SteppedUp(caller.agent, now) {
+		ttl = min(ttl, StepUpTokenTTL)
+	}
 	exp := now.Add(ttl)
 	if subject.Expiry.Before(exp) {
 		exp = subject.Expiry

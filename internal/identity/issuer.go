@@ -308,6 +308,9 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 		return nil, err
 	}
 	now := i.now()
+	if SteppedUp(c.agent, now) {
+		ttl = min(ttl, StepUpTokenTTL)
+	}
 	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, aud, now, now.Add(ttl))
 	tok, err := i.sign(cl)
 	if err != nil {

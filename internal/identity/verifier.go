@@ -126,10 +126,12 @@ func (v *Verifier) VerifyRequest(ctx context.Context, r Request) (*Token, error)
 func (v *Verifier) DPoPStats() DPoPStats { return v.dpop.Stats() }
 
 func (v *Verifier) requiresDPoP(t *Token) bool {
-	if v.cfg.TrustDomains[t.Agent.TrustDomain()].RequireDPoP {
+	if v.cfg.TrustDomains[t.Agent.TrustDomain()].RequireDPoP || v.cfg.TrustDomains[t.Presenter.TrustDomain()].RequireDPoP {
 		return true
 	}
-	return v.cfg.TrustDomains[t.Presenter.TrustDomain()].RequireDPoP
+	// An agent under a step-up proves possession of its key every time.
+	now := time.Now()
+	return v.view.steppedUp(t.Agent.String(), now) || v.view.steppedUp(t.Presenter.String(), now)
 }
 
 // Verify checks an access token: signature and claims (cached), then expiry,

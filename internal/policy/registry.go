@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,24 @@ type TestsFailedError struct{ Report *TestReport }
 
 func (e *TestsFailedError) Error() string {
 	c := e.Report.Counts()
-	return fmt.Sprintf("%v: %d unit tests failed, %d errored; %d of %d decision cases failed",
+	msg := fmt.Sprintf("%v: %d unit tests failed, %d errored; %d of %d decision cases failed",
 		ErrTestsFailed, c.Fail, c.Error, c.CasesFail, c.CasesPass+c.CasesFail)
+	// Name the first few that failed, so that the message alone says where.
+	var failed []string
+	for _, r := range e.Report.Tests {
+		if r.Status != TestPass && r.Status != TestSkip && len(failed) < 3 {
+			failed = append(failed, fmt.Sprintf("%s.%s (%s)", r.Package, r.Name, r.Status))
+		}
+	}
+	for _, cr := range e.Report.Cases {
+		if !cr.Pass && len(failed) < 3 {
+			failed = append(failed, fmt.Sprintf("%s: %s: %s", cr.File, cr.Name, cr.Problem))
+		}
+	}
+	if len(failed) > 0 {
+		msg += " (" + strings.Join(failed, "; ") + ")"
+	}
+	return msg
 }
 
 func (e *TestsFailedError) Unwrap() error { return ErrTestsFailed }

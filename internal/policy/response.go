@@ -14,11 +14,13 @@ import (
 // actions is the set of responses to an agent's rising risk.
 const ResponsePackage = "warden.response"
 
-// Response actions, from the mildest: record and alert; keep only a
+// Response actions, from the mildest: record and alert; step up (short
+// tokens, DPoP on every request, authenticate again); keep only a
 // restricted agent's permissions; deny every decision and end live
 // sessions; revoke every live token; disable the agent.
 const (
 	ResponseAlert        = "alert"
+	ResponseStepUp       = "step_up"
 	ResponseRestrict     = "restrict"
 	ResponseQuarantine   = "quarantine"
 	ResponseRevokeTokens = "revoke_tokens"
@@ -26,7 +28,7 @@ const (
 )
 
 // ResponseActions lists the actions a playbook may name, mildest first.
-var ResponseActions = []string{ResponseAlert, ResponseRestrict, ResponseQuarantine, ResponseRevokeTokens, ResponseDisable}
+var ResponseActions = []string{ResponseAlert, ResponseStepUp, ResponseRestrict, ResponseQuarantine, ResponseRevokeTokens, ResponseDisable}
 
 // MaxResponseExpiry bounds how long a playbook may set a response for
 // before it ends by itself.

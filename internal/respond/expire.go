@@ -58,6 +58,10 @@ func (r *Responder) expireIncident(ctx context.Context, inc store.Incident, now 
 	var ends []ending
 	for i, act := range inc.Actions {
 		status, sets := statusOf[act.Action]
+		if act.Ended.IsZero() && act.Action == policy.ResponseStepUp && !act.Expires.IsZero() && !now.Before(act.Expires) {
+			ends = append(ends, ending{i, "step-up expired"}) // it ends by itself: the time is in the agent's record
+			continue
+		}
 		if !act.Ended.IsZero() || !sets {
 			continue
 		}

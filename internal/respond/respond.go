@@ -1,8 +1,8 @@
 // Package respond acts on the monitor's alerts without waiting for a
 // person: the live bundle's playbook (data.warden.response) says what to do
-// about an agent whose risk rose, and the responder does it (restrict,
-// quarantine, revoke its tokens, disable it), records it in the agent's
-// incident, and undoes what expires.
+// about an agent whose risk rose, and the responder does it (step it up,
+// restrict, quarantine, revoke its tokens, disable it), records it in the
+// agent's incident, and undoes what expires.
 package respond
 
 import (
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -32,7 +33,12 @@ type Agents interface {
 	Agent(ctx context.Context, id string) (store.Agent, error)
 	SetStatus(ctx context.Context, actor, id string, status store.AgentStatus, reason string) (store.Agent, error)
 	RevokeTokens(ctx context.Context, actor, id, reason string) (store.Agent, error)
+	StepUp(ctx context.Context, actor, id string, until time.Time, reason string) (store.Agent, error)
 }
+
+// DefaultStepUp is how long a step-up lasts when the playbook gives no
+// expiry: it always ends by itself.
+const DefaultStepUp = time.Hour
 
 // Playbooks answers the live policy's playbook (policy.Registry).
 type Playbooks interface {
@@ -157,7 +163,10 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 	}
 	var taken []store.IncidentAction
 	for _, act := range actions {
-		done, err := r.take(ctx, agent, act, inc, a)
+		if act.Action == policy.ResponseStepUp && act.Expires == 0 {
+			act.Expires = DefaultStepUp
+		}
+		done, err := r.take(ctx, agent, act, inc, a, now)
 		if err != nil {
 			note = fmt.Sprintf("%s failed: %v", act.Action, err)
 			r.lg.Error("response: action failed", "agent", agent.ID, "action", act.Action, "err", err)
@@ -274,7 +283,7 @@ func Input(agent store.Agent, a monitor.Alert, inc *store.Incident) map[string]a
 }
 
 // take does one action unless it is in force already; done says it did.
-func (r *Responder) take(ctx context.Context, agent store.Agent, act policy.ResponseAction, inc *store.Incident, a monitor.Alert) (bool, error) {
+func (r *Responder) take(ctx context.Context, agent store.Agent, act policy.ResponseAction, inc *store.Incident, a monitor.Alert, now time.Time) (bool, error) {
 	reason := act.Reason
 	if reason == "" {
 		reason = fmt.Sprintf("risk %d (%s): %v", a.Risk.Score, a.Risk.Level, a.Signals)
@@ -287,6 +296,12 @@ func (r *Responder) take(ctx context.Context, agent store.Agent, act policy.Resp
 			return false, nil
 		}
 		_, err := r.agents.RevokeTokens(ctx, Actor, agent.ID, reason)
+		return err == nil, err
+	case policy.ResponseStepUp:
+		if (inc != nil && inForce(inc, act.Action)) || identity.SteppedUp(agent, now) {
+			return false, nil
+		}
+		_, err := r.agents.StepUp(ctx, Actor, agent.ID, now.Add(act.Expires), reason)
 		return err == nil, err
 	}
 	target := statusOf[act.Action]

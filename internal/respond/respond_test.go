@@ -10,6 +10,7 @@ import (
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/respond"
@@ -267,5 +268,34 @@ func TestShadowPlaybookOnlySays(t *testing.T) {
 		return ev.Kind == "note" && strings.Contains(ev.Note, "would have done: disable")
 	}) {
 		t.Fatalf("the incident does not say what the shadow playbook would have done: %+v", inc.Timeline)
+	}
+}
+
+// A step-up puts the agent on a short leash (its record says until when)
+// and ends by itself.
+func TestStepUpEndsByItself(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `package warden.response
+
+actions contains {"action": "step_up", "expires": "30m"} if input.risk.level == "medium"
+`)
+	inc := e.alert(t, "medium", 0)
+	a, err := e.w.App.Registry.Agent(context.Background(), agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !identity.SteppedUp(a, e.now()) || identity.SteppedUp(a, e.now().Add(31*time.Minute)) {
+		t.Fatalf("the agent's step-up: %q", a.Attributes[identity.AttrStepUpUntil])
+	}
+	if !slices.Equal(actions(inc), []string{"step_up"}) || inc.Actions[0].Expires.IsZero() {
+		t.Fatalf("incident actions %+v", inc.Actions)
+	}
+	e.clock.Add(int64(31 * time.Minute))
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if incs[0].Actions[0].Ended.IsZero() {
+		t.Fatalf("the step-up is not marked ended: %+v", incs[0].Actions[0])
 	}
 }

@@ -9,17 +9,22 @@
 #	incident  {"open", "id", "actions" in force, "level"}
 #
 # and does each action not already in force: alert (open or extend the
-# agent's incident), restrict, quarantine, revoke_tokens, disable. An
-# action with "expires" ends by itself; without, a person releases it.
+# agent's incident), step_up (tokens of a minute, a DPoP proof on every
+# request, its tokens revoked so it authenticates again), restrict,
+# quarantine, revoke_tokens, disable. An action with "expires" ends by
+# itself; without, a person releases it (a step-up always ends, after an
+# hour by default).
 #
-# Graduated: medium risk is recorded and alerted; high restricts the agent
-# to reading for an hour; critical quarantines it and revokes its tokens
-# until a person looks. Two signals need no score to act on: egress from a
+# Graduated: medium risk is alerted and the agent stepped up for an hour;
+# high restricts it to reading for an hour; critical quarantines it and
+# revokes its tokens until a person looks. Two signals need no score to act on: egress from a
 # tainted session together with another signal, and refused credentials
 # from an agent already probing.
 package warden.response
 
 actions contains {"action": "alert"} if input.risk.level in {"medium", "high", "critical"}
+
+actions contains {"action": "step_up", "expires": "1h", "reason": "risk raised"} if input.risk.level in {"medium", "high"}
 
 actions contains {"action": "restrict", "expires": "1h", "reason": "risk high"} if input.risk.level == "high"
 

@@ -17,12 +17,12 @@ test_low_risk_does_nothing if {
 	names(alert("low", ["new_resource"], ["new_resource"])) == set()
 }
 
-test_medium_risk_alerts if {
-	names(alert("medium", ["rate_spike"], ["rate_spike"])) == {"alert"}
+test_medium_risk_alerts_and_steps_up if {
+	names(alert("medium", ["rate_spike"], ["rate_spike"])) == {"alert", "step_up"}
 }
 
 test_high_risk_restricts_for_an_hour if {
-	names(alert("high", ["deny_ratio"], ["deny_ratio", "rate_spike"])) == {"alert", "restrict"}
+	names(alert("high", ["deny_ratio"], ["deny_ratio", "rate_spike"])) == {"alert", "step_up", "restrict"}
 	some a in response.actions with input as alert("high", ["deny_ratio"], ["deny_ratio"])
 	a.action == "restrict"
 	a.expires == "1h"
@@ -37,11 +37,11 @@ test_critical_risk_quarantines_and_revokes_until_released if {
 }
 
 test_tainted_egress_with_another_signal_quarantines_at_once if {
-	names(alert("medium", ["tainted_egress"], ["tainted_egress", "new_resource"])) == {"alert", "quarantine"}
+	names(alert("medium", ["tainted_egress"], ["tainted_egress", "new_resource"])) == {"alert", "step_up", "quarantine"}
 }
 
-test_tainted_egress_alone_only_alerts if {
-	names(alert("medium", ["tainted_egress"], ["tainted_egress"])) == {"alert"}
+test_tainted_egress_alone_does_not_quarantine if {
+	names(alert("medium", ["tainted_egress"], ["tainted_egress"])) == {"alert", "step_up"}
 }
 
 test_refused_credentials_while_probing_revoke_tokens if {
