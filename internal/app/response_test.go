@@ -3,6 +3,8 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,4 +166,43 @@ func benchContain(b *testing.B, issuer, act, watch *apptest.Instance) {
 	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(ds[len(ds)-1].Microseconds())/1000, "max-ms")
+}
+
+// Anyone can send the token endpoint assertions that name an agent; signed
+// with a key that is not the agent's, they must not raise its risk, or an
+// outsider could have any agent quarantined.
+func TestForgedAssertionsDoNotRaiseTheNamedAgentsRisk(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	activate(t, w, containPolicy)
+	const victim = "ai-agent://dev/ops/victim"
+	w.Register(t, victim, "worker")
+	forger := sdk.GenerateKey()
+	for i := 0; i < 12; i++ {
+		assertion, err := forger.Assertion(victim, w.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.PostForm(w.URL+"/oauth/token", url.Values{"grant_type": {"client_credentials"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("a forged assertion: HTTP %d", resp.StatusCode)
+		}
+	}
+	// The monitor has read the refusals (and a later entry) by now.
+	size, _ := w.App.Audit.Size(context.Background())
+	deadline := time.Now().Add(10 * time.Second)
+	for w.App.Monitor.Stats().Position < size-1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := w.App.Monitor.Risk(victim); r.Score != 0 || len(r.Signals) != 0 {
+		t.Fatalf("forged assertions naming the agent raised its risk: %+v", r)
+	}
+	if a, _ := w.App.Registry.Agent(context.Background(), victim); a.Status != store.StatusActive {
+		t.Fatalf("the named agent is %s", a.Status)
+	}
 }

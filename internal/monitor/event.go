@@ -83,6 +83,12 @@ var systemReasons = map[string]bool{
 	"not_yet_valid":      true,
 }
 
+// provenRefusals are the token endpoint's refusals of an assertion whose
+// signature, by the agent's own key, checked out: a replayed assertion, or
+// one for another audience. The agent they name did sign them (or its key
+// leaked).
+var provenRefusals = map[string]bool{"replayed": true, "wrong_audience": true}
+
 // Decode makes the event of one stored entry; ok is false for entries the
 // model does not learn from (policy changes, Warden's own responses,
 // refusals that name no agent).
@@ -98,6 +104,12 @@ func Decode(e *audit.Entry) (Event, bool) {
 		}
 		return authFailure(ev, e)
 	case audit.KindToken:
+		if e.Outcome == "deny" && !slices.ContainsFunc(e.Reasons, func(r string) bool { return provenRefusals[r] }) {
+			// The agent an assertion names is known only once its
+			// signature checks out: anyone can name any agent, and must not
+			// raise its risk by doing so.
+			return Event{}, false
+		}
 		switch e.Outcome {
 		case "allow":
 			ev.Kind, ev.Agent = EventTokenIssued, e.Agent
@@ -186,12 +198,18 @@ func fromInput(ev *Event, raw json.RawMessage) {
 			Session struct {
 				Taints []string `json:"taints"`
 			} `json:"session"`
+			Delegation []string `json:"delegation"`
 		} `json:"context"`
 	}
 	if json.Unmarshal(raw, &in) != nil {
 		return
 	}
 	ev.Roles = in.Agent.Roles
+	if len(in.Context.Delegation) > 0 && ev.Kind == EventDecision {
+		// A delegated token's subject is who the action is for; its
+		// current actor is who behaves: the model watches the actor.
+		ev.Agent = in.Context.Delegation[0]
+	}
 	ev.SourceIP, ev.Region = in.Context.Source.IP, in.Context.Source.Region
 	ev.Taints = in.Context.Session.Taints
 	for k := range in.Args {
