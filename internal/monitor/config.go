@@ -127,7 +127,7 @@ var Defaults = Config{
 	RateZ:        4,
 	RateMin:      30,
 	RareShare:    0.01,
-	MaxAgents:    100_000,
+	MaxAgents:    20_000,
 }
 
 // withDefaults fills c's zero fields from Defaults and checks the result.
