@@ -397,4 +397,12 @@ func TestStepUp(t *testing.T) {
 	if _, err := w.App.Verifier.VerifyRequest(ctx, identity.Request{Token: after.AccessToken, DPoP: proof, Method: "POST", URL: url}); err != nil {
 		t.Fatalf("under the step-up, a request with a proof: %v", err)
 	}
+	// A person who sets the agent active again ends the step-up.
+	a, err := w.App.Registry.SetStatus(ctx, "admin:test", id, "active", "checked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if identity.SteppedUp(a, time.Now()) {
+		t.Fatal("enabling the agent did not end its step-up")
+	}
 }

@@ -89,13 +89,12 @@ var profiles = []profile{
 
 // Kinds of attack.
 const (
-	attackStolenToken   = "stolen token, new network, at night"
-	attackExfiltration  = "exfiltration: a spike of record reads"
-	attackInjection     = "prompt-injected tool sequence"
-	attackProbing       = "slow privilege probing"
-	attackLoop          = "runaway loop"
-	attackCrossDomain   = "another trust domain's resources"
-	detectionWindowTail = 30 * time.Minute
+	attackStolenToken  = "stolen token, new network, at night"
+	attackExfiltration = "exfiltration: a spike of record reads"
+	attackInjection    = "prompt-injected tool sequence"
+	attackProbing      = "slow privilege probing"
+	attackLoop         = "runaway loop"
+	attackCrossDomain  = "another trust domain's resources"
 )
 
 var attackKinds = []string{attackStolenToken, attackExfiltration, attackInjection, attackProbing, attackLoop, attackCrossDomain}

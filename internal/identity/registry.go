@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/store"
 )
 
@@ -196,6 +197,16 @@ func (r *Registry) SetStatus(ctx context.Context, actor, id string, status store
 		a.Status = status
 		if !status.MayHoldTokens() {
 			revokeAgentTokens(a)
+		}
+		if status == store.StatusActive && a.Attributes[AttrStepUpUntil] != "" && actor != audit.ResponseActor {
+			// Set active again by a person: trusted again, step-up and all.
+			attrs := make(map[string]string, len(a.Attributes))
+			for k, v := range a.Attributes {
+				if k != AttrStepUpUntil {
+					attrs[k] = v
+				}
+			}
+			a.Attributes = attrs
 		}
 		return nil
 	})

@@ -67,7 +67,8 @@ type Config struct {
 	Forget time.Duration `yaml:"forget"`
 	// HalfLife is how fast the score falls once signals stop firing.
 	HalfLife time.Duration `yaml:"half_life"`
-	// Weights is the score each firing of a signal adds.
+	// Weights is the score each firing of a signal adds; 0 switches the
+	// signal off.
 	Weights map[string]float64 `yaml:"weights"`
 	// Levels are the scores at which the level becomes medium, high and
 	// critical.

@@ -51,6 +51,8 @@ type Event struct {
 	Egress   bool
 	// ResourceDomain is the trust domain the resource's attributes name.
 	ResourceDomain string
+
+	denied bool // a refusal that says something of the agent (set by Apply)
 }
 
 // Denied reports whether the event is a refused decision.
@@ -74,6 +76,16 @@ var systemReasons = map[string]bool{
 	"warden.policy_timeout":            true,
 	"warden.policy_undefined":          true,
 	"warden.policy_conflict":           true,
+	"warden.policy_malformed_result":   true,
+	// The shipped bundles' refusals for the agent's state or risk: a
+	// restricted agent that keeps working, or one held back by its risk,
+	// is not probing; counting them would feed the risk that caused them.
+	"agent_quarantined":          true,
+	"agent_disabled":             true,
+	"agent_restricted_read_only": true,
+	"risk_too_high":              true,
+	"risk_read_only":             true,
+	"risk_unknown":               true,
 	// The token endpoint's causes (the second reason of a refusal).
 	"rate_limited":       true,
 	"dpop_rate_exceeded": true,

@@ -9,6 +9,12 @@ import (
 	"time"
 )
 
+// Names of the decision pipeline and the shipped bundles the model reads.
+const (
+	untrustedContent = "untrusted_content"
+	policyNotAllowed = "warden.not_allowed"
+)
+
 // Bounds on what the model keeps of one agent: past them, what the agent
 // used longest ago is forgotten first.
 const (
@@ -79,9 +85,12 @@ type agentState struct {
 	Last   time.Time `json:"last"`
 	Events int64     `json:"events"`
 
-	Score   float64            `json:"score"`
-	ScoreAt time.Time          `json:"score_at"`
-	Fired   map[string]*Firing `json:"fired,omitempty"`
+	Score   float64   `json:"score"`
+	ScoreAt time.Time `json:"score_at"`
+	// AuthScore is the part refused credentials add (see total).
+	AuthScore float64            `json:"auth_score"`
+	AuthAt    time.Time          `json:"auth_at"`
+	Fired     map[string]*Firing `json:"fired,omitempty"`
 
 	Denies    []int64 `json:"denies,omitempty"`     // unix nanos of recent denials
 	AuthFails []int64 `json:"auth_fails,omitempty"` // and refused credentials
@@ -160,6 +169,9 @@ func (m *Model) Apply(ev Event) []string {
 	st.Last = t
 	var fired []string
 	fire := func(signal string) {
+		if m.cfg.Weights[signal] == 0 {
+			return // switched off
+		}
 		fired = append(fired, signal)
 		st.fire(&m.cfg, signal, t, ev.Index)
 	}
@@ -176,6 +188,7 @@ func (m *Model) Apply(ev Event) []string {
 		m.network(st, ev, t, fire)
 		return fired
 	}
+	ev.denied = ev.Denied() && !systemRefusal(ev.Reasons)
 	m.hardSignals(st, ev, t, fire)
 	learned := st.Events >= int64(m.cfg.LearnEvents) && t.Sub(st.First) >= m.cfg.LearnFor
 	st.Events++
@@ -193,20 +206,38 @@ func (m *Model) Apply(ev Event) []string {
 	return fired
 }
 
+// learning says what readers must be told of the agent's learning: 0 for
+// an agent never seen, 1 while it has fewer decisions than LearnEvents, 2
+// after.
+func (m *Model) learning(agent string) int {
+	st := m.agents[agent]
+	switch {
+	case st == nil:
+		return 0
+	case st.Events < int64(m.cfg.LearnEvents):
+		return 1
+	}
+	return 2
+}
+
 // hardSignals fire whether or not the agent has learnt.
 func (m *Model) hardSignals(st *agentState, ev Event, t time.Time, fire func(string)) {
-	denied := ev.Denied() && !systemRefusal(ev.Reasons)
+	denied := ev.denied
 	if denied && burst(&st.Denies, m.cfg.DenyBurst, t) {
 		fire(SignalDenyBurst)
 	}
-	if (ev.Egress && len(ev.Taints) > 0) || slices.Contains(ev.Reasons, "tainted_session_egress") {
+	// Untrusted content, not every taint a policy sets (pii, say), makes
+	// egress suspect.
+	if (ev.Egress && slices.Contains(ev.Taints, untrustedContent)) || slices.Contains(ev.Reasons, "tainted_session_egress") {
 		fire(SignalTaintedEgress)
 	}
 	if denied && slices.Contains(ev.Reasons, "warden.not_allowed") {
 		fire(SignalNotPermitted)
 	}
+	// Denied for crossing: another domain's resource denied for some other
+	// reason is not a crossing attempt policy refused.
 	if denied && (slices.Contains(ev.Reasons, "cross_trust_domain") ||
-		(ev.ResourceDomain != "" && ev.ResourceDomain != trustDomain(ev.Agent))) {
+		(ev.ResourceDomain != "" && ev.ResourceDomain != trustDomain(ev.Agent) && slices.Contains(ev.Reasons, policyNotAllowed))) {
 		fire(SignalCrossDomain)
 	}
 }
@@ -434,7 +465,7 @@ func entropy(vs []uint64) (h float64, top int) {
 func (m *Model) denyRatio(st *agentState, ev Event, learned bool, fire func(string)) {
 	d := 0.0
 	st.Recent <<= 1
-	if ev.Denied() {
+	if ev.denied {
 		st.Recent |= 1
 		d = 1
 	}
@@ -517,10 +548,10 @@ func (m *Model) peer(st *agentState, ev Event, t time.Time, fire func(string)) {
 		}
 		u, ok := uses[res]
 		switch {
+		case !ok && len(uses) >= maxPeerValues:
+			return // the role's table is full: no judgement on what it cannot hold
 		case !ok:
-			if len(uses) < maxPeerValues {
-				uses[res] = peerUse{Agent: agent}
-			}
+			uses[res] = peerUse{Agent: agent}
 		case u.Agent != agent:
 			alone = false
 			if !u.Many {
@@ -543,8 +574,13 @@ func (m *Model) peer(st *agentState, ev Event, t time.Time, fire func(string)) {
 // fire adds signal's weight to the score (after its decay to t) and
 // records the firing.
 func (st *agentState) fire(cfg *Config, signal string, t time.Time, index int64) {
-	st.Score = min(100, st.scoreAt(cfg, t)+cfg.Weights[signal])
-	st.ScoreAt = t
+	if signal == SignalAuthFailures {
+		st.AuthScore = min(100, decay(cfg, st.AuthScore, st.AuthAt, t)+cfg.Weights[signal])
+		st.AuthAt = t
+	} else {
+		st.Score = min(100, st.scoreAt(cfg, t)+cfg.Weights[signal])
+		st.ScoreAt = t
+	}
 	if st.Fired == nil {
 		st.Fired = map[string]*Firing{}
 	}
@@ -561,17 +597,32 @@ func (st *agentState) fire(cfg *Config, signal string, t time.Time, index int64)
 	}
 }
 
-// scoreAt is the score decayed to t.
+// scoreAt is the score of the agent's behaviour decayed to t.
 func (st *agentState) scoreAt(cfg *Config, t time.Time) float64 {
-	if st.Score == 0 || !t.After(st.ScoreAt) {
-		return st.Score
+	return decay(cfg, st.Score, st.ScoreAt, t)
+}
+
+// decay is score, as of at, decayed to t.
+func decay(cfg *Config, score float64, at, t time.Time) float64 {
+	if score == 0 || !t.After(at) {
+		return score
 	}
-	return st.Score * math.Exp2(-float64(t.Sub(st.ScoreAt))/float64(cfg.HalfLife))
+	return score * math.Exp2(-float64(t.Sub(at))/float64(cfg.HalfLife))
+}
+
+// total is the agent's risk score from its behaviour and its refused
+// credentials. Refused credentials may be someone else's doing (a copy of
+// the agent's token, a captured assertion): alone they raise the risk to
+// just under high, enough to step the agent up, never to restrict or
+// quarantine it; with the agent's own behaviour they add up.
+func total(cfg *Config, behaviour, auth float64) float64 {
+	return min(100, behaviour+min(auth, cfg.Levels.High-1))
 }
 
 // release starts the agent's score over after an operator set it active.
 func (st *agentState) release(t time.Time) {
 	st.Score, st.ScoreAt, st.Fired = 0, t, nil
+	st.AuthScore, st.AuthAt = 0, t
 	st.Denies, st.AuthFails = nil, nil
 	st.Recent, st.RecentN = 0, 0
 }

@@ -317,6 +317,105 @@ func TestSystemRefusalsAreNotTheAgents(t *testing.T) {
 	}
 }
 
+// Denials for the agent's own risk or status (a restricted agent writing,
+// one held back by its risk) are not probing: counting them would feed the
+// risk that caused them.
+func TestDenialsForRiskAreNotProbing(t *testing.T) {
+	t.Parallel()
+	for _, reason := range []string{"risk_read_only", "agent_restricted_read_only", "risk_too_high", "risk_unknown"} {
+		t.Run(reason, func(t *testing.T) {
+			t.Parallel()
+			m, g := learnt(t)
+			var evs []Event
+			for i := 0; i < 3*denyWindow; i++ {
+				g.t = g.t.Add(10 * time.Second)
+				ev := g.event(agentA, g.tools[i%4])
+				ev.Outcome, ev.Reasons = "deny", []string{reason}
+				evs = append(evs, ev)
+			}
+			if fired := firedBy(m, evs...); len(fired) > 0 {
+				t.Fatalf("denials for the agent's risk fired %v", fired)
+			}
+		})
+	}
+}
+
+// Refused credentials may be someone else's doing (a copy of the agent's
+// token): alone, however many, they keep the agent's risk under high.
+func TestRefusedCredentialsAloneStayUnderHigh(t *testing.T) {
+	t.Parallel()
+	m, g := testModel(t), newTraffic(9)
+	for i := 0; i < 60; i++ {
+		g.t = g.t.Add(time.Second)
+		ev := g.event(agentA, g.tools[0])
+		ev.Kind, ev.Outcome, ev.Reasons = EventAuthFailure, "deny", []string{"warden.token_revoked"}
+		m.Apply(ev)
+	}
+	if r := m.Risk(agentA, g.t); r.Level != LevelMedium || !slices.Contains(r.Signals, SignalAuthFailures) {
+		t.Fatalf("after 60 refused credentials: %+v, want medium", r)
+	}
+	// With the agent's own misbehaviour, they add up.
+	ev := g.event(agentA, "mcp.tool:email/send")
+	ev.Taints, ev.Egress = []string{"untrusted_content"}, true
+	m.Apply(ev)
+	if r := m.Risk(agentA, g.t); r.Score < 75 {
+		t.Fatalf("refused credentials and tainted egress: %+v, want critical", r)
+	}
+}
+
+// Once a role's table of resources is full, a resource it cannot hold is
+// not judged: peer_drift does not fire on every call.
+func TestFullPeerTableJudgesNothing(t *testing.T) {
+	t.Parallel()
+	m, g := learnt(t)
+	for i := 0; i < maxPeerValues; i++ {
+		g.t = g.t.Add(time.Second)
+		m.Apply(g.event(agentB, fmt.Sprintf("mcp.tool:filler/%d", i)))
+	}
+	var evs []Event
+	for i := 0; i < 5; i++ {
+		g.t = g.t.Add(time.Second)
+		evs = append(evs, g.event(agentA, "mcp.tool:beyond/the_table"))
+	}
+	var drift int
+	for _, ev := range evs {
+		for _, s := range m.Apply(ev) {
+			if s == SignalPeerDrift {
+				drift++
+			}
+		}
+	}
+	if drift > 0 {
+		t.Fatalf("peer_drift fired %d times on a resource the full table cannot hold", drift)
+	}
+}
+
+// Tainted egress is egress after untrusted content, not after any taint.
+func TestOnlyUntrustedContentMakesEgressSuspect(t *testing.T) {
+	t.Parallel()
+	m, g := testModel(t), newTraffic(10)
+	ev := g.event(agentA, "mcp.tool:email/send")
+	ev.Taints, ev.Egress = []string{"pii"}, true
+	if fired := m.Apply(ev); slices.Contains(fired, SignalTaintedEgress) {
+		t.Fatal("egress after a policy's own taint fired tainted_egress")
+	}
+}
+
+// A weight of 0 switches a signal off.
+func TestZeroWeightSwitchesASignalOff(t *testing.T) {
+	t.Parallel()
+	m, err := NewModel(Config{Weights: map[string]float64{SignalTaintedEgress: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newTraffic(8)
+	ev := g.event(agentA, "mcp.tool:email/send")
+	ev.Taints, ev.Egress = []string{"untrusted_content"}, true
+	if fired := m.Apply(ev); len(fired) > 0 {
+		t.Fatalf("fired %v", fired)
+	}
+}
+
 func TestScoreDecaysAndLevelsFollow(t *testing.T) {
 	t.Parallel()
 	m, g := testModel(t), newTraffic(5)

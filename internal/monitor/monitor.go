@@ -88,7 +88,8 @@ type Monitor struct {
 	position   atomic.Int64
 	skipped    atomic.Int64 // entries that could not be decoded
 	applied    atomic.Int64
-	wasStale   bool // the run loop's: whether it last found itself stale
+	wasStale   bool         // the run loop's: whether it last found itself stale
+	gen        atomic.Int64 // rebuilds so far
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -181,6 +182,7 @@ func (m *Monitor) Risk(agent string) Risk {
 // first entry; meanwhile decisions see each agent's risk as stale.
 func (m *Monitor) Rebuild() {
 	m.mu.Lock()
+	m.gen.Add(1)
 	m.model, _ = NewModel(m.opts.Model) // the options were checked by New
 	m.cells.Clear()
 	m.position.Store(-1)
@@ -242,6 +244,7 @@ func (m *Monitor) run(ctx context.Context) {
 		case err != nil:
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			m.lg.Warn("monitor: reading the audit log failed; retrying", "err", err, "retry_in", backoff)
+			m.noteStale()
 			select {
 			case <-ctx.Done():
 				return
@@ -286,6 +289,7 @@ func (m *Monitor) noteStale() {
 
 // step applies the next entries, up to readBatch, and returns how many it read.
 func (m *Monitor) step(ctx context.Context) (int, error) {
+	gen := m.gen.Load()
 	asked := m.now()
 	size, err := m.log.Size(ctx)
 	if err != nil {
@@ -293,7 +297,7 @@ func (m *Monitor) step(ctx context.Context) (int, error) {
 	}
 	next := m.position.Load() + 1
 	if size <= next {
-		m.caughtUpAt.Store(asked.UnixNano())
+		m.caughtUp(gen, asked)
 		return 0, nil
 	}
 	to := min(size, next+readBatch)
@@ -303,9 +307,19 @@ func (m *Monitor) step(ctx context.Context) (int, error) {
 	}
 	m.applyAll(next, data)
 	if to == size {
-		m.caughtUpAt.Store(asked.UnixNano())
+		m.caughtUp(gen, asked)
 	}
 	return len(data), nil
+}
+
+// caughtUp records that the monitor stood at the log's end at asked,
+// unless the model was rebuilt since the step of generation gen began.
+func (m *Monitor) caughtUp(gen int64, asked time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.gen.Load() == gen {
+		m.caughtUpAt.Store(asked.UnixNano())
+	}
 }
 
 // applyAll applies the entries from index next on.
@@ -336,9 +350,14 @@ func (m *Monitor) applyAll(next int64, data [][]byte) {
 			continue
 		}
 		ev.Index = idx
+		learning := m.model.learning(ev.Agent)
 		fired := m.model.Apply(ev)
 		m.applied.Add(1)
-		if len(fired) > 0 || ev.Kind == EventReleased {
+		// Readers see an agent's risk change when a signal fires, when it
+		// is released, when it is first seen, and when it has its count of
+		// decisions to learn from (the time it learns for is read off the
+		// clock).
+		if len(fired) > 0 || ev.Kind == EventReleased || learning != m.model.learning(ev.Agent) {
 			m.publish(ev.Agent)
 		}
 		if len(fired) > 0 && m.opts.OnFire != nil {

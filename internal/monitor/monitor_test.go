@@ -209,3 +209,33 @@ func newModel(t *testing.T) *monitor.Model {
 	}
 	return m
 }
+
+// An agent that has learnt is told so though no signal ever fired for it.
+func TestLearningEndsWithoutSignals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	m, err := monitor.New(monitor.Options{Now: e.now, Poll: 10 * time.Millisecond,
+		Model: monitor.Config{LearnEvents: 3, LearnFor: time.Nanosecond}}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.log.Watch(m.Wake())
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	var last int64
+	for i := 0; i < 4; i++ {
+		e.clock.Add(int64(time.Second))
+		idx, err := e.log.Append(context.Background(), &audit.Entry{Kind: audit.KindDecision, Time: e.now(), Agent: agent,
+			Action: "tools/call", Resource: json.RawMessage(`{"id":"kb/search","kind":"mcp.tool"}`), Outcome: "allow", DecisionID: fmt.Sprint("dec_", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = idx
+	}
+	waitFor(t, "the monitor to read", func() bool { return m.Stats().Position >= last })
+	if r := m.Risk(agent); r.Learning || r.Score != 0 {
+		t.Fatalf("after its decisions to learn from: %+v", r)
+	}
+}

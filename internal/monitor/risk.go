@@ -47,6 +47,8 @@ type AgentReport struct {
 type cell struct {
 	score    float64
 	at       time.Time
+	auth     float64
+	authAt   time.Time
 	fired    []firedSignal // by name
 	learnt   time.Time     // when learning ends, if by time; zero when learnt
 	learning bool
@@ -58,7 +60,7 @@ type firedSignal struct {
 }
 
 func (m *Model) cell(st *agentState) *cell {
-	c := &cell{score: st.Score, at: st.ScoreAt}
+	c := &cell{score: st.Score, at: st.ScoreAt, auth: st.AuthScore, authAt: st.AuthAt}
 	for name, f := range st.Fired {
 		c.fired = append(c.fired, firedSignal{name, f.Last})
 	}
@@ -81,10 +83,7 @@ func (m *Model) cell(st *agentState) *cell {
 
 // risk is the cell's risk at t.
 func (c *cell) risk(cfg *Config, t time.Time) Risk {
-	score := c.score
-	if t.After(c.at) && score > 0 {
-		score *= math.Exp2(-float64(t.Sub(c.at)) / float64(cfg.HalfLife))
-	}
+	score := total(cfg, decay(cfg, c.score, c.at, t), decay(cfg, c.auth, c.authAt, t))
 	s := int(math.Round(score))
 	r := Risk{Score: s, Level: cfg.level(s), Signals: []string{},
 		Learning: c.learning || (!c.learnt.IsZero() && t.Before(c.learnt))}

@@ -68,6 +68,10 @@ func (r *Responder) expireIncident(ctx context.Context, inc store.Incident, now 
 		switch {
 		case agent.Status != status:
 			ends = append(ends, ending{i, "lifted: the agent is " + string(agent.Status) + " now"})
+		case !act.Expires.IsZero() && !now.Before(act.Expires) && agent.UpdatedAt.After(act.At.Add(time.Second)):
+			// Someone changed the agent since (set it as it is again, say):
+			// the status is theirs now, not the response's to undo.
+			ends = append(ends, ending{i, act.Action + " expired; the agent was changed since, so its status stays"})
 		case !act.Expires.IsZero() && !now.Before(act.Expires):
 			if _, err := r.agents.SetStatus(ctx, Actor, agent.ID, store.StatusActive, act.Action+" expired"); err != nil {
 				return err

@@ -149,6 +149,12 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 	if err != nil {
 		return err
 	}
+	if agent.Status == store.StatusActive && agent.UpdatedAt.After(a.Event.Time) {
+		// Someone changed the agent after this event (a person released
+		// it, say): acting on the event now would undo what they did. A
+		// restarted monitor reading the log again meets such events.
+		return nil
+	}
 	open, err := r.incidents.Incidents(ctx, store.IncidentFilter{AgentID: agent.ID, Open: true, Limit: 1})
 	if err != nil {
 		return err
@@ -193,7 +199,11 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 // without one asks for an alert only; a playbook that fails asks for an
 // alert and, at critical risk, quarantine (the note says why).
 func (r *Responder) playbook(ctx context.Context, agent store.Agent, a monitor.Alert, inc *store.Incident, now time.Time) ([]policy.ResponseAction, string) {
-	fallback := []policy.ResponseAction{{Action: policy.ResponseAlert}}
+	// The fallback alerts from medium risk up, as the shipped playbook does.
+	var fallback []policy.ResponseAction
+	if levelRank(a.Risk.Level) >= levelRank(monitor.LevelMedium) {
+		fallback = append(fallback, policy.ResponseAction{Action: policy.ResponseAlert})
+	}
 	if a.Risk.Level == monitor.LevelCritical {
 		fallback = append(fallback, policy.ResponseAction{Action: policy.ResponseQuarantine, Reason: "risk critical; the playbook failed"})
 	}
@@ -206,7 +216,7 @@ func (r *Responder) playbook(ctx context.Context, agent store.Agent, a monitor.A
 	case err != nil:
 		return fallback, fmt.Sprintf("the playbook of %s failed (%s): the fallback playbook ran", live.Active.Version(), policy.ReasonForError(err))
 	case !defined:
-		return fallback[:1], "the active policy has no playbook (" + policy.ResponsePackage + ")"
+		return fallback[:min(1, len(fallback))], "the active policy has no playbook (" + policy.ResponsePackage + ")"
 	}
 	return actions, ""
 }

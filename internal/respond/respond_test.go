@@ -51,6 +51,8 @@ func newEnv(t *testing.T, rego string) *env {
 		t.Fatal(err)
 	}
 	e.w.Register(t, agent, "worker")
+	// The alerts' decisions come after the agent's registration.
+	e.clock.Store(time.Now().Add(time.Second).UnixNano())
 	e.r = respond.New(respond.Config{Now: e.now, OnAction: func(_, action string) { e.taken <- action }},
 		e.w.App.Registry, e.w.App.Store, e.w.App.Policies)
 	t.Cleanup(e.r.Close)
@@ -297,5 +299,71 @@ actions contains {"action": "step_up", "expires": "30m"} if input.risk.level == 
 	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
 	if incs[0].Actions[0].Ended.IsZero() {
 		t.Fatalf("the step-up is not marked ended: %+v", incs[0].Actions[0])
+	}
+}
+
+// Without a playbook that works, low risk still opens no incident: the
+// fallback alerts from medium up, as the shipped playbook does.
+func TestFallbackIsQuietAtLowRisk(t *testing.T) {
+	t.Parallel()
+	for name, rego := range map[string]string{"no playbook": "", "a failing playbook": `package warden.response
+
+actions contains {"action": "alert", "reason": sprintf("%d", [to_number(input.risk.level)])} if true
+`} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, rego)
+			e.r.Alert(monitor.Alert{Event: monitor.Event{Index: 3, Time: e.now(), Kind: monitor.EventDecision, Agent: agent},
+				Signals: []string{monitor.SignalNewArgKey}, Risk: monitor.Risk{Score: 4, Level: "low", Signals: []string{monitor.SignalNewArgKey}}})
+			inc := e.alert(t, "medium", 0) // in order after the low one
+			if len(inc.Timeline) == 0 || inc.Timeline[0].Level != "medium" {
+				t.Fatalf("the incident began with %+v, want the medium alert", inc.Timeline)
+			}
+		})
+	}
+}
+
+// An alert older than a person's release (a restarted monitor reads the
+// log again) does not contain the agent again.
+func TestReleaseIsNotUndoneByOlderAlerts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	ctx := context.Background()
+	decided := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	if _, err := e.w.App.Registry.SetStatus(ctx, "admin:test", agent, store.StatusActive, "checked by hand"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Store(time.Now().UnixNano())
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: 5, Time: decided, Kind: monitor.EventDecision, Agent: agent},
+		Signals: []string{monitor.SignalDenyBurst}, Risk: monitor.Risk{Score: 90, Level: "critical", Signals: []string{monitor.SignalDenyBurst}}})
+	e.alert(t, "medium", 0) // after it, in order
+	if e.status(t) != store.StatusActive {
+		t.Fatalf("an alert from before the release contained the agent again: %s", e.status(t))
+	}
+}
+
+// A person who sets the agent's status again after a response took it
+// keeps it: the response's expiry does not undo the person's decision.
+func TestExpiryKeepsAPersonsLaterDecision(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `package warden.response
+
+actions contains {"action": "quarantine", "expires": "1h"} if input.risk.level == "critical"
+`)
+	e.alert(t, "critical", 0)
+	if e.status(t) != store.StatusQuarantined {
+		t.Fatalf("critical: %s", e.status(t))
+	}
+	time.Sleep(2200 * time.Millisecond) // the person acts later than the response
+	if _, err := e.w.App.Registry.SetStatus(context.Background(), "admin:test", agent, store.StatusQuarantined, "keep it so"); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(int64(2 * time.Hour))
+	if err := e.r.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.status(t) != store.StatusQuarantined {
+		t.Fatalf("the expiry undid a person's quarantine: %s", e.status(t))
 	}
 }
