@@ -103,7 +103,11 @@ func TestIncidentCommands(t *testing.T) {
 		t.Fatalf("monitor status: exit %d\n%s%s", code, out, errOut)
 	}
 
-	// A stricter playbook, tried on the recorded traffic.
+	// The active playbook on the same traffic, then a stricter one.
+	out, errOut, code = cmd("monitor", "replay", "--since", "1h")
+	if code != 0 || !strings.Contains(out, "1 incidents would have opened") || !strings.Contains(out, "critical") {
+		t.Fatalf("monitor replay of the active bundle: exit %d\n%s%s", code, out, errOut)
+	}
 	dir := t.TempDir()
 	strict := strings.Replace(quarantinePlaybook, `input.risk.level == "critical"`, `input.risk.level in {"medium", "high", "critical"}`, 1)
 	for name, body := range map[string]string{"policy.rego": "package warden.authz\n\ndefault allow := false\n", "response.rego": strict} {

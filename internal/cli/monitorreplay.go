@@ -34,25 +34,35 @@ func newMonitorReplayCmd(g *globals) *cobra.Command {
 		cfgPath, from string
 	)
 	cmd := &cobra.Command{
-		Use:   "replay DIR",
-		Short: "Dry run: what the monitor's thresholds and the playbook in DIR would have done on recorded traffic",
+		Use:   "replay [BUNDLE]",
+		Short: "Dry run: what other thresholds, and a playbook, would have done on recorded traffic",
 		Long: `Replay the audit log's entries into a fresh behavioural model, with the
 thresholds of --config (warden.yaml's monitor section; the defaults without
-it), here, and evaluate the playbook of the bundle in DIR (its
-warden.response) on every alert of the last --since, as the responder would,
+it), here, and evaluate the playbook (warden.response) of BUNDLE (a bundle
+directory, or a stored version: a digest, "active" or "shadow"; default the
+active one) on every alert of the last --since, as the responder would,
 acting on nothing. The model first learns from the --warmup before that
 (default: the model's forget window), so that agents are judged against their
 baselines. It reports the signals that would have fired and the incidents that
 would have opened, with the actions the playbook would have taken.
 
 --from reads an export (warden audit export) instead of the server.`,
-		Example: `  warden monitor replay policies/finance --since 24h --config warden.yaml`,
-		Args:    cobra.ExactArgs(1),
+		Example: `  warden monitor replay --since 24h --config warden-next.yaml
+  warden monitor replay policies/finance --since 24h`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			b, err := policy.LoadDir(args[0])
+			ref := "active"
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			_, files, err := bundleFiles(ctx, g, ref)
 			if err != nil {
 				return err
+			}
+			b := &policy.Bundle{Files: make(map[string][]byte, len(files))}
+			for p, c := range files {
+				b.Files[p] = []byte(c)
 			}
 			engine, err := policy.Compile(ctx, b, policy.EngineConfig{})
 			if err != nil {

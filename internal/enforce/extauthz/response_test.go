@@ -1,0 +1,99 @@
+package extauthz_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/enforce/extauthz"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/sdk"
+)
+
+// The automatic response reaches the mesh: an agent whose request no role
+// allows is quarantined by the playbook, and Envoy's next check of a request
+// it was allowed before is denied.
+func TestResponseReachesExtAuthz(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{resource} })
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{
+		"policy.rego": []byte(testPolicy),
+		"response.rego": []byte("package warden.response\n\n" +
+			`actions contains {"action": "quarantine"} if "not_permitted" in input.fired` + "\n")}}, "with a playbook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	edge := &enforce.Edge{Verifier: w.App.Verifier, Resource: resource, MetadataURL: resource + "/.well-known/oauth-protected-resource"}
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+
+	const id = "ai-agent://dev/mesh-rogue"
+	c, err := sdk.NewClient(w.URL, id, w.Register(t, id, "agent"), sdk.WithResource(resource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(method, path string) codes.Code {
+		t.Helper()
+		resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+				SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7"}}}},
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Scheme: "https",
+				Host: "crm.mesh.test", Path: path, Headers: map[string]string{"authorization": "Bearer " + tok.AccessToken}}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return codes.Code(resp.GetStatus().GetCode())
+	}
+	if got := check("GET", "/accounts/7"); got != codes.OK {
+		t.Fatalf("before: %v", got)
+	}
+	if got := check("DELETE", "/accounts/7"); got != codes.PermissionDenied {
+		t.Fatalf("a request no role allows: %v", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a, _ := w.App.Registry.Agent(ctx, id)
+		if a.Status == store.StatusQuarantined {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not quarantined: %s", a.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := check("GET", "/accounts/7"); got == codes.OK {
+		t.Fatal("Envoy's check let the quarantined agent through")
+	}
+}
