@@ -179,7 +179,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		risk = a.Monitor
 	}
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
-		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk, Logger: log},
+		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk,
+		RestrictedRoles: cfg.Decide.RestrictedRoles, Logger: log},
 		a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}

@@ -132,6 +132,10 @@ type Decide struct {
 	// context.source.region is the most specific range holding the
 	// agent's address.
 	Regions map[string][]string `yaml:"regions"`
+	// RestrictedRoles, when set, are the only roles a restricted agent
+	// keeps: policy sees the intersection of its token's roles with them
+	// (possibly none), on top of the guardrails' reads only.
+	RestrictedRoles []string `yaml:"restricted_roles"`
 	// ClockShift moves the policy's clock (context.time, and the time of
 	// decision entries) from the wall clock; set only by `warden demo`,
 	// which plays its scenarios in market hours whenever it runs, and

@@ -101,6 +101,9 @@ type Config struct {
 	// Taints, when set, keeps the agents' taints: every decision sees its
 	// agent's, and an allowed read of an untrusted resource sets one.
 	Taints Taints
+	// RestrictedRoles, when not empty, are the only roles a restricted
+	// agent keeps in policy's input.
+	RestrictedRoles []string
 	// Risk, when set, answers each agent's live risk (the monitor); every
 	// decision's input carries it as context.risk.
 	Risk   RiskSource

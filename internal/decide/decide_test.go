@@ -589,3 +589,28 @@ func TestDecisionRecordedWhenTheCallerIsGone(t *testing.T) {
 		t.Fatalf("entry %+v", en)
 	}
 }
+
+// A restricted agent keeps only the roles configured as safe
+// (decide.restricted_roles): what its other roles allowed, it is denied.
+func TestRestrictedAgentKeepsOnlyTheSafeRoles(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(c *config.Config) { c.Decide.RestrictedRoles = []string{"reader"} })
+	e.activate(t, testBundle("package warden.authz\n\nallow if \"writer\" in input.agent.roles\n"))
+	const id = "ai-agent://dev/editor"
+	tok := e.agent(t, id, "reader", "writer")
+	req := decide.Request{Token: tok, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "docs/edit"}}
+	if d := e.decide(t, req); d.Outcome != policy.Allow {
+		t.Fatalf("active: %+v", d)
+	}
+	if _, err := e.w.App.Registry.SetStatus(e.ctx, "admin:test", id, store.StatusRestricted, "test"); err != nil {
+		t.Fatal(err)
+	}
+	d := e.decide(t, req)
+	if d.Outcome != policy.Deny {
+		t.Fatalf("restricted, with the writer role kept: %+v", d)
+	}
+	en := e.w.Decision(t, d.ID)
+	if !strings.Contains(string(en.Input), `"roles":["reader"]`) {
+		t.Fatalf("the restricted agent's roles in the input: %s", en.Input)
+	}
+}

@@ -27,9 +27,13 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 	for k, v := range rec.Attributes {
 		attrs[k] = v
 	}
-	roles := make([]any, len(tok.Roles))
-	for i, r := range tok.Roles {
-		roles[i] = r
+	roles := make([]any, 0, len(tok.Roles))
+	for _, r := range tok.Roles {
+		// A restricted agent keeps only the safe roles, when some are set.
+		if rec.Status == store.StatusRestricted && len(p.cfg.RestrictedRoles) > 0 && !slices.Contains(p.cfg.RestrictedRoles, r) {
+			continue
+		}
+		roles = append(roles, r)
 	}
 	path := tok.Agent.Path()
 	pathAny := make([]any, len(path))
