@@ -119,7 +119,7 @@ would have opened, with the actions the playbook would have taken.
 			if from != "" {
 				err = replayExport(from, add)
 			} else {
-				err = monitorReplayServer(cmd, g, rep.WarmFrom, add)
+				err = readEntries(cmd, g, url.Values{"since": {rep.WarmFrom.Format(time.RFC3339)}}, add)
 			}
 			if err != nil {
 				return err
@@ -140,33 +140,6 @@ would have opened, with the actions the playbook would have taken.
 	fl.StringVar(&cfgPath, "config", "", "a warden.yaml whose monitor section to replay with (default: the defaults)")
 	fl.StringVar(&from, "from", "", "read the entries from this export instead of the server")
 	return cmd
-}
-
-// monitorReplayServer reads every entry since start from the server.
-func monitorReplayServer(cmd *cobra.Command, g *globals, start time.Time, add func(*audit.Entry)) error {
-	c, err := g.admin()
-	if err != nil {
-		return err
-	}
-	q := url.Values{"since": {start.UTC().Format(time.RFC3339)}}
-	after := int64(-1)
-	for {
-		page, next, _, err := fetchEntries(cmd.Context(), c, q, after, 1000)
-		if err != nil {
-			return err
-		}
-		for _, raw := range page {
-			e, err := audit.DecodeEntry(raw)
-			if err != nil {
-				return fmt.Errorf("an entry from the server: %w", err)
-			}
-			add(e)
-		}
-		if next < 0 {
-			return nil
-		}
-		after = next
-	}
 }
 
 func printMonitorReplay(g *globals, rep *monitorReplay) error {

@@ -78,11 +78,16 @@ counted, as their replay may differ.
 }
 
 func replayServer(cmd *cobra.Command, g *globals, start time.Time, add func(*audit.Entry)) error {
+	return readEntries(cmd, g, url.Values{"kind": {"decision"}, "since": {start.UTC().Format(time.RFC3339)}}, add)
+}
+
+// readEntries reads every entry the query q selects from the server, in
+// pages, and hands each to add.
+func readEntries(cmd *cobra.Command, g *globals, q url.Values, add func(*audit.Entry)) error {
 	c, err := g.admin()
 	if err != nil {
 		return err
 	}
-	q := url.Values{"kind": {"decision"}, "since": {start.UTC().Format(time.RFC3339)}}
 	after := int64(-1)
 	for {
 		page, next, _, err := fetchEntries(cmd.Context(), c, q, after, 1000)

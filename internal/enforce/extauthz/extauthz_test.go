@@ -45,17 +45,10 @@ obligations["redact"] := ["patient.ssn"] if startswith(input.resource.id, "crm.m
 `
 
 // Envoy's Check calls, from a real gRPC client over loopback.
-func TestCheck(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{resource} })
-	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(testPolicy)}}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-		t.Fatal(err)
-	}
+// serve runs the ext_authz server over w's decision point, for resource,
+// until the test ends, and returns a client of it.
+func serve(t *testing.T, w *apptest.Instance) authv3.AuthorizationClient {
+	t.Helper()
 	edge := &enforce.Edge{Verifier: w.App.Verifier, Resource: resource, MetadataURL: resource + "/.well-known/oauth-protected-resource"}
 	srv := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, nil))
@@ -69,8 +62,22 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{resource} })
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(testPolicy)}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	client := serve(t, w)
 
 	token := func(id, aud string, dpop bool) (string, *sdk.Key) {
 		k := w.Register(t, id, "agent")

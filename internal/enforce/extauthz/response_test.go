@@ -2,20 +2,15 @@ package extauthz_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
-	"github.com/warden-run/warden/internal/enforce"
-	"github.com/warden-run/warden/internal/enforce/extauthz"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/sdk"
@@ -38,21 +33,7 @@ func TestResponseReachesExtAuthz(t *testing.T) {
 	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
 		t.Fatal(err)
 	}
-	edge := &enforce.Edge{Verifier: w.App.Verifier, Resource: resource, MetadataURL: resource + "/.well-known/oauth-protected-resource"}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(enforce.Local{Pipeline: w.App.Decide, Name: "envoy", Audiences: []string{resource}}, edge, nil))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	client := serve(t, w)
 
 	const id = "ai-agent://dev/mesh-rogue"
 	c, err := sdk.NewClient(w.URL, id, w.Register(t, id, "agent"), sdk.WithResource(resource))
