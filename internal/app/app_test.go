@@ -204,17 +204,7 @@ func TestReplicasShareRevocationsThroughPostgres(t *testing.T) {
 	if dsn == "" {
 		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
 	}
-	db := apptest.FreshPostgres(t, dsn)
-	master := filepath.Join(t.TempDir(), "master.key")
-	shared := func(c *config.Config) {
-		c.Store = db
-		c.Identity.MasterKeyFile = master
-	}
-	first := apptest.Start(t, shared)
-	second := apptest.Start(t, func(c *config.Config) {
-		shared(c)
-		c.Identity.Issuer = first.URL // one deployment, one issuer
-	})
+	first, second := replicas(t, dsn)
 	if first.AdminToken == "" || second.AdminToken != "" {
 		t.Fatal("the second replica made its own admin token")
 	}

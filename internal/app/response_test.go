@@ -88,7 +88,8 @@ func TestResponseContainsInProcess(t *testing.T) {
 	t.Logf("contained %v after the decision", took)
 }
 
-// replicas starts two control planes on one fresh PostgreSQL database.
+// replicas starts two control planes of one deployment (one issuer, one
+// master key) on one fresh PostgreSQL database.
 func replicas(t testing.TB, dsn string) (*apptest.Instance, *apptest.Instance) {
 	db := apptest.FreshPostgres(t, dsn)
 	master := filepath.Join(t.TempDir(), "master.key")
