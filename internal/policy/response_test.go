@@ -79,3 +79,31 @@ actions contains {"action": "alert", "reason": sprintf("%d", [to_number(input.ri
 		})
 	}
 }
+
+// A case whose evaluation misses its deadline once, as on a busy machine,
+// is tried again rather than failing the bundle's activation.
+func TestCaseTimingOutOnceIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}, 16), make(chan struct{})
+	cfg := policy.WithBlockingBuiltin(policy.EngineConfig{Timeout: 20 * time.Millisecond}, entered, release)
+	b := bundle(map[string]string{
+		"policy.rego":  "package warden.authz\n\nallow if test.block(true)\n",
+		"cases/c.yaml": "- {name: allowed, input: {action: read}, outcome: allow}\n",
+	})
+	e, err := policy.Compile(context.Background(), b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		<-entered
+		time.Sleep(60 * time.Millisecond) // past the first evaluation's deadline
+		close(release)
+	}()
+	cases, err := policy.LoadCases(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cases[0].Run(context.Background(), e); !r.Pass {
+		t.Fatalf("the case failed: %+v", r)
+	}
+}
