@@ -132,7 +132,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.AdminTokenFile = written
 
-	if a.auditBackend, err = auditBackend(ctx, cfg, pool, log); err != nil {
+	var notify string
+	if pg, ok := a.Store.(interface{ Channel() string }); ok {
+		notify = pg.Channel()
+	}
+	if a.auditBackend, err = auditBackend(ctx, cfg, pool, notify, log); err != nil {
 		return nil, err
 	}
 	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
@@ -173,7 +177,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	// taken still end when they expire.
 	a.Responder = respond.New(respond.Config{Leading: a.Audit.Leading, Logger: log}, a.Registry, a.Store, a.Policies)
 	if !cfg.Monitor.Disabled {
-		if a.Monitor, err = startMonitor(ctx, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
+		if a.Monitor, err = startMonitor(bg, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
 			return nil, err
 		}
 		risk = a.Monitor

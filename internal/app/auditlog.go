@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,12 +64,21 @@ func checkOrigin(s *audit.CheckpointSigner, origin string) error {
 	return nil
 }
 
+// auditAppended is the change feed's announcement of new entries in the
+// shared audit log.
+var auditAppended = func() string {
+	b, _ := json.Marshal(store.Change{Kind: store.ChangeAudit})
+	return string(b)
+}()
+
 // auditBackend opens the audit log's backend that the configuration names:
 // with a PostgreSQL store (pool is its connections), the audit tables in the
-// same database, shared by every replica; otherwise files in <data>/audit.
-func auditBackend(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, log *slog.Logger) (audit.Backend, error) {
+// same database, shared by every replica, every append announced on the
+// store's change feed (notify, its channel); otherwise files in
+// <data>/audit.
+func auditBackend(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, notify string, log *slog.Logger) (audit.Backend, error) {
 	if cfg.Store != "" {
-		return pglog.Open(ctx, pglog.Config{}, pool)
+		return pglog.Open(ctx, pglog.Config{Notify: notify, NotifyPayload: auditAppended}, pool)
 	}
 	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
@@ -206,4 +207,27 @@ func TestForgedAssertionsDoNotRaiseTheNamedAgentsRisk(t *testing.T) {
 	if a, _ := w.App.Registry.Agent(context.Background(), victim); a.Status != store.StatusActive {
 		t.Fatalf("the named agent is %s", a.Status)
 	}
+}
+
+// On PostgreSQL, an append to the shared audit log is announced on every
+// replica's change feed, so that followers of the log read it at once.
+func TestAuditAppendsAreAnnouncedToReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	first, second := replicas(t, dsn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	changes := second.App.Store.Subscribe(ctx)
+	if _, err := first.App.Audit.AppendDurable(ctx, &audit.Entry{Kind: audit.KindAdmin, Action: "test.append", Actor: "admin:test", Outcome: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	for c := range changes {
+		if c.Kind == store.ChangeAudit {
+			return
+		}
+	}
+	t.Fatal("no announcement of the append on the other replica's change feed")
 }

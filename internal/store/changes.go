@@ -19,6 +19,9 @@ const (
 	ChangeEnforcementPoints ChangeKind = "enforcement_points"
 	// ChangeTaint: an agent's taints changed; Key is the agent id.
 	ChangeTaint ChangeKind = "taint"
+	// ChangeAudit: entries were appended to the shared audit log (no key);
+	// whoever follows the log may read them now instead of at its next poll.
+	ChangeAudit ChangeKind = "audit"
 	// ChangeResync means changes may have been missed: reload everything.
 	ChangeResync ChangeKind = "resync"
 )

@@ -25,6 +25,11 @@ type Config struct {
 	// way). It names the lead lock, so that the logs of two schemas do not
 	// share one; replicas of one log must agree on it.
 	Schema string
+	// Notify, when set, is a channel notified (pg_notify) with
+	// NotifyPayload in the transaction of every append, so that followers
+	// of the log on other replicas hear of new entries at once.
+	Notify        string
+	NotifyPayload string
 }
 
 // Log implements audit.Backend on the audit_* tables, which the store's
@@ -32,6 +37,7 @@ type Config struct {
 type Log struct {
 	pool     *pgxpool.Pool
 	lockName string
+	cfg      Config
 }
 
 var _ audit.Backend = (*Log)(nil)
@@ -53,7 +59,7 @@ func Open(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Log, error) {
 	if cfg.Schema != "" {
 		lock += "_" + cfg.Schema
 	}
-	l := &Log{pool: pool, lockName: lock}
+	l := &Log{pool: pool, lockName: lock, cfg: cfg}
 	var size int64
 	if err := pool.QueryRow(ctx, `SELECT size FROM audit_head WHERE id = 1`).Scan(&size); err != nil {
 		return nil, fmt.Errorf("audit log: the audit tables (made by the store's migrations) cannot be read: %w", err)
@@ -84,7 +90,12 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 			[]string{"idx", "time", "kind", "agent", "outcome", "data", "leaf"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("audit entries: %w", err)
 		}
-		_, err = tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev)
+		if _, err := tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev); err != nil {
+			return err
+		}
+		if l.cfg.Notify != "" {
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, l.cfg.Notify, l.cfg.NotifyPayload)
+		}
 		return err
 	})
 }

@@ -277,6 +277,11 @@ func (s *Store) notify(ctx context.Context, tx pgx.Tx, c store.Change) error {
 // Backend implements store.Store.
 func (s *Store) Backend() string { return "postgres" }
 
+// Channel is the LISTEN/NOTIFY channel of the change feed: a notification
+// on it with a store.Change as its JSON payload reaches every replica's
+// subscribers.
+func (s *Store) Channel() string { return s.channel }
+
 // Pool returns the store's connections, for the subsystems that keep their
 // own tables in the same database (the audit log). They stay the store's:
 // Close closes them.
