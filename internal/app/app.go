@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	var risk decide.RiskSource
 	// The responder runs even with the monitor off: the responses already
 	// taken still end when they expire.
-	a.Responder = respond.New(respond.Config{Leading: a.Audit.Leading, Logger: log}, a.Registry, a.Store, a.Policies)
+	a.Responder = respond.New(respond.Config{Leading: a.Audit.Leading, Positions: a.Store, Logger: log}, a.Registry, a.Store, a.Policies)
 	if !cfg.Monitor.Disabled {
 		if a.Monitor, err = startMonitor(bg, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
 			return nil, err

@@ -68,7 +68,7 @@ func (r *Responder) expireIncident(ctx context.Context, inc store.Incident, now 
 		switch {
 		case agent.Status != status:
 			ends = append(ends, ending{i, "lifted: the agent is " + string(agent.Status) + " now"})
-		case !act.Expires.IsZero() && !now.Before(act.Expires) && agent.UpdatedAt.After(act.At.Add(time.Second)):
+		case !act.Expires.IsZero() && !now.Before(act.Expires) && r.setByPerson(ctx, agent, act.At):
 			// Someone changed the agent since (set it as it is again, say):
 			// the status is theirs now, not the response's to undo.
 			ends = append(ends, ending{i, act.Action + " expired; the agent was changed since, so its status stays"})
@@ -94,6 +94,13 @@ func (r *Responder) expireIncident(ctx context.Context, inc store.Incident, now 
 		return nil
 	})
 	return err
+}
+
+// setByPerson reports whether someone other than the responder set the
+// agent's status after t (on a doubt, yes: the status stays).
+func (r *Responder) setByPerson(ctx context.Context, agent store.Agent, t time.Time) bool {
+	set, err := r.statusSetSince(ctx, agent, t)
+	return set || err != nil
 }
 
 // statusOf is the status each response that sets one sets.

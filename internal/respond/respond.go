@@ -40,6 +40,16 @@ type Agents interface {
 // expiry: it always ends by itself.
 const DefaultStepUp = time.Hour
 
+// PositionStore keeps the responder's position (store.MetaStore).
+type PositionStore interface {
+	Meta(ctx context.Context, key string) ([]byte, error)
+	PutMetaIfAbsent(ctx context.Context, key string, value []byte) (bool, error)
+	SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error)
+}
+
+// positionKey is the responder's position among the store's meta values.
+const positionKey = "respond.position"
+
 // Playbooks answers the live policy's playbook (policy.Registry).
 type Playbooks interface {
 	Live() *policy.Live
@@ -47,10 +57,14 @@ type Playbooks interface {
 
 // Config configures a Responder.
 type Config struct {
-	// ActWithin is how old an alert may be and still be acted on: older
-	// ones are what a restarted monitor read again, already handled.
-	// Default 1 minute.
+	// ActWithin is how old an alert may be and still be acted on, where
+	// the position below does not say whether it was handled (a first
+	// start on a long log). Default 15 minutes.
 	ActWithin time.Duration
+	// Positions, when set, keeps the audit index of the last alert handled
+	// (store.MetaStore), so that a restart or another replica taking the
+	// lead neither repeats nor skips alerts.
+	Positions PositionStore
 	// Queue bounds the alerts waiting; past it alerts are counted as
 	// dropped and logged. Default 4096.
 	Queue int
@@ -73,14 +87,21 @@ type Responder struct {
 	now       func() time.Time
 	queue     chan monitor.Alert
 	dropped   atomic.Int64
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
+	// Of the run goroutine: the index of the last alert handled, whether
+	// this process led when it last looked, the position as stored, and
+	// when it was last saved.
+	position int64
+	leading  bool
+	savedPos []byte
+	savedAt  time.Time
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New makes a responder and starts it; Close stops it.
 func New(cfg Config, agents Agents, incidents store.IncidentStore, playbooks Playbooks) *Responder {
 	if cfg.ActWithin <= 0 {
-		cfg.ActWithin = time.Minute
+		cfg.ActWithin = 15 * time.Minute
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 4096
@@ -89,7 +110,7 @@ func New(cfg Config, agents Agents, incidents store.IncidentStore, playbooks Pla
 		cfg.Leading = func() bool { return true }
 	}
 	r := &Responder{cfg: cfg, agents: agents, incidents: incidents, playbooks: playbooks, lg: cfg.Logger, now: cfg.Now,
-		queue: make(chan monitor.Alert, cfg.Queue)}
+		queue: make(chan monitor.Alert, cfg.Queue), position: -1}
 	if r.lg == nil {
 		r.lg = slog.New(slog.DiscardHandler)
 	}
@@ -124,23 +145,85 @@ func (r *Responder) Alert(a monitor.Alert) {
 func (r *Responder) Dropped() int64 { return r.dropped.Load() }
 
 func (r *Responder) run(ctx context.Context) {
+	defer r.savePosition(context.WithoutCancel(ctx), true)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case a := <-r.queue:
+			if !r.cfg.Leading() {
+				r.leading = false
+				continue
+			}
+			if !r.leading {
+				// Newly leading: start from the position another process,
+				// or this one before a restart, reached.
+				r.loadPosition(ctx)
+				r.leading = true
+			}
+			if a.Event.Index <= r.position {
+				continue // handled already
+			}
 			if err := r.handle(ctx, a); err != nil && ctx.Err() == nil {
 				r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals, "err", err)
 			}
+			r.position = a.Event.Index
+			r.savePosition(ctx, false)
 		}
+	}
+}
+
+// loadPosition reads the stored position; without one, alerts are judged
+// by their age alone.
+func (r *Responder) loadPosition(ctx context.Context) {
+	if r.cfg.Positions == nil {
+		return
+	}
+	b, err := r.cfg.Positions.Meta(ctx, positionKey)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			r.lg.Warn("response: the position could not be read; judging alerts by their age", "err", err)
+		}
+		return
+	}
+	var p int64
+	if _, err := fmt.Sscan(string(b), &p); err == nil && p > r.position {
+		r.position, r.savedPos = p, b
+	}
+}
+
+// savePosition stores the position, at most once a second unless now.
+func (r *Responder) savePosition(ctx context.Context, now bool) {
+	if r.cfg.Positions == nil || r.position < 0 || (!now && r.now().Sub(r.savedAt) < time.Second) {
+		return
+	}
+	b := []byte(fmt.Sprint(r.position))
+	if string(b) == string(r.savedPos) {
+		return
+	}
+	var ok bool
+	var err error
+	if r.savedPos == nil {
+		ok, err = r.cfg.Positions.PutMetaIfAbsent(ctx, positionKey, b)
+	} else {
+		ok, err = r.cfg.Positions.SwapMeta(ctx, positionKey, r.savedPos, b)
+	}
+	switch {
+	case err != nil:
+		r.lg.Warn("response: the position could not be saved", "err", err)
+	case !ok: // another process saved one: take it, and try again later
+		r.savedPos = nil
+		r.loadPosition(ctx)
+	default:
+		r.savedPos, r.savedAt = b, r.now()
 	}
 }
 
 // handle asks the playbook what a calls for and does what is not done yet.
 func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 	now := r.now()
-	if !r.cfg.Leading() || now.Sub(a.Event.Time) > r.cfg.ActWithin {
-		return nil
+	if r.position < 0 && now.Sub(a.Event.Time) > r.cfg.ActWithin {
+		return nil // no position to say it was handled, and old: a first start on a long log
 	}
 	agent, err := r.agents.Agent(ctx, a.Event.Agent)
 	if errors.Is(err, store.ErrNotFound) {
@@ -149,11 +232,17 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 	if err != nil {
 		return err
 	}
-	if agent.Status == store.StatusActive && agent.UpdatedAt.After(a.Event.Time) {
-		// Someone changed the agent after this event (a person released
-		// it, say): acting on the event now would undo what they did. A
-		// restarted monitor reading the log again meets such events.
-		return nil
+	if agent.Status == store.StatusActive {
+		// A person who set the agent active after this event would see
+		// acting on it now undo what they did (a monitor behind the log,
+		// or reading it again, meets such events).
+		released, err := r.statusSetSince(ctx, agent, a.Event.Time)
+		if err != nil {
+			return err
+		}
+		if released {
+			return nil
+		}
 	}
 	open, err := r.incidents.Incidents(ctx, store.IncidentFilter{AgentID: agent.ID, Open: true, Limit: 1})
 	if err != nil {
@@ -193,6 +282,28 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 		return nil // nothing to do, and no episode open to note it in
 	}
 	return r.record(ctx, agent.ID, a, taken, note, now)
+}
+
+// statusSetSince reports whether someone other than the responder set the
+// agent's status after t.
+func (r *Responder) statusSetSince(ctx context.Context, agent store.Agent, t time.Time) (bool, error) {
+	if !agent.UpdatedAt.After(t) {
+		return false, nil
+	}
+	events, ok := r.incidents.(store.EventStore)
+	if !ok {
+		return true, nil // cannot tell who changed it: leave the agent as it is
+	}
+	evs, err := events.Events(ctx, store.EventFilter{Target: agent.ID})
+	if err != nil {
+		return false, err
+	}
+	for _, ev := range evs {
+		if ev.Action == "agent.status" && ev.Actor != Actor && ev.Time.After(t) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // playbook evaluates the live bundle's playbook on the alert. A bundle

@@ -30,12 +30,14 @@ type env struct {
 	w     *apptest.Instance
 	r     *respond.Responder
 	clock atomic.Int64
+	index atomic.Int64 // of the alerts' entries
 	taken chan string
 }
 
 func newEnv(t *testing.T, rego string) *env {
 	t.Helper()
 	e := &env{taken: make(chan string, 16)}
+	e.index.Store(100)
 	e.clock.Store(time.Now().UnixNano())
 	e.w = apptest.Start(t, func(c *config.Config) { c.Monitor.Disabled = true })
 	files := map[string][]byte{"policy.rego": []byte("package warden.authz\n\ndefault allow := false\n")}
@@ -51,8 +53,7 @@ func newEnv(t *testing.T, rego string) *env {
 		t.Fatal(err)
 	}
 	e.w.Register(t, agent, "worker")
-	// The alerts' decisions come after the agent's registration.
-	e.clock.Store(time.Now().Add(time.Second).UnixNano())
+	e.clock.Store(time.Now().UnixNano())
 	e.r = respond.New(respond.Config{Now: e.now, OnAction: func(_, action string) { e.taken <- action }},
 		e.w.App.Registry, e.w.App.Store, e.w.App.Policies)
 	t.Cleanup(e.r.Close)
@@ -66,7 +67,7 @@ func (e *env) now() time.Time { return time.Unix(0, e.clock.Load()) }
 func (e *env) alert(t *testing.T, level string, age time.Duration) store.Incident {
 	t.Helper()
 	before := e.timelineLen(t)
-	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: 7, Time: e.now().Add(-age), Kind: monitor.EventDecision, Agent: agent,
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Add(1), Time: e.now().Add(-age), Kind: monitor.EventDecision, Agent: agent,
 		Action: "tools/call", Outcome: "deny"}, Signals: []string{monitor.SignalDenyBurst},
 		Risk: monitor.Risk{Score: map[string]int{"medium": 30, "high": 60, "critical": 90}[level], Level: level, Signals: []string{monitor.SignalDenyBurst}}})
 	if age > 0 {
@@ -240,10 +241,45 @@ func TestLowRiskOpensNoIncident(t *testing.T) {
 func TestOldAlertsAreNotActedOn(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, playbook)
-	e.alert(t, "critical", 2*time.Minute)
-	e.alert(t, "medium", 0) // after the old one, in order
+	e.alert(t, "critical", 20*time.Minute) // no position says whether it was handled
+	e.alert(t, "medium", 0)                // after the old one, in order
 	if e.status(t) != store.StatusActive {
 		t.Fatalf("an old alert was acted on: %s", e.status(t))
+	}
+}
+
+// The responder keeps its position in the store: after a restart it
+// neither repeats an alert it handled (the monitor reads the log again) nor
+// skips one it had not, however old.
+func TestPositionSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.r.Close()
+	start := func() {
+		e.r = respond.New(respond.Config{Now: e.now, Positions: e.w.App.Store}, e.w.App.Registry, e.w.App.Store, e.w.App.Policies)
+		t.Cleanup(e.r.Close)
+	}
+	start()
+	handled := e.alert(t, "medium", 0)
+	e.r.Close()
+	start()
+	// The same alert again, now critical as a changed playbook might say:
+	// handled already, so nothing is done.
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Load(), Time: e.now(), Kind: monitor.EventDecision, Agent: agent},
+		Signals: []string{monitor.SignalDenyBurst}, Risk: monitor.Risk{Score: 90, Level: "critical", Signals: []string{monitor.SignalDenyBurst}}})
+	// A later one, an hour old (the monitor was behind): acted on.
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Add(1), Time: e.now().Add(-time.Hour), Kind: monitor.EventDecision, Agent: agent},
+		Signals: []string{monitor.SignalDenyRatio}, Risk: monitor.Risk{Score: 60, Level: "high", Signals: []string{monitor.SignalDenyRatio}}})
+	deadline := time.Now().Add(10 * time.Second)
+	for e.status(t) != store.StatusRestricted {
+		if time.Now().After(deadline) {
+			t.Fatalf("the later alert was not acted on: %s", e.status(t))
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	incs, _ := e.w.App.Store.Incidents(context.Background(), store.IncidentFilter{AgentID: agent})
+	if len(incs) != 1 || incs[0].ID != handled.ID || slices.Contains(actions(incs[0]), "quarantine") {
+		t.Fatalf("incidents %+v: want the one, without a quarantine from the repeated alert", incs)
 	}
 }
 
@@ -355,7 +391,7 @@ actions contains {"action": "quarantine", "expires": "1h"} if input.risk.level =
 	if e.status(t) != store.StatusQuarantined {
 		t.Fatalf("critical: %s", e.status(t))
 	}
-	time.Sleep(2200 * time.Millisecond) // the person acts later than the response
+	time.Sleep(10 * time.Millisecond) // the person acts after the response
 	if _, err := e.w.App.Registry.SetStatus(context.Background(), "admin:test", agent, store.StatusQuarantined, "keep it so"); err != nil {
 		t.Fatal(err)
 	}
