@@ -85,7 +85,7 @@ actions contains {"action": "alert", "reason": sprintf("%d", [to_number(input.ri
 func TestCaseTimingOutOnceIsTriedAgain(t *testing.T) {
 	t.Parallel()
 	entered, release := make(chan struct{}, 16), make(chan struct{})
-	cfg := policy.WithBlockingBuiltin(policy.EngineConfig{Timeout: 20 * time.Millisecond}, entered, release)
+	cfg := policy.WithBlockingBuiltin(policy.EngineConfig{Timeout: 50 * time.Millisecond}, entered, release)
 	b := bundle(map[string]string{
 		"policy.rego":  "package warden.authz\n\nallow if test.block(true)\n",
 		"cases/c.yaml": "- {name: allowed, input: {action: read}, outcome: allow}\n",
@@ -95,8 +95,8 @@ func TestCaseTimingOutOnceIsTriedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		<-entered
-		time.Sleep(60 * time.Millisecond) // past the first evaluation's deadline
+		<-entered // the first evaluation, held past its deadline
+		<-entered // the second: now both may go on
 		close(release)
 	}()
 	cases, err := policy.LoadCases(b)
