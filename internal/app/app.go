@@ -203,7 +203,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Incidents: a.Store,
 	}
 	if a.Monitor != nil {
-		deps.Monitor = a.Monitor
+		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped
 	}
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)
 	go a.maintain(bg)

@@ -170,16 +170,23 @@ func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) e
 // quarantined or disabled, by a person or by the automatic response, on
 // this replica or another, as the change reaches the store's feed.
 func (a *App) endContainedSessions(ctx context.Context, gw *mcpgw.Gateway) {
-	for c := range a.Store.Subscribe(ctx) {
-		if c.Kind != store.ChangeAgent {
-			continue
-		}
-		rec, err := a.Registry.Agent(ctx, c.Key)
+	end := func(id string) {
+		rec, err := a.Registry.Agent(ctx, id)
 		if err != nil || rec.Status.MayHoldTokens() {
-			continue
+			return
 		}
 		if n := gw.EndAgent(rec.ID); n > 0 {
 			a.log.Info("gateway: ended the sessions of an agent that may no longer act", "agent", rec.ID, "status", rec.Status, "sessions", n)
+		}
+	}
+	for c := range a.Store.Subscribe(ctx) {
+		switch c.Kind {
+		case store.ChangeAgent:
+			end(c.Key)
+		case store.ChangeResync: // changes were missed: look at every agent with a session
+			for _, id := range gw.Agents() {
+				end(id)
+			}
 		}
 	}
 }

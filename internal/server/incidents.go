@@ -50,8 +50,12 @@ func (s *Server) monitorStatus(w http.ResponseWriter, r *http.Request, actor str
 		return
 	}
 	st := s.d.Monitor.Stats()
+	var dropped int64
+	if s.d.AlertsDropped != nil {
+		dropped = s.d.AlertsDropped()
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"position": st.Position, "applied": st.Applied, "skipped": st.Skipped,
-		"caught_up_at": st.CaughtUpAt, "log_size": size, "behind": max(0, size-1-st.Position)})
+		"caught_up_at": st.CaughtUpAt, "log_size": size, "behind": max(0, size-1-st.Position), "alerts_dropped": dropped})
 }
 
 // rebuildMonitor answers POST /v1/monitor/rebuild: the model is read again

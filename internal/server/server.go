@@ -52,6 +52,9 @@ type Deps struct {
 	// automatic response's incidents.
 	Monitor   Monitor
 	Incidents store.IncidentStore
+	// AlertsDropped, when set, counts the alerts the responder's full
+	// queue dropped.
+	AlertsDropped func() int64
 }
 
 // Server is the HTTP API.

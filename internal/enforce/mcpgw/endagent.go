@@ -31,6 +31,23 @@ func (g *Gateway) EndAgent(agent string) int {
 	return n
 }
 
+// Agents lists the agents that hold MCP sessions with the gateway now.
+func (g *Gateway) Agents() []string {
+	seen := map[string]bool{}
+	var out []string
+	g.agents.mu.RLock()
+	for _, s := range g.agents.m {
+		for _, a := range []string{s.owner, s.agent} {
+			if a != "" && !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	g.agents.mu.RUnlock()
+	return out
+}
+
 // endAgent closes the sessions of principals agent is part of.
 func (u *upstream) endAgent(agent string) int {
 	u.mu.Lock()
