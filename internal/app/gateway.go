@@ -69,6 +69,7 @@ type Gateway struct {
 	ExtAuthz *extauthz.Server
 	handler  http.Handler
 	conns    *enforce.Conns
+	usage    *usageRecorder // what the MCP gateway relayed to each agent
 }
 
 // Conns counts the connections each agent holds.
@@ -110,6 +111,12 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	var root http.Handler
 	if len(gc.MCP.Servers) > 0 {
 		var err error
+		name := gc.MCP.Name
+		if name == "" {
+			name = "mcp-gateway"
+		}
+		g.usage = newUsageRecorder(a.Audit, name, a.log)
+		gc.MCP.Relayed = g.usage.relayed
 		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.MCP.PublicURL}},
 			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
 		if err != nil {
@@ -162,6 +169,7 @@ func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) e
 	}
 	if g.MCP != nil {
 		go a.endContainedSessions(ctx, g.MCP)
+		go g.usage.run(ctx)
 	}
 	return serveGateway(ctx, g, a.log, ready)
 }

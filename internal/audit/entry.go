@@ -24,11 +24,12 @@ const (
 	KindResponse Kind = "response" // an automated response (restrict, quarantine, revoke)
 	KindPolicy   Kind = "policy"   // a policy change: push, activation, rollback
 	KindToken    Kind = "token"    // a token issued, exchanged or refused at the token endpoint
+	KindUsage    Kind = "usage"    // what an enforcement point relayed to an agent over an interval
 )
 
 func (k Kind) valid() bool {
 	switch k {
-	case KindDecision, KindAdmin, KindResponse, KindPolicy, KindToken:
+	case KindDecision, KindAdmin, KindResponse, KindPolicy, KindToken, KindUsage:
 		return true
 	}
 	return false

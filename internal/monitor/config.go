@@ -26,13 +26,14 @@ const (
 	SignalOffHours       = "off_hours"
 	SignalNewNetwork     = "new_network"
 	SignalPeerDrift      = "peer_drift"
+	SignalDataVolume     = "data_volume"
 )
 
 // Signals is every signal, hard ones first.
 var Signals = []string{
 	SignalDenyBurst, SignalAuthFailures, SignalTaintedEgress, SignalNotPermitted, SignalCrossDomain,
 	SignalRateSpike, SignalNewResource, SignalNewAction, SignalNewArgKey, SignalRareTransition,
-	SignalLoop, SignalErratic, SignalDenyRatio, SignalOffHours, SignalNewNetwork, SignalPeerDrift,
+	SignalLoop, SignalErratic, SignalDenyRatio, SignalOffHours, SignalNewNetwork, SignalPeerDrift, SignalDataVolume,
 }
 
 // hard reports whether a signal counts while the agent learns.
@@ -81,6 +82,9 @@ type Config struct {
 	// RateMin the fewest calls in that minute.
 	RateZ   float64 `yaml:"rate_z"`
 	RateMin int     `yaml:"rate_min"`
+	// VolumeMin is the fewest bytes relayed to the agent in one interval
+	// that can fire data_volume, however far above its usual.
+	VolumeMin int64 `yaml:"volume_min"`
 	// RareShare sets how much history a rare move needs: a move between
 	// two resources is rare when it was never made, though the agent has
 	// left the first and reached the second at least 3/RareShare times
@@ -121,6 +125,7 @@ var Defaults = Config{
 		SignalOffHours:       12,
 		SignalNewNetwork:     20,
 		SignalPeerDrift:      8,
+		SignalDataVolume:     20,
 	},
 	Levels:       LevelScores{Medium: 25, High: 50, Critical: 75},
 	DenyBurst:    Burst{Count: 10, Window: time.Minute},
@@ -128,6 +133,7 @@ var Defaults = Config{
 	RateZ:        4,
 	RateMin:      30,
 	RareShare:    0.01,
+	VolumeMin:    1 << 20,
 	MaxAgents:    20_000,
 }
 
@@ -189,11 +195,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxAgents == 0 {
 		c.MaxAgents = d.MaxAgents
 	}
+	if c.VolumeMin == 0 {
+		c.VolumeMin = d.VolumeMin
+	}
 	switch {
 	case c.LearnFor < 0, c.LearnEvents < 0, c.Forget < 0, c.HalfLife < 0:
 		return c, errors.New("monitor: learn_for, learn_events, forget and half_life cannot be negative")
-	case c.RateZ < 0, c.RateMin < 0, c.RareShare < 0 || c.RareShare >= 1, c.MaxAgents < 0:
-		return c, errors.New("monitor: rate_z and rate_min cannot be negative, rare_share is from 0 to 1, max_agents positive")
+	case c.RateZ < 0, c.RateMin < 0, c.RareShare < 0 || c.RareShare >= 1, c.MaxAgents < 0, c.VolumeMin < 0:
+		return c, errors.New("monitor: rate_z, rate_min and volume_min cannot be negative, rare_share is from 0 to 1, max_agents positive")
 	}
 	return c, nil
 }

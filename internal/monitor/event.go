@@ -26,6 +26,9 @@ const (
 	// EventReleased is an operator setting the agent active again: its
 	// score starts over (its baseline stays).
 	EventReleased
+	// EventUsage is what an enforcement point relayed to the agent over an
+	// interval (Bytes).
+	EventUsage
 )
 
 // Event is what the model learns from one audit entry. It is derived from
@@ -51,6 +54,8 @@ type Event struct {
 	Egress   bool
 	// ResourceDomain is the trust domain the resource's attributes name.
 	ResourceDomain string
+	// Bytes is what an EventUsage counts.
+	Bytes int64
 
 	denied bool // a refusal that says something of the agent (set by Apply)
 }
@@ -135,6 +140,15 @@ func Decode(e *audit.Entry) (Event, bool) {
 		case "deny":
 			return authFailure(ev, e)
 		}
+	case audit.KindUsage:
+		var d struct {
+			Bytes int64 `json:"bytes"`
+		}
+		if e.Agent == "" || json.Unmarshal(e.Detail, &d) != nil || d.Bytes < 0 {
+			return Event{}, false
+		}
+		ev.Kind, ev.Agent, ev.Bytes = EventUsage, e.Agent, d.Bytes
+		return ev, true
 	case audit.KindAdmin:
 		if e.Action == "agent.status" && e.Target != "" {
 			var d struct {

@@ -102,6 +102,10 @@ type agentState struct {
 	RateVar     float64 `json:"rate_var"`
 	RateWindows int     `json:"rate_windows"`
 
+	VolMean    float64 `json:"vol_mean"` // bytes relayed per usage interval
+	VolVar     float64 `json:"vol_var"`
+	VolWindows int     `json:"vol_windows"`
+
 	Resources map[uint64]*seen `json:"resources,omitempty"`
 	Actions   map[uint64]*seen `json:"actions,omitempty"`
 	ArgKeys   map[uint64]*seen `json:"arg_keys,omitempty"`
@@ -186,6 +190,9 @@ func (m *Model) Apply(ev Event) []string {
 		return fired
 	case EventTokenIssued:
 		m.network(st, ev, t, fire)
+		return fired
+	case EventUsage:
+		m.volume(st, ev, st.Events >= int64(m.cfg.LearnEvents) && t.Sub(st.First) >= m.cfg.LearnFor, fire)
 		return fired
 	}
 	ev.denied = ev.Denied() && !systemRefusal(ev.Reasons)
@@ -284,6 +291,19 @@ func (m *Model) rate(st *agentState, t time.Time, learned bool, fire func(string
 		st.RateFired = minute
 		fire(SignalRateSpike)
 	}
+}
+
+// volume compares what was relayed to the agent over one interval (a
+// usage entry) with its usual interval: far more is data leaving.
+func (m *Model) volume(st *agentState, ev Event, learned bool, fire func(string)) {
+	x := float64(ev.Bytes)
+	limit := st.VolMean + m.cfg.RateZ*max(math.Sqrt(st.VolVar), st.VolMean/2)
+	if learned && st.VolWindows >= 10 && ev.Bytes >= m.cfg.VolumeMin && x > limit {
+		fire(SignalDataVolume)
+		x = limit // an exfiltration does not become the norm
+	}
+	st.VolMean, st.VolVar = ewma(st.VolMean, st.VolVar, x, 0.05, st.VolWindows == 0)
+	st.VolWindows++
 }
 
 // rateLimit is the most calls a minute may have before it is a spike. The

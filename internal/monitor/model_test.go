@@ -198,6 +198,17 @@ func TestSignalsFireOnTheirPattern(t *testing.T) {
 			ev.Region = "ap-south"
 			return []Event{ev}
 		}},
+		{"far more data than usual", SignalDataVolume, func(g *traffic) []Event {
+			var evs []Event
+			for i := 0; i < 20; i++ { // its usual minutes: 200 to 300 KB
+				g.t = g.t.Add(time.Minute)
+				g.index++
+				evs = append(evs, Event{Index: g.index, Time: g.t, Kind: EventUsage, Agent: agentA, Bytes: int64(200_000 + g.r.IntN(100_000))})
+			}
+			g.t = g.t.Add(time.Minute)
+			g.index++
+			return append(evs, Event{Index: g.index, Time: g.t, Kind: EventUsage, Agent: agentA, Bytes: 40 << 20})
+		}},
 		{"a tool no peer uses", SignalPeerDrift, func(g *traffic) []Event {
 			return []Event{g.event(agentA, "mcp.tool:payments/transfer")}
 		}},
@@ -398,6 +409,25 @@ func TestOnlyUntrustedContentMakesEgressSuspect(t *testing.T) {
 	ev.Taints, ev.Egress = []string{"pii"}, true
 	if fired := m.Apply(ev); slices.Contains(fired, SignalTaintedEgress) {
 		t.Fatal("egress after a policy's own taint fired tainted_egress")
+	}
+}
+
+// Usual volumes, even with busy minutes twice the usual, fire nothing.
+func TestUsualVolumesFireNothing(t *testing.T) {
+	t.Parallel()
+	m, g := learnt(t)
+	var evs []Event
+	for i := 0; i < 200; i++ {
+		g.t = g.t.Add(time.Minute)
+		g.index++
+		b := int64(2_000_000 + g.r.IntN(1_000_000)) // above volume_min: the baseline judges
+		if i%25 == 24 {
+			b *= 2
+		}
+		evs = append(evs, Event{Index: g.index, Time: g.t, Kind: EventUsage, Agent: agentA, Bytes: b})
+	}
+	if fired := firedBy(m, evs...); len(fired) > 0 {
+		t.Fatalf("usual volumes fired %v", fired)
 	}
 }
 

@@ -117,7 +117,7 @@ const maxPageBytes = 4 << 20
 
 func validKind(k audit.Kind) bool {
 	switch k {
-	case audit.KindDecision, audit.KindAdmin, audit.KindResponse, audit.KindPolicy, audit.KindToken:
+	case audit.KindDecision, audit.KindAdmin, audit.KindResponse, audit.KindPolicy, audit.KindToken, audit.KindUsage:
 		return true
 	}
 	return false

@@ -41,6 +41,10 @@ type Config struct {
 	// (default 32). A request that would open one more is refused.
 	MaxSessions         int `yaml:"max_sessions"`
 	MaxSessionsPerAgent int `yaml:"max_sessions_per_agent"`
+	// Relayed, when set, is told of every tool result and resource the
+	// gateway relays to an agent: whom, and how many bytes (the usage
+	// the behavioural monitor compares with the agent's baseline).
+	Relayed func(agent string, bytes int) `yaml:"-"`
 }
 
 // Server is one upstream MCP server.

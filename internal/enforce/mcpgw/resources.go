@@ -124,5 +124,12 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 			return nil, g.unredactable(u, err)
 		}
 	}
+	if g.cfg.Relayed != nil {
+		n := 0
+		for _, c := range out.Contents {
+			n += len(c.Text) + len(c.Blob)
+		}
+		g.cfg.Relayed(c.Agent, n)
+	}
 	return out, nil
 }

@@ -116,5 +116,8 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 			return nil, g.unredactable(u, err)
 		}
 	}
+	if g.cfg.Relayed != nil {
+		g.cfg.Relayed(c.Agent, len(res))
+	}
 	return res, nil
 }
