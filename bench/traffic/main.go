@@ -394,8 +394,19 @@ func (s *sim) usual(a *agent, day time.Time) []monitor.Event {
 			}
 			out = append(out, ev)
 		}
+		// What the gateway relayed to it that minute: 2 to 40 KB a call.
+		var bytes int64
+		for range n {
+			bytes += int64(2_000 + r.IntN(38_000))
+		}
+		out = append(out, s.usage(a, day.Add(time.Duration(m+1)*time.Minute), bytes))
 	}
 	return out
+}
+
+// usage is the gateway's usage entry for a over the minute ending at at.
+func (s *sim) usage(a *agent, at time.Time, bytes int64) monitor.Event {
+	return monitor.Event{Time: at, Kind: monitor.EventUsage, Agent: a.id, Bytes: bytes}
 }
 
 // call is one call of a to tool.
@@ -442,12 +453,20 @@ func (s *sim) attack(pl planned) []monitor.Event {
 			add(ev, time.Duration(5+r.IntN(20))*time.Second)
 		}
 	case attackExfiltration:
-		// Record reads as fast as the agent can page through them.
+		// Record reads as fast as the agent can page through them, a page
+		// of 200 records (about 100 KB) each.
+		minute, bytes := t.Truncate(time.Minute), int64(0)
 		for range 400 {
 			ev := s.call(a, p.reads[0], t, home)
 			ev.ArgKeys = []string{"id", "page"}
 			add(ev, time.Duration(200+r.IntN(300))*time.Millisecond)
+			if m := t.Truncate(time.Minute); m != minute {
+				out = append(out, s.usage(a, m, bytes))
+				minute, bytes = m, 0
+			}
+			bytes += int64(90_000 + r.IntN(20_000))
 		}
+		out = append(out, s.usage(a, minute.Add(time.Minute), bytes))
 	case attackInjection:
 		// It read a web page with instructions, then follows them: its
 		// own tools out of order, and the data sent out.
