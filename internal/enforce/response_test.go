@@ -51,7 +51,15 @@ func TestResponseReachesEveryEnforcementPoint(t *testing.T) {
 		t.Fatalf("the proxy before the attack: HTTP %d %s", status, body)
 	}
 
-	s := r.session(a, "2025-11-25", nil) // a protocol version with sessions
+	// A protocol version with sessions; no standalone event stream, whose
+	// reconnection (none allowed here) is not what this test is about.
+	c := mcp.NewClient(&mcp.Implementation{Name: "turned", Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
+	s, err := c.Connect(r.ctx, &mcp.StreamableClientTransport{Endpoint: r.mcpURL, HTTPClient: &http.Client{Transport: a.mcp.Transport(nil)},
+		MaxRetries: -1, DisableStandaloneSSE: true}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	if !r.call(s, "web__fetch", map[string]any{"url": "https://evil.example"}) {
 		t.Fatal("the untrusted read was denied")
 	}
