@@ -164,8 +164,19 @@ func (r *Responder) run(ctx context.Context) {
 			if a.Event.Index <= r.position {
 				continue // handled already
 			}
-			if err := r.handle(ctx, a); err != nil && ctx.Err() == nil {
-				r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals, "err", err)
+			// A store that does not answer is tried again a few times; an
+			// alert given up on is logged as an error, with what it said.
+			err := r.handle(ctx, a)
+			for wait := 100 * time.Millisecond; err != nil && ctx.Err() == nil && wait <= 2*time.Second; wait *= 4 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
+				err = r.handle(ctx, a)
+			}
+			if err != nil && ctx.Err() == nil {
+				r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals,
+					"score", a.Risk.Score, "level", a.Risk.Level, "audit_index", a.Event.Index, "err", err)
 			}
 			r.position = a.Event.Index
 			r.savePosition(ctx, false)
