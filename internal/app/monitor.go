@@ -13,10 +13,7 @@ import (
 // startMonitor starts the behavioural monitor over the audit log: every
 // replica follows the log (on PostgreSQL, every replica's decisions), and
 // the one leading the log keeps the model's snapshot in the store.
-func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st interface {
-	store.MetaStore
-	store.ChangeFeed
-}, onFire func(monitor.Alert), log *slog.Logger) (*monitor.Monitor, error) {
+func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st store.MetaStore, onFire func(monitor.Alert), log *slog.Logger) (*monitor.Monitor, error) {
 	m, err := monitor.New(monitor.Options{Model: cfg.Model, StaleAfter: cfg.StaleAfter, Snapshots: st, Persist: l.Leading,
 		OnFire: onFire, Logger: log}, l)
 	if err != nil {
@@ -26,18 +23,23 @@ func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st inte
 	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
-	// Other replicas' appends are announced on the change feed (on
-	// PostgreSQL): the monitor reads them at once, not at its next poll.
-	go func() {
-		wake := m.Wake()
-		for c := range st.Subscribe(ctx) {
-			if c.Kind == store.ChangeAudit || c.Kind == store.ChangeResync {
+	// Other replicas' appends are announced (on PostgreSQL): the monitor
+	// reads them at once, not at its next poll.
+	if a, ok := st.(interface{ AuditAppended() <-chan struct{} }); ok {
+		go func() {
+			wake := m.Wake()
+			for {
 				select {
-				case wake <- struct{}{}:
-				default:
+				case <-ctx.Done():
+					return
+				case <-a.AuditAppended():
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
 				}
 			}
-		}
-	}()
+		}()
+	}
 	return m, nil
 }

@@ -19,8 +19,9 @@ const (
 	ChangeEnforcementPoints ChangeKind = "enforcement_points"
 	// ChangeTaint: an agent's taints changed; Key is the agent id.
 	ChangeTaint ChangeKind = "taint"
-	// ChangeAudit: entries were appended to the shared audit log (no key);
-	// whoever follows the log may read them now instead of at its next poll.
+	// ChangeAudit: entries were appended to the shared audit log (no key).
+	// Stores that carry it hand it to the log's follower alone, never to
+	// the feed's subscribers: it comes as often as the log commits.
 	ChangeAudit ChangeKind = "audit"
 	// ChangeResync means changes may have been missed: reload everything.
 	ChangeResync ChangeKind = "resync"

@@ -58,6 +58,7 @@ type Store struct {
 	channel string
 	log     *slog.Logger
 	feed    store.Broadcaster
+	audit   chan struct{} // announcements of audit appends, coalesced
 	healthy atomic.Bool
 	// lastHeard is when the listener last received anything, in monotonic
 	// nanoseconds since started. Heartbeats keep it moving; a connection that
@@ -95,7 +96,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{channel: "warden_changes", log: log, done: make(chan struct{}), started: time.Now()}
+	s := &Store{channel: "warden_changes", log: log, done: make(chan struct{}), started: time.Now(), audit: make(chan struct{}, 1)}
 	if cfg.Schema != "" {
 		s.channel += "_" + cfg.Schema
 	}
@@ -240,6 +241,16 @@ func (s *Store) listenOnce(ctx context.Context, cc *pgx.ConnConfig, connected fu
 		if c.Kind == heartbeatKind {
 			continue
 		}
+		if c.Kind == store.ChangeAudit {
+			// As many as the log's commits: not for every subscriber, whose
+			// buffers they would fill (and a full buffer is a resync), but
+			// for the one follower of the log, coalesced.
+			select {
+			case s.audit <- struct{}{}:
+			default:
+			}
+			continue
+		}
 		s.feed.Publish(c)
 	}
 }
@@ -279,8 +290,14 @@ func (s *Store) Backend() string { return "postgres" }
 
 // Channel is the LISTEN/NOTIFY channel of the change feed: a notification
 // on it with a store.Change as its JSON payload reaches every replica's
-// subscribers.
+// subscribers (store.ChangeAudit reaches AuditAppended instead).
 func (s *Store) Channel() string { return s.channel }
+
+// AuditAppended receives a value when any replica has appended to the
+// shared audit log since it was last read (announcements coalesce): the
+// follower of the log reads it then instead of at its next poll. The
+// change feed's subscribers never see these announcements.
+func (s *Store) AuditAppended() <-chan struct{} { return s.audit }
 
 // Pool returns the store's connections, for the subsystems that keep their
 // own tables in the same database (the audit log). They stay the store's:
