@@ -268,6 +268,7 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 		note = strings.TrimPrefix(note+"; "+shadow, "; ")
 	}
 	var taken []store.IncidentAction
+	var failed error
 	for _, act := range actions {
 		if act.Action == policy.ResponseStepUp && act.Expires == 0 {
 			act.Expires = DefaultStepUp
@@ -276,6 +277,7 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 		if err != nil {
 			note = fmt.Sprintf("%s failed: %v", act.Action, err)
 			r.lg.Error("response: action failed", "agent", agent.ID, "action", act.Action, "err", err)
+			failed = fmt.Errorf("%s: %w", act.Action, err)
 			continue
 		}
 		if done {
@@ -289,10 +291,15 @@ func (r *Responder) handle(ctx context.Context, a monitor.Alert) error {
 			}
 		}
 	}
-	if inc == nil && len(taken) == 0 {
+	if inc == nil && len(taken) == 0 && failed == nil {
 		return nil // nothing to do, and no episode open to note it in
 	}
-	return r.record(ctx, agent.ID, a, taken, note, now)
+	if err := r.record(ctx, agent.ID, a, taken, note, now); err != nil {
+		return err
+	}
+	// An action that failed makes the alert one to try again: what was done
+	// is in force now, and is not done twice.
+	return failed
 }
 
 // statusSetSince reports whether someone other than the responder set the

@@ -403,3 +403,37 @@ actions contains {"action": "quarantine", "expires": "1h"} if input.risk.level =
 		t.Fatalf("the expiry undid a person's quarantine: %s", e.status(t))
 	}
 }
+
+// flaky is the registry with its first status changes failing, as when
+// the store does not answer for a moment.
+type flaky struct {
+	respond.Agents
+	failures atomic.Int32
+}
+
+func (f *flaky) SetStatus(ctx context.Context, actor, id string, status store.AgentStatus, reason string) (store.Agent, error) {
+	if f.failures.Add(-1) >= 0 {
+		return store.Agent{}, context.DeadlineExceeded
+	}
+	return f.Agents.SetStatus(ctx, actor, id, status, reason)
+}
+
+// An action that fails is tried again: a moment without the store does not
+// leave a critical agent free.
+func TestFailedActionIsTriedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.r.Close()
+	agents := &flaky{Agents: e.w.App.Registry}
+	agents.failures.Store(2)
+	e.r = respond.New(respond.Config{Now: e.now}, agents, e.w.App.Store, e.w.App.Policies)
+	t.Cleanup(e.r.Close)
+	e.alert(t, "critical", 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.status(t) != store.StatusQuarantined {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the store's failures: %s", e.status(t))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
