@@ -84,7 +84,17 @@ func (u *usageRecorder) flush(ctx context.Context) {
 		e := &audit.Entry{Kind: audit.KindUsage, Action: ActionUsageRelayed, Agent: a, Outcome: "done", Time: to,
 			EnforcementPoint: u.pep, Detail: detail}
 		if _, err := u.log.Append(ctx, e); err != nil {
-			u.lg.Warn("usage: an entry could not be recorded", "agent", a, "bytes", sums[a].Bytes, "err", err)
+			// Kept for the next interval's entry: relayed bytes are not lost.
+			u.lg.Warn("usage: an entry could not be recorded; it goes into the next", "agent", a, "bytes", sums[a].Bytes, "err", err)
+			u.mu.Lock()
+			cur := u.sums[a]
+			if cur == nil {
+				cur = &usage{}
+				u.sums[a] = cur
+			}
+			cur.Bytes += sums[a].Bytes
+			cur.Results += sums[a].Results
+			u.mu.Unlock()
 		}
 	}
 }

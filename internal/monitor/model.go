@@ -102,9 +102,12 @@ type agentState struct {
 	RateVar     float64 `json:"rate_var"`
 	RateWindows int     `json:"rate_windows"`
 
-	VolMean    float64 `json:"vol_mean"` // bytes relayed per usage interval
-	VolVar     float64 `json:"vol_var"`
-	VolWindows int     `json:"vol_windows"`
+	VolMean        float64 `json:"vol_mean"` // bytes relayed per minute
+	VolVar         float64 `json:"vol_var"`
+	VolWindows     int     `json:"vol_windows"`
+	VolMinute      int64   `json:"vol_minute"` // unix minute being summed
+	VolMinuteBytes int64   `json:"vol_minute_bytes"`
+	VolFired       bool    `json:"vol_fired"` // data_volume fired for it
 
 	Resources map[uint64]*seen `json:"resources,omitempty"`
 	Actions   map[uint64]*seen `json:"actions,omitempty"`
@@ -293,17 +296,35 @@ func (m *Model) rate(st *agentState, t time.Time, learned bool, fire func(string
 	}
 }
 
-// volume compares what was relayed to the agent over one interval (a
-// usage entry) with its usual interval: far more is data leaving.
+// volume compares what was relayed to the agent in a minute (the usage
+// entries of that minute, from every enforcement point and replica, summed)
+// with its usual minute: far more is data leaving. A minute is judged as
+// its entries arrive and joins the baseline when the next one begins.
 func (m *Model) volume(st *agentState, ev Event, learned bool, fire func(string)) {
-	x := float64(ev.Bytes)
-	limit := st.VolMean + m.cfg.RateZ*max(math.Sqrt(st.VolVar), st.VolMean/2)
-	if learned && st.VolWindows >= 10 && ev.Bytes >= m.cfg.VolumeMin && x > limit {
-		fire(SignalDataVolume)
-		x = limit // an exfiltration does not become the norm
+	minute := ev.Time.Unix() / 60
+	if minute != st.VolMinute {
+		if st.VolMinuteBytes > 0 {
+			x := min(float64(st.VolMinuteBytes), st.volumeLimit(m.cfg.RateZ)) // an exfiltration does not become the norm
+			if st.VolWindows == 0 {
+				x = float64(st.VolMinuteBytes)
+			}
+			st.VolMean, st.VolVar = ewma(st.VolMean, st.VolVar, x, 0.05, st.VolWindows == 0)
+			st.VolWindows++
+		}
+		st.VolMinute, st.VolMinuteBytes, st.VolFired = minute, 0, false
 	}
-	st.VolMean, st.VolVar = ewma(st.VolMean, st.VolVar, x, 0.05, st.VolWindows == 0)
-	st.VolWindows++
+	st.VolMinuteBytes += ev.Bytes
+	if learned && !st.VolFired && st.VolWindows >= 10 && st.VolMinuteBytes >= m.cfg.VolumeMin &&
+		float64(st.VolMinuteBytes) > st.volumeLimit(m.cfg.RateZ) {
+		st.VolFired = true
+		fire(SignalDataVolume)
+	}
+}
+
+// volumeLimit is the most bytes a minute may carry before it is far above
+// the usual; the spread is taken as at least half the usual.
+func (st *agentState) volumeLimit(z float64) float64 {
+	return st.VolMean + z*max(math.Sqrt(st.VolVar), st.VolMean/2)
 }
 
 // rateLimit is the most calls a minute may have before it is a spike. The

@@ -209,6 +209,20 @@ func TestSignalsFireOnTheirPattern(t *testing.T) {
 			g.index++
 			return append(evs, Event{Index: g.index, Time: g.t, Kind: EventUsage, Agent: agentA, Bytes: 40 << 20})
 		}},
+		{"far more data, split over four replicas", SignalDataVolume, func(g *traffic) []Event {
+			var evs []Event
+			for i := 0; i < 20; i++ {
+				g.t = g.t.Add(time.Minute)
+				g.index++
+				evs = append(evs, Event{Index: g.index, Time: g.t, Kind: EventUsage, Agent: agentA, Bytes: int64(200_000 + g.r.IntN(100_000))})
+			}
+			g.t = g.t.Add(time.Minute).Truncate(time.Minute)
+			for r := 0; r < 4; r++ { // each replica's entry for the minute: under volume_min and the limit alone
+				g.index++
+				evs = append(evs, Event{Index: g.index, Time: g.t.Add(time.Duration(r) * time.Second), Kind: EventUsage, Agent: agentA, Bytes: 600_000})
+			}
+			return evs
+		}},
 		{"a tool no peer uses", SignalPeerDrift, func(g *traffic) []Event {
 			return []Event{g.event(agentA, "mcp.tool:payments/transfer")}
 		}},
