@@ -92,7 +92,9 @@ type Responder struct {
 	// when it was last saved.
 	position int64
 	leading  bool
+	loadedAt time.Time
 	savedPos []byte
+	pending  []monitor.Alert // kept while another process leads
 	savedAt  time.Time
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -152,36 +154,59 @@ func (r *Responder) run(ctx context.Context) {
 			return
 		case a := <-r.queue:
 			if !r.cfg.Leading() {
+				// Another process acts. Keep the latest alerts: if the lead
+				// comes here before that process reached them, they are
+				// still acted on.
 				r.leading = false
+				if r.pending = append(r.pending, a); len(r.pending) > maxPending {
+					r.pending = r.pending[len(r.pending)-maxPending:]
+				}
 				continue
 			}
-			if !r.leading {
-				// Newly leading: start from the position another process,
-				// or this one before a restart, reached.
+			if !r.leading || r.now().Sub(r.loadedAt) > reloadPosition {
+				// Newly leading, or leading a while (the lead may have gone
+				// elsewhere and come back): start from the position the
+				// leader before reached.
 				r.loadPosition(ctx)
-				r.leading = true
+				r.loadedAt, r.leading = r.now(), true
 			}
-			if a.Event.Index <= r.position {
-				continue // handled already
+			backlog := append(r.pending, a)
+			r.pending = nil
+			for _, b := range backlog {
+				r.act(ctx, b)
 			}
-			// A store that does not answer is tried again a few times; an
-			// alert given up on is logged as an error, with what it said.
-			err := r.handle(ctx, a)
-			for wait := 100 * time.Millisecond; err != nil && ctx.Err() == nil && wait <= 2*time.Second; wait *= 4 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(wait):
-				}
-				err = r.handle(ctx, a)
-			}
-			if err != nil && ctx.Err() == nil {
-				r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals,
-					"score", a.Risk.Score, "level", a.Risk.Level, "audit_index", a.Event.Index, "err", err)
-			}
-			r.position = a.Event.Index
-			r.savePosition(ctx, false)
 		}
 	}
+}
+
+// Alerts kept while another process leads, and how often a leader reads
+// the stored position again.
+const (
+	maxPending     = 4096
+	reloadPosition = 5 * time.Second
+)
+
+// act handles one alert unless the position says it was handled.
+func (r *Responder) act(ctx context.Context, a monitor.Alert) {
+	if a.Event.Index <= r.position {
+		return // handled already
+	}
+	// A store that does not answer is tried again a few times; an alert
+	// given up on is logged as an error, with what it said.
+	err := r.handle(ctx, a)
+	for wait := 100 * time.Millisecond; err != nil && ctx.Err() == nil && wait <= 2*time.Second; wait *= 4 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		err = r.handle(ctx, a)
+	}
+	if err != nil && ctx.Err() == nil {
+		r.lg.Error("response: alert not handled", "agent", a.Event.Agent, "signals", a.Signals,
+			"score", a.Risk.Score, "level", a.Risk.Level, "audit_index", a.Event.Index, "err", err)
+	}
+	r.position = a.Event.Index
+	r.savePosition(ctx, false)
 }
 
 // loadPosition reads the stored position; without one, alerts are judged

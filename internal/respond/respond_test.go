@@ -437,3 +437,30 @@ func TestFailedActionIsTriedAgain(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Alerts that arrive while another process leads are kept: when the lead
+// comes here before that process acted on them, they are acted on.
+func TestAlertsWaitForTheLead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, playbook)
+	e.r.Close()
+	var leading atomic.Bool
+	asked := make(chan struct{}, 16) // the responder asked whether it leads, and heard no
+	lead := func() bool {
+		if leading.Load() {
+			return true
+		}
+		asked <- struct{}{}
+		return false
+	}
+	e.r = respond.New(respond.Config{Now: e.now, Leading: lead, Positions: e.w.App.Store}, e.w.App.Registry, e.w.App.Store, e.w.App.Policies)
+	t.Cleanup(e.r.Close)
+	e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Add(1), Time: e.now(), Kind: monitor.EventDecision, Agent: agent},
+		Signals: []string{monitor.SignalDenyBurst}, Risk: monitor.Risk{Score: 90, Level: "critical", Signals: []string{monitor.SignalDenyBurst}}})
+	<-asked // the alert came while another process led
+	leading.Store(true)
+	e.alert(t, "medium", 0) // the next alert, here as the leader
+	if e.status(t) != store.StatusQuarantined {
+		t.Fatalf("the alert from before the lead was not acted on: %s", e.status(t))
+	}
+}
