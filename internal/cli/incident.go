@@ -284,7 +284,7 @@ func monitorCall(cmd *cobra.Command, g *globals, method, path string, body any) 
 	if g.format == "json" {
 		return g.printJSON(out)
 	}
-	fmt.Fprintf(g.out, "read up to entry %d of %d (%d behind); %d events learnt from, %d entries unreadable, %d alerts dropped (the responder's queue was full)\n",
+	fmt.Fprintf(g.out, "read up to entry %d of %d (%d behind); %d events learnt from, %d entries unreadable, %d alerts dropped for a full queue\n",
 		out.Position, out.LogSize, out.Behind, out.Applied, out.Skipped, out.Dropped)
 	if !out.CaughtUpAt.IsZero() && out.CaughtUpAt.Unix() > 0 {
 		fmt.Fprintf(g.out, "last at the log's end: %s\n", out.CaughtUpAt.Format(time.RFC3339Nano))
