@@ -130,7 +130,7 @@ func (v *Verifier) requiresDPoP(t *Token) bool {
 		return true
 	}
 	// An agent under a step-up proves possession of its key every time.
-	now := time.Now()
+	now := v.now()
 	return v.view.steppedUp(t.Agent.String(), now) || v.view.steppedUp(t.Presenter.String(), now)
 }
 
