@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,14 +54,18 @@ func TestIncidentCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The responder sets the status, then records the action in the
+	// incident: wait for both.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		a, _ := w.App.Registry.Agent(ctx, id)
-		if a.Status == store.StatusQuarantined {
+		open, _ := w.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id, Open: true, Limit: 1})
+		recorded := len(open) == 1 && slices.ContainsFunc(open[0].Actions, func(a store.IncidentAction) bool { return a.Action == "quarantine" })
+		if a.Status == store.StatusQuarantined && recorded {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not quarantined: %s", a.Status)
+			t.Fatalf("not quarantined and recorded: %s, %v", a.Status, open)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

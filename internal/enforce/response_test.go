@@ -102,13 +102,23 @@ func TestResponseReachesEveryEnforcementPoint(t *testing.T) {
 	if d := pep.decide(t, tok.AccessToken, "mcp.tool", "kb/search"); d.Outcome != "deny" || !slices.Contains(d.Reasons, "warden.agent_quarantined") {
 		t.Errorf("a remote enforcement point got %+v", d)
 	}
-	// The incident says what happened, with the attempt as evidence.
-	incs, err := r.w.App.Store.Incidents(r.ctx, store.IncidentFilter{AgentID: id})
-	if err != nil || len(incs) != 1 {
-		t.Fatalf("incidents: %+v, %v", incs, err)
+	// The incident says what happened, with the attempt as evidence (the
+	// responder records the action once it is in force).
+	var inc store.Incident
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		incs, err := r.w.App.Store.Incidents(r.ctx, store.IncidentFilter{AgentID: id})
+		if err != nil || len(incs) > 1 {
+			t.Fatalf("incidents: %+v, %v", incs, err)
+		}
+		if len(incs) == 1 && slices.ContainsFunc(incs[0].Actions, func(x store.IncidentAction) bool { return x.Action == "quarantine" }) {
+			inc = incs[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("incident without the quarantine 10 s later: %+v", incs)
+		}
 	}
-	inc := incs[0]
-	if inc.Status != store.IncidentOpen || !slices.ContainsFunc(inc.Actions, func(x store.IncidentAction) bool { return x.Action == "quarantine" }) {
+	if inc.Status != store.IncidentOpen {
 		t.Fatalf("incident %+v", inc)
 	}
 	// Nothing reached the mail server.
