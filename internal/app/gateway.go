@@ -109,13 +109,15 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	mux := http.NewServeMux()
 	var root http.Handler
-	if len(gc.MCP.Servers) > 0 {
-		var err error
+	if len(gc.MCP.Servers) > 0 || len(gc.HTTP.Routes) > 0 {
 		name := gc.MCP.Name
 		if name == "" {
 			name = "mcp-gateway"
 		}
 		g.usage = newUsageRecorder(a.Audit, name, a.log)
+	}
+	if len(gc.MCP.Servers) > 0 {
+		var err error
 		gc.MCP.Relayed = g.usage.relayed
 		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.MCP.PublicURL}},
 			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
@@ -129,7 +131,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	if len(gc.HTTP.Routes) > 0 {
 		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.HTTP.Resource}},
-			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name)})
+			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name), Relayed: g.usage.relayed})
 		for _, prefix := range g.Proxy.Prefixes() {
 			mux.Handle(prefix, g.Proxy)
 		}
@@ -169,6 +171,8 @@ func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) e
 	}
 	if g.MCP != nil {
 		go a.endContainedSessions(ctx, g.MCP)
+	}
+	if g.usage != nil {
 		go g.usage.run(ctx)
 	}
 	return serveGateway(ctx, g, a.log, ready)

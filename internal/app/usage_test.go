@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,13 +17,15 @@ import (
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/enforce/httpproxy"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/sdk"
 )
 
-// What the MCP gateway relays to an agent is summed into usage entries in
-// the audit log, which the monitor reads as the agent's data volume.
+// What the gateway relays to an agent (tool results, prompts, HTTP
+// answers) is summed into usage entries in the audit log, which the monitor
+// reads as the agent's data volume.
 func TestGatewayRecordsWhatItRelays(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -31,8 +34,16 @@ func TestGatewayRecordsWhatItRelays(t *testing.T) {
 	mcp.AddTool(upstream, &mcp.Tool{Name: "export"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("r", size)}}}, nil, nil
 	})
+	upstream.AddPrompt(&mcp.Prompt{Name: "brief"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: strings.Repeat("p", size)}}}}, nil
+	})
 	up := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return upstream }, nil))
 	defer func() { up.CloseClientConnections(); up.Close() }()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`"` + strings.Repeat("h", size) + `"`))
+	}))
+	defer api.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +51,12 @@ func TestGatewayRecordsWhatItRelays(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	mcpURL := "http://" + addr + "/mcp"
-	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{mcpURL} })
+	httpURL := "http://" + addr
+	w := apptest.Start(t, func(c *config.Config) { c.Identity.Resources = []string{mcpURL, httpURL} })
 	activate(t, w, map[string][]byte{"policy.rego": []byte("package warden.authz\nallow := true\n")})
 	gw, err := w.App.NewGateway(app.GatewayConfig{Listen: addr, MCP: mcpgw.Config{PublicURL: mcpURL, UpstreamTimeout: 5 * time.Second,
-		Servers: []mcpgw.Server{{Name: "records", URL: up.URL, Trust: mcpgw.Trusted}}}})
+		Servers: []mcpgw.Server{{Name: "records", URL: up.URL, Trust: mcpgw.Trusted}}},
+		HTTP: httpproxy.Config{Resource: httpURL, Routes: []httpproxy.Route{{Name: "api", Prefix: "/api/", Upstream: api.URL + "/", Trust: "trusted"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +69,12 @@ func TestGatewayRecordsWhatItRelays(t *testing.T) {
 		t.Fatalf("the gateway did not start: %v", err)
 	}
 	const id = "ai-agent://dev/exporter"
-	c, err := sdk.NewClient(w.URL, id, w.Register(t, id, "r"), sdk.WithResource(mcpURL))
+	key := w.Register(t, id, "r")
+	c, err := sdk.NewClient(w.URL, id, key, sdk.WithResource(mcpURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, err := sdk.NewClient(w.URL, id, key, sdk.WithResource(httpURL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +88,21 @@ func TestGatewayRecordsWhatItRelays(t *testing.T) {
 			t.Fatalf("the call: %v %v", r, err)
 		}
 	}
+	if _, err := s.GetPrompt(ctx, &mcp.GetPromptParams{Name: "records__brief"}); err != nil {
+		t.Fatalf("the prompt: %v", err)
+	}
 	s.Close()
+	for range 2 {
+		resp, err := (&http.Client{Transport: hc.Transport(nil)}).Get(httpURL + "/api/export")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || n < size {
+			t.Fatalf("the HTTP answer: %d, %d bytes", resp.StatusCode, n)
+		}
+	}
 	stop() // the gateway writes what it has summed as it stops
 	<-failed
 	deadline := time.Now().Add(10 * time.Second)
@@ -84,8 +116,8 @@ func TestGatewayRecordsWhatItRelays(t *testing.T) {
 			}
 			var u struct{ Bytes, Results int64 }
 			json.Unmarshal(e.Detail, &u)
-			if u.Results != 3 || u.Bytes < 3*size {
-				t.Fatalf("usage %s: want 3 results of at least %d bytes", e.Detail, size)
+			if u.Results != 6 || u.Bytes < 6*size {
+				t.Fatalf("usage %s: want 6 results (3 tool results, 1 prompt, 2 HTTP answers) of at least %d bytes", e.Detail, size)
 			}
 			if ev, ok := monitor.Decode(e); !ok || ev.Kind != monitor.EventUsage || ev.Bytes != u.Bytes {
 				t.Fatalf("the monitor reads it as %+v (%v)", ev, ok)

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
@@ -155,6 +156,10 @@ type Deps struct {
 	Decider enforce.Decider
 	Edge    *enforce.Edge
 	Logger  *slog.Logger
+	// Relayed, when set, is told of every answer the proxy relays to an
+	// agent: whom, and how many bytes of body (the usage the behavioural
+	// monitor compares with the agent's baseline).
+	Relayed func(agent string, bytes int)
 }
 
 // Proxy is the reverse proxy. It serves the routes' prefixes.
@@ -169,6 +174,7 @@ type ctxKey struct{}
 
 // forward is what the proxy knows of an allowed request on its way.
 type forward struct {
+	agent  string
 	route  *Route
 	rest   string
 	redact [][]string
@@ -293,7 +299,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		return
 	}
-	f := &forward{route: route, rest: rest, redact: fields}
+	f := &forward{agent: caller.Agent, route: route, rest: rest, redact: fields}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -357,10 +363,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 // modifyResponse masks the fields a redact obligation names in a JSON
 // answer; an answer that must be redacted but cannot be read is refused.
-func (p *Proxy) modifyResponse(resp *http.Response) error {
+func (p *Proxy) modifyResponse(resp *http.Response) (err error) {
 	f := resp.Request.Context().Value(ctxKey{}).(*forward)
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fmt.Errorf("%w: the upstream switched protocols", errRefused)
+	}
+	if p.d.Relayed != nil {
+		defer func() {
+			if err == nil { // what is relayed, after redaction
+				resp.Body = &counted{ReadCloser: resp.Body, done: func(n int) { p.d.Relayed(f.agent, n) }}
+			}
+		}()
 	}
 	if len(f.redact) == 0 {
 		return nil
@@ -401,6 +414,26 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 }
 
 var errRefused = errors.New("answer refused")
+
+// counted counts the bytes read through it and reports them once, when it
+// is closed (the reverse proxy closes every answer's body).
+type counted struct {
+	io.ReadCloser
+	n    int
+	once sync.Once
+	done func(int)
+}
+
+func (c *counted) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n += n
+	return n, err
+}
+
+func (c *counted) Close() error {
+	c.once.Do(func() { c.done(c.n) })
+	return c.ReadCloser.Close()
+}
 
 // upstreamError answers when the upstream cannot be reached or its answer
 // was refused: 502, never the upstream's content.

@@ -41,7 +41,7 @@ type Config struct {
 	// (default 32). A request that would open one more is refused.
 	MaxSessions         int `yaml:"max_sessions"`
 	MaxSessionsPerAgent int `yaml:"max_sessions_per_agent"`
-	// Relayed, when set, is told of every tool result and resource the
+	// Relayed, when set, is told of every tool result, resource and prompt the
 	// gateway relays to an agent: whom, and how many bytes (the usage
 	// the behavioural monitor compares with the agent's baseline).
 	Relayed func(agent string, bytes int) `yaml:"-"`

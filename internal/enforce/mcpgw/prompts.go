@@ -64,5 +64,30 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 			return nil, g.unredactable(u, err)
 		}
 	}
+	if g.cfg.Relayed != nil {
+		n := len(out.Description)
+		for _, m := range out.Messages {
+			n += contentSize(m.Content)
+		}
+		g.cfg.Relayed(c.Agent, n)
+	}
 	return out, nil
+}
+
+// contentSize is the size of what one piece of content carries to the
+// agent: its text, data or embedded resource.
+func contentSize(c mcp.Content) int {
+	switch c := c.(type) {
+	case *mcp.TextContent:
+		return len(c.Text)
+	case *mcp.ImageContent:
+		return len(c.Data)
+	case *mcp.AudioContent:
+		return len(c.Data)
+	case *mcp.EmbeddedResource:
+		if c.Resource != nil {
+			return len(c.Resource.Text) + len(c.Resource.Blob)
+		}
+	}
+	return 0
 }
