@@ -29,6 +29,7 @@ type Store interface {
 	EnforcementPointStore
 	TaintStore
 	IncidentStore
+	ApprovalStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".

@@ -63,6 +63,8 @@ func Run(t *testing.T, open Factory) {
 		{"taints: expire, with events, announced", testTaintsExpire},
 		{"incidents: one open per agent, updated with events", testIncidents},
 		{"incidents: concurrent openings make one", testIncidentsConcurrent},
+		{"approvals: one live per digest, updated with events, final once done", testApprovals},
+		{"approvals: consumed once under concurrency", testApprovalsConsumedOnce},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
