@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/warden-run/warden/internal/approvals"
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
@@ -50,6 +51,8 @@ type App struct {
 	// alerts; both nil when monitoring is off.
 	Monitor   *monitor.Monitor
 	Responder *respond.Responder
+	// Approvals holds the actions policy asks approvals for.
+	Approvals *approvals.Service
 	// EnforcementPoints are the registered enforcement points and their credentials.
 	EnforcementPoints *decide.EnforcementPoints
 	Handler           http.Handler
@@ -182,9 +185,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		risk = a.Monitor
 	}
+	a.Approvals = approvals.New(a.Store, log, clock)
+	go a.Approvals.Run(bg, 10*time.Second)
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
 		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk,
-		RestrictedRoles: cfg.Decide.RestrictedRoles, Logger: log},
+		RestrictedRoles: cfg.Decide.RestrictedRoles, Approvals: a.Approvals, Logger: log},
 		a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
@@ -200,7 +205,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	deps := server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
 		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints, Taints: a.Taints,
-		Incidents: a.Store,
+		Incidents: a.Store, Approvals: a.Approvals, ApprovalStore: a.Store,
 	}
 	if a.Monitor != nil {
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped

@@ -106,9 +106,14 @@ type Config struct {
 	RestrictedRoles []string
 	// Risk, when set, answers each agent's live risk (the monitor); every
 	// decision's input carries it as context.risk.
-	Risk   RiskSource
-	Logger *slog.Logger
-	Now    func() time.Time
+	Risk RiskSource
+	// Approvals, when set, holds the actions policy asks approvals for:
+	// a pending decision opens (or finds) the request for exactly its
+	// action, and the first identical decision after it is approved uses
+	// it up and is allowed. Without it, such decisions stay pending.
+	Approvals ApprovalGate
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow
@@ -361,6 +366,9 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 	c.d.Outcome, c.d.Reasons = v.Outcome, v.Reasons
 	if v.Obligations != nil {
 		c.d.Obligations = v.Obligations
+	}
+	if c.d.Outcome == policy.PendingApproval && p.cfg.Approvals != nil {
+		p.gate(ctx, c, req, args, tok, rec, res, *v.Approval)
 	}
 	if c.d.Outcome == policy.Allow {
 		if c.newTaints, err = p.taint(ctx, c.d, c.pep.Name, req, tok, input); err != nil {

@@ -66,7 +66,7 @@ func (i *TokenIssuer) verifyAssertion(ctx context.Context, req TokenRequest) (*c
 	if hdr.Alg != string(jose.EdDSA) {
 		return nil, fmt.Errorf("%w: %q (only EdDSA)", ErrAlgorithm, hdr.Alg)
 	}
-	if strings.EqualFold(hdr.Typ, "at+jwt") || strings.EqualFold(hdr.Typ, "dpop+jwt") {
+	if strings.EqualFold(hdr.Typ, "at+jwt") || strings.EqualFold(hdr.Typ, "dpop+jwt") || strings.EqualFold(hdr.Typ, StatementTypeApproval) {
 		return nil, fmt.Errorf("%w: typ %q is not a client assertion", ErrTokenType, hdr.Typ)
 	}
 	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
@@ -167,9 +167,15 @@ func (i *TokenIssuer) authenticatingAgent(ctx context.Context, id AgentID) (*age
 }
 
 func (i *TokenIssuer) checkAssertionClaims(c *assertionClaims, now time.Time) error {
+	return i.checkClaims(c, i.cfg.Issuer, now)
+}
+
+// checkClaims checks an assertion's or a statement's claims: addressed to
+// aud, with exp (not far ahead) and jti, valid now.
+func (i *TokenIssuer) checkClaims(c *assertionClaims, aud string, now time.Time) error {
 	skew := i.cfg.ClockSkew
-	if !c.Audience.Contains(i.cfg.Issuer) {
-		return fmt.Errorf("%w: assertion aud %q must contain the issuer %q", ErrWrongAudience, []string(c.Audience), i.cfg.Issuer)
+	if !c.Audience.Contains(aud) {
+		return fmt.Errorf("%w: aud %q must contain %q", ErrWrongAudience, []string(c.Audience), aud)
 	}
 	if c.Expiry == nil || c.ID == "" {
 		return fmt.Errorf("%w: the assertion needs exp and jti", ErrMissingClaim)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"time"
 
+	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -39,6 +41,8 @@ type Verdict struct {
 	Outcome     Outcome
 	Reasons     []string
 	Obligations map[string]any
+	// Approval is the require_approvals rule, when the policy set one.
+	Approval *store.ApprovalRule
 }
 
 // Judge turns an evaluation into a verdict, deny by default: allow only
@@ -60,11 +64,12 @@ func Judge(r Result, err error, approvals []any) Verdict {
 	}
 	v := Verdict{Outcome: Allow, Reasons: []string{}, Obligations: r.Obligations}
 	if raw, ok := r.Obligations["require_approvals"]; ok {
-		rule, ok := approvalRule(raw)
+		rule, ok := ParseApprovalRule(raw)
 		if !ok {
 			return Verdict{Outcome: Deny, Reasons: []string{ReasonMalformed}}
 		}
-		if rule.count(approvals) < rule.need {
+		v.Approval = &rule
+		if !ApprovalsMet(rule, approvals) {
 			v.Outcome = PendingApproval
 			v.Reasons = []string{ReasonApprovalRequired}
 		}
@@ -85,43 +90,126 @@ func ReasonForError(err error) string {
 	return ReasonError
 }
 
-// approvals is the obligation require_approvals: {"count": N, "roles":
-// [...], "approvers": [...]}; roles and approvers are optional.
-type approvals struct {
-	need      int
-	roles     []string
-	approvers []string
-}
+// Bounds and default of an approval request's lifetime
+// (require_approvals.expires).
+const (
+	DefaultApprovalTTL = time.Hour
+	MinApprovalTTL     = time.Minute
+	MaxApprovalTTL     = 7 * 24 * time.Hour
+)
 
-func approvalRule(raw any) (approvals, bool) {
+// ParseApprovalRule reads the obligation require_approvals: {"count": N,
+// "roles": [...], "approvers": [...], "humans": H, "agents": A,
+// "exclude_owner": bool, "rejections": R, "expires": seconds or "30m"};
+// only count is required. Anything else, or a value of the wrong kind, is
+// not a rule (ok false): a condition Warden does not know cannot be met.
+func ParseApprovalRule(raw any) (store.ApprovalRule, bool) {
 	m, ok := raw.(map[string]any)
 	if !ok {
-		return approvals{}, false
+		return store.ApprovalRule{}, false
 	}
-	var a approvals
+	a := store.ApprovalRule{Rejections: 1, TTL: DefaultApprovalTTL}
 	for k, v := range m {
 		switch k {
-		case "count":
+		case "count", "humans", "agents", "rejections":
 			n, ok := wholeNumber(v)
-			if !ok || n < 1 {
+			if !ok || n < 0 || (k != "humans" && k != "agents" && n < 1) {
 				return a, false
 			}
-			a.need = n
+			switch k {
+			case "count":
+				a.Count = n
+			case "humans":
+				a.Humans = n
+			case "agents":
+				a.Agents = n
+			default:
+				a.Rejections = n
+			}
 		case "roles", "approvers":
 			list, ok := stringList(v)
 			if !ok {
 				return a, false
 			}
 			if k == "roles" {
-				a.roles = list
+				a.Roles = list
 			} else {
-				a.approvers = list
+				a.Approvers = list
 			}
+		case "exclude_owner":
+			b, ok := v.(bool)
+			if !ok {
+				return a, false
+			}
+			a.ExcludeOwner = b
+		case "expires":
+			d, ok := approvalTTL(v)
+			if !ok {
+				return a, false
+			}
+			a.TTL = d
 		default:
-			return a, false // a condition Warden does not know cannot be met
+			return a, false
 		}
 	}
-	return a, a.need > 0
+	return a, a.Count > 0 && a.Humans+a.Agents <= a.Count
+}
+
+// approvalTTL reads expires: whole seconds, or a duration such as "30m",
+// within MinApprovalTTL and MaxApprovalTTL.
+func approvalTTL(v any) (time.Duration, bool) {
+	var d time.Duration
+	if s, ok := v.(string); ok {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, false
+		}
+	} else {
+		n, ok := wholeNumber(v)
+		if !ok {
+			return 0, false
+		}
+		d = time.Duration(n) * time.Second
+	}
+	return d, d >= MinApprovalTTL && d <= MaxApprovalTTL
+}
+
+// ApprovalsMet reports whether the approvals given (context.approvals:
+// {"by": "...", "kind": "human"|"agent", "roles": [...]}, or "role": "..."
+// for one role) meet rule: distinct approvers, each in one of its roles and
+// among its approvers when those are given, enough of them, and enough
+// humans and agents among them.
+func ApprovalsMet(rule store.ApprovalRule, given []any) bool {
+	kinds := map[string]string{}
+	for _, x := range given {
+		m, ok := x.(map[string]any)
+		if !ok {
+			continue
+		}
+		by, _ := m["by"].(string)
+		if by == "" || len(rule.Approvers) > 0 && !slices.Contains(rule.Approvers, by) {
+			continue
+		}
+		roles, _ := stringList(m["roles"])
+		if r, ok := m["role"].(string); ok {
+			roles = append(roles, r)
+		}
+		if len(rule.Roles) > 0 && !slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(rule.Roles, r) }) {
+			continue
+		}
+		kind, _ := m["kind"].(string)
+		kinds[by] = kind
+	}
+	humans, agents := 0, 0
+	for _, k := range kinds {
+		switch k {
+		case store.ApproverHuman:
+			humans++
+		case store.ApproverAgent:
+			agents++
+		}
+	}
+	return len(kinds) >= rule.Count && humans >= rule.Humans && agents >= rule.Agents
 }
 
 func stringList(v any) ([]string, bool) {
@@ -153,24 +241,4 @@ func wholeNumber(v any) (int, bool) {
 		return int(x), x <= math.MaxInt32
 	}
 	return 0, false
-}
-
-// count counts distinct approvers, in one of the roles and among the
-// named approvers when those are given. An approval is {"by": "...",
-// "role": "..."}.
-func (a approvals) count(given []any) int {
-	seen := map[string]bool{}
-	for _, x := range given {
-		m, ok := x.(map[string]any)
-		if !ok {
-			continue
-		}
-		by, _ := m["by"].(string)
-		role, _ := m["role"].(string)
-		if by == "" || len(a.roles) > 0 && !slices.Contains(a.roles, role) || len(a.approvers) > 0 && !slices.Contains(a.approvers, by) {
-			continue
-		}
-		seen[by] = true
-	}
-	return len(seen)
 }

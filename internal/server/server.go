@@ -55,6 +55,10 @@ type Deps struct {
 	// AlertsDropped, when set, counts the alerts the responder's full
 	// queue dropped.
 	AlertsDropped func() int64
+	// Approvals and ApprovalStore, when set, take votes on approval
+	// requests and list them.
+	Approvals     Approvals
+	ApprovalStore store.ApprovalStore
 }
 
 // Server is the HTTP API.
@@ -119,6 +123,13 @@ func (s *Server) routes() {
 		m.Handle("GET /v1/incidents/{id}", s.admin(s.getIncident))
 		m.Handle("POST /v1/incidents/{id}/ack", s.admin(s.setIncidentStatus(store.IncidentAcknowledged)))
 		m.Handle("POST /v1/incidents/{id}/resolve", s.admin(s.setIncidentStatus(store.IncidentResolved)))
+	}
+
+	if s.d.Approvals != nil && s.d.ApprovalStore != nil {
+		m.Handle("GET /v1/approvals", s.admin(s.listApprovals))
+		m.Handle("GET /v1/approvals/{id}", s.admin(s.getApproval))
+		m.Handle("POST /v1/approvals/{id}/approve", s.vote(true))
+		m.Handle("POST /v1/approvals/{id}/reject", s.vote(false))
 	}
 
 	if s.d.Decide != nil {

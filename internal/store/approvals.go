@@ -85,10 +85,13 @@ type ApprovalVote struct {
 // Digest binds it to the action: agent, action, resource, canonical
 // arguments, audience and policy version.
 type Approval struct {
-	ID            string           `json:"id"`
-	Digest        string           `json:"digest"`
-	Agent         string           `json:"agent"`
-	Owner         string           `json:"owner,omitempty"`
+	ID     string `json:"id"`
+	Digest string `json:"digest"`
+	Agent  string `json:"agent"`
+	Owner  string `json:"owner,omitempty"`
+	// Delegation is the agents the requester acted through (a delegated
+	// token's chain): none of them may approve either.
+	Delegation    []string         `json:"delegation,omitempty"`
 	Action        string           `json:"action"`
 	Resource      ApprovalResource `json:"resource"`
 	Args          json.RawMessage  `json:"args"`
@@ -110,12 +113,15 @@ type Approval struct {
 // ApprovalFilter selects approvals. Zero fields match everything.
 type ApprovalFilter struct {
 	Agent  string
+	Digest string
 	Status ApprovalStatus
 	// Live selects pending and approved requests.
 	Live bool
 	// After is a paging cursor: only approvals with a greater id.
 	After string
-	Limit int
+	// Newest lists the newest first (After is then ignored).
+	Newest bool
+	Limit  int
 }
 
 // ApprovalStore keeps approval requests.

@@ -101,6 +101,22 @@ type Decision struct {
 	Obligations   map[string]any `json:"obligations"`
 	PolicyVersion string         `json:"policy_version"`
 	AuditIndex    int64          `json:"audit_index"`
+	// Approval is the approval request a pending decision waits for, or
+	// the one an allowed decision used up.
+	Approval *ApprovalRef `json:"approval,omitempty"`
+}
+
+// ApprovalRef is an approval request as a decision names it. The agent's
+// next call with exactly the same action, resource and arguments runs once
+// the request is approved, and only once.
+type ApprovalRef struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	ExpiresAt string `json:"expires_at"`
+	// Approvals is how many approvers have approved; Needed how many the
+	// policy asks for.
+	Approvals int `json:"approvals"`
+	Needed    int `json:"needed"`
 }
 
 // Limits of a request.

@@ -139,7 +139,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			}},
 		}, nil
 	case policy.PendingApproval:
-		return denyJSON(http.StatusForbidden, fmt.Sprintf(`{"error":"approval_required","decision_id":%q}`, d.ID)), nil
+		b, _ := json.Marshal(map[string]any{"error": "approval_required", "decision_id": d.ID, "approval": d.Approval})
+		return denyJSON(http.StatusForbidden, string(b)), nil
 	default:
 		return denyJSON(http.StatusForbidden, fmt.Sprintf(`{"error":"denied","decision_id":%q}`, d.ID)), nil
 	}

@@ -283,7 +283,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch d.Outcome {
 	case policy.Allow:
 	case policy.PendingApproval:
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "approval_required", "decision_id": d.ID})
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": "approval_required", "decision_id": d.ID, "approval": d.Approval})
 		return
 	default:
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})

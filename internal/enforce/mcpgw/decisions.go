@@ -86,7 +86,7 @@ func (g *Gateway) decide(ctx context.Context, dr *decide.Request) (decide.Decisi
 	case d.ID == "":
 		return d, &jsonrpc.Error{Code: CodeDenied, Message: "denied: no decision could be made"}
 	case d.Outcome == policy.PendingApproval:
-		return d, &jsonrpc.Error{Code: CodeApprovalRequired, Message: "approval required (decision " + d.ID + ")", Data: data}
+		return d, pendingError(d)
 	default:
 		return d, &jsonrpc.Error{Code: CodeDenied, Message: "denied by policy (decision " + d.ID + ")", Data: data}
 	}
@@ -195,4 +195,19 @@ func (g *Gateway) charge(ctx context.Context, c *enforce.Caller, items func(cata
 		return &jsonrpc.Error{Code: CodeLimit, Message: "rate limit exceeded: a list costs one request per item it decides; try again shortly"}
 	}
 	return nil
+}
+
+// pendingError is the answer to a call held for approval: the request to
+// approve, and what the agent does next (the same call, unchanged, once it
+// is approved; it runs once).
+func pendingError(d decide.Decision) *jsonrpc.Error {
+	msg := "approval required (decision " + d.ID + ")"
+	data := map[string]any{"decision_id": d.ID}
+	if a := d.Approval; a != nil {
+		msg = fmt.Sprintf("approval required: request %s has %d of %d approvals and expires at %s; once it is approved, "+
+			"send the same call with the same arguments again: it runs once (decision %s)", a.ID, a.Approvals, a.Needed, a.ExpiresAt, d.ID)
+		data["approval"] = a
+	}
+	b, _ := json.Marshal(data)
+	return &jsonrpc.Error{Code: CodeApprovalRequired, Message: msg, Data: b}
 }

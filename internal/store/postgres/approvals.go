@@ -109,9 +109,16 @@ func (s *Store) UpdateApproval(ctx context.Context, id string, fn func(*store.Ap
 // Approvals implements store.ApprovalStore.
 func (s *Store) Approvals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error) {
 	where, args := []string{"id > $1"}, []any{f.After}
+	if f.Newest {
+		args[0] = ""
+	}
 	if f.Agent != "" {
 		args = append(args, f.Agent)
 		where = append(where, fmt.Sprintf("agent_id = $%d", len(args)))
+	}
+	if f.Digest != "" {
+		args = append(args, f.Digest)
+		where = append(where, fmt.Sprintf("digest = $%d", len(args)))
 	}
 	if f.Status != "" {
 		args = append(args, string(f.Status))
@@ -121,6 +128,9 @@ func (s *Store) Approvals(ctx context.Context, f store.ApprovalFilter) ([]store.
 		where = append(where, "status IN ('pending', 'approved')")
 	}
 	q := `SELECT data FROM approvals WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	if f.Newest {
+		q += " DESC"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

@@ -106,8 +106,14 @@ func (s *Store) UpdateApproval(ctx context.Context, id string, fn func(*store.Ap
 // Approvals implements store.ApprovalStore.
 func (s *Store) Approvals(ctx context.Context, f store.ApprovalFilter) ([]store.Approval, error) {
 	where, args := []string{"id > ?"}, []any{f.After}
+	if f.Newest {
+		args[0] = ""
+	}
 	if f.Agent != "" {
 		where, args = append(where, "agent_id = ?"), append(args, f.Agent)
+	}
+	if f.Digest != "" {
+		where, args = append(where, "digest = ?"), append(args, f.Digest)
 	}
 	if f.Status != "" {
 		where, args = append(where, "status = ?"), append(args, string(f.Status))
@@ -116,6 +122,9 @@ func (s *Store) Approvals(ctx context.Context, f store.ApprovalFilter) ([]store.
 		where = append(where, "status IN ('pending', 'approved')")
 	}
 	q := `SELECT data FROM approvals WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	if f.Newest {
+		q += " DESC"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

@@ -107,6 +107,8 @@ func testApprovals(t *testing.T, s store.Store) {
 		{store.ApprovalFilter{Status: store.ApprovalConsumed}, []string{a.ID}},
 		{store.ApprovalFilter{Agent: other.Agent}, []string{other.ID}},
 		{store.ApprovalFilter{After: a.ID, Limit: 1}, []string{dup.ID}},
+		{store.ApprovalFilter{Digest: a.Digest}, []string{a.ID, dup.ID}},
+		{store.ApprovalFilter{Digest: a.Digest, Newest: true, Limit: 1}, []string{dup.ID}},
 	} {
 		list, err := s.Approvals(c, tc.f)
 		if err != nil {

@@ -12,5 +12,6 @@ CREATE TABLE approvals (
     data       TEXT NOT NULL
 );
 CREATE UNIQUE INDEX approvals_live_per_digest ON approvals (digest) WHERE status IN ('pending', 'approved');
+CREATE INDEX approvals_by_digest ON approvals (digest, id);
 CREATE INDEX approvals_by_agent ON approvals (agent_id, id);
 CREATE INDEX approvals_by_status ON approvals (status, id);
