@@ -1,0 +1,95 @@
+package app_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/sdk"
+)
+
+const oneApproval = `package warden.authz
+
+allow := true
+
+obligations["require_approvals"] := {"count": 1} if input.resource.id == "plc/set_setpoint"
+`
+
+// On PostgreSQL, an approval given at one replica is used up once, by one
+// of many identical calls decided at both replicas at the same moment.
+func TestApprovalConsumedOnceAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	first, second := replicas(t, dsn)
+	activate(t, first, map[string][]byte{"policy.rego": []byte(oneApproval)})
+	deadline := time.Now().Add(10 * time.Second)
+	for second.App.Policies.Live().Active == nil && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx := context.Background()
+	const id = "ai-agent://dev/plant/tuner"
+	c, err := sdk.NewClient(first.URL, id, first.Register(t, id, "tuner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func() *decide.Request {
+		return &decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "plc/set_setpoint"},
+			Args: []byte(`{"oven": 3, "setpoint": 245}`)}
+	}
+	d, err := first.App.Decide.Decide(ctx, decide.InProcess("plant-gw", "warden"), req())
+	if err != nil || d.Outcome != policy.PendingApproval || d.Approval == nil {
+		t.Fatalf("first call: %+v, %v", d, err)
+	}
+	// Approved through the other replica's API.
+	r, _ := http.NewRequest("POST", second.URL+"/v1/approvals/"+d.Approval.ID+"/approve", strings.NewReader(`{"reason": "ok"}`))
+	r.Header.Set("Authorization", "Bearer "+first.AdminToken) // one bootstrap token for the store
+	r.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("approve: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	var allowed, held atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 16 {
+		w := []*apptest.Instance{first, second}[i%2]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			d, err := w.App.Decide.Decide(ctx, decide.InProcess("plant-gw", "warden"), req())
+			switch {
+			case err != nil:
+				t.Error(err)
+			case d.Outcome == policy.Allow:
+				allowed.Add(1)
+			case d.Outcome == policy.PendingApproval:
+				held.Add(1)
+			default:
+				t.Errorf("decision %+v", d)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if allowed.Load() != 1 || held.Load() != 15 {
+		t.Fatalf("%d allowed and %d held, want 1 and 15", allowed.Load(), held.Load())
+	}
+}
