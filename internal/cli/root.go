@@ -63,7 +63,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.adminTokenFile, "admin-token-file", "", "file holding the admin token (without it: env WARDEN_ADMIN_TOKEN, else <data>/admin.token)")
 	pf.StringVar(&g.data, "data", envOr("WARDEN_DATA", "./warden-data"), "data directory (env WARDEN_DATA)")
 
-	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newAuditCmd(g), newPolicyCmd(g), newPEPCmd(g), newIncidentCmd(g), newMonitorCmd(g), newGatewayCmd(g), newMCPCmd(g), newDemoCmd(g), newVersionCmd(g))
+	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newAuditCmd(g), newPolicyCmd(g), newPEPCmd(g), newIncidentCmd(g), newApprovalCmd(g), newVoteCmd(g, "approve"), newVoteCmd(g, "reject"), newMonitorCmd(g), newGatewayCmd(g), newMCPCmd(g), newDemoCmd(g), newVersionCmd(g))
 	return root
 }
 
