@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/sdk"
@@ -251,5 +253,54 @@ func TestAuditAppendsAreAnnouncedToReplicas(t *testing.T) {
 		default:
 			return
 		}
+	}
+}
+
+// A delegate that presents the token it was handed, and is refused, is
+// charged for it: the agent that delegated is not (else a delegate could
+// step up, then restrict, the agent that trusted it).
+func TestDelegatesRefusalsAreTheirOwn(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	activate(t, w, containPolicy)
+	ctx := context.Background()
+	const victim, delegate = "ai-agent://dev/ops/lender", "ai-agent://dev/ops/borrower"
+	v, err := sdk.NewClient(w.URL, victim, w.Register(t, victim, "worker", "delegator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk := w.Register(t, delegate, "worker")
+	tok, err := v.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed, err := v.Delegate(ctx, tok.AccessToken, delegate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused after the token checks out (at an enforcement point of
+	// another audience), and before (a proof for another request).
+	for i := range 12 {
+		pep, req := decide.InProcess("test-pep", "https://elsewhere.example"), &decide.Request{Token: handed.AccessToken,
+			Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "kb/search"}}
+		if i%2 == 1 {
+			proof, _ := dk.DPoPProof("POST", "https://other.example/x", handed.AccessToken)
+			pep, req.DPoP, req.HTM, req.HTU = decide.InProcess("test-pep", "warden"), proof, "POST", "https://gw.example/mcp"
+		}
+		d, err := w.App.Decide.Decide(ctx, pep, req)
+		if err != nil || d.Outcome != policy.Deny || !strings.HasPrefix(d.Reasons[0], "warden.") {
+			t.Fatalf("%+v %v", d, err)
+		}
+	}
+	size, _ := w.App.Audit.Size(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for w.App.Monitor.Stats().Position < size-1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := w.App.Monitor.Risk(victim); r.Score != 0 {
+		t.Fatalf("the delegate's refusals raised the delegating agent's risk: %+v", r)
+	}
+	if r := w.App.Monitor.Risk(delegate); r.Score == 0 || !slices.Contains(r.Signals, monitor.SignalAuthFailures) {
+		t.Fatalf("the delegate's own risk: %+v", r)
 	}
 }

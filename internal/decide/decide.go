@@ -271,7 +271,7 @@ func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c 
 	if err != nil {
 		c.deny(authReason(err))
 		if t, ierr := p.verifier.Inspect(req.Token); ierr == nil {
-			c.claim(t.Subject) // signed by the issuer, though refused: worth recording as such
+			c.claim(presenter(t)) // signed by the issuer, though refused: worth recording as such
 		}
 		p.lg.Info("decision: agent not authenticated", "decision_id", c.d.ID, "pep", pep.Name, "reason", c.d.Reasons[0], "err", err)
 		return nil, store.Agent{}, false
@@ -292,8 +292,19 @@ func (p *Pipeline) authenticate(ctx context.Context, pep Point, req *Request, c 
 		c.e.Agent = tok.Subject
 		return tok, p.chainStatus(tok, rec), true
 	}
-	c.claim(tok.Subject)
+	c.claim(presenter(tok))
 	return nil, store.Agent{}, false
+}
+
+// presenter is the agent a token is issued to, the one that presents it:
+// the subject, or a delegated token's current actor. A refusal is charged
+// to it: a delegate's failures must not raise the risk of the agent that
+// delegated to it.
+func presenter(t *identity.Token) string {
+	if len(t.Chain) > 0 {
+		return t.Chain[0].String()
+	}
+	return t.Subject
 }
 
 // chainStatus is rec with the most restrictive status of the agents in a
@@ -313,7 +324,7 @@ func (p *Pipeline) chainStatus(tok *identity.Token, rec store.Agent) store.Agent
 	return rec
 }
 
-// claim records subject as the agent a refused token names.
+// claim records subject as the agent a refused token was presented by.
 func (c *decision) claim(subject string) {
 	c.detail["claimed_agent"] = map[string]any{"id": subject, "unverified": c.d.Reasons[0]}
 }

@@ -30,6 +30,7 @@ type Store interface {
 	TaintStore
 	IncidentStore
 	ApprovalStore
+	HumanStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".
