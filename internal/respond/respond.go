@@ -6,6 +6,7 @@
 package respond
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,8 +66,11 @@ type Config struct {
 	// (store.MetaStore), so that a restart or another replica taking the
 	// lead neither repeats nor skips alerts.
 	Positions PositionStore
-	// Queue bounds the alerts waiting; past it alerts are counted as
-	// dropped and logged. Default 4096.
+	// Queue bounds the agents with alerts waiting; an agent's alerts
+	// wait as one (the latest, with every signal fired since the last
+	// handled), so that a flood of one agent's alerts delays no other's.
+	// Past it, alerts of further agents are counted as dropped and logged.
+	// Default 4096.
 	Queue int
 	// Leading says whether this process acts (the one leading the audit
 	// log), so that replicas do not act twice.
@@ -85,8 +89,12 @@ type Responder struct {
 	playbooks Playbooks
 	lg        *slog.Logger
 	now       func() time.Time
-	queue     chan monitor.Alert
-	dropped   atomic.Int64
+	// waiting holds each agent's alert until the run goroutine takes it;
+	// wake tells it there are some.
+	mu      sync.Mutex
+	waiting map[string]*monitor.Alert
+	wake    chan struct{}
+	dropped atomic.Int64
 	// Of the run goroutine: the index of the last alert handled, whether
 	// this process led when it last looked, the position as stored, and
 	// when it was last saved.
@@ -112,7 +120,7 @@ func New(cfg Config, agents Agents, incidents store.IncidentStore, playbooks Pla
 		cfg.Leading = func() bool { return true }
 	}
 	r := &Responder{cfg: cfg, agents: agents, incidents: incidents, playbooks: playbooks, lg: cfg.Logger, now: cfg.Now,
-		queue: make(chan monitor.Alert, cfg.Queue), position: -1}
+		waiting: map[string]*monitor.Alert{}, wake: make(chan struct{}, 1), position: -1}
 	if r.lg == nil {
 		r.lg = slog.New(slog.DiscardHandler)
 	}
@@ -134,13 +142,47 @@ func (r *Responder) Close() {
 }
 
 // Alert queues a for the responder without blocking (monitor.Options.OnFire).
+// An alert of an agent whose earlier alert still waits joins it: the
+// latest event and risk, and every signal fired since the last handled.
 func (r *Responder) Alert(a monitor.Alert) {
-	select {
-	case r.queue <- a:
-	default:
+	r.mu.Lock()
+	w, ok := r.waiting[a.Event.Agent]
+	switch {
+	case ok:
+		signals := w.Signals
+		*w = a
+		w.Signals = slices.Clone(signals)
+		for _, s := range a.Signals {
+			if !slices.Contains(w.Signals, s) {
+				w.Signals = append(w.Signals, s)
+			}
+		}
+	case len(r.waiting) >= r.cfg.Queue:
+		r.mu.Unlock()
 		n := r.dropped.Add(1)
-		r.lg.Error("response: alert queue full; alert dropped", "agent", a.Event.Agent, "signals", a.Signals, "dropped", n)
+		r.lg.Error("response: alerts of too many agents waiting; alert dropped", "agent", a.Event.Agent, "signals", a.Signals, "dropped", n)
+		return
+	default:
+		r.waiting[a.Event.Agent] = &a
 	}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitingAlerts returns the waiting alerts in the order of their events.
+func (r *Responder) waitingAlerts() []monitor.Alert {
+	r.mu.Lock()
+	out := make([]monitor.Alert, 0, len(r.waiting))
+	for _, a := range r.waiting {
+		out = append(out, *a)
+	}
+	clear(r.waiting)
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b monitor.Alert) int { return cmp.Compare(a.Event.Index, b.Event.Index) })
+	return out
 }
 
 // Dropped counts the alerts dropped because the queue was full.
@@ -152,13 +194,14 @@ func (r *Responder) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case a := <-r.queue:
+		case <-r.wake:
+			batch := r.waitingAlerts()
 			if !r.cfg.Leading() {
 				// Another process acts. Keep the latest alerts: if the lead
 				// comes here before that process reached them, they are
 				// still acted on.
 				r.leading = false
-				if r.pending = append(r.pending, a); len(r.pending) > maxPending {
+				if r.pending = append(r.pending, batch...); len(r.pending) > maxPending {
 					r.pending = r.pending[len(r.pending)-maxPending:]
 				}
 				continue
@@ -170,7 +213,7 @@ func (r *Responder) run(ctx context.Context) {
 				r.loadPosition(ctx)
 				r.loadedAt, r.leading = r.now(), true
 			}
-			backlog := append(r.pending, a)
+			backlog := append(r.pending, batch...)
 			r.pending = nil
 			for _, b := range backlog {
 				r.act(ctx, b)

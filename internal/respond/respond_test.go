@@ -464,3 +464,31 @@ func TestAlertsWaitForTheLead(t *testing.T) {
 		t.Fatalf("the alert from before the lead was not acted on: %s", e.status(t))
 	}
 }
+
+// One agent's flood of alerts (a copied token replayed at /v1/decide makes
+// one every few requests) delays no other agent's: an agent's alerts wait
+// as one, and the victim of the flood is still quarantined.
+func TestFloodOfOneAgentDropsNoOther(t *testing.T) {
+	e := newEnv(t, playbook)
+	const noisy = "ai-agent://dev/ops/noisy"
+	e.w.Register(t, noisy, "worker")
+	for i := range 20000 {
+		e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Add(1), Time: e.now(), Kind: monitor.EventAuthFailure, Agent: noisy},
+			Signals: []string{monitor.SignalAuthFailures}, Risk: monitor.Risk{Score: 49, Level: "medium", Signals: []string{monitor.SignalAuthFailures}}})
+		if i == 10000 {
+			e.r.Alert(monitor.Alert{Event: monitor.Event{Index: e.index.Add(1), Time: e.now(), Kind: monitor.EventDecision, Agent: agent,
+				Action: "tools/call", Outcome: "deny"}, Signals: []string{monitor.SignalDenyBurst},
+				Risk: monitor.Risk{Score: 90, Level: "critical", Signals: []string{monitor.SignalDenyBurst}}})
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.status(t) != store.StatusQuarantined {
+		if time.Now().After(deadline) {
+			t.Fatalf("the critical agent was not quarantined during another agent's flood (dropped %d)", e.r.Dropped())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if e.r.Dropped() != 0 {
+		t.Fatalf("%d alerts dropped", e.r.Dropped())
+	}
+}
