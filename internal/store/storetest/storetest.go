@@ -65,6 +65,7 @@ func Run(t *testing.T, open Factory) {
 		{"incidents: concurrent openings make one", testIncidentsConcurrent},
 		{"approvals: one live per digest, updated with events, final once done", testApprovals},
 		{"approvals: consumed once under concurrency", testApprovalsConsumedOnce},
+		{"humans: sign in, sessions, revocation", testHumans},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
