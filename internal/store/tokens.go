@@ -41,4 +41,7 @@ type MetaStore interface {
 	// SwapMeta replaces the value under key with value if it is still old.
 	// It reports whether it replaced it; ErrNotFound when there is none.
 	SwapMeta(ctx context.Context, key string, old, value []byte) (bool, error)
+	// SwapMetaWithEvent is SwapMeta with ev stored in the same transaction
+	// when the value is replaced.
+	SwapMetaWithEvent(ctx context.Context, key string, old, value []byte, ev Event) (bool, error)
 }

@@ -90,3 +90,26 @@ func (s *Store) SwapMeta(ctx context.Context, key string, old, value []byte) (bo
 	}
 	return false, nil
 }
+
+// SwapMetaWithEvent implements store.MetaStore.
+func (s *Store) SwapMetaWithEvent(ctx context.Context, key string, old, value []byte, ev store.Event) (bool, error) {
+	swapped := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE meta SET value = $1 WHERE key = $2 AND value = $3`, value, key, old)
+		if err != nil {
+			return fmt.Errorf("swap meta %s: %w", key, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return nil
+		}
+		swapped = true
+		return insertEvent(ctx, tx, ev)
+	})
+	if err != nil || swapped {
+		return swapped, err
+	}
+	if _, err := s.Meta(ctx, key); err != nil {
+		return false, err
+	}
+	return false, nil
+}

@@ -83,3 +83,26 @@ func (s *Store) SwapMeta(ctx context.Context, key string, old, value []byte) (bo
 	}
 	return false, nil
 }
+
+// SwapMetaWithEvent implements store.MetaStore.
+func (s *Store) SwapMetaWithEvent(ctx context.Context, key string, old, value []byte, ev store.Event) (bool, error) {
+	swapped := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ? AND value = ?`, value, key, old)
+		if err != nil {
+			return fmt.Errorf("swap meta %s: %w", key, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		swapped = true
+		return insertEvent(ctx, tx, ev)
+	})
+	if err != nil || swapped {
+		return swapped, err
+	}
+	if _, err := s.Meta(ctx, key); err != nil {
+		return false, err
+	}
+	return false, nil
+}

@@ -57,3 +57,26 @@ func testHumans(t *testing.T, s store.Store) {
 		t.Fatalf("humans: %v %v", list, err)
 	}
 }
+
+func testMetaSwapWithEvent(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.PutMetaIfAbsent(c, "bootstrap", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	events := countEvents(t, s)
+	if ok, err := s.SwapMetaWithEvent(c, "bootstrap", []byte("b"), []byte("c"), event("access.rotate", "bootstrap")); ok || err != nil {
+		t.Fatalf("swap from a stale value: %v %v", ok, err)
+	}
+	if countEvents(t, s) != events {
+		t.Fatal("a swap that did not happen left its event")
+	}
+	if ok, err := s.SwapMetaWithEvent(c, "bootstrap", []byte("a"), []byte("c"), event("access.rotate", "bootstrap")); !ok || err != nil {
+		t.Fatalf("swap: %v %v", ok, err)
+	}
+	if v, _ := s.Meta(c, "bootstrap"); string(v) != "c" || countEvents(t, s) != events+1 {
+		t.Fatalf("after the swap: %q, %d events", v, countEvents(t, s)-events)
+	}
+	if _, err := s.SwapMetaWithEvent(c, "none", []byte("a"), []byte("b"), store.Event{}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("swap of an absent key: %v", err)
+	}
+}

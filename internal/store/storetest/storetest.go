@@ -66,6 +66,7 @@ func Run(t *testing.T, open Factory) {
 		{"approvals: one live per digest, updated with events, final once done", testApprovals},
 		{"approvals: consumed once under concurrency", testApprovalsConsumedOnce},
 		{"humans: sign in, sessions, revocation", testHumans},
+		{"meta: swapped with its event, or neither", testMetaSwapWithEvent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
