@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/server"
@@ -71,7 +72,7 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 		return nil, "", fmt.Errorf("admin token: %w", err)
 	}
 	var digest [sha256.Size]byte
-	if n, err := hex.Decode(digest[:], stored); err != nil || n != sha256.Size {
+	if n, err := hex.Decode(digest[:], []byte(strings.TrimPrefix(string(stored), disabledPrefix))); err != nil || n != sha256.Size {
 		return nil, "", errors.New("admin token: the stored digest is corrupt")
 	}
 	// A local token file that others can read hands them the deployment:
@@ -90,5 +91,80 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 	default:
 		log.Warn("admin token file", "err", err)
 	}
-	return server.NewAdminAuth(map[string][sha256.Size]byte{adminActor: digest}), written, nil
+	return &server.AdminAuth{Source: bootstrap{ms}, Actor: adminActor}, written, nil
+}
+
+// bootstrap keeps the bootstrap token's digest in the store, where every
+// replica reads it at each admin request: a rotation or a disabling holds
+// everywhere at once. A disabled token's digest is kept behind the prefix
+// "disabled:".
+type bootstrap struct{ ms store.MetaStore }
+
+const disabledPrefix = "disabled:"
+
+var _ server.BootstrapSource = bootstrap{}
+var _ server.Access = bootstrap{}
+
+// Bootstrap implements server.BootstrapSource.
+func (b bootstrap) Bootstrap(ctx context.Context) ([sha256.Size]byte, bool, error) {
+	var d [sha256.Size]byte
+	v, err := b.ms.Meta(ctx, metaAdminDigest)
+	if err != nil {
+		return d, false, err
+	}
+	if strings.HasPrefix(string(v), disabledPrefix) {
+		return d, false, nil
+	}
+	if n, err := hex.Decode(d[:], v); err != nil || n != sha256.Size {
+		return d, false, errors.New("admin token: the stored digest is corrupt")
+	}
+	return d, true, nil
+}
+
+// BootstrapEnabled implements server.Access.
+func (b bootstrap) BootstrapEnabled(ctx context.Context) (bool, error) {
+	_, enabled, err := b.Bootstrap(ctx)
+	return enabled, err
+}
+
+// RotateBootstrap implements server.Access: a new token, which also
+// enables a disabled bootstrap credential.
+func (b bootstrap) RotateBootstrap(ctx context.Context, actor string) (string, error) {
+	old, err := b.ms.Meta(ctx, metaAdminDigest)
+	if err != nil {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	tok := adminPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	d := sha256.Sum256([]byte(tok))
+	ev := store.Event{Time: store.Now(), Actor: actor, Action: "access.bootstrap.rotate", Target: adminActor}
+	ok, err := b.ms.SwapMetaWithEvent(ctx, metaAdminDigest, old, []byte(hex.EncodeToString(d[:])), ev)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("admin token: changed meanwhile by another request: %w", store.ErrConflict)
+	}
+	return tok, nil
+}
+
+// DisableBootstrap implements server.Access.
+func (b bootstrap) DisableBootstrap(ctx context.Context, actor string) error {
+	old, err := b.ms.Meta(ctx, metaAdminDigest)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(string(old), disabledPrefix) {
+		return nil
+	}
+	ev := store.Event{Time: store.Now(), Actor: actor, Action: "access.bootstrap.disable", Target: adminActor}
+	ok, err := b.ms.SwapMetaWithEvent(ctx, metaAdminDigest, old, append([]byte(disabledPrefix), old...), ev)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("admin token: changed meanwhile by another request: %w", store.ErrConflict)
+	}
+	return nil
 }

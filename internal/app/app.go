@@ -20,6 +20,7 @@ import (
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
@@ -157,6 +158,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		return nil, err
 	}
 	a.Relay = audit.NewEventRelay(a.Audit, adminEvents{a.Store}, log)
+	var people *humans.Service
+	if cfg.Humans.Enabled() {
+		if people, err = humans.New(cfg.Humans, a.Store, log, nil); err != nil {
+			return nil, err
+		}
+		a.Relay.ActorEmail = people.Email
+	}
 	go a.Relay.Run(bg, time.Second)
 	if err := startExporters(bg, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err
@@ -205,7 +213,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	deps := server.Deps{
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
 		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints, Taints: a.Taints,
-		Incidents: a.Store, Approvals: a.Approvals, ApprovalStore: a.Store,
+		Incidents: a.Store, Approvals: a.Approvals, ApprovalStore: a.Store, Humans: people, Access: bootstrap{a.Store},
 	}
 	if a.Monitor != nil {
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped

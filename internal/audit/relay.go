@@ -40,6 +40,10 @@ type EventRelay struct {
 	events AdminEvents
 	logger *slog.Logger
 	mu     sync.Mutex // one pass at a time
+	// ActorEmail, when set, names the email of a person ("human:..."
+	// actor), which the entry then carries as detail.actor_email. Set it
+	// before Run.
+	ActorEmail func(ctx context.Context, actor string) string
 }
 
 const relayCursor = "admin-events"
@@ -85,6 +89,11 @@ func (r *EventRelay) Sync(ctx context.Context) error {
 			}
 			if detail == nil { // none, or JSON null
 				detail = map[string]any{}
+			}
+			if r.ActorEmail != nil && strings.HasPrefix(ev.Actor, "human:") {
+				if email := r.ActorEmail(ctx, ev.Actor); email != "" {
+					detail["actor_email"] = email
+				}
 			}
 			detail["event_seq"] = ev.Seq // last: the detail cannot override it
 			b, _ := json.Marshal(detail)

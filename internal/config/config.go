@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/warden-run/warden/internal/decide/record"
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
@@ -42,6 +43,9 @@ type Config struct {
 	Decide   Decide   `yaml:"decide"`
 	Taints   Taints   `yaml:"taints"`
 	Monitor  Monitor  `yaml:"monitor"`
+	// Humans signs people in through an OpenID provider; their roles come
+	// from the provider's groups.
+	Humans humans.Config `yaml:"humans"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -440,6 +444,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Monitor.StaleAfter < 0 {
 		bad("monitor.stale_after cannot be negative")
+	}
+	if err := c.Humans.Check(); err != nil {
+		bad("%v", err)
 	}
 	if c.Identity.MasterKeyFile == "" {
 		c.Identity.MasterKeyFile = filepath.Join(c.Data, "master.key")

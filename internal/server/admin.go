@@ -5,14 +5,28 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/warden-run/warden/internal/humans"
 )
 
-// AdminAuth checks admin credentials: bearer tokens whose SHA-256 digests it
-// holds. It never holds the tokens themselves.
+// AdminAuth checks the bootstrap admin token: bearer tokens whose SHA-256
+// digests it holds, or reads from Source at each request (where the token
+// is rotated and disabled for every replica). It never holds the tokens.
 type AdminAuth struct {
 	creds []adminCred
+	// Source, when set, answers the bootstrap token's digest, and whether
+	// it is disabled.
+	Source BootstrapSource
+	Actor  string
+}
+
+// BootstrapSource is where the bootstrap token's digest is kept.
+type BootstrapSource interface {
+	Bootstrap(ctx context.Context) (digest [sha256.Size]byte, enabled bool, err error)
 }
 
 type adminCred struct {
@@ -38,9 +52,17 @@ func (a *AdminAuth) Authenticate(r *http.Request) (string, bool) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return "", false
 	}
+	creds := a.creds
+	if a.Source != nil {
+		d, enabled, err := a.Source.Bootstrap(r.Context())
+		if err != nil || !enabled {
+			return "", false // fail closed: a store that does not answer admits nobody
+		}
+		creds = []adminCred{{actor: a.Actor, digest: d}}
+	}
 	d := sha256.Sum256([]byte(tok))
 	actor := ""
-	for _, c := range a.creds {
+	for _, c := range creds {
 		if subtle.ConstantTimeCompare(d[:], c.digest[:]) == 1 {
 			actor = c.actor
 		}
@@ -50,31 +72,78 @@ func (a *AdminAuth) Authenticate(r *http.Request) (string, bool) {
 
 type adminHandler func(w http.ResponseWriter, r *http.Request, actor string)
 
-// admin guards an admin endpoint. The refusal is the same for a missing,
-// malformed or wrong credential.
-func (s *Server) admin(h adminHandler) http.Handler {
+type principalKey struct{}
+
+// principalOf is who an admin request is from.
+func principalOf(r *http.Request) humans.Principal {
+	p, _ := r.Context().Value(principalKey{}).(humans.Principal)
+	return p
+}
+
+// authenticate finds who a request is from: a person's session, or the
+// bootstrap token (which holds the admin role).
+func (s *Server) authenticate(r *http.Request) (humans.Principal, bool) {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if strings.EqualFold(scheme, "Bearer") && humans.IsSession(tok) {
+		if s.d.Humans == nil {
+			return humans.Principal{}, false
+		}
+		p, err := s.d.Humans.Authenticate(r.Context(), tok)
+		if err != nil {
+			if !errors.Is(err, humans.ErrNoSession) && !errors.Is(err, humans.ErrSessionEnd) {
+				s.log.Error("admin request refused: sessions cannot be read", "err", err)
+			}
+			return humans.Principal{}, false
+		}
+		return p, true
+	}
+	actor, ok := s.d.Admin.Authenticate(r)
+	if !ok {
+		return humans.Principal{}, false
+	}
+	return humans.Principal{ID: actor, Roles: []string{"admin"}}, true
+}
+
+// admin guards an admin endpoint that needs perm. The refusal is the same
+// for a missing, malformed or wrong credential; a person without the
+// permission is told which one it takes.
+func (s *Server) admin(perm humans.Permission, h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		actor, ok := s.d.Admin.Authenticate(r)
+		p, ok := s.authenticate(r)
 		if !ok {
 			s.log.Warn("admin request refused: bad or missing credential", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="warden-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential is required")
+			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential or a signed-in session is required")
 			return
 		}
+		if !s.roles().Allows(p.Roles, perm) {
+			s.log.Warn("admin request refused: permission", "method", r.Method, "path", r.URL.Path, "principal", p.ID, "needs", perm)
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s (roles %v) lacks the permission %s", p.ID, p.Roles, perm))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || s.d.Relay == nil {
-			h(w, r, actor)
+			h(w, r, p.ID)
 			return
 		}
 		// The change is committed with its event; put the event in the
 		// audit log before answering, so that whoever made the change finds
 		// it there (the relay's loop retries if this fails).
 		buf := &heldResponse{header: w.Header()}
-		h(buf, r, actor)
+		h(buf, r, p.ID)
 		if err := s.d.Relay.Sync(context.WithoutCancel(r.Context())); err != nil {
 			s.log.Error("audit: relaying admin events failed; the relay will retry", "err", err)
 		}
 		buf.send(w)
 	})
+}
+
+func (s *Server) roles() humans.Roles {
+	if s.d.Humans != nil {
+		return s.d.Humans.Roles()
+	}
+	r, _ := humans.NewRoles(nil)
+	return r
 }
 
 // heldResponse keeps a (small) admin response until it may be sent.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/warden-run/warden/internal/approvals"
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -88,7 +89,7 @@ func (s *Server) getApproval(w http.ResponseWriter, r *http.Request, actor strin
 // a statement is an agent's signed vote, and needs no other credential;
 // any other is a person's, with an admin credential.
 func (s *Server) vote(approve bool) http.Handler {
-	person := s.admin(func(w http.ResponseWriter, r *http.Request, actor string) {
+	person := s.admin(humans.ApprovalsVote, func(w http.ResponseWriter, r *http.Request, actor string) {
 		var body VoteRequest
 		if err := optionalJSON(r, &body); err != nil {
 			writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
@@ -102,7 +103,7 @@ func (s *Server) vote(approve bool) http.Handler {
 			writeError(w, http.StatusBadRequest, "invalid_request", "reason: at most 1024 bytes")
 			return
 		}
-		v := approvals.Voter{ID: actor, Kind: store.ApproverHuman, Roles: []string{"admin"}}
+		v := approvals.Voter{ID: actor, Kind: store.ApproverHuman, Roles: principalOf(r).Roles}
 		s.castVote(w, r, r.PathValue("id"), v, approve, body.Reason)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
@@ -59,6 +60,10 @@ type Deps struct {
 	// requests and list them.
 	Approvals     Approvals
 	ApprovalStore store.ApprovalStore
+	// Humans, when set, signs people in (OIDC) and answers their sessions.
+	Humans *humans.Service
+	// Access, when set, rotates and disables the bootstrap token.
+	Access Access
 }
 
 // Server is the HTTP API.
@@ -95,39 +100,49 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 
-	m.Handle("POST /v1/agents", s.admin(s.registerAgent))
-	m.Handle("GET /v1/agents", s.admin(s.listAgents))
-	m.Handle("GET /v1/agents/{id}", s.admin(s.getAgent))
-	m.Handle("POST /v1/agents/{id}/disable", s.admin(s.setStatus(store.StatusDisabled)))
-	m.Handle("POST /v1/agents/{id}/enable", s.admin(s.setStatus(store.StatusActive)))
-	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(s.setStatus(store.StatusQuarantined)))
-	m.Handle("POST /v1/agents/{id}/restrict", s.admin(s.setStatus(store.StatusRestricted)))
-	m.Handle("POST /v1/agents/{id}/revoke", s.admin(s.agentAction(s.d.Registry.RevokeTokens)))
-	m.Handle("POST /v1/agents/{id}/keys", s.admin(s.rotateAgentKey))
-	m.Handle("POST /v1/tokens/revoke", s.admin(s.revokeToken))
-	m.Handle("GET /v1/keys", s.admin(s.listKeys))
-	m.Handle("POST /v1/keys/rotate", s.admin(s.rotateKeys))
-	m.Handle("GET /v1/events", s.admin(s.listEvents))
+	m.Handle("POST /v1/agents", s.admin(humans.AgentsWrite, s.registerAgent))
+	m.Handle("GET /v1/agents", s.admin(humans.AgentsRead, s.listAgents))
+	m.Handle("GET /v1/agents/{id}", s.admin(humans.AgentsRead, s.getAgent))
+	m.Handle("POST /v1/agents/{id}/disable", s.admin(humans.AgentsWrite, s.setStatus(store.StatusDisabled)))
+	m.Handle("POST /v1/agents/{id}/enable", s.admin(humans.AgentsWrite, s.setStatus(store.StatusActive)))
+	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(humans.AgentsWrite, s.setStatus(store.StatusQuarantined)))
+	m.Handle("POST /v1/agents/{id}/restrict", s.admin(humans.AgentsWrite, s.setStatus(store.StatusRestricted)))
+	m.Handle("POST /v1/agents/{id}/revoke", s.admin(humans.AgentsWrite, s.agentAction(s.d.Registry.RevokeTokens)))
+	m.Handle("POST /v1/agents/{id}/keys", s.admin(humans.AgentsWrite, s.rotateAgentKey))
+	m.Handle("POST /v1/tokens/revoke", s.admin(humans.AgentsWrite, s.revokeToken))
+	m.Handle("GET /v1/keys", s.admin(humans.KeysRead, s.listKeys))
+	m.Handle("POST /v1/keys/rotate", s.admin(humans.KeysRotate, s.rotateKeys))
+	m.Handle("GET /v1/events", s.admin(humans.EventsRead, s.listEvents))
 	if s.d.Taints != nil {
-		m.Handle("GET /v1/agents/{id}/taints", s.admin(s.listTaints))
-		m.Handle("POST /v1/agents/{id}/taints/clear", s.admin(s.clearTaints))
+		m.Handle("GET /v1/agents/{id}/taints", s.admin(humans.TaintsRead, s.listTaints))
+		m.Handle("POST /v1/agents/{id}/taints/clear", s.admin(humans.TaintsWrite, s.clearTaints))
 	}
 
 	if s.d.Monitor != nil {
-		m.Handle("GET /v1/agents/{id}/risk", s.admin(s.agentRisk))
-		m.Handle("GET /v1/monitor", s.admin(s.monitorStatus))
-		m.Handle("POST /v1/monitor/rebuild", s.admin(s.rebuildMonitor))
+		m.Handle("GET /v1/agents/{id}/risk", s.admin(humans.MonitorRead, s.agentRisk))
+		m.Handle("GET /v1/monitor", s.admin(humans.MonitorRead, s.monitorStatus))
+		m.Handle("POST /v1/monitor/rebuild", s.admin(humans.MonitorWrite, s.rebuildMonitor))
 	}
 	if s.d.Incidents != nil {
-		m.Handle("GET /v1/incidents", s.admin(s.listIncidents))
-		m.Handle("GET /v1/incidents/{id}", s.admin(s.getIncident))
-		m.Handle("POST /v1/incidents/{id}/ack", s.admin(s.setIncidentStatus(store.IncidentAcknowledged)))
-		m.Handle("POST /v1/incidents/{id}/resolve", s.admin(s.setIncidentStatus(store.IncidentResolved)))
+		m.Handle("GET /v1/incidents", s.admin(humans.IncidentsRead, s.listIncidents))
+		m.Handle("GET /v1/incidents/{id}", s.admin(humans.IncidentsRead, s.getIncident))
+		m.Handle("POST /v1/incidents/{id}/ack", s.admin(humans.IncidentsWrite, s.setIncidentStatus(store.IncidentAcknowledged)))
+		m.Handle("POST /v1/incidents/{id}/resolve", s.admin(humans.IncidentsWrite, s.setIncidentStatus(store.IncidentResolved)))
+	}
+
+	m.HandleFunc("GET /v1/auth/config", s.authConfig)
+	m.HandleFunc("POST /v1/auth/login", s.login)
+	m.Handle("POST /v1/auth/logout", s.admin(humans.SessionPermissions, s.logout))
+	m.Handle("GET /v1/auth/whoami", s.admin(humans.SessionPermissions, s.whoami))
+	m.Handle("GET /v1/access", s.admin(humans.AdministerAccess, s.access))
+	if s.d.Access != nil {
+		m.Handle("POST /v1/access/bootstrap/rotate", s.admin(humans.AdministerAccess, s.rotateBootstrap))
+		m.Handle("POST /v1/access/bootstrap/disable", s.admin(humans.AdministerAccess, s.disableBootstrap))
 	}
 
 	if s.d.Approvals != nil && s.d.ApprovalStore != nil {
-		m.Handle("GET /v1/approvals", s.admin(s.listApprovals))
-		m.Handle("GET /v1/approvals/{id}", s.admin(s.getApproval))
+		m.Handle("GET /v1/approvals", s.admin(humans.ApprovalsRead, s.listApprovals))
+		m.Handle("GET /v1/approvals/{id}", s.admin(humans.ApprovalsRead, s.getApproval))
 		m.Handle("POST /v1/approvals/{id}/approve", s.vote(true))
 		m.Handle("POST /v1/approvals/{id}/reject", s.vote(false))
 	}
@@ -136,29 +151,29 @@ func (s *Server) routes() {
 		m.Handle("POST /v1/decide", s.pep(s.decideOne))
 		m.Handle("POST /v1/decide/batch", s.pep(s.decideBatch))
 		m.Handle("POST /v1/decide/may-allow", s.pep(s.mayAllow))
-		m.Handle("POST /v1/enforcement-points", s.admin(s.registerEnforcementPoint))
-		m.Handle("GET /v1/enforcement-points", s.admin(s.listEnforcementPoints))
-		m.Handle("POST /v1/enforcement-points/{name}/revoke", s.admin(s.revokeEnforcementPoint))
+		m.Handle("POST /v1/enforcement-points", s.admin(humans.EnforcementWrite, s.registerEnforcementPoint))
+		m.Handle("GET /v1/enforcement-points", s.admin(humans.EnforcementRead, s.listEnforcementPoints))
+		m.Handle("POST /v1/enforcement-points/{name}/revoke", s.admin(humans.EnforcementWrite, s.revokeEnforcementPoint))
 	}
 	if s.d.Policies != nil {
-		m.Handle("POST /v1/policies", s.admin(s.pushPolicy))
-		m.Handle("GET /v1/policies", s.admin(s.listPolicies))
-		m.Handle("GET /v1/policies/activations", s.admin(s.listActivations))
-		m.Handle("GET /v1/policies/shadow", s.admin(s.getShadowPolicy))
-		m.Handle("PUT /v1/policies/shadow", s.admin(s.setShadowPolicy))
-		m.Handle("DELETE /v1/policies/shadow", s.admin(s.setShadowPolicy))
-		m.Handle("POST /v1/policies/rollback", s.admin(s.rollbackPolicy))
-		m.Handle("GET /v1/policies/{version}", s.admin(s.getPolicy))
-		m.Handle("POST /v1/policies/{version}/activate", s.admin(s.activatePolicy))
+		m.Handle("POST /v1/policies", s.admin(humans.PoliciesPush, s.pushPolicy))
+		m.Handle("GET /v1/policies", s.admin(humans.PoliciesRead, s.listPolicies))
+		m.Handle("GET /v1/policies/activations", s.admin(humans.PoliciesRead, s.listActivations))
+		m.Handle("GET /v1/policies/shadow", s.admin(humans.PoliciesRead, s.getShadowPolicy))
+		m.Handle("PUT /v1/policies/shadow", s.admin(humans.PoliciesPush, s.setShadowPolicy))
+		m.Handle("DELETE /v1/policies/shadow", s.admin(humans.PoliciesPush, s.setShadowPolicy))
+		m.Handle("POST /v1/policies/rollback", s.admin(humans.PoliciesActivate, s.rollbackPolicy))
+		m.Handle("GET /v1/policies/{version}", s.admin(humans.PoliciesRead, s.getPolicy))
+		m.Handle("POST /v1/policies/{version}/activate", s.admin(humans.PoliciesActivate, s.activatePolicy))
 	}
 
 	m.HandleFunc("GET /v1/audit/checkpoint", s.auditCheckpoint)
 	m.HandleFunc("GET /v1/audit/checkpoint/key", s.auditKey)
-	m.Handle("GET /v1/audit/checkpoints", s.admin(s.auditCheckpoints))
-	m.Handle("GET /v1/audit/entries", s.admin(s.auditEntries))
-	m.Handle("GET /v1/audit/export", s.admin(s.auditExport))
-	m.Handle("GET /v1/audit/proof/inclusion", s.admin(s.auditInclusion))
-	m.Handle("GET /v1/audit/proof/consistency", s.admin(s.auditConsistency))
+	m.Handle("GET /v1/audit/checkpoints", s.admin(humans.AuditRead, s.auditCheckpoints))
+	m.Handle("GET /v1/audit/entries", s.admin(humans.AuditRead, s.auditEntries))
+	m.Handle("GET /v1/audit/export", s.admin(humans.AuditExport, s.auditExport))
+	m.Handle("GET /v1/audit/proof/inclusion", s.admin(humans.AuditRead, s.auditInclusion))
+	m.Handle("GET /v1/audit/proof/consistency", s.admin(humans.AuditRead, s.auditConsistency))
 }
 
 // ServeHTTP implements http.Handler: common headers, body limit, panic
