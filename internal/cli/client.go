@@ -48,6 +48,9 @@ func (g *globals) admin() (*adminClient, error) {
 	if g.adminTokenFile == "" {
 		tok = os.Getenv("WARDEN_ADMIN_TOKEN")
 	}
+	if tok == "" && g.adminTokenFile == "" {
+		tok = g.session()
+	}
 	if tok == "" {
 		path := g.adminTokenFile
 		if path == "" {
@@ -58,7 +61,7 @@ func (g *globals) admin() (*adminClient, error) {
 			return nil, fmt.Errorf("--admin-token-file: %w", err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("no admin token: give --admin-token-file, set WARDEN_ADMIN_TOKEN, or point --data at the server's data directory (%v)", err)
+			return nil, fmt.Errorf("no admin credential: sign in ('warden login'), give --admin-token-file, set WARDEN_ADMIN_TOKEN, or point --data at the server's data directory (%v)", err)
 		}
 		if st.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("admin token file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)

@@ -39,6 +39,7 @@ type globals struct {
 	server         string
 	adminTokenFile string
 	data           string
+	sessionFile    string
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -60,10 +61,11 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.format, "format", "text", "output format: text or json")
 	pf.StringVar(&g.server, "server", envOr("WARDEN_SERVER", "http://127.0.0.1:7070"), "Warden server URL (env WARDEN_SERVER)")
-	pf.StringVar(&g.adminTokenFile, "admin-token-file", "", "file holding the admin token (without it: env WARDEN_ADMIN_TOKEN, else <data>/admin.token)")
+	pf.StringVar(&g.adminTokenFile, "admin-token-file", "", "file holding the admin token (without it: env WARDEN_ADMIN_TOKEN, else your 'warden login' session, else <data>/admin.token)")
+	pf.StringVar(&g.sessionFile, "session-file", envOr("WARDEN_SESSION_FILE", defaultSessionFile()), "where 'warden login' keeps your sessions (env WARDEN_SESSION_FILE)")
 	pf.StringVar(&g.data, "data", envOr("WARDEN_DATA", "./warden-data"), "data directory (env WARDEN_DATA)")
 
-	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newAuditCmd(g), newPolicyCmd(g), newPEPCmd(g), newIncidentCmd(g), newApprovalCmd(g), newVoteCmd(g, "approve"), newVoteCmd(g, "reject"), newMonitorCmd(g), newGatewayCmd(g), newMCPCmd(g), newDemoCmd(g), newVersionCmd(g))
+	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newAuditCmd(g), newPolicyCmd(g), newPEPCmd(g), newIncidentCmd(g), newApprovalCmd(g), newVoteCmd(g, "approve"), newVoteCmd(g, "reject"), newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newAccessCmd(g), newMonitorCmd(g), newGatewayCmd(g), newMCPCmd(g), newDemoCmd(g), newVersionCmd(g))
 	return root
 }
 
