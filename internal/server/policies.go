@@ -3,9 +3,11 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -44,6 +46,18 @@ func (s *Server) pushPolicy(w http.ResponseWriter, r *http.Request, actor string
 		s.d.Policies.RecordRefusedPush(r.Context(), actor, policy.PushRefusal{Reason: policy.RefusedInvalidRequest})
 		writeError(w, http.StatusBadRequest, "invalid_request", "message: required, at most 1024 bytes, as a commit message")
 		return
+	}
+	if req.Activate {
+		// Activating is its own permission, and under two_person_activation
+		// someone else's act.
+		switch p := principalOf(r); {
+		case !s.roles().Allows(p.Roles, humans.PoliciesActivate):
+			writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s (roles %v) lacks the permission %s", p.ID, p.Roles, humans.PoliciesActivate))
+			return
+		case s.d.Humans != nil && s.d.Humans.Config().TwoPersonActivation:
+			writeError(w, http.StatusForbidden, "forbidden", "two_person_activation: another person activates what you push; push without activating")
+			return
+		}
 	}
 	b := &policy.Bundle{Files: make(map[string][]byte, len(req.Files))}
 	for p, c := range req.Files {
@@ -102,6 +116,18 @@ func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request, actor string)
 }
 
 func (s *Server) activatePolicy(w http.ResponseWriter, r *http.Request, actor string) {
+	if s.d.Humans != nil && s.d.Humans.Config().TwoPersonActivation {
+		// Two people: whoever pushed a version does not activate it.
+		v, err := s.d.Policies.Version(r.Context(), r.PathValue("version"))
+		if err != nil {
+			s.adminError(w, err)
+			return
+		}
+		if v.Author == actor {
+			writeError(w, http.StatusForbidden, "forbidden", "two_person_activation: "+actor+" pushed this version; another person activates it")
+			return
+		}
+	}
 	slot, err := s.d.Policies.TryTestSlot()
 	if err != nil {
 		s.policyError(w, err)
