@@ -37,6 +37,9 @@ var (
 	engineQuery = ast.MustParseBody("data.system.warden.decision")
 	// responseQuery asks the bundle's playbook; undefined when it has none.
 	responseQuery = ast.MustParseBody("data.warden.response.actions")
+	// grantQuery asks the bundle whether a grant is given; undefined when
+	// it says nothing of grants.
+	grantQuery = ast.MustParseBody("data.warden.grants.decision")
 )
 
 // Asked by partial evaluation with the arguments unknown, these say under
@@ -84,6 +87,7 @@ type Engine struct {
 	version  string
 	query    rego.PreparedEvalQuery
 	response rego.PreparedEvalQuery
+	grants   rego.PreparedEvalQuery
 	mayAllow rego.PreparedPartialQuery
 	mayDeny  rego.PreparedPartialQuery
 	// partialErr is why mayAllow and mayDeny could not be prepared.
@@ -170,6 +174,10 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
 	}
+	gq, err := rego.New(rego.ParsedQuery(grantQuery), rego.Store(st), rego.StrictBuiltinErrors(true), rego.Compiler(compiler)).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidBundle, err)
+	}
 	// A bundle whose allow or deny has the wrong type still compiles (and
 	// every decision on it is a deny); its MayAllow is an error.
 	var partial [2]rego.PreparedPartialQuery
@@ -185,7 +193,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
 		}
 	}
-	return &Engine{version: b.Digest(), query: pq, response: rq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
+	return &Engine{version: b.Digest(), query: pq, response: rq, grants: gq, mayAllow: partial[0], mayDeny: partial[1], partialErr: partialErr, timeout: cfg.Timeout, resources: catalog, rules: analyseRules(compiler), keepRules: !cfg.NoRuleCache,
 		overrun: newOverrunGate(int64(max(2, runtime.GOMAXPROCS(0)))), evaluators: evaluators{work: make(chan func())}}, nil
 }
 

@@ -31,6 +31,7 @@ type Store interface {
 	IncidentStore
 	ApprovalStore
 	HumanStore
+	GrantStore
 	ChangeFeed
 
 	// Backend names the implementation: "sqlite" or "postgres".

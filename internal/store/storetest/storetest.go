@@ -67,6 +67,7 @@ func Run(t *testing.T, open Factory) {
 		{"approvals: consumed once under concurrency", testApprovalsConsumedOnce},
 		{"humans: sign in, sessions, revocation", testHumans},
 		{"meta: swapped with its event, or neither", testMetaSwapWithEvent},
+		{"grants: stored, announced, final once ended", testGrants},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
