@@ -26,6 +26,7 @@ type Client struct {
 	issuer   string // expected issuer identifier
 	scope    string
 	resource string
+	task     string
 	life     time.Duration
 	dpop     bool
 
@@ -55,6 +56,10 @@ func WithScope(scope string) Option { return func(c *Client) { c.scope = scope }
 // the URL of an MCP gateway: their aud is that resource, and only it
 // accepts them.
 func WithResource(uri string) Option { return func(c *Client) { c.resource = uri } }
+
+// WithTask asks for tokens bound to task, which the agent holds a grant
+// for (AskGrant): its decisions then see that task's grants.
+func WithTask(task string) Option { return func(c *Client) { c.task = task } }
 
 // WithLifetime asks for tokens of this lifetime; the server refuses more
 // than its max_token_ttl (at most 15 minutes).
@@ -168,6 +173,9 @@ func (c *Client) FetchToken(ctx context.Context) (*Token, error) {
 	}
 	if c.resource != "" {
 		form.Set("resource", c.resource)
+	}
+	if c.task != "" {
+		form.Set("task", c.task)
 	}
 	if c.life > 0 {
 		form.Set("expires_in", strconv.FormatInt(int64(c.life/time.Second), 10))

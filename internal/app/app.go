@@ -20,6 +20,7 @@ import (
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/grants"
 	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
@@ -52,8 +53,10 @@ type App struct {
 	// alerts; both nil when monitoring is off.
 	Monitor   *monitor.Monitor
 	Responder *respond.Responder
-	// Approvals holds the actions policy asks approvals for.
+	// Approvals holds the actions policy asks approvals for; Grants keeps
+	// the task grants.
 	Approvals *approvals.Service
+	Grants    *grants.Service
 	// EnforcementPoints are the registered enforcement points and their credentials.
 	EnforcementPoints *decide.EnforcementPoints
 	Handler           http.Handler
@@ -195,9 +198,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.Approvals = approvals.New(a.Store, log, clock)
 	go a.Approvals.Run(bg, 10*time.Second)
+	a.Grants = grants.New(grants.Config{MaxLifetime: cfg.Grants.MaxLifetime, Logger: log, Now: clock}, a.Store, a.Approvals, a.Policies, a.View)
+	if err := a.Grants.Load(ctx); err != nil {
+		return nil, fmt.Errorf("grants: %w", err)
+	}
+	go a.Grants.Run(bg, a.Store, 10*time.Second)
+	a.Issuer.SetTaskGrants(a.Grants.HasTask)
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
 		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk,
-		RestrictedRoles: cfg.Decide.RestrictedRoles, Approvals: a.Approvals, Logger: log},
+		RestrictedRoles: cfg.Decide.RestrictedRoles, Approvals: a.Approvals, Grants: a.Grants, Logger: log},
 		a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
@@ -214,6 +223,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		Registry: a.Registry, Issuer: a.Issuer, Verifier: a.Verifier, Keys: a.Keys, View: a.View, Store: a.Store, Admin: admin,
 		Audit: a.Audit, Relay: a.Relay, Policies: a.Policies, Decide: a.Decide, EnforcementPoints: a.EnforcementPoints, Taints: a.Taints,
 		Incidents: a.Store, Approvals: a.Approvals, ApprovalStore: a.Store, Humans: people, Access: bootstrap{a.Store},
+		Grants: a.Grants, GrantStore: a.Store,
 	}
 	if a.Monitor != nil {
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped

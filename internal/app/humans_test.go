@@ -189,6 +189,11 @@ func TestRolePermissionMatrix(t *testing.T) {
 		{"POST", "/v1/access/bootstrap/rotate", "admin"},
 		{"POST", "/v1/access/bootstrap/disable", "admin"},
 		{"GET", "/v1/auth/whoami", all + " safety-reviewer"},
+		{"GET", "/v1/grants", all},
+		{"GET", "/v1/grants/grt_x", all},
+		{"POST", "/v1/grants", "admin operator"},
+		{"POST", "/v1/grants/grt_x/revoke", "admin operator"},
+		{"POST", "/v1/tasks/study-1/complete", "admin operator"},
 	}
 	for _, m := range matrix {
 		for role, tok := range sessions {

@@ -46,6 +46,7 @@ type Config struct {
 	// Humans signs people in through an OpenID provider; their roles come
 	// from the provider's groups.
 	Humans humans.Config `yaml:"humans"`
+	Grants Grants        `yaml:"grants"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -153,6 +154,12 @@ type Taints struct {
 	// ExpireAfter ends a taint this long after the agent's last read that
 	// set or renewed it; 0 keeps taints until an operator clears them.
 	ExpireAfter time.Duration `yaml:"expire_after"`
+}
+
+// Grants configures just-in-time task grants.
+type Grants struct {
+	// MaxLifetime bounds every grant, whatever is asked or approved.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
 }
 
 // Monitor configures behavioural monitoring: per-agent baselines, signals
@@ -342,6 +349,7 @@ func Default() Config {
 		Decide: Decide{RecordInput: true, RedactDefaultKeys: true,
 			RecordMaxValueBytes: record.DefaultMaxValueBytes, RecordMaxInputBytes: record.DefaultMaxInputBytes},
 		Taints: Taints{ExpireAfter: time.Hour},
+		Grants: Grants{MaxLifetime: time.Hour},
 	}
 }
 
@@ -447,6 +455,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Humans.Check(); err != nil {
 		bad("%v", err)
+	}
+	if c.Grants.MaxLifetime < time.Minute || c.Grants.MaxLifetime > 7*24*time.Hour {
+		bad("grants.max_lifetime %s: want 1m to 168h", c.Grants.MaxLifetime)
 	}
 	if c.Identity.MasterKeyFile == "" {
 		c.Identity.MasterKeyFile = filepath.Join(c.Data, "master.key")

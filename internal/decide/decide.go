@@ -112,6 +112,10 @@ type Config struct {
 	// action, and the first identical decision after it is approved uses
 	// it up and is allowed. Without it, such decisions stay pending.
 	Approvals ApprovalGate
+	// Grants, when set, answers the agents' task grants in force; every
+	// decision's input carries those of its agent and task as
+	// context.grants.
+	Grants GrantSource
 	Logger    *slog.Logger
 	Now       func() time.Time
 }

@@ -21,7 +21,8 @@ const InputVersion = 1
 // record and the token's roles, the resource with the catalog's
 // attributes, and the context Warden knows (time, source and region,
 // delegation, the agent's taints and where they came from, its risk).
-// Grants and approvals are empty until the parts that fill them exist.
+// context.approvals is empty: approvals are counted after evaluation
+// (approvals.go).
 func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time, held []store.Taint) map[string]any {
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
@@ -71,11 +72,24 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 			"source":     source,
 			"risk":       p.risk(tok).Input(),
 			"session":    sessionInput(req.Context.Session, tok.Task, held),
-			"grants":     []any{},
+			"grants":     p.grants(tok, req, args, now),
 			"delegation": delegation,
 			"approvals":  []any{},
 		},
 	}
+}
+
+// GrantSource answers the task grants a decision sees (grants.Service).
+type GrantSource interface {
+	ForDecision(agent, task, action, resource string, args map[string]any, now time.Time) []any
+}
+
+// grants is the grants of the token's subject in force for its task.
+func (p *Pipeline) grants(tok *identity.Token, req *Request, args map[string]any, now time.Time) []any {
+	if p.cfg.Grants == nil {
+		return []any{}
+	}
+	return p.cfg.Grants.ForDecision(tok.Subject, tok.Task, req.Action, req.Resource.ID, args, now)
 }
 
 // RiskSource answers an agent's live risk.

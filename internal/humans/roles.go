@@ -31,6 +31,8 @@ const (
 	AuditExport        Permission = "audit.export"
 	ApprovalsRead      Permission = "approvals.read"
 	ApprovalsVote      Permission = "approvals.vote"
+	GrantsRead         Permission = "grants.read"
+	GrantsWrite        Permission = "grants.write" // ask for, revoke, complete
 	Decide             Permission = "decide" // ask for decisions as an enforcement point would
 	AdministerAccess   Permission = "access.admin"
 	SessionPermissions Permission = "session" // sign out, who am I: every signed-in person
@@ -39,10 +41,10 @@ const (
 // AllPermissions lists every permission.
 var AllPermissions = []Permission{AgentsRead, AgentsWrite, KeysRead, KeysRotate, EventsRead, TaintsRead, TaintsWrite, MonitorRead,
 	MonitorWrite, IncidentsRead, IncidentsWrite, PoliciesRead, PoliciesPush, PoliciesActivate, EnforcementRead, EnforcementWrite,
-	AuditRead, AuditExport, ApprovalsRead, ApprovalsVote, Decide, AdministerAccess}
+	AuditRead, AuditExport, ApprovalsRead, ApprovalsVote, GrantsRead, GrantsWrite, Decide, AdministerAccess}
 
 // reads is what every role may look at.
-var reads = []Permission{AgentsRead, KeysRead, TaintsRead, MonitorRead, IncidentsRead, PoliciesRead, EnforcementRead, ApprovalsRead}
+var reads = []Permission{AgentsRead, KeysRead, TaintsRead, MonitorRead, IncidentsRead, PoliciesRead, EnforcementRead, ApprovalsRead, GrantsRead}
 
 // BuiltinRoles are the roles Warden knows; a configuration adds its own.
 var BuiltinRoles = map[string][]Permission{
@@ -51,7 +53,7 @@ var BuiltinRoles = map[string][]Permission{
 	"approver":      append(slices.Clone(reads), ApprovalsVote),
 	"auditor":       append(slices.Clone(reads), EventsRead, AuditRead, AuditExport),
 	"viewer":        slices.Clone(reads),
-	"operator":      append(slices.Clone(reads), AgentsWrite, TaintsWrite, IncidentsWrite, MonitorWrite, EventsRead),
+	"operator":      append(slices.Clone(reads), AgentsWrite, TaintsWrite, IncidentsWrite, MonitorWrite, EventsRead, GrantsWrite),
 }
 
 // Roles resolves role names to permissions: the built-in roles and the

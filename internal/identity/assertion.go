@@ -66,7 +66,7 @@ func (i *TokenIssuer) verifyAssertion(ctx context.Context, req TokenRequest) (*c
 	if hdr.Alg != string(jose.EdDSA) {
 		return nil, fmt.Errorf("%w: %q (only EdDSA)", ErrAlgorithm, hdr.Alg)
 	}
-	if strings.EqualFold(hdr.Typ, "at+jwt") || strings.EqualFold(hdr.Typ, "dpop+jwt") || strings.EqualFold(hdr.Typ, StatementTypeApproval) {
+	if strings.EqualFold(hdr.Typ, "at+jwt") || strings.EqualFold(hdr.Typ, "dpop+jwt") || strings.EqualFold(hdr.Typ, StatementTypeApproval) || strings.EqualFold(hdr.Typ, StatementTypeGrant) {
 		return nil, fmt.Errorf("%w: typ %q is not a client assertion", ErrTokenType, hdr.Typ)
 	}
 	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -56,17 +57,20 @@ type IssuerConfig struct {
 // signed client assertions (RFC 7523) and issues short-lived access tokens
 // bound to the agent's key, and delegated tokens by token exchange (RFC 8693).
 type TokenIssuer struct {
-	cfg      IssuerConfig
-	replay   store.ReplayStore
-	keys     *Keyring
-	verifier *Verifier
-	dpop     *DPoPVerifier
-	audit    AuditLog
-	brake    *authBrake
-	refusals *refusalRecorder
-	log      *slog.Logger
-	now      func() time.Time
-	sleep    func(context.Context, time.Duration) error
+	cfg IssuerConfig
+	// taskGranted says whether an agent holds a grant for a task, which
+	// lets it ask for tokens bound to that task (SetTaskGrants).
+	taskGranted atomic.Pointer[func(agent, task string) bool]
+	replay      store.ReplayStore
+	keys        *Keyring
+	verifier    *Verifier
+	dpop        *DPoPVerifier
+	audit       AuditLog
+	brake       *authBrake
+	refusals    *refusalRecorder
+	log         *slog.Logger
+	now         func() time.Time
+	sleep       func(context.Context, time.Duration) error
 	// decoyKey verifies the assertions of agents that are unknown or may
 	// not authenticate (inactive, or a kid that is not theirs), so that
 	// they cost the same signature check as a known agent's bad one and
@@ -152,6 +156,10 @@ func (i *TokenIssuer) Close() {
 		i.refusals.summarise(context.Background(), i.now())
 	})
 }
+
+// SetTaskGrants lets agents ask for tokens bound to a task they hold a
+// grant for: granted answers whether they do.
+func (i *TokenIssuer) SetTaskGrants(granted func(agent, task string) bool) { i.taskGranted.Store(&granted) }
 
 // TokenEndpoint is the URL of the token endpoint: what DPoP proofs sent to it must name.
 func (i *TokenIssuer) TokenEndpoint() string { return i.cfg.Issuer + "/oauth/token" }
@@ -284,14 +292,21 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 	if req.SubjectToken != "" || req.ActorToken != "" {
 		return nil, fmt.Errorf("%w: subject_token and actor_token belong to token exchange", ErrInvalidRequest)
 	}
-	if req.Task != "" {
-		// An agent cannot give itself a fresh task: that would be a scope
-		// without its taints.
-		return nil, fmt.Errorf("%w: task is set by a delegating agent, at token exchange", ErrInvalidRequest)
+	if req.Task != "" && !ValidTask(req.Task) {
+		return nil, fmt.Errorf("%w: task %q: 1 to 128 of A-Z a-z 0-9 . _ : -", ErrInvalidRequest, req.Task)
 	}
 	c, err := i.authenticate(ctx, req)
 	if err != nil {
 		return nil, err
+	}
+	if req.Task != "" {
+		// An agent cannot give itself a fresh task: only a task a grant was
+		// given for (by policy, or approvers), or one a delegating agent
+		// binds at token exchange.
+		granted := i.taskGranted.Load()
+		if granted == nil || !(*granted)(c.id.String(), req.Task) {
+			return nil, fmt.Errorf("%w: task %q: the agent holds no grant for it (a delegating agent binds tasks at token exchange)", ErrInvalidRequest, req.Task)
+		}
 	}
 	roles, err := narrowRoles(c.agent.Roles, req.Scope, ErrInvalidScope)
 	if err != nil {
@@ -312,6 +327,7 @@ func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (
 		ttl = min(ttl, StepUpTokenTTL)
 	}
 	cl := i.claims(c.id.String(), c.id.String(), c.kid, roles, nil, aud, now, now.Add(ttl))
+	cl.Task = req.Task
 	tok, err := i.sign(cl)
 	if err != nil {
 		return nil, err

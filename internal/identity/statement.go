@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -11,9 +12,12 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
-// StatementTypeApproval is the JWS typ of an agent's signed vote on an
-// approval request.
-const StatementTypeApproval = "warden-approval+jwt"
+// The JWS types of an agent's signed statements: a vote on an approval
+// request; a grant request or the completion of its task.
+const (
+	StatementTypeApproval = "warden-approval+jwt"
+	StatementTypeGrant    = "warden-grant+jwt"
+)
 
 // StatementClaims are the claims every signed statement carries: iss and
 // sub the agent, aud where it is addressed, a short lifetime and a jti.
@@ -63,6 +67,14 @@ func (i *TokenIssuer) VerifyStatement(ctx context.Context, raw, typ, aud string,
 	// Verified: the payload is what the agent signed.
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), claims); err != nil {
 		return store.Agent{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	// Once: a statement captured in flight cannot be sent again.
+	err = i.replay.MarkUsed(ctx, "statement:"+typ+":"+id.String(), c.ID, c.Expiry.Time().Add(i.cfg.ClockSkew))
+	switch {
+	case errors.Is(err, store.ErrReplay):
+		return store.Agent{}, fmt.Errorf("%w: statement jti of %s", ErrReplay, id)
+	case err != nil:
+		return store.Agent{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return av.rec, nil
 }

@@ -217,8 +217,10 @@ func (v *Verifier) parse(raw string) (*Token, error) {
 	if _, ok := v.cfg.TrustDomains[c.TrustDomain]; !ok {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownDomain, c.TrustDomain)
 	}
-	if c.Task != "" && (!ValidTask(c.Task) || c.Act == nil) {
-		return nil, fmt.Errorf("%w: task belongs to delegated tokens, 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrMalformed)
+	// A task is bound by a delegating agent at token exchange, or by the
+	// issuer for an agent that holds a grant for it.
+	if c.Task != "" && !ValidTask(c.Task) {
+		return nil, fmt.Errorf("%w: task: 1 to 128 of A-Z, a-z, 0-9, '.', '_', ':', '-'", ErrMalformed)
 	}
 	if d := c.Act.Depth(); d > MaxDelegationDepth {
 		return nil, fmt.Errorf("%w: %d links, the limit is %d", ErrChainTooDeep, d, MaxDelegationDepth)

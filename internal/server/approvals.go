@@ -170,6 +170,12 @@ func (s *Server) castVote(w http.ResponseWriter, r *http.Request, id string, v a
 	case err != nil:
 		s.adminError(w, err)
 	default:
+		if s.d.Grants != nil {
+			// A grant waiting for this request is given (or refused) now.
+			if err := s.d.Grants.Approved(r.Context(), a); err != nil {
+				s.log.Error("approvals: the grant of an approved request could not be given; the sweep retries", "approval", a.ID, "err", err)
+			}
+		}
 		writeJSON(w, http.StatusOK, a)
 	}
 }

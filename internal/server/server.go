@@ -64,6 +64,9 @@ type Deps struct {
 	Humans *humans.Service
 	// Access, when set, rotates and disables the bootstrap token.
 	Access Access
+	// Grants and GrantStore, when set, give, list and end task grants.
+	Grants     Grants
+	GrantStore store.GrantStore
 }
 
 // Server is the HTTP API.
@@ -138,6 +141,14 @@ func (s *Server) routes() {
 	if s.d.Access != nil {
 		m.Handle("POST /v1/access/bootstrap/rotate", s.admin(humans.AdministerAccess, s.rotateBootstrap))
 		m.Handle("POST /v1/access/bootstrap/disable", s.admin(humans.AdministerAccess, s.disableBootstrap))
+	}
+
+	if s.d.Grants != nil && s.d.GrantStore != nil {
+		m.HandleFunc("POST /v1/grants", s.askGrant)
+		m.Handle("GET /v1/grants", s.admin(humans.GrantsRead, s.listGrants))
+		m.Handle("GET /v1/grants/{id}", s.admin(humans.GrantsRead, s.getGrant))
+		m.Handle("POST /v1/grants/{id}/revoke", s.admin(humans.GrantsWrite, s.revokeGrant))
+		m.HandleFunc("POST /v1/tasks/{task}/complete", s.completeTask)
 	}
 
 	if s.d.Approvals != nil && s.d.ApprovalStore != nil {
