@@ -116,8 +116,8 @@ type Config struct {
 	// decision's input carries those of its agent and task as
 	// context.grants.
 	Grants GrantSource
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow

@@ -113,7 +113,9 @@ func New(cfg Config, st Store, ap *approvals.Service, policies *policy.Registry,
 
 // check says what is wrong with r, and returns its lifetime.
 func (s *Service) check(r *Request) (time.Duration, error) {
-	bad := func(format string, a ...any) error { return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...)) }
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+	}
 	if _, err := identity.ParseAgentID(r.Agent); err != nil {
 		return 0, bad("agent: %v", err)
 	}

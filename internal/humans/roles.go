@@ -33,7 +33,7 @@ const (
 	ApprovalsVote      Permission = "approvals.vote"
 	GrantsRead         Permission = "grants.read"
 	GrantsWrite        Permission = "grants.write" // ask for, revoke, complete
-	Decide             Permission = "decide" // ask for decisions as an enforcement point would
+	Decide             Permission = "decide"       // ask for decisions as an enforcement point would
 	AdministerAccess   Permission = "access.admin"
 	SessionPermissions Permission = "session" // sign out, who am I: every signed-in person
 )

@@ -159,7 +159,9 @@ func (i *TokenIssuer) Close() {
 
 // SetTaskGrants lets agents ask for tokens bound to a task they hold a
 // grant for: granted answers whether they do.
-func (i *TokenIssuer) SetTaskGrants(granted func(agent, task string) bool) { i.taskGranted.Store(&granted) }
+func (i *TokenIssuer) SetTaskGrants(granted func(agent, task string) bool) {
+	i.taskGranted.Store(&granted)
+}
 
 // TokenEndpoint is the URL of the token endpoint: what DPoP proofs sent to it must name.
 func (i *TokenIssuer) TokenEndpoint() string { return i.cfg.Issuer + "/oauth/token" }

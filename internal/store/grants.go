@@ -86,7 +86,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // InForce reports whether g is active and unexpired at now.
-func (g *Grant) InForce(now time.Time) bool { return g.Status == GrantActive && now.Before(g.ExpiresAt) }
+func (g *Grant) InForce(now time.Time) bool {
+	return g.Status == GrantActive && now.Before(g.ExpiresAt)
+}
 
 // GrantFilter selects grants. Zero fields match everything.
 type GrantFilter struct {

@@ -91,7 +91,9 @@ func (s *Store) UpdateGrant(ctx context.Context, id string, fn func(*store.Grant
 }
 
 // Grant implements store.GrantStore.
-func (s *Store) Grant(ctx context.Context, id string) (store.Grant, error) { return readGrant(ctx, s.r, id) }
+func (s *Store) Grant(ctx context.Context, id string) (store.Grant, error) {
+	return readGrant(ctx, s.r, id)
+}
 
 // Grants implements store.GrantStore.
 func (s *Store) Grants(ctx context.Context, f store.GrantFilter) ([]store.Grant, error) {
