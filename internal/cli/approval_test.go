@@ -78,3 +78,48 @@ func TestApprovalCommands(t *testing.T) {
 		t.Fatalf("live requests after the run: %s", out)
 	}
 }
+
+// A person asks for a grant for an agent, lists it, completes its task.
+func TestGrantCommands(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	ctx := t.Context()
+	rules := "package warden.grants\n\ndecision := {\"outcome\": \"grant\"} if input.requester.kind == \"human\"\n"
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{
+		"policy.rego": []byte("package warden.authz\n\ndefault allow := false\n"), "grants.rego": []byte(rules)}}, "grants")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	const id = "ai-agent://dev/finance/trader"
+	w.Register(t, id, "trader")
+	g := []string{"--server", w.URL, "--admin-token-file", filepath.Join(w.Config.Data, app.AdminTokenFileName)}
+	cmd := func(args ...string) (string, string, int) { return run(t, append(args, g...)...) }
+	if _, errOut, code := cmd("grant", "ask", id, "--action", "tools/call", "--resource", "broker/place_order"); code == 0 || !strings.Contains(errOut, "--reason") {
+		t.Fatalf("ask without a reason: exit %d %s", code, errOut)
+	}
+	if _, errOut, code := cmd("grant", "ask", id, "--action", "tools/call", "--resource", "*", "--reason", "x"); code == 0 || !strings.Contains(errOut, "not * alone") {
+		t.Fatalf("ask for everything: exit %d %s", code, errOut)
+	}
+	out, errOut, code := cmd("grant", "ask", id, "--task", "Q4-rebalance", "--action", "tools/call", "--resource", "broker/place_order",
+		"--constraint", "max_notional=5000000", "--constraint", "desk=rates", "--lifetime", "30m", "--reason", "rebalance approved by the desk")
+	if code != 0 || !strings.Contains(out, "is active until") {
+		t.Fatalf("ask: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = cmd("grant", "list")
+	if !strings.Contains(out, "Q4-rebalance") || !strings.Contains(out, "broker/place_order") {
+		t.Fatalf("list: %s", out)
+	}
+	out, errOut, code = cmd("grant", "complete", "Q4-rebalance", "--reason", "done")
+	if code != 0 || !strings.Contains(out, "1 grant ended") {
+		t.Fatalf("complete: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, _, _ := cmd("grant", "list"); !strings.Contains(out, "no grants") {
+		t.Fatalf("live grants after completion: %s", out)
+	}
+	if out, _, _ := cmd("grant", "list", "--status", "completed", "--format", "json"); !strings.Contains(out, `"max_notional": 5000000`) || !strings.Contains(out, `"desk": "rates"`) {
+		t.Fatalf("completed grants: %s", out)
+	}
+}
