@@ -94,16 +94,17 @@ func New(st store.ApprovalStore, lg *slog.Logger, now func() time.Time) *Service
 	return &Service{store: st, lg: lg, now: now}
 }
 
-// Gated is what Gate found: the request, and whether this decision
-// consumed it (the action may run, once).
+// Gated is what Gate found: the request, and whether it is approved as
+// rule asks (Ready: the action may run once Consume has used it up).
 type Gated struct {
 	Approval store.Approval
-	Consumed bool
+	Ready    bool
 }
 
 // Gate is called for a decision the policy holds for approval (rule): it
-// consumes the approved request for exactly this subject when its
-// approvals meet rule, and otherwise finds or opens the pending one.
+// finds the live request for exactly this subject, or the standing
+// rejection of one, or opens a pending request; Ready says the request is
+// approved as rule asks.
 func (s *Service) Gate(ctx context.Context, sub Subject, rule store.ApprovalRule, decisionID string) (Gated, error) {
 	digest, args, err := Digest(sub)
 	if err != nil {
@@ -136,26 +137,29 @@ func (s *Service) Gate(ctx context.Context, sub Subject, rule store.ApprovalRule
 			}
 			continue
 		}
-		if a.Status != store.ApprovalApproved || !policy.ApprovalsMet(rule, VotesInput(a.Votes)) {
-			return Gated{Approval: a}, nil
-		}
-		used, err := s.store.UpdateApproval(ctx, a.ID, func(x *store.Approval) (store.Event, error) {
-			if x.Status != store.ApprovalApproved || !now.Before(x.ExpiresAt) {
-				return store.Event{}, store.ErrReplay // consumed or expired meanwhile
-			}
-			x.Status, x.ConsumedBy, x.ConsumedAt, x.UpdatedAt = store.ApprovalConsumed, decisionID, store.Time(now), now
-			return s.event(now, Actor, ActionConsume, x, map[string]any{"decision_id": decisionID}), nil
-		})
-		if errors.Is(err, store.ErrReplay) {
-			continue
-		}
-		if err != nil {
-			return Gated{}, err
-		}
-		return Gated{Approval: used, Consumed: true}, nil
+		ready := a.Status == store.ApprovalApproved && policy.ApprovalsMet(rule, VotesInput(a.Votes, rule))
+		return Gated{Approval: a, Ready: ready}, nil
 	}
 	return Gated{}, errors.New("approvals: the request kept changing under this decision")
 }
+
+// Consume uses an approved request up for decision decisionID: once,
+// atomically, also across replicas. ErrUsed when it was used up (or
+// expired) meanwhile.
+func (s *Service) Consume(ctx context.Context, id, decisionID string) (store.Approval, error) {
+	now := s.now()
+	a, err := s.store.UpdateApproval(ctx, id, func(x *store.Approval) (store.Event, error) {
+		if x.Status != store.ApprovalApproved || !now.Before(x.ExpiresAt) {
+			return store.Event{}, ErrUsed
+		}
+		x.Status, x.ConsumedBy, x.ConsumedAt, x.UpdatedAt = store.ApprovalConsumed, decisionID, store.Time(now), now
+		return s.event(now, Actor, ActionConsume, x, map[string]any{"decision_id": decisionID}), nil
+	})
+	return a, err
+}
+
+// ErrUsed: the approval was used up (or expired) before this decision.
+var ErrUsed = errors.New("the approval was used already")
 
 // rejected is the latest request for digest when it was rejected and its
 // time has not run out.
@@ -297,7 +301,7 @@ func (s *Service) Vote(ctx context.Context, id string, v Voter, approve bool, re
 		switch {
 		case rejections >= x.Rule.Rejections:
 			x.Status = store.ApprovalRejected
-		case policy.ApprovalsMet(x.Rule, VotesInput(x.Votes)):
+		case policy.ApprovalsMet(x.Rule, VotesInput(x.Votes, x.Rule)):
 			x.Status = store.ApprovalApproved
 		}
 		action := ActionApprove
@@ -333,18 +337,26 @@ func eligible(x *store.Approval, v Voter) error {
 }
 
 // VotesInput is the approvals among votes as policy sees them
-// (context.approvals).
-func VotesInput(votes []store.ApprovalVote) []any {
+// (context.approvals): by, kind, roles, and role, the first of the roles
+// rule names (or of the approver's roles).
+func VotesInput(votes []store.ApprovalVote, rule store.ApprovalRule) []any {
 	out := make([]any, 0, len(votes))
 	for _, v := range votes {
 		if !v.Approve {
 			continue
 		}
 		roles := make([]any, len(v.Roles))
+		role := ""
 		for i, r := range v.Roles {
 			roles[i] = r
+			if role == "" && slices.Contains(rule.Roles, r) {
+				role = r
+			}
 		}
-		out = append(out, map[string]any{"by": v.By, "kind": v.Kind, "roles": roles})
+		if role == "" && len(v.Roles) > 0 {
+			role = v.Roles[0]
+		}
+		out = append(out, map[string]any{"by": v.By, "kind": v.Kind, "roles": roles, "role": role})
 	}
 	return out
 }

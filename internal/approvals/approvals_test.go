@@ -83,7 +83,7 @@ func TestApprovedOnceThenUsedUp(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	g, err := e.s.Gate(ctx, setpoint, twoReviewers, "dec_1")
-	if err != nil || g.Consumed || g.Approval.Status != store.ApprovalPending {
+	if err != nil || g.Ready || g.Approval.Status != store.ApprovalPending {
 		t.Fatalf("first ask: %+v, %v", g, err)
 	}
 	id := g.Approval.ID
@@ -115,14 +115,21 @@ func TestApprovedOnceThenUsedUp(t *testing.T) {
 	// Another action is not approved by it.
 	other := setpoint
 	other.Args = map[string]any{"oven": json.Number("3"), "setpoint": json.Number("300")}
-	if g, _ := e.s.Gate(ctx, other, twoReviewers, "dec_3"); g.Consumed || g.Approval.ID == id {
+	if g, _ := e.s.Gate(ctx, other, twoReviewers, "dec_3"); g.Ready || g.Approval.ID == id {
 		t.Fatalf("changed arguments used the approval: %+v", g)
 	}
 	g, err = e.s.Gate(ctx, setpoint, twoReviewers, "dec_4")
-	if err != nil || !g.Consumed || g.Approval.ConsumedBy != "dec_4" {
+	if err != nil || !g.Ready || g.Approval.ID != id {
 		t.Fatalf("the approved call: %+v, %v", g, err)
 	}
-	if g, _ := e.s.Gate(ctx, setpoint, twoReviewers, "dec_5"); g.Consumed || g.Approval.ID == id || g.Approval.Status != store.ApprovalPending {
+	used, err := e.s.Consume(ctx, id, "dec_4")
+	if err != nil || used.Status != store.ApprovalConsumed || used.ConsumedBy != "dec_4" {
+		t.Fatalf("consume: %+v, %v", used, err)
+	}
+	if _, err := e.s.Consume(ctx, id, "dec_4b"); !errors.Is(err, approvals.ErrUsed) {
+		t.Fatalf("consumed twice: %v", err)
+	}
+	if g, _ := e.s.Gate(ctx, setpoint, twoReviewers, "dec_5"); g.Ready || g.Approval.ID == id || g.Approval.Status != store.ApprovalPending {
 		t.Fatalf("the second run: %+v", g)
 	}
 	if _, err := e.s.Vote(ctx, id, reviewer("human:idp#carol", store.ApproverHuman), true, ""); !errors.Is(err, approvals.ErrFinal) {
@@ -164,7 +171,7 @@ func TestExpiry(t *testing.T) {
 	}
 	e.advance(time.Hour)
 	g2, err := e.s.Gate(ctx, setpoint, rule, "dec_2")
-	if err != nil || g2.Consumed || g2.Approval.ID == g.Approval.ID {
+	if err != nil || g2.Ready || g2.Approval.ID == g.Approval.ID {
 		t.Fatalf("an expired approval: %+v, %v", g2, err)
 	}
 	if a, _ := e.st.Approval(ctx, g.Approval.ID); a.Status != store.ApprovalExpired {

@@ -28,13 +28,17 @@ const (
 // (approvals.Service).
 type ApprovalGate interface {
 	Gate(ctx context.Context, sub approvals.Subject, rule store.ApprovalRule, decisionID string) (approvals.Gated, error)
+	Consume(ctx context.Context, id, decisionID string) (store.Approval, error)
 }
 
-// gate takes a decision the policy holds for approval to the approvals:
-// allowed when it used up an approval of exactly its action, pending with
-// the request otherwise, denied when the request was rejected or the
-// approvals cannot be reached (fail closed).
-func (p *Pipeline) gate(ctx context.Context, c *decision, req *Request, args map[string]any, tok *identity.Token, rec store.Agent, res policy.Result, rule store.ApprovalRule) {
+// gate takes a decision the policy holds for approval to the approvals.
+// When a request for exactly this action is approved as the rule asks,
+// the policy decides again, seeing the approvals (context.approvals): an
+// allow then uses the request up, once, and runs. Otherwise the decision
+// is pending with the request, or denied when the request was rejected or
+// the approvals cannot be read (fail closed). It returns the input the
+// decision was made on.
+func (p *Pipeline) gate(ctx context.Context, c *decision, req *Request, args map[string]any, tok *identity.Token, rec store.Agent, input map[string]any, at time.Time, rule store.ApprovalRule) map[string]any {
 	chain := make([]string, len(tok.Chain))
 	for i, a := range tok.Chain {
 		chain[i] = a.String()
@@ -42,44 +46,83 @@ func (p *Pipeline) gate(ctx context.Context, c *decision, req *Request, args map
 	sub := approvals.Subject{Agent: tok.Subject, Owner: rec.Owner, Delegation: chain, Action: req.Action,
 		Resource: store.ApprovalResource{Kind: req.Resource.Kind, ID: req.Resource.ID}, Args: args,
 		Audience: audienceOf(c.pep, req, tok), PolicyVersion: c.d.PolicyVersion}
+	failed := func(reason string, err error) map[string]any {
+		if err != nil {
+			p.lg.Warn("decision: the approvals cannot be read; denied", "decision_id", c.d.ID, "err", err)
+		}
+		c.deny(reason)
+		c.d.Obligations = map[string]any{}
+		return input
+	}
 	g, err := p.cfg.Approvals.Gate(ctx, sub, rule, c.d.ID)
 	switch {
 	case errors.Is(err, approvals.ErrInexactNumber):
-		c.deny(ReasonArgsNotCanonical)
-		c.d.Obligations = map[string]any{}
-		return
+		return failed(ReasonArgsNotCanonical, nil)
 	case err != nil:
-		p.lg.Warn("decision: the approvals cannot be read; denied", "decision_id", c.d.ID, "err", err)
-		c.deny(ReasonStateUnavailable)
-		c.d.Obligations = map[string]any{}
-		return
+		return failed(ReasonStateUnavailable, err)
 	}
 	a := g.Approval
-	ref := &wire.ApprovalRef{ID: a.ID, Status: string(a.Status), ExpiresAt: a.ExpiresAt.UTC().Format(time.RFC3339),
-		Approvals: len(approvals.VotesInput(a.Votes)), Needed: a.Rule.Count}
-	c.d.Approval = ref
+	c.d.Approval = ref(a)
 	detail := map[string]any{"id": a.ID, "status": a.Status, "digest": a.Digest}
 	c.detail["approval"] = detail
 	switch {
-	case g.Consumed:
-		// The policy's own verdict with the approvals given: allow.
-		v := policy.Judge(res, nil, approvals.VotesInput(a.Votes))
-		if v.Outcome != policy.Allow {
-			c.deny(policy.ReasonApprovalRequired) // cannot be: Gate checked the rule
-			return
-		}
-		c.d.Outcome, c.d.Reasons = policy.Allow, []string{}
-		approvers := make([]string, 0, len(a.Votes))
-		for _, v := range a.Votes {
-			if v.Approve {
-				approvers = append(approvers, v.By)
-			}
-		}
-		detail["approvers"] = approvers
 	case a.Status == store.ApprovalRejected:
-		c.deny(ReasonApprovalRejected)
-		c.d.Obligations = map[string]any{}
+		return failed(ReasonApprovalRejected, nil)
+	case !g.Ready:
+		return input // pending
 	}
+	// Decided again, on what the approvers said.
+	given := approvals.VotesInput(a.Votes, rule)
+	withApprovals := withContext(input, "approvals", given)
+	_, ok := p.judge(ctx, c, withApprovals, at, given)
+	if !ok || c.d.Outcome != policy.Allow {
+		if ok && c.d.Outcome == policy.PendingApproval {
+			c.d.Approval = ref(a) // the rule now asks for more than was given
+		}
+		return withApprovals
+	}
+	used, err := p.cfg.Approvals.Consume(ctx, a.ID, c.d.ID)
+	switch {
+	case errors.Is(err, approvals.ErrUsed):
+		// Another call used it first: this one waits for a new request.
+		c.d.Outcome, c.d.Reasons = policy.PendingApproval, []string{policy.ReasonApprovalRequired}
+		detail["status"] = "used_by_another_decision"
+		return withApprovals
+	case err != nil:
+		return failed(ReasonStateUnavailable, err)
+	}
+	c.d.Approval = ref(used)
+	detail["status"] = used.Status
+	approvers := make([]string, 0, len(used.Votes))
+	for _, v := range used.Votes {
+		if v.Approve {
+			approvers = append(approvers, v.By)
+		}
+	}
+	detail["approvers"] = approvers
+	return withApprovals
+}
+
+func ref(a store.Approval) *wire.ApprovalRef {
+	return &wire.ApprovalRef{ID: a.ID, Status: string(a.Status), ExpiresAt: a.ExpiresAt.UTC().Format(time.RFC3339),
+		Approvals: len(approvals.VotesInput(a.Votes, a.Rule)), Needed: a.Rule.Count}
+}
+
+// withContext is input with context[key] set, the rest shared.
+func withContext(input map[string]any, key string, v any) map[string]any {
+	out := make(map[string]any, len(input))
+	for k, x := range input {
+		out[k] = x
+	}
+	cx := map[string]any{}
+	if old, ok := input["context"].(map[string]any); ok {
+		for k, x := range old {
+			cx[k] = x
+		}
+	}
+	cx[key] = v
+	out["context"] = cx
+	return out
 }
 
 // audienceOf is the audience a request runs at: the one it names, or the

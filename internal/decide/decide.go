@@ -350,16 +350,36 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 		return
 	}
 	input := p.input(req, args, tok, rec, c.live.Active, at, held)
+	v, ok := p.judge(ctx, c, input, at, nil)
+	if !ok {
+		return
+	}
+	if c.d.Outcome == policy.PendingApproval && p.cfg.Approvals != nil {
+		input = p.gate(ctx, c, req, args, tok, rec, input, at, *v.Approval)
+	}
+	if c.d.Outcome == policy.Allow {
+		if c.newTaints, err = p.taint(ctx, c.d, c.pep.Name, req, tok, input); err != nil {
+			c.deny(err.Error())
+			c.d.Obligations = map[string]any{}
+		}
+	}
+}
+
+// judge records input as the decision's, evaluates the live policy on it
+// and makes its verdict c's (approvals, when given, counted toward a
+// require_approvals obligation). ok is false when the input could not be
+// recorded (c is then a deny).
+func (p *Pipeline) judge(ctx context.Context, c *decision, input map[string]any, at time.Time, approvals []any) (policy.Verdict, bool) {
 	raw, err := audit.AppendCanonical(nil, input)
 	if err != nil {
 		// Cannot happen with JSON-shaped input; fail closed all the same.
 		c.deny(policy.ReasonError)
-		return
+		return policy.Verdict{}, false
 	}
 	r, err := p.recorder.Record(input, raw)
 	if err != nil {
 		c.deny(policy.ReasonError)
-		return
+		return policy.Verdict{}, false
 	}
 	c.input = input
 	c.e.InputDigest = r.Digest
@@ -377,20 +397,12 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 				"failed_since_last_line", held}, evalErrorAttrs(err)...)...)
 		}
 	}
-	v := policy.Judge(res, err, nil)
-	c.d.Outcome, c.d.Reasons = v.Outcome, v.Reasons
+	v := policy.Judge(res, err, approvals)
+	c.d.Outcome, c.d.Reasons, c.d.Obligations = v.Outcome, v.Reasons, map[string]any{}
 	if v.Obligations != nil {
 		c.d.Obligations = v.Obligations
 	}
-	if c.d.Outcome == policy.PendingApproval && p.cfg.Approvals != nil {
-		p.gate(ctx, c, req, args, tok, rec, res, *v.Approval)
-	}
-	if c.d.Outcome == policy.Allow {
-		if c.newTaints, err = p.taint(ctx, c.d, c.pep.Name, req, tok, input); err != nil {
-			c.deny(err.Error())
-			c.d.Obligations = map[string]any{}
-		}
-	}
+	return v, true
 }
 
 // record writes the decision's entry and returns the answer: a deny if the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,6 +25,13 @@ const approvalPolicy = `package warden.authz
 allow := true
 
 obligations["require_approvals"] := {"count": 2, "roles": ["safety-reviewer", "admin"], "agents": 1, "humans": 1} if input.resource.id == "mail/send"
+
+# Policy reads who approved: mail to the board needs no bootstrap admin among them.
+deny contains "board_mail_needs_a_named_person" if {
+	input.args.to == "board@example.com"
+	some a in input.context.approvals
+	a.by == "admin:bootstrap"
+}
 `
 
 // pending calls tool with args and returns the approval request it is held
@@ -155,6 +163,29 @@ func TestApprovalsThroughTheGateway(t *testing.T) {
 		t.Fatalf("sent %v", r.egress())
 	}
 
+	// The policy decides again on the approvals given: one it refuses is
+	// not used up, and nothing runs.
+	board := map[string]any{"to": "board@example.com"}
+	b := pending(t, s, board)
+	ba, _ := r.w.App.Store.Approval(r.ctx, b.ID)
+	if err := safety.Approve(r.ctx, b.ID, ba.Digest, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, status := human("approve", b.ID); code != http.StatusOK || status != "approved" {
+		t.Fatalf("board approval: HTTP %d %s", code, status)
+	}
+	_, err = s.CallTool(r.ctx, &mcp.CallToolParams{Name: "mail__send", Arguments: board})
+	if !errors.As(err, &je) || je.Code != mcpgw.CodeDenied || len(r.egress()) != 1 {
+		t.Fatalf("approved, but refused by policy on who approved: %v, sent %v", err, r.egress())
+	}
+	if ba, _ := r.w.App.Store.Approval(r.ctx, b.ID); ba.Status != "approved" {
+		t.Fatalf("a refused call used the approval up: %s", ba.Status)
+	}
+	d := lastDecision(t, r, "mail/send")
+	if !strings.Contains(string(d.Input), `"approvals":[{"by":"`) || !slices.Contains(d.Reasons, "board_mail_needs_a_named_person") {
+		t.Fatalf("the decision's input and reasons: %s %v", d.Input, d.Reasons)
+	}
+
 	// Every step is in the audit log.
 	r.w.App.Relay.Sync(r.ctx)
 	n, _ := r.w.App.Audit.Size(r.ctx)
@@ -165,7 +196,21 @@ func TestApprovalsThroughTheGateway(t *testing.T) {
 			seen[e.Action]++
 		}
 	}
-	if seen["approval.request"] != 3 || seen["approval.approve"] != 2 || seen["approval.consume"] != 1 || seen["approval.reject"] != 1 {
+	if seen["approval.request"] != 4 || seen["approval.approve"] != 4 || seen["approval.consume"] != 1 || seen["approval.reject"] != 1 {
 		t.Fatalf("approval entries %v", seen)
 	}
+}
+
+// lastDecision is the last decision entry about resource.
+func lastDecision(t *testing.T, r *rig, resource string) *audit.Entry {
+	t.Helper()
+	n, _ := r.w.App.Audit.Size(r.ctx)
+	data, _ := r.w.App.Audit.Read(r.ctx, 0, n)
+	for i := len(data) - 1; i >= 0; i-- {
+		if e, _ := audit.DecodeEntry(data[i]); e != nil && e.Kind == audit.KindDecision && strings.Contains(string(e.Resource), resource) {
+			return e
+		}
+	}
+	t.Fatalf("no decision about %s", resource)
+	return nil
 }

@@ -250,12 +250,18 @@ func (s *Service) Approved(ctx context.Context, a store.Approval) error {
 	}
 	switch a.Status {
 	case store.ApprovalApproved:
-		used, err := s.approvals.Gate(ctx, s.subject(g, a.PolicyVersion), a.Rule, g.ID)
+		found, err := s.approvals.Gate(ctx, s.subject(g, a.PolicyVersion), a.Rule, g.ID)
 		if err != nil {
 			return err
 		}
-		if !used.Consumed {
+		if !found.Ready || found.Approval.ID != a.ID {
 			return nil // not yet enough
+		}
+		if _, err := s.approvals.Consume(ctx, a.ID, g.ID); err != nil {
+			if errors.Is(err, approvals.ErrUsed) {
+				return nil // given by another replica meanwhile
+			}
+			return err
 		}
 		now := store.Time(s.now())
 		_, err = s.st.UpdateGrant(ctx, g.ID, func(x *store.Grant) (store.Event, error) {
