@@ -258,6 +258,7 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 // signed its vote with its own key (Proof).
 type Voter struct {
 	ID    string
+	Email string
 	Kind  string // store.ApproverHuman or store.ApproverAgent
 	Roles []string
 	Owner string
@@ -290,7 +291,7 @@ func (s *Service) Vote(ctx context.Context, id string, v Voter, approve bool, re
 			}
 			return store.Event{}, errUnchanged
 		}
-		x.Votes = append(x.Votes, store.ApprovalVote{By: v.ID, Kind: v.Kind, Roles: v.Roles, Approve: approve, Reason: reason, At: store.Time(now), Proof: v.Proof})
+		x.Votes = append(x.Votes, store.ApprovalVote{By: v.ID, Email: v.Email, Kind: v.Kind, Roles: v.Roles, Approve: approve, Reason: reason, At: store.Time(now), Proof: v.Proof})
 		x.UpdatedAt = now
 		rejections := 0
 		for _, o := range x.Votes {
@@ -356,7 +357,11 @@ func VotesInput(votes []store.ApprovalVote, rule store.ApprovalRule) []any {
 		if role == "" && len(v.Roles) > 0 {
 			role = v.Roles[0]
 		}
-		out = append(out, map[string]any{"by": v.By, "kind": v.Kind, "roles": roles, "role": role})
+		a := map[string]any{"by": v.By, "kind": v.Kind, "roles": roles, "role": role}
+		if v.Email != "" {
+			a["email"] = v.Email
+		}
+		out = append(out, a)
 	}
 	return out
 }

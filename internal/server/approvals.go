@@ -103,7 +103,8 @@ func (s *Server) vote(approve bool) http.Handler {
 			writeError(w, http.StatusBadRequest, "invalid_request", "reason: at most 1024 bytes")
 			return
 		}
-		v := approvals.Voter{ID: actor, Kind: store.ApproverHuman, Roles: principalOf(r).Roles}
+		p := principalOf(r)
+		v := approvals.Voter{ID: actor, Email: p.Email, Kind: store.ApproverHuman, Roles: p.Roles}
 		s.castVote(w, r, r.PathValue("id"), v, approve, body.Reason)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

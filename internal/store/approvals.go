@@ -70,6 +70,8 @@ const (
 // ApprovalVote is one approver's approval or rejection.
 type ApprovalVote struct {
 	By string `json:"by"`
+	// Email is a person's, as the provider gave it at sign-in.
+	Email string `json:"email,omitempty"`
 	// Kind is human or agent.
 	Kind  string   `json:"kind"`
 	Roles []string `json:"roles"`

@@ -4,7 +4,8 @@
 #     (weekdays, data.finance.market_hours, in UTC, except market holidays)
 #     and only from approved regions;
 #   - an order must be well formed, within the largest notional limit of the
-#     agent's roles, and with an approved counterparty;
+#     agent's roles (or of a temporary limit a risk officer approved, a
+#     grant: grants.rego), and with an approved counterparty;
 #   - no finance agent ever touches customer PII, not even by delegation.
 package warden.authz
 
@@ -121,6 +122,17 @@ notional := input.args.quantity * input.args.price
 notional_limits contains limit if {
 	some role in input.agent.roles
 	limit := data.finance.max_notional[role]
+}
+
+# A temporary limit: a grant in force (of the agent, in its task) that
+# raises it, approved by a risk officer.
+notional_limits contains limit if {
+	some g in input.context.grants
+	"raise_limit" in g.actions
+	"finance/notional_limit" in g.resources
+	limit := g.constraints.max_notional
+	is_number(limit)
+	limit <= data.finance.max_temporary_notional
 }
 
 # Checks that deny rules negate are rules of their own: a negated

@@ -29,6 +29,20 @@ deny contains "outside_department" if {
 
 deny contains "department_sealed" if resource_department in data.healthcare.sealed_departments
 
+# One patient, one study: a tool that reaches a patient's records
+# (data.healthcare.patient_tools) runs only under a task grant that covers
+# the call, for that patient (grants.rego gives them). The grant ends with
+# its study.
+deny contains "no_grant_for_this_patient" if {
+	input.resource.id in data.healthcare.patient_tools
+	not granted
+}
+
+granted if {
+	some g in input.context.grants
+	g.matches
+}
+
 # A read of many patients at once (an export) waits while the monitor sees
 # the agent's risk raised: exfiltration looks like that.
 deny contains "bulk_read_at_risk" if {

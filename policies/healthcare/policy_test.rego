@@ -145,8 +145,11 @@ test_imaging_study_read_is_redacted if {
 
 test_read_only_tool_call_is_a_read if {
 	query := {"kind": "mcp.tool", "id": "pacs/radiology/query_studies", "attributes": {"department": "radiology", "pii": true, "read_only": true, "record_type": "imaging_study"}}
-	inp := call(radiology, query, {"modality": "CT", "since": "2026-03-01"})
-	allowed(inp)
+	granted := object.union(call(radiology, query, {"patient_id": "P-4471"}), {"context": {"grants": [{"matches": true}]}})
+	allowed(granted)
+	obligations(granted) == {"redact": ["patient.address", "patient.name", "patient.ssn"]}
+	inp := call(radiology, query, {"patient_id": "P-4471"})
+	reasons(inp) == {"no_grant_for_this_patient"}
 	obligations(inp) == {"redact": ["patient.address", "patient.name", "patient.ssn"]}
 }
 

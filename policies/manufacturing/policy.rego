@@ -4,9 +4,10 @@
 #     from the agent segments data.manufacturing.segment_reach lists for it
 #     (the ics segment only from ics); a resource without a segment is in
 #     the default segment;
-#   - a write to a physical system needs two of the named safety reviewers
-#     (obligation require_approvals), never approvals by anyone else or by
-#     the agent's owner, and a setpoint within the resource's safe range.
+#   - a write to a physical system needs two of the named safety reviewers,
+#     a person and an agent (obligation require_approvals), never approvals
+#     by anyone else or by the agent's owner, and a setpoint within the
+#     resource's safe range.
 package warden.authz
 
 import data.warden.guardrails
@@ -31,10 +32,14 @@ deny contains "segment_isolation" if not segment_reachable
 obligations["require_approvals"] := {
 	"count": data.manufacturing.safety_approval.count,
 	"roles": data.manufacturing.safety_approval.roles,
+	"humans": data.manufacturing.safety_approval.humans,
+	"agents": data.manufacturing.safety_approval.agents,
 } if physical_write
 
-# The engine counts distinct approvers in the roles; only the named
-# reviewers may hold them.
+# The engine counts distinct approvers in the roles (a person's roles come
+# from their groups at the OpenID provider, an agent's from its
+# registration); only the named reviewers (a person by email, an agent by
+# id) may hold them.
 deny contains "unlisted_safety_reviewer" if {
 	some approval in safety_approvals
 	not named_reviewer(approval)
@@ -43,7 +48,7 @@ deny contains "unlisted_safety_reviewer" if {
 # Four eyes: whoever answers for the agent does not approve its actions.
 deny contains "approval_by_agent_owner" if {
 	some approval in safety_approvals
-	approval.by == input.agent.owner
+	input.agent.owner in {approval.by, object.get(approval, "email", "")}
 }
 
 deny contains "setpoint_out_of_range" if {
@@ -59,6 +64,8 @@ configured if {
 	is_string(data.manufacturing.default_segment)
 	is_object(data.manufacturing.segment_reach)
 	is_number(data.manufacturing.safety_approval.count)
+	is_number(data.manufacturing.safety_approval.humans)
+	is_number(data.manufacturing.safety_approval.agents)
 	is_array(data.manufacturing.safety_approval.roles)
 	is_array(data.manufacturing.safety_approval.reviewers)
 }
@@ -84,6 +91,8 @@ safety_approvals contains approval if {
 }
 
 named_reviewer(approval) if approval.by in data.manufacturing.safety_approval.reviewers
+
+named_reviewer(approval) if approval.email in data.manufacturing.safety_approval.reviewers
 
 # The setpoint argument the safe range names is a number within it.
 within(limits) if {

@@ -65,11 +65,11 @@ setpoint(celsius) := call(oven_tuner, set_temperature, {"celsius": celsius})
 
 approved_by(inp, approvals) := object.union(inp, {"context": {"approvals": approvals}})
 
-maria := {"by": "maria.keller", "role": "safety-reviewer"}
+maria := {"by": "human:https://idp.plant.example#maria", "email": "maria.keller@plant.example", "kind": "human", "role": "safety-reviewer"}
 
-tomas := {"by": "tomas.novak", "role": "safety-reviewer"}
+tomas := {"by": "human:https://idp.plant.example#tomas", "email": "tomas.novak@plant.example", "kind": "human", "role": "safety-reviewer"}
 
-two_reviewers := {"require_approvals": {"count": 2, "roles": ["safety-reviewer"]}}
+two_reviewers := {"require_approvals": {"count": 2, "roles": ["safety-reviewer"], "humans": 1, "agents": 1}}
 
 allowed(inp) if {
 	authz.allow with input as inp
@@ -191,9 +191,9 @@ test_approvals_on_other_actions_are_ignored if {
 }
 
 test_owner_cannot_approve if {
-	owned := object.union(setpoint(205), {"agent": {"owner": "tomas.novak"}})
+	owned := object.union(setpoint(205), {"agent": {"owner": "tomas.novak@plant.example"}})
 	reasons(approved_by(owned, [maria, tomas])) == {"approval_by_agent_owner"}
-	allowed(approved_by(owned, [maria, {"by": "aiko.tanaka", "role": "safety-reviewer"}]))
+	allowed(approved_by(owned, [maria, {"by": "ai-agent://prod/plant-berlin/safety-monitor", "kind": "agent", "role": "safety-reviewer"}]))
 }
 
 # Safe ranges
