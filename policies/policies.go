@@ -18,8 +18,8 @@ import (
 )
 
 //go:embed baseline/*.rego baseline/*.json baseline/cases/*.yaml
-//go:embed finance/policy*.rego finance/*.json finance/cases/*.yaml
-//go:embed healthcare/policy*.rego healthcare/*.json healthcare/cases/*.yaml
+//go:embed finance/policy*.rego finance/grants*.rego finance/*.json finance/cases/*.yaml
+//go:embed healthcare/policy*.rego healthcare/grants*.rego healthcare/*.json healthcare/cases/*.yaml
 //go:embed manufacturing/policy*.rego manufacturing/*.json manufacturing/cases/*.yaml
 var files embed.FS
 

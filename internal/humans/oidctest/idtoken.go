@@ -73,7 +73,7 @@ func (p *Provider) IDToken(t testing.TB, user User, opts ...TokenOption) string 
 		"email":              user.Email,
 		"email_verified":     true,
 		"preferred_username": user.Username,
-		"groups":             groupsClaim(user),
+		"groups":             append([]string{}, user.Groups...), // never null
 	}
 	if s.nonce != "" {
 		claims["nonce"] = s.nonce
@@ -88,14 +88,14 @@ func (p *Provider) IDToken(t testing.TB, user User, opts ...TokenOption) string 
 		enc := base64.RawURLEncoding.EncodeToString
 		return enc([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc(payload) + "."
 	}
-	key := p.store.key.private
+	kid, key := p.SigningKey()
 	if s.foreignKey {
 		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 			t.Fatalf("oidctest: %v", err)
 		}
 	}
 	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: p.store.key.id}},
+		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
 		t.Fatalf("oidctest: %v", err)
