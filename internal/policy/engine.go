@@ -188,7 +188,7 @@ func Compile(ctx context.Context, b *Bundle, cfg EngineConfig) (e *Engine, err e
 			rego.Compiler(compiler),
 			rego.Store(st),
 			rego.StrictBuiltinErrors(true),
-			rego.ParsedUnknowns([]*ast.Term{ast.MustParseTerm("input.args")}),
+			rego.ParsedUnknowns([]*ast.Term{ast.MustParseTerm("input.args"), ast.MustParseTerm("input.context.grants")}),
 		).PrepareForPartial(ctx); err != nil {
 			partialErr = fmt.Errorf("%w: %v", ErrMalformedResult, err)
 		}
@@ -293,8 +293,9 @@ func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result,
 }
 
 // MayAllow says whether some arguments could make the action in input
-// allowed: it evaluates the policy partially, with input.args unknown, and
-// answers false only when no value of the arguments gives allow true and no
+// allowed: it evaluates the policy partially, with input.args and
+// input.context.grants unknown (a grant the agent may ask for could allow
+// it), and answers false only when no value of them gives allow true and no
 // deny reason. An enforcement point uses it to hide what an agent can never
 // do (tools/list); every action is still decided on its real arguments.
 // On any error the answer is false with the error: hidden, never shown on
@@ -305,7 +306,22 @@ func (e *Engine) MayAllow(ctx context.Context, input map[string]any, at time.Tim
 	}
 	known := make(map[string]any, len(input))
 	for k, v := range input {
-		if k != "args" {
+		switch k {
+		case "args":
+		case "context":
+			// A grant the agent may ask for could allow what nothing else
+			// does: the grants are unknown too.
+			if cx, ok := v.(map[string]any); ok {
+				rest := make(map[string]any, len(cx))
+				for ck, cv := range cx {
+					if ck != "grants" {
+						rest[ck] = cv
+					}
+				}
+				v = rest
+			}
+			known[k] = v
+		default:
 			known[k] = v
 		}
 	}

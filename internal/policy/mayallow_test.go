@@ -19,6 +19,10 @@ allow if { input.agent.role == "bounded"; input.args.amount < 100 }
 deny contains "closed" if input.context.closed
 deny contains "too much" if input.args.amount > 1000
 deny contains "never" if { input.agent.role == "bounded"; input.args.amount >= 100 }
+allow if { input.agent.role == "radiology"; some g in input.context.grants; g.matches }
+deny contains "no grant" if { input.agent.role == "radiology-gated"; not granted }
+allow if input.agent.role == "radiology-gated"
+granted if { some g in input.context.grants; g.matches }
 `, policy.EngineConfig{})
 	at := time.Unix(0, 0)
 	cases := []struct {
@@ -31,6 +35,8 @@ deny contains "never" if { input.agent.role == "bounded"; input.args.amount >= 1
 		{"never allowed to this agent", map[string]any{"agent": map[string]any{"role": "guest"}, "context": map[string]any{}}, false},
 		{"denied whatever the arguments", map[string]any{"agent": map[string]any{"role": "trader"}, "context": map[string]any{"closed": true}}, false},
 		{"arguments sent are not used", map[string]any{"agent": map[string]any{"role": "trader"}, "context": map[string]any{}, "args": map[string]any{"amount": 5000}}, true},
+		{"allowed under a grant the agent could ask for", map[string]any{"agent": map[string]any{"role": "radiology"}, "context": map[string]any{"grants": []any{}}}, true},
+		{"denied without a grant, which it could ask for", map[string]any{"agent": map[string]any{"role": "radiology-gated"}, "context": map[string]any{"grants": []any{}}}, true},
 	}
 	for _, c := range cases {
 		got, err := e.MayAllow(context.Background(), c.input, at)
