@@ -93,3 +93,53 @@ func TestApprovalConsumedOnceAcrossReplicas(t *testing.T) {
 		t.Fatalf("%d allowed and %d held, want 1 and 15", allowed.Load(), held.Load())
 	}
 }
+
+// An agent that approved another's action cannot then run it itself,
+// through a token delegated to it: who runs an action is part of what was
+// approved.
+func TestApproverCannotRunTheActionByDelegation(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	activate(t, w, map[string][]byte{"policy.rego": []byte(strings.Replace(oneApproval, `{"count": 1}`, `{"count": 1, "roles": ["reviewer"]}`, 1))})
+	ctx := context.Background()
+	const a, b = "ai-agent://dev/plant/tuner", "ai-agent://dev/plant/reviewer"
+	ac, err := sdk.NewClient(w.URL, a, w.Register(t, a, "tuner", "delegator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bk := w.Register(t, b, "tuner", "reviewer")
+	bc, err := sdk.NewClient(w.URL, b, bk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atok, err := ac.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decideWith := func(tok string) decide.Decision {
+		d, err := w.App.Decide.Decide(ctx, decide.InProcess("plant-gw", "warden"), &decide.Request{Token: tok, Action: "tools/call",
+			Resource: decide.Resource{Kind: "mcp.tool", ID: "plc/set_setpoint"}, Args: []byte(`{"oven": 3, "setpoint": 245}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	d := decideWith(atok.AccessToken)
+	apr, _ := w.App.Store.Approval(ctx, d.Approval.ID)
+	if err := bc.Approve(ctx, apr.ID, apr.Digest, "looks fine"); err != nil {
+		t.Fatal(err)
+	}
+	handed, err := ac.Delegate(ctx, atok.AccessToken, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := decideWith(handed.AccessToken); d.Outcome == policy.Allow || d.Approval == nil || d.Approval.ID == apr.ID {
+		t.Fatalf("the approver ran the action it approved, by delegation: %+v", d)
+	}
+	if got, _ := w.App.Store.Approval(ctx, apr.ID); got.Status != "approved" {
+		t.Fatalf("the approval is %s", got.Status)
+	}
+	if d := decideWith(atok.AccessToken); d.Outcome != policy.Allow {
+		t.Fatalf("the requester's own call: %+v", d)
+	}
+}

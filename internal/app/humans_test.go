@@ -9,13 +9,16 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/humans/oidctest"
 	"github.com/warden-run/warden/internal/server"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/sdk"
 )
 
 // people: one per role, and their groups at the provider.
@@ -97,9 +100,20 @@ func TestSignInRefusesBadIDTokens(t *testing.T) {
 			t.Errorf("%s: HTTP %d, session %v", name, status, lr.SessionToken != "")
 		}
 	}
-	// The nonce a browser sign-in asked for must be the token's.
+	// The nonce a browser sign-in asked for must be the token's, and a token
+	// that carries one is not taken without it.
 	if status, _ := signIn(t, w, p.IDToken(t, u, oidctest.Nonce("n-1")), "n-2"); status != http.StatusUnauthorized {
 		t.Errorf("another nonce: HTTP %d", status)
+	}
+	if status, _ := signIn(t, w, p.IDToken(t, u, oidctest.Nonce("n-3")), ""); status != http.StatusUnauthorized {
+		t.Errorf("a nonce-bearing token without its nonce: HTTP %d", status)
+	}
+	// Issued to another client that listed Warden's among its audiences.
+	if status, _ := signIn(t, w, p.IDToken(t, u, oidctest.Audiences(oidctest.OtherClientID, oidctest.ClientID), oidctest.AuthorizedParty(oidctest.OtherClientID)), ""); status != http.StatusUnauthorized {
+		t.Errorf("azp of another client: HTTP %d", status)
+	}
+	if status, _ := signIn(t, w, p.IDToken(t, u, oidctest.IssuedIn(24*time.Hour)), ""); status != http.StatusUnauthorized {
+		t.Errorf("issued in the future: HTTP %d", status)
 	}
 	if hs, _ := w.App.Store.Humans(t.Context()); len(hs) != 0 {
 		t.Fatalf("refused sign-ins left people behind: %v", hs)
@@ -111,6 +125,14 @@ func TestSignInRefusesBadIDTokens(t *testing.T) {
 	}
 	if code, _ := call(t, w, lr.SessionToken, "GET", "/v1/agents", ""); code != http.StatusOK {
 		t.Fatalf("the session: HTTP %d", code)
+	}
+	// An ID token signs in once: seen in a log, it opens nothing more.
+	once := p.IDToken(t, people["viewer"])
+	if status, _ := signIn(t, w, once, ""); status != http.StatusOK {
+		t.Fatalf("first use: HTTP %d", status)
+	}
+	if status, _ := signIn(t, w, once, ""); status != http.StatusUnauthorized {
+		t.Fatalf("the same ID token again: HTTP %d", status)
 	}
 	if code, _ := call(t, w, "wdn_session_madeup", "GET", "/v1/agents", ""); code != http.StatusUnauthorized {
 		t.Fatalf("a made-up session: HTTP %d", code)
@@ -144,13 +166,13 @@ func TestRolePermissionMatrix(t *testing.T) {
 	matrix := []struct{ method, path, allowed string }{
 		{"GET", "/v1/agents", all},
 		{"GET", agent, all},
-		{"POST", "/v1/agents", "admin operator"},
+		{"POST", "/v1/agents", "admin"},
 		{"POST", agent + "/disable", "admin operator"},
 		{"POST", agent + "/enable", "admin operator"},
 		{"POST", agent + "/quarantine", "admin operator"},
 		{"POST", agent + "/restrict", "admin operator"},
 		{"POST", agent + "/revoke", "admin operator"},
-		{"POST", agent + "/keys", "admin operator"},
+		{"POST", agent + "/keys", "admin"},
 		{"POST", "/v1/tokens/revoke", "admin operator"},
 		{"GET", "/v1/keys", all},
 		{"POST", "/v1/keys/rotate", "admin"},
@@ -298,4 +320,36 @@ func lastEvent(t *testing.T, w *apptest.Instance, action string) store.Event {
 	}
 	t.Fatalf("no %s event", action)
 	return store.Event{}
+}
+
+// The bootstrap token is no one in particular: with a person's vote it
+// does not make two people.
+func TestBootstrapTokenIsNotAPerson(t *testing.T) {
+	t.Parallel()
+	w, p := humansServer(t, nil)
+	activate(t, w, map[string][]byte{"policy.rego": []byte("package warden.authz\n\nallow := true\n\nobligations[\"require_approvals\"] := {\"count\": 2, \"humans\": 2}\n")})
+	ctx := t.Context()
+	const id = "ai-agent://dev/plant/tuner"
+	c, err := sdk.NewClient(w.URL, id, w.Register(t, id, "tuner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := w.App.Decide.Decide(ctx, decide.InProcess("gw", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
+		Resource: decide.Resource{Kind: "mcp.tool", ID: "plc/set_setpoint"}})
+	if err != nil || d.Approval == nil {
+		t.Fatalf("%+v %v", d, err)
+	}
+	_, admin := signIn(t, w, p.IDToken(t, people["admin"]), "")
+	for _, bearer := range []string{admin.SessionToken, w.AdminToken} {
+		if code, body := call(t, w, bearer, "POST", "/v1/approvals/"+d.Approval.ID+"/approve", `{"reason": "ok"}`); code != http.StatusOK {
+			t.Fatalf("vote: HTTP %d %s", code, body)
+		}
+	}
+	if a, _ := w.App.Store.Approval(ctx, d.Approval.ID); a.Status != "pending" {
+		t.Fatalf("one person and the bootstrap token made it %s", a.Status)
+	}
 }

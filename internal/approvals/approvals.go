@@ -45,9 +45,12 @@ const (
 
 // Subject is exactly what an approval is for.
 type Subject struct {
-	Agent         string
-	Owner         string
-	Delegation    []string
+	Agent      string
+	Owner      string
+	Delegation []string
+	// RequestedBy, when set, is who asked, if not the agent: a person
+	// asking for a grant. Not part of the digest; excluded from voting.
+	RequestedBy   string
 	Action        string
 	Resource      store.ApprovalResource
 	Args          map[string]any
@@ -56,8 +59,9 @@ type Subject struct {
 }
 
 // Digest is the SHA-256 of the RFC 8785 canonical form of what s runs:
-// agent, action, resource, arguments, audience and policy version. It
-// returns the canonical arguments too.
+// agent, the agents it acts through (a delegated token's chain: who runs
+// it), action, resource, arguments, audience and policy version. It returns
+// the canonical arguments too.
 func Digest(s Subject) (string, []byte, error) {
 	args := any(s.Args)
 	if s.Args == nil {
@@ -67,7 +71,11 @@ func Digest(s Subject) (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	whole, err := Canonical(nil, map[string]any{"agent": s.Agent, "action": s.Action, "args": args, "audience": s.Audience,
+	chain := make([]any, len(s.Delegation))
+	for i, a := range s.Delegation {
+		chain[i] = a
+	}
+	whole, err := Canonical(nil, map[string]any{"agent": s.Agent, "delegation": chain, "action": s.Action, "args": args, "audience": s.Audience,
 		"policy_version": s.PolicyVersion, "resource": map[string]any{"kind": s.Resource.Kind, "id": s.Resource.ID}})
 	if err != nil {
 		return "", nil, err
@@ -177,7 +185,7 @@ func (s *Service) rejected(ctx context.Context, digest string, now time.Time) (*
 
 func (s *Service) open(ctx context.Context, sub Subject, digest string, args []byte, rule store.ApprovalRule, decisionID string, now time.Time) (store.Approval, error) {
 	now = store.Time(now)
-	a := store.Approval{ID: store.NewApprovalID(now), Digest: digest, Agent: sub.Agent, Owner: sub.Owner, Delegation: sub.Delegation,
+	a := store.Approval{ID: store.NewApprovalID(now), Digest: digest, Agent: sub.Agent, Owner: sub.Owner, Delegation: sub.Delegation, RequestedBy: sub.RequestedBy,
 		Action: sub.Action, Resource: sub.Resource, Args: args, Audience: sub.Audience, PolicyVersion: sub.PolicyVersion,
 		Rule: rule, Status: store.ApprovalPending, DecisionID: decisionID, CreatedAt: now, ExpiresAt: now.Add(rule.TTL), UpdatedAt: now,
 		Votes: []store.ApprovalVote{}}
@@ -325,7 +333,7 @@ var errUnchanged = errors.New("unchanged")
 // eligible says why v may not vote on x, if it may not.
 func eligible(x *store.Approval, v Voter) error {
 	switch {
-	case v.ID == x.Agent || slices.Contains(x.Delegation, v.ID):
+	case v.ID == x.Agent || slices.Contains(x.Delegation, v.ID) || (x.RequestedBy != "" && v.ID == x.RequestedBy):
 		return ErrSelf
 	case x.Rule.ExcludeOwner && v.Owner != "" && v.Owner == x.Owner:
 		return fmt.Errorf("%w (%s)", ErrSameOwner, v.Owner)

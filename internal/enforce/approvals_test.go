@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -14,6 +15,7 @@ import (
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
@@ -24,7 +26,8 @@ const approvalPolicy = `package warden.authz
 
 allow := true
 
-obligations["require_approvals"] := {"count": 2, "roles": ["safety-reviewer", "admin"], "agents": 1, "humans": 1} if input.resource.id == "mail/send"
+# The admin token counts toward count, never as a person.
+obligations["require_approvals"] := {"count": 2, "roles": ["safety-reviewer", "admin"], "agents": 1} if input.resource.id == "mail/send"
 
 # Policy reads who approved: mail to the board needs no bootstrap admin among them.
 deny contains "board_mail_needs_a_named_person" if {
@@ -186,6 +189,40 @@ func TestApprovalsThroughTheGateway(t *testing.T) {
 		t.Fatalf("the decision's input and reasons: %s %v", d.Input, d.Reasons)
 	}
 
+	// An approval not used in time has expired: the call waits for a new
+	// request. (Time is moved by moving the request's expiry.)
+	late := map[string]any{"to": "late@example.com"}
+	lr := pending(t, s, late)
+	la, _ := r.w.App.Store.Approval(r.ctx, lr.ID)
+	if err := safety.Approve(r.ctx, lr.ID, la.Digest, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, status := human("approve", lr.ID); code != http.StatusOK || status != "approved" {
+		t.Fatalf("late approval: HTTP %d %s", code, status)
+	}
+	if _, err := r.w.App.Store.UpdateApproval(r.ctx, lr.ID, func(a *store.Approval) (store.Event, error) {
+		a.ExpiresAt = time.Now().Add(-time.Second)
+		return store.Event{}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if again := pending(t, s, late); again.ID == lr.ID || len(r.egress()) != 1 {
+		t.Fatalf("an expired approval ran: %+v, sent %v", again, r.egress())
+	}
+	if la, _ := r.w.App.Store.Approval(r.ctx, lr.ID); la.Status != "expired" {
+		t.Fatalf("the late request is %s", la.Status)
+	}
+
+	// A restricted agent is contained: it approves nothing.
+	held := pending(t, s, map[string]any{"to": "ops@example.com"})
+	ha, _ := r.w.App.Store.Approval(r.ctx, held.ID)
+	if _, err := r.w.App.Registry.SetStatus(r.ctx, "admin:test", "ai-agent://dev/ops/safety", store.StatusRestricted, "under review"); err != nil {
+		t.Fatal(err)
+	}
+	if err := safety.Approve(r.ctx, held.ID, ha.Digest, ""); err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Fatalf("a restricted agent approved: %v", err)
+	}
+
 	// Every step is in the audit log.
 	r.w.App.Relay.Sync(r.ctx)
 	n, _ := r.w.App.Audit.Size(r.ctx)
@@ -196,7 +233,7 @@ func TestApprovalsThroughTheGateway(t *testing.T) {
 			seen[e.Action]++
 		}
 	}
-	if seen["approval.request"] != 4 || seen["approval.approve"] != 4 || seen["approval.consume"] != 1 || seen["approval.reject"] != 1 {
+	if seen["approval.request"] != 7 || seen["approval.approve"] != 6 || seen["approval.consume"] != 1 || seen["approval.reject"] != 1 || seen["approval.expire"] != 1 {
 		t.Fatalf("approval entries %v", seen)
 	}
 }

@@ -2,6 +2,7 @@ package enforce_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -188,6 +189,24 @@ func TestGrantLifecycleThroughTheGateway(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("approve: %v %v", resp, err)
+	}
+	// A person who asks for a grant does not approve it.
+	body := `{"agent": "` + id + `", "task": "notify-2", "actions": ["tools/call"], "resources": ["mail/send"], "lifetime": "5m", "reason": "mine"}`
+	req, _ = http.NewRequest("POST", r.w.URL+"/v1/grants", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+r.w.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a person's grant request: %v %v", resp, err)
+	}
+	var mine store.Grant
+	json.NewDecoder(resp.Body).Decode(&mine)
+	resp.Body.Close()
+	req, _ = http.NewRequest("POST", r.w.URL+"/v1/approvals/"+mine.ApprovalID+"/approve", strings.NewReader(`{"reason": "mine"}`))
+	req.Header.Set("Authorization", "Bearer "+r.w.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the requester approved their own grant: %v %v", resp, err)
 	}
 	got, err := r.w.App.Store.Grant(r.ctx, pg.ID)
 	if err != nil || got.Status != store.GrantActive || !got.ExpiresAt.After(time.Now()) {

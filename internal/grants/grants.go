@@ -230,7 +230,7 @@ func (s *Service) Ask(ctx context.Context, r Request, by Requester) (store.Grant
 
 // subject is what the approval of a grant is for: the grant, exactly.
 func (s *Service) subject(g store.Grant, version string) approvals.Subject {
-	return approvals.Subject{Agent: g.Agent, Action: "grant", Resource: store.ApprovalResource{Kind: ApprovalKind, ID: g.ID},
+	return approvals.Subject{Agent: g.Agent, RequestedBy: g.RequestedBy, Action: "grant", Resource: store.ApprovalResource{Kind: ApprovalKind, ID: g.ID},
 		Args: map[string]any{"task": g.Task, "actions": strings2any(g.Actions), "resources": strings2any(g.Resources),
 			"constraints": anyMap(g.Constraints), "lifetime": time.Duration(g.Lifetime).String()},
 		Audience: "warden", PolicyVersion: version}

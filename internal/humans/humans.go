@@ -59,6 +59,8 @@ const (
 	DefaultSessionTTL = 8 * time.Hour
 	MaxSessionTTL     = 24 * time.Hour
 	sessionPrefix     = "wdn_session_"
+	// clockSkew is how far the provider's clock may be ahead of Warden's.
+	clockSkew = time.Minute
 )
 
 // Enabled reports whether sign-in is configured.
@@ -134,11 +136,19 @@ var (
 	ErrSessionEnd = errors.New("the session has ended")
 )
 
+// Store is what the service keeps: people and sessions, and the ID tokens
+// used (each signs in once).
+type Store interface {
+	store.HumanStore
+	store.ReplayStore
+}
+
 // Service signs people in and answers their sessions.
 type Service struct {
 	cfg   Config
 	roles Roles
 	st    store.HumanStore
+	used  store.ReplayStore
 	lg    *slog.Logger
 	now   func() time.Time
 
@@ -147,7 +157,7 @@ type Service struct {
 }
 
 // New makes a service; cfg must have passed Check.
-func New(cfg Config, st store.HumanStore, lg *slog.Logger, now func() time.Time) (*Service, error) {
+func New(cfg Config, st Store, lg *slog.Logger, now func() time.Time) (*Service, error) {
 	roles, err := NewRoles(cfg.Roles)
 	if err != nil {
 		return nil, err
@@ -158,7 +168,7 @@ func New(cfg Config, st store.HumanStore, lg *slog.Logger, now func() time.Time)
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{cfg: cfg, roles: roles, st: st, lg: lg, now: now}, nil
+	return &Service{cfg: cfg, roles: roles, st: st, used: st, lg: lg, now: now}, nil
 }
 
 // Config is the service's configuration.
@@ -186,10 +196,11 @@ func (s *Service) idTokenVerifier(ctx context.Context) (*oidc.IDTokenVerifier, e
 
 // idClaims are the ID token claims Warden reads.
 type idClaims struct {
-	Email         string `json:"email"`
-	EmailVerified *bool  `json:"email_verified"`
-	Name          string `json:"name"`
-	Nonce         string `json:"nonce"`
+	AuthorizedParty string `json:"azp"`
+	Email           string `json:"email"`
+	EmailVerified   *bool  `json:"email_verified"`
+	Name            string `json:"name"`
+	Nonce           string `json:"nonce"`
 }
 
 // Login verifies an ID token from the provider (signature by a key of its
@@ -209,8 +220,26 @@ func (s *Service) Login(ctx context.Context, rawIDToken, nonce string) (Principa
 	if err := tok.Claims(&c); err != nil {
 		return Principal{}, "", fmt.Errorf("%w: %v", ErrIDToken, err)
 	}
-	if nonce != "" && c.Nonce != nonce {
+	now := s.now()
+	switch {
+	case c.Nonce != nonce:
+		// A token from a browser sign-in carries the nonce that sign-in
+		// made up; only that sign-in knows it. One without is a device's.
 		return Principal{}, "", fmt.Errorf("%w: the nonce does not match the sign-in's", ErrIDToken)
+	case len(tok.Audience) > 1 && c.AuthorizedParty != s.cfg.ClientID:
+		// OIDC Core 3.1.3.7: with several audiences, azp names the client
+		// the token was issued to.
+		return Principal{}, "", fmt.Errorf("%w: issued to %q (azp), not to this client", ErrIDToken, c.AuthorizedParty)
+	case tok.IssuedAt.After(now.Add(clockSkew)):
+		return Principal{}, "", fmt.Errorf("%w: issued in the future", ErrIDToken)
+	}
+	// Once: a token seen in a log or a proxy cannot open a second session.
+	sum := sha256.Sum256([]byte(rawIDToken))
+	if err := s.used.MarkUsed(ctx, "id_token", hex.EncodeToString(sum[:]), tok.Expiry.Add(clockSkew)); err != nil {
+		if errors.Is(err, store.ErrReplay) {
+			return Principal{}, "", fmt.Errorf("%w: it was used to sign in already", ErrIDToken)
+		}
+		return Principal{}, "", err
 	}
 	var all map[string]json.RawMessage
 	tok.Claims(&all)
@@ -219,7 +248,7 @@ func (s *Service) Login(ctx context.Context, rawIDToken, nonce string) (Principa
 	if len(roles) == 0 {
 		return Principal{}, "", fmt.Errorf("%w: %s (%s) is in no group that humans.groups maps to a role", ErrNoRole, id, c.Email)
 	}
-	now := store.Time(s.now())
+	now = store.Time(now)
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	secret := sessionPrefix + base64.RawURLEncoding.EncodeToString(raw)

@@ -12,7 +12,8 @@ type Permission string
 // The permissions, one per kind of administrative act.
 const (
 	AgentsRead         Permission = "agents.read"
-	AgentsWrite        Permission = "agents.write" // register, enable, disable, quarantine, restrict, revoke, rotate keys
+	AgentsWrite        Permission = "agents.write"    // enable, disable, quarantine, restrict, revoke tokens
+	AgentsRegister     Permission = "agents.register" // register agents, replace their keys: who they are
 	KeysRead           Permission = "keys.read"
 	KeysRotate         Permission = "keys.rotate"
 	EventsRead         Permission = "events.read"
@@ -39,7 +40,7 @@ const (
 )
 
 // AllPermissions lists every permission.
-var AllPermissions = []Permission{AgentsRead, AgentsWrite, KeysRead, KeysRotate, EventsRead, TaintsRead, TaintsWrite, MonitorRead,
+var AllPermissions = []Permission{AgentsRead, AgentsWrite, AgentsRegister, KeysRead, KeysRotate, EventsRead, TaintsRead, TaintsWrite, MonitorRead,
 	MonitorWrite, IncidentsRead, IncidentsWrite, PoliciesRead, PoliciesPush, PoliciesActivate, EnforcementRead, EnforcementWrite,
 	AuditRead, AuditExport, ApprovalsRead, ApprovalsVote, GrantsRead, GrantsWrite, Decide, AdministerAccess}
 

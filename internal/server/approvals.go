@@ -104,7 +104,11 @@ func (s *Server) vote(approve bool) http.Handler {
 			return
 		}
 		p := principalOf(r)
-		v := approvals.Voter{ID: actor, Email: p.Email, Kind: store.ApproverHuman, Roles: p.Roles}
+		kind := store.ApproverHuman
+		if !p.Human {
+			kind = store.ApproverBootstrap
+		}
+		v := approvals.Voter{ID: actor, Email: p.Email, Kind: kind, Roles: p.Roles}
 		s.castVote(w, r, r.PathValue("id"), v, approve, body.Reason)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,6 +145,11 @@ func (s *Server) agentVote(w http.ResponseWriter, r *http.Request, approve bool)
 		return
 	case len(st.Reason) > maxReason:
 		writeError(w, http.StatusBadRequest, "invalid_statement", "reason: at most 1024 bytes")
+		return
+	}
+	if agent.Status != store.StatusActive {
+		// A restricted agent is contained: it approves nothing.
+		writeError(w, http.StatusForbidden, "not_eligible", agent.ID+" is "+string(agent.Status)+": it cannot approve")
 		return
 	}
 	a, err := s.d.ApprovalStore.Approval(r.Context(), id)

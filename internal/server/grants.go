@@ -79,6 +79,10 @@ func (s *Server) askGrant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_statement", "the statement holds no grant request")
 		return
 	}
+	if agent.Status != store.StatusActive {
+		writeError(w, http.StatusForbidden, "refused", agent.ID+" is "+string(agent.Status)+": it is given nothing more")
+		return
+	}
 	s.grantAnswer(w, r, *st.Grant, grants.Requester{ID: agent.ID, Kind: store.ApproverAgent, Roles: agent.Roles})
 }
 

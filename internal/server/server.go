@@ -103,7 +103,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	m.HandleFunc("GET /.well-known/oauth-authorization-server", s.metadata)
 
-	m.Handle("POST /v1/agents", s.admin(humans.AgentsWrite, s.registerAgent))
+	m.Handle("POST /v1/agents", s.admin(humans.AgentsRegister, s.registerAgent))
 	m.Handle("GET /v1/agents", s.admin(humans.AgentsRead, s.listAgents))
 	m.Handle("GET /v1/agents/{id}", s.admin(humans.AgentsRead, s.getAgent))
 	m.Handle("POST /v1/agents/{id}/disable", s.admin(humans.AgentsWrite, s.setStatus(store.StatusDisabled)))
@@ -111,7 +111,7 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(humans.AgentsWrite, s.setStatus(store.StatusQuarantined)))
 	m.Handle("POST /v1/agents/{id}/restrict", s.admin(humans.AgentsWrite, s.setStatus(store.StatusRestricted)))
 	m.Handle("POST /v1/agents/{id}/revoke", s.admin(humans.AgentsWrite, s.agentAction(s.d.Registry.RevokeTokens)))
-	m.Handle("POST /v1/agents/{id}/keys", s.admin(humans.AgentsWrite, s.rotateAgentKey))
+	m.Handle("POST /v1/agents/{id}/keys", s.admin(humans.AgentsRegister, s.rotateAgentKey))
 	m.Handle("POST /v1/tokens/revoke", s.admin(humans.AgentsWrite, s.revokeToken))
 	m.Handle("GET /v1/keys", s.admin(humans.KeysRead, s.listKeys))
 	m.Handle("POST /v1/keys/rotate", s.admin(humans.KeysRotate, s.rotateKeys))

@@ -61,10 +61,12 @@ type ApprovalResource struct {
 	ID   string `json:"id"`
 }
 
-// Approver kinds.
+// Approver kinds. The bootstrap token is no one in particular: its vote
+// counts toward a rule's count, never toward its people.
 const (
-	ApproverHuman = "human"
-	ApproverAgent = "agent"
+	ApproverHuman     = "human"
+	ApproverAgent     = "agent"
+	ApproverBootstrap = "bootstrap"
 )
 
 // ApprovalVote is one approver's approval or rejection.
@@ -93,7 +95,10 @@ type Approval struct {
 	Owner  string `json:"owner,omitempty"`
 	// Delegation is the agents the requester acted through (a delegated
 	// token's chain): none of them may approve either.
-	Delegation    []string         `json:"delegation,omitempty"`
+	Delegation []string `json:"delegation,omitempty"`
+	// RequestedBy, when set, is who asked (a person asking for a grant):
+	// they may not approve either.
+	RequestedBy   string           `json:"requested_by,omitempty"`
 	Action        string           `json:"action"`
 	Resource      ApprovalResource `json:"resource"`
 	Args          json.RawMessage  `json:"args"`

@@ -20,6 +20,7 @@ type tokenSettings struct {
 	audience         []string
 	issuedAt, expiry time.Time
 	nonce            string
+	azp              string
 	unsigned         bool
 	foreignKey       bool
 }
@@ -45,6 +46,17 @@ func Unsigned() TokenOption { return func(s *tokenSettings) { s.unsigned = true 
 // under the kid of the provider's real key, so only the signature check can
 // tell.
 func ForeignKey() TokenOption { return func(s *tokenSettings) { s.foreignKey = true } }
+
+// Audiences: aud is these.
+func Audiences(aud ...string) TokenOption { return func(s *tokenSettings) { s.audience = aud } }
+
+// AuthorizedParty sets the azp claim.
+func AuthorizedParty(azp string) TokenOption { return func(s *tokenSettings) { s.azp = azp } }
+
+// IssuedIn: iat is now plus d (in the future for d > 0).
+func IssuedIn(d time.Duration) TokenOption {
+	return func(s *tokenSettings) { s.issuedAt = time.Now().Add(d) }
+}
 
 // Nonce sets the nonce claim.
 func Nonce(n string) TokenOption { return func(s *tokenSettings) { s.nonce = n } }
@@ -77,6 +89,9 @@ func (p *Provider) IDToken(t testing.TB, user User, opts ...TokenOption) string 
 	}
 	if s.nonce != "" {
 		claims["nonce"] = s.nonce
+	}
+	if s.azp != "" {
+		claims["azp"] = s.azp
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
