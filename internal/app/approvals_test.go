@@ -12,7 +12,9 @@ import (
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/decide"
+	"github.com/warden-run/warden/internal/grants"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -142,4 +144,52 @@ func TestApproverCannotRunTheActionByDelegation(t *testing.T) {
 	if d := decideWith(atok.AccessToken); d.Outcome != policy.Allow {
 		t.Fatalf("the requester's own call: %+v", d)
 	}
+}
+
+// On PostgreSQL, a grant given at one replica counts at the other at once,
+// and its revocation too.
+func TestGrantReachesReplicasThroughPostgres(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	first, second := replicas(t, dsn)
+	activate(t, first, map[string][]byte{"policy.rego": []byte("package warden.authz\n\ndefault allow := false\n"),
+		"grants.rego": []byte("package warden.grants\n\ndecision := {\"outcome\": \"grant\"}\n")})
+	ctx := context.Background()
+	const id = "ai-agent://dev/radiology/assistant"
+	first.Register(t, id, "radiology")
+	for deadline := time.Now().Add(10 * time.Second); second.App.Policies.Live().Active == nil || second.App.View.Fresh() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second replica did not catch up")
+		}
+	}
+	seen := func() int {
+		return len(second.App.Grants.ForDecision(id, "study-1", "tools/call", "pacs/query", map[string]any{}, time.Now()))
+	}
+	g, err := first.App.Grants.Ask(ctx, grants.Request{Agent: id, Task: "study-1", Actions: []string{"tools/call"}, Resources: []string{"pacs/query"},
+		Lifetime: "10m"}, grants.Requester{ID: "human:idp#ada", Kind: store.ApproverHuman})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for seen() != 1 {
+		if time.Since(start) > time.Second {
+			t.Fatal("the grant did not reach the other replica within a second")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("given at one replica, seen at the other %v later", time.Since(start))
+	if _, err := first.App.Grants.Revoke(ctx, g.ID, "human:idp#ada", "study cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	for seen() != 0 {
+		if time.Since(start) > time.Second {
+			t.Fatal("the revocation did not reach the other replica within a second")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Logf("revoked at one replica, gone at the other %v later", time.Since(start))
 }
