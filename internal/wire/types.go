@@ -62,6 +62,36 @@ func (r *Resource) UnmarshalJSON(b []byte) error {
 type RequestContext struct {
 	Source  Source  `json:"source"`
 	Session Session `json:"session"`
+	// Provenance, from an enforcement point that follows what the agent
+	// reads, says where each argument came from.
+	Provenance *Provenance `json:"provenance,omitempty"`
+}
+
+// Provenance is where an action's arguments came from: for each argument
+// (a leaf of args, by dotted path), the sources its values were read from.
+type Provenance struct {
+	Args map[string]ArgOrigin `json:"args"`
+	// UntrustedReads are the audit indexes of the untrusted results the
+	// agent read (in the enforcement point's memory of it).
+	UntrustedReads []int64 `json:"untrusted_reads"`
+	// Evicted counts the reads forgotten to keep memory bounded.
+	Evicted int `json:"evicted"`
+}
+
+// ArgOrigin is where one argument's values came from.
+type ArgOrigin struct {
+	// Sources are user (the user's own request), trusted, untrusted (a
+	// result of a trusted or untrusted source), unknown (a value seen in
+	// no read).
+	Sources []string `json:"sources"`
+	// OnlyUntrusted: some value of the argument was seen only in untrusted
+	// results.
+	OnlyUntrusted bool     `json:"only_untrusted"`
+	Values        int      `json:"values"`
+	Upstreams     []string `json:"upstreams"`
+	Tools         []string `json:"tools"`
+	// Reads are the audit indexes of the reads its values were seen in.
+	Reads []int64 `json:"reads"`
 }
 
 // Source is where the agent's request came from.

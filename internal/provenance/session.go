@@ -1,0 +1,209 @@
+package provenance
+
+import (
+	"container/list"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/warden-run/warden/internal/wire"
+)
+
+// Trust of a source.
+const (
+	Trusted   = "trusted"
+	Untrusted = "untrusted"
+	User      = "user"
+	Unknown   = "unknown"
+)
+
+// Read is one result relayed to the agent.
+type Read struct {
+	Upstream string
+	// Tool is the tool, resource or route read.
+	Tool  string
+	Trust string // Trusted or Untrusted
+	// AuditIndex is the entry of the decision that allowed the read (-1
+	// when unknown, as in async audit mode).
+	AuditIndex int64
+	values     map[string]struct{}
+}
+
+// Session is what one agent (in one task) has read, bounded: past MaxReads
+// the oldest reads are forgotten, and counted.
+type Session struct {
+	mu      sync.Mutex
+	max     int
+	reads   []*Read // oldest first
+	user    map[string]struct{}
+	evicted int
+}
+
+// MaxReads is how many reads a session keeps by default.
+const MaxReads = 256
+
+func newSession(max int) *Session {
+	return &Session{max: max, user: map[string]struct{}{}}
+}
+
+// Record adds a read of content (a JSON-shaped value, or a string).
+func (s *Session) Record(r Read, content any) {
+	vals := FromJSON(content)
+	r.values = make(map[string]struct{}, len(vals))
+	for _, v := range vals {
+		r.values[v.key()] = struct{}{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.reads) >= s.max {
+		s.reads = s.reads[1:]
+		s.evicted++
+	}
+	s.reads = append(s.reads, &r)
+}
+
+// AddUserInput records what the user asked for (a trusted source): its
+// values count as the user's.
+func (s *Session) AddUserInput(content any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range FromJSON(content) {
+		if len(s.user) < 4*maxValues {
+			s.user[v.key()] = struct{}{}
+		}
+	}
+}
+
+// Args says where each argument (a leaf of args, by its dotted path) came
+// from, and the session's untrusted reads, for the decision's lineage.
+func (s *Session) Args(args map[string]any) *wire.Provenance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := &wire.Provenance{Args: map[string]wire.ArgOrigin{}, UntrustedReads: []int64{}, Evicted: s.evicted}
+	for _, r := range s.reads {
+		if r.Trust == Untrusted && r.AuditIndex >= 0 && !slices.Contains(p.UntrustedReads, r.AuditIndex) {
+			p.UntrustedReads = append(p.UntrustedReads, r.AuditIndex)
+		}
+	}
+	leaves(args, "", func(path string, v any) {
+		vals := FromJSON(v)
+		if len(vals) == 0 {
+			return
+		}
+		o := wire.ArgOrigin{Values: len(vals), Sources: []string{}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}}
+		for _, val := range vals {
+			k := val.key()
+			var origins []string
+			if _, ok := s.user[k]; ok {
+				origins = append(origins, User)
+			}
+			for _, r := range s.reads {
+				if _, ok := r.values[k]; !ok {
+					continue
+				}
+				origins = appendNew(origins, r.Trust)
+				o.Upstreams = appendNew(o.Upstreams, r.Upstream)
+				o.Tools = appendNew(o.Tools, r.Tool)
+				if r.AuditIndex >= 0 && !slices.Contains(o.Reads, r.AuditIndex) {
+					o.Reads = append(o.Reads, r.AuditIndex)
+				}
+			}
+			if len(origins) == 0 {
+				origins = []string{Unknown}
+			}
+			if len(origins) == 1 && origins[0] == Untrusted {
+				o.OnlyUntrusted = true
+			}
+			for _, x := range origins {
+				o.Sources = appendNew(o.Sources, x)
+			}
+		}
+		slices.Sort(o.Sources)
+		slices.Sort(o.Upstreams)
+		slices.Sort(o.Tools)
+		slices.Sort(o.Reads)
+		p.Args[path] = o
+	})
+	return p
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// leaves calls fn for every string and number of v, with its dotted path
+// ("to", "payment.iban", "items.0.id"); fn gets the whole of v too at path
+// "" when v is not a container.
+func leaves(v any, path string, fn func(string, any)) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			leaves(e, join(path, k), fn)
+		}
+	case []any:
+		for i, e := range x {
+			leaves(e, join(path, strconv.Itoa(i)), fn)
+		}
+	case nil, bool:
+	default:
+		fn(path, x)
+	}
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// Store holds the sessions of many agents, each in each task, bounded: the
+// least recently used goes first.
+type Store struct {
+	mu       sync.Mutex
+	max      int
+	maxReads int
+	lru      *list.List // of *entry, most recent first
+	m        map[string]*list.Element
+}
+
+type entry struct {
+	key string
+	s   *Session
+}
+
+// NewStore keeps at most maxSessions sessions of at most maxReads reads.
+func NewStore(maxSessions, maxReads int) *Store {
+	if maxSessions <= 0 {
+		maxSessions = 4096
+	}
+	if maxReads <= 0 {
+		maxReads = MaxReads
+	}
+	return &Store{max: maxSessions, maxReads: maxReads, lru: list.New(), m: map[string]*list.Element{}}
+}
+
+// Session returns the session of agent in task, made when needed. An
+// agent's provenance is keyed by what the agent cannot choose (its id, and
+// the task its token is bound to), never by its MCP session: a new
+// session does not forget what the agent read.
+func (st *Store) Session(agent, task string) *Session {
+	key := agent + "\x00" + task
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e, ok := st.m[key]; ok {
+		st.lru.MoveToFront(e)
+		return e.Value.(*entry).s
+	}
+	if st.lru.Len() >= st.max {
+		last := st.lru.Back()
+		st.lru.Remove(last)
+		delete(st.m, last.Value.(*entry).key)
+	}
+	s := newSession(st.maxReads)
+	st.m[key] = st.lru.PushFront(&entry{key: key, s: s})
+	return s
+}
