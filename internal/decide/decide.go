@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
@@ -426,6 +427,11 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	if len(c.newTaints) > 0 {
 		c.detail["taints_set"] = taintNames(c.newTaints)
 	}
+	if p := c.req.Context.Provenance; p != nil {
+		// The decision's lineage: the reads its arguments came from, and
+		// the untrusted reads before it, by their audit indexes.
+		c.detail["lineage"] = lineage(p)
+	}
 	if len(c.detail) > 0 {
 		e.Detail, _ = json.Marshal(c.detail)
 	}
@@ -512,4 +518,26 @@ func orNow(f func() time.Time) func() time.Time {
 		return time.Now
 	}
 	return f
+}
+
+func lineage(p *wire.Provenance) map[string]any {
+	var reads []int64
+	for _, o := range p.Args {
+		for _, r := range o.Reads {
+			if !slices.Contains(reads, r) {
+				reads = append(reads, r)
+			}
+		}
+	}
+	slices.Sort(reads)
+	untrusted := slices.Clone(p.UntrustedReads)
+	slices.Sort(untrusted)
+	return map[string]any{"reads": orEmpty(reads), "untrusted_reads": orEmpty(untrusted), "evicted": p.Evicted}
+}
+
+func orEmpty(s []int64) []int64 {
+	if s == nil {
+		return []int64{}
+	}
+	return s
 }

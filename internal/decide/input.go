@@ -11,6 +11,7 @@ import (
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // InputVersion is the version of the policy input contract
@@ -75,6 +76,7 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 			"grants":     p.grants(tok, req, args, now),
 			"delegation": delegation,
 			"approvals":  []any{},
+			"provenance": provenanceInput(req.Context.Provenance),
 		},
 	}
 }
@@ -153,3 +155,35 @@ func sortRegions(rs []region) {
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// provenanceInput is the input's context.provenance: where each argument
+// came from, as the enforcement point that follows the agent's reads says
+// (known false when it says nothing: an enforcement point that does not
+// follow reads, or is not trusted for session context).
+func provenanceInput(p *wire.Provenance) map[string]any {
+	if p == nil {
+		return map[string]any{"known": false, "args": map[string]any{}, "untrusted_reads": 0, "evicted": 0}
+	}
+	args := make(map[string]any, len(p.Args))
+	for path, o := range p.Args {
+		args[path] = map[string]any{"sources": strs(o.Sources), "only_untrusted": o.OnlyUntrusted, "values": o.Values,
+			"upstreams": strs(o.Upstreams), "tools": strs(o.Tools), "reads": ints(o.Reads)}
+	}
+	return map[string]any{"known": true, "args": args, "untrusted_reads": len(p.UntrustedReads), "evicted": p.Evicted}
+}
+
+func strs(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func ints(ns []int64) []any {
+	out := make([]any, len(ns))
+	for i, n := range ns {
+		out[i] = n
+	}
+	return out
+}

@@ -48,7 +48,8 @@ type Trust uint8
 const (
 	// TrustSourceIP: context.source.ip, and the region Warden derives from it.
 	TrustSourceIP Trust = 1 << iota
-	// TrustSession: context.session.id and context.session.taints.
+	// TrustSession: context.session.id, context.session.taints and
+	// context.provenance.
 	TrustSession
 
 	TrustNone Trust = 0
@@ -136,6 +137,7 @@ func (pt Point) trusted(req *Request) (*Request, []string) {
 	if pt.Trust&TrustSourceIP == 0 && src.IP != "" {
 		dropped, src = append(dropped, "context.source.ip"), Source{}
 	}
+	prov := req.Context.Provenance
 	if pt.Trust&TrustSession == 0 {
 		if sess.ID != "" {
 			dropped = append(dropped, "context.session.id")
@@ -143,13 +145,16 @@ func (pt Point) trusted(req *Request) (*Request, []string) {
 		if len(sess.Taints) > 0 {
 			dropped = append(dropped, "context.session.taints")
 		}
-		sess = Session{}
+		if prov != nil {
+			dropped = append(dropped, "context.provenance")
+		}
+		sess, prov = Session{}, nil
 	}
 	if len(dropped) == 0 {
 		return req, nil
 	}
 	r := *req
-	r.Context.Source, r.Context.Session = src, sess
+	r.Context.Source, r.Context.Session, r.Context.Provenance = src, sess, prov
 	return &r, dropped
 }
 

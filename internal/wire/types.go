@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // ErrInvalidRequest means a decision request is malformed; it is neither
@@ -187,6 +188,40 @@ func (r *Request) Validate() error {
 	for _, t := range r.Context.Session.Taints {
 		if !ValidTaint(t) {
 			return bad("context.session.taints", fmt.Sprintf("%q: 1 to 64 of a-z, 0-9, '_', '-', '.', ':'", t))
+		}
+	}
+	if p := r.Context.Provenance; p != nil {
+		if err := p.check(); err != nil {
+			return bad("context.provenance", err.Error())
+		}
+	}
+	return nil
+}
+
+// Bounds of a provenance.
+const (
+	maxProvenanceArgs  = 256
+	maxProvenanceItems = 64
+	maxProvenancePath  = 256
+)
+
+var provenanceSources = []string{"user", "trusted", "untrusted", "unknown"}
+
+func (p *Provenance) check() error {
+	if len(p.Args) > maxProvenanceArgs || len(p.UntrustedReads) > 4*maxProvenanceItems || p.Evicted < 0 {
+		return fmt.Errorf("at most %d arguments and %d untrusted reads", maxProvenanceArgs, 4*maxProvenanceItems)
+	}
+	for path, o := range p.Args {
+		switch {
+		case path == "" || len(path) > maxProvenancePath:
+			return fmt.Errorf("argument path %q: 1 to %d bytes", path, maxProvenancePath)
+		case len(o.Sources) > len(provenanceSources) || len(o.Upstreams) > maxProvenanceItems || len(o.Tools) > maxProvenanceItems || len(o.Reads) > maxProvenanceItems:
+			return fmt.Errorf("argument %q: too many sources, upstreams, tools or reads", path)
+		}
+		for _, s := range o.Sources {
+			if !slices.Contains(provenanceSources, s) {
+				return fmt.Errorf("argument %q: source %q: want user, trusted, untrusted or unknown", path, s)
+			}
 		}
 	}
 	return nil

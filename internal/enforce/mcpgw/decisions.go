@@ -15,6 +15,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/provenance"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -63,6 +64,9 @@ func (g *Gateway) request(c *enforce.Caller, sid string, u *upstream, action, ki
 	}
 	dr := &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
 		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid}}}
+	if args != nil {
+		dr.Context.Provenance = g.argsProvenance(c, args)
+	}
 	if g.proof != nil {
 		var err error
 		if dr.DPoP, dr.HTM, dr.HTU, err = g.proof(c.Token); err != nil {
@@ -210,4 +214,36 @@ func pendingError(d decide.Decision) *jsonrpc.Error {
 	}
 	b, _ := json.Marshal(data)
 	return &jsonrpc.Error{Code: CodeApprovalRequired, Message: msg, Data: b}
+}
+
+// argsProvenance says where each of args came from, among what the agent
+// read through this gateway (nil when args are not an object).
+func (g *Gateway) argsProvenance(c *enforce.Caller, args json.RawMessage) *wire.Provenance {
+	d := json.NewDecoder(bytes.NewReader(args))
+	d.UseNumber()
+	var m map[string]any
+	if d.Decode(&m) != nil || m == nil {
+		return nil
+	}
+	return g.prov.Session(c.Agent, "").Args(m)
+}
+
+// readTrust is the trust of what a tool (or a resource, prompt) of u
+// returns: untrusted when its catalog attributes or its server say so.
+func readTrust(u *upstream, attrs map[string]any) string {
+	if attrs["trust"] == Untrusted || u.cfg.Trust == Untrusted {
+		return provenance.Untrusted
+	}
+	return provenance.Trusted
+}
+
+// recorded notes a result relayed to c as a read (content, its JSON).
+func (g *Gateway) recorded(c *enforce.Caller, u *upstream, tool string, attrs map[string]any, d decide.Decision, content json.RawMessage) {
+	dec := json.NewDecoder(bytes.NewReader(content))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return
+	}
+	g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, v)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/provenance"
 )
 
 // JSON-RPC error codes of the gateway's refusals, in the range JSON-RPC
@@ -57,7 +58,10 @@ type Deps struct {
 
 // Gateway is an MCP gateway. Handler serves agents; Close stops it.
 type Gateway struct {
-	cfg     Config
+	cfg Config
+	// prov is what each agent has read, to say where its arguments came
+	// from (context.provenance).
+	prov    *provenance.Store
 	dec     enforce.Decider
 	ver     *identity.Verifier
 	issuer  string
@@ -100,7 +104,7 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	lg = lg.With("pep", cfg.Name)
-	g := &Gateway{cfg: cfg, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
+	g := &Gateway{cfg: cfg, prov: provenance.NewStore(0, 0), dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
 		done: make(chan struct{})}
 	g.agents.init()
 	for _, s := range cfg.Servers {

@@ -131,5 +131,8 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 		}
 		g.cfg.Relayed(c.Agent, n)
 	}
+	if b, err := json.Marshal(out); err == nil {
+		g.recorded(c, u, name, nil, d, b)
+	}
 	return out, nil
 }

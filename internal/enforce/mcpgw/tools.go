@@ -86,7 +86,8 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
-	d, err := g.decide(ctx, g.request(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, g.toolAttrs(u, tool), args))
+	attrs := g.toolAttrs(u, tool)
+	d, err := g.decide(ctx, g.request(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, attrs, args))
 	if err != nil {
 		return nil, err
 	}
@@ -119,5 +120,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if g.cfg.Relayed != nil {
 		g.cfg.Relayed(c.Agent, len(res))
 	}
+	g.recorded(c, u, tool, attrs, d, res)
 	return res, nil
 }
