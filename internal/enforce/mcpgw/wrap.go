@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/provenance"
 )
 
 // WrapConfig is the MCP server a wrap starts, and how.
@@ -90,7 +91,7 @@ func NewWrap(cfg WrapConfig, d WrapDeps) (*Gateway, error) {
 	if who.root {
 		lg.Warn("mcp wrap: the MCP server runs as root, as --user root asks: it can read the agent's key and the enforcement point's credential")
 	}
-	g := &Gateway{cfg: gc, dec: d.Decider, lg: lg.With("pep", gc.Name), ups: map[string]*upstream{},
+	g := &Gateway{cfg: gc, prov: provenance.NewStore(0, 0), dec: d.Decider, lg: lg.With("pep", gc.Name), ups: map[string]*upstream{},
 		fixed: d.Caller, proof: d.Proof}
 	g.agents.init()
 	u := newUpstream(gc.Servers[0], 30*time.Second, g.lg)
