@@ -26,40 +26,59 @@ type Read struct {
 	// AuditIndex is the entry of the decision that allowed the read (-1
 	// when unknown, as in async audit mode).
 	AuditIndex int64
-	values     map[string]struct{}
+	values     map[Value]struct{}
 }
 
 // Session is what one agent (in one task) has read, bounded: past MaxReads
 // the oldest reads are forgotten, and counted.
 type Session struct {
-	mu      sync.Mutex
-	max     int
-	reads   []*Read // oldest first
-	user    map[string]struct{}
+	mu    sync.Mutex
+	max   int
+	reads []*Read // oldest first
+	// index finds the reads a value was seen in.
+	index   map[Value][]*Read
+	user    map[Value]struct{}
 	evicted int
 }
 
-// MaxReads is how many reads a session keeps by default.
-const MaxReads = 256
+// MaxReads is how many reads a session keeps by default; maxLinks how many
+// reads of one value an argument links to (the latest).
+const (
+	MaxReads = 256
+	maxLinks = 8
+)
 
 func newSession(max int) *Session {
-	return &Session{max: max, user: map[string]struct{}{}}
+	return &Session{max: max, user: map[Value]struct{}{}, index: map[Value][]*Read{}}
 }
 
 // Record adds a read of content (a JSON-shaped value, or a string).
 func (s *Session) Record(r Read, content any) {
 	vals := FromJSON(content)
-	r.values = make(map[string]struct{}, len(vals))
+	r.values = make(map[Value]struct{}, len(vals))
 	for _, v := range vals {
-		r.values[v.key()] = struct{}{}
+		r.values[v] = struct{}{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.reads) >= s.max {
+		old := s.reads[0]
 		s.reads = s.reads[1:]
 		s.evicted++
+		for v := range old.values {
+			rs := slices.DeleteFunc(s.index[v], func(x *Read) bool { return x == old })
+			if len(rs) == 0 {
+				delete(s.index, v)
+			} else {
+				s.index[v] = rs
+			}
+		}
 	}
-	s.reads = append(s.reads, &r)
+	p := &r
+	s.reads = append(s.reads, p)
+	for v := range p.values {
+		s.index[v] = append(s.index[v], p)
+	}
 }
 
 // AddUserInput records what the user asked for (a trusted source): its
@@ -69,7 +88,7 @@ func (s *Session) AddUserInput(content any) {
 	defer s.mu.Unlock()
 	for _, v := range FromJSON(content) {
 		if len(s.user) < 4*maxValues {
-			s.user[v.key()] = struct{}{}
+			s.user[v] = struct{}{}
 		}
 	}
 }
@@ -92,19 +111,19 @@ func (s *Session) Args(args map[string]any) *wire.Provenance {
 		}
 		o := wire.ArgOrigin{Values: len(vals), Sources: []string{}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}}
 		for _, val := range vals {
-			k := val.key()
+			k := val
 			var origins []string
 			if _, ok := s.user[k]; ok {
 				origins = append(origins, User)
 			}
-			for _, r := range s.reads {
-				if _, ok := r.values[k]; !ok {
-					continue
-				}
+			rs := s.index[k]
+			for i, r := range rs {
 				origins = appendNew(origins, r.Trust)
 				o.Upstreams = appendNew(o.Upstreams, r.Upstream)
 				o.Tools = appendNew(o.Tools, r.Tool)
-				if r.AuditIndex >= 0 && !slices.Contains(o.Reads, r.AuditIndex) {
+				// The latest reads of a value are its lineage; a value read
+				// a hundred times links to the last few.
+				if r.AuditIndex >= 0 && i >= len(rs)-maxLinks {
 					o.Reads = append(o.Reads, r.AuditIndex)
 				}
 			}
@@ -122,6 +141,7 @@ func (s *Session) Args(args map[string]any) *wire.Provenance {
 		slices.Sort(o.Upstreams)
 		slices.Sort(o.Tools)
 		slices.Sort(o.Reads)
+		o.Reads = slices.Compact(o.Reads)
 		p.Args[path] = o
 	})
 	return p

@@ -9,15 +9,12 @@
 package provenance
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"math/big"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Kinds of value.
@@ -40,8 +37,6 @@ type Value struct {
 	Norm string `json:"value"`
 }
 
-func (v Value) key() string { return v.Kind + ":" + v.Norm }
-
 // Limits of extraction: a huge string is read in part.
 const (
 	maxScan   = 64 << 10 // bytes of one string scanned
@@ -49,113 +44,312 @@ const (
 	minText   = 24       // the shortest text fingerprinted
 )
 
-var (
-	reEmail   = regexp.MustCompile(`(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,24}`)
-	reURL     = regexp.MustCompile(`(?i)\bhttps?://[^\s"'<>()\[\]{}]+`)
-	reDomain  = regexp.MustCompile(`(?i)\b(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+(?:com|org|net|io|dev|app|co|uk|de|fr|eu|ch|nl|info|biz|gov|edu|example|test|xyz|ru|cn)\b`)
-	reIBAN    = regexp.MustCompile(`\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b`)
-	rePhone   = regexp.MustCompile(`\+[0-9][0-9 ().\-]{6,20}[0-9]`)
-	reAccount = regexp.MustCompile(`\b[0-9](?:[0-9 \-]{6,30})[0-9]\b`)
-	reAmount  = regexp.MustCompile(`(?:[$€£¥]\s?)?\b[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\b|(?:[$€£¥]\s?)?\b[0-9]+(?:\.[0-9]+)?\b`)
-	reID      = regexp.MustCompile(`\b[A-Za-z]{1,12}[-_#]?[0-9][A-Za-z0-9\-_]{1,40}\b`)
-	reFile    = regexp.MustCompile(`(?i)(?:/[\w.\-]+)+|\b[\w\-]+\.(?:pdf|txt|docx?|xlsx?|csv|pptx?|png|jpe?g|json|md|zip)\b`)
-)
-
-// FromString returns the values in s, each once, in the order found.
+// FromString returns the values in s, each once, in the order found. It
+// reads s once, token by token (a regular expression per kind cost a
+// millisecond for 2 KB): tokens are split at white space and at the
+// punctuation that cannot be inside a value, and each is classified; an
+// IBAN or phone number written in groups is put back together from its
+// tokens.
 func FromString(s string) []Value {
 	if len(s) > maxScan {
 		s = s[:maxScan]
 	}
-	var out []Value
-	seen := map[string]bool{}
-	add := func(kind, norm string) {
-		if norm == "" || len(out) >= maxValues {
+	x := extractor{seen: make(map[Value]bool, 32)}
+	toks := tokens(s)
+	for i := 0; i < len(toks); i++ {
+		if n := x.grouped(toks, i); n > 0 {
+			i += n - 1
+			continue
+		}
+		x.token(toks[i])
+	}
+	for _, t := range fingerprints(s) {
+		x.add(Text, t)
+	}
+	return x.out
+}
+
+type extractor struct {
+	out  []Value
+	seen map[Value]bool
+}
+
+func (x *extractor) add(kind, norm string) {
+	if norm == "" || len(x.out) >= maxValues {
+		return
+	}
+	v := Value{kind, norm}
+	if !x.seen[v] {
+		x.seen[v] = true
+		x.out = append(x.out, v)
+	}
+}
+
+// tokens splits s at white space and at quotes, brackets, commas followed
+// by a space, and other separators; it keeps '.', '@', '/', ':', '-', '_',
+// '+', ',' (a thousands separator), '$' and the like inside a token, and
+// trims trailing sentence punctuation.
+func tokens(s string) []string {
+	var out []string
+	start := -1
+	flush := func(end int) {
+		if start >= 0 {
+			t := strings.TrimRight(s[start:end], ".,;:!?")
+			t = strings.TrimLeft(t, "([{<")
+			if t != "" {
+				out = append(out, t)
+			}
+			start = -1
+		}
+	}
+	for i, r := range s {
+		sep := unicode.IsSpace(r)
+		switch r {
+		case '"', '\'', '`', '(', ')', '[', ']', '{', '}', '<', '>', '|', ';', '*':
+			sep = true
+		case ',':
+			sep = i+1 < len(s) && (s[i+1] == ' ' || s[i+1] == '\n')
+		}
+		if sep {
+			flush(i)
+		} else if start < 0 {
+			start = i
+		}
+	}
+	flush(len(s))
+	return out
+}
+
+// grouped reads an IBAN or a phone number written in groups, starting at
+// toks[i], and returns how many tokens it took (0: none).
+func (x *extractor) grouped(toks []string, i int) int {
+	t := toks[i]
+	// An IBAN: two letters, two digits, then groups of up to four.
+	if len(t) >= 4 && isUpper(t[0]) && isUpper(t[1]) && isDigit(t[2]) && isDigit(t[3]) && alnumUpper(t) {
+		iban := t
+		best, took := "", 0
+		for j := i; j < len(toks) && len(iban) <= 34; j++ {
+			if j > i {
+				if !alnumUpper(toks[j]) || len(toks[j]) > 4 {
+					break
+				}
+				iban += toks[j]
+			}
+			if len(iban) >= 15 && validIBAN(iban) {
+				best, took = iban, j-i+1
+			}
+		}
+		if best != "" {
+			x.add(IBAN, best)
+			return took
+		}
+	}
+	// A phone number: "+" and digits, possibly in groups.
+	if strings.HasPrefix(t, "+") && len(t) > 1 && isDigit(t[1]) {
+		d := digits(t)
+		j := i + 1
+		for ; j < len(toks) && len(d) < 15 && phoneGroup(toks[j]); j++ {
+			d += digits(toks[j])
+		}
+		if len(d) >= 7 && len(d) <= 15 {
+			x.add(Phone, "+"+d)
+			return j - i
+		}
+	}
+	// An account number in groups of digits ("0532 0130 0042").
+	if allDigits(t) && len(t) >= 3 && len(t) <= 6 && i+1 < len(toks) && allDigits(toks[i+1]) && len(toks[i+1]) >= 3 && len(toks[i+1]) <= 6 {
+		d := t
+		j := i + 1
+		for ; j < len(toks) && allDigits(toks[j]) && len(toks[j]) >= 3 && len(toks[j]) <= 6 && len(d) < 20; j++ {
+			d += toks[j]
+		}
+		if len(d) >= 8 && len(d) <= 20 {
+			x.add(Account, d)
+			return j - i
+		}
+	}
+	return 0
+}
+
+// token classifies one token.
+func (x *extractor) token(t string) {
+	lower := strings.ToLower(t)
+	switch {
+	case strings.HasPrefix(lower, "http://") || strings.HasPrefix(lower, "https://"):
+		if u, d := normURL(t); u != "" {
+			x.add(URL, u)
+			x.add(Domain, d)
+		}
+		return
+	case strings.Count(t, "@") == 1:
+		local, host, _ := strings.Cut(lower, "@")
+		if local != "" && isDomain(host, true) && strings.IndexFunc(local, func(r rune) bool { return !isEmailChar(r) }) < 0 {
+			x.add(Email, local+"@"+host)
+			x.add(Domain, domainOf(host))
 			return
 		}
-		v := Value{kind, norm}
-		if !seen[v.key()] {
-			seen[v.key()] = true
-			out = append(out, v)
+	case strings.HasPrefix(t, "+") && len(t) > 1 && isDigit(t[1]):
+		if d := digits(t); len(d) >= 7 && len(d) <= 15 {
+			x.add(Phone, "+"+d)
+			return
 		}
 	}
-	// Stronger matches first; a weaker match inside a stronger one (the
-	// digits of an IBAN as an account, an e-mail's host as a bare domain)
-	// is not a value of its own.
-	var covered [][2]int
-	inside := func(loc []int) bool {
-		for _, c := range covered {
-			if loc[0] < c[1] && c[0] < loc[1] {
-				return true
-			}
+	if strings.Contains(t, "/") {
+		if strings.HasPrefix(t, "/") || hasFileExt(lower) {
+			x.add(ID, lower)
 		}
+		return
+	}
+	if hasFileExt(lower) {
+		x.add(ID, lower)
+		return
+	}
+	if isDomain(lower, false) {
+		x.add(Domain, domainOf(lower))
+		return
+	}
+	if d := digits(t); d != "" {
+		switch {
+		case amountLike(t):
+			if a := normAmount(t); a != "" {
+				x.add(Amount, a)
+			}
+			if plain := strings.Trim(t, "$€£¥"); allDigits(plain) && len(plain) >= 8 && len(plain) <= 20 {
+				x.add(Account, plain)
+			}
+		case accountLike(t) && len(d) >= 8 && len(d) <= 20:
+			x.add(Account, d)
+		case idLike(t):
+			x.add(ID, lower)
+		}
+	}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
+
+func alnumUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isUpper(s[i]) && !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func phoneGroup(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '-' || r == '.') }) < 0 && len(digits(s)) > 0
+}
+
+// amountLike: digits with at most a currency sign, thousands separators
+// and one decimal point ("1,234.50", "$99", "1250").
+func amountLike(t string) bool {
+	t = strings.TrimLeft(t, "$€£¥")
+	if t == "" || !isDigit(t[0]) {
 		return false
 	}
-	each := func(re *regexp.Regexp, strong bool, fn func(string) bool) {
-		for _, loc := range re.FindAllStringIndex(s, -1) {
-			if inside(loc) {
-				continue
+	dot := false
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case isDigit(c):
+		case c == ',': // a thousands separator: three digits follow
+			if i+3 >= len(t) || !isDigit(t[i+1]) || !isDigit(t[i+2]) || !isDigit(t[i+3]) || dot {
+				return false
 			}
-			if fn(s[loc[0]:loc[1]]) && strong {
-				covered = append(covered, [2]int{loc[0], loc[1]})
+		case c == '.':
+			if dot {
+				return false
 			}
+			dot = true
+		default:
+			return false
 		}
 	}
-	each(reEmail, true, func(m string) bool {
-		e := strings.ToLower(strings.Trim(m, "."))
-		add(Email, e)
-		add(Domain, domainOf(e[strings.LastIndexByte(e, '@')+1:]))
-		return true
-	})
-	each(reURL, true, func(m string) bool {
-		u, d := normURL(m)
-		add(URL, u)
-		add(Domain, d)
-		return u != ""
-	})
-	each(reIBAN, true, func(m string) bool {
-		iban := strings.ReplaceAll(m, " ", "")
-		if !validIBAN(iban) {
+	return true
+}
+
+// accountLike: digit groups joined by '-' ("0532-0130-0042").
+func accountLike(t string) bool {
+	return strings.IndexFunc(t, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '-') }) < 0
+}
+
+// idLike: letters and digits, with '-', '_', '#' or '.' between
+// ("INV-2291", "C-100234", "1.2.840.4471", "study-7").
+func idLike(t string) bool {
+	letters := false
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case isDigit(c):
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letters = true
+		case c == '-' || c == '_' || c == '#' || c == '.':
+		default:
 			return false
 		}
-		add(IBAN, iban)
-		return true
-	})
-	each(rePhone, true, func(m string) bool {
-		d := digits(m)
-		if len(d) < 7 || len(d) > 15 {
-			return false
-		}
-		add(Phone, "+"+d)
-		return true
-	})
-	each(reFile, true, func(m string) bool {
-		add(ID, strings.ToLower(strings.TrimRight(m, ".")))
-		return true
-	})
-	each(reDomain, true, func(m string) bool {
-		add(Domain, domainOf(m))
-		return true
-	})
-	each(reAccount, true, func(m string) bool {
-		d := digits(m)
-		if len(d) < 8 || len(d) > 20 {
-			return false
-		}
-		add(Account, d)
-		return true
-	})
-	each(reID, true, func(m string) bool {
-		add(ID, strings.ToLower(m))
-		return true
-	})
-	each(reAmount, false, func(m string) bool {
-		add(Amount, normAmount(m))
-		return true
-	})
-	for _, t := range fingerprints(s) {
-		add(Text, t)
 	}
-	return out
+	return letters || strings.Count(t, ".") >= 2
+}
+
+func isEmailChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("._%+-", r)
+}
+
+// tlds are the top-level domains a bare domain (without a scheme or an
+// "@") is recognised by.
+var tlds = map[string]bool{"com": true, "org": true, "net": true, "io": true, "dev": true, "app": true, "co": true, "uk": true,
+	"de": true, "fr": true, "eu": true, "ch": true, "nl": true, "info": true, "biz": true, "gov": true, "edu": true,
+	"example": true, "test": true, "xyz": true, "ru": true, "cn": true}
+
+// isDomain: labels of letters, digits and '-', two or more, ending in a
+// known top-level domain, or (anyTLD, after an "@") in any alphabetic one.
+func isDomain(h string, anyTLD bool) bool {
+	dot := strings.LastIndexByte(h, '.')
+	if dot <= 0 || dot == len(h)-1 {
+		return false
+	}
+	labelStart := 0
+	for i := 0; i <= len(h); i++ {
+		if i < len(h) && h[i] != '.' {
+			if c := h[i]; !(c >= 'a' && c <= 'z' || isDigit(c) || c == '-') {
+				return false
+			}
+			continue
+		}
+		l := h[labelStart:i]
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		labelStart = i + 1
+	}
+	tld := h[dot+1:]
+	if anyTLD {
+		return len(tld) >= 2 && strings.IndexFunc(tld, func(r rune) bool { return r < 'a' || r > 'z' }) < 0
+	}
+	return tlds[tld]
+}
+
+var fileExts = []string{".pdf", ".txt", ".doc", ".docx", ".xls", ".xlsx", ".csv", ".ppt", ".pptx", ".png", ".jpg", ".jpeg", ".json", ".md", ".zip"}
+
+func hasFileExt(s string) bool {
+	if strings.IndexByte(s, '.') < 0 {
+		return false
+	}
+	for _, e := range fileExts {
+		if strings.HasSuffix(s, e) && len(s) > len(e) {
+			return true
+		}
+	}
+	return false
 }
 
 // FromNumber returns the value of a JSON number.
@@ -170,7 +364,7 @@ func FromNumber(n string) []Value {
 // numbers, at any depth (keys are not values).
 func FromJSON(v any) []Value {
 	var out []Value
-	seen := map[string]bool{}
+	seen := map[Value]bool{}
 	var walk func(any)
 	walk = func(v any) {
 		if len(out) >= maxValues {
@@ -194,8 +388,8 @@ func FromJSON(v any) []Value {
 			}
 		}
 		for _, v := range vs {
-			if !seen[v.key()] && len(out) < maxValues {
-				seen[v.key()] = true
+			if !seen[v] && len(out) < maxValues {
+				seen[v] = true
 				out = append(out, v)
 			}
 		}
@@ -242,80 +436,99 @@ func digits(s string) string {
 // a fraction are too common to say anything, and are not values.
 func normAmount(s string) string {
 	s = strings.TrimLeft(s, "$€£¥ ")
-	s = strings.ReplaceAll(s, ",", "")
-	r, ok := new(big.Rat).SetString(s)
-	if !ok || r.Sign() < 0 {
+	if strings.IndexByte(s, ',') >= 0 {
+		s = strings.ReplaceAll(s, ",", "")
+	}
+	if s == "" || strings.IndexFunc(s, func(r rune) bool { return !(r >= '0' && r <= '9' || r == '.') }) >= 0 || strings.Count(s, ".") > 1 {
 		return ""
 	}
-	if r.IsInt() && r.Cmp(big.NewRat(10, 1)) < 0 {
-		return ""
+	intPart, frac, _ := strings.Cut(s, ".")
+	intPart = strings.TrimLeft(intPart, "0")
+	frac = strings.TrimRight(frac, "0")
+	if intPart == "" {
+		intPart = "0"
 	}
-	out := r.FloatString(6)
-	if strings.Contains(out, ".") {
-		out = strings.TrimRight(strings.TrimRight(out, "0"), ".")
+	if frac == "" && len(intPart) == 1 {
+		return "" // 0 to 9: too common to say anything
 	}
-	return out
+	if frac == "" {
+		return intPart
+	}
+	if len(frac) > 6 {
+		frac = frac[:6]
+	}
+	return intPart + "." + frac
 }
 
-// validIBAN checks an IBAN's length and ISO 7064 mod-97 check digits.
+// validIBAN checks an IBAN's length and ISO 7064 mod-97 check digits,
+// computed on the fly (letters count as two digits, A = 10).
 func validIBAN(s string) bool {
 	if len(s) < 15 || len(s) > 34 {
 		return false
 	}
-	r := s[4:] + s[:4]
-	var n big.Int
-	var b strings.Builder
-	for _, c := range r {
+	rem := 0
+	for i := range len(s) {
+		c := s[(i+4)%len(s)]
 		switch {
-		case c >= '0' && c <= '9':
-			b.WriteRune(c)
-		case c >= 'A' && c <= 'Z':
-			b.WriteString(strconv.Itoa(int(c-'A') + 10))
+		case isDigit(c):
+			rem = (rem*10 + int(c-'0')) % 97
+		case isUpper(c):
+			rem = (rem*100 + int(c-'A') + 10) % 97
 		default:
 			return false
 		}
 	}
-	if _, ok := n.SetString(b.String(), 10); !ok {
-		return false
-	}
-	return new(big.Int).Mod(&n, big.NewInt(97)).Int64() == 1
+	return rem == 1
 }
 
 // fingerprints are the hashes of a text's normalised sentences (and of the
 // whole text): a sentence copied from a read into an argument (a message
-// body, a note) is found, whatever its case, spacing or punctuation.
+// body, a note) is found, whatever its case, spacing or punctuation. One
+// pass, no copies: 64-bit FNV-1a over the normalised bytes.
 func fingerprints(s string) []string {
+	const offset, prime = 14695981039346656037, 1099511628211
 	var out []string
-	add := func(t string) {
-		if n := normText(t); len(n) >= minText {
-			sum := sha256.Sum256([]byte(n))
-			out = append(out, hex.EncodeToString(sum[:8]))
+	whole, sent := uint64(offset), uint64(offset)
+	wholeLen, sentLen := 0, 0
+	wholeSpace, sentSpace := false, false
+	endSentence := func() {
+		if sentLen >= minText && len(out) < 64 {
+			out = append(out, strconv.FormatUint(sent, 36))
+		}
+		sent, sentLen, sentSpace = offset, 0, false
+	}
+	var buf [utf8.UTFMax]byte
+	for _, r := range s {
+		switch {
+		case r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9'), r >= 'A' && r <= 'Z', r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			r = unicode.ToLower(r)
+			n := utf8.EncodeRune(buf[:], r)
+			if wholeSpace && wholeLen > 0 {
+				whole = (whole ^ ' ') * prime
+				wholeLen++
+			}
+			if sentSpace && sentLen > 0 {
+				sent = (sent ^ ' ') * prime
+				sentLen++
+			}
+			for _, b := range buf[:n] {
+				whole = (whole ^ uint64(b)) * prime
+				sent = (sent ^ uint64(b)) * prime
+			}
+			wholeLen += n
+			sentLen += n
+			wholeSpace, sentSpace = false, false
+		case r == '.' || r == '!' || r == '?' || r == '\n':
+			endSentence()
+			wholeSpace = true
+		default:
+			wholeSpace, sentSpace = true, true
 		}
 	}
-	add(s)
-	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return r == '.' || r == '!' || r == '?' || r == '\n' }) {
-		if len(out) >= 64 {
-			break
-		}
-		add(part)
+	wholeSentence := sentLen == wholeLen // the text is one sentence: one hash
+	endSentence()
+	if wholeLen >= minText && !wholeSentence {
+		out = append(out, strconv.FormatUint(whole, 36))
 	}
 	return out
-}
-
-func normText(s string) string {
-	var b strings.Builder
-	space := false
-	for _, r := range strings.ToLower(s) {
-		switch {
-		case unicode.IsLetter(r) || unicode.IsDigit(r):
-			if space && b.Len() > 0 {
-				b.WriteByte(' ')
-			}
-			b.WriteRune(r)
-			space = false
-		default:
-			space = true
-		}
-	}
-	return b.String()
 }

@@ -1,0 +1,29 @@
+package provenance
+
+import (
+	"strings"
+	"testing"
+)
+
+var sample = strings.Repeat("Dear Ada, the invoice INV-2291 of $1,234.50 is due on Friday. Pay to DE89 3704 0044 0532 0130 00 "+
+	"or see https://bills.example/pay/2291. Questions: billing@acme.example or +41 44 668 1800. ", 10)
+
+// BenchmarkFromString: extraction from a 2 KB result, the cost of one read.
+func BenchmarkFromString(b *testing.B) {
+	b.SetBytes(int64(len(sample)))
+	for b.Loop() {
+		FromString(sample)
+	}
+}
+
+// BenchmarkArgs: the provenance of a call's arguments against 64 reads.
+func BenchmarkArgs(b *testing.B) {
+	s := NewStore(1, 0).Session("a", "")
+	for i := range 64 {
+		s.Record(Read{Upstream: "mail", Trust: Untrusted, AuditIndex: int64(i)}, sample)
+	}
+	args := map[string]any{"to": "billing@acme.example", "amount": 1234.5, "iban": "DE89370400440532013000", "note": "March rent"}
+	for b.Loop() {
+		s.Args(args)
+	}
+}
