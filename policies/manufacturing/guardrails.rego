@@ -16,6 +16,10 @@
 #	risk.deny_when_stale  (optional) true denies every action while the monitor is behind
 #	read_actions          the actions that only read (what restricted agents may do)
 #	egress_taints         session taints that forbid egress to external resources
+#	provenance            (optional) {"mode": "provenance" or "taint", "target_args": [...]}:
+#	                      with "provenance" (the default), where the enforcement point says
+#	                      where arguments came from, the finer rules below replace the
+#	                      session-taint rule; "taint" keeps the session-taint rule alone
 #	max_delegation_depth  how many actors a delegation chain may have
 package warden.guardrails
 
@@ -70,11 +74,66 @@ deny contains "risk_unknown" if {
 
 # Once a session has read untrusted content (a web page, an inbound email),
 # nothing in it may reach outside: a prompt injection must not exfiltrate.
+# The blunt rule: where the enforcement point does not say where arguments
+# came from, or the bundle keeps it (provenance.mode "taint").
 deny contains "tainted_session_egress" if {
 	sends_out
+	not provenance_rules
 	some taint in input.context.session.taints
 	taint in data.egress_taints
 }
+
+# The finer rules, on where each argument came from
+# (input.context.provenance): a read of untrusted content may still inform
+# what the agent does for the user, but an injected instruction's values
+# may not steer it.
+#
+# The recipient, destination or target of an action that sends data out, or
+# destroys it, must not come only from untrusted content.
+deny contains "target_from_untrusted_content" if {
+	provenance_rules
+	sends_out_or_destroys
+	some path, origin in input.context.provenance.args
+	target_arg(path)
+	origin.only_untrusted
+}
+
+# An action that changes something, all of whose arguments come only from
+# untrusted content, is the injected content's action, not the user's.
+deny contains "arguments_from_untrusted_content" if {
+	provenance_rules
+	is_write
+	count(input.context.provenance.args) > 0
+	every _, origin in input.context.provenance.args {
+		origin.only_untrusted
+	}
+}
+
+sends_out_or_destroys if sends_out
+
+sends_out_or_destroys if input.resource.attributes.destructive == true
+
+provenance_rules if {
+	input.context.provenance.known == true
+	provenance_mode == "provenance"
+}
+
+default provenance_mode := "provenance"
+
+provenance_mode := data.provenance.mode
+
+# An argument that names where data goes or what is acted on: its last
+# path segment (a field of a nested object, or a list item's field).
+target_arg(path) if {
+	parts := split(path, ".")
+	some i
+	parts[i] in target_args
+}
+
+default target_args := {"to", "cc", "bcc", "recipient", "recipients", "email", "address", "iban", "account", "url", "uri", "destination",
+	"host", "domain", "phone", "number", "path", "file", "filename", "channel", "webhook"}
+
+target_args := {a | some a in data.provenance.target_args} if is_array(data.provenance.target_args)
 
 # A resource sends data out when the catalog marks it external, or an
 # enforcement point's tool catalog marks it egress (the MCP gateway's
