@@ -97,11 +97,13 @@ var ErrBroken = errors.New("audit log unusable until restarted")
 
 // Query selects entries. Zero fields match everything.
 type Query struct {
-	Agent   string
-	Kind    Kind
-	Outcome string
-	Since   time.Time // inclusive
-	Until   time.Time // exclusive
+	Agent string
+	// DecisionID selects a decision's entry.
+	DecisionID string
+	Kind       Kind
+	Outcome    string
+	Since      time.Time // inclusive
+	Until      time.Time // exclusive
 	// After is a paging cursor: only entries with a greater index.
 	After int64
 	Limit int

@@ -26,7 +26,7 @@ import (
 
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Read, prove and verify the tamper-evident audit log"}
-	cmd.AddCommand(newAuditVerifyCmd(g), newAuditTailCmd(g), newAuditExportCmd(g), newAuditProofCmd(g), newAuditKeyCmd(g))
+	cmd.AddCommand(newAuditVerifyCmd(g), newAuditTailCmd(g), newAuditExportCmd(g), newAuditProofCmd(g), newAuditLineageCmd(g), newAuditKeyCmd(g))
 	return cmd
 }
 
@@ -452,26 +452,9 @@ transparency-dev/merkle proof package, the entry and the checkpoint.`,
 			if err != nil {
 				return err
 			}
-			var p struct {
-				Index    int64           `json:"index"`
-				Size     int64           `json:"size"`
-				LeafHash string          `json:"leaf_hash"`
-				Entry    json.RawMessage `json:"entry"`
-				Proof    []string        `json:"proof"`
-			}
-			path := fmt.Sprintf("/v1/audit/proof/inclusion?index=%d&size=%d", index, cp.Size)
-			if err := c.do(ctx, "GET", path, nil, &p); err != nil {
+			p, err := c.inclusion(ctx, index, &cp)
+			if err != nil {
 				return err
-			}
-			hashes := make([][]byte, len(p.Proof))
-			for i, h := range p.Proof {
-				if hashes[i], err = base64.StdEncoding.DecodeString(h); err != nil {
-					return fmt.Errorf("proof hash %d: %w", i, err)
-				}
-			}
-			h := rfc6962.DefaultHasher
-			if err := proof.VerifyInclusion(h, uint64(index), uint64(cp.Size), h.HashLeaf(p.Entry), hashes, cp.Root); err != nil {
-				return fmt.Errorf("the server's proof does not verify: %w", err)
 			}
 			// The entry as a string: its exact bytes are what the leaf hash covers.
 			out := map[string]any{"index": index, "size": cp.Size, "leaf_hash": p.LeafHash, "entry": string(p.Entry),
@@ -489,6 +472,38 @@ transparency-dev/merkle proof package, the entry and the checkpoint.`,
 	}
 	cmd.Flags().Int64Var(&index, "index", -1, "the entry's index")
 	return cmd
+}
+
+// inclusionProof is an entry and its inclusion proof, as the server gives
+// them.
+type inclusionProof struct {
+	Index    int64           `json:"index"`
+	Size     int64           `json:"size"`
+	LeafHash string          `json:"leaf_hash"`
+	Entry    json.RawMessage `json:"entry"`
+	Proof    []string        `json:"proof"`
+}
+
+// inclusion fetches entry index with its proof against checkpoint cp, and
+// verifies it here.
+func (c *adminClient) inclusion(ctx context.Context, index int64, cp *audit.Checkpoint) (*inclusionProof, error) {
+	var p inclusionProof
+	path := fmt.Sprintf("/v1/audit/proof/inclusion?index=%d&size=%d", index, cp.Size)
+	if err := c.do(ctx, "GET", path, nil, &p); err != nil {
+		return nil, err
+	}
+	hashes := make([][]byte, len(p.Proof))
+	for i, h := range p.Proof {
+		var err error
+		if hashes[i], err = base64.StdEncoding.DecodeString(h); err != nil {
+			return nil, fmt.Errorf("proof hash %d: %w", i, err)
+		}
+	}
+	h := rfc6962.DefaultHasher
+	if err := proof.VerifyInclusion(h, uint64(index), uint64(cp.Size), h.HashLeaf(p.Entry), hashes, cp.Root); err != nil {
+		return nil, fmt.Errorf("the server's proof of entry %d does not verify: %w", index, err)
+	}
+	return &p, nil
 }
 
 // publicClient reaches the server without an admin credential.

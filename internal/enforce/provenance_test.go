@@ -1,16 +1,21 @@
 package enforce_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/cli"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
 )
@@ -105,5 +110,40 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 	json.Unmarshal(send.Detail, &detail)
 	if !slices.Equal(detail.Lineage.Reads, []int64{fetch.Index, lookup.Index}) || !slices.Equal(detail.Lineage.Untrusted, []int64{fetch.Index}) {
 		t.Fatalf("lineage %s", send.Detail)
+	}
+
+	// warden audit lineage proves each entry the decision depended on.
+	g := []string{"--server", r.w.URL, "--admin-token-file", filepath.Join(r.w.Config.Data, app.AdminTokenFileName)}
+	var out, errOut bytes.Buffer
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out.Reset()
+		errOut.Reset()
+		if cli.Main(r.ctx, append([]string{"audit", "lineage", send.DecisionID, "--format", "json"}, g...), &out, &errOut) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit lineage: %s", errOut.String())
+		}
+	}
+	var lin struct {
+		Entries []struct {
+			Index    int64  `json:"index"`
+			Role     string `json:"role"`
+			Verified bool   `json:"verified"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &lin); err != nil || len(lin.Entries) != 3 {
+		t.Fatalf("lineage %s (%v)", out.String(), err)
+	}
+	for i, want := range []struct {
+		index int64
+		role  string
+	}{{send.Index, "decision"}, {fetch.Index, "source"}, {lookup.Index, "source"}} {
+		if e := lin.Entries[i]; e.Index != want.index || e.Role != want.role || !e.Verified {
+			t.Errorf("lineage entry %d: %+v, want %+v", i, e, want)
+		}
+	}
+	if code := cli.Main(r.ctx, append([]string{"audit", "lineage", "dec_nosuchdecision"}, g...), &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "no decision") {
+		t.Fatalf("an unknown decision: exit %d %s", code, errOut.String())
 	}
 }

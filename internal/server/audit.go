@@ -61,7 +61,7 @@ func (s *Server) auditCheckpoints(w http.ResponseWriter, r *http.Request, actor 
 // auditEntries lists entries, filtered, a page at a time.
 func (s *Server) auditEntries(w http.ResponseWriter, r *http.Request, actor string) {
 	q := r.URL.Query()
-	query := audit.Query{Agent: q.Get("agent"), Kind: audit.Kind(q.Get("kind")), Outcome: q.Get("outcome"), After: -1, Limit: 100}
+	query := audit.Query{Agent: q.Get("agent"), Kind: audit.Kind(q.Get("kind")), Outcome: q.Get("outcome"), DecisionID: q.Get("decision"), After: -1, Limit: 100}
 	var err error
 	if query.After, err = queryInt(r, "after", -1); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())

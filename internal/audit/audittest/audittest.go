@@ -242,7 +242,11 @@ func verifyLive(t testing.TB, l *audit.Log, s *audit.CheckpointSigner) *audit.Re
 func testQuery(t *testing.T, f Factory) {
 	l := OpenLog(t, f(t)(t), Signer(t))
 	for i := range 40 {
-		if _, err := l.Append(context.Background(), Entry(i)); err != nil {
+		e := Entry(i)
+		if e.Kind == audit.KindDecision {
+			e.DecisionID = fmt.Sprintf("dec_%d", i)
+		}
+		if _, err := l.Append(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,6 +268,9 @@ func testQuery(t *testing.T, f Factory) {
 	}
 	if got := q(audit.Query{After: -1, Kind: audit.KindAdmin, Outcome: "deny"}); len(got) != 10 || got[0] != 1 {
 		t.Fatalf("admin denials: %v", got)
+	}
+	if got := q(audit.Query{After: -1, DecisionID: "dec_12"}); len(got) != 1 || got[0] != 12 {
+		t.Fatalf("decision dec_12: %v", got)
 	}
 	if got := q(audit.Query{After: -1, Agent: "ai-agent://prod/a1"}); len(got) != 13 || got[0] != 1 {
 		t.Fatalf("agent a1: %v", got)

@@ -544,7 +544,7 @@ func (l *Log) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, 
 }
 
 func matches(q audit.Query, e *audit.Entry) bool {
-	return (q.Agent == "" || e.Agent == q.Agent) && (q.Kind == "" || e.Kind == q.Kind) &&
+	return (q.Agent == "" || e.Agent == q.Agent) && (q.Kind == "" || e.Kind == q.Kind) && (q.DecisionID == "" || e.DecisionID == q.DecisionID) &&
 		(q.Outcome == "" || e.Outcome == q.Outcome) && (q.Since.IsZero() || !e.Time.Before(q.Since)) &&
 		(q.Until.IsZero() || e.Time.Before(q.Until))
 }

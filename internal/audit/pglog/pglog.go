@@ -82,12 +82,12 @@ func (l *Log) Append(ctx context.Context, entries []*audit.Entry) error {
 		}
 		rows := make([][]any, len(entries))
 		for i, e := range entries {
-			rows[i] = []any{e.Index, e.Time, string(e.Kind), nullString(e.Agent), nullString(e.Outcome), data[i], leaves[i]}
+			rows[i] = []any{e.Index, e.Time, string(e.Kind), nullString(e.Agent), nullString(e.Outcome), nullString(e.DecisionID), data[i], leaves[i]}
 		}
 		size += int64(len(entries))
 		prev = leaves[len(leaves)-1]
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
-			[]string{"idx", "time", "kind", "agent", "outcome", "data", "leaf"}, pgx.CopyFromRows(rows)); err != nil {
+			[]string{"idx", "time", "kind", "agent", "outcome", "decision_id", "data", "leaf"}, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("audit entries: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE audit_head SET size = $1, last_leaf = $2 WHERE id = 1`, size, prev); err != nil {
@@ -342,6 +342,9 @@ func (l *Log) Query(ctx context.Context, q audit.Query) ([]audit.Stored, int64, 
 	}
 	if q.Outcome != "" {
 		add("outcome = $%d", q.Outcome)
+	}
+	if q.DecisionID != "" {
+		add("decision_id = $%d", q.DecisionID)
 	}
 	if !q.Since.IsZero() {
 		add("time >= $%d", q.Since)
