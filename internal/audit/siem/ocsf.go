@@ -102,7 +102,31 @@ func OCSFEvent(e *audit.Entry, data []byte) map[string]any {
 	if class == ocsfDetectionFinding {
 		ev["finding_info"] = findingInfo(e)
 	}
+	if l := lineageOf(e); l != nil {
+		// What the action depended on: the entries of the reads its
+		// arguments came from, as an enrichment.
+		ev["enrichments"] = []any{map[string]any{"name": "warden.lineage", "type": "audit_index",
+			"value": fmt.Sprintf("%d source reads, %d untrusted reads", len(l.Reads), len(l.Untrusted)), "data": l}}
+	}
 	return ev
+}
+
+type lineage struct {
+	Reads     []int64 `json:"reads"`
+	Untrusted []int64 `json:"untrusted_reads"`
+}
+
+func lineageOf(e *audit.Entry) *lineage {
+	if e.Kind != audit.KindDecision || len(e.Detail) == 0 {
+		return nil
+	}
+	var d struct {
+		Lineage *lineage `json:"lineage"`
+	}
+	if json.Unmarshal(e.Detail, &d) != nil {
+		return nil
+	}
+	return d.Lineage
 }
 
 // findingInfo describes an incident's opening as an OCSF finding: its id,

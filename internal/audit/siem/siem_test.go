@@ -313,3 +313,18 @@ func TestOCSFIncidentIsADetectionFinding(t *testing.T) {
 		t.Fatalf("a status change: %v", ev)
 	}
 }
+
+// A decision's lineage goes out with it, as an enrichment.
+func TestOCSFCarriesLineage(t *testing.T) {
+	t.Parallel()
+	e := &audit.Entry{Index: 50, Kind: audit.KindDecision, DecisionID: "dec_1", Agent: "ai-agent://prod/office/assistant", Action: "tools/call",
+		Outcome: "deny", Time: time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC), Detail: json.RawMessage(`{"lineage":{"reads":[41,44],"untrusted_reads":[41],"evicted":0}}`)}
+	b, _ := json.Marshal(siem.OCSFEvent(e, []byte(`{}`)))
+	if !strings.Contains(string(b), `"enrichments":[{"data":{"reads":[41,44],"untrusted_reads":[41]},"name":"warden.lineage"`) {
+		t.Fatalf("no lineage: %s", b)
+	}
+	e.Detail = nil
+	if b, _ := json.Marshal(siem.OCSFEvent(e, []byte(`{}`))); strings.Contains(string(b), "enrichments") {
+		t.Fatalf("lineage from nowhere: %s", b)
+	}
+}
