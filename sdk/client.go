@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -407,4 +408,14 @@ func sameOrigin(a, b string) bool {
 	ua, err1 := url.Parse(a)
 	ub, err2 := url.Parse(b)
 	return err1 == nil && err2 == nil && ua.Scheme != "" && strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host)
+}
+
+// UserInput is the value of the Warden-User-Input header that tells the MCP
+// gateway what the user asked for (their request, as they wrote it): values
+// in it count as the user's in the provenance of the agent's arguments, so
+// that a recipient or an amount the user gave is not mistaken for one an
+// untrusted page suggested. Send it with the agent's requests (an
+// http.RoundTripper that sets it, or the MCP client's headers).
+func UserInput(request string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(request))
 }

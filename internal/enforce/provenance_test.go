@@ -18,6 +18,8 @@ import (
 	"github.com/warden-run/warden/internal/cli"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
+	"github.com/warden-run/warden/sdk"
 )
 
 // Where each argument of a call came from reaches policy
@@ -110,6 +112,32 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 	json.Unmarshal(send.Detail, &detail)
 	if !slices.Equal(detail.Lineage.Reads, []int64{fetch.Index, lookup.Index}) || !slices.Equal(detail.Lineage.Untrusted, []int64{fetch.Index}) {
 		t.Fatalf("lineage %s", send.Detail)
+	}
+
+	// The user's own request, sent by the agent's framework, is a trusted
+	// source: a recipient the user named is the user's, read nowhere else.
+	s3 := r.session(a, "2025-11-25", http.Header{wire.UserInputHeader: {sdk.UserInput("Send the Q3 report to Boss@Corp.example, please")}})
+	if !r.call(s3, "outbox__send", map[string]any{"to": "boss@corp.example"}) {
+		t.Fatal("send to the user's recipient denied")
+	}
+	var userIn struct {
+		Context struct {
+			Provenance struct {
+				Args map[string]struct {
+					Sources []string `json:"sources"`
+				} `json:"args"`
+			} `json:"provenance"`
+		} `json:"context"`
+	}
+	json.Unmarshal(lastDecision(t, r, "outbox/send").Input, &userIn)
+	if got := userIn.Context.Provenance.Args["to"].Sources; !slices.Equal(got, []string{"user"}) {
+		t.Fatalf("the user's recipient: %v", got)
+	}
+	// A header that is not the user's request, encoded, is refused.
+	req, _ := http.NewRequest("POST", r.mcpURL, strings.NewReader(`{}`))
+	req.Header.Set(wire.UserInputHeader, "not base64!")
+	if resp, err := (&http.Client{Transport: a.mcp.Transport(nil)}).Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a malformed user input: %v %v", resp, err)
 	}
 
 	// warden audit lineage proves each entry the decision depended on.

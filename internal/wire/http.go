@@ -209,6 +209,16 @@ func CleanPath(p string) bool {
 	return c == p || c+"/" == p
 }
 
+// UserInputHeader carries the user's own request (base64url of its UTF-8
+// text, at most MaxUserInput bytes decoded), which the agent framework or
+// orchestrator sends with an agent's requests to the MCP gateway: its
+// values count as the user's (trusted) in the provenance of the agent's
+// arguments.
+const (
+	UserInputHeader = "Warden-User-Input"
+	MaxUserInput    = 16 << 10
+)
+
 // AgentHeaders are request headers an agent's request must not carry to
 // an upstream: its credentials, which are Warden's to check, and headers
 // some servers and frameworks read instead of the request's own method,

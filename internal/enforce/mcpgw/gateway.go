@@ -2,14 +2,17 @@ package mcpgw
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -18,6 +21,7 @@ import (
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/provenance"
+	"github.com/warden-run/warden/internal/wire"
 )
 
 // JSON-RPC error codes of the gateway's refusals, in the range JSON-RPC
@@ -211,6 +215,14 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 		c, ok := g.auth.Authenticate(w, r, g.cfg.PublicURL)
 		if !ok {
 			return
+		}
+		if v := r.Header.Get(wire.UserInputHeader); v != "" {
+			text, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+			if err != nil || len(text) > wire.MaxUserInput || !utf8.Valid(text) {
+				http.Error(w, fmt.Sprintf("%s: want base64url of the user's request, UTF-8, at most %d bytes", wire.UserInputHeader, wire.MaxUserInput), http.StatusBadRequest)
+				return
+			}
+			g.prov.Session(c.Agent, "").AddUserInput(string(text))
 		}
 		// The SDK reads a bearer token; the edge has checked the real one.
 		sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
