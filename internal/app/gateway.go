@@ -23,6 +23,7 @@ import (
 	"github.com/warden-run/warden/internal/enforce/extauthz"
 	"github.com/warden-run/warden/internal/enforce/httpproxy"
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
+	"github.com/warden-run/warden/internal/provenance"
 	"github.com/warden-run/warden/internal/store"
 )
 
@@ -109,6 +110,9 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	mux := http.NewServeMux()
 	var root http.Handler
+	// What agents read, shared by the MCP gateway and the HTTP proxy: an
+	// agent that reads through one and acts through the other is followed.
+	prov := provenance.NewStore(0, 0)
 	if len(gc.MCP.Servers) > 0 || len(gc.HTTP.Routes) > 0 {
 		name := gc.MCP.Name
 		if name == "" {
@@ -120,7 +124,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 		var err error
 		gc.MCP.Relayed = g.usage.relayed
 		g.MCP, err = mcpgw.New(gc.MCP, mcpgw.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.MCP.PublicURL}},
-			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log})
+			Verifier: a.Verifier, Issuer: issuer, Limits: limits, Conns: g.conns, Logger: a.log, Provenance: prov})
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +135,7 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	}
 	if len(gc.HTTP.Routes) > 0 {
 		g.Proxy = httpproxy.New(gc.HTTP, httpproxy.Deps{Decider: enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name, Audiences: []string{gc.HTTP.Resource}},
-			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name), Relayed: g.usage.relayed})
+			Edge: edge(gc.HTTP.Resource), Logger: a.log.With("pep", gc.MCP.Name), Relayed: g.usage.relayed, Provenance: prov})
 		for _, prefix := range g.Proxy.Prefixes() {
 			mux.Handle(prefix, g.Proxy)
 		}

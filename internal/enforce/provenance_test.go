@@ -175,3 +175,54 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 		t.Fatalf("an unknown decision: exit %d %s", code, errOut.String())
 	}
 }
+
+// The HTTP proxy follows provenance too, with the MCP gateway of its
+// listener: a page read through the proxy, then a post through it, and an
+// MCP read, then a post through the proxy.
+func TestProvenanceThroughTheHTTPProxy(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, nil)
+	v, _, _, err := r.w.App.Policies.Push(r.ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte("package warden.authz\n\nallow := true\n")}}, "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.w.App.Policies.Activate(r.ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	a := r.agent("ai-agent://dev/office/poster")
+	if status, body := r.do(a, "GET", "/pages/reviews", ""); status != http.StatusOK {
+		t.Fatalf("page: %d %s", status, body)
+	}
+	page := lastDecision(t, r, "pages/reviews")
+	s := r.session(a, "2025-11-25", nil)
+	if !r.call(s, "web__fetch", map[string]any{"url": "https://news.example"}) {
+		t.Fatal("fetch denied")
+	}
+	fetch := lastDecision(t, r, "web/fetch")
+	if status, body := r.do(a, "POST", "/out/share", `{"to": "evil@example.com", "cc": "ops@corp.example"}`); status != http.StatusOK {
+		t.Fatalf("post: %d %s", status, body)
+	}
+	post := lastDecision(t, r, "out/share")
+	var in struct {
+		Context struct {
+			Provenance struct {
+				Known bool `json:"known"`
+				Args  map[string]struct {
+					Sources   []string `json:"sources"`
+					Upstreams []string `json:"upstreams"`
+					Reads     []int64  `json:"reads"`
+				} `json:"args"`
+			} `json:"provenance"`
+		} `json:"context"`
+	}
+	if err := json.Unmarshal(post.Input, &in); err != nil || !in.Context.Provenance.Known {
+		t.Fatalf("input %s: %v", post.Input, err)
+	}
+	to := in.Context.Provenance.Args["body.to"]
+	if !slices.Equal(to.Sources, []string{"untrusted"}) || !slices.Equal(to.Reads, []int64{page.Index, fetch.Index}) || !slices.Equal(to.Upstreams, []string{"pages", "web"}) {
+		t.Fatalf("to: %+v (page %d, fetch %d)", to, page.Index, fetch.Index)
+	}
+	if cc := in.Context.Provenance.Args["body.cc"]; !slices.Equal(cc.Sources, []string{"unknown"}) {
+		t.Fatalf("cc: %+v", cc)
+	}
+}

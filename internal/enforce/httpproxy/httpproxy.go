@@ -27,6 +27,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/provenance"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -160,6 +161,10 @@ type Deps struct {
 	// agent: whom, and how many bytes of body (the usage the behavioural
 	// monitor compares with the agent's baseline).
 	Relayed func(agent string, bytes int)
+	// Provenance, when set, is what agents read (shared with the MCP
+	// gateway): every answer relayed is a read, and every decision says
+	// where its arguments came from.
+	Provenance *provenance.Store
 }
 
 // Proxy is the reverse proxy. It serves the routes' prefixes.
@@ -175,6 +180,8 @@ type ctxKey struct{}
 // forward is what the proxy knows of an allowed request on its way.
 type forward struct {
 	agent  string
+	trust  string
+	index  int64 // the audit index of the decision that allowed it
 	route  *Route
 	rest   string
 	redact [][]string
@@ -275,6 +282,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Resource: decide.Resource{Kind: "http.route", ID: route.Name + "/" + rest, Attributes: attrs},
 		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}}}
+	if p.d.Provenance != nil {
+		d := json.NewDecoder(bytes.NewReader(args))
+		d.UseNumber()
+		var m map[string]any
+		if d.Decode(&m) == nil && m != nil {
+			req.Context.Provenance = p.d.Provenance.Session(caller.Agent, "").Args(m)
+		}
+	}
 	d, err := p.d.Decider.Decide(r.Context(), req)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -299,7 +314,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "denied", "decision_id": d.ID})
 		return
 	}
-	f := &forward{agent: caller.Agent, route: route, rest: rest, redact: fields}
+	trust := provenance.Trusted
+	if attrs["trust"] == enforce.Untrusted {
+		trust = provenance.Untrusted
+	}
+	f := &forward{agent: caller.Agent, trust: trust, index: d.AuditIndex, route: route, rest: rest, redact: fields}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -368,10 +387,24 @@ func (p *Proxy) modifyResponse(resp *http.Response) (err error) {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return fmt.Errorf("%w: the upstream switched protocols", errRefused)
 	}
-	if p.d.Relayed != nil {
+	if p.d.Relayed != nil || p.d.Provenance != nil {
 		defer func() {
 			if err == nil { // what is relayed, after redaction
-				resp.Body = &counted{ReadCloser: resp.Body, done: func(n int) { p.d.Relayed(f.agent, n) }}
+				c := &counted{ReadCloser: resp.Body, done: func(n int) {
+					if p.d.Relayed != nil {
+						p.d.Relayed(f.agent, n)
+					}
+				}}
+				if p.d.Provenance != nil {
+					c.keep = maxRead
+					mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+					done := c.done
+					c.done = func(n int) {
+						done(n)
+						p.read(f, mt, c.kept)
+					}
+				}
+				resp.Body = c
 			}
 		}()
 	}
@@ -416,10 +449,13 @@ func (p *Proxy) modifyResponse(resp *http.Response) (err error) {
 var errRefused = errors.New("answer refused")
 
 // counted counts the bytes read through it and reports them once, when it
-// is closed (the reverse proxy closes every answer's body).
+// is closed (the reverse proxy closes every answer's body), keeping the
+// first keep bytes.
 type counted struct {
 	io.ReadCloser
 	n    int
+	keep int
+	kept []byte
 	once sync.Once
 	done func(int)
 }
@@ -427,7 +463,28 @@ type counted struct {
 func (c *counted) Read(b []byte) (int, error) {
 	n, err := c.ReadCloser.Read(b)
 	c.n += n
+	if room := c.keep - len(c.kept); room > 0 {
+		c.kept = append(c.kept, b[:min(n, room)]...)
+	}
 	return n, err
+}
+
+// maxRead is how much of an answer is read for its values.
+const maxRead = 64 << 10
+
+// read notes an answer relayed to the agent (its first bytes) as a read.
+func (p *Proxy) read(f *forward, mediaType string, body []byte) {
+	var content any = string(body)
+	if wire.IsJSON(mediaType) {
+		d := json.NewDecoder(bytes.NewReader(body))
+		d.UseNumber()
+		var v any
+		if d.Decode(&v) == nil {
+			content = v
+		}
+	}
+	p.d.Provenance.Session(f.agent, "").Record(provenance.Read{Upstream: f.route.Name, Tool: f.route.Name + "/" + f.rest,
+		Trust: f.trust, AuditIndex: f.index}, content)
 }
 
 func (c *counted) Close() error {

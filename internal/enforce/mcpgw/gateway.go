@@ -58,6 +58,10 @@ type Deps struct {
 	Limits *enforce.Limiter
 	Conns  *enforce.Conns
 	Logger *slog.Logger
+	// Provenance, when set, is what agents read, shared with the other
+	// enforcement points of the listener (the HTTP proxy); nil: the
+	// gateway's own.
+	Provenance *provenance.Store
 }
 
 // Gateway is an MCP gateway. Handler serves agents; Close stops it.
@@ -108,7 +112,11 @@ func New(cfg Config, d Deps) (*Gateway, error) {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	lg = lg.With("pep", cfg.Name)
-	g := &Gateway{cfg: cfg, prov: provenance.NewStore(0, 0), dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
+	prov := d.Provenance
+	if prov == nil {
+		prov = provenance.NewStore(0, 0)
+	}
+	g := &Gateway{cfg: cfg, prov: prov, dec: d.Decider, ver: d.Verifier, issuer: d.Issuer, lg: lg, ups: map[string]*upstream{},
 		done: make(chan struct{})}
 	g.agents.init()
 	for _, s := range cfg.Servers {
