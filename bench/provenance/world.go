@@ -66,7 +66,9 @@ func (w *world) servers() map[string]*mcp.Server {
 			return fn(a), nil, nil
 		})
 	}
-	srv := func(name string) *mcp.Server { return mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil) }
+	srv := func(name string) *mcp.Server {
+		return mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
+	}
 	files, contacts, calendar, payments, mailS, web, chat := srv("files"), srv("contacts"), srv("calendar"), srv("payments"), srv("mail"), srv("web"), srv("chat")
 	add(files, "read_file", func(a args) *mcp.CallToolResult {
 		if c, ok := w.files[str(a, "name")]; ok {
