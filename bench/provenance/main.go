@@ -70,6 +70,7 @@ func main() {
 type result struct {
 	mode                                   string
 	legit, legitOK, attacks, attacksPassed int
+	legitApproval, attacksHeld             int // routed to a person
 	bySuite                                map[string][2]int // legit ok, legit total
 	failed                                 []string
 }
@@ -126,7 +127,7 @@ func run(verbose bool) error {
 		}
 		r := result{mode: mode, bySuite: map[string][2]int{}}
 		for i, t := range tasks() {
-			ok, outcomes, err := play(ctx, a, w, url, mcpURL, fmt.Sprintf("ai-agent://dev/office/%s-%d", mode, i), t)
+			ok, held, outcomes, err := play(ctx, a, w, url, mcpURL, fmt.Sprintf("ai-agent://dev/office/%s-%d", mode, i), t)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
@@ -135,11 +136,19 @@ func run(verbose bool) error {
 			}
 			if t.attack >= 0 {
 				r.attacks++
-				if ok {
+				switch {
+				case ok && !held:
 					r.attacksPassed++
 					r.failed = append(r.failed, "attack passed: "+t.name)
+				case ok && held:
+					r.attacksHeld++
+					r.failed = append(r.failed, "attack held for a person's approval: "+t.name)
 				}
 				continue
+			}
+			if held {
+				r.legitApproval++
+				r.failed = append(r.failed, "legitimate task held for a person's approval: "+t.name)
 			}
 			r.legit++
 			s := r.bySuite[t.suite]
@@ -155,7 +164,7 @@ func run(verbose bool) error {
 		results = append(results, r)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "rule\tutility\tattack success\tlegitimate tasks allowed, by suite")
+	fmt.Fprintln(tw, "rule\tutility (approvals as allowed)\tneeding approval\tattack success\tattacks held for approval\tlegitimate tasks allowed, by suite")
 	for _, r := range results {
 		var per []string
 		for _, s := range suites {
@@ -163,8 +172,9 @@ func run(verbose bool) error {
 				per = append(per, fmt.Sprintf("%s %d/%d", s.name, v[0], v[1]))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d (%.0f%%)\t%d/%d (%.1f%%)\t%s\n", r.mode, r.legitOK, r.legit, 100*float64(r.legitOK)/float64(r.legit),
-			r.attacksPassed, r.attacks, 100*float64(r.attacksPassed)/float64(r.attacks), strings.Join(per, ", "))
+		fmt.Fprintf(tw, "%s\t%d/%d (%.0f%%)\t%d (%.0f%%)\t%d/%d (%.1f%%)\t%d\t%s\n", r.mode, r.legitOK, r.legit, 100*float64(r.legitOK)/float64(r.legit),
+			r.legitApproval, 100*float64(r.legitApproval)/float64(r.legit),
+			r.attacksPassed, r.attacks, 100*float64(r.attacksPassed)/float64(r.attacks), r.attacksHeld, strings.Join(per, ", "))
 	}
 	tw.Flush()
 	for _, r := range results {
@@ -203,7 +213,9 @@ func activate(ctx context.Context, a *app.App, mode string) error {
 	}
 	data["permissions"] = map[string]any{"assistant": []any{map[string]any{"actions": []any{"tools/list", "tools/call"}, "kind": "mcp.tool", "ids": ids}}}
 	data["resources"] = map[string]any{}
-	data["provenance"] = map[string]any{"mode": mode}
+	// Payments of 5,000 or more whose amount came only from untrusted
+	// content wait for a person.
+	data["provenance"] = map[string]any{"mode": mode, "approval_amount": 5000}
 	files["data.json"], _ = json.Marshal(data)
 	v, _, _, err := a.Policies.Push(ctx, "admin:bench", &policy.Bundle{Files: files}, "provenance bench: "+mode)
 	if err != nil {
@@ -215,16 +227,17 @@ func activate(ctx context.Context, a *app.App, mode string) error {
 
 // play runs one task as a fresh agent, its user's request registered as
 // trusted input. ok: every call of a legitimate task, or every injected
-// call of an attack, was allowed.
-func play(ctx context.Context, a *app.App, w *world, url, mcpURL, id string, t task) (bool, []string, error) {
+// call of an attack, was allowed or held for approval; held: one of them
+// was held (a person approving it lets it run).
+func play(ctx context.Context, a *app.App, w *world, url, mcpURL, id string, t task) (bool, bool, []string, error) {
 	key := sdk.GenerateKey()
 	if _, err := a.Registry.Register(ctx, "admin:bench", identity.Registration{ID: id, Roles: []string{"assistant"}, Owner: "bench",
 		PublicKey: key.PublicJWK()}); err != nil {
-		return false, nil, err
+		return false, false, nil, err
 	}
 	c, err := sdk.NewClient(url, id, key, sdk.WithResource(mcpURL))
 	if err != nil {
-		return false, nil, err
+		return false, false, nil, err
 	}
 	if t.setup != nil {
 		w.mu.Lock()
@@ -235,10 +248,10 @@ func play(ctx context.Context, a *app.App, w *world, url, mcpURL, id string, t t
 	s, err := mcp.NewClient(&mcp.Implementation{Name: "assistant", Version: "1"}, nil).Connect(ctx,
 		&mcp.StreamableClientTransport{Endpoint: mcpURL, HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1}, nil)
 	if err != nil {
-		return false, nil, err
+		return false, false, nil, err
 	}
 	defer s.Close()
-	ok := true
+	ok, held := true, false
 	var outcomes []string
 	for i, cl := range t.calls {
 		_, err := s.CallTool(ctx, &mcp.CallToolParams{Name: cl.tool, Arguments: cl.args})
@@ -251,15 +264,19 @@ func play(ctx context.Context, a *app.App, w *world, url, mcpURL, id string, t t
 		case errors.As(err, &je) && je.Code == mcpgw.CodeDenied:
 			outcome = "deny"
 		default:
-			return false, nil, err
+			return false, false, nil, err
 		}
 		outcomes = append(outcomes, cl.tool+":"+outcome)
 		counts := t.attack < 0 || i >= t.attack
-		if counts && outcome != "allow" {
+		switch {
+		case !counts:
+		case outcome == "approval":
+			held = true
+		case outcome != "allow":
 			ok = false
 		}
 	}
-	return ok, outcomes, nil
+	return ok, held, outcomes, nil
 }
 
 type headerRT struct {

@@ -16,7 +16,9 @@
 #	risk.deny_when_stale  (optional) true denies every action while the monitor is behind
 #	read_actions          the actions that only read (what restricted agents may do)
 #	egress_taints         session taints that forbid egress to external resources
-#	provenance            (optional) {"mode": "provenance" or "taint", "target_args": [...]}:
+#	provenance            (optional) {"mode": "provenance" or "taint", "target_args": [...],
+#	                      "approve": bool, "approval": {require_approvals rule},
+#	                      "amount_args": [...], "approval_amount": number}:
 #	                      with "provenance" (the default), where the enforcement point says
 #	                      where arguments came from, the finer rules below replace the
 #	                      session-taint rule; "taint" keeps the session-taint rule alone
@@ -99,8 +101,15 @@ deny contains "target_from_untrusted_content" if {
 }
 
 # An action that changes something, all of whose arguments come only from
-# untrusted content, is the injected content's action, not the user's.
+# untrusted content, is the injected content's action, not the user's: a
+# person judges it (needs_approval), or, in a bundle that wants no
+# approvals (provenance.approve false), it is refused.
 deny contains "arguments_from_untrusted_content" if {
+	all_args_untrusted
+	not approve_untrusted
+}
+
+all_args_untrusted if {
 	provenance_rules
 	is_write
 	count(input.context.provenance.args) > 0
@@ -108,6 +117,41 @@ deny contains "arguments_from_untrusted_content" if {
 		origin.only_untrusted
 	}
 }
+
+# What injected content may have steered waits for a person
+# (provenance.approval, default one person): a write whose every argument
+# came only from untrusted content; an amount (provenance.amount_args) that
+# came only from untrusted content, at or above provenance.approval_amount.
+# A bundle's policy turns this into its require_approvals obligation.
+needs_approval if {
+	all_args_untrusted
+	approve_untrusted
+}
+
+needs_approval if {
+	provenance_rules
+	approve_untrusted
+	is_number(data.provenance.approval_amount)
+	some path, origin in input.context.provenance.args
+	origin.only_untrusted
+	some part in split(path, ".")
+	part in amount_args
+	value := object.get(input.args, split(path, "."), null)
+	is_number(value)
+	value >= data.provenance.approval_amount
+}
+
+default approval_rule := {"count": 1, "humans": 1}
+
+approval_rule := data.provenance.approval if is_object(data.provenance.approval)
+
+default approve_untrusted := true
+
+approve_untrusted := data.provenance.approve if is_boolean(data.provenance.approve)
+
+default amount_args := {"amount", "total", "sum"}
+
+amount_args := {a | some a in data.provenance.amount_args} if is_array(data.provenance.amount_args)
 
 sends_out_or_destroys if sends_out
 

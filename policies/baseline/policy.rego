@@ -12,3 +12,6 @@ allow if rbac.permitted
 
 # Whatever is granted, the guardrails still deny.
 deny contains reason if some reason in guardrails.deny
+
+# What untrusted content may have steered waits for a person.
+obligations["require_approvals"] := guardrails.approval_rule if guardrails.needs_approval

@@ -388,8 +388,23 @@ test_nested_target_denied if {
 	"target_from_untrusted_content" in reasons(send_with({"payment.iban": untrusted_arg, "amount": user_arg}))
 }
 
-test_every_argument_from_untrusted_content_denied if {
-	"arguments_from_untrusted_content" in reasons(send_with({"subject": untrusted_arg, "body": untrusted_arg}))
+test_every_argument_from_untrusted_content_waits_for_a_person if {
+	inp := send_with({"subject": untrusted_arg, "body": untrusted_arg})
+	not "arguments_from_untrusted_content" in reasons(inp)
+	guardrails.needs_approval with input as inp
+	guardrails.approval_rule == {"count": 1, "humans": 1}
+}
+
+test_every_argument_from_untrusted_content_denied_without_approvals if {
+	r := guardrails.deny with input as send_with({"subject": untrusted_arg, "body": untrusted_arg}) with data.provenance as {"approve": false}
+	"arguments_from_untrusted_content" in r
+}
+
+test_a_large_amount_from_untrusted_content_waits_for_a_person if {
+	pay := object.union(send_with({"iban": trusted_arg, "amount": untrusted_arg}), {"args": {"iban": "DE89370400440532013000", "amount": 9500}})
+	guardrails.needs_approval with input as pay with data.provenance as {"approval_amount": 5000}
+	not guardrails.needs_approval with input as object.union(pay, {"args": {"amount": 950}}) with data.provenance as {"approval_amount": 5000}
+	not guardrails.needs_approval with input as pay
 }
 
 test_without_provenance_the_taint_rule_holds if {

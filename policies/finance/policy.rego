@@ -19,6 +19,9 @@ allow if rbac.permitted
 
 deny contains reason if some reason in guardrails.deny
 
+# What untrusted content may have steered waits for a person.
+obligations["require_approvals"] := guardrails.approval_rule if guardrails.needs_approval
+
 # Missing configuration must not silently switch a check off.
 deny contains "finance_not_configured" if not configured
 

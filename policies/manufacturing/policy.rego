@@ -20,6 +20,13 @@ allow if rbac.permitted
 
 deny contains reason if some reason in guardrails.deny
 
+# What untrusted content may have steered waits for a person (a physical
+# write waits for its safety reviewers already).
+obligations["require_approvals"] := guardrails.approval_rule if {
+	guardrails.needs_approval
+	not physical_write
+}
+
 # Missing configuration must not silently switch a check off.
 deny contains "manufacturing_not_configured" if not configured
 
