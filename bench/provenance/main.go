@@ -70,7 +70,7 @@ func main() {
 type result struct {
 	mode                                   string
 	legit, legitOK, attacks, attacksPassed int
-	legitApproval, attacksHeld             int // routed to a person
+	legitApproval, attacksHeld             int               // routed to a person
 	bySuite                                map[string][2]int // legit ok, legit total
 	failed                                 []string
 }
