@@ -153,6 +153,20 @@ default amount_args := {"amount", "total", "sum"}
 
 amount_args := {a | some a in data.provenance.amount_args} if is_array(data.provenance.amount_args)
 
+# Reads forgotten (an agent can read on until its untrusted read is
+# evicted): a target read nowhere, in a session that read untrusted
+# content, may be the forgotten read's.
+deny contains "target_from_forgotten_reads" if {
+	provenance_rules
+	sends_out_or_destroys
+	input.context.provenance.evicted > 0
+	some taint in input.context.session.taints
+	taint in data.egress_taints
+	some path, origin in input.context.provenance.args
+	target_arg(path)
+	origin.sources == ["unknown"]
+}
+
 sends_out_or_destroys if sends_out
 
 sends_out_or_destroys if input.resource.attributes.destructive == true

@@ -415,3 +415,11 @@ test_taint_mode_keeps_the_blunt_rule if {
 	r := guardrails.deny with input as send_with({"to": trusted_arg}) with data.provenance as {"mode": "taint"}
 	"tainted_session_egress" in r
 }
+
+unknown_arg := {"sources": ["unknown"], "only_untrusted": false, "values": 1, "upstreams": [], "tools": [], "reads": []}
+
+test_unknown_target_after_forgotten_reads_denied if {
+	inp := object.union(send_with({"to": unknown_arg}), {"context": {"provenance": {"evicted": 3}}})
+	"target_from_forgotten_reads" in reasons(inp)
+	not "target_from_forgotten_reads" in reasons(send_with({"to": unknown_arg}))
+}

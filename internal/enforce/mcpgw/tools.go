@@ -10,6 +10,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/provenance"
 )
 
 // Tools: the upstreams' tools as an agent may see them, and tools/call
@@ -104,6 +105,9 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 		progress = func(p *mcp.ProgressNotificationParams) {
 			if len(fields) > 0 {
 				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
+			}
+			if p.Message != "" { // what the agent reads, as a result is
+				g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, p.Message)
 			}
 			agent(p)
 		}
