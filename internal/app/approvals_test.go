@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"strings"
@@ -11,10 +12,12 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/grants"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -192,4 +195,62 @@ func TestGrantReachesReplicasThroughPostgres(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Logf("revoked at one replica, gone at the other %v later", time.Since(start))
+}
+
+// On PostgreSQL, a decision's lineage is in the shared log: asked at the
+// other replica, it is found and proven.
+func TestLineageAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	dsn := os.Getenv("WARDEN_TEST_POSTGRES")
+	if dsn == "" {
+		t.Skip("set WARDEN_TEST_POSTGRES to run the replica test against PostgreSQL")
+	}
+	first, second := replicas(t, dsn, func(c *config.Config) { c.Audit.CheckpointInterval = 50 * time.Millisecond })
+	activate(t, first, map[string][]byte{"policy.rego": []byte("package warden.authz\n\nallow := true\n")})
+	for deadline := time.Now().Add(10 * time.Second); second.App.Policies.Live().Active == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no policy at the second replica")
+		}
+	}
+	ctx := context.Background()
+	const id = "ai-agent://dev/office/assistant"
+	c, err := sdk.NewClient(first.URL, id, first.Register(t, id, "assistant"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decideAt := func(w *apptest.Instance, p *wire.Provenance) decide.Decision {
+		d, err := w.App.Decide.Decide(ctx, decide.InProcess("office-gw", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
+			Resource: decide.Resource{Kind: "mcp.tool", ID: "mail/send"}, Args: []byte(`{"to": "x@evil.example"}`),
+			Context: decide.RequestContext{Provenance: p}})
+		if err != nil || d.Outcome != policy.Allow {
+			t.Fatalf("%+v %v", d, err)
+		}
+		return d
+	}
+	read := decideAt(first, nil)
+	send := decideAt(second, &wire.Provenance{Args: map[string]wire.ArgOrigin{"to": {Sources: []string{"untrusted"}, OnlyUntrusted: true,
+		Values: 1, Upstreams: []string{"web"}, Tools: []string{"fetch"}, Reads: []int64{read.AuditIndex}}}, UntrustedReads: []int64{read.AuditIndex}})
+	var ans struct {
+		Entries []struct {
+			Index int64  `json:"index"`
+			Role  string `json:"role"`
+		} `json:"entries"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body := call(t, first, first.AdminToken, "GET", "/v1/audit/lineage?decision="+send.ID, "")
+		if code == http.StatusOK {
+			json.Unmarshal([]byte(body), &ans)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lineage at the other replica: HTTP %d %s", code, body)
+		}
+	}
+	if len(ans.Entries) != 2 || ans.Entries[0].Index != send.AuditIndex || ans.Entries[1].Index != read.AuditIndex || ans.Entries[1].Role != "source" {
+		t.Fatalf("lineage %+v (send %d, read %d)", ans, send.AuditIndex, read.AuditIndex)
+	}
 }

@@ -207,6 +207,7 @@ func TestRolePermissionMatrix(t *testing.T) {
 		{"GET", "/v1/audit/export", "admin auditor"},
 		{"GET", "/v1/audit/proof/inclusion?index=0&size=1", "admin auditor"},
 		{"GET", "/v1/audit/proof/consistency?old=1&new=1", "admin auditor"},
+		{"GET", "/v1/audit/lineage?decision=dec_x", "admin auditor"},
 		{"GET", "/v1/access", "admin"},
 		{"POST", "/v1/access/bootstrap/rotate", "admin"},
 		{"POST", "/v1/access/bootstrap/disable", "admin"},

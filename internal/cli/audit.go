@@ -492,18 +492,29 @@ func (c *adminClient) inclusion(ctx context.Context, index int64, cp *audit.Chec
 	if err := c.do(ctx, "GET", path, nil, &p); err != nil {
 		return nil, err
 	}
+	if err := p.verify(cp); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// verify checks the proof of p's entry against checkpoint cp.
+func (p *inclusionProof) verify(cp *audit.Checkpoint) error {
+	if p.Size != cp.Size {
+		return fmt.Errorf("the proof of entry %d is for a log of size %d, not the checkpoint's %d", p.Index, p.Size, cp.Size)
+	}
 	hashes := make([][]byte, len(p.Proof))
 	for i, h := range p.Proof {
 		var err error
 		if hashes[i], err = base64.StdEncoding.DecodeString(h); err != nil {
-			return nil, fmt.Errorf("proof hash %d: %w", i, err)
+			return fmt.Errorf("proof hash %d: %w", i, err)
 		}
 	}
 	h := rfc6962.DefaultHasher
-	if err := proof.VerifyInclusion(h, uint64(index), uint64(cp.Size), h.HashLeaf(p.Entry), hashes, cp.Root); err != nil {
-		return nil, fmt.Errorf("the server's proof of entry %d does not verify: %w", index, err)
+	if err := proof.VerifyInclusion(h, uint64(p.Index), uint64(cp.Size), h.HashLeaf(p.Entry), hashes, cp.Root); err != nil {
+		return fmt.Errorf("the server's proof of entry %d does not verify: %w", p.Index, err)
 	}
-	return &p, nil
+	return nil
 }
 
 // publicClient reaches the server without an admin credential.

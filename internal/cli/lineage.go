@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,37 +26,6 @@ latest signed checkpoint (RFC 6962), checked here with the server's key.`,
 			if err != nil {
 				return err
 			}
-			// The decision's entry.
-			var decision *audit.Entry
-			after := "-1"
-			for decision == nil {
-				var page struct {
-					Entries []json.RawMessage `json:"entries"`
-					Next    string            `json:"next"`
-				}
-				q := url.Values{"decision": {args[0]}, "kind": {"decision"}, "limit": {"1"}, "after": {after}}
-				if err := c.do(ctx, "GET", "/v1/audit/entries?"+q.Encode(), nil, &page); err != nil {
-					return err
-				}
-				if len(page.Entries) > 0 {
-					if decision, err = audit.DecodeEntry(page.Entries[0]); err != nil {
-						return err
-					}
-					break
-				}
-				if page.Next == "" {
-					return fmt.Errorf("no decision %s in the audit log", args[0])
-				}
-				after = page.Next
-			}
-			var detail struct {
-				Lineage *struct {
-					Reads     []int64 `json:"reads"`
-					Untrusted []int64 `json:"untrusted_reads"`
-					Evicted   int     `json:"evicted"`
-				} `json:"lineage"`
-			}
-			json.Unmarshal(decision.Detail, &detail)
 			vkey, err := c.getBytes(ctx, "/v1/audit/checkpoint/key", true)
 			if err != nil {
 				return err
@@ -66,56 +34,43 @@ latest signed checkpoint (RFC 6962), checked here with the server's key.`,
 			if err != nil {
 				return err
 			}
-			signed, err := c.getBytes(ctx, "/v1/audit/checkpoint", true)
-			if err != nil {
+			var ans struct {
+				Checkpoint string `json:"checkpoint"`
+				Lineage    *struct {
+					Evicted int `json:"evicted"`
+				} `json:"lineage"`
+				Entries []struct {
+					Role string `json:"role"`
+					inclusionProof
+				} `json:"entries"`
+			}
+			if err := c.do(ctx, "GET", "/v1/audit/lineage?"+url.Values{"decision": {args[0]}}.Encode(), nil, &ans); err != nil {
 				return err
 			}
-			cp, err := cv.Parse(signed)
+			// Checked here: the checkpoint's signature, and every proof.
+			cp, err := cv.Parse([]byte(ans.Checkpoint))
 			if err != nil {
-				return err
-			}
-			if decision.Index >= cp.Size {
-				return fmt.Errorf("decision %s (entry %d) is not yet under a checkpoint (size %d); try again in a moment", args[0], decision.Index, cp.Size)
+				return fmt.Errorf("the checkpoint: %w", err)
 			}
 			type link struct {
 				Index    int64           `json:"index"`
-				Role     string          `json:"role"` // decision, source, untrusted
+				Role     string          `json:"role"`
 				Entry    json.RawMessage `json:"entry"`
 				Verified bool            `json:"verified"`
 			}
 			var links []link
-			add := func(index int64, role string) error {
-				p, err := c.inclusion(ctx, index, &cp)
-				if err != nil {
+			for _, e := range ans.Entries {
+				if err := e.verify(&cp); err != nil {
 					return err
 				}
-				links = append(links, link{Index: index, Role: role, Entry: p.Entry, Verified: true})
-				return nil
-			}
-			if err := add(decision.Index, "decision"); err != nil {
-				return err
-			}
-			if detail.Lineage == nil {
-				if g.format == "json" {
-					return g.printJSON(map[string]any{"decision": args[0], "checkpoint_size": cp.Size, "lineage": nil, "entries": links})
-				}
-				fmt.Fprintf(g.out, "decision %s (entry %d, proof verified) has no lineage: its enforcement point does not follow what agents read\n", args[0], decision.Index)
-				return nil
-			}
-			for _, i := range detail.Lineage.Reads {
-				if err := add(i, "source"); err != nil {
-					return err
-				}
-			}
-			for _, i := range detail.Lineage.Untrusted {
-				if !slices.Contains(detail.Lineage.Reads, i) {
-					if err := add(i, "untrusted"); err != nil {
-						return err
-					}
-				}
+				links = append(links, link{Index: e.Index, Role: e.Role, Entry: e.Entry, Verified: true})
 			}
 			if g.format == "json" {
-				return g.printJSON(map[string]any{"decision": args[0], "checkpoint_size": cp.Size, "evicted": detail.Lineage.Evicted, "entries": links})
+				return g.printJSON(map[string]any{"decision": args[0], "checkpoint_size": cp.Size, "lineage": ans.Lineage != nil, "entries": links})
+			}
+			if ans.Lineage == nil {
+				fmt.Fprintf(g.out, "decision %s (entry %d, proof verified) has no lineage: its enforcement point does not follow what agents read\n", args[0], links[0].Index)
+				return nil
 			}
 			fmt.Fprintf(g.out, "decision %s, against the checkpoint of size %d; every entry's inclusion proof verified\n\n", args[0], cp.Size)
 			var rows [][]string
@@ -134,8 +89,8 @@ latest signed checkpoint (RFC 6962), checked here with the server's key.`,
 			if err := g.table([]string{"INDEX", "ROLE", "TIME", "AGENT", "ACTION", "RESOURCE", "OUTCOME"}, rows); err != nil {
 				return err
 			}
-			if detail.Lineage.Evicted > 0 {
-				fmt.Fprintf(g.out, "(%d earlier reads of the agent were forgotten before this decision)\n", detail.Lineage.Evicted)
+			if ans.Lineage.Evicted > 0 {
+				fmt.Fprintf(g.out, "(%d earlier reads of the agent were forgotten before this decision)\n", ans.Lineage.Evicted)
 			}
 			return nil
 		},

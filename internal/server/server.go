@@ -184,6 +184,7 @@ func (s *Server) routes() {
 	m.Handle("GET /v1/audit/entries", s.admin(humans.AuditRead, s.auditEntries))
 	m.Handle("GET /v1/audit/export", s.admin(humans.AuditExport, s.auditExport))
 	m.Handle("GET /v1/audit/proof/inclusion", s.admin(humans.AuditRead, s.auditInclusion))
+	m.Handle("GET /v1/audit/lineage", s.admin(humans.AuditRead, s.auditLineage))
 	m.Handle("GET /v1/audit/proof/consistency", s.admin(humans.AuditRead, s.auditConsistency))
 }
 
