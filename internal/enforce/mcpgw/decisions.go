@@ -130,6 +130,9 @@ func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err 
 		if redacted {
 			return &jsonrpc.Error{Code: rpc.Code, Message: "upstream " + u.cfg.Name + " answered with an error"}
 		}
+		// The agent reads the upstream's error as it reads a result.
+		g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: "error", Trust: readTrust(u, nil), AuditIndex: -1},
+			rpc.Message+" "+string(rpc.Data))
 		return rpc
 	}
 	if errors.Is(err, context.Canceled) {
