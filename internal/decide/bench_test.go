@@ -13,6 +13,7 @@ import (
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -229,4 +230,19 @@ func BenchmarkDecideFinanceDurable(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	reportPercentiles(b, ds)
+}
+
+// BenchmarkDecideProvenance is BenchmarkDecideFinance/distinct with and
+// without the provenance an enforcement point that follows reads sends
+// (four arguments, each with its sources): what it costs the decision
+// (the input and the entry's lineage), the gateway's own share apart.
+func BenchmarkDecideProvenance(b *testing.B) {
+	p, req := financeSetup(b, "async")
+	b.Run("without", func(b *testing.B) { benchmarkDecide(b, p, req, true) })
+	with := req
+	origin := wire.ArgOrigin{Sources: []string{"trusted", "untrusted"}, OnlyUntrusted: false, Values: 2, Upstreams: []string{"mail", "contacts"},
+		Tools: []string{"read_inbox", "lookup"}, Reads: []int64{41, 44}}
+	with.Context.Provenance = &wire.Provenance{Args: map[string]wire.ArgOrigin{"symbol": origin, "quantity": origin, "price": origin, "account": origin},
+		UntrustedReads: []int64{41}}
+	b.Run("with", func(b *testing.B) { benchmarkDecide(b, p, with, true) })
 }

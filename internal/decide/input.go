@@ -166,7 +166,7 @@ func provenanceInput(p *wire.Provenance) map[string]any {
 	}
 	args := make(map[string]any, len(p.Args))
 	for path, o := range p.Args {
-		args[path] = map[string]any{"sources": strs(o.Sources), "only_untrusted": o.OnlyUntrusted, "values": o.Values,
+		args[path] = map[string]any{"sources": strs(o.Sources), "only_untrusted": o.OnlyUntrusted,
 			"upstreams": strs(o.Upstreams), "tools": strs(o.Tools), "reads": ints(o.Reads)}
 	}
 	return map[string]any{"known": true, "args": args, "untrusted_reads": len(p.UntrustedReads), "evicted": p.Evicted}

@@ -20,6 +20,7 @@ import (
 	"github.com/warden-run/warden/internal/enforce/mcpgw"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -194,9 +195,31 @@ func (d *Demo) Play(ctx context.Context, out io.Writer) (bool, error) {
 // official Go SDK client and the agent's token and DPoP proofs.
 func (d *Demo) connect(ctx context.Context, id string) (*mcp.ClientSession, error) {
 	a := d.agents[id]
+	var rt http.RoundTripper = a.client.Transport(nil)
+	if ask, ok := userRequests[id]; ok {
+		// The agent's framework tells the gateway what the user asked:
+		// values in it are the user's.
+		rt = withHeader{rt, wire.UserInputHeader, sdk.UserInput(ask)}
+	}
 	client := mcp.NewClient(&mcp.Implementation{Name: short(id), Version: "1"}, &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{}})
 	return client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.GatewayURL,
-		HTTPClient: &http.Client{Transport: a.client.Transport(nil)}, MaxRetries: -1}, nil)
+		HTTPClient: &http.Client{Transport: rt}, MaxRetries: -1}, nil)
+}
+
+// userRequests are what the users asked the agents to do.
+var userRequests = map[string]string{
+	planner: "Find the best supplier quote for 40 heating elements and keep purchasing@plant.example informed",
+}
+
+type withHeader struct {
+	base        http.RoundTripper
+	name, value string
+}
+
+func (h withHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.name, h.value)
+	return h.base.RoundTrip(r)
 }
 
 // call calls a tool and says what came of it.

@@ -20,7 +20,7 @@ func BenchmarkFromString(b *testing.B) {
 func BenchmarkArgs(b *testing.B) {
 	s := NewStore(1, 0).Session("a", "")
 	for i := range 64 {
-		s.Record(Read{Upstream: "mail", Trust: Untrusted, AuditIndex: int64(i)}, sample)
+		s.Record(Read{Upstream: "mail", Trust: Untrusted, AuditIndex: int64(i)}, sample, nil)
 	}
 	args := map[string]any{"to": "billing@acme.example", "amount": 1234.5, "iban": "DE89370400440532013000", "note": "March rent"}
 	for b.Loop() {
@@ -34,7 +34,7 @@ func BenchmarkArgsTypical(b *testing.B) {
 	s := NewStore(1, 0).Session("a", "")
 	for i := range 8 {
 		s.Record(Read{Upstream: "mail", Trust: Untrusted, AuditIndex: int64(i)},
-			strings.ReplaceAll(sample[:400], "2291", strings.Repeat("7", i+1)))
+			strings.ReplaceAll(sample[:400], "2291", strings.Repeat("7", i+1)), nil)
 	}
 	args := map[string]any{"to": "billing@acme.example", "amount": 1234.5, "iban": "DE89370400440532013000", "note": "March rent"}
 	for b.Loop() {

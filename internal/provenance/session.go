@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/warden-run/warden/internal/wire"
@@ -52,12 +53,25 @@ func newSession(max int) *Session {
 	return &Session{max: max, user: map[Value]struct{}{}, index: map[Value][]*Read{}}
 }
 
-// Record adds a read of content (a JSON-shaped value, or a string).
-func (s *Session) Record(r Read, content any) {
+// Record adds a read of content (a JSON-shaped value, or a string). The
+// values of echo, when not nil (the arguments of the call that returned
+// content), are not the read's: a tool that repeats what it was asked ("no
+// contact matches x@evil.example") is no source of it, or the agent could
+// launder an untrusted value through a trusted tool.
+func (s *Session) Record(r Read, content any, echo map[string]any) {
 	vals := FromJSON(content)
+	var own map[Value]bool
+	if len(echo) > 0 && r.Trust == Trusted { // untrusted content stays untrusted, echo or not
+		own = map[Value]bool{}
+		for _, v := range FromJSON(echo) {
+			own[v] = true
+		}
+	}
 	r.values = make(map[Value]struct{}, len(vals))
 	for _, v := range vals {
-		r.values[v] = struct{}{}
+		if !own[v] {
+			r.values[v] = struct{}{}
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -86,10 +100,12 @@ func (s *Session) Record(r Read, content any) {
 func (s *Session) AddUserInput(content any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, v := range FromJSON(content) {
-		if len(s.user) < 4*maxValues {
-			s.user[v] = struct{}{}
-		}
+	vals := FromJSON(content)
+	if len(s.user)+len(vals) > 4*maxValues {
+		clear(s.user) // the latest requests are the ones that matter
+	}
+	for _, v := range vals {
+		s.user[v] = struct{}{}
 	}
 }
 
@@ -107,6 +123,12 @@ func (s *Session) Args(args map[string]any) *wire.Provenance {
 	leaves(args, "", func(path string, v any) {
 		vals := FromJSON(v)
 		if len(vals) == 0 {
+			// A string in which no value was recognised (a form the
+			// extractor does not know) is read nowhere, as far as anyone
+			// can say: unknown, never silently absent.
+			if str, ok := v.(string); ok && len(strings.TrimSpace(str)) >= 3 {
+				p.Args[path] = wire.ArgOrigin{Sources: []string{Unknown}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}}
+			}
 			return
 		}
 		o := wire.ArgOrigin{Values: len(vals), Sources: []string{}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}}

@@ -39,9 +39,10 @@ type Value struct {
 
 // Limits of extraction: a huge string is read in part.
 const (
-	maxScan   = 64 << 10 // bytes of one string scanned
-	maxValues = 512      // values kept from one string
-	minText   = 24       // the shortest text fingerprinted
+	maxScan   = 64 << 10  // bytes of one string scanned
+	maxValues = 512       // values kept from one string
+	minText   = 24        // the shortest text fingerprinted
+	maxRead   = 256 << 10 // bytes of text scanned in one JSON value
 )
 
 // FromString returns the values in s, each once, in the order found. It
@@ -195,17 +196,24 @@ func (x *extractor) token(t string) {
 		}
 	}
 	if strings.Contains(t, "/") {
-		if strings.HasPrefix(t, "/") || hasFileExt(lower) {
-			x.add(ID, lower)
+		p := strings.TrimSuffix(strings.TrimPrefix(lower, "./"), "/")
+		if strings.HasPrefix(t, "/") || hasFileExt(p) || strings.HasPrefix(lower, "./") {
+			x.add(ID, p)
 		}
 		return
 	}
 	if hasFileExt(lower) {
-		x.add(ID, lower)
+		x.add(ID, strings.TrimPrefix(lower, "./"))
 		return
 	}
 	if isDomain(lower, false) {
 		x.add(Domain, domainOf(lower))
+		return
+	}
+	if eu, ok := europeanAmount(t); ok { // 9.500,00
+		if a := normAmount(eu); a != "" {
+			x.add(Amount, a)
+		}
 		return
 	}
 	if d := digits(t); d != "" {
@@ -352,8 +360,15 @@ func hasFileExt(s string) bool {
 	return false
 }
 
-// FromNumber returns the value of a JSON number.
+// FromNumber returns the value of a JSON number ("9.5e3" is 9500).
 func FromNumber(n string) []Value {
+	if strings.ContainsAny(n, "eE") {
+		f, err := strconv.ParseFloat(n, 64)
+		if err != nil || f < 0 || f > 1e15 {
+			return nil
+		}
+		n = strconv.FormatFloat(f, 'f', -1, 64)
+	}
 	if a := normAmount(n); a != "" {
 		return []Value{{Amount, a}}
 	}
@@ -365,21 +380,27 @@ func FromNumber(n string) []Value {
 func FromJSON(v any) []Value {
 	var out []Value
 	seen := map[Value]bool{}
+	budget := maxRead // bytes of text scanned in all
 	var walk func(any)
 	walk = func(v any) {
-		if len(out) >= maxValues {
+		if len(out) >= maxValues || budget <= 0 {
 			return
 		}
 		var vs []Value
 		switch x := v.(type) {
 		case string:
+			if len(x) > budget {
+				x = x[:budget]
+			}
+			budget -= len(x)
 			vs = FromString(x)
 		case json.Number:
 			vs = FromNumber(string(x))
 		case float64:
 			vs = FromNumber(strconv.FormatFloat(x, 'f', -1, 64))
 		case map[string]any:
-			for _, e := range x {
+			for k, e := range x {
+				walk(k) // an address can be a key
 				walk(e)
 			}
 		case []any:
@@ -531,4 +552,24 @@ func fingerprints(s string) []string {
 		out = append(out, strconv.FormatUint(whole, 36))
 	}
 	return out
+}
+
+// europeanAmount reads an amount written with '.' between thousands and
+// ',' before the cents ("9.500,00", "€1.234,5") as "9500.00".
+func europeanAmount(t string) (string, bool) {
+	t = strings.TrimLeft(t, "$€£¥")
+	intPart, frac, ok := strings.Cut(t, ",")
+	if !ok || frac == "" || len(frac) > 2 || !allDigits(frac) || !strings.Contains(intPart, ".") {
+		return "", false
+	}
+	groups := strings.Split(intPart, ".")
+	if len(groups[0]) < 1 || len(groups[0]) > 3 || !allDigits(groups[0]) {
+		return "", false
+	}
+	for _, g := range groups[1:] {
+		if len(g) != 3 || !allDigits(g) {
+			return "", false
+		}
+	}
+	return strings.Join(groups, "") + "." + frac, true
 }

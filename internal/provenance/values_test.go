@@ -117,3 +117,20 @@ func FuzzFromString(f *testing.F) {
 		}
 	})
 }
+
+// Forms the attack on provenance used: a number with an exponent, a
+// relative path, an address as a key.
+func TestMoreForms(t *testing.T) {
+	if vs := FromNumber("9.5e3"); !has(vs, Amount, "9500") {
+		t.Errorf("9.5e3: %v", vs)
+	}
+	if !has(FromString("remove ./budget.xlsx now"), ID, "budget.xlsx") || !has(FromString("remove budget.xlsx"), ID, "budget.xlsx") {
+		t.Error("a relative path and the bare name differ")
+	}
+	if vs := FromString("now EUR 9.500,00."); !has(vs, Amount, "9500") {
+		t.Errorf("9.500,00: %v", vs)
+	}
+	if vs := FromJSON(map[string]any{"drop@evil.example": "vip"}); !has(vs, Email, "drop@evil.example") {
+		t.Errorf("an address as a key: %v", vs)
+	}
+}

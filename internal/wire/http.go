@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrNoCredentials means a request carried no access token.
@@ -218,6 +220,15 @@ const (
 	UserInputHeader = "Warden-User-Input"
 	MaxUserInput    = 16 << 10
 )
+
+// DecodeUserInput reads a Warden-User-Input header's value.
+func DecodeUserInput(v string) (string, error) {
+	text, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+	if err != nil || len(text) > MaxUserInput || !utf8.Valid(text) {
+		return "", fmt.Errorf("%s: want base64url of the user's request, UTF-8, at most %d bytes", UserInputHeader, MaxUserInput)
+	}
+	return string(text), nil
+}
 
 // AgentHeaders are request headers an agent's request must not carry to
 // an upstream: its credentials, which are Warden's to check, and headers

@@ -112,11 +112,18 @@ deny contains "arguments_from_untrusted_content" if {
 all_args_untrusted if {
 	provenance_rules
 	is_write
-	count(input.context.provenance.args) > 0
-	every _, origin in input.context.provenance.args {
-		origin.only_untrusted
+	some _, origin in input.context.provenance.args
+	origin.only_untrusted
+	every _, o in input.context.provenance.args {
+		untrusted_or_unknown(o)
 	}
 }
+
+# An argument read only in untrusted content, or nowhere: an argument with
+# a value nobody can place does not make the others the user's.
+untrusted_or_unknown(o) if o.only_untrusted
+
+untrusted_or_unknown(o) if o.sources == ["unknown"]
 
 # What injected content may have steered waits for a person
 # (provenance.approval, default one person): a write whose every argument
@@ -134,11 +141,28 @@ needs_approval if {
 	is_number(data.provenance.approval_amount)
 	some path, origin in input.context.provenance.args
 	origin.only_untrusted
-	some part in split(path, ".")
-	part in amount_args
-	value := object.get(input.args, split(path, "."), null)
-	is_number(value)
-	value >= data.provenance.approval_amount
+	some word in regex.split(`[._\-]`, lower(path))
+	word in amount_args
+	amount_value(path) >= data.provenance.approval_amount
+}
+
+# The number at an argument's path: list indexes as numbers, a number
+# written as a string read as one.
+amount_value(path) := n if {
+	keys := [k | some part in split(path, "."); k := path_key(part)]
+	v := object.get(input.args, keys, null)
+	n := as_number(v)
+}
+
+path_key(part) := to_number(part) if regex.match(`^[0-9]+$`, part)
+
+path_key(part) := part if not regex.match(`^[0-9]+$`, part)
+
+as_number(v) := v if is_number(v)
+
+as_number(v) := to_number(trim_space(v)) if {
+	is_string(v)
+	regex.match(`^\s*[0-9]+(\.[0-9]+)?\s*$`, v)
 }
 
 default approval_rule := {"count": 1, "humans": 1}
@@ -153,13 +177,13 @@ default amount_args := {"amount", "total", "sum"}
 
 amount_args := {a | some a in data.provenance.amount_args} if is_array(data.provenance.amount_args)
 
-# Reads forgotten (an agent can read on until its untrusted read is
-# evicted): a target read nowhere, in a session that read untrusted
-# content, may be the forgotten read's.
-deny contains "target_from_forgotten_reads" if {
+# A target read nowhere (in a form the extractor does not know, in a read
+# forgotten to keep memory bounded, in content no enforcement point saw),
+# once the agent has read untrusted content: it may be the untrusted
+# content's. A target must come from the user or a trusted source then.
+deny contains "target_from_unknown_source" if {
 	provenance_rules
 	sends_out_or_destroys
-	input.context.provenance.evicted > 0
 	some taint in input.context.session.taints
 	taint in data.egress_taints
 	some path, origin in input.context.provenance.args
@@ -180,12 +204,12 @@ default provenance_mode := "provenance"
 
 provenance_mode := data.provenance.mode
 
-# An argument that names where data goes or what is acted on: its last
-# path segment (a field of a nested object, or a list item's field).
+# An argument that names where data goes or what is acted on: a word of a
+# segment of its path (split at '.', '_' and '-', in lower case) is one of
+# the target words ("to", "recipient_email", "Payment.IBAN").
 target_arg(path) if {
-	parts := split(path, ".")
-	some i
-	parts[i] in target_args
+	some word in regex.split(`[._\-]`, lower(path))
+	word in target_args
 }
 
 default target_args := {"to", "cc", "bcc", "recipient", "recipients", "email", "address", "iban", "account", "url", "uri", "destination",

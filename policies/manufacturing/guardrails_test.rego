@@ -418,8 +418,24 @@ test_taint_mode_keeps_the_blunt_rule if {
 
 unknown_arg := {"sources": ["unknown"], "only_untrusted": false, "values": 1, "upstreams": [], "tools": [], "reads": []}
 
-test_unknown_target_after_forgotten_reads_denied if {
-	inp := object.union(send_with({"to": unknown_arg}), {"context": {"provenance": {"evicted": 3}}})
-	"target_from_forgotten_reads" in reasons(inp)
-	not "target_from_forgotten_reads" in reasons(send_with({"to": unknown_arg}))
+test_unknown_target_after_untrusted_content_denied if {
+	"target_from_unknown_source" in reasons(send_with({"to": unknown_arg}))
+	untainted := object.union(send_with({"to": unknown_arg}), {"context": {"session": {"taints": []}}})
+	not "target_from_unknown_source" in reasons(untainted)
+}
+
+test_target_words_in_any_case_and_form if {
+	"target_from_untrusted_content" in reasons(send_with({"recipient_email": untrusted_arg}))
+	"target_from_untrusted_content" in reasons(send_with({"Payment.IBAN": untrusted_arg}))
+	not "target_from_untrusted_content" in reasons(send_with({"subject": untrusted_arg, "to": user_arg}))
+}
+
+test_amounts_in_strings_and_lists_wait_for_a_person if {
+	pay := object.union(send_with({"iban": trusted_arg, "payments.0.amount": untrusted_arg}), {"args": {"payments": [{"amount": "9500"}]}})
+	guardrails.needs_approval with input as pay with data.provenance as {"approval_amount": 5000}
+}
+
+test_an_unknown_extra_argument_does_not_make_the_rest_the_users if {
+	guardrails.needs_approval with input as send_with({"subject": untrusted_arg, "body": untrusted_arg, "limit": unknown_arg})
+	not guardrails.needs_approval with input as send_with({"subject": untrusted_arg, "limit": unknown_arg, "to": user_arg})
 }

@@ -180,6 +180,7 @@ type ctxKey struct{}
 // forward is what the proxy knows of an allowed request on its way.
 type forward struct {
 	agent  string
+	echo   map[string]any // the request's arguments
 	trust  string
 	index  int64 // the audit index of the decision that allowed it
 	route  *Route
@@ -248,6 +249,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if v := r.Header.Get(wire.UserInputHeader); v != "" && p.d.Provenance != nil {
+		text, err := wire.DecodeUserInput(v)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		p.d.Provenance.Session(caller.Agent, "").AddUserInput(text)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.cfg.MaxBodyBytes))
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("request body over %d bytes", p.cfg.MaxBodyBytes)})
@@ -282,11 +291,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Resource: decide.Resource{Kind: "http.route", ID: route.Name + "/" + rest, Attributes: attrs},
 		Args:     args,
 		Context:  decide.RequestContext{Source: decide.Source{IP: caller.IP}}}
+	var echo map[string]any
 	if p.d.Provenance != nil {
 		d := json.NewDecoder(bytes.NewReader(args))
 		d.UseNumber()
 		var m map[string]any
 		if d.Decode(&m) == nil && m != nil {
+			// The path past the route names a target as an argument does
+			// (/out/send/drop@evil.example).
+			m["path"] = rest
+			echo = m
 			req.Context.Provenance = p.d.Provenance.Session(caller.Agent, "").Args(m)
 		}
 	}
@@ -318,7 +332,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if attrs["trust"] == enforce.Untrusted {
 		trust = provenance.Untrusted
 	}
-	f := &forward{agent: caller.Agent, trust: trust, index: d.AuditIndex, route: route, rest: rest, redact: fields}
+	f := &forward{agent: caller.Agent, echo: echo, trust: trust, index: d.AuditIndex, route: route, rest: rest, redact: fields}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, f)))
 }
 
@@ -358,6 +372,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// nobody decided.
 	pr.Out.Trailer = nil
 	pr.Out.TransferEncoding = nil
+	// The answer comes back decoded (the transport asks for gzip and
+	// unpacks it itself): what the agent reads is read for its values, not
+	// compressed bytes.
+	pr.Out.Header.Del("Accept-Encoding")
+	pr.Out.Header.Del(wire.UserInputHeader) // the user's request is Warden's, not the upstream's
 	// Headers some frameworks read as the method go too: the upstream runs
 	// the method that was decided.
 	for _, h := range wire.AgentHeaders {
@@ -484,7 +503,7 @@ func (p *Proxy) read(f *forward, mediaType string, body []byte) {
 		}
 	}
 	p.d.Provenance.Session(f.agent, "").Record(provenance.Read{Upstream: f.route.Name, Tool: f.route.Name + "/" + f.rest,
-		Trust: f.trust, AuditIndex: f.index}, content)
+		Trust: f.trust, AuditIndex: f.index}, content, f.echo)
 }
 
 func (c *counted) Close() error {

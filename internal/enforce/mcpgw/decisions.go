@@ -132,7 +132,7 @@ func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err 
 		}
 		// The agent reads the upstream's error as it reads a result.
 		g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: "error", Trust: readTrust(u, nil), AuditIndex: -1},
-			rpc.Message+" "+string(rpc.Data))
+			rpc.Message+" "+string(rpc.Data), nil)
 		return rpc
 	}
 	if errors.Is(err, context.Canceled) {
@@ -240,13 +240,26 @@ func readTrust(u *upstream, attrs map[string]any) string {
 	return provenance.Trusted
 }
 
-// recorded notes a result relayed to c as a read (content, its JSON).
-func (g *Gateway) recorded(c *enforce.Caller, u *upstream, tool string, attrs map[string]any, d decide.Decision, content json.RawMessage) {
-	dec := json.NewDecoder(bytes.NewReader(content))
+// recorded notes a result relayed to c as a read (content, its JSON); the
+// values of args, the call's own arguments, are not the result's.
+func (g *Gateway) recorded(c *enforce.Caller, u *upstream, tool string, attrs map[string]any, d decide.Decision, content, args json.RawMessage) {
+	v, ok := decodeJSON(content).(any)
+	if !ok || v == nil {
+		return
+	}
+	echo, _ := decodeJSON(args).(map[string]any)
+	g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, v, echo)
+}
+
+func decodeJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
 	if dec.Decode(&v) != nil {
-		return
+		return nil
 	}
-	g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, v)
+	return v
 }

@@ -2,17 +2,14 @@ package mcpgw
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -225,12 +222,12 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 			return
 		}
 		if v := r.Header.Get(wire.UserInputHeader); v != "" {
-			text, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
-			if err != nil || len(text) > wire.MaxUserInput || !utf8.Valid(text) {
-				http.Error(w, fmt.Sprintf("%s: want base64url of the user's request, UTF-8, at most %d bytes", wire.UserInputHeader, wire.MaxUserInput), http.StatusBadRequest)
+			text, err := wire.DecodeUserInput(v)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			g.prov.Session(c.Agent, "").AddUserInput(string(text))
+			g.prov.Session(c.Agent, "").AddUserInput(text)
 		}
 		// The SDK reads a bearer token; the edge has checked the real one.
 		sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -132,7 +132,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 		g.cfg.Relayed(c.Agent, n)
 	}
 	if b, err := json.Marshal(out); err == nil {
-		g.recorded(c, u, name, nil, d, b)
+		g.recorded(c, u, name, nil, d, b, args)
 	}
 	return out, nil
 }

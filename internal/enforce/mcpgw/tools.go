@@ -33,21 +33,36 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 		return nil, err
 	}
 	out := &mcp.ListToolsResult{Tools: []*mcp.Tool{}}
+	// The descriptions of untrusted servers' tools are untrusted content
+	// the agent reads (a description can carry an instruction).
+	var untrusted []any
 	for _, u := range g.order {
 		offer, err := u.offers(ctx)
 		if err != nil {
 			continue // its tools are not listed while it is unavailable
 		}
 		for _, t := range offer.tools {
-			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, g.toolAttrs(u, t.Name), nil)) {
+			attrs := g.toolAttrs(u, t.Name)
+			if !g.dec.MayAllow(ctx, g.request(c, mcpSession(r), u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+t.Name, attrs, nil)) {
 				continue
 			}
 			cp := *t
 			cp.Name = g.visible(u, t.Name)
 			out.Tools = append(out.Tools, &cp)
+			if readTrust(u, attrs) == provenance.Untrusted {
+				untrusted = append(untrusted, t.Description, t.Title, decodeJSON(mustJSON(t.InputSchema)))
+			}
 		}
 	}
+	if len(untrusted) > 0 {
+		g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: "tools/list", Tool: "tools/list", Trust: provenance.Untrusted, AuditIndex: -1}, untrusted, nil)
+	}
 	return out, nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallToolRequest) (mcp.Result, error) {
@@ -107,7 +122,8 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
 			}
 			if p.Message != "" { // what the agent reads, as a result is
-				g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, p.Message)
+				echo, _ := decodeJSON(args).(map[string]any)
+				g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, p.Message, echo)
 			}
 			agent(p)
 		}
@@ -124,6 +140,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if g.cfg.Relayed != nil {
 		g.cfg.Relayed(c.Agent, len(res))
 	}
-	g.recorded(c, u, tool, attrs, d, res)
+	g.recorded(c, u, tool, attrs, d, res, args)
 	return res, nil
 }
