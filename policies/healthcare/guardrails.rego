@@ -141,7 +141,7 @@ needs_approval if {
 	is_number(data.provenance.approval_amount)
 	some path, origin in input.context.provenance.args
 	origin.only_untrusted
-	some word in regex.split(`[._\-]`, lower(path))
+	some word in path_words(path)
 	word in amount_args
 	amount_value(path) >= data.provenance.approval_amount
 }
@@ -208,9 +208,12 @@ provenance_mode := data.provenance.mode
 # segment of its path (split at '.', '_' and '-', in lower case) is one of
 # the target words ("to", "recipient_email", "Payment.IBAN").
 target_arg(path) if {
-	some word in regex.split(`[._\-]`, lower(path))
+	some word in path_words(path)
 	word in target_args
 }
+
+# The words of an argument's path, in lower case: split at '.', '_', '-'.
+path_words(path) := split(replace(replace(lower(path), "_", "."), "-", "."), ".")
 
 default target_args := {"to", "cc", "bcc", "recipient", "recipients", "email", "address", "iban", "account", "url", "uri", "destination",
 	"host", "domain", "phone", "number", "path", "file", "filename", "channel", "webhook"}
