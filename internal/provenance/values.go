@@ -10,6 +10,7 @@ package provenance
 
 import (
 	"encoding/json"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ func FromString(s string) []Value {
 	if len(s) > maxScan {
 		s = s[:maxScan]
 	}
+	s = fold(s)
 	x := extractor{seen: make(map[Value]bool, 32)}
 	toks := tokens(s)
 	for i := 0; i < len(toks); i++ {
@@ -125,23 +127,32 @@ func tokens(s string) []string {
 // toks[i], and returns how many tokens it took (0: none).
 func (x *extractor) grouped(toks []string, i int) int {
 	t := toks[i]
-	// An IBAN: two letters, two digits, then groups of up to four.
-	if len(t) >= 4 && isUpper(t[0]) && isUpper(t[1]) && isDigit(t[2]) && isDigit(t[3]) && alnumUpper(t) {
+	// An IBAN: two letters, two digits, then groups (of four as printed,
+	// of up to twelve as typed; in any case; groups joined by '-' are one
+	// token). Every prefix that passes the check digits is a value, so a
+	// word after the number that happens to extend it to another valid
+	// IBAN does not hide the real one.
+	if u := strings.ToUpper(strings.ReplaceAll(t, "-", "")); len(u) >= 15 && len(u) <= 34 && isUpper(u[0]) && isUpper(u[1]) && isDigit(u[2]) && isDigit(u[3]) && alnumUpper(u) && validIBAN(u) {
+		x.add(IBAN, u)
+		return 1
+	}
+	if t = strings.ToUpper(t); len(t) >= 4 && isUpper(t[0]) && isUpper(t[1]) && isDigit(t[2]) && isDigit(t[3]) && alnumUpper(t) {
 		iban := t
-		best, took := "", 0
+		took := 0
 		for j := i; j < len(toks) && len(iban) <= 34; j++ {
 			if j > i {
-				if !alnumUpper(toks[j]) || len(toks[j]) > 4 {
+				g := strings.ToUpper(toks[j])
+				if !alnumUpper(g) || len(g) > 12 {
 					break
 				}
-				iban += toks[j]
+				iban += g
 			}
-			if len(iban) >= 15 && validIBAN(iban) {
-				best, took = iban, j-i+1
+			if len(iban) >= 15 && len(iban) <= 34 && validIBAN(iban) {
+				x.add(IBAN, iban)
+				took = j - i + 1
 			}
 		}
-		if best != "" {
-			x.add(IBAN, best)
+		if took > 0 {
 			return took
 		}
 	}
@@ -206,8 +217,12 @@ func (x *extractor) token(t string) {
 		x.add(ID, strings.TrimPrefix(lower, "./"))
 		return
 	}
-	if isDomain(lower, false) {
+	if isDomain(lower, false) || (strings.Count(lower, ".") >= 2 && isDomain(lower, true)) {
 		x.add(Domain, domainOf(lower))
+		return
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(lower, "[]")); err == nil && (ip.Is4() || strings.Contains(lower, ":")) {
+		x.add(Domain, ip.String()) // a host by its address
 		return
 	}
 	if eu, ok := europeanAmount(t); ok { // 9.500,00
@@ -572,4 +587,36 @@ func europeanAmount(t string) (string, bool) {
 		}
 	}
 	return strings.Join(groups, "") + "." + frac, true
+}
+
+// fold removes the characters that do not show (zero-width spaces and
+// joiners, soft hyphens, byte order marks) and writes full-width Latin
+// letters and digits as ASCII: "drop\u200b@evil.example" and
+// "ｄｒｏｐ@evil.example" are drop@evil.example. ASCII text is returned as
+// it is.
+func fold(s string) string {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r == '\u200b' || r == '\u200c' || r == '\u200d' || r == '\u2060' || r == '\ufeff' || r == '\u00ad':
+			continue
+		case r >= '\uff01' && r <= '\uff5e': // full-width ASCII
+			r -= 0xfee0
+		case r == '\u3000': // ideographic space
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

@@ -134,3 +134,23 @@ func TestMoreForms(t *testing.T) {
 		t.Errorf("an address as a key: %v", vs)
 	}
 }
+
+// Forms the attack on provenance hid values in.
+func TestHiddenForms(t *testing.T) {
+	ib := "DE89370400440532013000"
+	for _, c := range []struct {
+		text, kind, norm string
+	}{
+		{"send to drop\u200b@evil.example", Email, "drop@evil.example"},
+		{"send to ｄｒｏｐ@evil.example", Email, "drop@evil.example"},
+		{"IBAN de89 3704 0044 0532 0130 00", IBAN, ib},
+		{"IBAN DE89-3704-0044-0532-0130-00", IBAN, ib},
+		{"IBAN DE8937040044 0532013000", IBAN, ib},
+		{"go to 203.0.113.7 now", Domain, "203.0.113.7"},
+		{"the collector at data.collector.ai", Domain, "data.collector.ai"},
+	} {
+		if vs := FromString(c.text); !has(vs, c.kind, c.norm) {
+			t.Errorf("%q: no %s %q in %v", c.text, c.kind, c.norm, vs)
+		}
+	}
+}
