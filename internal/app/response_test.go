@@ -60,6 +60,16 @@ func contain(t testing.TB, issuer, act, watch *apptest.Instance, id string) (tim
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The registration reaches another replica by the change feed; until
+	// it does, that replica refuses the agent as unknown.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, ok := act.App.View.Agent(id); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%s is not known to the deciding replica 10 s after its registration", id)
+		}
+	}
 	req := decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "payments/transfer"}}
 	d, err := act.App.Decide.Decide(ctx, decide.InProcess("test", "warden"), &req)
 	if err != nil || d.Outcome != policy.Deny || !slices.Contains(d.Reasons, policy.ReasonNotAllowed) {
