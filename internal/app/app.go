@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -66,7 +67,13 @@ type App struct {
 
 	auditBackend audit.Backend
 	stop         context.CancelFunc
+	// background counts the goroutines New started: Close returns once
+	// they have ended, so nothing writes to the data directory after it.
+	background sync.WaitGroup
 }
+
+// spawn runs f in a goroutine that Close waits for.
+func (a *App) spawn(f func()) { a.background.Go(f) }
 
 // New builds every component from cfg. cfg must have passed Validate.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
@@ -168,8 +175,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 		a.Relay.ActorEmail = people.Email
 	}
-	go a.Relay.Run(bg, time.Second)
-	if err := startExporters(bg, cfg.Audit.Exporters, a.Audit, log); err != nil {
+	a.spawn(func() { a.Relay.Run(bg, time.Second) })
+	if err := startExporters(bg, a.spawn, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err
 	}
 
@@ -191,18 +198,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	// taken still end when they expire.
 	a.Responder = respond.New(respond.Config{Leading: a.Audit.Leading, Positions: a.Store, Logger: log}, a.Registry, a.Store, a.Policies)
 	if !cfg.Monitor.Disabled {
-		if a.Monitor, err = startMonitor(bg, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
+		if a.Monitor, err = startMonitor(bg, a.spawn, cfg.Monitor, a.Audit, a.Store, a.Responder.Alert, log); err != nil {
 			return nil, err
 		}
 		risk = a.Monitor
 	}
 	a.Approvals = approvals.New(a.Store, log, clock)
-	go a.Approvals.Run(bg, 10*time.Second)
+	a.spawn(func() { a.Approvals.Run(bg, 10*time.Second) })
 	a.Grants = grants.New(grants.Config{MaxLifetime: cfg.Grants.MaxLifetime, Logger: log, Now: clock}, a.Store, a.Approvals, a.Policies, a.View)
 	if err := a.Grants.Load(ctx); err != nil {
 		return nil, fmt.Errorf("grants: %w", err)
 	}
-	go a.Grants.Run(bg, a.Store, 10*time.Second)
+	a.spawn(func() { a.Grants.Run(bg, a.Store, 10*time.Second) })
 	a.Issuer.SetTaskGrants(a.Grants.HasTask)
 	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
 		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk,
@@ -215,7 +222,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 			return nil, err
 		}
 		if cfg.Policy.Watch {
-			go a.watchPolicyDir(bg)
+			a.spawn(func() { a.watchPolicyDir(bg) })
 		}
 	}
 
@@ -229,7 +236,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped
 	}
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)
-	go a.maintain(bg)
+	a.spawn(func() { a.maintain(bg) })
 	ok = true
 	return a, nil
 }
@@ -360,6 +367,21 @@ func (a *App) Run(ctx context.Context, ready chan<- string) error {
 // is harmless.
 func (a *App) Close() error {
 	a.stop()
+	a.background.Wait()
+	// What follows the store ends before the store closes: a read begun
+	// after it would open the database again.
+	if a.Keys != nil {
+		a.Keys.Wait()
+	}
+	if a.View != nil {
+		a.View.Wait()
+	}
+	if a.Policies != nil {
+		a.Policies.Wait()
+	}
+	if a.EnforcementPoints != nil {
+		a.EnforcementPoints.Wait()
+	}
 	var errs []error
 	if a.Decide != nil {
 		a.Decide.Close() // its shadow evaluations record into the audit log

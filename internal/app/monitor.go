@@ -13,7 +13,7 @@ import (
 // startMonitor starts the behavioural monitor over the audit log: every
 // replica follows the log (on PostgreSQL, every replica's decisions), and
 // the one leading the log keeps the model's snapshot in the store.
-func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st store.MetaStore, onFire func(monitor.Alert), log *slog.Logger) (*monitor.Monitor, error) {
+func startMonitor(ctx context.Context, spawn func(func()), cfg config.Monitor, l *audit.Log, st store.MetaStore, onFire func(monitor.Alert), log *slog.Logger) (*monitor.Monitor, error) {
 	m, err := monitor.New(monitor.Options{Model: cfg.Model, StaleAfter: cfg.StaleAfter, Snapshots: st, Persist: l.Leading,
 		OnFire: onFire, Logger: log}, l)
 	if err != nil {
@@ -26,7 +26,7 @@ func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st stor
 	// Other replicas' appends are announced (on PostgreSQL): the monitor
 	// reads them at once, not at its next poll.
 	if a, ok := st.(interface{ AuditAppended() <-chan struct{} }); ok {
-		go func() {
+		spawn(func() {
 			wake := m.Wake()
 			for {
 				select {
@@ -39,7 +39,7 @@ func startMonitor(ctx context.Context, cfg config.Monitor, l *audit.Log, st stor
 					}
 				}
 			}
-		}()
+		})
 	}
 	return m, nil
 }

@@ -20,7 +20,7 @@ import (
 // startExporters builds every configured exporter and runs it until ctx
 // ends. A broken exporter configuration stops the start: a SIEM that
 // silently receives nothing is worse.
-func startExporters(ctx context.Context, cfgs []config.Exporter, l *audit.Log, log *slog.Logger) error {
+func startExporters(ctx context.Context, spawn func(func()), cfgs []config.Exporter, l *audit.Log, log *slog.Logger) error {
 	var runners []*siem.Runner
 	for _, c := range cfgs {
 		exp, err := newExporter(c)
@@ -34,7 +34,7 @@ func startExporters(ctx context.Context, cfgs []config.Exporter, l *audit.Log, l
 		runners = append(runners, r)
 	}
 	for _, r := range runners {
-		go r.Run(ctx)
+		spawn(func() { r.Run(ctx) })
 	}
 	return nil
 }

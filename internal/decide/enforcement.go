@@ -25,11 +25,12 @@ var ErrInvalidEnforcementPoint = errors.New("invalid enforcement point")
 // is shown once, when issued; only its SHA-256 is stored. Revocation takes
 // effect in this process at once and in the others through the change feed.
 type EnforcementPoints struct {
-	st    enforcementStore
-	lg    *slog.Logger
-	now   func() time.Time
-	mu    sync.Mutex                         // serialises changes of creds
-	creds atomic.Pointer[map[[32]byte]Point] // digest -> point, live ones only
+	following sync.WaitGroup // until the ctx of OpenEnforcementPoints ends
+	st        enforcementStore
+	lg        *slog.Logger
+	now       func() time.Time
+	mu        sync.Mutex                         // serialises changes of creds
+	creds     atomic.Pointer[map[[32]byte]Point] // digest -> point, live ones only
 }
 
 type enforcementStore interface {
@@ -52,7 +53,7 @@ func OpenEnforcementPoints(ctx context.Context, st enforcementStore, lg *slog.Lo
 		return nil, err
 	}
 	e.warnUnset()
-	go func() {
+	e.following.Go(func() {
 		tick := time.NewTicker(30 * time.Second)
 		defer tick.Stop()
 		for {
@@ -69,9 +70,13 @@ func OpenEnforcementPoints(ctx context.Context, st enforcementStore, lg *slog.Lo
 				e.lg.Error("enforcement points: reload failed", "err", err)
 			}
 		}
-	}()
+	})
 	return e, nil
 }
+
+// Wait returns once the enforcement points stopped following the store,
+// after the context OpenEnforcementPoints was given ended.
+func (e *EnforcementPoints) Wait() { e.following.Wait() }
 
 func (e *EnforcementPoints) reload(ctx context.Context) error {
 	e.mu.Lock()

@@ -19,10 +19,11 @@ import (
 // new tokens, and the public keys that are still published because tokens
 // they signed may be alive.
 type Keyring struct {
-	store  keyringStore
-	master *MasterKey
-	log    *slog.Logger
-	now    func() time.Time
+	following sync.WaitGroup // follow, until the ctx of OpenKeyring ends
+	store     keyringStore
+	master    *MasterKey
+	log       *slog.Logger
+	now       func() time.Time
 	// retireAfter is how long a replaced key stays published: the longest
 	// token lifetime plus clock skew, so every token it signed expires first.
 	retireAfter time.Duration
@@ -79,9 +80,13 @@ func OpenKeyring(ctx context.Context, cfg KeyringConfig, st keyringStore, master
 			return nil, errors.New("keyring: no active signing key after creating one")
 		}
 	}
-	go k.follow(ctx, changes)
+	k.following.Go(func() { k.follow(ctx, changes) })
 	return k, nil
 }
+
+// Wait returns once the keyring stopped following the store, after the
+// context OpenKeyring was given ended.
+func (k *Keyring) Wait() { k.following.Wait() }
 
 // follow reloads the keys on every announced change, retrying a failed
 // reload, and once a minute regardless: a replica must not keep signing with

@@ -25,6 +25,7 @@ import (
 // later, with the feed up. Uncertain for longer than MaxStaleness, it reports
 // itself stale and the verifier refuses every token.
 type TrustView struct {
+	following    sync.WaitGroup // watchFeed and follow, until the ctx of OpenTrustView ends
 	store        trustStore
 	log          *slog.Logger
 	now          func() time.Time
@@ -115,10 +116,14 @@ func OpenTrustView(ctx context.Context, cfg TrustViewConfig, st trustStore) (*Tr
 	if err := v.ReloadAll(ctx); err != nil {
 		return nil, err
 	}
-	go v.watchFeed(ctx)
-	go v.follow(ctx, changes, cfg.Resync)
+	v.following.Go(func() { v.watchFeed(ctx) })
+	v.following.Go(func() { v.follow(ctx, changes, cfg.Resync) })
 	return v, nil
 }
+
+// Wait returns once the view stopped following the store, after the
+// context OpenTrustView was given ended.
+func (v *TrustView) Wait() { v.following.Wait() }
 
 // markUncertain records that changes may have been missed from t on.
 func (v *TrustView) markUncertain(t time.Time) {

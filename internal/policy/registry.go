@@ -62,11 +62,12 @@ type Live struct {
 // started with. Changes made by other replicas arrive through the store's
 // change feed.
 type Registry struct {
-	st   registryStore
-	cfg  RegistryConfig
-	log  *slog.Logger
-	now  func() time.Time
-	live atomic.Pointer[Live]
+	following sync.WaitGroup // follow, until the ctx of OpenRegistry ends
+	st        registryStore
+	cfg       RegistryConfig
+	log       *slog.Logger
+	now       func() time.Time
+	live      atomic.Pointer[Live]
 
 	mu      sync.Mutex // serialises loads and activations in this process
 	engines map[string]*Engine
@@ -109,9 +110,13 @@ func OpenRegistry(ctx context.Context, cfg RegistryConfig, st registryStore) (*R
 	if err := r.Reload(ctx); err != nil {
 		return nil, err
 	}
-	go r.follow(ctx, changes)
+	r.following.Go(func() { r.follow(ctx, changes) })
 	return r, nil
 }
+
+// Wait returns once the registry stopped following the store, after the
+// context OpenRegistry was given ended.
+func (r *Registry) Wait() { r.following.Wait() }
 
 // Limits are the limits a pushed or activated bundle is held to.
 func (r *Registry) Limits() Limits { return r.cfg.Engine.Limits.orDefault() }
