@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,15 +180,20 @@ func BenchmarkDecideMonitored(b *testing.B) {
 	}
 }
 
+// argsSeq numbers the distinct arguments across every run of every
+// benchmark: the clock stands still at marketOpen, so arguments used in an
+// earlier run would find the decision memo's result, not be evaluated.
+var argsSeq atomic.Int64
+
 func benchmarkDecide(b *testing.B, p *decide.Pipeline, req decide.Request, distinct bool) {
 	ctx := context.Background()
 	ds := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := range b.N {
+	for range b.N {
 		r := req
 		if distinct {
-			r.Args = json.RawMessage(`{"symbol": "SYM-` + strconv.Itoa(i) + `"}`)
+			r.Args = json.RawMessage(`{"symbol": "SYM-` + strconv.FormatInt(argsSeq.Add(1), 10) + `"}`)
 		}
 		t0 := time.Now()
 		d, err := p.Decide(ctx, decide.InProcess("bench", "warden"), &r)
