@@ -350,7 +350,7 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 		c.deny(ReasonStateUnavailable)
 		return
 	}
-	input := p.input(req, args, tok, rec, c.live.Active, at, held)
+	input := p.input(req, args, tok, rec, c.live, at, held)
 	v, ok := p.judge(ctx, c, input, at, nil)
 	if !ok {
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/wire"
 	"github.com/warden-run/warden/sdk"
 )
 
@@ -612,5 +613,62 @@ func TestRestrictedAgentKeepsOnlyTheSafeRoles(t *testing.T) {
 	en := e.w.Decision(t, d.ID)
 	if !strings.Contains(string(en.Input), `"roles":["reader"]`) {
 		t.Fatalf("the restricted agent's roles in the input: %s", en.Input)
+	}
+}
+
+// Each argument's provenance is in the input only when a live policy (the
+// active one, or the one in shadow, evaluated on the same input) reads it;
+// the summary always is.
+func TestArgumentProvenanceOnlyWhenRead(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	e.activate(t, testBundle("package warden.authz\n\nallow if count(input.context.provenance.untrusted) == 1\n"))
+	tok := e.agent(t, "ai-agent://dev/office/assistant", "assistant")
+	req := decide.Request{Token: tok, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "mail/send"},
+		Args: json.RawMessage(`{"to": "drop@evil.example", "note": "see attached"}`),
+		Context: decide.RequestContext{Provenance: &wire.Provenance{Args: map[string]wire.ArgOrigin{
+			"to":   {Sources: []string{"untrusted"}, OnlyUntrusted: true, Values: 1, Upstreams: []string{"www"}, Tools: []string{"fetch"}, Reads: []int64{1}},
+			"note": {Sources: []string{"unknown"}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}},
+		}, UntrustedReads: []int64{1}}}}
+	provenanceOf := func(d decide.Decision) map[string]any {
+		t.Helper()
+		if d.Outcome != policy.Allow {
+			t.Fatalf("%+v", d)
+		}
+		var in struct {
+			Context struct {
+				Provenance map[string]any `json:"provenance"`
+			} `json:"context"`
+		}
+		if err := json.Unmarshal(e.entry(t, d.AuditIndex).Input, &in); err != nil {
+			t.Fatal(err)
+		}
+		return in.Context.Provenance
+	}
+	p := provenanceOf(e.decide(t, req))
+	if fmt.Sprint(p["untrusted"], p["unknown"], p["arguments"]) != "[to] [note] 2" || p["known"] != true {
+		t.Fatalf("the summary: %v", p)
+	}
+	if _, ok := p["args"]; ok {
+		t.Fatalf("args in the input of a policy that does not read them: %v", p)
+	}
+	reads := testBundle("package warden.authz\n\nallow if input.context.provenance.args.to.only_untrusted\n")
+	v, _, _, err := e.w.App.Policies.Push(e.ctx, "admin:test", reads, "reads args")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.w.App.Policies.SetShadow(e.ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	p = provenanceOf(e.decide(t, req))
+	to, _ := p["args"].(map[string]any)["to"].(map[string]any)
+	if fmt.Sprint(to["sources"], to["upstreams"], to["reads"]) != "[untrusted] [www] [1]" {
+		t.Fatalf("with a shadow that reads them: %v", p)
+	}
+	if _, err := e.w.App.Policies.Activate(e.ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if p = provenanceOf(e.decide(t, req)); p["args"] == nil {
+		t.Fatalf("active and reading them: %v", p)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/provenance"
 	"github.com/warden-run/warden/internal/store"
 	"github.com/warden-run/warden/internal/wire"
 )
@@ -24,7 +25,8 @@ const InputVersion = 1
 // delegation, the agent's taints and where they came from, its risk).
 // context.approvals is empty: approvals are counted after evaluation
 // (approvals.go).
-func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, engine *policy.Engine, now time.Time, held []store.Taint) map[string]any {
+func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, live *policy.Live, now time.Time, held []store.Taint) map[string]any {
+	engine := live.Active
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
 		attrs[k] = v
@@ -76,7 +78,7 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 			"grants":     p.grants(tok, req, args, now),
 			"delegation": delegation,
 			"approvals":  []any{},
-			"provenance": provenanceInput(req.Context.Provenance),
+			"provenance": provenanceInput(req.Context.Provenance, readsArgProvenance(live)),
 		},
 	}
 }
@@ -156,20 +158,54 @@ func sortRegions(rs []region) {
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// provenanceInput is the input's context.provenance: where each argument
+// provenanceInput is the input's context.provenance: where the arguments
 // came from, as the enforcement point that follows the agent's reads says
 // (known false when it says nothing: an enforcement point that does not
-// follow reads, or is not trusted for session context).
-func provenanceInput(p *wire.Provenance) map[string]any {
+// follow reads, or is not trusted for session context). Always the
+// summary (the arguments whose values came only from untrusted content,
+// those read nowhere, how many carry values); each argument's sources,
+// upstreams, tools and reads (args) only when withArgs, since they are most
+// of its size, and its size is paid for in every decision: converted for
+// the policy, keyed, canonicalised, hashed and recorded.
+func provenanceInput(p *wire.Provenance, withArgs bool) map[string]any {
 	if p == nil {
-		return map[string]any{"known": false, "args": map[string]any{}, "untrusted_reads": 0, "evicted": 0}
+		in := map[string]any{"known": false, "untrusted": []any{}, "unknown": []any{}, "arguments": 0, "untrusted_reads": 0, "evicted": 0}
+		if withArgs {
+			in["args"] = map[string]any{}
+		}
+		return in
 	}
-	args := make(map[string]any, len(p.Args))
+	var untrusted, unknown []string
 	for path, o := range p.Args {
-		args[path] = map[string]any{"sources": strs(o.Sources), "only_untrusted": o.OnlyUntrusted,
-			"upstreams": strs(o.Upstreams), "tools": strs(o.Tools), "reads": ints(o.Reads)}
+		if o.OnlyUntrusted {
+			untrusted = append(untrusted, path)
+		} else if len(o.Sources) == 1 && o.Sources[0] == provenance.Unknown {
+			unknown = append(unknown, path)
+		}
 	}
-	return map[string]any{"known": true, "args": args, "untrusted_reads": len(p.UntrustedReads), "evicted": p.Evicted}
+	slices.Sort(untrusted)
+	slices.Sort(unknown)
+	in := map[string]any{"known": true, "untrusted": strs(untrusted), "unknown": strs(unknown), "arguments": len(p.Args),
+		"untrusted_reads": len(p.UntrustedReads), "evicted": p.Evicted}
+	if withArgs {
+		args := make(map[string]any, len(p.Args))
+		for path, o := range p.Args {
+			args[path] = map[string]any{"sources": strs(o.Sources), "only_untrusted": o.OnlyUntrusted,
+				"upstreams": strs(o.Upstreams), "tools": strs(o.Tools), "reads": ints(o.Reads)}
+		}
+		in["args"] = args
+	}
+	return in
+}
+
+// argProvenance is where each argument's provenance is in the input.
+var argProvenance = []string{"context", "provenance", "args"}
+
+// readsArgProvenance says whether a live policy (the active one, or the
+// one in shadow, which is evaluated on the same input) may read each
+// argument's provenance.
+func readsArgProvenance(live *policy.Live) bool {
+	return live.Active != nil && live.Active.ReadsInput(argProvenance...) || live.Shadow != nil && live.Shadow.ReadsInput(argProvenance...)
 }
 
 func strs(ss []string) []any {

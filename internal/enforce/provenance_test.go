@@ -22,6 +22,10 @@ import (
 	"github.com/warden-run/warden/sdk"
 )
 
+// readsArgProvenance allows everything, and reads each argument's
+// provenance, so that the decision point puts it in the input.
+const readsArgProvenance = "package warden.authz\n\nallow if count(input.context.provenance.args) >= 0\n"
+
 // Where each argument of a call came from reaches policy
 // (context.provenance) and the decision's entry (its lineage): a value read
 // in an untrusted page, one from a trusted tool, one read nowhere. A new
@@ -54,7 +58,7 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 			mcpgw.Server{Name: "contacts", URL: serve(contacts), Trust: mcpgw.Trusted},
 			mcpgw.Server{Name: "outbox", URL: serve(outbox), Trust: mcpgw.Trusted})
 	})
-	v, _, _, err := r.w.App.Policies.Push(r.ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte("package warden.authz\n\nallow := true\n")}}, "all")
+	v, _, _, err := r.w.App.Policies.Push(r.ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(readsArgProvenance)}}, "all")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +84,11 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 	var in struct {
 		Context struct {
 			Provenance struct {
-				Known bool `json:"known"`
-				Args  map[string]struct {
+				Known     bool     `json:"known"`
+				Untrusted []string `json:"untrusted"`
+				Unknown   []string `json:"unknown"`
+				Arguments int      `json:"arguments"`
+				Args      map[string]struct {
 					Sources       []string `json:"sources"`
 					OnlyUntrusted bool     `json:"only_untrusted"`
 					Upstreams     []string `json:"upstreams"`
@@ -92,6 +99,9 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 	}
 	if err := json.Unmarshal(send.Input, &in); err != nil || !in.Context.Provenance.Known {
 		t.Fatalf("input %s: %v", send.Input, err)
+	}
+	if pr := in.Context.Provenance; !slices.Equal(pr.Untrusted, []string{"to"}) || !slices.Equal(pr.Unknown, []string{"bcc", "body"}) || pr.Arguments != 5 {
+		t.Errorf("the summary: untrusted %v, unknown %v, %d arguments", pr.Untrusted, pr.Unknown, pr.Arguments)
 	}
 	args := in.Context.Provenance.Args
 	if to := args["to"]; !slices.Equal(to.Sources, []string{"untrusted"}) || !to.OnlyUntrusted || !slices.Equal(to.Reads, []int64{fetch.Index}) || !slices.Equal(to.Upstreams, []string{"www"}) {
@@ -205,7 +215,7 @@ func TestProvenanceThroughTheGateway(t *testing.T) {
 func TestProvenanceThroughTheHTTPProxy(t *testing.T) {
 	t.Parallel()
 	r := newRig(t, nil)
-	v, _, _, err := r.w.App.Policies.Push(r.ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte("package warden.authz\n\nallow := true\n")}}, "all")
+	v, _, _, err := r.w.App.Policies.Push(r.ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(readsArgProvenance)}}, "all")
 	if err != nil {
 		t.Fatal(err)
 	}

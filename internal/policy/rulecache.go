@@ -43,6 +43,13 @@ type ruleCache struct {
 	// time.now_ns (whose value is the decision's time), so a decision is
 	// a function of the input alone.
 	pure bool
+	// reads holds every input path some rule or function reads (as
+	// "context\x00provenance\x00args"), within every path that holds one
+	// ("context", "context\x00provenance" and the path itself); readsAll
+	// is true when a rule may read any of the input (the whole input, a
+	// path computed at evaluation, with).
+	reads, within map[string]bool
+	readsAll      bool
 }
 
 // keptRule is one rule whose values are kept.
@@ -50,6 +57,7 @@ type keptRule struct {
 	ref    ast.Ref // such as data.warden.guardrails.deny
 	path   string
 	inputs [][]string // the input paths it reads, none inside another
+	names  []string   // the same, each as one string ("agent\x00roles")
 	clock  bool       // it asks time.now_ns
 
 	mu     sync.Mutex
@@ -83,6 +91,18 @@ func analyseRules(c *ast.Compiler) *ruleCache {
 			}
 			for rule := r; rule != nil; rule = rule.Else {
 				readRule(c, rule, f, rc)
+			}
+		}
+	}
+	rc.reads, rc.within = map[string]bool{}, map[string]bool{}
+	for _, f := range facts {
+		rc.readsAll = rc.readsAll || f.opaque
+		for in := range f.inputs {
+			rc.reads[in] = true
+			for i := range len(in) + 1 {
+				if i == len(in) || in[i] == 0 {
+					rc.within[in[:i]] = true
+				}
 			}
 		}
 	}
@@ -139,6 +159,9 @@ func analyseRules(c *ast.Compiler) *ruleCache {
 			}
 			seen[path] = true
 			kr := &keptRule{ref: ref, path: path, clock: f.clock, inputs: minimalPaths(f.inputs), values: map[string]keptValue{}}
+			for _, in := range kr.inputs {
+				kr.names = append(kr.names, strings.Join(in, "\x00"))
+			}
 			rc.rules[ref.Hash()] = append(rc.rules[ref.Hash()], kr)
 		}
 	}
@@ -312,8 +335,12 @@ type evalCache struct {
 	keyed bool
 	// depth counts the frames pushed by with: inside one, data or input
 	// may be replaced, so nothing is served or kept.
-	depth   int
-	keys    map[*keptRule]string
+	depth int
+	keys  map[*keptRule]string
+	// encoded holds each input path's encoding once it was made: rules
+	// that read the same path (a large one, such as the arguments'
+	// provenance) share it instead of encoding it again.
+	encoded map[string]string
 	pending []pendingValue
 }
 
@@ -361,7 +388,12 @@ func (c *evalCache) key(kr *keptRule) (string, bool) {
 	if kr.clock {
 		b = binary.BigEndian.AppendUint64(b, uint64(c.at.UnixNano()))
 	}
-	for _, p := range kr.inputs {
+	for i, p := range kr.inputs {
+		if e, ok := c.encoded[kr.names[i]]; ok {
+			b = append(b, e...)
+			continue
+		}
+		start := len(b)
 		var v any = c.input
 		found := true
 		for _, seg := range p {
@@ -383,9 +415,20 @@ func (c *evalCache) key(kr *keptRule) (string, bool) {
 		if b, ok = appendValueKey(b, v); !ok {
 			return "", false
 		}
+		if len(b)-start > sharedEncoding {
+			if c.encoded == nil {
+				c.encoded = map[string]string{}
+			}
+			c.encoded[kr.names[i]] = string(b[start:])
+		}
 	}
 	return string(b), true
 }
+
+// sharedEncoding is the size above which an input path's encoding is kept
+// for the other rules of the evaluation that read it: below, encoding it
+// again costs less than keeping it.
+const sharedEncoding = 64
 
 // appendValueKey encodes a JSON-shaped Go value injectively: a type tag,
 // lengths before contents, object keys sorted. Values OPA would read alike
@@ -503,4 +546,25 @@ func (c *evalCache) commit() {
 		p.kr.values[p.key] = p.value
 		p.kr.mu.Unlock()
 	}
+}
+
+// ReadsInput says whether the policy may read the input at path, or
+// anything inside it: some rule or function reads it, a part of it, or an
+// object that holds it, or the whole input. An input builder may leave out
+// what no rule reads; false is never said of a path a rule can reach.
+func (e *Engine) ReadsInput(path ...string) bool {
+	rc := e.rules
+	if rc.readsAll {
+		return true
+	}
+	name := strings.Join(path, "\x00")
+	if rc.within[name] { // the path itself, or a path inside it
+		return true
+	}
+	for i := range len(name) {
+		if name[i] == 0 && rc.reads[name[:i]] {
+			return true // an object that holds it
+		}
+	}
+	return false
 }

@@ -95,9 +95,8 @@ deny contains "tainted_session_egress" if {
 deny contains "target_from_untrusted_content" if {
 	provenance_rules
 	sends_out_or_destroys
-	some path, origin in input.context.provenance.args
+	some path in input.context.provenance.untrusted
 	target_arg(path)
-	origin.only_untrusted
 }
 
 # An action that changes something, all of whose arguments come only from
@@ -109,21 +108,16 @@ deny contains "arguments_from_untrusted_content" if {
 	not approve_untrusted
 }
 
+# Every argument with a value was read only in untrusted content, or
+# nowhere: an argument with a value nobody can place does not make the
+# others the user's.
 all_args_untrusted if {
 	provenance_rules
 	is_write
-	some _, origin in input.context.provenance.args
-	origin.only_untrusted
-	every _, o in input.context.provenance.args {
-		untrusted_or_unknown(o)
-	}
+	untrusted := count(input.context.provenance.untrusted)
+	untrusted > 0
+	untrusted + count(input.context.provenance.unknown) == input.context.provenance.arguments
 }
-
-# An argument read only in untrusted content, or nowhere: an argument with
-# a value nobody can place does not make the others the user's.
-untrusted_or_unknown(o) if o.only_untrusted
-
-untrusted_or_unknown(o) if o.sources == ["unknown"]
 
 # What injected content may have steered waits for a person
 # (provenance.approval, default one person): a write whose every argument
@@ -139,8 +133,7 @@ needs_approval if {
 	provenance_rules
 	approve_untrusted
 	is_number(data.provenance.approval_amount)
-	some path, origin in input.context.provenance.args
-	origin.only_untrusted
+	some path in input.context.provenance.untrusted
 	some word in path_words(path)
 	word in amount_args
 	amount_value(path) >= data.provenance.approval_amount
@@ -186,9 +179,8 @@ deny contains "target_from_unknown_source" if {
 	sends_out_or_destroys
 	some taint in input.context.session.taints
 	taint in data.egress_taints
-	some path, origin in input.context.provenance.args
+	some path in input.context.provenance.unknown
 	target_arg(path)
-	origin.sources == ["unknown"]
 }
 
 sends_out_or_destroys if sends_out

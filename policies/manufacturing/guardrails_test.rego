@@ -353,7 +353,14 @@ test_missing_agent_is_unknown if {
 
 # Provenance: where the enforcement point says where arguments came from.
 
-prov(args) := {"known": true, "args": args, "untrusted_reads": 1, "evicted": 0}
+# As the decision point writes it: each argument's origin, and the summary
+# the rules read.
+prov(args) := {
+	"known": true, "args": args, "untrusted_reads": 1, "evicted": 0,
+	"untrusted": sort([p | some p, o in args; o.only_untrusted]),
+	"unknown": sort([p | some p, o in args; o.sources == ["unknown"]]),
+	"arguments": count(args),
+}
 
 untrusted_arg := {"sources": ["untrusted"], "only_untrusted": true, "values": 1, "upstreams": ["web"], "tools": ["fetch"], "reads": [9]}
 
