@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -53,11 +54,17 @@ const (
 // IBAN or phone number written in groups is put back together from its
 // tokens.
 func FromString(s string) []Value {
+	var x extractor
+	x.scan(s)
+	return x.out
+}
+
+// scan adds the values of s.
+func (x *extractor) scan(s string) {
 	if len(s) > maxScan {
 		s = s[:maxScan]
 	}
 	s = fold(s)
-	x := extractor{seen: make(map[Value]bool, 32)}
 	toks := tokens(s)
 	for i := 0; i < len(toks); i++ {
 		if n := x.grouped(toks, i); n > 0 {
@@ -69,19 +76,37 @@ func FromString(s string) []Value {
 	for _, t := range fingerprints(s) {
 		x.add(Text, t)
 	}
-	return x.out
 }
 
+// extractor collects values, each once. Most texts hold a few: they are
+// told apart by a look through the list, and by a map only from
+// seenByMap values on (a map for every string of every result was most
+// of extraction's allocations).
 type extractor struct {
 	out  []Value
 	seen map[Value]bool
 }
+
+const seenByMap = 16
 
 func (x *extractor) add(kind, norm string) {
 	if norm == "" || len(x.out) >= maxValues {
 		return
 	}
 	v := Value{kind, norm}
+	if x.seen == nil {
+		if slices.Contains(x.out, v) {
+			return
+		}
+		x.out = append(x.out, v)
+		if len(x.out) == seenByMap {
+			x.seen = make(map[Value]bool, 2*seenByMap)
+			for _, o := range x.out {
+				x.seen[o] = true
+			}
+		}
+		return
+	}
 	if !x.seen[v] {
 		x.seen[v] = true
 		x.out = append(x.out, v)
@@ -97,8 +122,13 @@ func tokens(s string) []string {
 	start := -1
 	flush := func(end int) {
 		if start >= 0 {
-			t := strings.TrimRight(s[start:end], ".,;:!?")
-			t = strings.TrimLeft(t, "([{<")
+			t := s[start:end]
+			for t != "" && strings.IndexByte(".,;:!?", t[len(t)-1]) >= 0 {
+				t = t[:len(t)-1]
+			}
+			for t != "" && strings.IndexByte("([{<", t[0]) >= 0 {
+				t = t[1:]
+			}
 			if t != "" {
 				out = append(out, t)
 			}
@@ -132,11 +162,14 @@ func (x *extractor) grouped(toks []string, i int) int {
 	// token). Every prefix that passes the check digits is a value, so a
 	// word after the number that happens to extend it to another valid
 	// IBAN does not hide the real one.
-	if u := strings.ToUpper(strings.ReplaceAll(t, "-", "")); len(u) >= 15 && len(u) <= 34 && isUpper(u[0]) && isUpper(u[1]) && isDigit(u[2]) && isDigit(u[3]) && alnumUpper(u) && validIBAN(u) {
-		x.add(IBAN, u)
-		return 1
+	if ibanStart(t) && len(t) >= 15 && strings.IndexByte(t, '-') > 0 {
+		if u := strings.ToUpper(strings.ReplaceAll(t, "-", "")); len(u) <= 34 && alnumUpper(u) && validIBAN(u) {
+			x.add(IBAN, u)
+			return 1
+		}
 	}
-	if t = strings.ToUpper(t); len(t) >= 4 && isUpper(t[0]) && isUpper(t[1]) && isDigit(t[2]) && isDigit(t[3]) && alnumUpper(t) {
+	if ibanStart(t) && alnumUpper(strings.ToUpper(t)) {
+		t = strings.ToUpper(t)
 		iban := t
 		took := 0
 		for j := i; j < len(toks) && len(iban) <= 34; j++ {
@@ -221,7 +254,9 @@ func (x *extractor) token(t string) {
 		x.add(Domain, domainOf(lower))
 		return
 	}
-	if ip, err := netip.ParseAddr(strings.Trim(lower, "[]")); err == nil && (ip.Is4() || strings.Contains(lower, ":")) {
+	if !hostAddress(lower) {
+		// not an address: parsing it would allocate an error
+	} else if ip, err := netip.ParseAddr(strings.Trim(lower, "[]")); err == nil && (ip.Is4() || strings.Contains(lower, ":")) {
 		x.add(Domain, ip.String()) // a host by its address
 		return
 	}
@@ -393,45 +428,41 @@ func FromNumber(n string) []Value {
 // FromJSON returns the values in a JSON-shaped value: its strings and
 // numbers, at any depth (keys are not values).
 func FromJSON(v any) []Value {
-	var out []Value
-	seen := map[Value]bool{}
+	var x extractor
 	budget := maxRead // bytes of text scanned in all
 	var walk func(any)
 	walk = func(v any) {
-		if len(out) >= maxValues || budget <= 0 {
+		if len(x.out) >= maxValues || budget <= 0 {
 			return
 		}
-		var vs []Value
-		switch x := v.(type) {
+		switch e := v.(type) {
 		case string:
-			if len(x) > budget {
-				x = x[:budget]
+			if len(e) > budget {
+				e = e[:budget]
 			}
-			budget -= len(x)
-			vs = FromString(x)
+			budget -= len(e)
+			x.scan(e)
 		case json.Number:
-			vs = FromNumber(string(x))
+			for _, n := range FromNumber(string(e)) {
+				x.add(n.Kind, n.Norm)
+			}
 		case float64:
-			vs = FromNumber(strconv.FormatFloat(x, 'f', -1, 64))
+			for _, n := range FromNumber(strconv.FormatFloat(e, 'f', -1, 64)) {
+				x.add(n.Kind, n.Norm)
+			}
 		case map[string]any:
-			for k, e := range x {
+			for k, m := range e {
 				walk(k) // an address can be a key
-				walk(e)
+				walk(m)
 			}
 		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		}
-		for _, v := range vs {
-			if !seen[v] && len(out) < maxValues {
-				seen[v] = true
-				out = append(out, v)
+			for _, m := range e {
+				walk(m)
 			}
 		}
 	}
 	walk(v)
-	return out
+	return x.out
 }
 
 func domainOf(d string) string {
@@ -619,4 +650,29 @@ func fold(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// hostAddress says whether t may be an IP address (digits and three dots,
+// or hex digits and colons), before it is parsed as one.
+func hostAddress(t string) bool {
+	dots, colons := 0, 0
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; {
+		case c == '.':
+			dots++
+		case c == ':':
+			colons++
+		case c == '[' || c == ']' || isDigit(c) || c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return dots == 3 || colons >= 2
+}
+
+// ibanStart says whether t begins as an IBAN does: two letters, in any
+// case, and two digits.
+func ibanStart(t string) bool {
+	letter := func(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
+	return len(t) >= 4 && letter(t[0]) && letter(t[1]) && isDigit(t[2]) && isDigit(t[3])
 }
