@@ -672,3 +672,29 @@ func TestArgumentProvenanceOnlyWhenRead(t *testing.T) {
 		t.Fatalf("active and reading them: %v", p)
 	}
 }
+
+// The same call again, after more reads were made and forgotten, has the
+// same input: a count that moved with every read made every input new, so
+// the decision memo and the rule cache never served a repeated call.
+func TestRepeatedCallKeepsItsInput(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	e.activate(t, testBundle("package warden.authz\n\nallow := true\n"))
+	tok := e.agent(t, "ai-agent://dev/office/poller", "assistant")
+	digest := func(untrusted []int64, evicted int) string {
+		t.Helper()
+		d := e.decide(t, decide.Request{Token: tok, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "mail/inbox"},
+			Args: json.RawMessage(`{"folder": "inbox"}`),
+			Context: decide.RequestContext{Provenance: &wire.Provenance{Args: map[string]wire.ArgOrigin{
+				"folder": {Sources: []string{"unknown"}, Upstreams: []string{}, Tools: []string{}, Reads: []int64{}},
+			}, UntrustedReads: untrusted, Evicted: evicted}}})
+		return e.entry(t, d.AuditIndex).InputDigest
+	}
+	first := digest([]int64{3, 9}, 300)
+	if again := digest([]int64{3, 9, 12}, 301); again != first {
+		t.Errorf("the same call after one more read: input %s, was %s", again, first)
+	}
+	if none := digest(nil, 0); none == first {
+		t.Error("an agent that read nothing untrusted and forgot nothing has the same input as one that did")
+	}
+}

@@ -163,13 +163,14 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 // (known false when it says nothing: an enforcement point that does not
 // follow reads, or is not trusted for session context). Always the
 // summary (the arguments whose values came only from untrusted content,
-// those read nowhere, how many carry values); each argument's sources,
+// those read nowhere, how many carry values, whether the agent read
+// untrusted content and whether reads were forgotten); each argument's sources,
 // upstreams, tools and reads (args) only when withArgs, since they are most
 // of its size, and its size is paid for in every decision: converted for
 // the policy, keyed, canonicalised, hashed and recorded.
 func provenanceInput(p *wire.Provenance, withArgs bool) map[string]any {
 	if p == nil {
-		in := map[string]any{"known": false, "untrusted": []any{}, "unknown": []any{}, "arguments": 0, "untrusted_reads": 0, "evicted": 0}
+		in := map[string]any{"known": false, "untrusted": []any{}, "unknown": []any{}, "arguments": 0, "read_untrusted": false, "forgotten": false}
 		if withArgs {
 			in["args"] = map[string]any{}
 		}
@@ -185,8 +186,13 @@ func provenanceInput(p *wire.Provenance, withArgs bool) map[string]any {
 	}
 	slices.Sort(untrusted)
 	slices.Sort(unknown)
+	// Whether the agent read untrusted content, and whether reads were
+	// forgotten, not how many: a count that moves with every read would
+	// make every input new, and the decision memo and the rule cache
+	// would never serve a repeated call again. The counts are in the
+	// entry's lineage.
 	in := map[string]any{"known": true, "untrusted": strs(untrusted), "unknown": strs(unknown), "arguments": len(p.Args),
-		"untrusted_reads": len(p.UntrustedReads), "evicted": p.Evicted}
+		"read_untrusted": len(p.UntrustedReads) > 0, "forgotten": p.Evicted > 0}
 	if withArgs {
 		args := make(map[string]any, len(p.Args))
 		for path, o := range p.Args {

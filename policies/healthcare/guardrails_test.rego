@@ -356,7 +356,7 @@ test_missing_agent_is_unknown if {
 # As the decision point writes it: each argument's origin, and the summary
 # the rules read.
 prov(args) := {
-	"known": true, "args": args, "untrusted_reads": 1, "evicted": 0,
+	"known": true, "args": args, "read_untrusted": true, "forgotten": false,
 	"untrusted": sort([p | some p, o in args; o.only_untrusted]),
 	"unknown": sort([p | some p, o in args; o.sources == ["unknown"]]),
 	"arguments": count(args),
