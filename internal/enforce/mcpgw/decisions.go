@@ -56,6 +56,13 @@ func mcpSession(req mcp.Request) string {
 // the attributes, so that an allowed read of an untrusted one taints the
 // agent.
 func (g *Gateway) request(c *enforce.Caller, sid string, u *upstream, action, kind, id string, attrs map[string]any, args json.RawMessage) *decide.Request {
+	argv, _ := decodeJSON(args).(map[string]any)
+	return g.requestOf(c, sid, u, action, kind, id, attrs, args, argv)
+}
+
+// requestOf is request for arguments already decoded (argv, args'
+// value), which it reads and never changes.
+func (g *Gateway) requestOf(c *enforce.Caller, sid string, u *upstream, action, kind, id string, attrs map[string]any, args json.RawMessage, argv map[string]any) *decide.Request {
 	if attrs == nil {
 		attrs = make(map[string]any, 1)
 	}
@@ -64,8 +71,8 @@ func (g *Gateway) request(c *enforce.Caller, sid string, u *upstream, action, ki
 	}
 	dr := &decide.Request{Token: c.Token, Action: action, Resource: decide.Resource{Kind: kind, ID: id, Attributes: attrs}, Args: args,
 		Context: decide.RequestContext{Source: decide.Source{IP: c.IP}, Session: decide.Session{ID: sid}}}
-	if args != nil {
-		dr.Context.Provenance = g.argsProvenance(c, args)
+	if argv != nil {
+		dr.Context.Provenance = g.prov.Session(c.Agent, "").Args(argv)
 	}
 	if g.proof != nil {
 		var err error
@@ -146,20 +153,21 @@ func (g *Gateway) upstreamError(c *enforce.Caller, sid string, u *upstream, err 
 // canonicalArgs re-encodes a call's arguments, a JSON object or nothing,
 // refusing one that names a member twice or two that differ only in case
 // (wire.CheckKeys).
-func canonicalArgs(raw json.RawMessage) (json.RawMessage, error) {
+func canonicalArgs(raw json.RawMessage) (json.RawMessage, map[string]any, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err := wire.CheckKeys(raw); err != nil {
-		return nil, fmt.Errorf("arguments: %v", err)
+		return nil, nil, fmt.Errorf("arguments: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, errors.New("arguments: must be a JSON object")
+		return nil, nil, errors.New("arguments: must be a JSON object")
 	}
-	return json.Marshal(m)
+	b, err := json.Marshal(m)
+	return b, m, err
 }
 
 // split parses "<server>__<name>" (a wrap's names are the server's own).
@@ -221,16 +229,6 @@ func pendingError(d decide.Decision) *jsonrpc.Error {
 
 // argsProvenance says where each of args came from, among what the agent
 // read through this gateway (nil when args are not an object).
-func (g *Gateway) argsProvenance(c *enforce.Caller, args json.RawMessage) *wire.Provenance {
-	d := json.NewDecoder(bytes.NewReader(args))
-	d.UseNumber()
-	var m map[string]any
-	if d.Decode(&m) != nil || m == nil {
-		return nil
-	}
-	return g.prov.Session(c.Agent, "").Args(m)
-}
-
 // readTrust is the trust of what a tool (or a resource, prompt) of u
 // returns: untrusted when its catalog attributes or its server say so.
 func readTrust(u *upstream, attrs map[string]any) string {
@@ -241,13 +239,12 @@ func readTrust(u *upstream, attrs map[string]any) string {
 }
 
 // recorded notes a result relayed to c as a read (content, its JSON); the
-// values of args, the call's own arguments, are not the result's.
-func (g *Gateway) recorded(c *enforce.Caller, u *upstream, tool string, attrs map[string]any, d decide.Decision, content, args json.RawMessage) {
-	v, ok := decodeJSON(content).(any)
-	if !ok || v == nil {
+// values of echo, the call's own arguments, are not the result's.
+func (g *Gateway) recorded(c *enforce.Caller, u *upstream, tool string, attrs map[string]any, d decide.Decision, content json.RawMessage, echo map[string]any) {
+	v := decodeJSON(content)
+	if v == nil {
 		return
 	}
-	echo, _ := decodeJSON(args).(map[string]any)
 	g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, v, echo)
 }
 

@@ -45,7 +45,8 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", r.Params.Name)}
 	}
 	args, _ := json.Marshal(r.Params.Arguments)
-	d, err := g.decide(ctx, g.request(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args))
+	argv, _ := decodeJSON(args).(map[string]any)
+	d, err := g.decide(ctx, g.requestOf(c, mcpSession(r), u, "prompts/get", "mcp.prompt", u.cfg.Resource+"/"+name, nil, args, argv))
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +73,7 @@ func (g *Gateway) getPrompt(ctx context.Context, c *enforce.Caller, r *mcp.GetPr
 		g.cfg.Relayed(c.Agent, n)
 	}
 	if b, err := json.Marshal(out); err == nil {
-		g.recorded(c, u, name, nil, d, b, args)
+		g.recorded(c, u, name, nil, d, b, argv)
 	}
 	return out, nil
 }

@@ -105,7 +105,8 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 	if u == nil {
 		return nil, mcp.ResourceNotFoundError(r.Params.URI)
 	}
-	d, err := g.decide(ctx, g.request(c, mcpSession(r), u, "resources/read", "mcp.resource", u.cfg.Resource+"/"+name, nil, args))
+	argv, _ := decodeJSON(args).(map[string]any)
+	d, err := g.decide(ctx, g.requestOf(c, mcpSession(r), u, "resources/read", "mcp.resource", u.cfg.Resource+"/"+name, nil, args, argv))
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +133,7 @@ func (g *Gateway) readResource(ctx context.Context, c *enforce.Caller, r *mcp.Re
 		g.cfg.Relayed(c.Agent, n)
 	}
 	if b, err := json.Marshal(out); err == nil {
-		g.recorded(c, u, name, nil, d, b, args)
+		g.recorded(c, u, name, nil, d, b, argv)
 	}
 	return out, nil
 }

@@ -98,12 +98,12 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	}
 	// The upstream gets the arguments policy decided on, re-encoded: a key
 	// given twice, which parsers may read differently, is given once.
-	args, err := canonicalArgs(rawArgs)
+	args, argv, err := canonicalArgs(rawArgs)
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 	}
 	attrs := g.toolAttrs(u, tool)
-	d, err := g.decide(ctx, g.request(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, attrs, args))
+	d, err := g.decide(ctx, g.requestOf(c, sid, u, "tools/call", "mcp.tool", u.cfg.Resource+"/"+tool, attrs, args, argv))
 	if err != nil {
 		return nil, err
 	}
@@ -122,8 +122,7 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 				p = &mcp.ProgressNotificationParams{Progress: p.Progress, Total: p.Total}
 			}
 			if p.Message != "" { // what the agent reads, as a result is
-				echo, _ := decodeJSON(args).(map[string]any)
-				g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, p.Message, echo)
+				g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: u.cfg.Name, Tool: tool, Trust: readTrust(u, attrs), AuditIndex: d.AuditIndex}, p.Message, argv)
 			}
 			agent(p)
 		}
@@ -140,6 +139,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	if g.cfg.Relayed != nil {
 		g.cfg.Relayed(c.Agent, len(res))
 	}
-	g.recorded(c, u, tool, attrs, d, res, args)
+	g.recorded(c, u, tool, attrs, d, res, argv)
 	return res, nil
 }
