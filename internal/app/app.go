@@ -24,6 +24,7 @@ import (
 	"github.com/warden-run/warden/internal/grants"
 	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/identity"
+	"github.com/warden-run/warden/internal/metrics"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/respond"
@@ -64,6 +65,10 @@ type App struct {
 	// AdminTokenFile is where the bootstrap admin token was written, when this
 	// start wrote it.
 	AdminTokenFile string
+	// Metrics are served at /metrics; nil when metrics are off.
+	Metrics *metrics.Metrics
+
+	gatewayPublished bool
 
 	auditBackend audit.Backend
 	stop         context.CancelFunc
@@ -78,7 +83,7 @@ func (a *App) spawn(f func()) { a.background.Go(f) }
 // New builds every component from cfg. cfg must have passed Validate.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
 	bg, stop := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, log: log, stop: stop}
+	a := &App{cfg: cfg, log: log, stop: stop, Metrics: newMetrics(cfg.Metrics)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -153,9 +158,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.auditBackend, err = auditBackend(ctx, cfg, pool, notify, log); err != nil {
 		return nil, err
 	}
-	if a.Audit, err = audit.Open(audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
-		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval, Logger: log},
-		a.auditBackend, signer); err != nil {
+	auditCfg := audit.Config{Mode: audit.Mode(cfg.Audit.Mode), AsyncBuffer: cfg.Audit.AsyncBuffer,
+		CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval, Logger: log}
+	if a.Metrics != nil {
+		auditCfg.Observer = a.Metrics
+	}
+	if a.Audit, err = audit.Open(auditCfg, a.auditBackend, signer); err != nil {
 		return nil, err
 	}
 	te := id.TokenEndpoint
@@ -211,10 +219,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.spawn(func() { a.Grants.Run(bg, a.Store, 10*time.Second) })
 	a.Issuer.SetTaskGrants(a.Grants.HasTask)
-	if a.Decide, err = decide.New(decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
+	decideCfg := decide.Config{Now: clock, Regions: cfg.Decide.RegionPrefixes(), RecordInput: cfg.Decide.RecordInput,
 		Record: cfg.Decide.RecordConfig(), RequestBudget: cfg.Decide.RequestBudget, Taints: a.Taints, Risk: risk,
-		RestrictedRoles: cfg.Decide.RestrictedRoles, Approvals: a.Approvals, Grants: a.Grants, Logger: log},
-		a.Verifier, a.View, a.Policies, a.Audit); err != nil {
+		RestrictedRoles: cfg.Decide.RestrictedRoles, Approvals: a.Approvals, Grants: a.Grants, Logger: log}
+	if a.Metrics != nil {
+		decideCfg.Observer = a.Metrics
+	}
+	if a.Decide, err = decide.New(decideCfg, a.Verifier, a.View, a.Policies, a.Audit); err != nil {
 		return nil, err
 	}
 	if cfg.Policy.Dir != "" {
@@ -234,6 +245,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	if a.Monitor != nil {
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped
+	}
+	if a.Metrics != nil {
+		deps.Metrics = a.Metrics
+		if deps.MetricsHandler, err = a.metricsHandler(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("metrics.token_file: %w", err)
+		}
+		a.publish()
 	}
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)
 	a.spawn(func() { a.maintain(bg) })

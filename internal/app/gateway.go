@@ -150,11 +150,18 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	if root != nil {
 		mux.Handle("GET /.well-known/oauth-protected-resource", root)
 	}
+	// The gateway's listener answers health and metrics as the server's
+	// does: a load balancer or Prometheus in front of the gateway need
+	// not reach the server's address.
+	for _, path := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+		mux.Handle(path, a.Handler)
+	}
 	if gc.ExtAuthz.Listen != "" {
 		// The mesh shares the gateway's rate limits.
 		g.ExtAuthz = extauthz.New(enforce.Local{Pipeline: a.Decide, Name: gc.MCP.Name + "-ext-authz", Audiences: []string{gc.ExtAuthz.Resource}}, edge(gc.ExtAuthz.Resource), a.log)
 	}
 	g.handler = g.conns.CloseUnclaimed(enforce.Deadlines(gc.Limits, mux))
+	a.publishGateway(g)
 	return g, nil
 }
 

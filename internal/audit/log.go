@@ -37,8 +37,13 @@ type Config struct {
 	// with any new entry. Defaults 1,000 and 1s.
 	CheckpointEvery    int64
 	CheckpointInterval time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Observer, when set, is told of every durable write: its entries,
+	// its time, its failure (Warden's metrics).
+	Observer interface {
+		Committed(entries int, took time.Duration, err error)
+	}
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Errors Append returns besides the backend's.
@@ -270,7 +275,11 @@ func (l *Log) commit(entries []*Entry) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	start := time.Now()
 	err := l.be.Append(ctx, entries)
+	if o := l.cfg.Observer; o != nil {
+		o.Committed(len(entries), time.Since(start), err)
+	}
 	if err != nil {
 		err = fmt.Errorf("audit: append: %w", err)
 		if errors.Is(err, ErrBroken) {
@@ -461,6 +470,9 @@ func (l *Log) Close() error {
 	<-l.done
 	return nil
 }
+
+// Queued is the number of entries waiting for the group committer.
+func (l *Log) Queued() int { return len(l.reqs) }
 
 // Backend returns the log's backend, for components that keep their own
 // state beside the log (exporters' cursors).

@@ -47,6 +47,9 @@ type Config struct {
 	// from the provider's groups.
 	Humans humans.Config `yaml:"humans"`
 	Grants Grants        `yaml:"grants"`
+	// Metrics publishes Prometheus metrics at /metrics on the server's
+	// listener and the gateway's.
+	Metrics Metrics `yaml:"metrics"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -55,6 +58,16 @@ type Config struct {
 	// one's, instead of refusing to start when they differ. Set for one
 	// start by warden serve --update-shared-settings, never from a file.
 	UpdateSharedSettings bool `yaml:"-"`
+}
+
+// Metrics configures /metrics.
+type Metrics struct {
+	// Disabled turns /metrics off.
+	Disabled bool `yaml:"disabled"`
+	// TokenFile, when set, holds a bearer token a scraper must present
+	// (mode 0600); without it /metrics is open to whoever reaches the
+	// listener, as /healthz is.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Policy configures the policies the decision point evaluates.
@@ -452,6 +465,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Monitor.StaleAfter < 0 {
 		bad("monitor.stale_after cannot be negative")
+	}
+	if c.Metrics.Disabled && c.Metrics.TokenFile != "" {
+		bad("metrics.token_file is set while metrics.disabled is true: remove one")
 	}
 	if err := c.Humans.Check(); err != nil {
 		bad("%v", err)

@@ -117,8 +117,17 @@ type Config struct {
 	// decision's input carries those of its agent and task as
 	// context.grants.
 	Grants GrantSource
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Observer, when set, is told of every decision once it is recorded
+	// (or refused for want of a record): Warden's metrics.
+	Observer Observer
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Observer is told of each decision: where it was asked, its outcome and
+// reasons, and how long it took, its durable entry included.
+type Observer interface {
+	Decided(pep, outcome string, reasons []string, took time.Duration)
 }
 
 // Pipeline decides. It is safe for concurrent use; Close stops its shadow
@@ -412,8 +421,10 @@ func (p *Pipeline) judge(ctx context.Context, c *decision, input map[string]any,
 func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 	d, e := c.d, c.e
 	unrecorded := func(reason string) Decision {
-		return Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{reason},
+		d := Decision{ID: d.ID, Outcome: policy.Deny, Reasons: []string{reason},
 			Obligations: map[string]any{}, PolicyVersion: d.PolicyVersion, AuditIndex: -1}
+		p.observe(c, d)
+		return d
 	}
 	// A decision made is recorded, also when its caller went away
 	// meanwhile: an agent that hangs up after each denied attempt must
@@ -449,7 +460,15 @@ func (p *Pipeline) record(ctx context.Context, c *decision) Decision {
 		p.shadow.submit(shadowJob{engine: c.live.Shadow, input: c.input, sent: c.req.Resource.Attributes, at: c.now.Truncate(time.Second), id: d.ID, agent: e.Agent,
 			action: c.req.Action, resource: e.Resource, active: d, pep: c.pep.Name})
 	}
+	p.observe(c, d)
 	return d
+}
+
+// observe tells the observer of d.
+func (p *Pipeline) observe(c *decision, d Decision) {
+	if o := p.cfg.Observer; o != nil {
+		o.Decided(c.pep.Name, string(d.Outcome), d.Reasons, time.Since(c.start))
+	}
 }
 
 // DecideVerified decides as Decide does a request whose DPoP proof an

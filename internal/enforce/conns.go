@@ -221,3 +221,10 @@ func (w *closeUnclaimed) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *closeUnclaimed) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Open is the number of connections open, claimed by an agent or not.
+func (c *Conns) Open() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.open)
+}

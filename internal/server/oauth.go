@@ -17,18 +17,27 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	req, err := s.tokenRequest(r)
 	if err != nil {
 		s.d.Issuer.RecordRefusal(r.Context(), tokenAction(req.GrantType), req, err)
-		s.oauthError(w, err)
+		s.tokenRefused(req.GrantType, s.oauthError(w, err))
 		return
 	}
 	it, err := s.d.Issuer.Issue(r.Context(), req)
 	if err != nil {
-		s.oauthError(w, err)
+		s.tokenRefused(req.GrantType, s.oauthError(w, err))
 		return
+	}
+	if s.d.Metrics != nil {
+		s.d.Metrics.TokenIssued(req.GrantType)
 	}
 	s.log.Debug("token issued", "grant", grantName(req.GrantType), "sub", it.Subject, "jti", it.JTI,
 		"actors", it.Chain, "token_type", it.TokenType)
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, it)
+}
+
+func (s *Server) tokenRefused(grant, code string) {
+	if s.d.Metrics != nil {
+		s.d.Metrics.TokenRefused(grant, code)
+	}
 }
 
 func tokenAction(grant string) string {
@@ -155,10 +164,10 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// oauthError answers with an RFC 6749 error. The issuer has recorded and
-// logged the refusal (sampled under a flood); the client learns only the
-// fixed description of its kind.
-func (s *Server) oauthError(w http.ResponseWriter, err error) {
+// oauthError answers with an RFC 6749 error and returns its code. The
+// issuer has recorded and logged the refusal (sampled under a flood); the
+// client learns only the fixed description of its kind.
+func (s *Server) oauthError(w http.ResponseWriter, err error) string {
 	var oe identity.OAuthError
 	var fe formError
 	switch {
@@ -177,6 +186,7 @@ func (s *Server) oauthError(w http.ResponseWriter, err error) {
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, oe.Status, oe)
+	return oe.Code
 }
 
 func grantName(g string) string {

@@ -67,6 +67,16 @@ type Deps struct {
 	// Grants and GrantStore, when set, give, list and end task grants.
 	Grants     Grants
 	GrantStore store.GrantStore
+	// Metrics, when set, counts the token endpoint's answers, and
+	// MetricsHandler serves the metrics at /metrics.
+	Metrics        TokenMetrics
+	MetricsHandler http.Handler
+}
+
+// TokenMetrics counts the token endpoint's answers.
+type TokenMetrics interface {
+	TokenIssued(grant string)
+	TokenRefused(grant, code string)
 }
 
 // Server is the HTTP API.
@@ -97,6 +107,9 @@ func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
+	if s.d.MetricsHandler != nil {
+		m.Handle("GET /metrics", s.d.MetricsHandler)
+	}
 
 	m.HandleFunc("POST /oauth/token", s.token)
 	m.HandleFunc("POST /oauth/revoke", s.revoke)

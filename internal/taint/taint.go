@@ -292,3 +292,16 @@ func (r *Registry) Clear(ctx context.Context, actor string, sel store.TaintSelec
 func (r *Registry) Of(ctx context.Context, agent string) ([]store.Taint, error) {
 	return r.st.Taints(ctx, agent)
 }
+
+// Count is the number of taints held and of the agents holding them.
+func (r *Registry) Count() (taints, agents int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, a := range r.agents {
+		if len(a.held) > 0 {
+			taints += len(a.held)
+			agents++
+		}
+	}
+	return taints, agents
+}

@@ -73,3 +73,11 @@ func involves(principal, agent string) bool {
 	}
 	return false
 }
+
+// Sessions is the number of MCP sessions open on the gateway's handler
+// with sessions (protocol versions before 2026-07-28).
+func (g *Gateway) Sessions() int {
+	g.agents.mu.RLock()
+	defer g.agents.mu.RUnlock()
+	return len(g.agents.m)
+}

@@ -1,0 +1,193 @@
+package app
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warden-run/warden/internal/config"
+	"github.com/warden-run/warden/internal/metrics"
+	"github.com/warden-run/warden/internal/store"
+)
+
+// maxOpenIncidents bounds the incidents one scrape reads.
+const maxOpenIncidents = 10_000
+
+// newMetrics makes the registry, or nil when metrics are off.
+func newMetrics(cfg config.Metrics) *metrics.Metrics {
+	if cfg.Disabled {
+		return nil
+	}
+	return metrics.New()
+}
+
+// metricsHandler serves /metrics, asking for the bearer token in
+// cfg.TokenFile when there is one.
+func (a *App) metricsHandler(cfg config.Metrics) (http.Handler, error) {
+	if a.Metrics == nil {
+		return nil, nil
+	}
+	h := a.Metrics.Handler(a.log)
+	if cfg.TokenFile == "" {
+		return h, nil
+	}
+	token, err := readSecret(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="warden metrics"`)
+			http.Error(w, "a bearer token is required (metrics.token_file)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}), nil
+}
+
+// publish registers the figures the components keep, read at each
+// scrape.
+func (a *App) publish() {
+	m := a.Metrics
+	if m == nil {
+		return
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	one := func(v float64) []metrics.Sample { return []metrics.Sample{{Value: v}} }
+	size := func(ctx context.Context) (int64, bool) {
+		n, err := a.Audit.Size(ctx)
+		return n, err == nil
+	}
+
+	m.Read("audit_entries", "Entries in the audit log.", "", gauge, func(ctx context.Context) []metrics.Sample {
+		if n, ok := size(ctx); ok {
+			return one(float64(n))
+		}
+		return nil
+	})
+	m.Read("audit_queue_entries", "Audit entries waiting for the group commit.", "", gauge, func(context.Context) []metrics.Sample {
+		return one(float64(a.Audit.Queued()))
+	})
+	m.Read("audit_leading", "1 when this replica integrates the Merkle tree and signs checkpoints.", "", gauge, func(context.Context) []metrics.Sample {
+		return one(b2f(a.Audit.Leading()))
+	})
+	m.Read("audit_checkpoint_size", "Entries covered by the latest signed checkpoint.", "", gauge, func(ctx context.Context) []metrics.Sample {
+		if cp, err := a.Audit.Checkpoint(ctx); err == nil {
+			return one(float64(cp.Size))
+		}
+		return nil
+	})
+	m.Read("audit_checkpoint_age_seconds", "Time since the latest signed checkpoint.", "", gauge, func(ctx context.Context) []metrics.Sample {
+		if cp, err := a.Audit.Checkpoint(ctx); err == nil {
+			return one(time.Since(cp.Time).Seconds())
+		}
+		return nil
+	})
+
+	m.Read("shadow_evaluations_total", "Decisions evaluated again by the policy version in shadow.", "", counter, func(context.Context) []metrics.Sample {
+		return one(float64(a.Decide.ShadowStats().Evaluated))
+	})
+	m.Read("shadow_disagreements_total", "Shadow evaluations whose outcome differed from the active version's.", "", counter, func(context.Context) []metrics.Sample {
+		return one(float64(a.Decide.ShadowStats().Disagreements))
+	})
+	m.Read("shadow_dropped_total", "Shadow evaluations dropped because their queue was full.", "", counter, func(context.Context) []metrics.Sample {
+		return one(float64(a.Decide.ShadowStats().Dropped))
+	})
+	m.Read("policy_active_info", "The active policy version (1), by version.", "version", gauge, func(context.Context) []metrics.Sample {
+		if live := a.Policies.Live(); live.Active != nil {
+			return []metrics.Sample{{Label: live.Active.Version(), Value: 1}}
+		}
+		return nil
+	})
+	m.Read("policy_memo_lookups_total", "Evaluations of the active policy version asked of its decision memo, by result (hit, miss); they restart with each activation.", "result", counter, func(context.Context) []metrics.Sample {
+		live := a.Policies.Live()
+		if live.Active == nil {
+			return nil
+		}
+		hits, misses := live.Active.MemoStats()
+		return []metrics.Sample{{Label: "hit", Value: float64(hits)}, {Label: "miss", Value: float64(misses)}}
+	})
+
+	m.Read("dpop_proofs_remembered", "DPoP proofs remembered against replay.", "", gauge, func(context.Context) []metrics.Sample {
+		return one(float64(a.Verifier.DPoPStats().Remembered))
+	})
+	m.Read("dpop_replay_capacity", "DPoP proofs the replay memory can hold.", "", gauge, func(context.Context) []metrics.Sample {
+		return one(float64(a.Verifier.DPoPStats().Capacity))
+	})
+	m.Read("dpop_refusals_total", "DPoP proofs refused for a limit, by limit (replay_full: the replay memory; rate: proofs_per_key).", "limit", counter, func(context.Context) []metrics.Sample {
+		st := a.Verifier.DPoPStats()
+		return []metrics.Sample{{Label: "replay_full", Value: float64(st.RefusedFull)}, {Label: "rate", Value: float64(st.RefusedRate)}}
+	})
+
+	m.Read("taints_held", "Taints the agents hold.", "", gauge, func(context.Context) []metrics.Sample {
+		n, _ := a.Taints.Count()
+		return one(float64(n))
+	})
+	m.Read("tainted_agents", "Agents holding at least one taint.", "", gauge, func(context.Context) []metrics.Sample {
+		_, n := a.Taints.Count()
+		return one(float64(n))
+	})
+
+	m.Read("incidents_open", "Incidents not resolved, by the highest risk level each reached.", "level", gauge, func(ctx context.Context) []metrics.Sample {
+		incs, err := a.Store.Incidents(ctx, store.IncidentFilter{Open: true, Limit: maxOpenIncidents})
+		if err != nil {
+			return nil
+		}
+		by := map[string]float64{"low": 0, "medium": 0, "high": 0, "critical": 0}
+		for _, inc := range incs {
+			by[inc.Level]++
+		}
+		out := make([]metrics.Sample, 0, len(by))
+		for level, n := range by {
+			out = append(out, metrics.Sample{Label: level, Value: n})
+		}
+		return out
+	})
+	m.Read("response_alerts_dropped_total", "Alerts the automatic response's full queue dropped.", "", counter, func(context.Context) []metrics.Sample {
+		return one(float64(a.Responder.Dropped()))
+	})
+	if a.Monitor != nil {
+		m.Read("monitor_position", "Index of the last audit entry the behavioural monitor has read.", "", gauge, func(context.Context) []metrics.Sample {
+			return one(float64(a.Monitor.Stats().Position))
+		})
+		m.Read("monitor_lag_entries", "Audit entries the behavioural monitor has not read yet.", "", gauge, func(ctx context.Context) []metrics.Sample {
+			n, ok := size(ctx)
+			if !ok {
+				return nil
+			}
+			return one(float64(max(0, n-1-a.Monitor.Stats().Position)))
+		})
+		m.Read("monitor_skipped_total", "Audit entries the behavioural monitor could not decode.", "", counter, func(context.Context) []metrics.Sample {
+			return one(float64(a.Monitor.Stats().Skipped))
+		})
+	}
+}
+
+// publishGateway registers g's figures; an App publishes one gateway's.
+func (a *App) publishGateway(g *Gateway) {
+	m := a.Metrics
+	if m == nil || a.gatewayPublished {
+		return
+	}
+	a.gatewayPublished = true
+	gauge := prometheus.GaugeValue
+	m.Read("gateway_connections", "Connections open to the gateway's listener.", "", gauge, func(context.Context) []metrics.Sample {
+		return []metrics.Sample{{Value: float64(g.conns.Open())}}
+	})
+	if g.MCP != nil {
+		m.Read("gateway_mcp_sessions", "MCP sessions open at the gateway (protocol versions with sessions).", "", gauge, func(context.Context) []metrics.Sample {
+			return []metrics.Sample{{Value: float64(g.MCP.Sessions())}}
+		})
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
