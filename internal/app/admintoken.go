@@ -30,17 +30,20 @@ const (
 )
 
 // bootstrapAdmin makes sure a bootstrap admin credential exists. On the
-// first start of a deployment it writes a random token to <data>/admin.token
-// (mode 0600) and stores only its SHA-256 digest; later starts, and other
-// replicas, accept the same token. It returns the file it wrote, if any.
-func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log *slog.Logger) (*server.AdminAuth, string, error) {
+// first start of a deployment it takes preset (WARDEN_ADMIN_TOKEN) when
+// set, or else writes a random token to <data>/admin.token (mode 0600),
+// and stores only its SHA-256 digest; later starts, and other replicas,
+// accept the same token. It returns the file it wrote, if any.
+func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir, preset string, log *slog.Logger) (*server.AdminAuth, string, error) {
 	path := filepath.Join(dataDir, AdminTokenFileName)
 	written := ""
 	stored, err := ms.Meta(ctx, metaAdminDigest)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		tok, err := readSecret(path)
-		if errors.Is(err, fs.ErrNotExist) {
+		if preset != "" {
+			tok, err = preset, nil
+		} else if errors.Is(err, fs.ErrNotExist) {
 			b := make([]byte, 32)
 			rand.Read(b)
 			tok = adminPrefix + base64.RawURLEncoding.EncodeToString(b)
@@ -74,6 +77,12 @@ func bootstrapAdmin(ctx context.Context, ms store.MetaStore, dataDir string, log
 	var digest [sha256.Size]byte
 	if n, err := hex.Decode(digest[:], []byte(strings.TrimPrefix(string(stored), disabledPrefix))); err != nil || n != sha256.Size {
 		return nil, "", errors.New("admin token: the stored digest is corrupt")
+	}
+	if preset != "" {
+		if d := sha256.Sum256([]byte(preset)); subtle.ConstantTimeCompare(d[:], digest[:]) != 1 {
+			log.Warn("WARDEN_ADMIN_TOKEN is not this deployment's admin token (rotated, disabled, or another was first); it is ignored")
+		}
+		return &server.AdminAuth{Source: bootstrap{ms}, Actor: adminActor}, written, nil
 	}
 	// A local token file that others can read hands them the deployment:
 	// refused, as the master key is. One that is not the deployment's

@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	if a.Store, pool, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	mk, created, err := identity.LoadOrCreateMasterKey(cfg.Identity.MasterKeyFile)
+	mk, created, err := masterKey(cfg.Identity)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 			ReplayCacheSize: id.DPoP.ReplayCapacity, ProofsPerKey: id.DPoP.ProofsPerKey.Bucket(), Logger: log}}, a.View); err != nil {
 		return nil, err
 	}
-	admin, written, err := bootstrapAdmin(ctx, a.Store, cfg.Data, log)
+	admin, written, err := bootstrapAdmin(ctx, a.Store, cfg.Data, cfg.AdminToken, log)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +257,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	a.spawn(func() { a.maintain(bg) })
 	ok = true
 	return a, nil
+}
+
+// masterKey is the key from the environment when it holds one, else the
+// key file's, created when there is none.
+func masterKey(id config.Identity) (*identity.MasterKey, bool, error) {
+	if id.MasterKey != "" {
+		mk, err := identity.ParseMasterKey(id.MasterKey)
+		if err != nil {
+			return nil, false, fmt.Errorf("WARDEN_MASTER_KEY: %w", err)
+		}
+		return mk, false, nil
+	}
+	return identity.LoadOrCreateMasterKey(id.MasterKeyFile)
 }
 
 // sharedSettings are the settings of cfg that every replica of the store

@@ -58,6 +58,12 @@ type Config struct {
 	// one's, instead of refusing to start when they differ. Set for one
 	// start by warden serve --update-shared-settings, never from a file.
 	UpdateSharedSettings bool `yaml:"-"`
+	// AdminToken, when set, is the bootstrap admin token a new deployment
+	// starts with, instead of a random one written to the data directory:
+	// from the environment (WARDEN_ADMIN_TOKEN), never from a file, for
+	// containers whose data directory nobody can read. Ignored once the
+	// deployment has its token.
+	AdminToken string `yaml:"-"`
 }
 
 // Metrics configures /metrics.
@@ -271,6 +277,11 @@ type Identity struct {
 	// MasterKeyFile holds the key that encrypts issuer signing keys at rest.
 	// Defaults to <data>/master.key; every replica needs the same one.
 	MasterKeyFile string `yaml:"master_key_file"`
+	// MasterKey, when set, is the master key itself (64 hex digits), from
+	// the environment (WARDEN_MASTER_KEY), never from a file: for
+	// containers, which take secrets as variables more easily than as
+	// files only their user can read. MasterKeyFile is then not read.
+	MasterKey string `yaml:"-"`
 	// MaxStaleness is how long the token verifier keeps trusting its view of
 	// revocations while the change feed is disconnected; then it fails closed.
 	MaxStaleness time.Duration `yaml:"max_staleness"`
@@ -437,6 +448,8 @@ var envVars = []struct {
 	{"WARDEN_ISSUER", "issuer URL", func(c *Config, v string) error { c.Identity.Issuer = v; return nil }},
 	{"WARDEN_LOG_LEVEL", "log level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"WARDEN_LOG_FORMAT", "log format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+	{"WARDEN_MASTER_KEY", "master key (64 hex digits)", func(c *Config, v string) error { c.Identity.MasterKey = v; return nil }},
+	{"WARDEN_ADMIN_TOKEN", "the first admin token of a new deployment", func(c *Config, v string) error { c.AdminToken = v; return nil }},
 }
 
 // ApplyEnv sets cfg fields from the WARDEN_* variables that lookup finds.
@@ -477,6 +490,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Identity.MasterKeyFile == "" {
 		c.Identity.MasterKeyFile = filepath.Join(c.Data, "master.key")
+	}
+	if n := len(c.AdminToken); n > 0 && n < 32 {
+		bad("WARDEN_ADMIN_TOKEN: %d characters; an admin token needs at least 32 (openssl rand -hex 32)", n) // the value is a secret
+	}
+	if k := c.Identity.MasterKey; k != "" {
+		if _, err := identity.ParseMasterKey(k); err != nil {
+			bad("WARDEN_MASTER_KEY: %v", err) // the value is a secret: never repeated
+		}
 	}
 	return errors.Join(errs...)
 }

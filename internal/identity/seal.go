@@ -51,12 +51,21 @@ func LoadOrCreateMasterKey(path string) (*MasterKey, bool, error) {
 			return nil, false, fmt.Errorf("master key: %w", err)
 		}
 	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(key) != 32 {
-		return nil, false, fmt.Errorf("master key %s: want 64 hex digits (32 bytes)", path)
+	mk, err := ParseMasterKey(string(b))
+	if err != nil {
+		return nil, false, fmt.Errorf("master key %s: %w", path, err)
 	}
-	mk, err := NewMasterKey(key)
-	return mk, created, err
+	return mk, created, nil
+}
+
+// ParseMasterKey reads a master key written as 64 hex digits; the error
+// never repeats it.
+func ParseMasterKey(s string) (*MasterKey, error) {
+	key, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(key) != 32 {
+		return nil, errors.New("want 64 hex digits (32 bytes)")
+	}
+	return NewMasterKey(key)
 }
 
 // NewMasterKey wraps a 32-byte key.
