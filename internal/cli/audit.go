@@ -41,7 +41,7 @@ func (c *adminClient) get(ctx context.Context, path string, public bool) (*http.
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Warden server at %s: %w", c.base, err)
+		return nil, &unreachableError{server: c.base, err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -332,5 +333,66 @@ func TestAdminTokenStaysOnSafeRoutes(t *testing.T) {
 	_, errOut, code = run(t, "--server", srv.URL, "--data", dir, "agent", "list")
 	if code == 0 || followed.Load() {
 		t.Fatalf("a redirect: followed %v, exit %d: %s", followed.Load(), code, errOut)
+	}
+}
+
+// Under --log-format json every line warden serve writes is JSON: the
+// first start's messages, and the reason it could not start.
+func TestServeLogsJSON(t *testing.T) {
+	t.Parallel()
+	allJSON := func(t *testing.T, stderr string) []map[string]any {
+		t.Helper()
+		var lines []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("a line that is not JSON: %q", l)
+			}
+			lines = append(lines, m)
+		}
+		return lines
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Main(ctx, []string{"serve", "--addr", addr, "--data", data, "--log-format", "json"}, &out, &errOut)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not come up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("serve exited %d: %s", code, errOut.String())
+	}
+	told := false
+	for _, l := range allJSON(t, errOut.String()) {
+		told = told || l["path"] == filepath.Join(data, "admin.token")
+	}
+	if !told {
+		t.Errorf("no line says where the admin token is: %s", errOut.String())
+	}
+
+	_, stderr, code := run(t, "serve", "--data", t.TempDir(), "--addr", "0.0.0.0:0", "--log-format", "json")
+	lines := allJSON(t, stderr)
+	last := lines[len(lines)-1]
+	if code == 0 || last["level"] != "ERROR" || !strings.Contains(fmt.Sprint(last["err"]), "not a loopback address") {
+		t.Fatalf("exit %d, last line %v", code, last)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/warden-run/warden/internal/app"
+	"github.com/warden-run/warden/internal/config"
 )
 
 func newGatewayCmd(g *globals) *cobra.Command {
@@ -32,49 +33,53 @@ instead: warden serve --gateway gateway.yaml.`,
 			if gatewayFile == "" {
 				return errors.New("--config gateway.yaml is required")
 			}
-			cfg, err := loadConfig(wardenFile)
-			if err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("data") {
-				cfg.Data = g.data
-			}
-			if storeDSN != "" {
-				cfg.Store = storeDSN
-			}
-			if !strings.HasPrefix(cfg.Store, "postgres://") && !strings.HasPrefix(cfg.Store, "postgresql://") {
-				return errors.New("a gateway of its own decides as a replica and needs the Warden servers' PostgreSQL store (--store postgres://...); on the embedded store run it inside the server: warden serve --gateway gateway.yaml")
-			}
-			if cfg.Identity.Issuer == "" {
-				return errors.New("identity.issuer must be set: the URL of the Warden servers, which issued the agents' tokens")
-			}
-			cfg.Gateway = gatewayFile
-			if cfg.Policy.TestWorker, err = testWorker(); err != nil {
-				return err
-			}
-			gw, err := app.LoadGateway(&cfg)
-			if err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("configuration:\n%w", err)
-			}
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(400) // as warden serve: see there
-			}
-			log := newLogger(cfg.Log, g.errOut)
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			a, err := app.New(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			gateway, err := a.NewGateway(*gw)
-			if err != nil {
-				return err
-			}
-			return a.RunGateway(ctx, gateway, nil)
+			var logCfg config.Log
+			return startError(g, &logCfg, func() error {
+				cfg, err := loadConfig(wardenFile)
+				if err != nil {
+					return err
+				}
+				logCfg = cfg.Log
+				if cmd.Flags().Changed("data") {
+					cfg.Data = g.data
+				}
+				if storeDSN != "" {
+					cfg.Store = storeDSN
+				}
+				if !strings.HasPrefix(cfg.Store, "postgres://") && !strings.HasPrefix(cfg.Store, "postgresql://") {
+					return errors.New("a gateway of its own decides as a replica and needs the Warden servers' PostgreSQL store (--store postgres://...); on the embedded store run it inside the server: warden serve --gateway gateway.yaml")
+				}
+				if cfg.Identity.Issuer == "" {
+					return errors.New("identity.issuer must be set: the URL of the Warden servers, which issued the agents' tokens")
+				}
+				cfg.Gateway = gatewayFile
+				if cfg.Policy.TestWorker, err = testWorker(); err != nil {
+					return err
+				}
+				gw, err := app.LoadGateway(&cfg)
+				if err != nil {
+					return err
+				}
+				if err := cfg.Validate(); err != nil {
+					return usageError{fmt.Errorf("configuration:\n%w", err)}
+				}
+				if os.Getenv("GOGC") == "" {
+					debug.SetGCPercent(400) // as warden serve: see there
+				}
+				log := newLogger(cfg.Log, g.errOut)
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				a, err := app.New(ctx, cfg, log)
+				if err != nil {
+					return err
+				}
+				defer a.Close()
+				gateway, err := a.NewGateway(*gw)
+				if err != nil {
+					return err
+				}
+				return a.RunGateway(ctx, gateway, nil)
+			}())
 		},
 	}
 	fl := cmd.Flags()

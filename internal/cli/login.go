@@ -280,7 +280,7 @@ func postJSON(ctx context.Context, h *http.Client, u string, body, out any) erro
 func sendJSON(h *http.Client, req *http.Request, out any) error {
 	resp, err := h.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the Warden server: %w", err)
+		return &unreachableError{server: req.URL.Scheme + "://" + req.URL.Host, err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

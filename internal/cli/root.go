@@ -4,27 +4,47 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
 // Main runs the warden command line and returns the process exit status.
+// Errors go to stderr, as a line of text or, under --format json, as
+// {"error": {"code", "message", "status"}}; the status says what kind of
+// failure it was (exit.go).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	if err := root.ExecuteContext(ctx); err != nil {
-		var ee exitError
-		if errors.As(err, &ee) {
-			return int(ee)
-		}
-		fmt.Fprintln(stderr, "warden:", visibleLines(err.Error()))
-		return 1
+	err := root.ExecuteContext(ctx)
+	status := exitStatus(err)
+	var ee exitError
+	if err == nil || errors.As(err, &ee) { // the command said what it had to
+		return status
 	}
-	return 0
+	// A command line that did not parse may not have reached --format.
+	if g.format == "json" || asksJSON(args) {
+		b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": errorCode(status), "message": err.Error(), "status": status}})
+		fmt.Fprintln(stderr, string(b))
+	} else {
+		fmt.Fprintln(stderr, "warden:", visibleLines(strings.ReplaceAll(err.Error(), "\t", "  ")))
+	}
+	return status
+}
+
+// asksJSON reports whether args ask for --format json.
+func asksJSON(args []string) bool {
+	for i, a := range args {
+		if a == "--format=json" || a == "--format" && i+1 < len(args) && args[i+1] == "json" {
+			return true
+		}
+	}
+	return false
 }
 
 // exitError ends the command with a status and no further message.
@@ -42,11 +62,12 @@ type globals struct {
 	sessionFile    string
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{out: stdout, errOut: stderr}
 	root := &cobra.Command{
 		Use:           "warden",
 		Short:         "Zero-trust security for AI agents",
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -66,7 +87,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.data, "data", envOr("WARDEN_DATA", "./warden-data"), "data directory (env WARDEN_DATA)")
 
 	root.AddCommand(newServeCmd(g), newAgentCmd(g), newTokenCmd(g), newKeysCmd(g), newEventsCmd(g), newAuditCmd(g), newPolicyCmd(g), newPEPCmd(g), newIncidentCmd(g), newApprovalCmd(g), newVoteCmd(g, "approve"), newVoteCmd(g, "reject"), newLoginCmd(g), newGrantCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newAccessCmd(g), newMonitorCmd(g), newGatewayCmd(g), newMCPCmd(g), newDemoCmd(g), newVersionCmd(g))
-	return root
+	root.SetVersionTemplate("warden {{.Version}}\n")
+	root.SetFlagErrorFunc(flagError)
+	argsAsUsage(root)
+	return root, g
 }
 
 func envOr(name, def string) string {

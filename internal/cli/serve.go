@@ -33,71 +33,80 @@ server refuses plain HTTP unless --tls-cert and --tls-key are given, or
 bootstrap admin token to <data>/admin.token (mode 0600).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(configFile)
-			if err != nil {
-				return err
-			}
-			fl := cmd.Flags()
-			set := func(name string, apply func()) {
-				if fl.Changed(name) {
-					apply()
+			var logCfg config.Log
+			return startError(g, &logCfg, func() error {
+				cfg, err := loadConfig(configFile)
+				if err != nil {
+					return err
 				}
-			}
-			set("data", func() { cfg.Data = g.data })
-			set("addr", func() { cfg.Server.Addr = f.Server.Addr })
-			set("store", func() { cfg.Store = f.Store })
-			set("tls-cert", func() { cfg.Server.TLSCert = f.Server.TLSCert })
-			set("tls-key", func() { cfg.Server.TLSKey = f.Server.TLSKey })
-			set("insecure", func() { cfg.Server.Insecure = f.Server.Insecure })
-			set("issuer", func() { cfg.Identity.Issuer = f.Identity.Issuer })
-			set("log-level", func() { cfg.Log.Level = f.Log.Level })
-			set("log-format", func() { cfg.Log.Format = f.Log.Format })
-			set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
-			set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
-			set("gateway", func() { cfg.Gateway = f.Gateway })
-			set("update-shared-settings", func() { cfg.UpdateSharedSettings = f.UpdateSharedSettings })
-			if cfg.Policy.TestWorker, err = testWorker(); err != nil {
-				return err
-			}
-			gw, err := app.LoadGateway(&cfg)
-			if err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return fmt.Errorf("configuration:\n%w", err)
-			}
-			log := newLogger(cfg.Log, g.errOut)
-			if os.Getenv("GOGC") == "" {
-				// Policy evaluation allocates a lot of short-lived memory;
-				// collecting at 4x the live heap instead of 2x costs some
-				// tens of MB and saves a fifth of the CPU. GOGC overrides.
-				debug.SetGCPercent(400)
-			}
+				logCfg = cfg.Log
+				fl := cmd.Flags()
+				set := func(name string, apply func()) {
+					if fl.Changed(name) {
+						apply()
+					}
+				}
+				set("data", func() { cfg.Data = g.data })
+				set("addr", func() { cfg.Server.Addr = f.Server.Addr })
+				set("store", func() { cfg.Store = f.Store })
+				set("tls-cert", func() { cfg.Server.TLSCert = f.Server.TLSCert })
+				set("tls-key", func() { cfg.Server.TLSKey = f.Server.TLSKey })
+				set("insecure", func() { cfg.Server.Insecure = f.Server.Insecure })
+				set("issuer", func() { cfg.Identity.Issuer = f.Identity.Issuer })
+				set("log-level", func() { cfg.Log.Level = f.Log.Level })
+				set("log-format", func() { cfg.Log.Format = f.Log.Format })
+				set("policies", func() { cfg.Policy.Dir = f.Policy.Dir })
+				set("watch", func() { cfg.Policy.Watch = f.Policy.Watch })
+				set("gateway", func() { cfg.Gateway = f.Gateway })
+				set("update-shared-settings", func() { cfg.UpdateSharedSettings = f.UpdateSharedSettings })
+				logCfg = cfg.Log
+				if cfg.Policy.TestWorker, err = testWorker(); err != nil {
+					return err
+				}
+				gw, err := app.LoadGateway(&cfg)
+				if err != nil {
+					return err
+				}
+				if err := cfg.Validate(); err != nil {
+					return usageError{fmt.Errorf("configuration:\n%w", err)}
+				}
+				log := newLogger(cfg.Log, g.errOut)
+				if os.Getenv("GOGC") == "" {
+					// Policy evaluation allocates a lot of short-lived memory;
+					// collecting at 4x the live heap instead of 2x costs some
+					// tens of MB and saves a fifth of the CPU. GOGC overrides.
+					debug.SetGCPercent(400)
+				}
 
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			a, err := app.New(ctx, cfg, log)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if a.AdminTokenFile != "" {
-				fmt.Fprintf(g.errOut, "Bootstrap admin token written to %s (mode 0600). The CLI reads it from there; keep it secret.\n", a.AdminTokenFile)
-			}
-			if gw == nil {
-				return a.Run(ctx, nil)
-			}
-			gateway, err := a.NewGateway(*gw)
-			if err != nil {
-				return err
-			}
-			// Either server ending ends both.
-			ctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			errc := make(chan error, 2)
-			go func() { errc <- a.Run(ctx, nil); cancel() }()
-			go func() { errc <- a.RunGateway(ctx, gateway, nil); cancel() }()
-			return errors.Join(<-errc, <-errc)
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				a, err := app.New(ctx, cfg, log)
+				if err != nil {
+					return err
+				}
+				defer a.Close()
+				if a.AdminTokenFile != "" {
+					if cfg.Log.Format == "json" {
+						log.Info("bootstrap admin token written (mode 0600); the CLI reads it from there; keep it secret", "path", a.AdminTokenFile)
+					} else {
+						fmt.Fprintf(g.errOut, "Bootstrap admin token written to %s (mode 0600). The CLI reads it from there; keep it secret.\n", a.AdminTokenFile)
+					}
+				}
+				if gw == nil {
+					return a.Run(ctx, nil)
+				}
+				gateway, err := a.NewGateway(*gw)
+				if err != nil {
+					return err
+				}
+				// Either server ending ends both.
+				ctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				errc := make(chan error, 2)
+				go func() { errc <- a.Run(ctx, nil); cancel() }()
+				go func() { errc <- a.RunGateway(ctx, gateway, nil); cancel() }()
+				return errors.Join(<-errc, <-errc)
+			}())
 		},
 	}
 	fl := cmd.Flags()
@@ -141,4 +150,21 @@ func newLogger(c config.Log, w interface{ Write([]byte) (int, error) }) *slog.Lo
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startError is how a server that could not start (or stopped) reports
+// why: under --log-format json as one more JSON log line, so that every
+// line of the process is JSON, with the exit status; otherwise as the
+// command line reports any error.
+func startError(g *globals, lc *config.Log, err error) error {
+	if err == nil || lc.Format != "json" {
+		return err
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	status := exitStatus(err)
+	newLogger(*lc, g.errOut).Error("warden stopped", "err", err.Error(), "status", status)
+	return exitError(status)
 }
