@@ -69,6 +69,8 @@ type App struct {
 	Metrics *metrics.Metrics
 
 	gatewayPublished bool
+	metricsOnce      sync.Once
+	metricsErr       error
 
 	auditBackend audit.Backend
 	stop         context.CancelFunc
@@ -343,6 +345,9 @@ func (a *App) Run(ctx context.Context, ready chan<- string) error {
 	sc := a.cfg.Server
 	if !config.IsLoopback(sc.Addr) && sc.TLSCert == "" && !sc.Insecure {
 		return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure if a TLS proxy fronts this server", sc.Addr)
+	}
+	if err := a.serveMetrics(ctx); err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           a.Handler,

@@ -180,6 +180,9 @@ func (a *App) RunGateway(ctx context.Context, g *Gateway, ready chan<- string) e
 		}
 		defer stop()
 	}
+	if err := a.serveMetrics(ctx); err != nil {
+		return err
+	}
 	if g.MCP != nil {
 		go a.endContainedSessions(ctx, g.MCP)
 	}

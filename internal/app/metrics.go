@@ -3,7 +3,11 @@ package app
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,15 +28,23 @@ func newMetrics(cfg config.Metrics) *metrics.Metrics {
 	return metrics.New()
 }
 
-// metricsHandler serves /metrics, asking for the bearer token in
-// cfg.TokenFile when there is one.
+// metricsHandler serves /metrics on the listeners agents reach (the
+// server's and the gateway's), where the figures of every agent must not
+// be open to any of them: to a scraper with the bearer token in
+// cfg.TokenFile when there is one, else to loopback clients only.
 func (a *App) metricsHandler(cfg config.Metrics) (http.Handler, error) {
 	if a.Metrics == nil {
 		return nil, nil
 	}
 	h := a.Metrics.Handler(a.log)
 	if cfg.TokenFile == "" {
-		return h, nil
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !loopbackClient(r) {
+				http.Error(w, "/metrics answers loopback clients only here: set metrics.token_file for scrapers with a token, or metrics.listen for a listener of its own", http.StatusForbidden)
+				return
+			}
+			h.ServeHTTP(w, r)
+		}), nil
 	}
 	token, err := readSecret(cfg.TokenFile)
 	if err != nil {
@@ -47,6 +59,47 @@ func (a *App) metricsHandler(cfg config.Metrics) (http.Handler, error) {
 		}
 		h.ServeHTTP(w, r)
 	}), nil
+}
+
+// loopbackClient reports whether r came from this machine.
+func loopbackClient(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz without credentials
+// on metrics.listen, when set, until ctx ends: for a scraper on a network
+// agents do not reach. The first caller starts it; its error (the address
+// taken, say) is every caller's.
+func (a *App) serveMetrics(ctx context.Context) error {
+	a.metricsOnce.Do(func() {
+		addr := a.cfg.Metrics.Listen
+		if addr == "" || a.Metrics == nil {
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.metricsErr = fmt.Errorf("metrics.listen: %w", err)
+			return
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.Metrics.Handler(a.log))
+		mux.Handle("GET /healthz", a.Handler)
+		mux.Handle("GET /readyz", a.Handler)
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		a.log.Info("metrics serving", "addr", ln.Addr().String())
+		go srv.Serve(ln)
+		go func() {
+			<-ctx.Done()
+			srv.Close()
+		}()
+	})
+	return a.metricsErr
 }
 
 // publish registers the figures the components keep, read at each

@@ -368,3 +368,69 @@ func checkExamples(t *testing.T, served map[string]*dto.MetricFamily) {
 		}
 	}
 }
+
+// Agents reach the server's and the gateway's listeners, and the figures
+// are every agent's: without a token file /metrics there answers loopback
+// clients only. metrics.listen serves them without credentials on a
+// listener of its own.
+func TestMetricsListeners(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	for _, c := range []struct {
+		name, remote string
+		want         int
+	}{{"loopback", "127.0.0.1:40000", http.StatusOK}, {"IPv6 loopback", "[::1]:40000", http.StatusOK},
+		{"another machine", "192.0.2.7:40000", http.StatusForbidden}, {"IPv4 in IPv6", "[::ffff:192.0.2.7]:40000", http.StatusForbidden}} {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/metrics", nil)
+			req.RemoteAddr = c.remote
+			rec := httptest.NewRecorder()
+			w.App.Handler.ServeHTTP(rec, req)
+			if rec.Code != c.want {
+				t.Fatalf("%d, want %d: %s", rec.Code, c.want, rec.Body.String()[:min(200, rec.Body.Len())])
+			}
+		})
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := ln.Addr().String()
+	ln.Close()
+	cfg := config.Default()
+	cfg.Data = filepath.Join(t.TempDir(), "data")
+	cfg.Server.Addr = "127.0.0.1:0"
+	cfg.Metrics.Listen = metricsAddr
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- a.Run(ctx, ready) }()
+	defer func() { stop(); <-done }()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	fams := scrapeMetrics(t, "http://"+metricsAddr, "")
+	if sample(fams, "warden_audit_entries") < 0 {
+		t.Error("the metrics listener does not serve Warden's metrics")
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get("http://" + metricsAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s on the metrics listener: %d", path, res.StatusCode)
+		}
+	}
+}

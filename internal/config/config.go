@@ -70,10 +70,15 @@ type Config struct {
 type Metrics struct {
 	// Disabled turns /metrics off.
 	Disabled bool `yaml:"disabled"`
-	// TokenFile, when set, holds a bearer token a scraper must present
-	// (mode 0600); without it /metrics is open to whoever reaches the
-	// listener, as /healthz is.
+	// TokenFile, when set, holds a bearer token a scraper must present at
+	// /metrics on the server's and the gateway's listeners (mode 0600);
+	// without it those answer loopback clients only, since agents reach
+	// them and the figures are every agent's.
 	TokenFile string `yaml:"token_file"`
+	// Listen, when set, is a listener of its own for /metrics, /healthz
+	// and /readyz, without credentials: bind it where only the scraper
+	// reaches.
+	Listen string `yaml:"listen"`
 }
 
 // Policy configures the policies the decision point evaluates.
@@ -479,8 +484,13 @@ func (c *Config) Validate() error {
 	if c.Monitor.StaleAfter < 0 {
 		bad("monitor.stale_after cannot be negative")
 	}
-	if c.Metrics.Disabled && c.Metrics.TokenFile != "" {
-		bad("metrics.token_file is set while metrics.disabled is true: remove one")
+	if c.Metrics.Disabled && (c.Metrics.TokenFile != "" || c.Metrics.Listen != "") {
+		bad("metrics.token_file or metrics.listen is set while metrics.disabled is true: remove one")
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen %q: want host:port", l)
+		}
 	}
 	if err := c.Humans.Check(); err != nil {
 		bad("%v", err)
