@@ -58,18 +58,33 @@ func LoadKey(path string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("key file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
-	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	// A public key is what people give by mistake (keygen writes both):
+	// say so, rather than ask them to hide a file that holds no secret.
+	if isPublicJWK(b) {
+		return nil, fmt.Errorf("key file %s holds a public key: give the private key (keygen writes it beside the public one, without .pub)", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key file %s is readable by others (mode %04o); run chmod 600 %s", path, st.Mode().Perm(), path)
 	}
 	k, err := ParseKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// isPublicJWK reports whether b is a public Ed25519 JWK.
+func isPublicJWK(b []byte) bool {
+	var k jose.JSONWebKey
+	if k.UnmarshalJSON(b) != nil {
+		return false
+	}
+	_, ok := k.Key.(ed25519.PublicKey)
+	return ok
 }
 
 func newKey(priv ed25519.PrivateKey) (*Key, error) {

@@ -174,8 +174,8 @@ func TestKeyFiles(t *testing.T) {
 	if _, err := identity.ParsePublicJWK(pubJWK); err != nil {
 		t.Fatalf("public file: %v", err)
 	}
-	if _, err := sdk.LoadKey(pub); err == nil {
-		t.Fatal("a public key loaded as a private one")
+	if _, err := sdk.LoadKey(pub); err == nil || !strings.Contains(err.Error(), "holds a public key") {
+		t.Fatalf("a public key given as the private one: %v", err)
 	}
 	os.Chmod(priv, 0o644)
 	if _, err := sdk.LoadKey(priv); err == nil || !strings.Contains(err.Error(), "readable by others") {

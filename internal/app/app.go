@@ -342,11 +342,24 @@ func (a *App) maintain(ctx context.Context) {
 // in-flight requests for up to the shutdown timeout. ready, when not nil,
 // receives the bound address once the listener is up.
 func (a *App) Run(ctx context.Context, ready chan<- string) error {
+	ln, err := net.Listen("tcp", a.cfg.Server.Addr)
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx, ln, ready)
+}
+
+// Serve is Run on a listener already bound to the server's address (so
+// that a start that cannot have its address fails before it makes
+// anything); it closes ln.
+func (a *App) Serve(ctx context.Context, ln net.Listener, ready chan<- string) error {
 	sc := a.cfg.Server
 	if !config.IsLoopback(sc.Addr) && sc.TLSCert == "" && !sc.Insecure {
+		ln.Close()
 		return fmt.Errorf("refusing to serve plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure if a TLS proxy fronts this server", sc.Addr)
 	}
 	if err := a.serveMetrics(ctx); err != nil {
+		ln.Close()
 		return err
 	}
 	srv := &http.Server{
@@ -361,13 +374,10 @@ func (a *App) Run(ctx context.Context, ready chan<- string) error {
 	if sc.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
 		if err != nil {
+			ln.Close()
 			return fmt.Errorf("TLS: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	}
-	ln, err := net.Listen("tcp", sc.Addr)
-	if err != nil {
-		return err
 	}
 	scheme := "http"
 	if srv.TLSConfig != nil {

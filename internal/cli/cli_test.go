@@ -396,3 +396,42 @@ func TestServeLogsJSON(t *testing.T) {
 		t.Fatalf("exit %d, last line %v", code, last)
 	}
 }
+
+// A first start that fails leaves no data directory behind, so that the
+// next start is a first start again: when the address is taken, when the
+// store cannot be reached, and when the embedded store was made but the
+// master key could not be.
+func TestFailedFirstStartLeavesNothing(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	notADir := filepath.Join(dir, "a-file")
+	os.WriteFile(notADir, []byte("x"), 0o600)
+	cfgFile := filepath.Join(dir, "warden.yaml")
+	os.WriteFile(cfgFile, []byte("identity:\n  master_key_file: "+filepath.Join(notADir, "master.key")+"\n"), 0o600)
+	for _, c := range []struct {
+		name string
+		args []string
+		says string
+	}{
+		{"the address taken", []string{"--addr", taken.Addr().String()}, "address already in use"},
+		{"the store out of reach", []string{"--addr", "127.0.0.1:0", "--store", "postgres://nobody:x@127.0.0.1:1/none"}, "postgres"},
+		{"no master key", []string{"--addr", "127.0.0.1:0", "--config", cfgFile}, "master key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+			_, errOut, code := run(t, append([]string{"serve", "--data", data}, c.args...)...)
+			if code == 0 || !strings.Contains(errOut, c.says) {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if _, err := os.Stat(data); err == nil {
+				entries, _ := os.ReadDir(data)
+				t.Fatalf("the failed start left %s with %d entries", data, len(entries))
+			}
+		})
+	}
+}

@@ -69,8 +69,13 @@ instead: warden serve --gateway gateway.yaml.`,
 				log := newLogger(cfg.Log, g.errOut)
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
+				if err := addressFree(gw.Listen); err != nil {
+					return fmt.Errorf("gateway: %w", err)
+				}
+				fresh := !exists(cfg.Data)
 				a, err := app.New(ctx, cfg, log)
 				if err != nil {
+					discardFresh(cfg, fresh, log)
 					return err
 				}
 				defer a.Close()

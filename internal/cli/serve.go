@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -78,10 +79,23 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 					debug.SetGCPercent(400)
 				}
 
+				// The address first: a start that cannot have it makes nothing.
+				ln, err := net.Listen("tcp", cfg.Server.Addr)
+				if err != nil {
+					return err
+				}
+				defer ln.Close()
+				if gw != nil {
+					if err := addressFree(gw.Listen); err != nil {
+						return fmt.Errorf("gateway: %w", err)
+					}
+				}
 				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 				defer stop()
+				fresh := !exists(cfg.Data)
 				a, err := app.New(ctx, cfg, log)
 				if err != nil {
+					discardFresh(cfg, fresh, log)
 					return err
 				}
 				defer a.Close()
@@ -93,7 +107,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 					}
 				}
 				if gw == nil {
-					return a.Run(ctx, nil)
+					return a.Serve(ctx, ln, nil)
 				}
 				gateway, err := a.NewGateway(*gw)
 				if err != nil {
@@ -103,7 +117,7 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 				ctx, cancel := context.WithCancel(ctx)
 				defer cancel()
 				errc := make(chan error, 2)
-				go func() { errc <- a.Run(ctx, nil); cancel() }()
+				go func() { errc <- a.Serve(ctx, ln, nil); cancel() }()
 				go func() { errc <- a.RunGateway(ctx, gateway, nil); cancel() }()
 				return errors.Join(<-errc, <-errc)
 			}())
@@ -167,4 +181,39 @@ func startError(g *globals, lc *config.Log, err error) error {
 	status := exitStatus(err)
 	newLogger(*lc, g.errOut).Error("warden stopped", "err", err.Error(), "status", status)
 	return exitError(status)
+}
+
+// exists reports whether path exists.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// addressFree reports whether addr can be listened on now.
+func addressFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// discardFresh removes the data directory a failed first start made,
+// so that the next start is a first start again rather than one over half
+// a deployment: all of it with the embedded store, which lives there; with
+// PostgreSQL only when it is still empty, since a master key the store
+// has been bound to must never be lost.
+func discardFresh(cfg config.Config, fresh bool, log *slog.Logger) {
+	if !fresh {
+		return
+	}
+	if cfg.Store == "" {
+		if err := os.RemoveAll(cfg.Data); err == nil {
+			log.Info("the data directory this first start made is removed", "path", cfg.Data)
+		}
+		return
+	}
+	if os.Remove(cfg.Data) != nil && exists(cfg.Data) {
+		log.Warn("this first start failed after writing to the data directory; keep it: the store may be bound to its master key", "path", cfg.Data)
+	}
 }

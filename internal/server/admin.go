@@ -104,16 +104,22 @@ func (s *Server) authenticate(r *http.Request) (humans.Principal, bool) {
 	return humans.Principal{ID: actor, Roles: []string{"admin"}}, true
 }
 
-// admin guards an admin endpoint that needs perm. The refusal is the same
-// for a missing, malformed or wrong credential; a person without the
-// permission is told which one it takes.
+// admin guards an admin endpoint that needs perm. The refusal says
+// whether a credential was given (the caller knows that already), not
+// what is wrong with it; a person without the permission is told which
+// one it takes.
 func (s *Server) admin(perm humans.Permission, h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := s.authenticate(r)
 		if !ok {
-			s.log.Warn("admin request refused: bad or missing credential", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="warden-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential or a signed-in session is required")
+			if r.Header.Get("Authorization") == "" {
+				s.log.Warn("admin request refused: no credential", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+				writeError(w, http.StatusUnauthorized, "unauthorized", "an admin credential or a signed-in session is required")
+				return
+			}
+			s.log.Warn("admin request refused: the credential is not valid", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the credential given is not valid: a wrong, rotated or disabled admin token, or a session that ended (warden login)")
 			return
 		}
 		if !s.roles().Allows(p.Roles, perm) {

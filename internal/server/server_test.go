@@ -255,8 +255,8 @@ func TestAdminAPI(t *testing.T) {
 		wantStatus                      int
 		wantInBody                      string
 	}{
-		{"no credential", "GET", "/v1/agents", "", "-", 401, "unauthorized"},
-		{"wrong credential", "GET", "/v1/agents", "", "wdn_admin_wrong", 401, "unauthorized"},
+		{"no credential", "GET", "/v1/agents", "", "-", 401, "is required"},
+		{"wrong credential", "GET", "/v1/agents", "", "wdn_admin_wrong", 401, "the credential given is not valid"},
 		{"list", "GET", "/v1/agents", "", "", 200, "ai-agent://prod/finance/trader"},
 		{"show by escaped id", "GET", esc, "", "", 200, `"status":"active"`},
 		{"show unknown", "GET", "/v1/agents/" + url.PathEscape("ai-agent://prod/ghost"), "", "", 404, "not_found"},
