@@ -421,6 +421,7 @@ func TestFailedFirstStartLeavesNothing(t *testing.T) {
 		{"the address taken", []string{"--addr", taken.Addr().String()}, "address already in use"},
 		{"the store out of reach", []string{"--addr", "127.0.0.1:0", "--store", "postgres://nobody:x@127.0.0.1:1/none"}, "postgres"},
 		{"no master key", []string{"--addr", "127.0.0.1:0", "--config", cfgFile}, "master key"},
+		{"no certificate", []string{"--addr", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "none.crt"), "--tls-key", filepath.Join(dir, "none.key")}, "TLS"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))

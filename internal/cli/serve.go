@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,7 +80,13 @@ bootstrap admin token to <data>/admin.token (mode 0600).`,
 					debug.SetGCPercent(400)
 				}
 
-				// The address first: a start that cannot have it makes nothing.
+				// The address and the certificate first: a start that cannot have
+				// them makes nothing.
+				if c := cfg.Server; c.TLSCert != "" {
+					if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+						return usageError{fmt.Errorf("TLS: %w", err)}
+					}
+				}
 				ln, err := net.Listen("tcp", cfg.Server.Addr)
 				if err != nil {
 					return err
