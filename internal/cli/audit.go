@@ -326,6 +326,9 @@ func newAuditTailCmd(g *globals) *cobra.Command {
 				}
 				after = next
 			}
+			if g.format != "json" {
+				fmt.Fprintf(g.out, entryColumns, "INDEX", "TIME", "KIND", "OUTCOME", "WHO", "ACTION", "TARGET", "REASONS")
+			}
 			for _, e := range window {
 				g.printEntry(e)
 			}
@@ -398,6 +401,10 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
+// entryColumns lays out an entry in text: fixed widths, so that the
+// lines -f adds later line up with the first.
+const entryColumns = "%7s  %-20s  %-8s  %-7s  %-34s  %-18s  %-28s  %s\n"
+
 func (g *globals) printEntry(raw json.RawMessage) {
 	if g.format == "json" {
 		g.out.Write(append(bytes.Clone(audit.VisibleJSON(raw)), '\n'))
@@ -411,10 +418,16 @@ func (g *globals) printEntry(raw json.RawMessage) {
 	}
 	target := e.Target
 	if target == "" && len(e.Resource) > 0 {
-		target = string(e.Resource)
+		var r struct{ Kind, ID string }
+		if json.Unmarshal(e.Resource, &r) == nil && r.ID != "" {
+			target = r.ID
+		} else {
+			target = string(e.Resource)
+		}
 	}
-	fmt.Fprintf(g.out, "%d  %s  %-8s  %-8s  %s  %s  %s\n", e.Index, e.Time.Local().Format(time.RFC3339),
-		audit.Visible(string(e.Kind)), audit.Visible(e.Outcome), audit.Visible(who), audit.Visible(e.Action), audit.Visible(target))
+	fmt.Fprintf(g.out, entryColumns, strconv.FormatInt(e.Index, 10), e.Time.UTC().Format(time.RFC3339),
+		audit.Visible(string(e.Kind)), audit.Visible(e.Outcome), orDash(audit.Visible(who)), audit.Visible(e.Action),
+		orDash(audit.Visible(target)), orDash(audit.Visible(strings.Join(e.Reasons, ","))))
 }
 
 func newAuditProofCmd(g *globals) *cobra.Command {

@@ -105,6 +105,10 @@ deny contains sprintf("refused %s", [input.resource.id])
 
 	t.Run("audit tail", func(t *testing.T) {
 		lines := graphicLines(t, "audit tail", must("audit", "tail", "-n", "1000", "--kind", "decision"))
+		if len(lines) == 0 || !strings.Contains(lines[0], "REASONS") {
+			t.Fatalf("no header: %q", lines)
+		}
+		lines = lines[1:]
 		if len(lines) != len(hostileText) {
 			t.Fatalf("%d lines for %d decisions:\n%s", len(lines), len(hostileText), strings.Join(lines, "\n"))
 		}
