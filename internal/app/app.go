@@ -69,6 +69,7 @@ type App struct {
 	Metrics *metrics.Metrics
 
 	gatewayPublished bool
+	metricsToken     string
 	metricsOnce      sync.Once
 	metricsErr       error
 
@@ -93,6 +94,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		}
 	}()
 	var err error
+	if a.metricsToken, err = readMetricsToken(cfg.Metrics); err != nil {
+		return nil, err
+	}
 	var pool *pgxpool.Pool // the PostgreSQL store's connections, which the audit log shares
 	if a.Store, pool, err = openStore(ctx, cfg, log); err != nil {
 		return nil, err
@@ -249,10 +253,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		deps.Monitor, deps.AlertsDropped = a.Monitor, a.Responder.Dropped
 	}
 	if a.Metrics != nil {
-		deps.Metrics = a.Metrics
-		if deps.MetricsHandler, err = a.metricsHandler(cfg.Metrics); err != nil {
-			return nil, fmt.Errorf("metrics.token_file: %w", err)
-		}
+		deps.Metrics, deps.MetricsHandler = a.Metrics, a.metricsHandler(a.metricsToken)
 		a.publish()
 	}
 	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)

@@ -222,7 +222,8 @@ func TestDeploymentExamples(t *testing.T) {
 
 	t.Run("kubernetes", func(t *testing.T) {
 		dir := filepath.Join(examples, "kubernetes")
-		docs := [][]byte{read(filepath.Join(dir, "deployment.yaml")), read(filepath.Join(dir, "service.yaml")), read(filepath.Join(dir, "pdb.yaml"))}
+		docs := [][]byte{read(filepath.Join(dir, "deployment.yaml")), read(filepath.Join(dir, "service.yaml")), read(filepath.Join(dir, "pdb.yaml")),
+			read(filepath.Join(dir, "networkpolicy.yaml"))}
 		if kubectl, err := exec.LookPath("kubectl"); err == nil {
 			out, err := exec.Command(kubectl, "kustomize", dir).CombinedOutput()
 			if err != nil {
@@ -244,7 +245,7 @@ func TestDeploymentExamples(t *testing.T) {
 				checkDeployment(t, obj, known)
 			}
 		}
-		for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget"} {
+		for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"} {
 			if kinds[k] != 1 {
 				t.Errorf("%d %s", kinds[k], k)
 			}

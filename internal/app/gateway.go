@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"golang.org/x/net/netutil"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/enforce"
@@ -224,7 +227,17 @@ func serveExtAuthz(addr string, s *extauthz.Server, log *slog.Logger) (stop func
 	if err != nil {
 		return nil, fmt.Errorf("ext_authz: %w", err)
 	}
-	srv := grpc.NewServer()
+	// A panic in a handler must deny one request, not end the process
+	// (gRPC, unlike net/http, does not recover them).
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("ext_authz: a check panicked; denied", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}))
 	authv3.RegisterAuthorizationServer(srv, s)
 	go srv.Serve(ln)
 	log.Info("Envoy ext_authz serving", "addr", ln.Addr().String())

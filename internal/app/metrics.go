@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,28 +27,43 @@ func newMetrics(cfg config.Metrics) *metrics.Metrics {
 	return metrics.New()
 }
 
-// metricsHandler serves /metrics on the listeners agents reach (the
-// server's and the gateway's), where the figures of every agent must not
-// be open to any of them: to a scraper with the bearer token in
-// cfg.TokenFile when there is one, else to loopback clients only.
-func (a *App) metricsHandler(cfg config.Metrics) (http.Handler, error) {
-	if a.Metrics == nil {
-		return nil, nil
-	}
-	h := a.Metrics.Handler(a.log)
-	if cfg.TokenFile == "" {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !loopbackClient(r) {
-				http.Error(w, "/metrics answers loopback clients only here: set metrics.token_file for scrapers with a token, or metrics.listen for a listener of its own", http.StatusForbidden)
-				return
-			}
-			h.ServeHTTP(w, r)
-		}), nil
+// minMetricsToken is the shortest metrics token accepted.
+const minMetricsToken = 32
+
+// readMetricsToken reads metrics.token_file, before anything is made: a
+// file others can read, or a token too short to be a secret, is refused.
+func readMetricsToken(cfg config.Metrics) (string, error) {
+	if cfg.Disabled || cfg.TokenFile == "" {
+		return "", nil
 	}
 	token, err := readSecret(cfg.TokenFile)
 	if err != nil {
-		return nil, err
+		return "", fmt.Errorf("metrics.token_file: %w", err)
 	}
+	if len(token) < minMetricsToken {
+		return "", fmt.Errorf("metrics.token_file: %d characters; a token needs at least %d (openssl rand -hex 32)", len(token), minMetricsToken)
+	}
+	return token, nil
+}
+
+// metricsHandler serves /metrics on the listeners agents reach (the
+// server's and the gateway's): the figures are every agent's, so only to
+// a scraper with the metrics token. Without one they are refused there:
+// a client's address proves nothing behind a proxy on the same machine,
+// which every client then seems to come from. token is also asked on
+// metrics.listen when set.
+func (a *App) metricsHandler(token string) http.Handler {
+	h := a.Metrics.Handler(a.log)
+	if token == "" {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "/metrics is not served on this listener without a token: set metrics.token_file for scrapers with a token, or metrics.listen for a listener of its own", http.StatusForbidden)
+		})
+	}
+	return withToken(token, h)
+}
+
+// withToken serves h to requests bearing token.
+func withToken(token string, h http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
@@ -58,22 +72,13 @@ func (a *App) metricsHandler(cfg config.Metrics) (http.Handler, error) {
 			return
 		}
 		h.ServeHTTP(w, r)
-	}), nil
+	})
 }
 
-// loopbackClient reports whether r came from this machine.
-func loopbackClient(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.Unmap().IsLoopback()
-}
-
-// serveMetrics serves /metrics, /healthz and /readyz without credentials
-// on metrics.listen, when set, until ctx ends: for a scraper on a network
-// agents do not reach. The first caller starts it; its error (the address
+// serveMetrics serves /metrics, /healthz and /readyz on metrics.listen,
+// when set, until ctx ends: for a scraper on a network agents do not
+// reach, with the metrics token when there is one, else without
+// credentials. The first caller starts it; its error (the address
 // taken, say) is every caller's.
 func (a *App) serveMetrics(ctx context.Context) error {
 	a.metricsOnce.Do(func() {
@@ -87,7 +92,11 @@ func (a *App) serveMetrics(ctx context.Context) error {
 			return
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.Metrics.Handler(a.log))
+		var h http.Handler = a.Metrics.Handler(a.log)
+		if a.metricsToken != "" {
+			h = withToken(a.metricsToken, h)
+		}
+		mux.Handle("GET /metrics", h)
 		mux.Handle("GET /healthz", a.Handler)
 		mux.Handle("GET /readyz", a.Handler)
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,

@@ -106,16 +106,24 @@ func TestMetricsOnServerAndGateway(t *testing.T) {
 	gwAddr := ln.Addr().String()
 	ln.Close()
 	gwFile := filepath.Join(t.TempDir(), "gateway.yaml")
-	os.WriteFile(gwFile, []byte("listen: "+gwAddr+"\nservers:\n  - {name: tools, url: \""+up.URL+"\", trust: trusted}\n"), 0o600)
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }))
+	defer api.Close()
+	os.WriteFile(gwFile, []byte("listen: "+gwAddr+"\nservers:\n  - {name: tools, url: \""+up.URL+"\", trust: trusted}\n"+
+		"http:\n  routes:\n    - {name: api, prefix: /api/, upstream: \""+api.URL+"/\", trust: trusted}\n"), 0o600)
+	const scrapeToken = "scrape-token-of-this-test-0123456789abcdef"
+	tokenFile := filepath.Join(t.TempDir(), "metrics.token")
+	os.WriteFile(tokenFile, []byte(scrapeToken+"\n"), 0o600)
 	var gc *app.GatewayConfig
 	w := apptest.Start(t, func(c *config.Config) {
-		c.Gateway, c.Audit.CheckpointInterval = gwFile, 50*time.Millisecond
+		c.Gateway, c.Audit.CheckpointInterval, c.Metrics.TokenFile = gwFile, 50*time.Millisecond, tokenFile
 		if gc, err = app.LoadGateway(c); err != nil { // it adds the gateway as a resource
 			t.Fatal(err)
 		}
 	})
 	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(
-		"package warden.authz\nallow if input.resource.id == \"tools/hello\"\n")}}, "test")
+		// The second rule puts request data in a reason, as a policy may.
+		"package warden.authz\nallow if input.resource.id == \"tools/hello\"\n"+
+			"deny contains sprintf(\"blocked %s\", [input.resource.id]) if input.resource.kind == \"http.route\"\n")}}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +165,21 @@ func TestMetricsOnServerAndGateway(t *testing.T) {
 	if _, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "tools__secret"}); err == nil {
 		t.Fatal("the denied call went through")
 	}
+	// A reason holding invalid UTF-8 from the request's path: a denial,
+	// counted as "other", not a panic (through ext_authz, whose gRPC
+	// server recovers nothing, it ended the process).
+	pc, err := sdk.NewClient(w.URL, id, k, sdk.WithResource(gc.HTTP.Resource))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostile, err := (&http.Client{Transport: pc.Transport(nil)}).Get(gwURL + "/api/deny%FF")
+	if err != nil {
+		t.Fatalf("the proxy dropped the request: %v", err)
+	}
+	hostile.Body.Close()
+	if hostile.StatusCode != http.StatusForbidden {
+		t.Fatalf("the hostile path: %d", hostile.StatusCode)
+	}
 	res, err := http.Post(w.URL+"/oauth/token", "text/plain", strings.NewReader("grant_type=client_credentials"))
 	if err != nil {
 		t.Fatal(err)
@@ -179,14 +202,14 @@ func TestMetricsOnServerAndGateway(t *testing.T) {
 		}
 		if e.Kind == audit.KindDecision && e.EnforcementPoint == app.GatewayPEP {
 			logged[e.Outcome]++
-			if e.Outcome == "deny" {
+			if e.Outcome == "deny" && e.Action == "tools/call" {
 				denyReason = e.Reasons[0]
 			}
 		}
 	}
-	server := scrapeMetrics(t, w.URL, "")
+	server := scrapeMetrics(t, w.URL, "Bearer "+scrapeToken)
 	after, _ := w.App.Audit.Size(ctx)
-	gateway := scrapeMetrics(t, gwURL, "")
+	gateway := scrapeMetrics(t, gwURL, "Bearer "+scrapeToken)
 
 	for _, fams := range []map[string]*dto.MetricFamily{server, gateway} {
 		for _, outcome := range []string{"allow", "deny"} {
@@ -205,6 +228,7 @@ func TestMetricsOnServerAndGateway(t *testing.T) {
 		ok     func(float64) bool
 	}{
 		{"the deny's reason", "warden_decision_reasons_total", []string{"outcome", "deny", "reason", denyReason}, func(v float64) bool { return v >= 1 }},
+		{"the reason built from the path is other", "warden_decision_reasons_total", []string{"outcome", "deny", "reason", "other"}, func(v float64) bool { return v >= 1 }},
 		{"tokens issued", "warden_tokens_issued_total", []string{"grant", "client_credentials"}, func(v float64) bool { return v >= 1 }},
 		{"the refused token request", "warden_token_refusals_total", []string{"grant", "other", "error", "invalid_request"}, func(v float64) bool { return v == 1 }},
 		{"the log's size", "warden_audit_entries", nil, func(v float64) bool { return v >= float64(before) && v <= float64(after) }},
@@ -241,7 +265,7 @@ func TestMetricsToken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "metrics.token")
-	os.WriteFile(file, []byte("scrape-secret-of-this-test\n"), 0o600)
+	os.WriteFile(file, []byte("scrape-secret-of-this-test-0123456789\n"), 0o600)
 	w := apptest.Start(t, func(c *config.Config) { c.Metrics.TokenFile = file })
 	for _, c := range []struct {
 		name, header string
@@ -249,8 +273,8 @@ func TestMetricsToken(t *testing.T) {
 	}{
 		{"no token", "", http.StatusUnauthorized},
 		{"another token", "Bearer scrape-secret-of-another", http.StatusUnauthorized},
-		{"the token in another scheme", "Basic scrape-secret-of-this-test", http.StatusUnauthorized},
-		{"the token", "Bearer scrape-secret-of-this-test", http.StatusOK},
+		{"the token in another scheme", "Basic scrape-secret-of-this-test-0123456789", http.StatusUnauthorized},
+		{"the token", "Bearer scrape-secret-of-this-test-0123456789", http.StatusOK},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			req, _ := http.NewRequest("GET", w.URL+"/metrics", nil)
@@ -290,6 +314,16 @@ func TestMetricsConfiguration(t *testing.T) {
 			a.Close()
 		}
 		t.Fatalf("a token file others can read: %v", err)
+	}
+	if _, err := os.Stat(cfg.Data); err == nil {
+		t.Error("the refused start made the data directory")
+	}
+	os.Chmod(file, 0o600)
+	if a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		if a != nil {
+			a.Close()
+		}
+		t.Fatalf("a token too short to be a secret: %v", err)
 	}
 
 	w := apptest.Start(t, func(c *config.Config) { c.Metrics.Disabled = true })
@@ -370,17 +404,17 @@ func checkExamples(t *testing.T, served map[string]*dto.MetricFamily) {
 }
 
 // Agents reach the server's and the gateway's listeners, and the figures
-// are every agent's: without a token file /metrics there answers loopback
-// clients only. metrics.listen serves them without credentials on a
-// listener of its own.
+// are every agent's: without a token /metrics is not served there, to
+// any address (behind a proxy on the same machine every client seems
+// local). metrics.listen serves them on a listener of its own.
 func TestMetricsListeners(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	for _, c := range []struct {
 		name, remote string
 		want         int
-	}{{"loopback", "127.0.0.1:40000", http.StatusOK}, {"IPv6 loopback", "[::1]:40000", http.StatusOK},
-		{"another machine", "192.0.2.7:40000", http.StatusForbidden}, {"IPv4 in IPv6", "[::ffff:192.0.2.7]:40000", http.StatusForbidden}} {
+	}{{"loopback", "127.0.0.1:40000", http.StatusForbidden}, {"IPv6 loopback", "[::1]:40000", http.StatusForbidden},
+		{"another machine", "192.0.2.7:40000", http.StatusForbidden}} {
 		t.Run(c.name, func(t *testing.T) {
 			req := httptest.NewRequest("GET", "/metrics", nil)
 			req.RemoteAddr = c.remote
@@ -402,6 +436,10 @@ func TestMetricsListeners(t *testing.T) {
 	cfg.Data = filepath.Join(t.TempDir(), "data")
 	cfg.Server.Addr = "127.0.0.1:0"
 	cfg.Metrics.Listen = metricsAddr
+	// The token holds on the metrics listener too.
+	const token = "metrics-listener-token-0123456789abcdef"
+	cfg.Metrics.TokenFile = filepath.Join(t.TempDir(), "metrics.token")
+	os.WriteFile(cfg.Metrics.TokenFile, []byte(token), 0o600)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +457,15 @@ func TestMetricsListeners(t *testing.T) {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	fams := scrapeMetrics(t, "http://"+metricsAddr, "")
+	res, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the metrics listener without the token: %d", res.StatusCode)
+	}
+	fams := scrapeMetrics(t, "http://"+metricsAddr, "Bearer "+token)
 	if sample(fams, "warden_audit_entries") < 0 {
 		t.Error("the metrics listener does not serve Warden's metrics")
 	}

@@ -127,8 +127,12 @@ func appendString(dst []byte, s string) []byte {
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			// A byte that is not UTF-8 is the replacement character, as
+			// itself: the form a decoder reads back and encodes again the
+			// same (an escape would not be, and the entry could not be
+			// read).
 			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
+			dst = append(dst, "\uFFFD"...)
 			i += size
 			start = i
 			continue

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -144,6 +146,23 @@ func (e *Entry) Prepare() error {
 				return err
 			}
 			raw[i] = c
+		}
+	}
+	// Bytes that are not UTF-8 (from a request's path, through a policy's
+	// reason) become the replacement character here, as the stored entry
+	// says them: encoding/json would write an escape, which reads back as
+	// the character itself, so the entry would fail its own canonical
+	// check and could never be read.
+	for _, f := range []*string{&e.Action, &e.Actor, &e.Agent, &e.DecisionID, &e.EnforcementPoint, &e.InputDigest, &e.Outcome, &e.PolicyVersion, &e.Target} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
+	for i, r := range e.Reasons {
+		if !utf8.ValidString(r) {
+			e.Reasons = slices.Clone(e.Reasons) // the caller's slice stays as it is
+			for j := i; j < len(e.Reasons); j++ {
+				e.Reasons[j] = strings.ToValidUTF8(e.Reasons[j], "\uFFFD")
+			}
+			break
 		}
 	}
 	p := &entryParts{}

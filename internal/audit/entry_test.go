@@ -89,3 +89,31 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// Bytes that are not UTF-8 reach entries from requests (a path's %FF,
+// through a policy reason built from it): the entry is written with the
+// replacement character and reads back, and the caller's reasons stay as
+// they were. Before, it failed its own canonical check and no reader
+// (the monitor, lineage, exports) could decode it.
+func TestEntryWithBytesThatAreNotUTF8ReadsBack(t *testing.T) {
+	t.Parallel()
+	res, _ := json.Marshal(map[string]string{"kind": "http.route", "id": "api/deny\xff"})
+	reasons := []string{"ok", "blocked api/deny\xff"}
+	e := &Entry{Kind: KindDecision, Time: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC), DecisionID: "dec_\xfe", Action: "http:GET\xff",
+		EnforcementPoint: "gw", Resource: res, Outcome: "deny", Reasons: reasons, Agent: "ai-agent://dev/x", Target: "t\xff"}
+	e.Detail, _ = json.Marshal(map[string]any{"x": "a\xff"})
+	b, err := e.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeEntry(b)
+	if err != nil {
+		t.Fatalf("the entry does not read back: %v\n%q", err, b)
+	}
+	if back.Reasons[1] != "blocked api/deny\uFFFD" || back.Action != "http:GET\uFFFD" || back.Target != "t\uFFFD" {
+		t.Errorf("read back: %q %q %q", back.Reasons, back.Action, back.Target)
+	}
+	if reasons[1] != "blocked api/deny\xff" {
+		t.Error("the caller's reasons were changed")
+	}
+}

@@ -457,8 +457,18 @@ var envVars = []struct {
 	{"WARDEN_ADMIN_TOKEN", "the first admin token of a new deployment", func(c *Config, v string) error { c.AdminToken = v; return nil }},
 }
 
+// secretVars are variables that hold secrets: set but empty is an error,
+// not "unset" (an empty Kubernetes Secret would otherwise make a new
+// master key in a pod's scratch volume).
+var secretVars = []string{"WARDEN_MASTER_KEY", "WARDEN_ADMIN_TOKEN"}
+
 // ApplyEnv sets cfg fields from the WARDEN_* variables that lookup finds.
 func ApplyEnv(cfg *Config, lookup func(string) (string, bool)) error {
+	for _, name := range secretVars {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) == "" {
+			return fmt.Errorf("config: %s is set but empty: give it its value, or unset it", name)
+		}
+	}
 	for _, e := range envVars {
 		if v, ok := lookup(e.name); ok && v != "" {
 			if err := e.set(cfg, v); err != nil {

@@ -173,3 +173,24 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// A secret variable set but empty is a mistake (an empty Secret, say), not
+// "unset": with the master key, it would make a new key where none
+// should be.
+func TestEmptySecretVariables(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"WARDEN_MASTER_KEY", "WARDEN_ADMIN_TOKEN"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := Default()
+			err := ApplyEnv(&cfg, func(k string) (string, bool) {
+				if k == name {
+					return " ", true
+				}
+				return "", false
+			})
+			if err == nil || !strings.Contains(err.Error(), name+" is set but empty") {
+				t.Fatalf("%v", err)
+			}
+		})
+	}
+}

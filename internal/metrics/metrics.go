@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,21 +20,34 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Namespace prefixes every metric Warden defines.
 const Namespace = "warden"
 
-// Other stands for label values past a label's limit: a policy that puts
-// request data in its reasons cannot grow the series without bound.
+// Other stands for label values past a label's limit, or not shaped as
+// a name: a policy that puts request data in its reasons can neither grow
+// the series without bound nor make them large.
 const Other = "other"
 
 // Label limits: the distinct values a label keeps before the rest count
-// as Other.
+// as Other, and the longest value kept.
 const (
-	maxReasons = 256
-	maxPoints  = 64
+	maxReasons     = 256
+	maxOwnReasons  = 64
+	maxPoints      = 64
+	maxLabelLength = 96
 )
+
+// OwnReasonPrefix begins the reasons Warden gives itself (before or after
+// the policy); they have a budget of their own, which policy reasons
+// cannot use up.
+const OwnReasonPrefix = "warden."
+
+// scrapeCache is how long a scrape's figures serve the next scrapes: a
+// client that scrapes in a loop costs one gathering a second.
+const scrapeCache = time.Second
 
 // Latency buckets, in seconds: from the 50 µs of a memoised decision to
 // the seconds of a store that is failing.
@@ -56,13 +70,22 @@ type Metrics struct {
 	batch     prometheus.Histogram
 	failed    prometheus.Counter
 
-	points, reasonNames bounded
+	points, reasonNames, ownReasons bounded
+
+	cacheFor time.Duration
+	cache    struct {
+		sync.Mutex
+		at   time.Time
+		fams []*dto.MetricFamily
+		err  error
+	}
 }
 
 // New makes a registry with Warden's metrics, the Go runtime's and the
 // process's.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), points: bounded{max: maxPoints}, reasonNames: bounded{max: maxReasons}}
+	m := &Metrics{reg: prometheus.NewRegistry(), points: bounded{max: maxPoints}, reasonNames: bounded{max: maxReasons},
+		ownReasons: bounded{max: maxOwnReasons}, cacheFor: scrapeCache}
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "decisions_total",
 		Help: "Decisions made, by enforcement point and outcome (allow, deny, pending)."}, []string{"enforcement_point", "outcome"})
@@ -86,13 +109,26 @@ func New() *Metrics {
 }
 
 // Handler serves the registry in Prometheus' text format (or OpenMetrics,
-// when the scraper asks for it).
+// when the scraper asks for it): two scrapes at a time, each second's
+// figures gathered once.
 func (m *Metrics) Handler(log *slog.Logger) http.Handler {
-	opts := promhttp.HandlerOpts{EnableOpenMetrics: true, Timeout: 10 * time.Second}
+	opts := promhttp.HandlerOpts{EnableOpenMetrics: true, Timeout: 10 * time.Second, MaxRequestsInFlight: 2}
 	if log != nil {
 		opts.ErrorLog = slogLogger{log}
 	}
-	return promhttp.HandlerFor(m.reg, opts)
+	return promhttp.HandlerFor(prometheus.GathererFunc(m.gather), opts)
+}
+
+// gather is the registry's Gather, kept for scrapeCache.
+func (m *Metrics) gather() ([]*dto.MetricFamily, error) {
+	c := &m.cache
+	c.Lock()
+	defer c.Unlock()
+	if now := time.Now(); now.Sub(c.at) >= m.cacheFor || now.Before(c.at) {
+		c.fams, c.err = m.reg.Gather()
+		c.at = now
+	}
+	return c.fams, c.err
 }
 
 // Registry is the registry itself, for tests and for collectors of other
@@ -109,9 +145,15 @@ func (m *Metrics) Decided(pep, outcome string, reasons []string, took time.Durat
 		pep = "api"
 	}
 	pep = m.points.value(pep)
+	outcome = name(outcome)
 	m.decisions.WithLabelValues(pep, outcome).Inc()
 	for _, r := range reasons {
-		m.reasons.WithLabelValues(outcome, m.reasonNames.value(r)).Inc()
+		if strings.HasPrefix(r, OwnReasonPrefix) {
+			r = m.ownReasons.value(r)
+		} else {
+			r = m.reasonNames.value(r)
+		}
+		m.reasons.WithLabelValues(outcome, r).Inc()
 	}
 	m.latency.WithLabelValues(pep).Observe(took.Seconds())
 }
@@ -184,10 +226,13 @@ func (c *readCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	for _, s := range c.f(ctx) {
+		var labels []string
 		if c.labelled {
-			ch <- prometheus.MustNewConstMetric(c.desc, c.kind, s.Value, s.Label)
-		} else {
-			ch <- prometheus.MustNewConstMetric(c.desc, c.kind, s.Value)
+			labels = []string{name(s.Label)}
+		}
+		// Never Must: a collector's panic would end the process.
+		if mt, err := prometheus.NewConstMetric(c.desc, c.kind, s.Value, labels...); err == nil {
+			ch <- mt
 		}
 	}
 }
@@ -202,6 +247,9 @@ type bounded struct {
 }
 
 func (b *bounded) value(s string) string {
+	if s = name(s); s == Other {
+		return s
+	}
 	if _, ok := b.seen.Load(s); ok {
 		return s
 	}
@@ -215,6 +263,23 @@ func (b *bounded) value(s string) string {
 	}
 	b.seen.Store(s, struct{}{})
 	b.n.Add(1)
+	return s
+}
+
+// name is s when it is shaped as a name (at most maxLabelLength bytes of
+// letters, digits and _ . : / -), else Other: a label value must be valid
+// UTF-8 (the client panics on one that is not), and should be small.
+func name(s string) string {
+	if s == "" || len(s) > maxLabelLength {
+		return Other
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == ':', c == '/', c == '-':
+		default:
+			return Other
+		}
+	}
 	return s
 }
 

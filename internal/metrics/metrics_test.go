@@ -162,6 +162,7 @@ func TestAuditCommits(t *testing.T) {
 func TestReadAtScrape(t *testing.T) {
 	t.Parallel()
 	m := metrics.New()
+	metrics.NoScrapeCache(m)
 	var readable bool
 	m.Read("queue_entries", "A queue.", "", prometheus.GaugeValue, func(context.Context) []metrics.Sample {
 		if !readable {
@@ -182,6 +183,47 @@ func TestReadAtScrape(t *testing.T) {
 	}
 	if got := value(fams, "warden_incidents_open", "level", "high"); got != 2 {
 		t.Errorf("high incidents: %v", got)
+	}
+}
+
+// Label values come from policy (reasons) and from requests: one that is
+// not valid UTF-8, or not shaped as a name, or long, is "other", never a
+// panic (which, in a collector or a gRPC handler, ends the process) and
+// never a series that holds a megabyte. Warden's own reasons have a budget
+// that policy reasons cannot use up.
+func TestLabelValuesAreNames(t *testing.T) {
+	t.Parallel()
+	m := metrics.New()
+	bad := []string{"blocked path /deny\xff", "has spaces", strings.Repeat("x", 1<<20), "new\nline", "\u202eevil", ""}
+	m.Decided("gw\xff", "deny", bad, time.Millisecond)
+	for i := range 300 {
+		m.Decided("gw", "deny", []string{fmt.Sprintf("flood_%d", i)}, time.Millisecond)
+	}
+	m.Decided("gw", "deny", []string{"warden.token_invalid"}, time.Millisecond)
+	m.Read("incidents_open", "Incidents.", "level", prometheus.GaugeValue, func(context.Context) []metrics.Sample {
+		return []metrics.Sample{{Label: "high\xff", Value: 1}}
+	})
+	fams := scrape(t, m)
+	if got := value(fams, "warden_decision_reasons_total", "reason", metrics.Other); got != float64(len(bad)+300-256) {
+		t.Errorf("other reasons: %v, want %d", got, len(bad)+300-256)
+	}
+	if got := value(fams, "warden_decision_reasons_total", "reason", "warden.token_invalid"); got != 1 {
+		t.Errorf("Warden's own reason after a flood of policy reasons: %v", got)
+	}
+	if got := value(fams, "warden_decisions_total", "enforcement_point", metrics.Other); got != 1 {
+		t.Errorf("a point that is not a name: %v", got)
+	}
+	if got := value(fams, "warden_incidents_open", "level", metrics.Other); got != 1 {
+		t.Errorf("a level read at scrape that is not a name: %v", got)
+	}
+	for _, f := range fams {
+		for _, mt := range f.Metric {
+			for _, l := range mt.Label {
+				if len(l.GetValue()) > 96 {
+					t.Fatalf("a label of %d bytes", len(l.GetValue()))
+				}
+			}
+		}
 	}
 }
 
