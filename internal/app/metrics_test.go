@@ -122,7 +122,7 @@ func TestMetricsOnServerAndGateway(t *testing.T) {
 	})
 	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(
 		// The second rule puts request data in a reason, as a policy may.
-		"package warden.authz\nallow if input.resource.id == \"tools/hello\"\n"+
+		"package warden.authz\nallow if input.resource.id == \"tools/hello\"\n" +
 			"deny contains sprintf(\"blocked %s\", [input.resource.id]) if input.resource.kind == \"http.route\"\n")}}, "test")
 	if err != nil {
 		t.Fatal(err)
