@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -445,5 +446,37 @@ allow if t.a == 1
 	}
 	if kept := policy.ConstantRules(e); slices.Contains(kept, "data.warden.authz.t.a") {
 		t.Fatalf("kept %q", kept)
+	}
+}
+
+// A rule that reads a large input is not kept: an agent's megabyte of
+// arguments, in 4,096 values of each rule that reads them, would hold
+// gigabytes. A small input still is.
+func TestLargeInputsAreNotKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := compile(t, "package warden.authz\n\nblocked contains k if { some k, _ in input.args.body }\ndeny contains \"blocked\" if count(blocked) > 0\n", policy.EngineConfig{})
+	if len(policy.KeyedRules(e)) == 0 {
+		t.Fatal("no rule kept per input: the test proves nothing")
+	}
+	at := time.Unix(1_800_000_000, 0)
+	first := 0 // the values of the rules that read no input
+	for i := range 20 {
+		big := map[string]any{"args": map[string]any{"body": map[string]any{fmt.Sprintf("%d%s", i, strings.Repeat("x", 64<<10)): 1}}}
+		if r, err := e.Evaluate(ctx, big, at); err != nil || len(r.Deny) == 0 {
+			t.Fatalf("%+v %v", r, err)
+		}
+		if i == 0 {
+			first = policy.KeptValues(e)
+		}
+	}
+	if n := policy.KeptValues(e); n != first {
+		t.Fatalf("%d values kept after 20 large inputs, %d after the first", n, first)
+	}
+	if _, err := e.Evaluate(ctx, map[string]any{"args": map[string]any{"body": map[string]any{"k": 1}}}, at); err != nil {
+		t.Fatal(err)
+	}
+	if n := policy.KeptValues(e); n <= first {
+		t.Fatal("a small input's values were not kept")
 	}
 }

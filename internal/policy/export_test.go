@@ -66,3 +66,16 @@ func WithPanickingBuiltin(cfg EngineConfig) EngineConfig {
 	}
 	return cfg
 }
+
+// KeptValues counts the values the engine keeps across its keyed rules.
+func KeptValues(e *Engine) int {
+	n := 0
+	for _, rs := range e.rules.rules {
+		for _, r := range rs {
+			r.mu.Lock()
+			n += len(r.values)
+			r.mu.Unlock()
+		}
+	}
+	return n
+}

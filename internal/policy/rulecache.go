@@ -36,6 +36,11 @@ import (
 // rulesKept bounds the values kept per rule; a full table starts afresh.
 const rulesKept = 4096
 
+// maxKeptKey bounds the key of a value kept: a rule that read a large
+// input (an agent's megabyte of arguments) is evaluated every time rather
+// than kept, or 4,096 such keys, per rule, would hold gigabytes.
+const maxKeptKey = 4096
+
 // ruleCache is what one engine knows of the rules it keeps, and their values.
 type ruleCache struct {
 	rules map[int][]*keptRule // by the hash of the rule's path
@@ -337,6 +342,9 @@ type evalCache struct {
 	// may be replaced, so nothing is served or kept.
 	depth int
 	keys  map[*keptRule]string
+	// unkept are the rules not kept in this evaluation: their key could
+	// not be made, or is too large to keep.
+	unkept map[*keptRule]bool
 	// encoded holds each input path's encoding once it was made: rules
 	// that read the same path (a large one, such as the arguments'
 	// provenance) share it instead of encoding it again.
@@ -368,8 +376,15 @@ func (c *evalCache) kept(ref ast.Ref) (*keptRule, string, bool) {
 		if k, ok := c.keys[kr]; ok {
 			return kr, k, true
 		}
+		if c.unkept[kr] {
+			return nil, "", false
+		}
 		k, ok := c.key(kr)
-		if !ok {
+		if !ok || len(k) > maxKeptKey {
+			if c.unkept == nil {
+				c.unkept = map[*keptRule]bool{}
+			}
+			c.unkept[kr] = true
 			return nil, "", false
 		}
 		if c.keys == nil {
