@@ -33,6 +33,7 @@ import (
 	"github.com/warden-run/warden/internal/store/postgres"
 	"github.com/warden-run/warden/internal/store/sqlite"
 	"github.com/warden-run/warden/internal/taint"
+	"github.com/warden-run/warden/internal/tracing"
 )
 
 // App is a running control plane.
@@ -70,6 +71,7 @@ type App struct {
 
 	gatewayPublished bool
 	metricsToken     string
+	stopTracing      func(context.Context) error
 	metricsOnce      sync.Once
 	metricsErr       error
 
@@ -95,6 +97,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}()
 	var err error
 	if a.metricsToken, err = readMetricsToken(cfg.Metrics); err != nil {
+		return nil, err
+	}
+	if a.stopTracing, err = tracing.Start(cfg.Tracing); err != nil {
 		return nil, err
 	}
 	var pool *pgxpool.Pool // the PostgreSQL store's connections, which the audit log shares
@@ -453,6 +458,13 @@ func (a *App) Close() error {
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())
+	}
+	if a.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.stopTracing(ctx); err != nil {
+			a.log.Warn("tracing: the last spans could not be exported", "err", err)
+		}
 	}
 	return errors.Join(errs...)
 }

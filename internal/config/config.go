@@ -25,6 +25,7 @@ import (
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/tracing"
 )
 
 // Config is Warden's whole configuration. Every field has a safe default.
@@ -50,6 +51,9 @@ type Config struct {
 	// Metrics publishes Prometheus metrics at /metrics on the server's
 	// listener and the gateway's.
 	Metrics Metrics `yaml:"metrics"`
+	// Tracing exports OpenTelemetry traces of agents' actions over OTLP;
+	// off unless an endpoint is set.
+	Tracing tracing.Config `yaml:"tracing"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -496,6 +500,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Disabled && (c.Metrics.TokenFile != "" || c.Metrics.Listen != "") {
 		bad("metrics.token_file or metrics.listen is set while metrics.disabled is true: remove one")
+	}
+	if err := c.Tracing.Check(); err != nil {
+		bad("%v", err)
 	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {

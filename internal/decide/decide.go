@@ -15,11 +15,15 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/decide/record"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
+	"github.com/warden-run/warden/internal/tracing"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -197,14 +201,28 @@ func (p *Pipeline) Decide(ctx context.Context, pep Point, req *Request) (Decisio
 }
 
 func (p *Pipeline) decide(ctx context.Context, pep Point, req *Request, proofChecked bool) (Decision, error) {
+	ctx, span := tracer.Start(ctx, "warden.decide")
+	defer span.End()
 	c, err := p.prepare(pep, req)
 	if err != nil {
+		span.SetStatus(codes.Error, "malformed request")
 		return Decision{}, err
 	}
 	c.proofChecked = proofChecked
 	p.conclude(ctx, c)
-	return p.record(ctx, c), nil
+	d := p.record(ctx, c)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("warden.decision_id", d.ID), attribute.String("warden.outcome", string(d.Outcome)),
+			attribute.StringSlice("warden.reasons", d.Reasons), attribute.String("warden.enforcement_point", pep.Name),
+			attribute.String("warden.agent", c.e.Agent), attribute.String("warden.action", req.Action),
+			attribute.String("warden.resource", req.Resource.ID), attribute.String("warden.policy_version", d.PolicyVersion),
+			attribute.Int64("warden.audit_index", d.AuditIndex))
+	}
+	return d, nil
 }
+
+// tracer makes the decisions' spans (no-ops unless tracing is on).
+var tracer = tracing.Tracer()
 
 // decision is one decision in the making: the request (with what the
 // enforcement point is trusted for), the answer, its audit entry and the

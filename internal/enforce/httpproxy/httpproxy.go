@@ -24,10 +24,14 @@ import (
 	"strings"
 	"sync"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/provenance"
+	"github.com/warden-run/warden/internal/tracing"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -200,6 +204,8 @@ func New(cfg Config, d Deps) *Proxy {
 	}
 	slices.SortFunc(p.routes, func(a, b *Route) int { return len(b.Prefix) - len(a.Prefix) })
 	p.rp = &httputil.ReverseProxy{
+		// The request's trace goes on to the upstream (W3C traceparent).
+		Transport:      tracing.Transport{Base: http.DefaultTransport},
 		Rewrite:        p.rewrite,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.upstreamError,
@@ -238,6 +244,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route"})
 		return
+	}
+	ctx, span := tracer.Start(tracing.FromRequest(r.Context(), r), "http "+r.Method, trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	r = r.WithContext(ctx)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("warden.route", route.Name))
 	}
 	if r.Header.Get("Upgrade") != "" {
 		// A switched protocol would carry requests nobody decides.
@@ -527,3 +539,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }
+
+// tracer makes the proxy's spans (no-ops unless tracing is on).
+var tracer = tracing.Tracer()

@@ -18,6 +18,7 @@ import (
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/provenance"
+	"github.com/warden-run/warden/internal/tracing"
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -229,6 +230,9 @@ func (g *Gateway) edge(next http.Handler) http.Handler {
 			}
 			g.prov.Session(c.Agent, "").AddUserInput(text)
 		}
+		// The agent's trace, when it sends one, goes on through the
+		// gateway to the upstream.
+		r = r.WithContext(tracing.FromRequest(r.Context(), r))
 		// The SDK reads a bearer token; the edge has checked the real one.
 		sdk := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))

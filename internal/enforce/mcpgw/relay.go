@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The relay is the gateway's own client for the call it forwards most:
@@ -155,8 +156,9 @@ func (u *upstream) relay(ctx context.Context, s *mcp.ClientSession, tool string,
 	if err != nil {
 		return nil, false, err
 	}
-	// The request's context holds none of the agent's values.
-	rctx, cancel := context.WithTimeout(context.Background(), u.timeout)
+	// The request's context holds none of the agent's values; only the
+	// trace it is part of, which goes on to the upstream.
+	rctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx)), u.timeout)
 	stop := context.AfterFunc(ctx, cancel)
 	resp, err := u.post(rctx, s, body)
 	if err != nil {

@@ -8,9 +8,12 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/warden-run/warden/internal/enforce"
 	"github.com/warden-run/warden/internal/provenance"
+	"github.com/warden-run/warden/internal/tracing"
 )
 
 // Tools: the upstreams' tools as an agent may see them, and tools/call
@@ -89,6 +92,11 @@ func (g *Gateway) callTool(ctx context.Context, c *enforce.Caller, r *mcp.CallTo
 // decision says so; progress, when not nil, gets the upstream's progress
 // notifications.
 func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header, sid, name string, rawArgs json.RawMessage, progress func(*mcp.ProgressNotificationParams)) (json.RawMessage, error) {
+	ctx, span := tracer.Start(ctx, "mcp tools/call", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("mcp.tool", name), attribute.String("warden.agent", c.Agent), attribute.String("warden.enforcement_point", g.cfg.Name))
+	}
 	if err := checkHeaders(h, "tools/call", name); err != nil {
 		return nil, err
 	}
@@ -142,3 +150,6 @@ func (g *Gateway) toolCall(ctx context.Context, c *enforce.Caller, h http.Header
 	g.recorded(c, u, tool, attrs, d, res, argv)
 	return res, nil
 }
+
+// tracer makes the gateway's spans (no-ops unless tracing is on).
+var tracer = tracing.Tracer()

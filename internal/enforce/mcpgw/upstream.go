@@ -18,6 +18,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+
+	"github.com/warden-run/warden/internal/tracing"
 )
 
 // errUnavailable means an upstream could not be reached or failed
@@ -92,7 +94,7 @@ func newUpstream(cfg Server, timeout time.Duration, lg *slog.Logger) *upstream {
 	// by their contexts.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tr},
+	u := &upstream{cfg: cfg, timeout: timeout, lg: lg.With("upstream", cfg.Name), http: &http.Client{Transport: tracing.Transport{Base: tr}},
 		agents: map[string]*upstreamSession{}, maxAgents: maxAgentSessions, done: make(chan struct{}),
 		answering: make(chan struct{}, maxAnswering)}
 	// A change of the lists is heard on the gateway's own session; the
