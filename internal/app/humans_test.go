@@ -173,6 +173,8 @@ func TestRolePermissionMatrix(t *testing.T) {
 		{"POST", agent + "/restrict", "admin operator"},
 		{"POST", agent + "/revoke", "admin operator"},
 		{"POST", agent + "/keys", "admin"},
+		{"PATCH", agent, "admin"},
+		{"DELETE", agent, "admin"},
 		{"POST", "/v1/tokens/revoke", "admin operator"},
 		{"GET", "/v1/keys", all},
 		{"POST", "/v1/keys/rotate", "admin"},

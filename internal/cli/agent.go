@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -23,7 +24,95 @@ func newAgentCmd(g *globals) *cobra.Command {
 		newStatusCmd(g, "quarantine", "Quarantine an agent: no tokens, and its live tokens are revoked at once"),
 		newStatusCmd(g, "restrict", "Mark an agent restricted: it keeps its tokens; policies see the status"),
 		newStatusCmd(g, "revoke", "Revoke every live token of an agent (it may get new ones unless disabled)"),
-		newRotateKeyCmd(g), newTaintsCmd(g), newClearTaintsCmd(g), newRiskCmd(g))
+		newRotateKeyCmd(g), newUpdateCmd(g), newDeleteCmd(g), newTaintsCmd(g), newClearTaintsCmd(g), newRiskCmd(g))
+	return cmd
+}
+
+func newUpdateCmd(g *globals) *cobra.Command {
+	var (
+		roles, attrs, unset []string
+		owner, reason       string
+	)
+	cmd := &cobra.Command{
+		Use:   "update ID",
+		Short: "Change an agent's roles, owner or attributes; its live tokens are revoked",
+		Long: `Change an agent's roles (--role replaces them all), owner, or attributes
+(--attr sets one, --unset-attr removes one; the others stay). The agent's
+live tokens are revoked: they carry the record as it was, and it fetches
+new ones. Warden's own attributes (warden.*) cannot be changed.`,
+		Example: `  warden agent update ai-agent://prod/finance/trading-optimizer --role trader,reader --attr desk=rates --reason "moved desks"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u := identity.AgentUpdate{Reason: reason, Attributes: map[string]*string{}}
+			for _, r := range roles {
+				u.Roles = append(u.Roles, splitList(r)...)
+			}
+			if cmd.Flags().Changed("owner") {
+				u.Owner = &owner
+			}
+			for _, kv := range attrs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usageError{fmt.Errorf("--attr %q: want key=value", kv)}
+				}
+				u.Attributes[k] = &v
+			}
+			for _, k := range unset {
+				u.Attributes[k] = nil
+			}
+			if u.Roles == nil && u.Owner == nil && len(u.Attributes) == 0 {
+				return usageError{errors.New("nothing to change: give --role, --owner, --attr or --unset-attr")}
+			}
+			c, err := g.admin()
+			if err != nil {
+				return err
+			}
+			var a server.AgentView
+			if err := c.do(cmd.Context(), "PATCH", agentPath(args[0], ""), u, &a); err != nil {
+				return err
+			}
+			return g.printAgent(a)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&roles, "role", nil, "the agent's roles, replacing the ones it has (repeat, or comma-separated)")
+	fl.StringVar(&owner, "owner", "", "owning person or team")
+	fl.StringArrayVar(&attrs, "attr", nil, "set attribute key=value (repeat)")
+	fl.StringArrayVar(&unset, "unset-attr", nil, "remove attribute key (repeat)")
+	fl.StringVar(&reason, "reason", "", "why, for the record")
+	return cmd
+}
+
+func newDeleteCmd(g *globals) *cobra.Command {
+	var (
+		reason string
+		yes    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "delete ID",
+		Short: "End an agent for good: tokens revoked, keys retired, disabled, recorded",
+		Long: `End an agent for good: its live tokens are revoked, its keys retired now,
+and it is disabled and marked deleted, so that it can be neither enabled nor
+given a key again. Its record stays: the audit log still names it, and its
+id is never another agent's. --yes confirms; there is no undo.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return usageError{fmt.Errorf("deleting %s cannot be undone: give --yes", args[0])}
+			}
+			c, err := g.admin()
+			if err != nil {
+				return err
+			}
+			var a server.AgentView
+			if err := c.do(cmd.Context(), "DELETE", agentPath(args[0], ""), map[string]string{"reason": reason}, &a); err != nil {
+				return err
+			}
+			return g.printAgent(a)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the record")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm: the agent cannot be brought back")
 	return cmd
 }
 

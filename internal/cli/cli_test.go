@@ -436,3 +436,66 @@ func TestFailedFirstStartLeavesNothing(t *testing.T) {
 		})
 	}
 }
+
+// agent update changes roles, owner and attributes and revokes the live
+// tokens; agent delete ends an agent for good, recorded, and needs --yes.
+func TestAgentUpdateAndDelete(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	dir := t.TempDir()
+	g := []string{"--server", w.URL, "--admin-token-file", filepath.Join(w.Config.Data, app.AdminTokenFileName)}
+	must := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, append(args, g...)...)
+		if code != 0 {
+			t.Fatalf("warden %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	fails := func(status int, want string, args ...string) {
+		t.Helper()
+		out, errOut, code := run(t, append(args, g...)...)
+		if code != status || !strings.Contains(errOut, want) {
+			t.Fatalf("warden %s: exit %d (want %d), stderr %q, want %q (stdout %q)", strings.Join(args, " "), code, status, errOut, want, out)
+		}
+	}
+	const id = "ai-agent://prod/finance/mover"
+	key := filepath.Join(dir, "agent.jwk")
+	must("agent", "keygen", "--out", key)
+	must("agent", "register", id, "--role", "trader", "--owner", "team-a", "--pubkey", filepath.Join(dir, "agent.pub.jwk"), "--attr", "desk=fx", "--attr", "tier=2")
+	tok := strings.TrimSpace(must("token", "--agent", id, "--key", key))
+
+	must("agent", "update", id, "--role", "reader,auditor", "--owner", "team-b", "--attr", "desk=rates", "--unset-attr", "tier", "--reason", "moved")
+	var shown struct {
+		Roles      []string
+		Owner      string
+		Attributes map[string]string
+	}
+	if err := json.Unmarshal([]byte(must("agent", "show", id, "--format", "json")), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(shown.Roles, ",") != "auditor,reader" || shown.Owner != "team-b" || shown.Attributes["desk"] != "rates" || shown.Attributes["tier"] != "" {
+		t.Fatalf("after update: %+v", shown)
+	}
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err == nil {
+		t.Error("a token from before the update still verifies")
+	}
+	fails(2, "nothing to change", "agent", "update", id)
+	fails(2, "Warden's own", "agent", "update", id, "--attr", "warden.deleted_at=never")
+	fails(3, "", "agent", "update", "ai-agent://prod/finance/nobody", "--owner", "x")
+
+	tok = strings.TrimSpace(must("token", "--agent", id, "--key", key))
+	fails(2, "--yes", "agent", "delete", id)
+	must("agent", "delete", id, "--yes", "--reason", "decommissioned")
+	if _, err := w.App.Verifier.Verify(t.Context(), tok); err == nil {
+		t.Error("a token from before the delete still verifies")
+	}
+	if _, errOut, code := run(t, "token", "--agent", id, "--key", key, "--server", w.URL); code == 0 {
+		t.Errorf("a deleted agent got a token: %s", errOut)
+	}
+	fails(4, "was deleted", "agent", "enable", id)
+	fails(4, "was deleted", "agent", "rotate-key", id, "--pubkey", filepath.Join(dir, "agent.pub.jwk"))
+	if out := must("events", "--target", id); !strings.Contains(out, "agent.update") || !strings.Contains(out, "agent.delete") {
+		t.Errorf("the record: %s", out)
+	}
+}

@@ -85,6 +85,11 @@ func (r *Registry) Register(ctx context.Context, actor string, reg Registration)
 	if err := validateRecord(reg.Roles, reg.Owner, reg.Attributes); err != nil {
 		return store.Agent{}, err
 	}
+	for k := range reg.Attributes {
+		if ownAttribute(k) {
+			return store.Agent{}, fmt.Errorf("%w: attribute %s is Warden's own", ErrInvalidAgent, k)
+		}
+	}
 	if len(reg.PublicKey) == 0 {
 		return store.Agent{}, fmt.Errorf("%w: a public key is required", ErrInvalidAgent)
 	}
@@ -194,6 +199,9 @@ func (r *Registry) SetStatus(ctx context.Context, actor, id string, status store
 		return store.Agent{}, fmt.Errorf("%w: unknown status %q", ErrInvalidAgent, status)
 	}
 	return r.update(ctx, actor, id, "agent.status", map[string]any{"status": status, "reason": reason}, func(a *store.Agent) error {
+		if a.Attributes[AttrDeletedAt] != "" && status != store.StatusDisabled {
+			return fmt.Errorf("%w: %s was deleted", store.ErrConflict, a.ID)
+		}
 		a.Status = status
 		if !status.MayHoldTokens() {
 			revokeAgentTokens(a)
@@ -208,6 +216,101 @@ func (r *Registry) SetStatus(ctx context.Context, actor, id string, status store
 			}
 			a.Attributes = attrs
 		}
+		return nil
+	})
+}
+
+// AgentUpdate changes an agent's record; what it leaves out stays.
+type AgentUpdate struct {
+	Roles []string `json:"roles,omitempty"`
+	Owner *string  `json:"owner,omitempty"`
+	// Attributes sets each named attribute; null removes it. Warden's own
+	// (warden.*) cannot be set or removed.
+	Attributes map[string]*string `json:"attributes,omitempty"`
+	Reason     string             `json:"reason,omitempty"`
+}
+
+// AttrDeletedAt marks an agent deleted: when, as RFC 3339.
+const AttrDeletedAt = "warden.deleted_at"
+
+// ownAttribute reports whether an attribute is Warden's own.
+func ownAttribute(name string) bool { return strings.HasPrefix(name, "warden.") }
+
+// Update changes an agent's roles, owner or attributes, and revokes the
+// tokens it holds: they carry the record as it was, and every decision
+// after the change sees the new one.
+func (r *Registry) Update(ctx context.Context, actor, id string, u AgentUpdate) (store.Agent, error) {
+	if u.Roles == nil && u.Owner == nil && len(u.Attributes) == 0 {
+		return store.Agent{}, fmt.Errorf("%w: nothing to change: give roles, owner or attributes", ErrInvalidRequest)
+	}
+	for k := range u.Attributes {
+		if ownAttribute(k) {
+			return store.Agent{}, fmt.Errorf("%w: attribute %s is Warden's own", ErrInvalidAgent, k)
+		}
+	}
+	detail := map[string]any{"reason": u.Reason}
+	if u.Roles != nil {
+		detail["roles"] = slices.Compact(slices.Sorted(slices.Values(u.Roles)))
+	}
+	if u.Owner != nil {
+		detail["owner"] = *u.Owner
+	}
+	if len(u.Attributes) > 0 {
+		detail["attributes"] = u.Attributes
+	}
+	return r.update(ctx, actor, id, "agent.update", detail, func(a *store.Agent) error {
+		if a.Attributes[AttrDeletedAt] != "" {
+			return fmt.Errorf("%w: %s was deleted", store.ErrConflict, a.ID)
+		}
+		roles, owner := a.Roles, a.Owner
+		if u.Roles != nil {
+			roles = slices.Compact(slices.Sorted(slices.Values(u.Roles)))
+		}
+		if u.Owner != nil {
+			owner = *u.Owner
+		}
+		attrs := make(map[string]string, len(a.Attributes)+len(u.Attributes))
+		for k, v := range a.Attributes {
+			attrs[k] = v
+		}
+		for k, v := range u.Attributes {
+			if v == nil {
+				delete(attrs, k)
+			} else {
+				attrs[k] = *v
+			}
+		}
+		if err := validateRecord(roles, owner, attrs); err != nil {
+			return err
+		}
+		a.Roles, a.Owner, a.Attributes = roles, owner, attrs
+		revokeAgentTokens(a)
+		return nil
+	})
+}
+
+// Delete ends an agent for good: its tokens are revoked, its keys retired
+// now, it is disabled and marked deleted (it cannot be enabled, given a
+// key or changed again). Its record stays, so that what the audit log says
+// of it still names it, and its id is never another agent's.
+func (r *Registry) Delete(ctx context.Context, actor, id, reason string) (store.Agent, error) {
+	return r.update(ctx, actor, id, "agent.delete", map[string]any{"reason": reason}, func(a *store.Agent) error {
+		if a.Attributes[AttrDeletedAt] != "" {
+			return fmt.Errorf("%w: %s was deleted", store.ErrConflict, a.ID)
+		}
+		a.Status = store.StatusDisabled
+		revokeAgentTokens(a)
+		for i, k := range a.Keys {
+			if k.RetireAt.IsZero() || k.RetireAt.After(a.UpdatedAt) {
+				a.Keys[i].RetireAt = a.UpdatedAt
+			}
+		}
+		attrs := make(map[string]string, len(a.Attributes)+1)
+		for k, v := range a.Attributes {
+			attrs[k] = v
+		}
+		attrs[AttrDeletedAt] = a.UpdatedAt.UTC().Format(time.RFC3339)
+		a.Attributes = attrs
 		return nil
 	})
 }
@@ -247,6 +350,9 @@ func (r *Registry) RotateKey(ctx context.Context, actor, id string, jwk []byte, 
 	}
 	kid := Thumbprint(pub)
 	return r.update(ctx, actor, id, "agent.rotate_key", map[string]any{"kid": kid, "grace": grace.String()}, func(a *store.Agent) error {
+		if a.Attributes[AttrDeletedAt] != "" {
+			return fmt.Errorf("%w: %s was deleted", store.ErrConflict, a.ID)
+		}
 		retire := a.UpdatedAt.Add(grace)
 		for i, k := range a.Keys {
 			if k.KID == kid {

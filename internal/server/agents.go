@@ -72,6 +72,22 @@ func (s *Server) registerAgent(w http.ResponseWriter, r *http.Request, actor str
 	writeJSON(w, http.StatusCreated, agentView(a, time.Now()))
 }
 
+// updateAgent changes an agent's roles, owner or attributes
+// (identity.AgentUpdate); its live tokens are revoked.
+func (s *Server) updateAgent(w http.ResponseWriter, r *http.Request, actor string) {
+	var u identity.AgentUpdate
+	if err := decodeJSON(r, &u); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	a, err := s.d.Registry.Update(r.Context(), actor, r.PathValue("id"), u)
+	if err != nil {
+		s.adminError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, agentView(a, time.Now()))
+}
+
 func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, actor string) {
 	q := r.URL.Query()
 	f := store.AgentFilter{TrustDomain: q.Get("trust_domain"), Status: store.AgentStatus(q.Get("status")), After: q.Get("after"), Limit: 100}

@@ -119,6 +119,8 @@ func (s *Server) routes() {
 	m.Handle("POST /v1/agents", s.admin(humans.AgentsRegister, s.registerAgent))
 	m.Handle("GET /v1/agents", s.admin(humans.AgentsRead, s.listAgents))
 	m.Handle("GET /v1/agents/{id}", s.admin(humans.AgentsRead, s.getAgent))
+	m.Handle("PATCH /v1/agents/{id}", s.admin(humans.AgentsRegister, s.updateAgent))
+	m.Handle("DELETE /v1/agents/{id}", s.admin(humans.AgentsRegister, s.agentAction(s.d.Registry.Delete)))
 	m.Handle("POST /v1/agents/{id}/disable", s.admin(humans.AgentsWrite, s.setStatus(store.StatusDisabled)))
 	m.Handle("POST /v1/agents/{id}/enable", s.admin(humans.AgentsWrite, s.setStatus(store.StatusActive)))
 	m.Handle("POST /v1/agents/{id}/quarantine", s.admin(humans.AgentsWrite, s.setStatus(store.StatusQuarantined)))
