@@ -221,13 +221,21 @@ type Error struct {
 	Status      int
 	Code        string `json:"error"`
 	Description string `json:"error_description"`
+	// RefusalID names the server's record of the refusal, when it has
+	// one of its own: an operator finds the reason by it in the audit log.
+	RefusalID string `json:"refusal_id"`
 }
 
 func (e *Error) Error() string {
-	if e.Description == "" {
-		return fmt.Sprintf("token endpoint: %s (HTTP %d)", e.Code, e.Status)
+	msg := "token endpoint: " + e.Code
+	if e.Description != "" {
+		msg += ": " + e.Description
 	}
-	return fmt.Sprintf("token endpoint: %s: %s (HTTP %d)", e.Code, e.Description, e.Status)
+	msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	if e.RefusalID != "" {
+		msg += "; the server's record of it is " + e.RefusalID
+	}
+	return msg
 }
 
 type serverMetadata struct {

@@ -258,8 +258,7 @@ func (i *TokenIssuer) braked(ctx context.Context, action string, req *TokenReque
 		i.brake.settle(&req.attempt.brake, failedAuthentication(err), i.now())
 	}
 	if err != nil {
-		i.refusals.refused(ctx, action, *req, err, i.now())
-		return err
+		return i.refusals.refused(ctx, action, *req, err, i.now())
 	}
 	i.refusals.maybeSummarise(ctx, now)
 	return nil
@@ -277,9 +276,10 @@ func failedAuthentication(err error) bool {
 }
 
 // RecordRefusal records a token endpoint request refused before it reached
-// the issuer (a form that does not parse), as Issue records its own.
-func (i *TokenIssuer) RecordRefusal(ctx context.Context, action string, req TokenRequest, err error) {
-	i.refusals.refused(ctx, action, req, err, i.now())
+// the issuer (a form that does not parse), as Issue records its own, and
+// returns err with the id of its record (RefusalID).
+func (i *TokenIssuer) RecordRefusal(ctx context.Context, action string, req TokenRequest, err error) error {
+	return i.refusals.refused(ctx, action, req, err, i.now())
 }
 
 func (i *TokenIssuer) clientCredentials(ctx context.Context, req TokenRequest) (*IssuedToken, error) {

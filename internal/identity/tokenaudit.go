@@ -2,6 +2,8 @@ package identity
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -104,18 +106,42 @@ func newRefusalRecorder(a AuditLog, log *slog.Logger, budget Rate) *refusalRecor
 type refusedDetail struct {
 	ClaimedAgent string `json:"claimed_agent,omitempty"`
 	Source       string `json:"source,omitempty"`
+	RefusalID    string `json:"refusal_id,omitempty"`
 }
 
-// refused records one refusal.
-func (r *refusalRecorder) refused(ctx context.Context, action string, req TokenRequest, err error, now time.Time) {
+// RefusedError is a refusal recorded on its own, by the id its entry and
+// log line carry: the client is given the id, which tells an operator
+// where the reason is and tells the client nothing.
+type RefusedError struct {
+	Err error
+	ID  string
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// RefusalID is the id of the record of the refusal err, "" when it was
+// only counted (under a flood of refusals).
+func RefusalID(err error) string {
+	var re *RefusedError
+	if errors.As(err, &re) {
+		return re.ID
+	}
+	return ""
+}
+
+// refused records one refusal; it returns err with the id of its record
+// when it is recorded on its own.
+func (r *refusalRecorder) refused(ctx context.Context, action string, req TokenRequest, err error, now time.Time) error {
 	oe := OAuthErrorFor(err)
 	cause := refusalCause(err)
 	limited := errors.Is(err, ErrTooManyFailures) || errors.Is(err, ErrTooManyRequests)
 	if !limited {
 		if ok, _, _ := r.budget.take(0, now); ok {
-			r.one(ctx, action, req, err, oe, cause, now)
+			id := newRefusalID()
+			r.one(ctx, action, req, err, oe, cause, id, now)
 			r.maybeSummarise(ctx, now)
-			return
+			return &RefusedError{Err: err, ID: id}
 		}
 	}
 	r.mu.Lock()
@@ -126,17 +152,25 @@ func (r *refusalRecorder) refused(ctx context.Context, action string, req TokenR
 	r.mu.Unlock()
 	r.pending.Add(1)
 	r.maybeSummarise(ctx, now)
+	return err
 }
 
-func (r *refusalRecorder) one(ctx context.Context, action string, req TokenRequest, err error, oe OAuthError, cause string, now time.Time) {
+// newRefusalID makes a refusal's id: "ref_" and 16 random base32 letters.
+func newRefusalID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return "ref_" + strings.ToLower(base32.StdEncoding.EncodeToString(b))
+}
+
+func (r *refusalRecorder) one(ctx context.Context, action string, req TokenRequest, err error, oe OAuthError, cause, id string, now time.Time) {
 	level := slog.LevelInfo
 	if oe.Status >= http.StatusInternalServerError {
 		level = slog.LevelError
 	}
 	claimed := claimedAgent(req)
 	r.log.Log(ctx, level, "token request refused", "action", action, "error", oe.Code, "cause", cause,
-		"reason", err.Error(), "source", req.Source, "claimed_agent", claimed)
-	detail, _ := json.Marshal(refusedDetail{ClaimedAgent: claimed, Source: req.Source})
+		"reason", err.Error(), "source", req.Source, "claimed_agent", claimed, "refusal_id", id)
+	detail, _ := json.Marshal(refusedDetail{ClaimedAgent: claimed, Source: req.Source, RefusalID: id})
 	e := &audit.Entry{Kind: audit.KindToken, Action: action, Outcome: outcomeRefused, Reasons: []string{oe.Code, cause},
 		Time: now, Detail: detail}
 	if _, err := r.audit.Append(context.WithoutCancel(ctx), e); err != nil {

@@ -16,7 +16,7 @@ import (
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	req, err := s.tokenRequest(r)
 	if err != nil {
-		s.d.Issuer.RecordRefusal(r.Context(), tokenAction(req.GrantType), req, err)
+		err = s.d.Issuer.RecordRefusal(r.Context(), tokenAction(req.GrantType), req, err)
 		s.tokenRefused(req.GrantType, s.oauthError(w, err))
 		return
 	}
@@ -62,8 +62,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		err = formError("token is required")
 	}
 	if err != nil {
-		s.d.Issuer.RecordRefusal(r.Context(), identity.ActionTokenRevoke, req, err)
-		s.oauthError(w, err)
+		s.oauthError(w, s.d.Issuer.RecordRefusal(r.Context(), identity.ActionTokenRevoke, req, err))
 		return
 	}
 	client, err := s.d.Issuer.AuthenticateClient(r.Context(), req)
@@ -185,7 +184,13 @@ func (s *Server) oauthError(w http.ResponseWriter, err error) string {
 		w.Header().Set("Retry-After", strconv.Itoa(oe.RetryAfter))
 	}
 	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, oe.Status, oe)
+	// The id of the refusal's record, when it has one of its own: the
+	// client can hand it to an operator, who finds the reason by it in
+	// the audit log; it tells the client nothing.
+	writeJSON(w, oe.Status, struct {
+		identity.OAuthError
+		RefusalID string `json:"refusal_id,omitempty"`
+	}{oe, identity.RefusalID(err)})
 	return oe.Code
 }
 

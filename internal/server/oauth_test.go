@@ -130,3 +130,53 @@ func tokenEntries(t *testing.T, w *apptest.Instance) []*audit.Entry {
 	}
 	return out
 }
+
+// A refused token request is answered with the id of its record: the
+// client learns nothing from it, and an operator finds the refusal, with
+// its reason, by it in the audit log.
+func TestRefusalNamesItsRecord(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	const id = "ai-agent://dev/refused"
+	register(t, w, id, "r")
+	a, err := sdk.GenerateKey().Assertion(id, w.URL) // not the agent's key
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.PostForm(w.URL+"/oauth/token", url.Values{"grant_type": {"client_credentials"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]string
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	ref := body["refusal_id"]
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(ref, "ref_") || body["error_description"] != "client authentication failed" {
+		t.Fatalf("HTTP %d %v", resp.StatusCode, body)
+	}
+	found := false
+	for _, e := range tokenEntries(t, w) {
+		var d struct {
+			RefusalID string `json:"refusal_id"`
+		}
+		json.Unmarshal(e.Detail, &d)
+		if d.RefusalID == ref {
+			found = e.Outcome == "deny" && len(e.Reasons) == 2 && e.Reasons[0] == "invalid_client"
+		}
+	}
+	if !found {
+		for _, e := range tokenEntries(t, w) {
+			t.Logf("%s %s %v %s", e.Action, e.Outcome, e.Reasons, e.Detail)
+		}
+		t.Fatalf("no refusal %s in the audit log", ref)
+	}
+	// The SDK, and so warden token, says it.
+	c, err := sdk.NewClient(w.URL, id, sdk.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FetchToken(t.Context()); err == nil || !strings.Contains(err.Error(), "the server's record of it is ref_") {
+		t.Fatalf("FetchToken: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package extauthz_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,14 +64,17 @@ func TestResponseReachesExtAuthz(t *testing.T) {
 	if got := check("DELETE", "/accounts/7"); got != codes.PermissionDenied {
 		t.Fatalf("a request no role allows: %v", got)
 	}
+	// The responder records the action in the incident once it is in
+	// force (the verifier's view refreshed): the store says quarantined a
+	// little before that.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		a, _ := w.App.Registry.Agent(ctx, id)
-		if a.Status == store.StatusQuarantined {
+		incs, _ := w.App.Store.Incidents(ctx, store.IncidentFilter{AgentID: id})
+		if len(incs) == 1 && slices.ContainsFunc(incs[0].Actions, func(x store.IncidentAction) bool { return x.Action == "quarantine" }) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not quarantined: %s", a.Status)
+			t.Fatalf("no quarantine recorded: %+v", incs)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
