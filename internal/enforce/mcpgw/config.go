@@ -75,6 +75,28 @@ type Server struct {
 	// sends data out). The policy's catalog wins where it says otherwise,
 	// except that these can only add restriction (see docs/policy-reference.md).
 	Tools map[string]map[string]any `yaml:"tools"`
+	// StartTimeout bounds one attempt to start and reach the server:
+	// default 2 minutes for a command (an `npx -y` package may first be
+	// downloaded), 10 seconds for a URL. Meanwhile the server is
+	// "starting": lists leave it out and say so, calls to it wait.
+	StartTimeout time.Duration `yaml:"start_timeout"`
+}
+
+// Default start timeouts of an upstream (Server.StartTimeout).
+const (
+	DefaultCommandStart = 2 * time.Minute
+	DefaultURLStart     = 10 * time.Second
+)
+
+// startTimeout is s's start timeout, its default when not set.
+func (s Server) startTimeout() time.Duration {
+	switch {
+	case s.StartTimeout > 0:
+		return s.StartTimeout
+	case len(s.Command) > 0:
+		return DefaultCommandStart
+	}
+	return DefaultURLStart
 }
 
 // Trust levels of an upstream, and the taint an allowed read of an
@@ -175,6 +197,9 @@ func (s *Server) check(at string, seen map[string]bool) []string {
 	}
 	if s.Trust != Trusted && s.Trust != Untrusted {
 		bad("%s (%s).trust %q: trusted or untrusted (say which; there is no default)", at, s.Name, s.Trust)
+	}
+	if s.StartTimeout < 0 || s.StartTimeout > time.Hour {
+		bad("%s (%s).start_timeout %s: 0 (the default) to 1h", at, s.Name, s.StartTimeout)
 	}
 	for name := range s.Env {
 		if err := CheckEnvName(name); err != nil {

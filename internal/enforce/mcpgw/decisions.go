@@ -202,7 +202,7 @@ func (g *Gateway) charge(ctx context.Context, c *enforce.Caller, items func(cata
 	}
 	n := 0
 	for _, u := range g.order {
-		if offer, err := u.offers(ctx); err == nil {
+		if offer, starting, err := u.listed(ctx); err == nil && !starting {
 			n += items(offer)
 		}
 	}
@@ -211,6 +211,20 @@ func (g *Gateway) charge(ctx context.Context, c *enforce.Caller, items func(cata
 	}
 	return nil
 }
+
+// startingMeta is a list's _meta when some upstreams are still starting:
+// their names, so that an agent (or a person) knows the list is not whole
+// yet, and lists again.
+func startingMeta(starting []string) mcp.Meta {
+	if len(starting) == 0 {
+		return nil
+	}
+	return mcp.Meta{StartingKey: starting}
+}
+
+// StartingKey is the _meta key of a list that leaves out upstreams still
+// starting.
+const StartingKey = "warden/starting"
 
 // pendingError is the answer to a call held for approval: the request to
 // approve, and what the agent does next (the same call, unchanged, once it

@@ -73,6 +73,10 @@ const testData = `{"grants": {
 // binary as an upstream command.
 func TestMain(m *testing.M) {
 	if os.Getenv("MCPGW_TEST_STDIO") == "1" {
+		// A server slow to start, as one whose package is downloaded first.
+		if d, err := time.ParseDuration(os.Getenv("MCPGW_TEST_SLOW_START")); err == nil {
+			time.Sleep(d)
+		}
 		s := mcp.NewServer(&mcp.Implementation{Name: "local", Version: "1"}, nil)
 		mcp.AddTool(s, &mcp.Tool{Name: "pid", Description: "the server's process id"},
 			func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, struct {

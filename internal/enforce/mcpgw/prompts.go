@@ -19,8 +19,13 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 		return nil, err
 	}
 	out := &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}
+	var starting []string
 	for _, u := range g.order {
-		offer, err := u.offers(ctx)
+		offer, isStarting, err := u.listed(ctx)
+		if isStarting {
+			starting = append(starting, u.cfg.Name)
+			continue
+		}
 		if err != nil {
 			continue
 		}
@@ -33,6 +38,7 @@ func (g *Gateway) listPrompts(ctx context.Context, c *enforce.Caller, r *mcp.Lis
 			out.Prompts = append(out.Prompts, &cp)
 		}
 	}
+	out.Meta = startingMeta(starting)
 	return out, nil
 }
 

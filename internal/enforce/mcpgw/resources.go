@@ -18,8 +18,13 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 		return nil, err
 	}
 	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
+	var starting []string
 	for _, u := range g.order {
-		offer, err := u.offers(ctx)
+		offer, isStarting, err := u.listed(ctx)
+		if isStarting {
+			starting = append(starting, u.cfg.Name)
+			continue
+		}
 		if err != nil {
 			continue
 		}
@@ -29,6 +34,7 @@ func (g *Gateway) listResources(ctx context.Context, c *enforce.Caller, r *mcp.L
 			}
 		}
 	}
+	out.Meta = startingMeta(starting)
 	return out, nil
 }
 
@@ -37,8 +43,13 @@ func (g *Gateway) listTemplates(ctx context.Context, c *enforce.Caller, r *mcp.L
 		return nil, err
 	}
 	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
+	var starting []string
 	for _, u := range g.order {
-		offer, err := u.offers(ctx)
+		offer, isStarting, err := u.listed(ctx)
+		if isStarting {
+			starting = append(starting, u.cfg.Name)
+			continue
+		}
 		if err != nil {
 			continue
 		}
@@ -48,6 +59,7 @@ func (g *Gateway) listTemplates(ctx context.Context, c *enforce.Caller, r *mcp.L
 			}
 		}
 	}
+	out.Meta = startingMeta(starting)
 	return out, nil
 }
 

@@ -39,8 +39,13 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 	// The descriptions of untrusted servers' tools are untrusted content
 	// the agent reads (a description can carry an instruction).
 	var untrusted []any
+	var starting []string
 	for _, u := range g.order {
-		offer, err := u.offers(ctx)
+		offer, isStarting, err := u.listed(ctx)
+		if isStarting {
+			starting = append(starting, u.cfg.Name)
+			continue
+		}
 		if err != nil {
 			continue // its tools are not listed while it is unavailable
 		}
@@ -60,6 +65,7 @@ func (g *Gateway) listTools(ctx context.Context, c *enforce.Caller, r *mcp.ListT
 	if len(untrusted) > 0 {
 		g.prov.Session(c.Agent, "").Record(provenance.Read{Upstream: "tools/list", Tool: "tools/list", Trust: provenance.Untrusted, AuditIndex: -1}, untrusted, nil)
 	}
+	out.Meta = startingMeta(starting)
 	return out, nil
 }
 

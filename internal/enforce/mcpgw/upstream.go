@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,10 +40,13 @@ type upstream struct {
 	http    *http.Client
 
 	connect sync.Mutex // one connection attempt at a time
-	mu      sync.Mutex
-	sess    *mcp.ClientSession
-	lists   catalogue
-	closed  bool
+	// starting is set while a connection attempt is under way and the
+	// upstream has no session: lists leave it out and say so.
+	starting atomic.Bool
+	mu       sync.Mutex
+	sess     *mcp.ClientSession
+	lists    catalogue
+	closed   bool
 	// restarts counts the command's restarts after it exited.
 	restarts int
 	// progress maps the progress tokens of calls made through the SDK to
@@ -154,8 +158,12 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 		u.mu.Unlock()
 		return nil, err
 	}
-	ctx, cancel := detach(ctx, min(u.timeout, 10*time.Second))
+	ctx, cancel := detach(ctx, u.cfg.startTimeout())
 	defer cancel()
+	u.starting.Store(true)
+	defer u.starting.Store(false)
+	began := time.Now()
+	u.lg.Info("upstream: starting", "timeout", u.cfg.startTimeout())
 	s, err := u.client.Connect(ctx, u.transport(), nil)
 	if err != nil {
 		return fail("cannot connect", err)
@@ -173,7 +181,7 @@ func (u *upstream) session(ctx context.Context) (*mcp.ClientSession, error) {
 	}
 	u.sess, u.lists = s, lists
 	u.mu.Unlock()
-	u.lg.Info("upstream: connected", "tools", len(lists.tools), "resources", len(lists.resources), "templates", len(lists.templates), "prompts", len(lists.prompts))
+	u.lg.Info("upstream: connected", "after", time.Since(began).Round(time.Millisecond), "tools", len(lists.tools), "resources", len(lists.resources), "templates", len(lists.templates), "prompts", len(lists.prompts))
 	for name := range u.cfg.Tools {
 		if !slices.ContainsFunc(lists.tools, func(t *mcp.Tool) bool { return t.Name == name }) {
 			// A misspelt name: its attributes reach no decision.
@@ -283,6 +291,35 @@ func (u *upstream) refresh() {
 }
 
 // offers returns what the upstream offers, connecting when needed.
+// listWait is how long a list waits for an upstream that is not
+// connected yet before it leaves it out as starting.
+const listWait = 2 * time.Second
+
+// listed is what u offers, for a list an agent asked for: an upstream
+// that is starting (its command still downloading, say) is not waited
+// for past listWait, but reported as starting, while its start goes on.
+func (u *upstream) listed(ctx context.Context) (catalogue, bool, error) {
+	u.mu.Lock()
+	connected := u.sess != nil
+	u.mu.Unlock()
+	if !connected {
+		if u.starting.Load() {
+			return catalogue{}, true, nil
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); u.session(context.WithoutCancel(ctx)) }()
+		select {
+		case <-done:
+		case <-time.After(listWait):
+			return catalogue{}, true, nil
+		case <-ctx.Done():
+			return catalogue{}, false, ctx.Err()
+		}
+	}
+	c, err := u.offers(ctx)
+	return c, false, err
+}
+
 func (u *upstream) offers(ctx context.Context) (catalogue, error) {
 	if _, err := u.session(ctx); err != nil {
 		return catalogue{}, err
