@@ -43,6 +43,9 @@ type upstream struct {
 	// starting is set while a connection attempt is under way and the
 	// upstream has no session: lists leave it out and say so.
 	starting atomic.Bool
+	// kicked is set while a list has started a connection attempt: one
+	// at a time, however many lists an agent sends.
+	kicked atomic.Bool
 	mu       sync.Mutex
 	sess     *mcp.ClientSession
 	lists    catalogue
@@ -303,11 +306,15 @@ func (u *upstream) listed(ctx context.Context) (catalogue, bool, error) {
 	connected := u.sess != nil
 	u.mu.Unlock()
 	if !connected {
-		if u.starting.Load() {
+		if u.starting.Load() || !u.kicked.CompareAndSwap(false, true) {
 			return catalogue{}, true, nil
 		}
 		done := make(chan struct{})
-		go func() { defer close(done); u.session(context.WithoutCancel(ctx)) }()
+		go func() {
+			defer close(done)
+			defer u.kicked.Store(false)
+			u.session(context.WithoutCancel(ctx))
+		}()
 		select {
 		case <-done:
 		case <-time.After(listWait):
