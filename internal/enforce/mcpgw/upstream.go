@@ -46,10 +46,10 @@ type upstream struct {
 	// kicked is set while a list has started a connection attempt: one
 	// at a time, however many lists an agent sends.
 	kicked atomic.Bool
-	mu       sync.Mutex
-	sess     *mcp.ClientSession
-	lists    catalogue
-	closed   bool
+	mu     sync.Mutex
+	sess   *mcp.ClientSession
+	lists  catalogue
+	closed bool
 	// restarts counts the command's restarts after it exited.
 	restarts int
 	// progress maps the progress tokens of calls made through the SDK to
