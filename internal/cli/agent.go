@@ -25,7 +25,41 @@ func newAgentCmd(g *globals) *cobra.Command {
 		newStatusCmd(g, "restrict", "Mark an agent restricted: it keeps its tokens; policies see the status"),
 		newStatusCmd(g, "revoke", "Revoke every live token of an agent (it may get new ones unless disabled)"),
 		newRotateKeyCmd(g), newUpdateCmd(g), newDeleteCmd(g), newTaintsCmd(g), newClearTaintsCmd(g), newRiskCmd(g))
+	// The commands on an existing agent complete its id from the server.
+	for _, sub := range cmd.Commands() {
+		switch sub.Name() {
+		case "keygen", "register", "list":
+		default:
+			sub.ValidArgsFunction = g.completeAgents
+		}
+	}
 	return cmd
+}
+
+// completeAgents completes an agent id from the server's registry (the
+// first thousand that begin as typed), with the admin credential the
+// command would use.
+func (g *globals) completeAgents(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	c, err := g.admin()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	var page struct {
+		Agents []server.AgentView `json:"agents"`
+	}
+	if err := c.do(cmd.Context(), "GET", "/v1/agents?limit=1000", nil, &page); err != nil {
+		return nil, cobra.ShellCompDirectiveError
+	}
+	var out []cobra.Completion
+	for _, a := range page.Agents {
+		if strings.HasPrefix(a.ID, toComplete) {
+			out = append(out, a.ID)
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 func newUpdateCmd(g *globals) *cobra.Command {

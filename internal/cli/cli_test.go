@@ -464,6 +464,11 @@ func TestAgentUpdateAndDelete(t *testing.T) {
 	must("agent", "keygen", "--out", key)
 	must("agent", "register", id, "--role", "trader", "--owner", "team-a", "--pubkey", filepath.Join(dir, "agent.pub.jwk"), "--attr", "desk=fx", "--attr", "tier=2")
 	tok := strings.TrimSpace(must("token", "--agent", id, "--key", key))
+	// Its id completes from the server.
+	if out, errOut, code := run(t, append(append([]string{"__complete"}, g...), "agent", "update", "ai-agent://prod/finance/mo")...); code != 0 ||
+		!strings.Contains(out, id+"\n") || !strings.Contains(out, ":4") {
+		t.Fatalf("completion: exit %d %q %q", code, out, errOut)
+	}
 
 	must("agent", "update", id, "--role", "reader,auditor", "--owner", "team-b", "--attr", "desk=rates", "--unset-attr", "tier", "--reason", "moved")
 	var shown struct {
