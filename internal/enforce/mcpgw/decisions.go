@@ -213,13 +213,14 @@ func (g *Gateway) charge(ctx context.Context, c *enforce.Caller, items func(cata
 }
 
 // startingMeta is a list's _meta when some upstreams are still starting:
-// their names, so that an agent (or a person) knows the list is not whole
-// yet, and lists again.
+// how many, so that an agent (or a person) knows the list is not whole
+// yet, and lists again. Not their names: an agent that policy would show
+// none of a server's tools does not learn that it exists.
 func startingMeta(starting []string) mcp.Meta {
 	if len(starting) == 0 {
 		return nil
 	}
-	return mcp.Meta{StartingKey: starting}
+	return mcp.Meta{StartingKey: len(starting)}
 }
 
 // StartingKey is the _meta key of a list that leaves out upstreams still

@@ -65,8 +65,10 @@ func TestSlowUpstreamIsStarting(t *testing.T) {
 	if got := names(res.Tools); !slices.Equal(got, []string{"docs__report"}) {
 		t.Fatalf("while local starts: %v", got)
 	}
-	if st, _ := res.Meta[mcpgw.StartingKey].([]any); len(st) != 1 || st[0] != "local" {
-		t.Fatalf("the list does not say local is starting: %v", res.Meta)
+	// How many are starting, not which: an agent does not learn the
+	// names of servers none of whose tools it may see.
+	if n, _ := res.Meta[mcpgw.StartingKey].(float64); n != 1 {
+		t.Fatalf("the list does not say one server is starting: %v", res.Meta)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if res, err = s.ListTools(e.ctx, nil); err != nil {
