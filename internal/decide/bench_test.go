@@ -3,10 +3,13 @@ package decide_test
 import (
 	"context"
 	"encoding/json"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,4 +254,73 @@ func BenchmarkDecideProvenance(b *testing.B) {
 	with.Context.Provenance = &wire.Provenance{Args: map[string]wire.ArgOrigin{"symbol": origin, "quantity": origin, "price": origin, "account": origin},
 		UntrustedReads: []int64{41}}
 	b.Run("with", func(b *testing.B) { benchmarkDecide(b, p, with, true) })
+}
+
+// BenchmarkAuditBytesPerDecision is the audit log's growth on disk per
+// decision of the finance bundle (a small tool call), with the policy
+// input recorded (the default) and without: the figure for sizing the
+// disk (docs/operations.md). Sync mode, so that every entry is on disk.
+func BenchmarkAuditBytesPerDecision(b *testing.B) {
+	for _, record := range []bool{true, false} {
+		name := "input_recorded"
+		if !record {
+			name = "digest_only"
+		}
+		b.Run(name, func(b *testing.B) {
+			w := apptest.Start(b, func(c *config.Config) {
+				c.Monitor.Disabled = true
+				c.Audit.Mode = "sync"
+				c.Policy.Dir = "../../policies/finance"
+				c.Identity.TrustDomains["prod"] = config.TrustDomain{}
+			})
+			k := w.Register(b, financeTrader, "trader")
+			c, err := sdk.NewClient(w.URL, financeTrader, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok, err := c.Token(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := decide.New(decide.Config{RecordInput: record, Now: func() time.Time { return marketOpen }}, w.App.Verifier, w.App.View, w.App.Policies, w.App.Audit)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(p.Close)
+			dir := filepath.Join(w.Config.Data, "audit")
+			before := dirSize(b, dir)
+			req := decide.Request{Token: tok.AccessToken, Action: "tools/call", Resource: decide.Resource{Kind: "mcp.tool", ID: "market-data/get_quote"},
+				Context: decide.RequestContext{Source: decide.Source{IP: "10.1.2.3"}, Session: decide.Session{ID: "s-1"}}}
+			b.ResetTimer()
+			for range b.N {
+				r := req
+				r.Args = json.RawMessage(`{"symbol": "SYM-` + strconv.FormatInt(argsSeq.Add(1), 10) + `"}`)
+				if _, err := p.Decide(context.Background(), decide.InProcess("bench", "warden"), &r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			w.App.Audit.Close() // the tree and the last checkpoint written
+			b.ReportMetric(float64(dirSize(b, dir)-before)/float64(b.N), "disk-B/decision")
+		})
+	}
+}
+
+// dirSize is the bytes the files under dir take on disk.
+func dirSize(b *testing.B, dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			} else {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
