@@ -110,6 +110,9 @@ func (s *Server) routes() {
 	if s.d.MetricsHandler != nil {
 		m.Handle("GET /metrics", s.d.MetricsHandler)
 	}
+	if s.d.Registry != nil && s.d.Audit != nil && s.d.Policies != nil {
+		s.routeConsole(m)
+	}
 
 	m.HandleFunc("POST /oauth/token", s.token)
 	m.HandleFunc("POST /oauth/revoke", s.revoke)

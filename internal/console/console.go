@@ -1,0 +1,377 @@
+// Package console is Warden's web console for the people who run it:
+// server-rendered pages at /ui, behind sign-in, with no script of its own
+// and a Content-Security-Policy that allows none.
+//
+// A console session is a random id in an HttpOnly, SameSite=Strict cookie;
+// the credential it was opened with (the admin token, or a person's
+// session from `warden login`) stays on the server and is checked again on
+// every request, so that a rotated token or an ended session closes the
+// console at once. Every form carries a CSRF token.
+package console
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/humans"
+	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/internal/store"
+)
+
+//go:embed templates/*.html static/*.css
+var files embed.FS
+
+// Cookie names: the console session, and the CSRF token of the sign-in
+// form before there is a session.
+const (
+	sessionCookie = "warden_ui"
+	loginCookie   = "warden_ui_login"
+)
+
+// securityHeaders are sent with every answer: no script, no frame, no
+// inline style, nothing cached.
+var securityHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+	"X-Content-Type-Options":  "nosniff",
+	"Referrer-Policy":         "no-referrer",
+	"Cache-Control":           "no-store",
+	"X-Frame-Options":         "DENY",
+}
+
+// Deps are what the console reads and how it checks credentials.
+type Deps struct {
+	// Authenticate checks an admin token or a person's session token.
+	Authenticate func(ctx context.Context, token string) (humans.Principal, bool)
+	// Allows says whether roles hold a permission.
+	Allows   func(roles []string, p humans.Permission) bool
+	Agents   func(ctx context.Context, f store.AgentFilter) ([]store.Agent, error)
+	Audit    *audit.Log
+	Policies *policy.Registry
+	Logger   *slog.Logger
+}
+
+// Config configures the console.
+type Config struct {
+	// SecureCookies marks the cookies Secure: set when the server is
+	// reached over HTTPS (its issuer's scheme), directly or through a
+	// proxy.
+	SecureCookies bool
+	// SessionTTL bounds a console session (default 8h).
+	SessionTTL time.Duration
+	Now        func() time.Time
+}
+
+// Console serves the pages.
+type Console struct {
+	cfg   Config
+	d     Deps
+	log   *slog.Logger
+	pages map[string]*template.Template
+	mux   *http.ServeMux
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	token   string // the credential it was opened with, never sent back
+	csrf    string
+	expires time.Time
+}
+
+var _ http.Handler = (*Console)(nil)
+
+// maxSessions bounds the console sessions kept; the oldest go first.
+const maxSessions = 1024
+
+// New makes the console.
+func New(cfg Config, d Deps) (*Console, error) {
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Console{cfg: cfg, d: d, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	funcs := template.FuncMap{"join": strings.Join}
+	for _, page := range []string{"login", "overview", "agents"} {
+		t, err := template.New(page).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
+		if err != nil {
+			return nil, err
+		}
+		c.pages[page] = t
+	}
+	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/", http.FileServerFS(files)))
+	c.mux.HandleFunc("GET /ui/login", c.loginPage)
+	c.mux.HandleFunc("POST /ui/login", c.login)
+	c.mux.HandleFunc("POST /ui/logout", c.signedIn("", c.logout))
+	c.mux.HandleFunc("GET /ui/{$}", c.signedIn("", c.overview))
+	c.mux.HandleFunc("GET /ui/agents", c.signedIn(humans.AgentsRead, c.agents))
+	return c, nil
+}
+
+// ServeHTTP serves /ui/ with the security headers.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for k, v := range securityHeaders {
+		w.Header().Set(k, v)
+	}
+	c.mux.ServeHTTP(w, r)
+}
+
+// view is what a page template reads.
+type view struct {
+	Title         string
+	Principal     *humans.Principal
+	CSRF          string
+	CanReadAgents bool
+	Error         string
+	Overview      overview
+	Agents        []store.Agent
+	More          bool
+}
+
+func (c *Console) render(w http.ResponseWriter, status int, page string, v view) {
+	var b strings.Builder
+	if err := c.pages[page].ExecuteTemplate(&b, "layout", v); err != nil {
+		c.log.Error("console: a page failed to render", "page", page, "err", err)
+		http.Error(w, "the page could not be made", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(b.String()))
+}
+
+func (c *Console) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/ui/", MaxAge: maxAge, HttpOnly: true, Secure: c.cfg.SecureCookies, SameSite: http.SameSiteStrictMode}
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.loginForm(w, http.StatusOK, "")
+}
+
+// loginForm shows the sign-in form with a fresh CSRF token, also set as
+// a cookie: the form's post must carry both (the cookie cannot be set by
+// another site, and SameSite keeps it from another site's post).
+func (c *Console) loginForm(w http.ResponseWriter, status int, msg string) {
+	csrf := randomID()
+	http.SetCookie(w, c.cookie(loginCookie, csrf, 600))
+	c.render(w, status, "login", view{Title: "Sign in", CSRF: csrf, Error: msg})
+}
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		c.loginForm(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || !same(ck.Value, r.PostForm.Get("csrf")) {
+		c.loginForm(w, http.StatusForbidden, "The sign-in form had expired; try again.")
+		return
+	}
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	p, ok := c.d.Authenticate(r.Context(), token)
+	if token == "" || !ok {
+		c.log.Warn("console: sign-in refused", "remote", r.RemoteAddr)
+		c.loginForm(w, http.StatusUnauthorized, "That token is not valid: a wrong, rotated or disabled admin token, or a session that ended.")
+		return
+	}
+	id := randomID()
+	c.mu.Lock()
+	c.forgetOld()
+	c.sessions[id] = &session{token: token, csrf: randomID(), expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
+	c.mu.Unlock()
+	c.log.Info("console: signed in", "principal", p.ID)
+	http.SetCookie(w, c.cookie(loginCookie, "", -1))
+	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// forgetOld drops expired sessions and, past maxSessions, the ones that
+// end soonest. c.mu is held.
+func (c *Console) forgetOld() {
+	now := c.cfg.Now()
+	for id, s := range c.sessions {
+		if now.After(s.expires) {
+			delete(c.sessions, id)
+		}
+	}
+	for len(c.sessions) >= maxSessions {
+		oldest := ""
+		for id, s := range c.sessions {
+			if oldest == "" || s.expires.Before(c.sessions[oldest].expires) {
+				oldest = id
+			}
+		}
+		delete(c.sessions, oldest)
+	}
+}
+
+// signedIn runs h for a live console session whose credential is still
+// good and holds perm (none when empty); a post must carry the session's
+// CSRF token. Anything else goes to the sign-in page.
+func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *http.Request, view)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ck, err := r.Cookie(sessionCookie)
+		var s session
+		found := false
+		if err == nil {
+			c.mu.Lock()
+			if p, ok := c.sessions[ck.Value]; ok && c.cfg.Now().Before(p.expires) {
+				s, found = *p, true
+			}
+			c.mu.Unlock()
+		}
+		var p humans.Principal
+		if found {
+			p, found = c.d.Authenticate(r.Context(), s.token)
+		}
+		if !found {
+			if err == nil {
+				c.end(ck.Value)
+			}
+			http.SetCookie(w, c.cookie(sessionCookie, "", -1))
+			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+			if r.ParseForm() != nil || !same(s.csrf, r.PostForm.Get("csrf")) {
+				http.Error(w, "the form's CSRF token is missing or wrong", http.StatusForbidden)
+				return
+			}
+		}
+		v := view{Principal: &p, CSRF: s.csrf, CanReadAgents: c.d.Allows(p.Roles, humans.AgentsRead)}
+		if perm != "" && !c.d.Allows(p.Roles, perm) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			http.Error(w, p.ID+" lacks the permission "+string(perm), http.StatusForbidden)
+			return
+		}
+		h(w, r, v)
+	}
+}
+
+func (c *Console) end(id string) {
+	c.mu.Lock()
+	delete(c.sessions, id)
+	c.mu.Unlock()
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ view) {
+	if ck, err := r.Cookie(sessionCookie); err == nil {
+		c.end(ck.Value)
+	}
+	http.SetCookie(w, c.cookie(sessionCookie, "", -1))
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+// overview is the figures of the overview page.
+type overview struct {
+	Window, Decisions, Denied int
+	TopReasons                []reasonCount
+	Agents                    int
+	ByStatus                  map[string]int
+	Entries                   int64
+	Checkpoint                bool
+	CheckpointSize            int64
+	CheckpointAge             time.Duration
+	Policy                    string
+}
+
+type reasonCount struct {
+	Reason string
+	Count  int
+}
+
+// overviewWindow is how many of the newest audit entries the overview
+// reads.
+const overviewWindow = 1000
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
+	ctx := r.Context()
+	o := overview{ByStatus: map[string]int{}}
+	if n, err := c.d.Audit.Size(ctx); err == nil {
+		o.Entries = n
+		from := max(0, n-overviewWindow)
+		if raw, err := c.d.Audit.Read(ctx, from, n); err == nil {
+			o.Window = len(raw)
+			reasons := map[string]int{}
+			for _, b := range raw {
+				e, err := audit.DecodeEntry(b)
+				if err != nil || e.Kind != audit.KindDecision {
+					continue
+				}
+				o.Decisions++
+				if e.Outcome == string(policy.Deny) {
+					o.Denied++
+					for _, rs := range e.Reasons {
+						reasons[rs]++
+					}
+				}
+			}
+			for rs, n := range reasons {
+				o.TopReasons = append(o.TopReasons, reasonCount{rs, n})
+			}
+			slices.SortFunc(o.TopReasons, func(a, b reasonCount) int { return cmp.Or(b.Count-a.Count, strings.Compare(a.Reason, b.Reason)) })
+			o.TopReasons = o.TopReasons[:min(len(o.TopReasons), 10)]
+		}
+	}
+	if cp, err := c.d.Audit.Checkpoint(ctx); err == nil {
+		o.Checkpoint, o.CheckpointSize, o.CheckpointAge = true, cp.Size, c.cfg.Now().Sub(cp.Time).Round(time.Second)
+	}
+	if v.CanReadAgents {
+		if as, err := c.d.Agents(ctx, store.AgentFilter{Limit: 1000}); err == nil {
+			o.Agents = len(as)
+			for _, a := range as {
+				o.ByStatus[string(a.Status)]++
+			}
+		}
+	}
+	if live := c.d.Policies.Live(); live.Active != nil {
+		o.Policy = live.Active.Version()
+	}
+	v.Title, v.Overview = "Overview", o
+	c.render(w, http.StatusOK, "overview", v)
+}
+
+// agentsShown bounds the agents page (paging comes with search).
+const agentsShown = 1000
+
+func (c *Console) agents(w http.ResponseWriter, r *http.Request, v view) {
+	as, err := c.d.Agents(r.Context(), store.AgentFilter{Limit: agentsShown + 1})
+	if err != nil {
+		c.log.Error("console: agents", "err", err)
+		http.Error(w, "the agents could not be read", http.StatusServiceUnavailable)
+		return
+	}
+	v.Title, v.More = "Agents", len(as) > agentsShown
+	v.Agents = as[:min(len(as), agentsShown)]
+	c.render(w, http.StatusOK, "agents", v)
+}
+
+func randomID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func same(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

@@ -1,0 +1,159 @@
+package console_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/policy"
+)
+
+// browser is an HTTP client that keeps cookies and does not follow
+// redirects, as a test of what each answer says.
+type browser struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func newBrowser(t *testing.T, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, path string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, b.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	res, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return res, string(out)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token in the page:\n%s", page)
+	}
+	return m[1]
+}
+
+// signIn signs in with token and returns the overview page.
+func (b *browser) signIn(token string) (*http.Response, string) {
+	b.t.Helper()
+	_, page := b.do("GET", "/ui/login", nil)
+	res, body := b.do("POST", "/ui/login", url.Values{"csrf": {csrf(b.t, page)}, "token": {token}})
+	if res.StatusCode != http.StatusSeeOther {
+		return res, body
+	}
+	return b.do("GET", "/ui/", nil)
+}
+
+// A person signs in with the admin token and sees the overview and the
+// agents; every page carries a policy that allows no script; the session
+// cookie is HttpOnly and SameSite=Strict; a wrong token, a form without
+// its CSRF token, and a token rotated meanwhile are refused.
+func TestConsole(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	ctx := context.Background()
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(
+		"package warden.authz\ndeny contains \"not_today\" if true\n")}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.Register(t, "ai-agent://dev/ops/console-shown", "reader")
+
+	b := newBrowser(t, w.URL)
+	if res, _ := b.do("GET", "/ui/", nil); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login" {
+		t.Fatalf("signed out: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, page := b.signIn("wdn_admin_" + strings.Repeat("x", 43)); res.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "not valid") {
+		t.Fatalf("a wrong token: %d", res.StatusCode)
+	}
+	// A post without the form's CSRF token.
+	if res, _ := b.do("POST", "/ui/login", url.Values{"token": {w.AdminToken}}); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("sign-in without its CSRF token: %d", res.StatusCode)
+	}
+
+	res, page := b.signIn(w.AdminToken)
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") || !strings.Contains(page, v.ID) {
+		t.Fatalf("overview: %d\n%s", res.StatusCode, page)
+	}
+	if strings.Contains(page, w.AdminToken) {
+		t.Fatal("the page shows the admin token")
+	}
+	for _, c := range b.c.Jar.Cookies(mustURL(t, w.URL+"/ui/")) {
+		if strings.Contains(c.Value, w.AdminToken) {
+			t.Fatal("a cookie holds the admin token")
+		}
+	}
+	if csp := res.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
+		t.Fatalf("CSP %q", csp)
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "style=") || strings.Contains(page, " on") && regexp.MustCompile(`\son[a-z]+=`).MatchString(page) {
+		t.Fatal("a page with a script, an inline style or an event handler")
+	}
+	_, agents := b.do("GET", "/ui/agents", nil)
+	if !strings.Contains(agents, "ai-agent://dev/ops/console-shown") {
+		t.Fatalf("agents page:\n%s", agents)
+	}
+
+	// The session cookie's flags, as the server set them at sign-in.
+	b2 := newBrowser(t, w.URL)
+	_, form := b2.do("GET", "/ui/login", nil)
+	res, _ = b2.do("POST", "/ui/login", url.Values{"csrf": {csrf(t, form)}, "token": {w.AdminToken}})
+	set := strings.Join(res.Header.Values("Set-Cookie"), "\n")
+	if !strings.Contains(set, "warden_ui=") || !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") {
+		t.Fatalf("session cookie: %s", set)
+	}
+
+	// Sign-out needs the session's CSRF token.
+	if res, _ := b.do("POST", "/ui/logout", url.Values{"csrf": {"forged"}}); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("sign-out with a forged CSRF token: %d", res.StatusCode)
+	}
+	// The admin token rotated: the console session opened with it ends.
+	req, _ := http.NewRequest("POST", w.URL+"/v1/access/bootstrap/rotate", nil)
+	req.Header.Set("Authorization", "Bearer "+w.AdminToken)
+	rot, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot.Body.Close()
+	if rot.StatusCode != http.StatusOK {
+		t.Fatalf("rotate: %d", rot.StatusCode)
+	}
+	if res, _ := b2.do("GET", "/ui/", nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the token changed: %d", res.StatusCode)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
