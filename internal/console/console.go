@@ -140,10 +140,13 @@ type view struct {
 	Principal     *humans.Principal
 	CSRF          string
 	CanReadAgents bool
-	Error         string
-	Overview      overview
-	Agents        []store.Agent
-	More          bool
+	// CanReadAudit: the decisions and their reasons come from the audit
+	// log, which not every role may read.
+	CanReadAudit bool
+	Error        string
+	Overview     overview
+	Agents       []store.Agent
+	More         bool
 }
 
 func (c *Console) render(w http.ResponseWriter, status int, page string, v view) {
@@ -258,7 +261,7 @@ func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *
 				return
 			}
 		}
-		v := view{Principal: &p, CSRF: s.csrf, CanReadAgents: c.d.Allows(p.Roles, humans.AgentsRead)}
+		v := view{Principal: &p, CSRF: s.csrf, CanReadAgents: c.d.Allows(p.Roles, humans.AgentsRead), CanReadAudit: c.d.Allows(p.Roles, humans.AuditRead)}
 		if perm != "" && !c.d.Allows(p.Roles, perm) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			http.Error(w, p.ID+" lacks the permission "+string(perm), http.StatusForbidden)
@@ -310,7 +313,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 	if n, err := c.d.Audit.Size(ctx); err == nil {
 		o.Entries = n
 		from := max(0, n-overviewWindow)
-		if raw, err := c.d.Audit.Read(ctx, from, n); err == nil {
+		if raw, err := c.d.Audit.Read(ctx, from, n); err == nil && v.CanReadAudit {
 			o.Window = len(raw)
 			reasons := map[string]int{}
 			for _, b := range raw {

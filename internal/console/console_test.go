@@ -5,12 +5,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/warden-run/warden/internal/app/apptest"
+	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/console"
+	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/policy"
 )
 
@@ -156,4 +160,48 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// The overview shows the audit log's decisions and their reasons only to
+// roles that may read the audit log, and agents to those that may read
+// agents: a viewer sees neither reasons nor, on the agents page, more
+// than it may.
+func TestOverviewFollowsRoles(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	ctx := context.Background()
+	if _, err := w.App.Audit.Append(ctx, &audit.Entry{Kind: audit.KindDecision, DecisionID: "dec_x", Agent: "ai-agent://dev/ops/a",
+		Action: "tools/call", Outcome: "deny", Reasons: []string{"reason_only_auditors_see"}, EnforcementPoint: "gw"}); err != nil {
+		t.Fatal(err)
+	}
+	roles, err := humans.NewRoles(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		role      string
+		seesAudit bool
+	}{{"auditor", true}, {"approver", false}} {
+		t.Run(c.role, func(t *testing.T) {
+			con, err := console.New(console.Config{}, console.Deps{
+				Authenticate: func(_ context.Context, token string) (humans.Principal, bool) {
+					return humans.Principal{ID: "human:test#" + c.role, Roles: []string{c.role}, Human: true}, token == "token-of-"+c.role
+				},
+				Allows: roles.Allows, Agents: w.App.Registry.Agents, Audit: w.App.Audit, Policies: w.App.Policies,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(con)
+			defer srv.Close()
+			b := newBrowser(t, srv.URL)
+			res, page := b.signIn("token-of-" + c.role)
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("sign-in: %d", res.StatusCode)
+			}
+			if got := strings.Contains(page, "reason_only_auditors_see"); got != c.seesAudit {
+				t.Errorf("%s sees the deny reasons: %v, want %v", c.role, got, c.seesAudit)
+			}
+		})
+	}
 }
