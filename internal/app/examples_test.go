@@ -218,6 +218,17 @@ func TestDeploymentExamples(t *testing.T) {
 				t.Errorf("warden.service: %s", line)
 			}
 		}
+		// systemd's own check of every directive, with a program that exists.
+		if analyze, err := exec.LookPath("systemd-analyze"); err == nil {
+			exe, _ := os.Executable()
+			path := filepath.Join(t.TempDir(), "warden.service")
+			os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/local/bin/warden", exe)), 0o644)
+			if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+			}
+		} else {
+			t.Log("no systemd-analyze: the unit's directives are not checked by systemd")
+		}
 	})
 
 	t.Run("kubernetes", func(t *testing.T) {
