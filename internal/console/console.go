@@ -110,7 +110,7 @@ func New(cfg Config, d Deps) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, d: d, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux(), sessions: map[string]*session{}}
 	funcs := template.FuncMap{"join": strings.Join}
-	for _, page := range []string{"login", "overview", "agents"} {
+	for _, page := range []string{"login", "overview", "agents", "decisions", "decision"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -123,6 +123,8 @@ func New(cfg Config, d Deps) (*Console, error) {
 	c.mux.HandleFunc("POST /ui/logout", c.signedIn("", c.logout))
 	c.mux.HandleFunc("GET /ui/{$}", c.signedIn("", c.overview))
 	c.mux.HandleFunc("GET /ui/agents", c.signedIn(humans.AgentsRead, c.agents))
+	c.mux.HandleFunc("GET /ui/decisions", c.signedIn(humans.AuditRead, c.decisions))
+	c.mux.HandleFunc("GET /ui/decisions/{index}", c.signedIn(humans.AuditRead, c.decision))
 	return c, nil
 }
 
@@ -147,6 +149,9 @@ type view struct {
 	Overview     overview
 	Agents       []store.Agent
 	More         bool
+	Filter       string
+	Decisions    []decisionRow
+	Decision     *decisionRow
 }
 
 func (c *Console) render(w http.ResponseWriter, status int, page string, v view) {

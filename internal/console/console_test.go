@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -10,12 +11,16 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warden-run/warden/internal/app/apptest"
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/console"
+	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/humans"
 	"github.com/warden-run/warden/internal/policy"
+	"github.com/warden-run/warden/sdk"
 )
 
 // browser is an HTTP client that keeps cookies and does not follow
@@ -78,7 +83,7 @@ func (b *browser) signIn(token string) (*http.Response, string) {
 // its CSRF token, and a token rotated meanwhile are refused.
 func TestConsole(t *testing.T) {
 	t.Parallel()
-	w := apptest.Start(t, nil)
+	w := apptest.Start(t, func(c *config.Config) { c.Audit.CheckpointInterval = 50 * time.Millisecond })
 	ctx := context.Background()
 	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(
 		"package warden.authz\ndeny contains \"not_today\" if true\n")}}, "test")
@@ -123,6 +128,39 @@ func TestConsole(t *testing.T) {
 	_, agents := b.do("GET", "/ui/agents", nil)
 	if !strings.Contains(agents, "ai-agent://dev/ops/console-shown") {
 		t.Fatalf("agents page:\n%s", agents)
+	}
+
+	// A denied decision: listed, opened, its inclusion proof verified
+	// against the latest signed checkpoint.
+	k := w.Register(t, "ai-agent://dev/ops/console-denied", "reader")
+	client, err := sdk.NewClient(w.URL, "ai-agent://dev/ops/console-denied", k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := w.App.Decide.Decide(ctx, decide.InProcess("console-test", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
+		Resource: decide.Resource{Kind: "mcp.tool", ID: "kb/search"}})
+	if err != nil || d.Outcome != policy.Deny {
+		t.Fatalf("decision: %+v %v", d, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if cp, err := w.App.Audit.Checkpoint(ctx); err == nil && cp.Size > d.AuditIndex {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint covers the decision")
+		}
+	}
+	link := fmt.Sprintf(`href="/ui/decisions/%d"`, d.AuditIndex)
+	if _, list := b.do("GET", "/ui/decisions?outcome=deny", nil); !strings.Contains(list, link) || !strings.Contains(list, "not_today") {
+		t.Fatalf("decisions page without the denied one:\n%s", list)
+	}
+	_, one := b.do("GET", fmt.Sprintf("/ui/decisions/%d", d.AuditIndex), nil)
+	if !strings.Contains(one, d.ID) || !strings.Contains(one, "verified against the signed checkpoint") || strings.Contains(one, "NOT VERIFIED") {
+		t.Fatalf("decision page:\n%s", one)
 	}
 
 	// The session cookie's flags, as the server set them at sign-in.
