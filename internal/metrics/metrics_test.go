@@ -238,3 +238,13 @@ func TestNilMetrics(t *testing.T) {
 	m.Committed(1, time.Millisecond, nil)
 	m.Read("x", "x", "", prometheus.GaugeValue, func(context.Context) []metrics.Sample { return nil })
 }
+
+// BenchmarkDecided is what counting one decision costs (docs/observability.md).
+func BenchmarkDecided(b *testing.B) {
+	m := metrics.New()
+	reasons := []string{"warden.token_invalid"}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Decided("mcp-gateway", "deny", reasons, time.Millisecond)
+	}
+}

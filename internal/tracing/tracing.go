@@ -32,8 +32,8 @@ type Config struct {
 	// (http://collector:4318); traces go to <Endpoint>/v1/traces. Empty
 	// turns tracing off.
 	Endpoint string `yaml:"endpoint"`
-	// SampleRatio is the share of new traces kept, 0 to 1 (default 1);
-	// a trace an agent's request continues keeps its parent's choice.
+	// SampleRatio is the share of traces kept, 0 to 1 (default 1),
+	// decided by trace id: an agent's traceparent cannot ask for more.
 	SampleRatio *float64 `yaml:"sample_ratio"`
 	// Headers are sent with every export (a collector's API key).
 	Headers map[string]string `yaml:"headers"`
@@ -57,7 +57,7 @@ func (c Config) Check() error {
 // Start installs a tracer provider that exports to c.Endpoint, as the
 // process's, and the W3C propagators; the returned function flushes and
 // stops it. With no endpoint it does nothing: spans are then no-ops that
-// cost a few nanoseconds.
+// cost about 0.25 µs and three small allocations (BenchmarkSpanOff).
 func Start(c Config) (stop func(context.Context) error, err error) {
 	if c.Endpoint == "" {
 		return func(context.Context) error { return nil }, nil
@@ -83,7 +83,12 @@ func Start(c Config) (stop func(context.Context) error, err error) {
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", "warden"), attribute.String("service.version", version))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)), sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))))
+		// A parent from outside (an agent's traceparent) does not choose:
+		// an agent that marks every request sampled must not make Warden
+		// export every trace. Its trace id still joins the trace.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio),
+			sdktrace.WithRemoteParentSampled(sdktrace.TraceIDRatioBased(ratio)),
+			sdktrace.WithRemoteParentNotSampled(sdktrace.TraceIDRatioBased(ratio)))))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	return func(ctx context.Context) error {
