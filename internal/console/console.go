@@ -16,6 +16,7 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
+	"encoding/json"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/humans"
+	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
@@ -55,7 +57,14 @@ type Deps struct {
 	// Authenticate checks an admin token or a person's session token.
 	Authenticate func(ctx context.Context, token string) (humans.Principal, bool)
 	// Allows says whether roles hold a permission.
-	Allows   func(roles []string, p humans.Permission) bool
+	Allows func(roles []string, p humans.Permission) bool
+	// API serves an admin API request (a /v1/ path) in process with the
+	// signed-in person's credential, answering into w: every change the
+	// console makes, and what it reads beyond the overview, goes through
+	// the API's own permission checks, validation and audit events.
+	API func(from *http.Request, token, method, path string, body []byte, w http.ResponseWriter)
+	// Risk, when set, is an agent's risk as the monitor sees it.
+	Risk     func(agent string) (monitor.Risk, bool)
 	Agents   func(ctx context.Context, f store.AgentFilter) ([]store.Agent, error)
 	Audit    *audit.Log
 	Policies *policy.Registry
@@ -89,6 +98,14 @@ type session struct {
 	token   string // the credential it was opened with, never sent back
 	csrf    string
 	expires time.Time
+	// flash is the outcome of the last change, shown once.
+	flash flash
+}
+
+// flash is a message shown once, on the page after a change.
+type flash struct {
+	Message string
+	Failed  bool
 }
 
 var _ http.Handler = (*Console)(nil)
@@ -110,7 +127,21 @@ func New(cfg Config, d Deps) (*Console, error) {
 	}
 	c := &Console{cfg: cfg, d: d, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux(), sessions: map[string]*session{}}
 	funcs := template.FuncMap{"join": strings.Join}
-	for _, page := range []string{"login", "overview", "agents", "decisions", "decision"} {
+	funcs["percent"] = func(n, of int) int {
+		if of == 0 {
+			return 0
+		}
+		return n * 100 / of
+	}
+	funcs["short"] = short
+	funcs["list"] = func(s ...string) []string { return s }
+	funcs["when"] = func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	}
+	for _, page := range []string{"login", "overview", "agents", "agent", "decisions", "decision", "approvals", "incidents", "policies", "policy", "audit"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -123,8 +154,20 @@ func New(cfg Config, d Deps) (*Console, error) {
 	c.mux.HandleFunc("POST /ui/logout", c.signedIn("", c.logout))
 	c.mux.HandleFunc("GET /ui/{$}", c.signedIn("", c.overview))
 	c.mux.HandleFunc("GET /ui/agents", c.signedIn(humans.AgentsRead, c.agents))
+	// An agent id holds "//", which a path would lose: it is a parameter.
+	c.mux.HandleFunc("GET /ui/agent", c.signedIn(humans.AgentsRead, c.agent))
+	c.mux.HandleFunc("POST /ui/agent", c.signedIn(humans.AgentsWrite, c.changeAgent))
 	c.mux.HandleFunc("GET /ui/decisions", c.signedIn(humans.AuditRead, c.decisions))
 	c.mux.HandleFunc("GET /ui/decisions/{index}", c.signedIn(humans.AuditRead, c.decision))
+	c.mux.HandleFunc("GET /ui/approvals", c.signedIn(humans.ApprovalsRead, c.approvals))
+	c.mux.HandleFunc("POST /ui/approvals/{id}", c.signedIn(humans.ApprovalsVote, c.vote))
+	c.mux.HandleFunc("GET /ui/incidents", c.signedIn(humans.IncidentsRead, c.incidents))
+	c.mux.HandleFunc("POST /ui/incidents/{id}", c.signedIn(humans.IncidentsWrite, c.changeIncident))
+	c.mux.HandleFunc("GET /ui/policies", c.signedIn(humans.PoliciesRead, c.policies))
+	c.mux.HandleFunc("GET /ui/policies/{version}", c.signedIn(humans.PoliciesRead, c.policy))
+	c.mux.HandleFunc("POST /ui/policies", c.signedIn(humans.PoliciesActivate, c.changePolicy))
+	c.mux.HandleFunc("GET /ui/audit", c.signedIn(humans.AuditRead, c.auditPage))
+	c.mux.HandleFunc("GET /ui/audit/export", c.signedIn(humans.AuditExport, c.auditExport))
 	return c, nil
 }
 
@@ -138,20 +181,30 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // view is what a page template reads.
 type view struct {
-	Title         string
-	Principal     *humans.Principal
-	CSRF          string
+	Title     string
+	Principal *humans.Principal
+	CSRF      string
+	// Can says which permissions the signed-in person holds, by name
+	// ("agents.read"), for the pages and forms to show.
+	Can map[string]bool
+	// CanReadAgents and CanReadAudit: the decisions and their reasons come
+	// from the audit log, which not every role may read.
 	CanReadAgents bool
-	// CanReadAudit: the decisions and their reasons come from the audit
-	// log, which not every role may read.
-	CanReadAudit bool
-	Error        string
-	Overview     overview
-	Agents       []store.Agent
-	More         bool
-	Filter       string
-	Decisions    []decisionRow
-	Decision     *decisionRow
+	CanReadAudit  bool
+	Error         string
+	Flash         flash
+	Overview      overview
+	Agents        []agentRow
+	More          bool
+	Next          string
+	Filter        string
+	Search        search
+	Decisions     []decisionRow
+	Decision      *decisionRow
+	Page          any
+
+	token string // the session's credential, for API calls; never rendered
+	sid   string
 }
 
 func (c *Console) render(w http.ResponseWriter, status int, page string, v view) {
@@ -266,7 +319,14 @@ func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *
 				return
 			}
 		}
-		v := view{Principal: &p, CSRF: s.csrf, CanReadAgents: c.d.Allows(p.Roles, humans.AgentsRead), CanReadAudit: c.d.Allows(p.Roles, humans.AuditRead)}
+		v := view{Principal: &p, CSRF: s.csrf, Can: map[string]bool{}, token: s.token, sid: ck.Value}
+		for _, perm := range humans.AllPermissions {
+			v.Can[string(perm)] = c.d.Allows(p.Roles, perm)
+		}
+		v.CanReadAgents, v.CanReadAudit = v.Can[string(humans.AgentsRead)], v.Can[string(humans.AuditRead)]
+		if r.Method == http.MethodGet {
+			v.Flash = c.takeFlash(ck.Value)
+		}
 		if perm != "" && !c.d.Allows(p.Roles, perm) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			http.Error(w, p.ID+" lacks the permission "+string(perm), http.StatusForbidden)
@@ -301,6 +361,13 @@ type overview struct {
 	CheckpointSize            int64
 	CheckpointAge             time.Duration
 	Policy                    string
+	Rate                      chart
+	Graph                     graph
+	// Risky are the agents of highest risk.
+	Risky []agentRow
+	// Pending and Open count live approval requests and open incidents,
+	// -1 when the person may not read them or they cannot be read.
+	Pending, Open int
 }
 
 type reasonCount struct {
@@ -314,19 +381,21 @@ const overviewWindow = 1000
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 	ctx := r.Context()
-	o := overview{ByStatus: map[string]int{}}
+	o := overview{ByStatus: map[string]int{}, Pending: -1, Open: -1}
 	if n, err := c.d.Audit.Size(ctx); err == nil {
 		o.Entries = n
 		from := max(0, n-overviewWindow)
+		var window []*audit.Entry
 		if raw, err := c.d.Audit.Read(ctx, from, n); err == nil && v.CanReadAudit {
 			o.Window = len(raw)
 			reasons := map[string]int{}
 			for _, b := range raw {
-				e, err := audit.DecodeEntry(b)
+				e, err := peek(b)
 				if err != nil || e.Kind != audit.KindDecision {
 					continue
 				}
 				o.Decisions++
+				window = append(window, e)
 				if e.Outcome == string(policy.Deny) {
 					o.Denied++
 					for _, rs := range e.Reasons {
@@ -339,6 +408,12 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 			}
 			slices.SortFunc(o.TopReasons, func(a, b reasonCount) int { return cmp.Or(b.Count-a.Count, strings.Compare(a.Reason, b.Reason)) })
 			o.TopReasons = o.TopReasons[:min(len(o.TopReasons), 10)]
+			o.Graph = callGraph(window)
+			if bs, err := c.rates(ctx, c.cfg.Now()); err == nil {
+				o.Rate = rateChart(bs)
+			} else {
+				o.Rate = chart{Empty: true}
+			}
 		}
 	}
 	if cp, err := c.d.Audit.Checkpoint(ctx); err == nil {
@@ -349,7 +424,26 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 			o.Agents = len(as)
 			for _, a := range as {
 				o.ByStatus[string(a.Status)]++
+				if v.Can["monitor.read"] && c.d.Risk != nil {
+					if rk, ok := c.d.Risk(a.ID); ok && rk.Score > 0 {
+						o.Risky = append(o.Risky, agentRow{Agent: a, Risk: rk, HasRisk: true})
+					}
+				}
 			}
+			slices.SortStableFunc(o.Risky, func(a, b agentRow) int { return cmp.Compare(b.Risk.Score, a.Risk.Score) })
+			o.Risky = o.Risky[:min(len(o.Risky), 10)]
+		}
+	}
+	if v.Can["approvals.read"] {
+		var out struct{ Approvals []json.RawMessage }
+		if c.get(r, v, "/v1/approvals?status=pending&live=true&limit=1000", &out) == nil {
+			o.Pending = len(out.Approvals)
+		}
+	}
+	if v.Can["incidents.read"] {
+		var out struct{ Incidents []json.RawMessage }
+		if c.get(r, v, "/v1/incidents?open=true&limit=1000", &out) == nil {
+			o.Open = len(out.Incidents)
 		}
 	}
 	if live := c.d.Policies.Live(); live.Active != nil {
@@ -357,21 +451,6 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	v.Title, v.Overview = "Overview", o
 	c.render(w, http.StatusOK, "overview", v)
-}
-
-// agentsShown bounds the agents page (paging comes with search).
-const agentsShown = 1000
-
-func (c *Console) agents(w http.ResponseWriter, r *http.Request, v view) {
-	as, err := c.d.Agents(r.Context(), store.AgentFilter{Limit: agentsShown + 1})
-	if err != nil {
-		c.log.Error("console: agents", "err", err)
-		http.Error(w, "the agents could not be read", http.StatusServiceUnavailable)
-		return
-	}
-	v.Title, v.More = "Agents", len(as) > agentsShown
-	v.Agents = as[:min(len(as), agentsShown)]
-	c.render(w, http.StatusOK, "agents", v)
 }
 
 func randomID() string {

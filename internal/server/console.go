@@ -1,17 +1,27 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 
 	"github.com/warden-run/warden/internal/console"
 	"github.com/warden-run/warden/internal/humans"
+	"github.com/warden-run/warden/internal/monitor"
 )
 
 // routeConsole serves the web console at /ui/, signing people in with
-// the credentials the admin API takes.
+// the credentials the admin API takes. What the console reads beyond its
+// overview, and every change it makes, goes through this API in process
+// (Deps.API), with the signed-in person's credential: one set of
+// permission checks, validation and audit events for both.
 func (s *Server) routeConsole(m *http.ServeMux) {
+	var risk func(string) (monitor.Risk, bool)
+	if s.d.Monitor != nil {
+		risk = func(agent string) (monitor.Risk, bool) { return s.d.Monitor.Risk(agent), true }
+	}
 	c, err := console.New(console.Config{SecureCookies: strings.HasPrefix(s.cfg.Issuer, "https://")}, console.Deps{
 		Authenticate: func(ctx context.Context, token string) (humans.Principal, bool) {
 			r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/ui/", nil)
@@ -19,6 +29,8 @@ func (s *Server) routeConsole(m *http.ServeMux) {
 			return s.authenticate(r)
 		},
 		Allows:   func(roles []string, p humans.Permission) bool { return s.roles().Allows(roles, p) },
+		API:      s.callAPI,
+		Risk:     risk,
 		Agents:   s.d.Registry.Agents,
 		Audit:    s.d.Audit,
 		Policies: s.d.Policies,
@@ -30,4 +42,29 @@ func (s *Server) routeConsole(m *http.ServeMux) {
 	}
 	m.Handle("/ui/", c)
 	m.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+}
+
+// callAPI serves one admin API request in process, as from the console's
+// request from, with token as its bearer credential, answering into w.
+// Only /v1/ paths.
+func (s *Server) callAPI(from *http.Request, token, method, path string, body []byte, w http.ResponseWriter) {
+	if !strings.HasPrefix(path, "/v1/") {
+		writeError(w, http.StatusNotFound, "not_found", "the console calls /v1/ only")
+		return
+	}
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	r, err := http.NewRequestWithContext(from.Context(), method, path, rd)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "the console made a request it cannot send")
+		return
+	}
+	r.RemoteAddr = from.RemoteAddr
+	r.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	s.ServeHTTP(w, r)
 }
