@@ -74,19 +74,19 @@ func TestConsoleActions(t *testing.T) {
 	token := csrf(t, overview)
 	agentPage := "/ui/agent?id=" + url.QueryEscape(agent)
 	for path, want := range map[string]string{
-		"/ui/":                    "Pending approvals",
-		"/ui/agents":              agent,
-		"/ui/agents?q=tuner":      agent,
-		"/ui/agents?q=nobody":     "No agents match",
-		agentPage:                 "Respond",
-		"/ui/decisions":           "plc/set_setpoint",
+		"/ui/":                "Pending approvals",
+		"/ui/agents":          agent,
+		"/ui/agents?q=tuner":  agent,
+		"/ui/agents?q=nobody": "No agents match",
+		agentPage:             "Respond",
+		"/ui/decisions":       "plc/set_setpoint",
 		"/ui/decisions?agent=" + url.QueryEscape(agent) + "&outcome=pending_approval": "plc/set_setpoint",
-		"/ui/decisions?resource=nothing-like-it":                              "No decisions match",
-		"/ui/approvals":            held.Approval.ID,
-		"/ui/incidents?all=1":      "Incidents",
-		"/ui/policies":             second,
-		"/ui/policies/" + second:   `<span class="add">&#43; deny contains &#34;secret_is_off_limits&#34;`,
-		"/ui/audit":                "consistency proof verified",
+		"/ui/decisions?resource=nothing-like-it":                                      "No decisions match",
+		"/ui/approvals":                                                               held.Approval.ID,
+		"/ui/incidents?all=1":                                                         "Incidents",
+		"/ui/policies":                                                                second,
+		"/ui/policies/" + second:                                                      `<span class="add">&#43; deny contains &#34;secret_is_off_limits&#34;`,
+		"/ui/audit":                                                                   "consistency proof verified",
 	} {
 		res, page := b.do("GET", path, nil)
 		if res.StatusCode != http.StatusOK || !strings.Contains(page, want) {
