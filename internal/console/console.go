@@ -69,6 +69,8 @@ type Deps struct {
 	Audit    *audit.Log
 	Policies *policy.Registry
 	Logger   *slog.Logger
+	// OIDC, when set, signs people in at their OpenID provider.
+	OIDC *OIDC
 }
 
 // Config configures the console.
@@ -89,6 +91,8 @@ type Console struct {
 	log   *slog.Logger
 	pages map[string]*template.Template
 	mux   *http.ServeMux
+
+	oidc *oidcFlow
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -141,7 +145,7 @@ func New(cfg Config, d Deps) (*Console, error) {
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	}
-	for _, page := range []string{"login", "overview", "agents", "agent", "decisions", "decision", "approvals", "incidents", "policies", "policy", "audit"} {
+	for _, page := range []string{"login", "overview", "agents", "agent", "decisions", "decision", "approvals", "incidents", "policies", "policy", "audit", "signedin"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -151,6 +155,11 @@ func New(cfg Config, d Deps) (*Console, error) {
 	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/", http.FileServerFS(files)))
 	c.mux.HandleFunc("GET /ui/login", c.loginPage)
 	c.mux.HandleFunc("POST /ui/login", c.login)
+	if d.OIDC != nil {
+		c.oidc = &oidcFlow{cfg: *d.OIDC, pending: map[string]pendingLogin{}}
+		c.mux.HandleFunc("GET /ui/oidc/start", c.oidcStart)
+		c.mux.HandleFunc("GET /ui/oidc/callback", c.oidcCallback)
+	}
 	c.mux.HandleFunc("POST /ui/logout", c.signedIn("", c.logout))
 	c.mux.HandleFunc("GET /ui/{$}", c.signedIn("", c.overview))
 	c.mux.HandleFunc("GET /ui/agents", c.signedIn(humans.AgentsRead, c.agents))
@@ -233,7 +242,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) loginForm(w http.ResponseWriter, status int, msg string) {
 	csrf := randomID()
 	http.SetCookie(w, c.cookie(loginCookie, csrf, 600))
-	c.render(w, status, "login", view{Title: "Sign in", CSRF: csrf, Error: msg})
+	c.render(w, status, "login", view{Title: "Sign in", CSRF: csrf, Error: msg, Page: c.oidc != nil})
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
@@ -254,15 +263,22 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusUnauthorized, "That token is not valid: a wrong, rotated or disabled admin token, or a session that ended.")
 		return
 	}
+	id := c.openSession(token)
+	c.log.Info("console: signed in", "principal", p.ID)
+	http.SetCookie(w, c.cookie(loginCookie, "", -1))
+	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// openSession opens a console session for the credential token and
+// returns its id, for the cookie.
+func (c *Console) openSession(token string) string {
 	id := randomID()
 	c.mu.Lock()
 	c.forgetOld()
 	c.sessions[id] = &session{token: token, csrf: randomID(), expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
 	c.mu.Unlock()
-	c.log.Info("console: signed in", "principal", p.ID)
-	http.SetCookie(w, c.cookie(loginCookie, "", -1))
-	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
-	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+	return id
 }
 
 // forgetOld drops expired sessions and, past maxSessions, the ones that

@@ -22,6 +22,23 @@ func (s *Server) routeConsole(m *http.ServeMux) {
 	if s.d.Monitor != nil {
 		risk = func(agent string) (monitor.Risk, bool) { return s.d.Monitor.Risk(agent), true }
 	}
+	var signIn *console.OIDC
+	if s.d.Humans != nil {
+		hc := s.d.Humans.Config()
+		signIn = &console.OIDC{Issuer: hc.Issuer, ClientID: hc.ClientID, Scopes: hc.Scopes, RedirectURL: s.cfg.Issuer + "/ui/oidc/callback",
+			NoRole: humans.ErrNoRole,
+			Login: func(ctx context.Context, rawIDToken, nonce string) (string, error) {
+				_, session, err := s.d.Humans.Login(ctx, rawIDToken, nonce)
+				if err == nil && s.d.Relay != nil {
+					// The sign-in's event, in the audit log before the person
+					// sees the console, as for the API's sign-in.
+					if err := s.d.Relay.Sync(context.WithoutCancel(ctx)); err != nil {
+						s.log.Error("audit: relaying events failed; the relay will retry", "err", err)
+					}
+				}
+				return session, err
+			}}
+	}
 	c, err := console.New(console.Config{SecureCookies: strings.HasPrefix(s.cfg.Issuer, "https://")}, console.Deps{
 		Authenticate: func(ctx context.Context, token string) (humans.Principal, bool) {
 			r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/ui/", nil)
@@ -35,6 +52,7 @@ func (s *Server) routeConsole(m *http.ServeMux) {
 		Audit:    s.d.Audit,
 		Policies: s.d.Policies,
 		Logger:   s.log,
+		OIDC:     signIn,
 	})
 	if err != nil {
 		s.log.Error("console: not served", "err", err) // its templates are embedded: a bug, not a setting

@@ -467,9 +467,11 @@ func (c *client) GetID() string { return c.id }
 
 // RedirectURIs: for native clients op matches loopback redirect URIs on path
 // and query only, ignoring host and port, so any http://127.0.0.1:<port>/callback
-// or http://localhost:<port>/callback is accepted.
+// or http://localhost:<port>/callback is accepted: the command line's, and
+// /ui/oidc/callback, the web console's of a server on loopback.
 func (c *client) RedirectURIs() []string {
-	return []string{"http://127.0.0.1/callback", "http://localhost/callback"}
+	return []string{"http://127.0.0.1/callback", "http://localhost/callback",
+		"http://127.0.0.1/ui/oidc/callback", "http://localhost/ui/oidc/callback"}
 }
 func (c *client) PostLogoutRedirectURIs() []string    { return nil }
 func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
