@@ -19,6 +19,7 @@ import (
 
 	"github.com/warden-run/warden/internal/approvals"
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/filelog"
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/grants"
@@ -195,6 +196,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		a.Relay.ActorEmail = people.Email
 	}
 	a.spawn(func() { a.Relay.Run(bg, time.Second) })
+	if fl, ok := a.auditBackend.(*filelog.Log); ok && cfg.Audit.Archive.Enabled() {
+		where := cfg.Audit.Archive.Dir
+		if s3 := cfg.Audit.Archive.S3; s3 != nil {
+			where = "s3://" + s3.Endpoint + "/" + s3.Bucket + "/" + s3.Prefix
+		}
+		a.spawn(func() { retain(bg, fl, a.Audit, cfg.Audit.Archive, where, log) })
+	}
 	if err := startExporters(bg, a.spawn, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err
 	}

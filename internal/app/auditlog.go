@@ -80,7 +80,11 @@ func auditBackend(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, no
 	if cfg.Store != "" {
 		return pglog.Open(ctx, pglog.Config{Notify: notify, NotifyPayload: auditAppended}, pool)
 	}
-	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log})
+	st, err := archiveStore(cfg.Audit.Archive)
+	if err != nil {
+		return nil, err
+	}
+	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log, SegmentEntries: cfg.Audit.SegmentEntries, Archive: st})
 }
 
 // adminEvents hands the store's record of admin actions to the audit log's

@@ -20,6 +20,7 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/archive"
 	"github.com/warden-run/warden/internal/audit/filelog"
 	"github.com/warden-run/warden/internal/durable"
 )
@@ -83,7 +84,7 @@ func newAuditKeyCmd(g *globals) *cobra.Command {
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
-	var from, dir, keyFile, witness string
+	var from, dir, archiveDir, keyFile, witness string
 	var verify func(*cobra.Command) error
 	cmd := &cobra.Command{
 		Use:   "verify",
@@ -97,7 +98,8 @@ be read), it exits with status 2.
 Where the log comes from:
   (default)       the server, through the admin API
   --from FILE     an export made with 'warden audit export' (offline)
-  --dir DIR       a log directory of the embedded store, read-only (offline)
+  --dir DIR       a log directory of the embedded store, read-only (offline);
+                  with --archive DIR, where its archived segments went
 
 The key: --key FILE (as 'warden audit key' prints it); without it, the server's.
 
@@ -115,6 +117,9 @@ rewritten since then fails, even if its checkpoints were removed.`,
 	verify = func(cmd *cobra.Command) error {
 		if from != "" && dir != "" {
 			return errors.New("give --from or --dir, not both")
+		}
+		if archiveDir != "" && dir == "" {
+			return errors.New("--archive goes with --dir: the server reads its archive itself")
 		}
 		ctx := cmd.Context()
 		var vkey string
@@ -160,7 +165,14 @@ rewritten since then fails, even if its checkpoints were removed.`,
 			defer f.Close()
 			src = audit.ReadExport(f)
 		case dir != "":
-			if src, err = filelog.ReadItems(dir); err != nil {
+			var st archive.Store
+			if archiveDir != "" {
+				if _, err := os.Stat(archiveDir); err != nil {
+					return fmt.Errorf("--archive: %w", err)
+				}
+				st = &archive.Dir{Path: archiveDir}
+			}
+			if src, err = filelog.ReadItemsFrom(dir, st); err != nil {
 				return err
 			}
 		default:
@@ -217,6 +229,7 @@ rewritten since then fails, even if its checkpoints were removed.`,
 	fl := cmd.Flags()
 	fl.StringVar(&from, "from", "", "verify this export (JSON lines) instead of the server's log")
 	fl.StringVar(&dir, "dir", "", "verify this log directory (the embedded store's <data>/audit) instead of the server's log")
+	fl.StringVar(&archiveDir, "archive", "", "with --dir: the directory its archived segments were moved to (audit.archive.dir; for an S3 archive, verify through the server)")
 	fl.StringVar(&keyFile, "key", "", "the checkpoint verifier key file (default: fetched from the server)")
 	fl.StringVar(&witness, "witness", "", "file keeping the newest verified checkpoint, checked and updated on every run")
 	return cmd

@@ -218,6 +218,45 @@ type Audit struct {
 	Origin string `yaml:"origin"`
 	// Exporters stream the log to SIEMs.
 	Exporters []Exporter `yaml:"exporters"`
+	// Archive moves the embedded log's sealed segments to a directory or
+	// an S3-compatible bucket once they are old enough, keeping the tree
+	// and the checkpoints here (operations.md, "Retention").
+	Archive Archive `yaml:"archive"`
+	// SegmentEntries is how many entries one segment file of the embedded
+	// log holds (default 65,536, about 90 MB with recorded inputs): the
+	// unit that is archived.
+	SegmentEntries int64 `yaml:"segment_entries"`
+}
+
+// Archive says where sealed audit segments go, and when.
+type Archive struct {
+	// Dir is a directory (another disk, a mounted volume).
+	Dir string `yaml:"dir"`
+	// S3 is an S3-compatible bucket.
+	S3 *S3Archive `yaml:"s3"`
+	// KeepLocal: a sealed segment last written longer ago than this, and
+	// under a signed checkpoint, is archived. Default 168h (a week).
+	KeepLocal time.Duration `yaml:"keep_local"`
+	// Interval is how often to look (default 1h).
+	Interval time.Duration `yaml:"interval"`
+}
+
+// Enabled says whether an archive is configured.
+func (a Archive) Enabled() bool { return a.Dir != "" || a.S3 != nil }
+
+// S3Archive is a bucket; its credentials come from files, or from the
+// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, an instance role)
+// when no file is named.
+type S3Archive struct {
+	// Endpoint is host[:port], such as s3.eu-west-1.amazonaws.com.
+	Endpoint      string `yaml:"endpoint"`
+	Bucket        string `yaml:"bucket"`
+	Prefix        string `yaml:"prefix"`
+	Region        string `yaml:"region"`
+	AccessKeyFile string `yaml:"access_key_file"`
+	SecretKeyFile string `yaml:"secret_key_file"`
+	// Insecure uses plain HTTP; allowed for a loopback endpoint only.
+	Insecure bool `yaml:"insecure"`
 }
 
 // Exporter streams the audit log to one destination. Secrets come from
@@ -697,6 +736,40 @@ func (c *Config) validateAudit(bad complaint) {
 	}
 	if a.Origin == "" || strings.ContainsAny(a.Origin, "+") || strings.IndexFunc(a.Origin, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		bad("audit.origin %q: want a name without spaces or '+', such as warden.example.com/audit", a.Origin)
+	}
+	if a.SegmentEntries < 0 || a.SegmentEntries > 0 && a.SegmentEntries < 16 {
+		bad("audit.segment_entries %d: want at least 16 (or 0 for the default, 65,536)", a.SegmentEntries)
+	}
+	if ar := &a.Archive; ar.Enabled() {
+		switch {
+		case c.Store != "":
+			bad("audit.archive is for the embedded log; with PostgreSQL (store), keep the audit_entries table with the database's own retention and backups")
+		case ar.Dir != "" && ar.S3 != nil:
+			bad("audit.archive: dir or s3, not both")
+		case ar.S3 != nil:
+			s3 := ar.S3
+			if s3.Endpoint == "" || strings.Contains(s3.Endpoint, "/") {
+				bad("audit.archive.s3.endpoint %q: want host[:port], such as s3.eu-west-1.amazonaws.com", s3.Endpoint)
+			}
+			if s3.Bucket == "" {
+				bad("audit.archive.s3.bucket is required")
+			}
+			if (s3.AccessKeyFile == "") != (s3.SecretKeyFile == "") {
+				bad("audit.archive.s3: access_key_file and secret_key_file go together (neither: the environment's credentials)")
+			}
+			if s3.Insecure && !IsLoopback(s3.Endpoint) {
+				bad("audit.archive.s3.insecure: plain HTTP is for a loopback endpoint only, not %q", s3.Endpoint)
+			}
+		}
+		if ar.KeepLocal == 0 {
+			ar.KeepLocal = 7 * 24 * time.Hour
+		}
+		if ar.Interval == 0 {
+			ar.Interval = time.Hour
+		}
+		if ar.KeepLocal < 0 || ar.Interval < time.Second {
+			bad("audit.archive: keep_local must not be negative, and interval must be at least 1s")
+		}
 	}
 	names := map[string]bool{}
 	for i, x := range a.Exporters {

@@ -54,6 +54,17 @@ identity:
 			}
 		}},
 		{name: "no data directory", yaml: "data: ''", wantErr: "data directory is required"},
+		{name: "archive defaults", yaml: "audit: {archive: {dir: /mnt/a}}", check: func(t *testing.T, c Config) {
+			if a := c.Audit.Archive; a.KeepLocal != 168*time.Hour || a.Interval != time.Hour || !a.Enabled() {
+				t.Fatalf("archive: %+v", a)
+			}
+		}},
+		{name: "archive with PostgreSQL", yaml: "store: postgres://x@db/w\naudit: {archive: {dir: /mnt/a}}", wantErr: "audit.archive is for the embedded log"},
+		{name: "archive in two places", yaml: "audit: {archive: {dir: /mnt/a, s3: {endpoint: s3.example.com, bucket: b}}}", wantErr: "dir or s3, not both"},
+		{name: "archive over plain HTTP", yaml: "audit: {archive: {s3: {endpoint: 's3.example.com:80', bucket: b, insecure: true}}}", wantErr: "loopback endpoint only"},
+		{name: "archive with half its keys", yaml: "audit: {archive: {s3: {endpoint: s3.example.com, bucket: b, access_key_file: /k}}}", wantErr: "go together"},
+		{name: "archive without a bucket", yaml: "audit: {archive: {s3: {endpoint: s3.example.com}}}", wantErr: "bucket is required"},
+		{name: "tiny segments", yaml: "audit: {segment_entries: 3}", wantErr: "segment_entries 3"},
 		{name: "audit defaults", yaml: "", check: func(t *testing.T, c Config) {
 			if c.Audit.Mode != "sync" || c.Audit.CheckpointEvery != 1000 || c.Audit.Origin != "127.0.0.1:7070/audit" {
 				t.Fatalf("audit: %+v", c.Audit)

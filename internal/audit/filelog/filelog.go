@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/archive"
 	"github.com/warden-run/warden/internal/durable"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	// SegmentEntries is how many entries one segment file holds. Default 65,536.
 	SegmentEntries int64
 	Logger         *slog.Logger
+	// Archive, when set, is where Archive moves sealed segments, and where
+	// reads of archived entries fetch them from.
+	Archive archive.Store
 }
 
 // Log implements audit.Backend on files. What it keeps in memory does not
@@ -60,6 +64,12 @@ type Log struct {
 	treeSize int64
 
 	closeOnce sync.Once
+
+	archive   archive.Store
+	archived  []ArchivedSegment // the oldest segments, moved to the archive; under mu
+	manifest  *os.File          // archived.log
+	archiveMu sync.Mutex        // one Archive at a time
+	fetchMu   sync.Mutex        // one fetch from the archive at a time
 
 	cpMu    sync.Mutex
 	cpFile  *os.File // checkpoints.log
@@ -114,8 +124,9 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock,
-		files: sealedFiles{dir: cfg.Dir, open: map[int64]*cachedSegment{}}}
+	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock, archive: cfg.Archive,
+		files: sealedFiles{open: map[int64]*cachedSegment{}}}
+	l.files.path = l.segmentFileName
 	if err := l.load(); err != nil {
 		l.Close()
 		return nil, err
@@ -137,6 +148,9 @@ func (l *Log) load() error {
 	acked := treeSize
 	if cp := l.latest; cp != nil && cp.Size > acked {
 		acked = cp.Size
+	}
+	if err := l.loadArchived(); err != nil {
+		return err
 	}
 	if err := l.loadSegments(acked); err != nil {
 		return err
@@ -166,6 +180,13 @@ func (l *Log) loadSegments(acked int64) error {
 			return fmt.Errorf("audit log: unexpected file %s", name)
 		}
 		first, _ := strconv.ParseInt(m[1], 10, 64)
+		if _, ok := l.isArchived(first); ok && first < l.size && i < len(names)-1 {
+			// Archived, recorded, and not yet removed when the process
+			// stopped: the archive's copy was checked, this one goes.
+			os.Remove(name)
+			os.Remove(indexPath(name))
+			continue
+		}
 		if first != l.size {
 			return fmt.Errorf("%w: segment %s starts at %d, but %d entries precede it", ErrCorrupt, filepath.Base(name), first, l.size)
 		}
@@ -591,6 +612,9 @@ func (l *Log) close() error {
 		a.file.release()
 	}
 	l.files.closeAll()
+	if l.manifest != nil {
+		errs = append(errs, l.manifest.Close())
+	}
 	for _, f := range l.levels {
 		if f != nil {
 			errs = append(errs, f.Close())

@@ -2,15 +2,22 @@ package filelog
 
 import (
 	"bufio"
+	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 
 	"github.com/warden-run/warden/internal/audit"
+	"github.com/warden-run/warden/internal/audit/archive"
 )
 
 // ReadItems reads the log in dir for verification, read-only and without
@@ -21,26 +28,131 @@ import (
 // judges. A record cut short ends its file. It reads as it goes, holding one
 // entry and one checkpoint at a time; Close is not needed, the last file is
 // closed at the end.
-func ReadItems(dir string) (audit.Source, error) {
+func ReadItems(dir string) (audit.Source, error) { return ReadItemsFrom(dir, nil) }
+
+// ReadItemsFrom is ReadItems for a log some of whose segments are
+// archived in st: those are read from st, and each is checked against the
+// digest recorded when it was archived.
+func ReadItemsFrom(dir string, st archive.Store) (audit.Source, error) {
 	names, err := filepath.Glob(filepath.Join(dir, "seg-*.log"))
 	if err != nil {
 		return nil, err
 	}
 	sort.Strings(names)
+	archived, err := readManifest(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []opener
+	var size int64
+	for _, a := range archived {
+		size = a.First + a.Count
+		segs = append(segs, archivedOpener(st, a))
+	}
+	if size > 0 && st == nil {
+		return nil, fmt.Errorf("audit log %s: entries 0 to %d are archived: name the archive to read them from (--archive)", dir, size-1)
+	}
+	for _, name := range names {
+		if m := segName.FindStringSubmatch(filepath.Base(name)); m != nil {
+			if first, _ := strconv.ParseInt(m[1], 10, 64); first < size {
+				continue // archived; its local copy not yet removed
+			}
+		}
+		segs = append(segs, fileOpener(name))
+	}
 	cf, err := os.Open(filepath.Join(dir, "checkpoints.log"))
 	if err != nil {
 		return nil, fmt.Errorf("audit log %s: %w", dir, err)
 	}
-	st, err := cf.Stat()
+	info, err := cf.Stat()
 	if err != nil {
 		cf.Close()
 		return nil, fmt.Errorf("audit log %s: %w", dir, err)
 	}
-	return &dirSource{segs: names, cps: newRecordReader(cf, st.Size())}, nil
+	return &dirSource{segs: segs, cps: newRecordReader(cf, info.Size())}, nil
+}
+
+// opener opens one segment for reading, with its size.
+type opener func() (io.ReadCloser, int64, error)
+
+func fileOpener(name string) opener {
+	return func() (io.ReadCloser, int64, error) {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, st.Size(), nil
+	}
+}
+
+func archivedOpener(st archive.Store, a ArchivedSegment) opener {
+	return func() (io.ReadCloser, int64, error) {
+		name := filepath.Base(segmentPath("", a.First))
+		rc, err := st.Get(context.Background(), name)
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit log: %w", err)
+		}
+		return &checkedReader{rc: rc, h: sha256.New(), name: name, want: a.LogSHA256, size: a.LogBytes}, a.LogBytes, nil
+	}
+}
+
+// checkedReader hashes what is read and, at Close, compares it with the
+// digest recorded when the file was archived.
+type checkedReader struct {
+	rc         io.ReadCloser
+	h          hash.Hash
+	n, size    int64
+	name, want string
+}
+
+func (c *checkedReader) Read(p []byte) (int, error) {
+	n, err := c.rc.Read(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *checkedReader) Close() error {
+	c.rc.Close()
+	if c.n == c.size {
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want {
+			return fmt.Errorf("%w: the archive's %s is not the file that was archived (sha256 %s, recorded %s)", ErrCorrupt, c.name, got, c.want)
+		}
+	}
+	return nil
+}
+
+// readManifest reads archived.log in dir, if there is one.
+func readManifest(dir string) ([]ArchivedSegment, error) {
+	f, err := os.Open(filepath.Join(dir, manifestName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []ArchivedSegment
+	var bad error
+	if _, _, _, err := scanRecords(f, 0, 1<<16, func(off int64, data []byte) {
+		var a ArchivedSegment
+		if err := json.Unmarshal(data, &a); err != nil && bad == nil {
+			bad = fmt.Errorf("%w: %s at byte %d: %v", ErrCorrupt, manifestName, off, err)
+		}
+		out = append(out, a)
+	}); err != nil {
+		return nil, err
+	}
+	return out, bad
 }
 
 type dirSource struct {
-	segs  []string
+	segs  []opener
 	seg   *recordReader // the segment being read
 	entry []byte        // the next entry, read ahead; nil when there is none
 	cps   *recordReader
@@ -55,25 +167,23 @@ func (s *dirSource) nextEntry() error {
 			if len(s.segs) == 0 {
 				return nil
 			}
-			f, err := os.Open(s.segs[0])
+			f, size, err := s.segs[0]()
 			if err != nil {
-				return err
-			}
-			st, err := f.Stat()
-			if err != nil {
-				f.Close()
 				return err
 			}
 			s.segs = s.segs[1:]
-			s.seg = newRecordReader(f, st.Size())
+			s.seg = newRecordReader(f, size)
 		}
 		data, err := s.seg.next()
 		if err != nil {
 			return err
 		}
 		if data == nil {
-			s.seg.close()
+			err := s.seg.close()
 			s.seg = nil
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		s.entry = data
@@ -127,12 +237,12 @@ func (s *dirSource) Next() (audit.Item, error) {
 // recordReader reads a file of records in order, whatever their checksums
 // say, up to size or a record cut short.
 type recordReader struct {
-	f    *os.File
+	f    io.ReadCloser
 	r    *bufio.Reader
 	left int64
 }
 
-func newRecordReader(f *os.File, size int64) *recordReader {
+func newRecordReader(f io.ReadCloser, size int64) *recordReader {
 	return &recordReader{f: f, r: bufio.NewReaderSize(io.LimitReader(f, size), 256<<10), left: size}
 }
 
@@ -158,7 +268,7 @@ func (r *recordReader) next() ([]byte, error) {
 	return data, nil
 }
 
-func (r *recordReader) close() { r.f.Close() }
+func (r *recordReader) close() error { return r.f.Close() }
 
 // unexpectedEnd: the file was shorter than its size said (cut while being
 // read); anything else is an error.

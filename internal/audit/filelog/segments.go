@@ -57,7 +57,9 @@ func (s *segmentFile) release() {
 // sealedFiles keeps up to maxOpenSealed sealed segments open, the most
 // recently read ones.
 type sealedFiles struct {
-	dir  string
+	// path says where the segment starting at first is read: in the data
+	// directory, or fetched from the archive.
+	path func(first int64) (string, error)
 	mu   sync.Mutex
 	open map[int64]*cachedSegment // by first index
 	tick uint64
@@ -86,7 +88,11 @@ func (c *sealedFiles) acquire(first, count int64) (*segmentFile, error) {
 		return cs.file, nil
 	}
 	c.mu.Unlock()
-	sf, err := openSealed(segmentPath(c.dir, first), count)
+	name, err := c.path(first)
+	if err != nil {
+		return nil, err
+	}
+	sf, err := openSealed(name, count)
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +118,16 @@ func (c *sealedFiles) acquire(first, count int64) (*segmentFile, error) {
 	c.open[first] = &cachedSegment{file: sf, used: c.tick}
 	sf.acquire()
 	return sf, nil
+}
+
+// forget lets the segment starting at first go, if it is open.
+func (c *sealedFiles) forget(first int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cs, ok := c.open[first]; ok {
+		cs.file.release()
+		delete(c.open, first)
+	}
 }
 
 // closeAll lets every cached segment go.
