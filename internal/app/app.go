@@ -269,7 +269,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 		deps.Metrics, deps.MetricsHandler = a.Metrics, a.metricsHandler(a.metricsToken)
 		a.publish()
 	}
-	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log}, deps)
+	a.Handler = server.New(server.Config{Issuer: id.Issuer, MaxBodyBytes: cfg.Server.MaxBodyBytes, Logger: log,
+		Console: cfg.Console.On(cfg.Server.Addr)}, deps)
 	a.spawn(func() { a.maintain(bg) })
 	ok = true
 	return a, nil
@@ -399,6 +400,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener, ready chan<- string) e
 		scheme = "https"
 	}
 	a.log.Info("serving", "addr", scheme+"://"+ln.Addr().String(), "issuer", a.cfg.Identity.Issuer, "store", a.Store.Backend())
+	if a.cfg.Console.On(a.cfg.Server.Addr) {
+		a.log.Info("web console", "url", a.cfg.Identity.Issuer+"/ui/")
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -54,6 +54,8 @@ type Config struct {
 	// Tracing exports OpenTelemetry traces of agents' actions over OTLP;
 	// off unless an endpoint is set.
 	Tracing tracing.Config `yaml:"tracing"`
+	// Console is the web console at /ui/.
+	Console Console `yaml:"console"`
 	// Gateway is the file of an MCP gateway (gateway.yaml) this server runs
 	// in its own process, on the gateway's own listen address.
 	Gateway string `yaml:"gateway"`
@@ -226,6 +228,22 @@ type Audit struct {
 	// log holds (default 65,536, about 90 MB with recorded inputs): the
 	// unit that is archived.
 	SegmentEntries int64 `yaml:"segment_entries"`
+}
+
+// Console configures the web console.
+type Console struct {
+	// Enabled serves it at /ui/ on the server's listener. Unset: on when
+	// the server listens on loopback, off otherwise (turn it on for a
+	// server reached over TLS or behind a proxy).
+	Enabled *bool `yaml:"enabled"`
+}
+
+// On says whether the console is served for a server listening on addr.
+func (c Console) On(addr string) bool {
+	if c.Enabled != nil {
+		return *c.Enabled
+	}
+	return IsLoopback(addr)
 }
 
 // Archive says where sealed audit segments go, and when.

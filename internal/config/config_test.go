@@ -205,3 +205,19 @@ func TestEmptySecretVariables(t *testing.T) {
 		})
 	}
 }
+
+// The console is on by default for a server on loopback only.
+func TestConsoleDefault(t *testing.T) {
+	t.Parallel()
+	on, off := true, false
+	for _, c := range []struct {
+		c    Console
+		addr string
+		want bool
+	}{{Console{}, "127.0.0.1:7070", true}, {Console{}, "[::1]:7070", true}, {Console{}, "10.0.0.5:8443", false},
+		{Console{Enabled: &on}, "10.0.0.5:8443", true}, {Console{Enabled: &off}, "127.0.0.1:7070", false}} {
+		if got := c.c.On(c.addr); got != c.want {
+			t.Errorf("%+v on %s: %v", c.c, c.addr, got)
+		}
+	}
+}

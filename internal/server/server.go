@@ -25,6 +25,8 @@ type Config struct {
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	Logger       *slog.Logger
+	// Console serves the web console at /ui/.
+	Console bool
 }
 
 // Deps are the components the API serves.
@@ -110,7 +112,7 @@ func (s *Server) routes() {
 	if s.d.MetricsHandler != nil {
 		m.Handle("GET /metrics", s.d.MetricsHandler)
 	}
-	if s.d.Registry != nil && s.d.Audit != nil && s.d.Policies != nil {
+	if s.cfg.Console && s.d.Registry != nil && s.d.Audit != nil && s.d.Policies != nil {
 		s.routeConsole(m)
 	}
 
