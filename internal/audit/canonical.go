@@ -95,6 +95,13 @@ const hexDigits = "0123456789abcdef"
 
 // appendString appends s as encoding/json writes it with HTML escaping
 // off; invalid UTF-8 becomes U+FFFD.
+// StringBody is s as the canonical form writes it inside a JSON string,
+// without the quotes: a value's bytes as they appear in a stored entry.
+func StringBody(s string) []byte {
+	b := appendString(nil, s)
+	return b[1 : len(b)-1]
+}
+
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0

@@ -3,6 +3,7 @@ package console_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -177,5 +178,60 @@ func TestConsoleActions(t *testing.T) {
 	}
 	if size, _ := w.App.Audit.TreeSize(ctx); checkpoints == 0 || int64(entries) < size {
 		t.Fatalf("export: %d entries and %d checkpoints, of a tree of %d", entries, checkpoints, size)
+	}
+}
+
+// An agent's page lists its tokens that have not expired, from their
+// audit entries; one revoked there is refused at once.
+func TestConsoleRevokesAToken(t *testing.T) {
+	t.Parallel()
+	w := apptest.Start(t, nil)
+	ctx := context.Background()
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte("package warden.authz\nallow := true\n")}}, "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	const agent = "ai-agent://dev/ops/holder"
+	client, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, "reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := client.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := w.App.Audit.Query(ctx, audit.Query{Agent: agent, Kind: audit.KindToken, After: -1, Limit: 10})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("token entries: %d %v", len(got), err)
+	}
+	var issued struct{ JTI string }
+	json.Unmarshal(got[0].Entry.Detail, &issued)
+	decideNow := func() decide.Decision {
+		d, err := w.App.Decide.Decide(ctx, decide.InProcess("gw", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
+			Resource: decide.Resource{Kind: "mcp.tool", ID: "kb/search"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := decideNow(); d.Outcome != policy.Allow {
+		t.Fatalf("before: %+v", d)
+	}
+	b := newBrowser(t, w.URL)
+	_, overview := b.signIn(w.AdminToken)
+	page := "/ui/agent?id=" + url.QueryEscape(agent)
+	_, body := b.do("GET", page, nil)
+	if !strings.Contains(body, issued.JTI) || !strings.Contains(body, ">live<") || strings.Contains(body, tok.AccessToken) {
+		t.Fatalf("the agent's page and its token %s:\n%s", issued.JTI, body)
+	}
+	b.do("POST", "/ui/agent", url.Values{"csrf": {csrf(t, overview)}, "id": {agent}, "action": {"revoke-token"}, "jti": {issued.JTI}, "reason": {"leaked in a log"}})
+	if _, body = b.do("GET", page, nil); !strings.Contains(body, "is revoked") || strings.Contains(body, ">live<") {
+		t.Fatalf("after revoking:\n%s", body)
+	}
+	if d := decideNow(); d.Outcome != policy.Deny {
+		t.Fatalf("a revoked token decided: %+v", d)
 	}
 }

@@ -79,6 +79,7 @@ type agentPage struct {
 	Signals  []signalRow
 	Taints   []store.Taint
 	Grants   []store.Grant
+	Tokens   []tokenRow
 	Recent   []decisionRow
 	Scanned  int
 	Timeline chart
@@ -136,15 +137,58 @@ func (c *Console) agent(w http.ResponseWriter, r *http.Request, v view) {
 		}
 	}
 	if v.CanReadAudit {
-		res, err := c.scan(r.Context(), search{Agent: id}, agentDecisions, agentScan)
+		res, err := c.scan(r.Context(), search{Agent: id, tokens: true}, agentDecisions, agentScan)
 		if err != nil {
 			p.Errors = append(p.Errors, "decisions: "+err.Error())
 		}
+		p.Tokens = c.liveTokens(res.Tokens, p.Agent)
 		p.Recent, p.Scanned = res.Rows[:min(len(res.Rows), agentRowsShown)], res.Scanned
 		p.Timeline = riskChart(res.Entries)
 	}
 	v.Title, v.Page = "Agent "+id, p
 	c.render(w, http.StatusOK, "agent", v)
+}
+
+// tokenRow is a token issued to the agent that has not expired, as its
+// audit entry recorded it (never the token itself).
+type tokenRow struct {
+	JTI, Issued, Expires, Key, Audience, Task, Type string
+	Delegated                                       bool
+	// Dead says why it no longer works, "" when it does.
+	Dead string
+}
+
+// liveTokens are the tokens among entries (newest first) that have not
+// expired, each with whether a revocation ended it.
+func (c *Console) liveTokens(entries []*audit.Entry, a store.Agent) []tokenRow {
+	now := c.cfg.Now()
+	var out []tokenRow
+	for _, e := range entries {
+		var d struct {
+			Act                                       []string
+			Audience, Expires, JTI, Key, Task, Source string
+			TokenType                                 string `json:"token_type"`
+		}
+		if json.Unmarshal(e.Detail, &d) != nil {
+			continue
+		}
+		exp, err := time.Parse(time.RFC3339, d.Expires)
+		if err != nil || !exp.After(now) {
+			continue
+		}
+		t := tokenRow{JTI: d.JTI, Issued: e.Time.UTC().Format(time.RFC3339), Expires: d.Expires, Key: d.Key, Audience: d.Audience,
+			Task: d.Task, Type: d.TokenType, Delegated: len(d.Act) > 0}
+		switch {
+		case !a.TokensRevokedAt.IsZero() && !e.Time.After(a.TokensRevokedAt):
+			t.Dead = "revoked with all the agent's tokens"
+		case c.d.TokenRevoked != nil && c.d.TokenRevoked(d.JTI):
+			t.Dead = "revoked"
+		case !a.Status.MayHoldTokens():
+			t.Dead = "refused while the agent is " + string(a.Status)
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // agentDecisions and agentScan bound the agent page's recent decisions:
@@ -159,7 +203,9 @@ const (
 // agentActions are the changes the agent page offers, by the API path
 // that makes them.
 var agentActions = map[string]string{
-	"quarantine": "quarantine", "restrict": "restrict", "release": "enable", "disable": "disable", "revoke": "revoke",
+	// revoke-token ends one token (its id in the form).
+	"revoke-token": "",
+	"quarantine":   "quarantine", "restrict": "restrict", "release": "enable", "disable": "disable", "revoke": "revoke",
 }
 
 func (c *Console) changeAgent(w http.ResponseWriter, r *http.Request, v view) {
@@ -173,6 +219,13 @@ func (c *Console) changeAgent(w http.ResponseWriter, r *http.Request, v view) {
 	why, err := reason(r)
 	if err != nil {
 		c.done(w, r, v, back, err, "")
+		return
+	}
+	if r.PostForm.Get("action") == "revoke-token" {
+		jti := r.PostForm.Get("jti")
+		err := c.call(r, v, http.MethodPost, "/v1/tokens/revoke", map[string]string{"jti": jti, "agent": id, "reason": why}, nil)
+		c.log.Info("console: token revoked", "principal", v.Principal.ID, "agent", id, "jti", jti, "ok", err == nil)
+		c.done(w, r, v, back, err, fmt.Sprintf("Token %s of %s is revoked.", jti, id))
 		return
 	}
 	var a store.Agent

@@ -8,23 +8,41 @@ import (
 	"github.com/warden-run/warden/internal/store"
 )
 
-// approvalsPage is the approvals queue and the latest requests.
+// approvalsPage is the approvals queue, oldest first a page at a time,
+// and the latest requests decided.
 type approvalsPage struct {
 	Pending []approvalRow
+	// Waiting counts the requests waiting (up to 1,000); Next is the
+	// cursor of the next page of the queue.
+	Waiting int
+	Next    string
 	Recent  []approvalRow
 }
 
 type approvalRow struct {
 	store.Approval
+	// Args are the arguments, whole, one key per line. TooLong says they
+	// are too long to show here: the page then offers no vote.
 	Args      string
+	TooLong   int
 	Approvals int
 	Rejects   int
 }
 
+// maxShownArgs is the most of a request's arguments a page shows. A vote
+// is on what was seen whole: past this, the console offers none.
+const maxShownArgs = 64 << 10
+
+// queuePage is how many waiting requests one page shows.
+const queuePage = 50
+
 func approvalRows(list []store.Approval) []approvalRow {
 	out := make([]approvalRow, 0, len(list))
 	for _, a := range list {
-		r := approvalRow{Approval: a, Args: short(string(a.Args), 200)}
+		r := approvalRow{Approval: a, Args: indent(a.Args)}
+		if len(r.Args) > maxShownArgs {
+			r.Args, r.TooLong = "", len(a.Args)
+		}
 		for _, v := range a.Votes {
 			if v.Approve {
 				r.Approvals++
@@ -38,22 +56,34 @@ func approvalRows(list []store.Approval) []approvalRow {
 }
 
 func (c *Console) approvals(w http.ResponseWriter, r *http.Request, v view) {
-	var pending, recent struct{ Approvals []store.Approval }
-	if err := c.get(r, v, "/v1/approvals?status=pending&live=true&limit=200", &pending); err != nil {
-		http.Error(w, "the approval requests could not be read: "+err.Error(), http.StatusServiceUnavailable)
-		return
+	var pending, all, recent struct{ Approvals []store.Approval }
+	after := r.URL.Query().Get("after")
+	for _, q := range []struct {
+		path string
+		out  any
+	}{
+		{fmt.Sprintf("/v1/approvals?status=pending&live=true&limit=%d&after=%s", queuePage+1, url.QueryEscape(after)), &pending},
+		{"/v1/approvals?status=pending&live=true&limit=1000", &all},
+		{"/v1/approvals?newest=true&limit=100", &recent},
+	} {
+		if err := c.get(r, v, q.path, q.out); err != nil {
+			http.Error(w, "the approval requests could not be read: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 	}
-	if err := c.get(r, v, "/v1/approvals?limit=50", &recent); err != nil {
-		http.Error(w, "the approval requests could not be read: "+err.Error(), http.StatusServiceUnavailable)
-		return
+	p := approvalsPage{Waiting: len(all.Approvals)}
+	if len(pending.Approvals) > queuePage {
+		pending.Approvals = pending.Approvals[:queuePage]
+		p.Next = pending.Approvals[queuePage-1].ID
 	}
 	var done []store.Approval
 	for _, a := range recent.Approvals {
-		if a.Status != store.ApprovalPending {
+		if a.Status != store.ApprovalPending && len(done) < 50 {
 			done = append(done, a)
 		}
 	}
-	v.Title, v.Page = "Approvals", approvalsPage{Pending: approvalRows(pending.Approvals), Recent: approvalRows(done)}
+	p.Pending, p.Recent = approvalRows(pending.Approvals), approvalRows(done)
+	v.Title, v.Page = "Approvals", p
 	c.render(w, http.StatusOK, "approvals", v)
 }
 
@@ -88,7 +118,7 @@ type incidentsPage struct {
 
 func (c *Console) incidents(w http.ResponseWriter, r *http.Request, v view) {
 	open := r.URL.Query().Get("all") == ""
-	path := "/v1/incidents?limit=100"
+	path := "/v1/incidents?newest=true&limit=100"
 	if open {
 		path += "&open=true"
 	}

@@ -106,6 +106,20 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Fatalf("%s: %v\npage:\n%s", what, err, html)
 		}
 	}
+	// at waits until the page's address holds s: a step that submits a
+	// form finishes before the next page is there.
+	at := func(s string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			loc, err := chromedp.Run(bctx, chromedp.Location())
+			if err == nil && strings.Contains(loc, s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the browser is at %s, not at a page with %q", loc, s)
+			}
+		}
+	}
 	text := func(sel string) string {
 		t.Helper()
 		s, err := chromedp.Run(bctx, chromedp.Text(sel))
@@ -124,8 +138,9 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	// Find the denied decision through the explorer's form and open it.
 	do("search", chromedp.Click(`//nav//a[text()="Decisions"]`), chromedp.WaitVisible("#outcome"),
-		chromedp.SetValue("#outcome", "deny"), chromedp.SendKeys("#reason", "secret_is_off_limits"), chromedp.Submit("#outcome"),
-		chromedp.WaitVisible("#decisions"))
+		chromedp.SetValue("#outcome", "deny"), chromedp.SendKeys("#reason", "secret_is_off_limits"), chromedp.Submit("#outcome"))
+	at("reason=secret_is_off_limits")
+	do("results", chromedp.WaitVisible("#decisions"))
 	if rows := text("#decisions tbody"); !strings.Contains(rows, "kb/secret") || strings.Contains(rows, "plc/set_setpoint") {
 		t.Fatalf("the search found:\n%s", rows)
 	}

@@ -118,18 +118,23 @@ func (c *Console) rates(ctx context.Context, now time.Time) ([]bucket, error) {
 		}
 		idx[i], lo = at, at
 	}
+	sampled := 0
 	for i := range bs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		b := &bs[i]
 		b.From, b.To = start.Add(time.Duration(i)*rateSpan), start.Add(time.Duration(i+1)*rateSpan)
 		b.Entries = idx[i+1] - idx[i]
-		if b.Entries == 0 {
-			continue
+		if b.Entries == 0 || sampled >= windowBytes {
+			continue // no deny share past the bytes the chart may read
 		}
 		raw, err := c.d.Audit.Read(ctx, max(idx[i], idx[i+1]-rateSample), idx[i+1])
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range raw {
+			sampled += len(d)
 			e, err := peek(d)
 			if err != nil || e.Kind != audit.KindDecision {
 				continue

@@ -17,13 +17,17 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html/template"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/humans"
@@ -36,18 +40,43 @@ import (
 var files embed.FS
 
 // Cookie names: the console session, and the CSRF token of the sign-in
-// form before there is a session.
+// form before there is a session. Over HTTPS they carry the __Host-
+// prefix: only this origin, over a secure connection, can set them, not a
+// site on another port or a subdomain.
 const (
 	sessionCookie = "warden_ui"
 	loginCookie   = "warden_ui_login"
 )
+
+func (c *Console) name(cookie string) string {
+	if c.cfg.SecureCookies {
+		return "__Host-" + cookie
+	}
+	return cookie
+}
+
+// sameOrigin says whether a post comes from the console's own pages: its
+// Origin (or, without one, its Referer) is the console's. A request with
+// neither is not a browser's form, which always sends Origin on a post.
+func (c *Console) sameOrigin(r *http.Request) bool {
+	if c.cfg.Origin == "" {
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		return o == c.cfg.Origin
+	}
+	if ref := r.Header.Get("Referer"); ref != "" {
+		return ref == c.cfg.Origin || strings.HasPrefix(ref, c.cfg.Origin+"/")
+	}
+	return r.Header.Get("Sec-Fetch-Site") == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin"
+}
 
 // securityHeaders are sent with every answer: no script, no frame, no
 // inline style, nothing cached.
 var securityHeaders = map[string]string{
 	"Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 	"X-Content-Type-Options":  "nosniff",
-	"Referrer-Policy":         "no-referrer",
+	"Referrer-Policy":         "same-origin", // so that a post carries its Origin (with no-referrer it is "null")
 	"Cache-Control":           "no-store",
 	"X-Frame-Options":         "DENY",
 }
@@ -63,6 +92,8 @@ type Deps struct {
 	// console makes, and what it reads beyond the overview, goes through
 	// the API's own permission checks, validation and audit events.
 	API func(from *http.Request, token, method, path string, body []byte, w http.ResponseWriter)
+	// TokenRevoked, when set, says whether a token was revoked by its id.
+	TokenRevoked func(jti string) bool
 	// Risk, when set, is an agent's risk as the monitor sees it.
 	Risk     func(agent string) (monitor.Risk, bool)
 	Agents   func(ctx context.Context, f store.AgentFilter) ([]store.Agent, error)
@@ -79,6 +110,10 @@ type Config struct {
 	// reached over HTTPS (its issuer's scheme), directly or through a
 	// proxy.
 	SecureCookies bool
+	// Origin is the console's origin as browsers see it
+	// (https://warden.example.com): a form posted from any other, even a
+	// site that shares its host on another port, is refused.
+	Origin string
 	// SessionTTL bounds a console session (default 8h).
 	SessionTTL time.Duration
 	Now        func() time.Time
@@ -93,15 +128,18 @@ type Console struct {
 	mux   *http.ServeMux
 
 	oidc *oidcFlow
+	// scans holds a place for each search of the audit log running.
+	scans chan struct{}
 
 	mu       sync.Mutex
 	sessions map[string]*session
 }
 
 type session struct {
-	token   string // the credential it was opened with, never sent back
-	csrf    string
-	expires time.Time
+	token     string // the credential it was opened with, never sent back
+	principal string
+	csrf      string
+	expires   time.Time
 	// flash is the outcome of the last change, shown once.
 	flash flash
 }
@@ -129,7 +167,8 @@ func New(cfg Config, d Deps) (*Console, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Console{cfg: cfg, d: d, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux(), sessions: map[string]*session{}}
+	c := &Console{cfg: cfg, d: d, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux(), sessions: map[string]*session{},
+		scans: make(chan struct{}, maxScans)}
 	funcs := template.FuncMap{"join": strings.Join}
 	funcs["percent"] = func(n, of int) int {
 		if of == 0 {
@@ -152,7 +191,19 @@ func New(cfg Config, d Deps) (*Console, error) {
 		}
 		c.pages[page] = t
 	}
-	c.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/", http.FileServerFS(files)))
+	static, err := fs.Sub(files, "static")
+	if err != nil {
+		return nil, err
+	}
+	// The stylesheets, by name: no directory, nothing else embedded.
+	c.mux.HandleFunc("GET /ui/static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("file")
+		if !fs.ValidPath(name) || strings.ContainsAny(name, "/\\") || !strings.HasSuffix(name, ".css") {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeFileFS(w, r, static, name)
+	})
 	c.mux.HandleFunc("GET /ui/login", c.loginPage)
 	c.mux.HandleFunc("POST /ui/login", c.login)
 	if d.OIDC != nil {
@@ -225,11 +276,36 @@ func (c *Console) render(w http.ResponseWriter, status int, page string, v view)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	w.Write([]byte(b.String()))
+	w.Write(visible(b.String()))
+}
+
+// visible shows the characters that change how text around them reads
+// without being seen (bidirectional overrides and isolates, zero-width
+// characters, other format and control characters, line and paragraph
+// separators) as their code, \u202E: what agents put in arguments and
+// resource names is shown as it is, not as it would have it read. The
+// console's own pages hold none but newlines and tabs.
+func visible(page string) []byte {
+	out := make([]byte, 0, len(page))
+	for _, r := range page {
+		switch {
+		case r == '\n' || r == '\t':
+		case r == utf8.RuneError:
+		case unicode.Is(unicode.Cf, r) || unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			out = fmt.Appendf(out, "\\u%04X", r)
+			continue
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return out
 }
 
 func (c *Console) cookie(name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: "/ui/", MaxAge: maxAge, HttpOnly: true, Secure: c.cfg.SecureCookies, SameSite: http.SameSiteStrictMode}
+	path := "/ui/"
+	if c.cfg.SecureCookies {
+		path = "/" // as the __Host- prefix requires
+	}
+	return &http.Cookie{Name: c.name(name), Value: value, Path: path, MaxAge: maxAge, HttpOnly: true, Secure: c.cfg.SecureCookies, SameSite: http.SameSiteStrictMode}
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -251,7 +327,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
-	ck, err := r.Cookie(loginCookie)
+	if !c.sameOrigin(r) {
+		c.log.Warn("console: sign-in refused: a form posted from another origin", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		c.loginForm(w, http.StatusForbidden, "That sign-in came from another site.")
+		return
+	}
+	ck, err := r.Cookie(c.name(loginCookie))
 	if err != nil || !same(ck.Value, r.PostForm.Get("csrf")) {
 		c.loginForm(w, http.StatusForbidden, "The sign-in form had expired; try again.")
 		return
@@ -263,41 +344,55 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusUnauthorized, "That token is not valid: a wrong, rotated or disabled admin token, or a session that ended.")
 		return
 	}
-	id := c.openSession(token)
+	id := c.openSession(token, p.ID)
 	c.log.Info("console: signed in", "principal", p.ID)
 	http.SetCookie(w, c.cookie(loginCookie, "", -1))
 	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
-// openSession opens a console session for the credential token and
-// returns its id, for the cookie.
-func (c *Console) openSession(token string) string {
+// openSession opens a console session for the credential token of
+// principal and returns its id, for the cookie.
+func (c *Console) openSession(token, principal string) string {
 	id := randomID()
 	c.mu.Lock()
-	c.forgetOld()
-	c.sessions[id] = &session{token: token, csrf: randomID(), expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
+	c.forgetOld(principal)
+	c.sessions[id] = &session{token: token, principal: principal, csrf: randomID(), expires: c.cfg.Now().Add(c.cfg.SessionTTL)}
 	c.mu.Unlock()
 	return id
 }
 
-// forgetOld drops expired sessions and, past maxSessions, the ones that
-// end soonest. c.mu is held.
-func (c *Console) forgetOld() {
+// maxPerPrincipal bounds one person's console sessions: signing in again
+// and again ends their own oldest session, never someone else's.
+const maxPerPrincipal = 16
+
+// forgetOld drops expired sessions; past maxPerPrincipal sessions of
+// principal, the one of theirs that ends soonest; past maxSessions in all,
+// the one that ends soonest. c.mu is held.
+func (c *Console) forgetOld(principal string) {
 	now := c.cfg.Now()
+	mine := 0
 	for id, s := range c.sessions {
 		if now.After(s.expires) {
 			delete(c.sessions, id)
+		} else if s.principal == principal {
+			mine++
 		}
 	}
-	for len(c.sessions) >= maxSessions {
+	dropOldest := func(of func(*session) bool) {
 		oldest := ""
 		for id, s := range c.sessions {
-			if oldest == "" || s.expires.Before(c.sessions[oldest].expires) {
+			if of(s) && (oldest == "" || s.expires.Before(c.sessions[oldest].expires)) {
 				oldest = id
 			}
 		}
 		delete(c.sessions, oldest)
+	}
+	for ; mine >= maxPerPrincipal; mine-- {
+		dropOldest(func(s *session) bool { return s.principal == principal })
+	}
+	for len(c.sessions) >= maxSessions {
+		dropOldest(func(*session) bool { return true })
 	}
 }
 
@@ -306,7 +401,7 @@ func (c *Console) forgetOld() {
 // CSRF token. Anything else goes to the sign-in page.
 func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *http.Request, view)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ck, err := r.Cookie(sessionCookie)
+		ck, err := r.Cookie(c.name(sessionCookie))
 		var s session
 		found := false
 		if err == nil {
@@ -330,7 +425,7 @@ func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *
 		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-			if r.ParseForm() != nil || !same(s.csrf, r.PostForm.Get("csrf")) {
+			if !c.sameOrigin(r) || r.ParseForm() != nil || !same(s.csrf, r.PostForm.Get("csrf")) {
 				http.Error(w, "the form's CSRF token is missing or wrong", http.StatusForbidden)
 				return
 			}
@@ -359,7 +454,7 @@ func (c *Console) end(id string) {
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ view) {
-	if ck, err := r.Cookie(sessionCookie); err == nil {
+	if ck, err := r.Cookie(c.name(sessionCookie)); err == nil {
 		c.end(ck.Value)
 	}
 	http.SetCookie(w, c.cookie(sessionCookie, "", -1))
@@ -392,17 +487,51 @@ type reasonCount struct {
 }
 
 // overviewWindow is how many of the newest audit entries the overview
-// reads.
-const overviewWindow = 1000
+// reads, and windowBytes how many bytes of them at most (agents choose
+// how large their entries are).
+const (
+	overviewWindow = 1000
+	windowBytes    = 8 << 20
+)
+
+// newest reads up to n of the newest entries of a log of size entries,
+// and up to maxBytes of them, oldest first.
+func (c *Console) newest(ctx context.Context, size int64, n int, maxBytes int) ([][]byte, error) {
+	var chunks [][][]byte
+	got, bytes := 0, 0
+	for top := size; top > 0 && got < n && bytes < maxBytes; {
+		from := max(0, top-128, top-int64(n-got))
+		raw, err := c.d.Audit.Read(ctx, from, top)
+		if err != nil {
+			return nil, err
+		}
+		keep := len(raw)
+		for i := len(raw) - 1; i >= 0; i-- {
+			if bytes >= maxBytes {
+				break
+			}
+			bytes += len(raw[i])
+			keep = i
+		}
+		raw = raw[keep:]
+		chunks = append(chunks, raw)
+		got += len(raw)
+		top = from
+	}
+	out := make([][]byte, 0, got)
+	for _, ch := range slices.Backward(chunks) {
+		out = append(out, ch...)
+	}
+	return out, nil
+}
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 	ctx := r.Context()
 	o := overview{ByStatus: map[string]int{}, Pending: -1, Open: -1}
 	if n, err := c.d.Audit.Size(ctx); err == nil {
 		o.Entries = n
-		from := max(0, n-overviewWindow)
 		var window []*audit.Entry
-		if raw, err := c.d.Audit.Read(ctx, from, n); err == nil && v.CanReadAudit {
+		if raw, err := c.newest(ctx, n, overviewWindow, windowBytes); err == nil && v.CanReadAudit {
 			o.Window = len(raw)
 			reasons := map[string]int{}
 			for _, b := range raw {
@@ -462,7 +591,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 			o.Open = len(out.Incidents)
 		}
 	}
-	if live := c.d.Policies.Live(); live.Active != nil {
+	if live := c.d.Policies.Live(); live.Active != nil && v.Can["policies.read"] {
 		o.Policy = live.Active.Version()
 	}
 	v.Title, v.Overview = "Overview", o

@@ -243,3 +243,21 @@ func TestOverviewFollowsRoles(t *testing.T) {
 		})
 	}
 }
+
+func regexpFind(t *testing.T, s, expr string) string {
+	t.Helper()
+	m := regexp.MustCompile(expr).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", expr, s)
+	}
+	return m[1]
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -48,31 +48,43 @@ func indent(b json.RawMessage) string {
 }
 
 // decisionsShown bounds the decisions page; decisionsScan bounds the
-// audit entries one page reads looking for them (a page past it offers
-// to go on from where it stopped).
+// audit entries one page reads looking for them, and scanBytes their
+// bytes (agents choose how large their entries are): a page past either
+// offers to go on from where it stopped.
 const (
 	decisionsShown = 100
 	decisionsScan  = 50_000
+	scanBytes      = 32 << 20
 )
+
+// scans bounds the searches of the audit log running at once, for every
+// person together: a search reads up to scanBytes, and decisions share
+// the machine with it.
+const maxScans = 2
 
 // search is the decision explorer's filter; empty fields match all.
 type search struct {
 	Agent, Action, Resource, Outcome, Reason string
+	// Decision selects one decision by its id.
+	Decision string
 	// Since and Until bound the time, RFC 3339 or "2006-01-02T15:04".
 	Since, Until string
 	since, until time.Time
 	// Before, when above 0, starts the search below that index.
 	Before int64
+	// tokens also collects the tokens issued to Agent.
+	tokens bool
 }
 
 func (q search) Any() bool {
-	return q.Agent != "" || q.Action != "" || q.Resource != "" || q.Outcome != "" || q.Reason != "" || q.Since != "" || q.Until != ""
+	return q.Agent != "" || q.Action != "" || q.Resource != "" || q.Outcome != "" || q.Reason != "" || q.Decision != "" || q.Since != "" || q.Until != ""
 }
 
 // Query is the search as a query string, without Before.
 func (q search) Query() string {
 	u := url.Values{}
-	for k, v := range map[string]string{"agent": q.Agent, "action": q.Action, "resource": q.Resource, "outcome": q.Outcome, "reason": q.Reason, "since": q.Since, "until": q.Until} {
+	for k, v := range map[string]string{"agent": q.Agent, "action": q.Action, "resource": q.Resource, "outcome": q.Outcome, "reason": q.Reason,
+		"decision": q.Decision, "since": q.Since, "until": q.Until} {
 		if v != "" {
 			u.Set(k, v)
 		}
@@ -92,7 +104,12 @@ func parseTime(s string) (time.Time, error) {
 func readSearch(r *http.Request) (search, error) {
 	q := r.URL.Query()
 	s := search{Agent: q.Get("agent"), Action: q.Get("action"), Resource: q.Get("resource"), Outcome: q.Get("outcome"),
-		Reason: q.Get("reason"), Since: q.Get("since"), Until: q.Get("until")}
+		Reason: q.Get("reason"), Decision: q.Get("decision"), Since: q.Get("since"), Until: q.Get("until")}
+	for _, v := range []string{s.Agent, s.Action, s.Resource, s.Outcome, s.Reason, s.Decision, s.Since, s.Until} {
+		if len(v) > 1024 {
+			return s, fmt.Errorf("a search value is longer than 1024 bytes")
+		}
+	}
 	var err error
 	if s.Since != "" {
 		if s.since, err = parseTime(s.Since); err != nil {
@@ -116,6 +133,8 @@ func readSearch(r *http.Request) (search, error) {
 type scanned struct {
 	Rows    []decisionRow
 	Entries []*audit.Entry
+	// Tokens are the token entries found, with tokens set: newest first.
+	Tokens []*audit.Entry
 	// Scanned counts the entries read; Next, when at least 0, is where an
 	// older page starts (the scan stopped at its budget or at want).
 	Scanned int
@@ -127,11 +146,23 @@ type scanned struct {
 // scanChunk is how many entries a scan reads at a time.
 const scanChunk = 512
 
+// errBusy: as many searches as may run at once are running.
+var errBusy = fmt.Errorf("the audit log is being searched by others; try again in a moment")
+
 // scan reads the audit log newest first for decisions matching q, at most
-// want of them and at most budget entries. Entries whose bytes cannot
-// hold a wanted value are passed over without decoding.
+// want of them and at most budget entries (and scanBytes). Entries whose
+// bytes cannot hold a wanted value are passed over without decoding. It
+// stops when ctx ends (the person left).
 func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned, error) {
 	out := scanned{Next: -1}
+	select {
+	case c.scans <- struct{}{}:
+		defer func() { <-c.scans }()
+	case <-time.After(5 * time.Second):
+		return out, errBusy
+	case <-ctx.Done():
+		return out, ctx.Err()
+	}
 	n, err := c.d.Audit.Size(ctx)
 	if err != nil {
 		return out, err
@@ -145,14 +176,19 @@ func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned
 			return out, err
 		}
 	}
+	// A value is in an entry's bytes as the canonical form writes it.
 	var needles [][]byte
-	for _, s := range []string{q.Agent, q.Action, q.Resource, q.Reason} {
-		if s != "" && plain(s) {
-			needles = append(needles, []byte(s))
+	for _, s := range []string{q.Agent, q.Action, q.Resource, q.Reason, q.Decision} {
+		if s != "" {
+			needles = append(needles, audit.StringBody(s))
 		}
 	}
 	out.To, out.From = top, top
-	for top > 0 && out.Scanned < budget {
+	read := 0
+	for top > 0 && out.Scanned < budget && read < scanBytes {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		from := max(0, top-scanChunk, top-int64(budget-out.Scanned))
 		raw, err := c.d.Audit.Read(ctx, from, top)
 		if err != nil {
@@ -161,14 +197,23 @@ func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned
 	entries:
 		for i, b := range slices.Backward(raw) {
 			index := from + int64(i)
+			if read >= scanBytes {
+				top = index + 1
+				break
+			}
 			out.Scanned++
-			out.From = index
+			read += len(b)
+			out.From, top = index, index // entries from index on are read
 			for _, nd := range needles {
 				if !bytes.Contains(b, nd) {
 					continue entries
 				}
 			}
 			e, err := peek(b)
+			if err == nil && q.tokens && e.Kind == audit.KindToken && e.Agent == q.Agent && e.Outcome == "allow" {
+				out.Tokens = append(out.Tokens, e)
+				continue
+			}
 			if err != nil || e.Kind != audit.KindDecision {
 				continue
 			}
@@ -187,7 +232,6 @@ func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned
 				return out, nil
 			}
 		}
-		top = from
 	}
 	if top > 0 {
 		out.Next = top
@@ -197,6 +241,7 @@ func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned
 
 func (q search) matches(e *audit.Entry) bool {
 	if q.Agent != "" && e.Agent != q.Agent || q.Action != "" && e.Action != q.Action || q.Outcome != "" && e.Outcome != q.Outcome ||
+		q.Decision != "" && e.DecisionID != q.Decision ||
 		q.Reason != "" && !slices.Contains(e.Reasons, q.Reason) || !q.until.IsZero() && !e.Time.Before(q.until) {
 		return false
 	}
@@ -204,17 +249,6 @@ func (q search) matches(e *audit.Entry) bool {
 		var res struct{ ID string }
 		json.Unmarshal(e.Resource, &res)
 		return strings.Contains(res.ID, q.Resource)
-	}
-	return true
-}
-
-// plain says s appears unchanged in an entry's canonical JSON: no
-// character that JSON writes escaped.
-func plain(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == '"' || r == '\\' || r == '<' || r == '>' || r == '&' || r >= 0x7f {
-			return false
-		}
 	}
 	return true
 }
@@ -273,7 +307,13 @@ func (c *Console) decisions(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	res, err := c.scan(r.Context(), q, decisionsShown, decisionsScan)
-	if err != nil {
+	switch {
+	case err == errBusy:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil && r.Context().Err() != nil:
+		return // the person left
+	case err != nil:
 		c.log.Error("console: decisions", "err", err)
 		http.Error(w, "the audit log cannot be read", http.StatusServiceUnavailable)
 		return

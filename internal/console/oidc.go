@@ -32,6 +32,15 @@ type OIDC struct {
 // back on the provider's redirect, a navigation from another site.
 const oidcCookie = "warden_ui_oidc"
 
+func (c *Console) bindingCookie(value string, maxAge int) *http.Cookie {
+	ck := c.cookie(oidcCookie, value, maxAge)
+	ck.SameSite = http.SameSiteLaxMode
+	if !c.cfg.SecureCookies {
+		ck.Path = "/ui/oidc/"
+	}
+	return ck
+}
+
 // pendingLogin is a sign-in sent to the provider, by its state.
 type pendingLogin struct {
 	nonce, verifier string
@@ -93,8 +102,7 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	f.pending[state] = pendingLogin{nonce: nonce, verifier: verifier, expires: now.Add(pendingTTL)}
 	f.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: state, Path: "/ui/oidc/", MaxAge: int(pendingTTL.Seconds()),
-		HttpOnly: true, Secure: c.cfg.SecureCookies, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, c.bindingCookie(state, int(pendingTTL.Seconds())))
 	http.Redirect(w, r, oc.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)), http.StatusSeeOther)
 }
 
@@ -105,8 +113,8 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	f := c.oidc
 	q := r.URL.Query()
 	state := q.Get("state")
-	ck, err := r.Cookie(oidcCookie)
-	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: "", Path: "/ui/oidc/", MaxAge: -1, HttpOnly: true, Secure: c.cfg.SecureCookies, SameSite: http.SameSiteLaxMode})
+	ck, err := r.Cookie(c.name(oidcCookie))
+	http.SetCookie(w, c.bindingCookie("", -1))
 	if err != nil || !same(ck.Value, state) {
 		c.log.Warn("console: sign-in answer refused: not the sign-in this browser started", "remote", r.RemoteAddr)
 		c.loginForm(w, http.StatusBadRequest, "That sign-in was not started in this browser; start again.")
@@ -153,7 +161,12 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusForbidden, msg)
 		return
 	}
-	id := c.openSession(session)
+	p2, ok := c.d.Authenticate(r.Context(), session)
+	if !ok {
+		c.loginForm(w, http.StatusServiceUnavailable, "The session could not be opened; try again.")
+		return
+	}
+	id := c.openSession(session, p2.ID)
 	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
 	// A page, not a redirect: a SameSite=Strict cookie set on a navigation
 	// that began at another site is not sent on a redirect of that

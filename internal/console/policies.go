@@ -117,6 +117,7 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 		names = append(names, k)
 	}
 	slices.Sort(names)
+	budget := maxDiffCells // for the whole page: lines multiplied, over every file
 	for _, name := range names {
 		a, inOld := old.Files[name]
 		b, inCur := cur.Files[name]
@@ -132,7 +133,13 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 			f.Status = "changed"
 		}
 		if f.Status != "same" {
-			f.Lines, f.TooLong = diffLines(lines(a), lines(b))
+			la, lb := lines(a), lines(b)
+			if cells := (len(la) + 1) * (len(lb) + 1); cells > budget || r.Context().Err() != nil {
+				f.TooLong = true
+			} else {
+				budget -= cells
+				f.Lines, f.TooLong = diffLines(la, lb)
+			}
 		}
 		p.Files = append(p.Files, f)
 	}
@@ -150,7 +157,8 @@ func lines(s string) []string {
 	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }
 
-// maxDiffCells bounds the work of one file's diff (its lines multiplied).
+// maxDiffCells bounds the work of a page's diffs: each file's lines
+// multiplied, summed over the files.
 const maxDiffCells = 4_000_000
 
 // diffLines is the longest-common-subsequence diff of a and b, with

@@ -331,6 +331,14 @@ func (v *TrustView) RefreshAgent(ctx context.Context, id string) error {
 	return nil
 }
 
+// TokenRevoked says whether the token jti was revoked by its id.
+func (v *TrustView) TokenRevoked(jti string) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	_, ok := v.revoked[jti]
+	return ok
+}
+
 // AddRevoked enforces a token revocation at once, keeping it in memory until
 // until (at least the token's expiry plus any clock skew).
 func (v *TrustView) AddRevoked(jti string, until time.Time) {

@@ -39,7 +39,7 @@ type ApprovalStatement struct {
 // maxReason bounds a vote's reason.
 const maxReason = 1024
 
-// listApprovals answers GET /v1/approvals?agent=&status=&live=true&after=&limit=.
+// listApprovals answers GET /v1/approvals?agent=&status=&live=true&newest=true&after=&limit=.
 func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request, actor string) {
 	q := r.URL.Query()
 	f := store.ApprovalFilter{Agent: q.Get("agent"), Status: store.ApprovalStatus(q.Get("status")), After: q.Get("after"), Limit: 100}
@@ -47,13 +47,15 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request, actor str
 		writeError(w, http.StatusBadRequest, "invalid_request", "status: want pending, approved, rejected, expired or consumed")
 		return
 	}
-	if v := q.Get("live"); v != "" {
-		live, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "live: want true or false")
-			return
+	for name, dst := range map[string]*bool{"live": &f.Live, "newest": &f.Newest} {
+		if v := q.Get(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", name+": want true or false")
+				return
+			}
+			*dst = b
 		}
-		f.Live = live
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/warden-run/warden/internal/console"
@@ -39,15 +40,22 @@ func (s *Server) routeConsole(m *http.ServeMux) {
 				return session, err
 			}}
 	}
-	c, err := console.New(console.Config{SecureCookies: strings.HasPrefix(s.cfg.Issuer, "https://")}, console.Deps{
+	origin := s.cfg.Issuer
+	if u, err := url.Parse(s.cfg.Issuer); err == nil {
+		origin = u.Scheme + "://" + u.Host
+	}
+	c, err := console.New(console.Config{SecureCookies: strings.HasPrefix(s.cfg.Issuer, "https://"), Origin: origin}, console.Deps{
 		Authenticate: func(ctx context.Context, token string) (humans.Principal, bool) {
 			r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/ui/", nil)
 			r.Header.Set("Authorization", "Bearer "+token)
 			return s.authenticate(r)
 		},
-		Allows:   func(roles []string, p humans.Permission) bool { return s.roles().Allows(roles, p) },
-		API:      s.callAPI,
-		Risk:     risk,
+		Allows: func(roles []string, p humans.Permission) bool { return s.roles().Allows(roles, p) },
+		API:    s.callAPI,
+		Risk:   risk,
+		TokenRevoked: func(jti string) bool {
+			return s.d.View != nil && s.d.View.TokenRevoked(jti)
+		},
 		Agents:   s.d.Registry.Agents,
 		Audit:    s.d.Audit,
 		Policies: s.d.Policies,

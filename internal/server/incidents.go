@@ -75,7 +75,7 @@ func (s *Server) rebuildMonitor(w http.ResponseWriter, r *http.Request, actor st
 	s.monitorStatus(w, r, actor)
 }
 
-// listIncidents answers GET /v1/incidents?agent=&status=&open=true&after=&limit=.
+// listIncidents answers GET /v1/incidents?agent=&status=&open=true&newest=true&after=&limit=.
 func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request, actor string) {
 	q := r.URL.Query()
 	f := store.IncidentFilter{AgentID: q.Get("agent"), Status: store.IncidentStatus(q.Get("status")), After: q.Get("after"), Limit: 100}
@@ -83,13 +83,15 @@ func (s *Server) listIncidents(w http.ResponseWriter, r *http.Request, actor str
 		writeError(w, http.StatusBadRequest, "invalid_request", "status: want open, acknowledged or resolved")
 		return
 	}
-	if v := q.Get("open"); v != "" {
-		open, err := strconv.ParseBool(v)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_request", "open: want true or false")
-			return
+	for name, dst := range map[string]*bool{"open": &f.Open, "newest": &f.Newest} {
+		if v := q.Get(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "invalid_request", name+": want true or false")
+				return
+			}
+			*dst = b
 		}
-		f.Open = open
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -79,7 +79,9 @@ type IncidentFilter struct {
 	Open bool
 	// After is a paging cursor: only incidents with a greater id.
 	After string
-	Limit int
+	// Newest lists the newest first (After is then ignored).
+	Newest bool
+	Limit  int
 }
 
 // IncidentStore keeps incidents.

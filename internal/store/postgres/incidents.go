@@ -106,6 +106,9 @@ func (s *Store) Incident(ctx context.Context, id string) (store.Incident, error)
 // Incidents implements store.IncidentStore.
 func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.Incident, error) {
 	where, args := []string{"id > $1"}, []any{f.After}
+	if f.Newest {
+		args[0] = ""
+	}
 	if f.AgentID != "" {
 		args = append(args, f.AgentID)
 		where = append(where, fmt.Sprintf("agent_id = $%d", len(args)))
@@ -118,6 +121,9 @@ func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.
 		where = append(where, "status <> 'resolved'")
 	}
 	q := `SELECT data FROM incidents WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	if f.Newest {
+		q += " DESC"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

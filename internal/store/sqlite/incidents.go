@@ -105,6 +105,9 @@ func (s *Store) Incident(ctx context.Context, id string) (store.Incident, error)
 // Incidents implements store.IncidentStore.
 func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.Incident, error) {
 	where, args := []string{"id > ?"}, []any{f.After}
+	if f.Newest {
+		args[0] = ""
+	}
 	if f.AgentID != "" {
 		where, args = append(where, "agent_id = ?"), append(args, f.AgentID)
 	}
@@ -115,6 +118,9 @@ func (s *Store) Incidents(ctx context.Context, f store.IncidentFilter) ([]store.
 		where = append(where, "status <> 'resolved'")
 	}
 	q := `SELECT data FROM incidents WHERE ` + strings.Join(where, " AND ") + ` ORDER BY id`
+	if f.Newest {
+		q += " DESC"
+	}
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}

@@ -85,6 +85,10 @@ func testIncidents(t *testing.T, s store.Store) {
 	if err != nil || len(all) != 2 || all[0].ID != first.ID {
 		t.Fatalf("the agent's incidents: %+v, %v", all, err)
 	}
+	newest, err := s.Incidents(c, store.IncidentFilter{AgentID: agent, Newest: true, Limit: 1})
+	if err != nil || len(newest) != 1 || newest[0].ID != next.ID {
+		t.Fatalf("the agent's newest incident: %+v, %v", newest, err)
+	}
 	page, err := s.Incidents(c, store.IncidentFilter{After: first.ID, Limit: 5})
 	if err != nil || len(page) != 1 || page[0].ID != next.ID {
 		t.Fatalf("the page after the first: %+v, %v", page, err)
