@@ -77,14 +77,24 @@ var auditAppended = func() string {
 // store's change feed (notify, its channel); otherwise files in
 // <data>/audit.
 func auditBackend(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, notify string, log *slog.Logger) (audit.Backend, error) {
+	// A nil *Log in the interface would not be nil: every branch returns
+	// a nil interface with its error.
 	if cfg.Store != "" {
-		return pglog.Open(ctx, pglog.Config{Notify: notify, NotifyPayload: auditAppended}, pool)
+		b, err := pglog.Open(ctx, pglog.Config{Notify: notify, NotifyPayload: auditAppended}, pool)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
 	st, err := archiveStore(cfg.Audit.Archive)
 	if err != nil {
 		return nil, err
 	}
-	return filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log, SegmentEntries: cfg.Audit.SegmentEntries, Archive: st})
+	b, err := filelog.Open(filelog.Config{Dir: filepath.Join(cfg.Data, "audit"), Logger: log, SegmentEntries: cfg.Audit.SegmentEntries, Archive: st})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // adminEvents hands the store's record of admin actions to the audit log's

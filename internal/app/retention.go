@@ -43,17 +43,19 @@ func archiveStore(c config.Archive) (archive.Store, error) {
 func retain(ctx context.Context, be *filelog.Log, l *audit.Log, c config.Archive, where string, log *slog.Logger) {
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
+	// Each move is in the log, durably, before the segment leaves the data
+	// directory: a move cut short is recorded again when it is made again,
+	// never not at all.
+	note := func(a filelog.ArchivedSegment) error {
+		detail, _ := json.Marshal(map[string]any{"first": a.First, "count": a.Count, "archive": where,
+			"log_sha256": a.LogSHA256, "idx_sha256": a.IdxSHA256, "bytes": a.LogBytes + a.IdxBytes})
+		e := &audit.Entry{Time: time.Now(), Kind: audit.KindAdmin, Actor: RetentionActor, Action: "audit.archive",
+			Target: fmt.Sprintf("entries %d-%d", a.First, a.First+a.Count-1), Outcome: "done", Detail: detail}
+		_, err := l.AppendDurable(ctx, e)
+		return err
+	}
 	for {
-		moved, err := be.Archive(ctx, time.Now().Add(-c.KeepLocal))
-		for _, a := range moved {
-			detail, _ := json.Marshal(map[string]any{"first": a.First, "count": a.Count, "archive": where,
-				"log_sha256": a.LogSHA256, "idx_sha256": a.IdxSHA256, "bytes": a.LogBytes + a.IdxBytes})
-			e := &audit.Entry{Time: time.Now(), Kind: audit.KindAdmin, Actor: RetentionActor, Action: "audit.archive",
-				Target: fmt.Sprintf("entries %d-%d", a.First, a.First+a.Count-1), Outcome: "done", Detail: detail}
-			if _, err := l.AppendDurable(ctx, e); err != nil && ctx.Err() == nil {
-				log.Error("audit: the archiving of a segment could not be recorded", "first", a.First, "err", err)
-			}
-		}
+		_, err := be.Archive(ctx, time.Now().Add(-c.KeepLocal), note)
 		if err != nil && ctx.Err() == nil {
 			log.Error("audit: archiving sealed segments failed; they stay here, and the next run tries again", "archive", where, "err", err)
 		}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -449,6 +450,10 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 	if root == nil {
 		root = hasher.EmptyRoot()
 	}
+	if err := l.extends(ctx, last, size, root); err != nil {
+		l.log.Error("audit: refusing to sign a checkpoint: the log does not extend its own latest one; its files were changed (restore them, or compare with a witness)", "err", err)
+		return err
+	}
 	signed, err := l.signer.Sign(size, root)
 	if err != nil {
 		return err
@@ -460,6 +465,43 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 	l.mu.Lock()
 	l.lastCP, l.lastCPAt = cp, l.now()
 	l.mu.Unlock()
+	return nil
+}
+
+// extends checks, before a checkpoint of size and root is signed, that it
+// extends the latest one: a log whose tree was rebuilt from altered
+// entries (its tree files removed, a cached segment replaced) is not
+// signed over, whatever the entries say.
+func (l *Log) extends(ctx context.Context, last StoredCheckpoint, size int64, root []byte) error {
+	if last.Signed == nil {
+		return nil
+	}
+	cv, err := NewCheckpointVerifier(l.signer.VerifierKey())
+	if err != nil {
+		return err
+	}
+	prev, err := cv.Parse(last.Signed)
+	if err != nil {
+		return fmt.Errorf("the latest checkpoint does not verify: %w", err)
+	}
+	switch {
+	case prev.Size > size:
+		return fmt.Errorf("the latest checkpoint covers %d entries, the tree %d", prev.Size, size)
+	case prev.Size == 0:
+		return nil
+	case prev.Size == size:
+		if !bytes.Equal(prev.Root, root) {
+			return fmt.Errorf("the tree of %d entries has another root than its checkpoint", size)
+		}
+		return nil
+	}
+	hashes, err := l.ConsistencyProof(ctx, prev.Size, size)
+	if err != nil {
+		return err
+	}
+	if err := proof.VerifyConsistency(hasher, uint64(prev.Size), uint64(size), hashes, prev.Root, root); err != nil {
+		return fmt.Errorf("the tree of %d entries does not extend the checkpoint of %d: %w", size, prev.Size, err)
+	}
 	return nil
 }
 

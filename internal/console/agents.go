@@ -34,13 +34,13 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, v view) {
 	q := r.URL.Query()
 	f := agentSearch{Q: q.Get("q"), TrustDomain: q.Get("trust_domain"), Status: q.Get("status"), Role: q.Get("role"), Risk: q.Get("risk"), After: q.Get("after")}
 	if f.Status != "" && !slices.Contains(statuses, store.AgentStatus(f.Status)) {
-		http.Error(w, "status: want active, restricted, quarantined or disabled", http.StatusBadRequest)
+		httpError(w, "status: want active, restricted, quarantined or disabled", http.StatusBadRequest)
 		return
 	}
 	as, err := c.d.Agents(r.Context(), store.AgentFilter{TrustDomain: f.TrustDomain, Status: store.AgentStatus(f.Status), After: f.After, Limit: agentsShown + 1})
 	if err != nil {
 		c.log.Error("console: agents", "err", err)
-		http.Error(w, "the agents could not be read", http.StatusServiceUnavailable)
+		httpError(w, "the agents could not be read", http.StatusServiceUnavailable)
 		return
 	}
 	if len(as) > agentsShown {
@@ -101,7 +101,7 @@ func (c *Console) agent(w http.ResponseWriter, r *http.Request, v view) {
 		if e, ok := err.(*apiError); ok {
 			status = e.Status
 		}
-		http.Error(w, err.Error(), status)
+		httpError(w, err.Error(), status)
 		return
 	}
 	if !p.Agent.TokensRevokedAt.IsZero() {

@@ -127,3 +127,10 @@ func short(s string, n int) string {
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
 }
+
+// httpError answers a plain-text error, its text passed over for
+// characters that reorder or hide text, as the pages are: the message may
+// hold what a person typed or an agent named.
+func httpError(w http.ResponseWriter, msg string, status int) {
+	http.Error(w, string(visible(msg)), status)
+}

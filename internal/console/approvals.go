@@ -67,7 +67,7 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request, v view) {
 		{"/v1/approvals?newest=true&limit=100", &recent},
 	} {
 		if err := c.get(r, v, q.path, q.out); err != nil {
-			http.Error(w, "the approval requests could not be read: "+err.Error(), http.StatusServiceUnavailable)
+			httpError(w, "the approval requests could not be read: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 	}
@@ -124,7 +124,7 @@ func (c *Console) incidents(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	var out struct{ Incidents []store.Incident }
 	if err := c.get(r, v, path, &out); err != nil {
-		http.Error(w, "the incidents could not be read: "+err.Error(), http.StatusServiceUnavailable)
+		httpError(w, "the incidents could not be read: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	v.Title, v.Page = "Incidents", incidentsPage{Incidents: out.Incidents, Open: open}

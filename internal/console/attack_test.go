@@ -142,7 +142,7 @@ func TestConsoleRefusesOtherOrigins(t *testing.T) {
 }
 
 // Over HTTPS the console's cookies carry the __Host- prefix, which no
-// other origin can set.
+// subdomain and no plain-HTTP site can set.
 func TestSecureCookiesAreHostOnly(t *testing.T) {
 	t.Parallel()
 	con, err := console.New(console.Config{SecureCookies: true}, console.Deps{Authenticate: func(context.Context, string) (humans.Principal, bool) { return humans.Principal{}, false },

@@ -39,7 +39,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, v view) {
 	p := auditPage{Origin: c.d.Audit.Origin(), Key: c.d.Audit.VerifierKey()}
 	var err error
 	if p.Size, err = c.d.Audit.Size(ctx); err != nil {
-		http.Error(w, "the audit log cannot be read", http.StatusServiceUnavailable)
+		httpError(w, "the audit log cannot be read", http.StatusServiceUnavailable)
 		return
 	}
 	latest, err := c.d.Audit.Checkpoint(ctx)
@@ -54,7 +54,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, v view) {
 	for back := int64(1024); ; back *= 16 {
 		from := max(0, latest.Size-back)
 		if cps, err = c.d.Audit.Checkpoints(ctx, from, 1000); err != nil {
-			http.Error(w, "the checkpoints cannot be read", http.StatusServiceUnavailable)
+			httpError(w, "the checkpoints cannot be read", http.StatusServiceUnavailable)
 			return
 		}
 		if len(cps) >= checkpointsShown || from == 0 {
@@ -64,7 +64,7 @@ func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, v view) {
 	cps = cps[max(0, len(cps)-checkpointsShown):]
 	cv, err := audit.NewCheckpointVerifier(c.d.Audit.VerifierKey())
 	if err != nil {
-		http.Error(w, "the checkpoint key cannot be read", http.StatusInternalServerError)
+		httpError(w, "the checkpoint key cannot be read", http.StatusInternalServerError)
 		return
 	}
 	var parsed []audit.Checkpoint
@@ -107,7 +107,7 @@ func (c *Console) auditExport(w http.ResponseWriter, r *http.Request, v view) {
 	w.Header().Set("Content-Disposition", `attachment; filename="warden-audit.ndjson"`)
 	c.log.Info("console: audit export", "principal", v.Principal.ID)
 	if c.d.API == nil {
-		http.Error(w, "this console has no admin API to call", http.StatusServiceUnavailable)
+		httpError(w, "this console has no admin API to call", http.StatusServiceUnavailable)
 		return
 	}
 	c.d.API(r, v.token, http.MethodGet, "/v1/audit/export", nil, w)

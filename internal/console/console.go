@@ -41,8 +41,10 @@ var files embed.FS
 
 // Cookie names: the console session, and the CSRF token of the sign-in
 // form before there is a session. Over HTTPS they carry the __Host-
-// prefix: only this origin, over a secure connection, can set them, not a
-// site on another port or a subdomain.
+// prefix: only this host, over a secure connection, can set them, not a
+// subdomain or a plain-HTTP site (cookies are not kept apart by port: a
+// site on another port of the same host could; the posts' origin check
+// and the OpenID sign-in's confirmation are what stop it).
 const (
 	sessionCookie = "warden_ui"
 	loginCookie   = "warden_ui_login"
@@ -184,7 +186,7 @@ func New(cfg Config, d Deps) (*Console, error) {
 		}
 		return t.UTC().Format("2006-01-02 15:04:05Z")
 	}
-	for _, page := range []string{"login", "overview", "agents", "agent", "decisions", "decision", "approvals", "incidents", "policies", "policy", "audit", "signedin"} {
+	for _, page := range []string{"login", "overview", "agents", "agent", "decisions", "decision", "approvals", "incidents", "policies", "policy", "audit", "confirm"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, err
@@ -207,9 +209,12 @@ func New(cfg Config, d Deps) (*Console, error) {
 	c.mux.HandleFunc("GET /ui/login", c.loginPage)
 	c.mux.HandleFunc("POST /ui/login", c.login)
 	if d.OIDC != nil {
-		c.oidc = &oidcFlow{cfg: *d.OIDC, pending: map[string]pendingLogin{}}
+		if c.oidc, err = newOIDCFlow(*d.OIDC); err != nil {
+			return nil, err
+		}
 		c.mux.HandleFunc("GET /ui/oidc/start", c.oidcStart)
 		c.mux.HandleFunc("GET /ui/oidc/callback", c.oidcCallback)
+		c.mux.HandleFunc("POST /ui/oidc/confirm", c.oidcConfirm)
 	}
 	c.mux.HandleFunc("POST /ui/logout", c.signedIn("", c.logout))
 	c.mux.HandleFunc("GET /ui/{$}", c.signedIn("", c.overview))
@@ -271,7 +276,7 @@ func (c *Console) render(w http.ResponseWriter, status int, page string, v view)
 	var b strings.Builder
 	if err := c.pages[page].ExecuteTemplate(&b, "layout", v); err != nil {
 		c.log.Error("console: a page failed to render", "page", page, "err", err)
-		http.Error(w, "the page could not be made", http.StatusInternalServerError)
+		httpError(w, "the page could not be made", http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -426,7 +431,7 @@ func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 			if !c.sameOrigin(r) || r.ParseForm() != nil || !same(s.csrf, r.PostForm.Get("csrf")) {
-				http.Error(w, "the form's CSRF token is missing or wrong", http.StatusForbidden)
+				httpError(w, "the form's CSRF token is missing or wrong", http.StatusForbidden)
 				return
 			}
 		}
@@ -440,7 +445,7 @@ func (c *Console) signedIn(perm humans.Permission, h func(http.ResponseWriter, *
 		}
 		if perm != "" && !c.d.Allows(p.Roles, perm) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			http.Error(w, p.ID+" lacks the permission "+string(perm), http.StatusForbidden)
+			httpError(w, p.ID+" lacks the permission "+string(perm), http.StatusForbidden)
 			return
 		}
 		h(w, r, v)

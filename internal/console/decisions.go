@@ -303,19 +303,19 @@ func peek(b []byte) (*audit.Entry, error) {
 func (c *Console) decisions(w http.ResponseWriter, r *http.Request, v view) {
 	q, err := readSearch(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		httpError(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	res, err := c.scan(r.Context(), q, decisionsShown, decisionsScan)
 	switch {
 	case err == errBusy:
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		httpError(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	case err != nil && r.Context().Err() != nil:
 		return // the person left
 	case err != nil:
 		c.log.Error("console: decisions", "err", err)
-		http.Error(w, "the audit log cannot be read", http.StatusServiceUnavailable)
+		httpError(w, "the audit log cannot be read", http.StatusServiceUnavailable)
 		return
 	}
 	v.Title, v.Search, v.Decisions, v.Page = "Decisions", q, res.Rows, res
@@ -328,17 +328,17 @@ func (c *Console) decision(w http.ResponseWriter, r *http.Request, v view) {
 	ctx := r.Context()
 	index, err := strconv.ParseInt(r.PathValue("index"), 10, 64)
 	if err != nil || index < 0 {
-		http.Error(w, "an entry is named by its index, a whole number", http.StatusBadRequest)
+		httpError(w, "an entry is named by its index, a whole number", http.StatusBadRequest)
 		return
 	}
 	raw, err := c.d.Audit.Read(ctx, index, index+1)
 	if err != nil || len(raw) != 1 {
-		http.Error(w, "no such entry", http.StatusNotFound)
+		httpError(w, "no such entry", http.StatusNotFound)
 		return
 	}
 	e, err := audit.DecodeEntry(raw[0])
 	if err != nil || e.Kind != audit.KindDecision {
-		http.Error(w, "that entry is not a decision", http.StatusNotFound)
+		httpError(w, "that entry is not a decision", http.StatusNotFound)
 		return
 	}
 	d := row(index, e)

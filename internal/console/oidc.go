@@ -2,6 +2,11 @@ package console
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -41,25 +46,76 @@ func (c *Console) bindingCookie(value string, maxAge int) *http.Cookie {
 	return ck
 }
 
-// pendingLogin is a sign-in sent to the provider, by its state.
+// pendingLogin is a sign-in sent to the provider: sealed (AES-GCM, a key
+// of this process) in the binding cookie, so that the server keeps nothing
+// for sign-ins that were only started, and cannot be filled by them.
 type pendingLogin struct {
-	nonce, verifier string
-	expires         time.Time
+	State    string    `json:"s"`
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v"`
+	Expires  time.Time `json:"e"`
 }
 
-// maxPending bounds the sign-ins waiting for the provider; pendingTTL is
-// how long one may take.
+// confirmation is a sign-in the provider vouched for, waiting for the
+// person to confirm, on a page of this origin, that they mean to be signed
+// in as who the provider said: a browser sent to the callback with
+// someone else's sign-in (its cookie set from another port of the host)
+// shows that someone's name and goes no further.
+type confirmation struct {
+	session   string // the Warden session token
+	principal string
+	expires   time.Time
+}
+
 const (
-	maxPending = 1024
 	pendingTTL = 10 * time.Minute
+	confirmTTL = 5 * time.Minute
+	// maxConfirmations bounds the sign-ins waiting to be confirmed (each
+	// took a person signing in at the provider); the oldest go first.
+	maxConfirmations = 256
 )
 
 type oidcFlow struct {
-	cfg OIDC
-	mu  sync.Mutex
+	cfg  OIDC
+	aead cipher.AEAD
+	mu   sync.Mutex
 	// provider is discovered on first use, again after a failure.
 	provider *oidc.Provider
-	pending  map[string]pendingLogin
+	confirms map[string]confirmation
+}
+
+func newOIDCFlow(cfg OIDC) (*oidcFlow, error) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &oidcFlow{cfg: cfg, aead: aead, confirms: map[string]confirmation{}}, nil
+}
+
+func (f *oidcFlow) seal(p pendingLogin) string {
+	b, _ := json.Marshal(p)
+	nonce := make([]byte, f.aead.NonceSize())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(f.aead.Seal(nonce, nonce, b, []byte(oidcCookie)))
+}
+
+func (f *oidcFlow) open(v string) (pendingLogin, bool) {
+	var p pendingLogin
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil || len(b) < f.aead.NonceSize() {
+		return p, false
+	}
+	plain, err := f.aead.Open(nil, b[:f.aead.NonceSize()], b[f.aead.NonceSize():], []byte(oidcCookie))
+	if err != nil || json.Unmarshal(plain, &p) != nil {
+		return p, false
+	}
+	return p, true
 }
 
 func (f *oidcFlow) oauth(ctx context.Context) (*oauth2.Config, error) {
@@ -87,22 +143,9 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusBadGateway, "The sign-in provider cannot be reached; try again, or sign in with a token.")
 		return
 	}
-	state, nonce, verifier := randomID(), randomID(), oauth2.GenerateVerifier()
-	now := c.cfg.Now()
-	f.mu.Lock()
-	for s, p := range f.pending {
-		if now.After(p.expires) {
-			delete(f.pending, s)
-		}
-	}
-	if len(f.pending) >= maxPending {
-		f.mu.Unlock()
-		c.loginForm(w, http.StatusServiceUnavailable, "Too many sign-ins are waiting for the provider; try again in a few minutes.")
-		return
-	}
-	f.pending[state] = pendingLogin{nonce: nonce, verifier: verifier, expires: now.Add(pendingTTL)}
-	f.mu.Unlock()
-	http.SetCookie(w, c.bindingCookie(state, int(pendingTTL.Seconds())))
+	p := pendingLogin{State: randomID(), Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), Expires: c.cfg.Now().Add(pendingTTL)}
+	http.SetCookie(w, c.bindingCookie(f.seal(p), int(pendingTTL.Seconds())))
+	state, nonce, verifier := p.State, p.Nonce, p.Verifier
 	http.Redirect(w, r, oc.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oidc.Nonce(nonce)), http.StatusSeeOther)
 }
 
@@ -115,18 +158,19 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	state := q.Get("state")
 	ck, err := r.Cookie(c.name(oidcCookie))
 	http.SetCookie(w, c.bindingCookie("", -1))
-	if err != nil || !same(ck.Value, state) {
+	var p pendingLogin
+	ok := err == nil
+	if ok {
+		p, ok = f.open(ck.Value)
+	}
+	if !ok || !same(p.State, state) {
 		c.log.Warn("console: sign-in answer refused: not the sign-in this browser started", "remote", r.RemoteAddr)
 		c.loginForm(w, http.StatusBadRequest, "That sign-in was not started in this browser; start again.")
 		return
 	}
-	f.mu.Lock()
-	p, ok := f.pending[state]
-	delete(f.pending, state)
-	f.mu.Unlock()
 	switch {
-	case !ok || c.cfg.Now().After(p.expires):
-		c.loginForm(w, http.StatusBadRequest, "That sign-in has expired or was used; start again.")
+	case c.cfg.Now().After(p.Expires):
+		c.loginForm(w, http.StatusBadRequest, "That sign-in has expired; start again.")
 		return
 	case q.Get("error") != "":
 		c.log.Info("console: the provider refused the sign-in", "error", q.Get("error"))
@@ -139,7 +183,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	oc, err := f.oauth(r.Context())
 	var tok *oauth2.Token
 	if err == nil {
-		tok, err = oc.Exchange(r.Context(), q.Get("code"), oauth2.VerifierOption(p.verifier))
+		tok, err = oc.Exchange(r.Context(), q.Get("code"), oauth2.VerifierOption(p.Verifier))
 	}
 	if err != nil {
 		c.log.Warn("console: the code could not be exchanged at the provider", "err", err)
@@ -151,7 +195,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusBadGateway, "The provider answered without an ID token (is the openid scope allowed for the client?).")
 		return
 	}
-	session, err := f.cfg.Login(r.Context(), raw, p.nonce)
+	session, err := f.cfg.Login(r.Context(), raw, p.Nonce)
 	if err != nil {
 		c.log.Warn("console: sign-in refused", "err", err, "remote", r.RemoteAddr)
 		msg := "The provider's ID token was not accepted."
@@ -161,15 +205,57 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.loginForm(w, http.StatusForbidden, msg)
 		return
 	}
-	p2, ok := c.d.Authenticate(r.Context(), session)
+	who, ok := c.d.Authenticate(r.Context(), session)
 	if !ok {
 		c.loginForm(w, http.StatusServiceUnavailable, "The session could not be opened; try again.")
 		return
 	}
-	id := c.openSession(session, p2.ID)
-	http.SetCookie(w, c.cookie(sessionCookie, id, int(c.cfg.SessionTTL.Seconds())))
-	// A page, not a redirect: a SameSite=Strict cookie set on a navigation
-	// that began at another site is not sent on a redirect of that
-	// navigation; the page's own navigation sends it.
-	c.render(w, http.StatusOK, "signedin", view{Title: "Signed in"})
+	id := randomID()
+	now := c.cfg.Now()
+	f.mu.Lock()
+	for k, cf := range f.confirms {
+		if now.After(cf.expires) {
+			delete(f.confirms, k)
+		}
+	}
+	for len(f.confirms) >= maxConfirmations {
+		oldest := ""
+		for k, cf := range f.confirms {
+			if oldest == "" || cf.expires.Before(f.confirms[oldest].expires) {
+				oldest = k
+			}
+		}
+		delete(f.confirms, oldest)
+	}
+	f.confirms[id] = confirmation{session: session, principal: who.ID, expires: now.Add(confirmTTL)}
+	f.mu.Unlock()
+	name := who.ID
+	if who.Email != "" {
+		name = who.Email + " (" + who.ID + ")"
+	}
+	c.render(w, http.StatusOK, "confirm", view{Title: "Sign in", CSRF: id, Page: name})
+}
+
+// oidcConfirm opens the console session of a sign-in the person confirmed
+// on the console's own page.
+func (c *Console) oidcConfirm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if !c.sameOrigin(r) || r.ParseForm() != nil {
+		c.loginForm(w, http.StatusForbidden, "That sign-in came from another site.")
+		return
+	}
+	f := c.oidc
+	id := r.PostForm.Get("confirm")
+	f.mu.Lock()
+	cf, ok := f.confirms[id]
+	delete(f.confirms, id)
+	f.mu.Unlock()
+	if id == "" || !ok || c.cfg.Now().After(cf.expires) {
+		c.loginForm(w, http.StatusBadRequest, "That sign-in has expired or was used; start again.")
+		return
+	}
+	sid := c.openSession(cf.session, cf.principal)
+	c.log.Info("console: signed in", "principal", cf.principal, "via", "openid")
+	http.SetCookie(w, c.cookie(sessionCookie, sid, int(c.cfg.SessionTTL.Seconds())))
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }

@@ -51,6 +51,13 @@ func TestConsoleOIDCSignIn(t *testing.T) {
 		return u.Path + "?" + u.RawQuery
 	}
 
+	// Sign-ins that are only started keep nothing on the server: many of
+	// them block no one.
+	for range 2000 {
+		if res, _ := newBrowser(t, w.URL).do("GET", "/ui/oidc/start", nil); res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("start: %d", res.StatusCode)
+		}
+	}
 	b := newBrowser(t, w.URL)
 	back := callback(start(b), "ada", "correct horse")
 
@@ -64,8 +71,26 @@ func TestConsoleOIDCSignIn(t *testing.T) {
 	}
 
 	res, page := b.do("GET", back, nil)
-	if res.StatusCode != http.StatusOK || !strings.Contains(page, `http-equiv="refresh"`) {
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, "ada@example.com") || !strings.Contains(page, "Continue as this person") {
 		t.Fatalf("callback: %d\n%s", res.StatusCode, page)
+	}
+	// Not signed in until the person confirms, on this origin's page: a
+	// browser sent to someone else's callback goes no further.
+	if res, _ := b.do("GET", "/ui/", nil); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("signed in before confirming: %d", res.StatusCode)
+	}
+	confirm := regexpFind(t, page, `name="confirm" value="([^"]+)"`)
+	req, _ := http.NewRequest("POST", w.URL+"/ui/oidc/confirm", strings.NewReader(url.Values{"confirm": {confirm}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://127.0.0.1:1")
+	if res, err := b.c.Do(req); err != nil || res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a confirmation from another origin: %v %v", res, err)
+	}
+	if res, _ := b.do("POST", "/ui/oidc/confirm", url.Values{"confirm": {confirm}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("confirm: %d", res.StatusCode)
+	}
+	if res, _ := b.do("POST", "/ui/oidc/confirm", url.Values{"confirm": {confirm}}); res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a confirmation used twice: %d", res.StatusCode)
 	}
 	res, page = b.do("GET", "/ui/", nil)
 	if res.StatusCode != http.StatusOK || !strings.Contains(page, "human:"+p.Issuer+"#u-ada") || !strings.Contains(page, `href="/ui/approvals"`) {

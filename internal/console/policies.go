@@ -26,7 +26,7 @@ func (c *Console) policies(w http.ResponseWriter, r *http.Request, v view) {
 		State    store.PolicyState
 	}
 	if err := c.get(r, v, "/v1/policies?limit=50", &vs); err != nil {
-		http.Error(w, "the policies could not be read: "+err.Error(), http.StatusServiceUnavailable)
+		httpError(w, "the policies could not be read: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	p.Versions, p.State = vs.Versions, vs.State
@@ -91,7 +91,7 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 		if e, ok := err.(*apiError); ok {
 			status = e.Status
 		}
-		http.Error(w, err.Error(), status)
+		httpError(w, err.Error(), status)
 		return
 	}
 	p := policyPage{Version: cur.Version, Against: r.URL.Query().Get("against"), Active: c.d.Policies.Live().State.Active == cur.Version.ID}
@@ -101,7 +101,7 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 	var old versionBody
 	if p.Against != "" {
 		if err := c.get(r, v, "/v1/policies/"+url.PathEscape(p.Against), &old); err != nil {
-			http.Error(w, "against: "+err.Error(), http.StatusBadRequest)
+			httpError(w, "against: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 	}

@@ -223,6 +223,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	defer func() {
 		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p) // an answer cut off on purpose
+			}
 			s.log.Error("panic in handler", "path", r.URL.Path, "panic", p)
 			if !sw.wrote {
 				writeError(sw, http.StatusInternalServerError, "internal", "internal error")

@@ -23,7 +23,9 @@ import (
 // Store is where archived files go. Names are plain file names
 // (seg-00000000000000065536.log).
 type Store interface {
-	// Put stores size bytes from r under name, replacing what was there.
+	// Put stores size bytes from r under name. The audit log checks first
+	// that nothing is there (Get), and never replaces a file; a directory
+	// refuses to, an S3 bucket should (Object Lock).
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
 	// Get opens what name holds; ErrNotFound when nothing.
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
@@ -56,8 +58,12 @@ func NewDir(path string) (*Dir, error) {
 
 func (d *Dir) String() string { return d.Path }
 
-// Put writes to a temporary file, syncs it, renames it into place and
-// syncs the directory: a crash leaves the old file or the new, whole.
+// ErrExists means the archive already holds a file of that name.
+var ErrExists = errors.New("already in the archive")
+
+// Put writes to a temporary file, syncs it, links it into place (which
+// fails if the name is taken: a file is written once) and syncs the
+// directory: a crash leaves no file or the whole one.
 func (d *Dir) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	if err := checkName(name); err != nil {
 		return err
@@ -78,10 +84,13 @@ func (d *Dir) Put(ctx context.Context, name string, r io.Reader, size int64) err
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, filepath.Join(d.Path, name))
+		err = os.Link(tmp, filepath.Join(d.Path, name))
+		if errors.Is(err, os.ErrExist) {
+			err = fmt.Errorf("%w: %s in %s", ErrExists, name, d.Path)
+		}
 	}
+	os.Remove(tmp)
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("archive: %w", err)
 	}
 	return durable.SyncDir(d.Path)

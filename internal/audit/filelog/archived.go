@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warden-run/warden/internal/audit/archive"
 	"github.com/warden-run/warden/internal/durable"
 )
 
@@ -114,8 +115,11 @@ func (l *Log) Archived() []ArchivedSegment {
 // Archive moves sealed segments to the archive, oldest first: those whose
 // entries the latest signed checkpoint covers and whose file was last
 // written before before. It stops at the first that is not eligible, so
-// the archived segments stay the oldest. It returns those it moved.
-func (l *Log) Archive(ctx context.Context, before time.Time) ([]ArchivedSegment, error) {
+// the archived segments stay the oldest. note, when set, is called for
+// each once its copy is checked and before anything here changes (to put
+// the move in the log itself first); its error stops the move. It
+// returns the segments it moved.
+func (l *Log) Archive(ctx context.Context, before time.Time, note func(ArchivedSegment) error) ([]ArchivedSegment, error) {
 	if l.archive == nil {
 		return nil, errors.New("audit log: no archive is configured")
 	}
@@ -150,7 +154,7 @@ func (l *Log) Archive(ctx context.Context, before time.Time) ([]ArchivedSegment,
 		if !st.ModTime().Before(before) {
 			return done, nil
 		}
-		a, err := l.archiveOne(ctx, first, next-first)
+		a, err := l.archiveOne(ctx, first, next-first, note)
 		if err != nil {
 			return done, err
 		}
@@ -158,7 +162,7 @@ func (l *Log) Archive(ctx context.Context, before time.Time) ([]ArchivedSegment,
 	}
 }
 
-func (l *Log) archiveOne(ctx context.Context, first, count int64) (ArchivedSegment, error) {
+func (l *Log) archiveOne(ctx context.Context, first, count int64, note func(ArchivedSegment) error) (ArchivedSegment, error) {
 	a := ArchivedSegment{First: first, Count: count}
 	logName := segmentPath(l.dir, first)
 	for _, f := range []struct {
@@ -173,6 +177,11 @@ func (l *Log) archiveOne(ctx context.Context, first, count int64) (ArchivedSegme
 		*f.sum, *f.size = sum, size
 	}
 	a.At = time.Now().UTC()
+	if note != nil {
+		if err := note(a); err != nil {
+			return a, fmt.Errorf("audit log: recording the move of segment %d: %w", first, err)
+		}
+	}
 	data, _ := json.Marshal(a)
 	if _, err := l.manifest.Write(record(data)); err != nil {
 		return a, fmt.Errorf("audit log: %s: %w", manifestName, err)
@@ -211,10 +220,21 @@ func (l *Log) copyOut(ctx context.Context, path string) (string, int64, error) {
 		return "", 0, err
 	}
 	name := filepath.Base(path)
+	// A file is written once: one already there is this one (a move cut
+	// short) or another log's, which is never replaced.
+	got, n, err := l.digestOf(ctx, name)
+	switch {
+	case err == nil && (got != sum || n != size):
+		return "", 0, fmt.Errorf("audit log: the archive (%s) already holds a different %s (another log's?); it is not replaced, and the segment stays here", l.archive, name)
+	case err == nil:
+		return sum, size, nil
+	case !errors.Is(err, archive.ErrNotFound):
+		return "", 0, err
+	}
 	if err := l.archive.Put(ctx, name, f, size); err != nil {
 		return "", 0, err
 	}
-	got, n, err := l.digestOf(ctx, name)
+	got, n, err = l.digestOf(ctx, name)
 	if err != nil {
 		return "", 0, err
 	}
@@ -238,37 +258,40 @@ func (l *Log) digestOf(ctx context.Context, name string) (string, int64, error) 
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// segmentFileName is where the segment starting at first can be read: in
-// the data directory, or fetched from the archive into the cache.
-func (l *Log) segmentFileName(first int64) (string, error) {
+// openSealedSegment opens the sealed segment starting at first, of count
+// records: in the data directory, or fetched from the archive into the
+// cache.
+func (l *Log) openSealedSegment(first, count int64) (*segmentFile, error) {
 	l.mu.RLock()
 	a, archived := l.isArchived(first)
 	l.mu.RUnlock()
 	if !archived {
-		return segmentPath(l.dir, first), nil
+		return openSealed(segmentPath(l.dir, first), count)
 	}
-	return l.fetch(a)
+	return l.openArchived(a)
 }
 
-// fetch brings an archived segment into the cache, checking both files
-// against the digests recorded when it was archived.
-func (l *Log) fetch(a ArchivedSegment) (string, error) {
+// openArchived opens an archived segment from the cache, fetching it
+// first when it is not there. Either way both files are checked against
+// the digests recorded when the segment was archived: the cache is in the
+// data directory, and what is there is not taken on trust. The files are
+// opened before the lock is let go, so that no other fetch trims them
+// away first.
+func (l *Log) openArchived(a ArchivedSegment) (*segmentFile, error) {
 	if l.archive == nil {
-		return "", fmt.Errorf("audit log: entries %d to %d are archived, and no archive is configured to read them from", a.First, a.First+a.Count-1)
+		return nil, fmt.Errorf("audit log: entries %d to %d are archived, and no archive is configured to read them from", a.First, a.First+a.Count-1)
 	}
 	dir := filepath.Join(l.dir, cacheDirName)
 	logName := segmentPath(dir, a.First)
 	l.fetchMu.Lock()
 	defer l.fetchMu.Unlock()
-	if _, err := os.Stat(indexPath(logName)); err == nil {
-		if _, err := os.Stat(logName); err == nil {
-			now := time.Now()
-			os.Chtimes(logName, now, now) // most recently used
-			return logName, nil
-		}
+	if sf, err := openChecked(logName, a); err == nil {
+		now := time.Now()
+		os.Chtimes(logName, now, now) // most recently used
+		return sf, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return nil, err
 	}
 	// The index last: a cached segment is one whose index is there.
 	for _, f := range []struct {
@@ -276,11 +299,37 @@ func (l *Log) fetch(a ArchivedSegment) (string, error) {
 		size      int64
 	}{{logName, a.LogSHA256, a.LogBytes}, {indexPath(logName), a.IdxSHA256, a.IdxBytes}} {
 		if err := l.download(f.path, f.sum, f.size); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	l.trimCache(dir)
-	return logName, nil
+	sf, err := openChecked(logName, a)
+	if err != nil {
+		return nil, err
+	}
+	l.trimCache(dir, logName)
+	return sf, nil
+}
+
+// openChecked opens a segment and its index and checks both against a's
+// digests.
+func openChecked(logName string, a ArchivedSegment) (*segmentFile, error) {
+	sf, err := openSealed(logName, a.Count)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range []struct {
+		f    *os.File
+		sum  string
+		size int64
+	}{{sf.f, a.LogSHA256, a.LogBytes}, {sf.idx, a.IdxSHA256, a.IdxBytes}} {
+		h := sha256.New()
+		n, err := io.Copy(h, io.NewSectionReader(c.f, 0, c.size+1))
+		if err != nil || n != c.size || hex.EncodeToString(h.Sum(nil)) != c.sum {
+			sf.release()
+			return nil, fmt.Errorf("%w: %s is not the file that was archived", ErrCorrupt, filepath.Base(c.f.Name()))
+		}
+	}
+	return sf, nil
 }
 
 func (l *Log) download(path, sum string, size int64) error {
@@ -310,8 +359,8 @@ func (l *Log) download(path, sum string, size int64) error {
 }
 
 // trimCache removes the least recently used fetched segments past
-// maxCached (readers that have one open keep reading it).
-func (l *Log) trimCache(dir string) {
+// maxCached, but keep (readers that have one open keep reading it).
+func (l *Log) trimCache(dir, keep string) {
 	idx, _ := filepath.Glob(filepath.Join(dir, "seg-*.idx"))
 	if len(idx) <= maxCached {
 		return
@@ -332,6 +381,9 @@ func (l *Log) trimCache(dir string) {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
 	for _, c := range all[:max(0, len(all)-maxCached)] {
+		if c.log == keep {
+			continue
+		}
 		os.Remove(indexPath(c.log))
 		os.Remove(c.log)
 	}

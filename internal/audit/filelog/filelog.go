@@ -126,7 +126,7 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l := &Log{dir: cfg.Dir, perSeg: cfg.SegmentEntries, log: orDiscard(cfg.Logger), lock: lock, archive: cfg.Archive,
 		files: sealedFiles{open: map[int64]*cachedSegment{}}}
-	l.files.path = l.segmentFileName
+	l.files.load = l.openSealedSegment
 	if err := l.load(); err != nil {
 		l.Close()
 		return nil, err
@@ -180,11 +180,18 @@ func (l *Log) loadSegments(acked int64) error {
 			return fmt.Errorf("audit log: unexpected file %s", name)
 		}
 		first, _ := strconv.ParseInt(m[1], 10, 64)
-		if _, ok := l.isArchived(first); ok && first < l.size && i < len(names)-1 {
+		if a, ok := l.isArchived(first); ok && first < l.size && i < len(names)-1 {
 			// Archived, recorded, and not yet removed when the process
-			// stopped: the archive's copy was checked, this one goes.
+			// stopped: the archive's copy was checked, and this one goes,
+			// once it is shown to be the file that was archived.
+			sf, err := openChecked(name, a)
+			if err != nil {
+				return fmt.Errorf("%w: %s says segment %d was archived, but the one here is not the file it recorded: %v", ErrCorrupt, manifestName, first, err)
+			}
+			sf.release()
 			os.Remove(name)
 			os.Remove(indexPath(name))
+			l.log.Info("audit log: removed a segment archived before the last stop", "first", first)
 			continue
 		}
 		if first != l.size {

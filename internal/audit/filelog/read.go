@@ -2,6 +2,7 @@ package filelog
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -9,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -90,6 +90,9 @@ func fileOpener(name string) opener {
 	}
 }
 
+// archivedOpener reads an archived segment whole and checks it against
+// the digest recorded when it was archived before any of its entries is
+// judged: a changed file is named as such, not as the entries it changed.
 func archivedOpener(st archive.Store, a ArchivedSegment) opener {
 	return func() (io.ReadCloser, int64, error) {
 		name := filepath.Base(segmentPath("", a.First))
@@ -97,34 +100,18 @@ func archivedOpener(st archive.Store, a ArchivedSegment) opener {
 		if err != nil {
 			return nil, 0, fmt.Errorf("audit log: %w", err)
 		}
-		return &checkedReader{rc: rc, h: sha256.New(), name: name, want: a.LogSHA256, size: a.LogBytes}, a.LogBytes, nil
-	}
-}
-
-// checkedReader hashes what is read and, at Close, compares it with the
-// digest recorded when the file was archived.
-type checkedReader struct {
-	rc         io.ReadCloser
-	h          hash.Hash
-	n, size    int64
-	name, want string
-}
-
-func (c *checkedReader) Read(p []byte) (int, error) {
-	n, err := c.rc.Read(p)
-	c.h.Write(p[:n])
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *checkedReader) Close() error {
-	c.rc.Close()
-	if c.n == c.size {
-		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.want {
-			return fmt.Errorf("%w: the archive's %s is not the file that was archived (sha256 %s, recorded %s)", ErrCorrupt, c.name, got, c.want)
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, a.LogBytes+1))
+		if err != nil {
+			return nil, 0, fmt.Errorf("audit log: reading %s from the archive: %w", name, err)
 		}
+		sum := sha256.Sum256(b)
+		if got := hex.EncodeToString(sum[:]); int64(len(b)) != a.LogBytes || got != a.LogSHA256 {
+			return nil, 0, fmt.Errorf("%w: the archive's %s is not the file that was archived (%d bytes, sha256 %s; recorded %d, %s)",
+				ErrCorrupt, name, len(b), got, a.LogBytes, a.LogSHA256)
+		}
+		return io.NopCloser(bytes.NewReader(b)), a.LogBytes, nil
 	}
-	return nil
 }
 
 // readManifest reads archived.log in dir, if there is one.

@@ -57,9 +57,9 @@ func (s *segmentFile) release() {
 // sealedFiles keeps up to maxOpenSealed sealed segments open, the most
 // recently read ones.
 type sealedFiles struct {
-	// path says where the segment starting at first is read: in the data
-	// directory, or fetched from the archive.
-	path func(first int64) (string, error)
+	// open opens the sealed segment starting at first, of count records:
+	// in the data directory, or fetched from the archive.
+	load func(first, count int64) (*segmentFile, error)
 	mu   sync.Mutex
 	open map[int64]*cachedSegment // by first index
 	tick uint64
@@ -88,11 +88,7 @@ func (c *sealedFiles) acquire(first, count int64) (*segmentFile, error) {
 		return cs.file, nil
 	}
 	c.mu.Unlock()
-	name, err := c.path(first)
-	if err != nil {
-		return nil, err
-	}
-	sf, err := openSealed(name, count)
+	sf, err := c.load(first, count)
 	if err != nil {
 		return nil, err
 	}
