@@ -14,11 +14,16 @@
 # DPoP is switched off for the benchmark's trust domain: a proof is good
 # for one request only, so a load generator cannot repeat it.
 #
-# Usage: bench/pdp-vs-opa.sh            (BUNDLE, CONC, DUR to change the defaults)
+# Two bundles, one after the other: policies/finance (many rules; Warden's
+# rule cache saves most of its evaluation) and bench/small (a few rules,
+# one reading the arguments, which change in every request: evaluation is
+# cheap, and the decision's fixed cost decides the figure).
+#
+# Usage: bench/pdp-vs-opa.sh            (BUNDLES, CONC, DUR to change the defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUNDLE=${BUNDLE:-policies/finance}
-CONC=${CONC:-32}
+BUNDLES=${BUNDLES:-${BUNDLE:-policies/finance bench/small}}
+CONC=${CONC:-16}
 DUR=${DUR:-15s}
 WARDEN_ADDR=127.0.0.1:7171
 OPA_ADDR=127.0.0.1:8181
@@ -39,8 +44,13 @@ wait_url() { # url
 	return 1
 }
 
+run_bundle() { # bundle directory
+BUNDLE=$1
+dir="$work/$(basename "$BUNDLE")"
+mkdir -p "$dir"
+mine=()
 # Warden, on its own data directory.
-cat >"$work/warden.yaml" <<EOF
+cat >"$dir/warden.yaml" <<EOF
 identity:
   trust_domains:
     prod: {description: production agents}
@@ -50,45 +60,47 @@ decide:
 log:
   level: warn
 EOF
-"$work/warden" serve --config "$work/warden.yaml" --data "$work/data" --addr "$WARDEN_ADDR" --policies "$BUNDLE" 2>"$work/warden.log" &
+"$work/warden" serve --config "$dir/warden.yaml" --data "$dir/data" --addr "$WARDEN_ADDR" --policies "$BUNDLE" 2>"$dir/warden.log" &
 pids+=($!)
+mine+=($!)
 wait_url "http://$WARDEN_ADDR/readyz"
-w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$work/data" "$@"; }
+w() { "$work/warden" --server "http://$WARDEN_ADDR" --data "$dir/data" "$@"; }
 agent=ai-agent://prod/finance/trading-optimizer
-w agent keygen --out "$work/agent.jwk" >/dev/null
-w agent register "$agent" --role trader --owner team-quant --pubkey "$work/agent.pub.jwk" >/dev/null
-w pep register bench --audience warden --trust all --out "$work/pep.cred" >/dev/null
-token=$(w token --agent "$agent" --key "$work/agent.jwk" --expires-in 15m)
-cat >"$work/decide.json" <<EOF
+w agent keygen --out "$dir/agent.jwk" >/dev/null
+w agent register "$agent" --role trader --owner team-quant --pubkey "$dir/agent.pub.jwk" >/dev/null
+w pep register bench --audience warden --trust all --out "$dir/pep.cred" >/dev/null
+token=$(w token --agent "$agent" --key "$dir/agent.jwk" --expires-in 15m)
+cat >"$dir/decide.json" <<EOF
 {"token": "$token", "action": "tools/call",
  "resource": {"kind": "mcp.tool", "id": "market-data/get_quote"},
  "args": {"symbol": "ACME"},
  "context": {"source": {"ip": "10.1.2.3"}, "session": {"id": "s-1"}}}
 EOF
 umask 077
-printf 'Bearer ' >"$work/pep.auth"
-cat "$work/pep.cred" >>"$work/pep.auth"
+printf 'Bearer ' >"$dir/pep.auth"
+cat "$dir/pep.cred" >>"$dir/pep.auth"
 
 # One decision, to take the input Warden built from the audit log.
-curl -fsS -H "Authorization: $(cat "$work/pep.auth")" -H 'Content-Type: application/json' \
-	--data @"$work/decide.json" "http://$WARDEN_ADDR/v1/decide" >"$work/first.json"
-outcome=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"])' "$work/first.json")
+curl -fsS -H "Authorization: $(cat "$dir/pep.auth")" -H 'Content-Type: application/json' \
+	--data @"$dir/decide.json" "http://$WARDEN_ADDR/v1/decide" >"$dir/first.json"
+outcome=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["outcome"])' "$dir/first.json")
 w audit tail -n 50 --format json |
 	python3 -c 'import json,sys
 for line in sys.stdin:
     e = json.loads(line)
     if e.get("kind") == "decision": last = e
-print(json.dumps({"input": last["input"]}))' >"$work/opa-input.json"
+print(json.dumps({"input": last["input"]}))' >"$dir/opa-input.json"
 
 # OPA, on the same bundle (links resolved, decision cases left out) and the engine's query.
-mkdir -p "$work/opa-bundle"
-cp -L "$BUNDLE"/*.rego "$work/opa-bundle/"
-cp -L "$BUNDLE"/data.* "$work/opa-bundle/" 2>/dev/null || true
-cp bench/opa/decision.rego "$work/opa-bundle/"
-"$work/opa" run --server --addr "$OPA_ADDR" --log-level error --skip-version-check "$work/opa-bundle" >"$work/opa.log" 2>&1 &
+mkdir -p "$dir/opa-bundle"
+cp -L "$BUNDLE"/*.rego "$dir/opa-bundle/"
+cp -L "$BUNDLE"/data.* "$dir/opa-bundle/" 2>/dev/null || true
+cp bench/opa/decision.rego "$dir/opa-bundle/"
+"$work/opa" run --server --addr "$OPA_ADDR" --log-level error --skip-version-check "$dir/opa-bundle" >"$dir/opa.log" 2>&1 &
 pids+=($!)
+mine+=($!)
 wait_url "http://$OPA_ADDR/health"
-opa_answer=$(curl -fsS -H 'Content-Type: application/json' --data @"$work/opa-input.json" "http://$OPA_ADDR/v1/data/system/warden/decision")
+opa_answer=$(curl -fsS -H 'Content-Type: application/json' --data @"$dir/opa-input.json" "http://$OPA_ADDR/v1/data/system/warden/decision")
 echo "same request: Warden says $outcome; OPA says $opa_answer" >&2
 
 # Two workloads. "repeated": the same request every time, as above.
@@ -96,22 +108,22 @@ echo "same request: Warden says $outcome; OPA says $opa_answer" >&2
 # Warden's requests and OPA's inputs alike, so no two inputs are the same
 # and Warden cannot reuse a result it computed for an identical input in
 # the same second.
-sed 's/"ACME"/"SYM-{{n}}"/' "$work/decide.json" >"$work/decide-distinct.json"
-sed 's/"ACME"/"SYM-{{n}}"/' "$work/opa-input.json" >"$work/opa-input-distinct.json"
+sed 's/"ACME"/"SYM-{{n}}"/' "$dir/decide.json" >"$dir/decide-distinct.json"
+sed 's/"ACME"/"SYM-{{n}}"/' "$dir/opa-input.json" >"$dir/opa-input-distinct.json"
 
 echo "load: $CONC connections, $DUR each, after 2s of warm-up" >&2
 for mode in repeated distinct; do
 	suffix=""
 	flags=()
 	if [ "$mode" = distinct ]; then suffix=-distinct; flags=(-distinct); fi
-	"$work/loadgen" -name opa -url "http://$OPA_ADDR/v1/data/system/warden/decision" -body "$work/opa-input$suffix.json" \
-		-c "$CONC" -d "$DUR" -expect '"result"' "${flags[@]}" >"$work/opa-$mode.result"
-	"$work/loadgen" -name warden -url "http://$WARDEN_ADDR/v1/decide" -body "$work/decide$suffix.json" \
-		-H "Authorization: @$work/pep.auth" -c "$CONC" -d "$DUR" -expect '"decision_id"' "${flags[@]}" >"$work/warden-$mode.result"
+	"$work/loadgen" -name opa -url "http://$OPA_ADDR/v1/data/system/warden/decision" -body "$dir/opa-input$suffix.json" \
+		-c "$CONC" -d "$DUR" -expect '"result"' "${flags[@]}" >"$dir/opa-$mode.result"
+	"$work/loadgen" -name warden -url "http://$WARDEN_ADDR/v1/decide" -body "$dir/decide$suffix.json" \
+		-H "Authorization: @$dir/pep.auth" -c "$CONC" -d "$DUR" -expect '"decision_id"' "${flags[@]}" >"$dir/warden-$mode.result"
 done
 entries=$(w audit verify --format json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["entries"], "entries, log verifies:", r["ok"])')
 
-python3 - "$work" "$BUNDLE" "$entries" <<'EOF2'
+python3 - "$dir" "$BUNDLE" "$entries" <<'EOF2'
 import json, sys
 work, bundle, entries = sys.argv[1:4]
 print(f"bundle {bundle}; Warden's audit log: {entries}")
@@ -123,3 +135,11 @@ for mode in ("repeated", "distinct"):
         print(f"{r['name']:8} {r['per_second']:12.0f} {r['p50_us']:8.0f} {r['p90_us']:8.0f} {r['p99_us']:8.0f} {r['errors']:7d}")
     print(f"warden/opa throughput: {w['per_second'] / o['per_second']:.2f}x; p99 {w['p99_us']:.0f} µs vs {o['p99_us']:.0f} µs")
 EOF2
+
+for p in "${mine[@]}"; do kill "$p" 2>/dev/null || true; done
+wait "${mine[@]}" 2>/dev/null || true
+}
+
+for b in $BUNDLES; do
+	run_bundle "$b"
+done

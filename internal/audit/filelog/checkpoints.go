@@ -171,7 +171,7 @@ func (l *Log) readCheckpointAt(off int64) (audit.StoredCheckpoint, int64, error)
 // checkpoint commits to are synced first, then the checkpoint, then its
 // index entry; a failure undoes what was written.
 func (l *Log) AddCheckpoint(ctx context.Context, c audit.StoredCheckpoint) error {
-	if err := l.syncTree(); err != nil {
+	if err := l.maybeSyncTree(); err != nil {
 		return fmt.Errorf("audit log: sync tree: %w", err)
 	}
 	l.cpMu.Lock()

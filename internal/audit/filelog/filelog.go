@@ -59,9 +59,11 @@ type Log struct {
 	leaves   [][]byte
 	files    sealedFiles
 
-	treeMu   sync.RWMutex
-	levels   []*os.File // tree-NN.bin, node i of level L at 32*i
-	treeSize int64
+	treeMu       sync.RWMutex
+	levels       []*os.File // tree-NN.bin, node i of level L at 32*i
+	treeSize     int64
+	treeSyncedAt time.Time
+	loaded       bool // Open finished: Close may record the tree's size
 
 	closeOnce sync.Once
 
@@ -131,6 +133,7 @@ func Open(cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
+	l.loaded = true
 	return l, nil
 }
 
@@ -617,6 +620,9 @@ func (l *Log) close() error {
 			errs = append(errs, a.seal())
 		}
 		a.file.release()
+	}
+	if l.loaded && l.broken == nil {
+		errs = append(errs, l.syncTree()) // the next start need not grow it again
 	}
 	l.files.closeAll()
 	if l.manifest != nil {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 
@@ -155,10 +156,32 @@ func (l *Log) Nodes(ctx context.Context, ids []compact.NodeID) ([][]byte, error)
 	return out, nil
 }
 
+// treeSyncEvery is how often the tree's nodes are made durable. Not at
+// every checkpoint: that was a sync of every level's file, and of
+// tree.state, several times a second, on the disk that durable appends
+// wait for. The tree can always be grown again from the entries, which are
+// durable before they are acknowledged: after a crash the log regrows it
+// from the size tree.state records, and before its next checkpoint checks
+// that it still extends the latest one.
+const treeSyncEvery = 5 * time.Second
+
+// maybeSyncTree syncs the tree when treeSyncEvery has passed since it
+// last was.
+func (l *Log) maybeSyncTree() error {
+	l.treeMu.Lock()
+	due := time.Since(l.treeSyncedAt) >= treeSyncEvery
+	l.treeMu.Unlock()
+	if !due {
+		return nil
+	}
+	return l.syncTree()
+}
+
 // syncTree makes the stored nodes durable and records up to which size.
 func (l *Log) syncTree() error {
 	l.treeMu.Lock()
 	defer l.treeMu.Unlock()
+	l.treeSyncedAt = time.Now()
 	for _, f := range l.levels {
 		if f != nil {
 			if err := durable.Datasync(f); err != nil {
