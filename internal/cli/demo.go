@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/warden-run/warden/internal/app"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,8 +57,8 @@ reason (read from the audit log), then verify the audit log.
 				return exitError(1)
 			}
 			if keep {
-				fmt.Fprintf(g.out, "\nStill running. Try:\n  warden --server %s --data %s audit tail\n  warden --server %s --data %s agent list\nMCP gateway: %s (tokens for it: resource=%s)\nCtrl-C to stop.\n",
-					d.URL, wardenData, d.URL, wardenData, d.GatewayURL, d.GatewayURL)
+				fmt.Fprintf(g.out, "\nStill running. Try:\n  warden --server %s --data %s audit tail\n  warden --server %s --data %s agent list\nMCP gateway: %s (tokens for it: resource=%s)\nWeb console: %s/ui/ (sign in with the admin token in %s)\nCtrl-C to stop.\n",
+					d.URL, wardenData, d.URL, wardenData, d.GatewayURL, d.GatewayURL, d.URL, filepath.Join(wardenData, app.AdminTokenFileName))
 				<-ctx.Done()
 			}
 			return nil
