@@ -77,34 +77,14 @@ type Entry struct {
 
 // The canonical form is one JSON object with keys in byte order. Index and
 // Prev fall between the other keys, so the rest is encoded in three runs:
-// the keys before "index", those between "index" and "prev", those after.
-type (
-	partBefore struct {
-		Action           string          `json:"action"`
-		Actor            string          `json:"actor,omitempty"`
-		Agent            string          `json:"agent,omitempty"`
-		DecisionID       string          `json:"decision_id,omitempty"`
-		Detail           json.RawMessage `json:"detail,omitempty"`
-		EnforcementPoint string          `json:"enforcement_point,omitempty"`
-	}
-	partBetween struct {
-		Input         json.RawMessage `json:"input,omitempty"`
-		InputDigest   string          `json:"input_digest,omitempty"`
-		Kind          Kind            `json:"kind"`
-		LatencyMicros int64           `json:"latency_us,omitempty"`
-		Outcome       string          `json:"outcome,omitempty"`
-		PolicyVersion string          `json:"policy_version,omitempty"`
-	}
-	partAfter struct {
-		Reasons  []string        `json:"reasons,omitempty"`
-		Resource json.RawMessage `json:"resource,omitempty"`
-		Target   string          `json:"target,omitempty"`
-		Time     time.Time       `json:"time"`
-	}
-	// entryParts holds the three runs, each without its braces; none is
-	// empty, since action, kind and time are always present.
-	entryParts struct{ before, between, after []byte }
-)
+// the keys before "index" (action, actor, agent, decision_id, detail,
+// enforcement_point), those between "index" and "prev" (input,
+// input_digest, kind, latency_us, outcome, policy_version), those after
+// (reasons, resource, target, time).
+//
+// entryParts holds the three runs, each without its braces; none is
+// empty, since action, kind and time are always present.
+type entryParts struct{ before, between, after []byte }
 
 // MaxEntrySize bounds one entry's canonical form.
 const MaxEntrySize = 1 << 20
@@ -165,31 +145,106 @@ func (e *Entry) Prepare() error {
 			break
 		}
 	}
-	p := &entryParts{}
-	var err error
-	if p.before, err = encodeRun(partBefore{e.Action, e.Actor, e.Agent, e.DecisionID, raw[2], e.EnforcementPoint}); err != nil {
-		return err
-	}
-	if p.between, err = encodeRun(partBetween{raw[1], e.InputDigest, e.Kind, e.LatencyMicros, e.Outcome, e.PolicyVersion}); err != nil {
-		return err
-	}
-	if p.after, err = encodeRun(partAfter{e.Reasons, raw[0], e.Target, e.Time.UTC()}); err != nil {
+	p, err := e.encodeParts(raw)
+	if err != nil {
 		return err
 	}
 	e.parts = p
 	return nil
 }
 
-// encodeRun encodes v's fields without the enclosing braces.
-func encodeRun(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEntry, err)
+// encodeParts writes the three runs of the canonical form by hand, as
+// encoding/json would write them (no HTML escaping; empty optional fields
+// left out) but without its reflection, and without its checking and
+// compacting of the raw values again: raw holds resource, input and
+// detail already in canonical form. Strings are valid UTF-8 here
+// (Prepare replaced what was not), where the two encoders agree.
+func (e *Entry) encodeParts(raw [3]json.RawMessage) (*entryParts, error) {
+	// One buffer for the three runs, sized for the usual case (strings
+	// needing no escapes): appends past it grow it, once or so.
+	size := 160 + len(raw[0]) + len(raw[1]) + len(raw[2]) + len(e.Action) + len(e.Actor) + len(e.Agent) + len(e.DecisionID) +
+		len(e.EnforcementPoint) + len(e.InputDigest) + len(e.Outcome) + len(e.PolicyVersion) + len(e.Target)
+	for _, s := range e.Reasons {
+		size += len(s) + 3
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	return b[1 : len(b)-1], nil
+	r := run{b: make([]byte, 0, size)}
+	r.str("action", e.Action, false)
+	r.str("actor", e.Actor, true)
+	r.str("agent", e.Agent, true)
+	r.str("decision_id", e.DecisionID, true)
+	r.raw("detail", raw[2])
+	r.str("enforcement_point", e.EnforcementPoint, true)
+	before := r.take()
+	r.raw("input", raw[1])
+	r.str("input_digest", e.InputDigest, true)
+	r.str("kind", string(e.Kind), false)
+	if e.LatencyMicros != 0 {
+		r.key("latency_us")
+		r.b = strconv.AppendInt(r.b, e.LatencyMicros, 10)
+	}
+	r.str("outcome", e.Outcome, true)
+	r.str("policy_version", e.PolicyVersion, true)
+	between := r.take()
+	if len(e.Reasons) > 0 {
+		r.key("reasons")
+		r.b = append(r.b, '[')
+		for i, s := range e.Reasons {
+			if i > 0 {
+				r.b = append(r.b, ',')
+			}
+			r.b = appendString(r.b, s)
+		}
+		r.b = append(r.b, ']')
+	}
+	r.raw("resource", raw[0])
+	r.str("target", e.Target, true)
+	t := e.Time.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("%w: time %v is outside years 0 to 9999", ErrBadEntry, y)
+	}
+	r.key("time")
+	r.b = append(r.b, '"')
+	r.b = t.AppendFormat(r.b, time.RFC3339Nano)
+	r.b = append(r.b, '"')
+	return &entryParts{before: before, between: between, after: r.take()}, nil
+}
+
+// run is a run of "key":value pairs being written, from b[start:].
+type run struct {
+	b     []byte
+	start int
+}
+
+func (r *run) key(k string) {
+	if len(r.b) > r.start {
+		r.b = append(r.b, ',')
+	}
+	r.b = append(r.b, '"')
+	r.b = append(r.b, k...)
+	r.b = append(r.b, '"', ':')
+}
+
+func (r *run) str(k, v string, omitEmpty bool) {
+	if omitEmpty && v == "" {
+		return
+	}
+	r.key(k)
+	r.b = appendString(r.b, v)
+}
+
+func (r *run) raw(k string, v json.RawMessage) {
+	if len(v) == 0 {
+		return
+	}
+	r.key(k)
+	r.b = append(r.b, v...)
+}
+
+// take ends the run: its bytes, which later appends do not touch.
+func (r *run) take() []byte {
+	b := r.b[r.start:len(r.b):len(r.b)]
+	r.start = len(r.b)
+	return b
 }
 
 // Canonical returns the entry's canonical JSON: the exact bytes of its leaf.
