@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 
+	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
 )
 
@@ -49,12 +48,14 @@ type policyPage struct {
 	Against string
 	Active  bool
 	Files   []fileDiff
-	Tests   string
+	// Same counts the files the two versions share unchanged.
+	Same  int
+	Tests string
 }
 
 type fileDiff struct {
 	Path    string
-	Status  string // added, removed, changed, same
+	Status  string // added, removed, changed
 	Lines   []diffLine
 	TooLong bool
 }
@@ -63,6 +64,9 @@ type diffLine struct {
 	Op   string // " ", "+", "-", "…"
 	Text string
 }
+
+// statusWords names policy.FileDiff's statuses.
+var statusWords = map[string]string{"A": "added", "D": "removed", "M": "changed"}
 
 // Class is the line's class in the page.
 func (l diffLine) Class() string {
@@ -105,41 +109,15 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 			return
 		}
 	}
-	paths := map[string]bool{}
-	for k := range cur.Files {
-		paths[k] = true
-	}
-	for k := range old.Files {
-		paths[k] = true
-	}
-	names := make([]string, 0, len(paths))
-	for k := range paths {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	budget := maxDiffCells // for the whole page: lines multiplied, over every file
-	for _, name := range names {
-		a, inOld := old.Files[name]
-		b, inCur := cur.Files[name]
-		f := fileDiff{Path: name}
-		switch {
-		case !inOld:
-			f.Status = "added"
-		case !inCur:
-			f.Status = "removed"
-		case a == b:
-			f.Status = "same"
-		default:
-			f.Status = "changed"
+	for path, text := range cur.Files {
+		if was, ok := old.Files[path]; ok && was == text {
+			p.Same++
 		}
-		if f.Status != "same" {
-			la, lb := lines(a), lines(b)
-			if cells := (len(la) + 1) * (len(lb) + 1); cells > budget || r.Context().Err() != nil {
-				f.TooLong = true
-			} else {
-				budget -= cells
-				f.Lines, f.TooLong = diffLines(la, lb)
-			}
+	}
+	for _, d := range policy.DiffFiles(old.Files, cur.Files) {
+		f := fileDiff{Path: d.Path, Status: statusWords[d.Status], TooLong: !d.Exact}
+		if d.Exact {
+			f.Lines = withContext(d.Lines)
 		}
 		p.Files = append(p.Files, f)
 	}
@@ -150,56 +128,12 @@ func (c *Console) policy(w http.ResponseWriter, r *http.Request, v view) {
 	c.render(w, http.StatusOK, "policy", v)
 }
 
-func lines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-}
-
-// maxDiffCells bounds the work of a page's diffs: each file's lines
-// multiplied, summed over the files.
-const maxDiffCells = 4_000_000
-
-// diffLines is the longest-common-subsequence diff of a and b, with
-// three lines of context around each change.
-func diffLines(a, b []string) ([]diffLine, bool) {
-	if len(a)*len(b) > maxDiffCells {
-		return nil, true
-	}
-	// lcs[i][j] is the length of the LCS of a[i:] and b[j:].
-	lcs := make([][]int32, len(a)+1)
-	for i := range lcs {
-		lcs[i] = make([]int32, len(b)+1)
-	}
-	for i := len(a) - 1; i >= 0; i-- {
-		for j := len(b) - 1; j >= 0; j-- {
-			if a[i] == b[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var all []diffLine
-	i, j := 0, 0
-	for i < len(a) || j < len(b) {
-		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]:
-			all = append(all, diffLine{" ", a[i]})
-			i, j = i+1, j+1
-		case j < len(b) && (i == len(a) || lcs[i][j+1] >= lcs[i+1][j]):
-			all = append(all, diffLine{"+", b[j]})
-			j++
-		default:
-			all = append(all, diffLine{"-", a[i]})
-			i++
-		}
-	}
-	// Keep changes and three lines around each.
+// withContext keeps the changed lines and three lines around each; a
+// run left out is one "…" line.
+func withContext(all []policy.DiffLine) []diffLine {
 	keep := make([]bool, len(all))
 	for k, l := range all {
-		if l.Op != " " {
+		if l.Op != ' ' {
 			for d := max(0, k-3); d <= min(len(all)-1, k+3); d++ {
 				keep[d] = true
 			}
@@ -208,12 +142,12 @@ func diffLines(a, b []string) ([]diffLine, bool) {
 	var out []diffLine
 	for k, l := range all {
 		if keep[k] {
-			out = append(out, l)
+			out = append(out, diffLine{string(l.Op), l.Text})
 		} else if k > 0 && keep[k-1] {
 			out = append(out, diffLine{"…", ""})
 		}
 	}
-	return out, false
+	return out
 }
 
 // changePolicy activates a version or rolls back, by permission.
