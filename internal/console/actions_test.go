@@ -16,7 +16,6 @@ import (
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
 	"github.com/warden-run/warden/internal/store"
-	"github.com/warden-run/warden/sdk"
 )
 
 // Every page renders for an admin; a change needs the session's CSRF
@@ -27,16 +26,6 @@ func TestConsoleActions(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, func(c *config.Config) { c.Audit.CheckpointInterval = 50 * time.Millisecond })
 	ctx := context.Background()
-	push := func(src, msg string) string {
-		v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(src)}}, msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-			t.Fatal(err)
-		}
-		return v.ID
-	}
 	covered := func(index int64) {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -48,18 +37,11 @@ func TestConsoleActions(t *testing.T) {
 			}
 		}
 	}
-	first := push("package warden.authz\nallow := true\n", "first")
+	first := activate(t, w, "package warden.authz\nallow := true\n", "first")
 	covered(0)
-	second := push(browserPolicy, "second")
+	second := activate(t, w, browserPolicy, "second")
 	const agent = "ai-agent://dev/plant/tuner"
-	client, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, "tuner"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := client.Token(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := agentToken(t, w, agent, "tuner")
 	held, err := w.App.Decide.Decide(ctx, decide.InProcess("plant-gw", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",
 		Resource: decide.Resource{Kind: "mcp.tool", ID: "plc/set_setpoint"}, Args: []byte(`{"oven": 3}`)})
 	if err != nil || held.Approval == nil {
@@ -187,22 +169,9 @@ func TestConsoleRevokesAToken(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	ctx := context.Background()
-	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte("package warden.authz\nallow := true\n")}}, "all")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-		t.Fatal(err)
-	}
+	activate(t, w, "package warden.authz\nallow := true\n", "all")
 	const agent = "ai-agent://dev/ops/holder"
-	client, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, "reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := client.Token(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := agentToken(t, w, agent, "reader")
 	got, _, err := w.App.Audit.Query(ctx, audit.Query{Agent: agent, Kind: audit.KindToken, After: -1, Limit: 10})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("token entries: %d %v", len(got), err)

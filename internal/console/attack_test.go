@@ -17,8 +17,6 @@ import (
 	"github.com/warden-run/warden/internal/console"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/humans"
-	"github.com/warden-run/warden/internal/policy"
-	"github.com/warden-run/warden/sdk"
 )
 
 // paymentsPolicy asks one approval for every payment.
@@ -38,22 +36,9 @@ func TestApprovalsShowWhatIsApproved(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, nil)
 	ctx := context.Background()
-	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(paymentsPolicy)}}, "payments")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-		t.Fatal(err)
-	}
+	activate(t, w, paymentsPolicy, "payments")
 	const agent = "ai-agent://dev/finance/payer"
-	client, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, "payer"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := client.Token(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := agentToken(t, w, agent, "payer")
 	ask := func(resource string, args any) decide.Decision {
 		t.Helper()
 		b, _ := json.Marshal(args)

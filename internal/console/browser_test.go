@@ -14,7 +14,6 @@ import (
 	"github.com/warden-run/warden/internal/config"
 	"github.com/warden-run/warden/internal/decide"
 	"github.com/warden-run/warden/internal/policy"
-	"github.com/warden-run/warden/sdk"
 )
 
 // browserPolicy denies one resource with a reason, asks one person's
@@ -49,22 +48,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	exe := chromium(t)
 	w := apptest.Start(t, func(c *config.Config) { c.Audit.CheckpointInterval = 50 * time.Millisecond })
 	ctx := context.Background()
-	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(browserPolicy)}}, "browser test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-		t.Fatal(err)
-	}
+	activate(t, w, browserPolicy, "browser test")
 	const agent = "ai-agent://dev/plant/tuner"
-	client, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, "tuner"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := client.Token(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := agentToken(t, w, agent, "tuner")
 	decideOn := func(resource, args string) decide.Decision {
 		t.Helper()
 		d, err := w.App.Decide.Decide(ctx, decide.InProcess("plant-gw", "warden"), &decide.Request{Token: tok.AccessToken, Action: "tools/call",

@@ -85,14 +85,7 @@ func TestConsole(t *testing.T) {
 	t.Parallel()
 	w := apptest.Start(t, func(c *config.Config) { c.Audit.CheckpointInterval = 50 * time.Millisecond })
 	ctx := context.Background()
-	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(
-		"package warden.authz\ndeny contains \"not_today\" if true\n")}}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
-		t.Fatal(err)
-	}
+	v := activate(t, w, "package warden.authz\ndeny contains \"not_today\" if true\n", "test")
 	w.Register(t, "ai-agent://dev/ops/console-shown", "reader")
 
 	b := newBrowser(t, w.URL)
@@ -108,7 +101,7 @@ func TestConsole(t *testing.T) {
 	}
 
 	res, page := b.signIn(w.AdminToken)
-	if res.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") || !strings.Contains(page, v.ID) {
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") || !strings.Contains(page, v) {
 		t.Fatalf("overview: %d\n%s", res.StatusCode, page)
 	}
 	if strings.Contains(page, w.AdminToken) {
@@ -260,4 +253,34 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// activate pushes src as a bundle's policy.rego and makes it the active
+// version, whose id it returns.
+func activate(t testing.TB, w *apptest.Instance, src, msg string) string {
+	t.Helper()
+	ctx := context.Background()
+	v, _, _, err := w.App.Policies.Push(ctx, "admin:test", &policy.Bundle{Files: map[string][]byte{"policy.rego": []byte(src)}}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.App.Policies.Activate(ctx, "admin:test", v.ID); err != nil {
+		t.Fatal(err)
+	}
+	return v.ID
+}
+
+// agentToken registers agent with roles and returns an access token it
+// got at the token endpoint.
+func agentToken(t testing.TB, w *apptest.Instance, agent string, roles ...string) *sdk.Token {
+	t.Helper()
+	c, err := sdk.NewClient(w.URL, agent, w.Register(t, agent, roles...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
