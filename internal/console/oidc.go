@@ -2,8 +2,6 @@ package console
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -14,6 +12,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/warden-run/warden/internal/identity"
 )
 
 // OIDC is sign-in at the people's OpenID provider, in the browser:
@@ -46,8 +46,9 @@ func (c *Console) bindingCookie(value string, maxAge int) *http.Cookie {
 	return ck
 }
 
-// pendingLogin is a sign-in sent to the provider: sealed (AES-GCM, a key
-// of this process) in the binding cookie, so that the server keeps nothing
+// pendingLogin is a sign-in sent to the provider: sealed (AES-GCM, with a
+// key of this process, as the master key seals stored secrets) in the
+// binding cookie, so that the server keeps nothing
 // for sign-ins that were only started, and cannot be filled by them.
 type pendingLogin struct {
 	State    string    `json:"s"`
@@ -76,42 +77,37 @@ const (
 )
 
 type oidcFlow struct {
-	cfg  OIDC
-	aead cipher.AEAD
-	mu   sync.Mutex
+	cfg OIDC
+	// key seals pending sign-ins: a key of this process alone.
+	key *identity.MasterKey
+	mu  sync.Mutex
 	// provider is discovered on first use, again after a failure.
 	provider *oidc.Provider
 	confirms map[string]confirmation
 }
 
 func newOIDCFlow(cfg OIDC) (*oidcFlow, error) {
-	key := make([]byte, 32)
-	rand.Read(key)
-	block, err := aes.NewCipher(key)
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	key, err := identity.NewMasterKey(secret)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &oidcFlow{cfg: cfg, aead: aead, confirms: map[string]confirmation{}}, nil
+	return &oidcFlow{cfg: cfg, key: key, confirms: map[string]confirmation{}}, nil
 }
 
 func (f *oidcFlow) seal(p pendingLogin) string {
 	b, _ := json.Marshal(p)
-	nonce := make([]byte, f.aead.NonceSize())
-	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(f.aead.Seal(nonce, nonce, b, []byte(oidcCookie)))
+	return base64.RawURLEncoding.EncodeToString(f.key.Seal(b, oidcCookie))
 }
 
 func (f *oidcFlow) open(v string) (pendingLogin, bool) {
 	var p pendingLogin
 	b, err := base64.RawURLEncoding.DecodeString(v)
-	if err != nil || len(b) < f.aead.NonceSize() {
+	if err != nil {
 		return p, false
 	}
-	plain, err := f.aead.Open(nil, b[:f.aead.NonceSize()], b[f.aead.NonceSize():], []byte(oidcCookie))
+	plain, err := f.key.Open(b, oidcCookie)
 	if err != nil || json.Unmarshal(plain, &p) != nil {
 		return p, false
 	}
