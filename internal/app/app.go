@@ -197,11 +197,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error)
 	}
 	a.spawn(func() { a.Relay.Run(bg, time.Second) })
 	if fl, ok := a.auditBackend.(*filelog.Log); ok && cfg.Audit.Archive.Enabled() {
-		where := cfg.Audit.Archive.Dir
-		if s3 := cfg.Audit.Archive.S3; s3 != nil {
-			where = "s3://" + s3.Endpoint + "/" + s3.Bucket + "/" + s3.Prefix
-		}
-		a.spawn(func() { retain(bg, fl, a.Audit, cfg.Audit.Archive, where, log) })
+		a.spawn(func() { retain(bg, fl, a.Audit, cfg.Audit.Archive, log) })
 	}
 	if err := startExporters(bg, a.spawn, cfg.Audit.Exporters, a.Audit, log); err != nil {
 		return nil, err

@@ -40,7 +40,8 @@ func archiveStore(c config.Archive) (archive.Store, error) {
 // retain archives, every interval, the sealed segments last written more
 // than keep ago, and records each one moved in the log itself: which
 // entries, where to, and the digests they left with.
-func retain(ctx context.Context, be *filelog.Log, l *audit.Log, c config.Archive, where string, log *slog.Logger) {
+func retain(ctx context.Context, be *filelog.Log, l *audit.Log, c config.Archive, log *slog.Logger) {
+	where := be.ArchiveName()
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	// Each move is in the log, durably, before the segment leaves the data

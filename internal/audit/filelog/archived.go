@@ -105,6 +105,15 @@ func (l *Log) isArchived(first int64) (ArchivedSegment, bool) {
 	return ArchivedSegment{}, false
 }
 
+// ArchiveName says where archived segments go ("" for nowhere), for
+// messages and records.
+func (l *Log) ArchiveName() string {
+	if l.archive == nil {
+		return ""
+	}
+	return l.archive.String()
+}
+
 // Archived lists the archived segments, oldest first.
 func (l *Log) Archived() []ArchivedSegment {
 	l.mu.RLock()
