@@ -78,6 +78,9 @@ type Log struct {
 	tree     *compact.Range
 	lastCP   StoredCheckpoint
 	lastCPAt time.Time
+	// lastRoot is lastCP's root once known: from its signature checked
+	// when it was loaded, or as this log signed it.
+	lastRoot []byte
 }
 
 type appendReq struct {
@@ -393,7 +396,7 @@ func (l *Log) loadTree(ctx context.Context) error {
 		return err
 	}
 	l.mu.Lock()
-	l.tree, l.lastCP, l.lastCPAt = r, cp, l.now()
+	l.tree, l.lastCP, l.lastCPAt, l.lastRoot = r, cp, l.now(), nil
 	l.mu.Unlock()
 	return nil
 }
@@ -434,7 +437,7 @@ func (l *Log) grow(ctx context.Context, final bool) error {
 func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bool) error {
 	size := int64(tree.End())
 	l.mu.Lock()
-	last, lastAt := l.lastCP, l.lastCPAt
+	last, lastAt, lastRoot := l.lastCP, l.lastCPAt, l.lastRoot
 	l.mu.Unlock()
 	if size == last.Size && last.Signed != nil {
 		return nil
@@ -450,7 +453,7 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 	if root == nil {
 		root = hasher.EmptyRoot()
 	}
-	if err := l.extends(ctx, last, size, root); err != nil {
+	if err := l.extends(ctx, last, lastRoot, size, root); err != nil {
 		l.log.Error("audit: refusing to sign a checkpoint: the log does not extend its own latest one; its files were changed (restore them, or compare with a witness)", "err", err)
 		return err
 	}
@@ -463,7 +466,7 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 		return err
 	}
 	l.mu.Lock()
-	l.lastCP, l.lastCPAt = cp, l.now()
+	l.lastCP, l.lastCPAt, l.lastRoot = cp, l.now(), root
 	l.mu.Unlock()
 	return nil
 }
@@ -472,17 +475,24 @@ func (l *Log) maybeCheckpoint(ctx context.Context, tree *compact.Range, final bo
 // extends the latest one: a log whose tree was rebuilt from altered
 // entries (its tree files removed, a cached segment replaced) is not
 // signed over, whatever the entries say.
-func (l *Log) extends(ctx context.Context, last StoredCheckpoint, size int64, root []byte) error {
+func (l *Log) extends(ctx context.Context, last StoredCheckpoint, lastRoot []byte, size int64, root []byte) error {
 	if last.Signed == nil {
 		return nil
 	}
-	cv, err := NewCheckpointVerifier(l.signer.VerifierKey())
-	if err != nil {
-		return err
-	}
-	prev, err := cv.Parse(last.Signed)
-	if err != nil {
-		return fmt.Errorf("the latest checkpoint does not verify: %w", err)
+	prev := Checkpoint{Size: last.Size, Root: lastRoot}
+	if lastRoot == nil { // loaded, not signed here: its signature is checked once
+		cv, err := NewCheckpointVerifier(l.signer.VerifierKey())
+		if err != nil {
+			return err
+		}
+		if prev, err = cv.Parse(last.Signed); err != nil {
+			return fmt.Errorf("the latest checkpoint does not verify: %w", err)
+		}
+		l.mu.Lock()
+		if l.lastCP.Size == last.Size {
+			l.lastRoot = prev.Root
+		}
+		l.mu.Unlock()
 	}
 	switch {
 	case prev.Size > size:
