@@ -103,9 +103,15 @@ func (e *Entry) Validate() error {
 	if e.Time.IsZero() {
 		return fmt.Errorf("%w: time is required", ErrBadEntry)
 	}
-	for name, raw := range map[string]json.RawMessage{"resource": e.Resource, "input": e.Input, "detail": e.Detail} {
-		if len(raw) > 0 && !json.Valid(raw) {
-			return fmt.Errorf("%w: %s is not valid JSON", ErrBadEntry, name)
+	if e.parts != nil {
+		return nil // Prepare refused whatever was not valid JSON
+	}
+	for _, f := range [...]struct {
+		name string
+		raw  json.RawMessage
+	}{{"resource", e.Resource}, {"input", e.Input}, {"detail", e.Detail}} {
+		if len(f.raw) > 0 && !json.Valid(f.raw) {
+			return fmt.Errorf("%w: %s is not valid JSON", ErrBadEntry, f.name)
 		}
 	}
 	return nil
@@ -120,13 +126,17 @@ func (e *Entry) Prepare() error {
 	}
 	raw := [3]json.RawMessage{e.Resource, e.Input, e.Detail}
 	for i, r := range raw {
-		if len(r) > 0 {
-			c, err := canonicalJSON(r)
-			if err != nil {
-				return err
-			}
-			raw[i] = c
+		if len(r) == 0 || isCanonical(r) {
+			continue // what Warden writes is canonical already
 		}
+		if !json.Valid(r) {
+			return fmt.Errorf("%w: %s is not valid JSON", ErrBadEntry, [3]string{"resource", "input", "detail"}[i])
+		}
+		c, err := recanonicalize(r)
+		if err != nil {
+			return err
+		}
+		raw[i] = c
 	}
 	// Bytes that are not UTF-8 (from a request's path, through a policy's
 	// reason) become the replacement character here, as the stored entry
@@ -249,11 +259,12 @@ func (r *run) take() []byte {
 
 // Canonical returns the entry's canonical JSON: the exact bytes of its leaf.
 func (e *Entry) Canonical() ([]byte, error) {
-	if err := e.Prepare(); err != nil {
+	size, err := e.leafSize()
+	if err != nil {
 		return nil, err
 	}
 	p := e.parts
-	out := make([]byte, 0, len(p.before)+len(p.between)+len(p.after)+100)
+	out := make([]byte, 0, size)
 	out = append(out, '{')
 	out = append(out, p.before...)
 	out = append(out, `,"index":`...)
@@ -267,10 +278,26 @@ func (e *Entry) Canonical() ([]byte, error) {
 	out = append(out, ',')
 	out = append(out, p.after...)
 	out = append(out, '}')
-	if len(out) > MaxEntrySize {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadEntry, len(out), MaxEntrySize)
-	}
 	return out, nil
+}
+
+// leafSize prepares e and returns the length of its canonical JSON as
+// Canonical writes it (Index and Prev as they are now), refusing an entry
+// over MaxEntrySize, without writing it.
+func (e *Entry) leafSize() (int, error) {
+	if err := e.Prepare(); err != nil {
+		return 0, err
+	}
+	p := e.parts
+	n := len(`{,"index":,,}`) + len(p.before) + len(p.between) + len(p.after)
+	n += len(strconv.AppendInt(make([]byte, 0, 20), e.Index, 10))
+	if e.Prev != "" {
+		n += len(`,"prev":`) + len(strconv.Quote(e.Prev))
+	}
+	if n > MaxEntrySize {
+		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadEntry, n, MaxEntrySize)
+	}
+	return n, nil
 }
 
 // canonicalJSON re-encodes a JSON value with object keys in byte order,

@@ -146,15 +146,13 @@ func (l *Log) append(ctx context.Context, e *Entry, async bool) (int64, error) {
 		e.Time = l.now()
 	}
 	e.Time = e.Time.UTC()
-	if err := e.Validate(); err != nil {
-		return -1, err
-	}
 	// Canonicalise the nested JSON here, in the caller's goroutine, and refuse
 	// now what the backend would refuse later; the writer then only encodes.
-	if err := e.Prepare(); err != nil {
+	// Prepare scans each nested value once, and refuses what is not JSON.
+	if _, err := e.leafSize(); err != nil {
 		return -1, err
 	}
-	if _, err := e.Canonical(); err != nil {
+	if err := e.Validate(); err != nil {
 		return -1, err
 	}
 	r := &appendReq{e: e}

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -137,4 +138,49 @@ func BenchmarkPrepare(b *testing.B) {
 			refRun(t, refAfter{e.Reasons, e.Resource, e.Target, e.Time.UTC()})
 		}
 	})
+}
+
+// TestLeafSizeIsTheCanonicalLength: the size checked before an entry is
+// queued is the length of the leaf Canonical writes, for any index and
+// with or without prev, and the limit is refused at it.
+func TestLeafSizeIsTheCanonicalLength(t *testing.T) {
+	for _, c := range []struct {
+		index int64
+		prev  string
+		input string
+	}{
+		{0, "", `{"a":1}`},
+		{9, "", ""},
+		{10, strings.Repeat("ab", 32), `{"b":"\u003c"}`},
+		{-1, "", `[1,2]`},
+		{1 << 40, strings.Repeat("0", 64), `{"z":[{"y":"é"}]}`},
+	} {
+		e := &Entry{Kind: KindDecision, Action: "tools/call", Time: time.Unix(1, 5), Index: c.index, Prev: c.prev, Reasons: []string{"r"}}
+		if c.input != "" {
+			e.Input = json.RawMessage(c.input)
+		}
+		n, err := e.leafSize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := e.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != len(leaf) {
+			t.Errorf("index %d prev %q: leafSize %d, the leaf is %d bytes", c.index, c.prev, n, len(leaf))
+		}
+	}
+	e := &Entry{Kind: KindDecision, Action: "tools/call", Time: time.Unix(1, 0)}
+	n, _ := e.leafSize()
+	e = &Entry{Kind: KindDecision, Action: "tools/call", Time: time.Unix(1, 0),
+		Input: json.RawMessage(`"` + strings.Repeat("x", MaxEntrySize-n-len(`,"input":""`)) + `"`)}
+	if n, err := e.leafSize(); err != nil || n != MaxEntrySize {
+		t.Fatalf("an entry of exactly the limit: %d, %v", n, err)
+	}
+	e = &Entry{Kind: KindDecision, Action: "tools/call", Time: time.Unix(1, 0),
+		Input: json.RawMessage(`"` + strings.Repeat("x", MaxEntrySize) + `"`)}
+	if _, err := e.leafSize(); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("an entry over the limit: %v", err)
+	}
 }

@@ -6,7 +6,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,6 +129,21 @@ func testAppend(t *testing.T, f Factory) {
 	got := AppendN(t, l, 200)
 	if len(got) != 200 {
 		t.Fatalf("%d distinct indexes for 200 appends", len(got))
+	}
+	// Nested JSON that is not JSON, or has more after it, is refused with
+	// the field named, and nothing is written.
+	for name, bad := range map[string]*audit.Entry{
+		"input":    {Input: json.RawMessage(`{"a":1} {}`)},
+		"detail":   {Detail: json.RawMessage(`{"a":`)},
+		"resource": {Resource: json.RawMessage(`{"a":01}`)},
+	} {
+		bad.Kind, bad.Action, bad.Time = audit.KindDecision, "tools/call", time.Now()
+		if _, err := l.AppendDurable(context.Background(), bad); !errors.Is(err, audit.ErrBadEntry) || !strings.Contains(err.Error(), name) {
+			t.Errorf("an entry with malformed %s: %v, want ErrBadEntry naming it", name, err)
+		}
+	}
+	if n, err := l.Size(context.Background()); err != nil || n != 200 {
+		t.Fatalf("the log holds %d entries after the refusals (%v), want 200", n, err)
 	}
 	data, err := l.Read(context.Background(), 0, 200)
 	if err != nil {
