@@ -139,7 +139,8 @@ func (p *Pipeline) MayAllowTargets(ctx context.Context, pep Point, req *Request,
 			continue
 		}
 		p.work.evaluations.Add(1)
-		may, err := live.Active.MayAllow(budget, p.input(&one, map[string]any{}, tok, rec, live, at, held), at)
+		input, _ := p.input(&one, map[string]any{}, tok, rec, live, at, held)
+		may, err := live.Active.MayAllow(budget, input, at)
 		if err != nil && budget.Err() == nil {
 			if ok, held := p.hidden.due(); ok {
 				p.lg.Warn("policy: could not tell whether an action may be allowed; hidden", append([]any{"action", t.Action,

@@ -148,6 +148,7 @@ type Pipeline struct {
 	now      func() time.Time
 	shadow   *shadowRunner
 	work     work
+	parts    parts
 	// evalFailed and hidden sample their log lines (the decision's own
 	// entry says why it was denied).
 	evalFailed, hidden sampled
@@ -171,6 +172,7 @@ func New(cfg Config, verifier *identity.Verifier, view *identity.TrustView, poli
 		}
 	}
 	sortRegions(p.regions)
+	p.parts = newParts()
 	var err error
 	if p.recorder, err = record.New(cfg.Record); err != nil {
 		return nil, fmt.Errorf("decide: %w", err)
@@ -239,6 +241,8 @@ type decision struct {
 	live   *policy.Live
 	now    time.Time
 	input  map[string]any
+	// parts are the parts of input already converted for the engine.
+	parts []policy.Part
 	// newTaints were set by this decision (an allowed read that taints).
 	newTaints []store.Taint
 	// proofChecked says the enforcement point, in this process, verified
@@ -377,7 +381,8 @@ func (p *Pipeline) evaluate(ctx context.Context, req *Request, args map[string]a
 		c.deny(ReasonStateUnavailable)
 		return
 	}
-	input := p.input(req, args, tok, rec, c.live, at, held)
+	input, parts := p.input(req, args, tok, rec, c.live, at, held)
+	c.parts = parts
 	v, ok := p.judge(ctx, c, input, at, nil)
 	if !ok {
 		return
@@ -418,7 +423,7 @@ func (p *Pipeline) judge(ctx context.Context, c *decision, input map[string]any,
 	// The memo is keyed by the whole input, in memory only: two inputs that
 	// differ in a redacted value are not the same.
 	p.work.evaluations.Add(1)
-	res, err := c.live.Active.EvaluateKeyed(ctx, input, sha256.Sum256(raw), at)
+	res, err := c.live.Active.EvaluateKeyed(ctx, input, c.parts, sha256.Sum256(raw), at)
 	if err != nil {
 		if ok, held := p.evalFailed.due(); ok {
 			p.lg.Warn("decision: policy evaluation failed; denied", append([]any{"decision_id", c.d.ID, "version", c.d.PolicyVersion,

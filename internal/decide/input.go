@@ -24,16 +24,50 @@ const InputVersion = 1
 // attributes, and the context Warden knows (time, source and region,
 // delegation, the agent's taints and where they came from, its risk).
 // context.approvals is empty: approvals are counted after evaluation
-// (approvals.go).
-func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, live *policy.Live, now time.Time, held []store.Taint) map[string]any {
+// (approvals.go). parts are the parts of it already converted for the
+// engine.
+func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token, rec store.Agent, live *policy.Live, now time.Time, held []store.Taint) (map[string]any, []policy.Part) {
 	engine := live.Active
+	delegation := make([]any, len(tok.Chain))
+	for i, a := range tok.Chain {
+		delegation[i] = a.String()
+	}
+	source := map[string]any{}
+	if req.Context.Source.IP != "" {
+		source["ip"] = req.Context.Source.IP
+		source["region"] = p.region(req.Context.Source.IP)
+	}
+	agent, agentValue := p.agent(tok, rec)
+	resource, resourceValue := p.resource(engine, req.Resource)
+	risk, riskValue := p.riskInput(tok.Subject, p.risk(tok))
+	withArgs := readsArgProvenance(live)
+	return map[string]any{
+		"agent":    agent,
+		"action":   req.Action,
+		"resource": resource,
+		"args":     args,
+		"context": map[string]any{
+			"time":       now.Format(time.RFC3339),
+			"source":     source,
+			"risk":       risk,
+			"session":    sessionInput(req.Context.Session, tok.Task, held),
+			"grants":     p.grants(tok, req, args, now),
+			"delegation": delegation,
+			"approvals":  []any{},
+			"provenance": provenanceInput(req.Context.Provenance, withArgs),
+		},
+	}, inputParts(agentValue, resourceValue, riskValue, req.Context.Provenance, withArgs)
+}
+
+// agentInput is the input's agent: its record, and the token's roles (a
+// restricted agent keeps only the safe roles, when some are set).
+func (p *Pipeline) agentInput(tok *identity.Token, rec store.Agent) map[string]any {
 	attrs := make(map[string]any, len(rec.Attributes))
 	for k, v := range rec.Attributes {
 		attrs[k] = v
 	}
 	roles := make([]any, 0, len(tok.Roles))
 	for _, r := range tok.Roles {
-		// A restricted agent keeps only the safe roles, when some are set.
 		if rec.Status == store.StatusRestricted && len(p.cfg.RestrictedRoles) > 0 && !slices.Contains(p.cfg.RestrictedRoles, r) {
 			continue
 		}
@@ -44,42 +78,14 @@ func (p *Pipeline) input(req *Request, args map[string]any, tok *identity.Token,
 	for i, s := range path {
 		pathAny[i] = s
 	}
-	delegation := make([]any, len(tok.Chain))
-	for i, a := range tok.Chain {
-		delegation[i] = a.String()
-	}
-	source := map[string]any{}
-	if req.Context.Source.IP != "" {
-		source["ip"] = req.Context.Source.IP
-		source["region"] = p.region(req.Context.Source.IP)
-	}
 	return map[string]any{
-		"agent": map[string]any{
-			"id":           tok.Subject,
-			"trust_domain": tok.Agent.TrustDomain(),
-			"path":         pathAny,
-			"roles":        roles,
-			"owner":        rec.Owner,
-			"attributes":   attrs,
-			"status":       string(rec.Status),
-		},
-		"action": req.Action,
-		"resource": map[string]any{
-			"kind":       req.Resource.Kind,
-			"id":         req.Resource.ID,
-			"attributes": engine.Resources().Enrich(req.Resource.Kind, req.Resource.ID, req.Resource.Attributes),
-		},
-		"args": args,
-		"context": map[string]any{
-			"time":       now.Format(time.RFC3339),
-			"source":     source,
-			"risk":       p.risk(tok).Input(),
-			"session":    sessionInput(req.Context.Session, tok.Task, held),
-			"grants":     p.grants(tok, req, args, now),
-			"delegation": delegation,
-			"approvals":  []any{},
-			"provenance": provenanceInput(req.Context.Provenance, readsArgProvenance(live)),
-		},
+		"id":           tok.Subject,
+		"trust_domain": tok.Agent.TrustDomain(),
+		"path":         pathAny,
+		"roles":        roles,
+		"owner":        rec.Owner,
+		"attributes":   attrs,
+		"status":       string(rec.Status),
 	}
 }
 

@@ -260,7 +260,12 @@ type Result struct {
 // that a replay sees the same clock. Any error is one of ErrTimeout,
 // ErrConflict, ErrEvaluation or ErrMalformedResult.
 func (e *Engine) Evaluate(ctx context.Context, input any, at time.Time) (Result, error) {
-	value, err := ast.InterfaceToValue(input)
+	return e.evaluate(ctx, input, nil, at)
+}
+
+// evaluate is Evaluate with parts of the input already converted.
+func (e *Engine) evaluate(ctx context.Context, input any, parts []Part, at time.Time) (Result, error) {
+	value, err := toValue(input, parts)
 	if err != nil {
 		return Result{}, inputError(err)
 	}

@@ -317,7 +317,7 @@ func TestEvaluateKeyed(t *testing.T) {
 		{map[string]any{"n": 1}, "a", t0.Add(time.Second), true, 0, 1},      // another second
 		{map[string]any{"n": 1}, "a", time.Unix(1000000001, 0), true, 1, 1}, // the clock is in the key
 	} {
-		res, err := e.EvaluateKeyed(ctx, tc.input, key(tc.key), tc.at)
+		res, err := e.EvaluateKeyed(ctx, tc.input, nil, key(tc.key), tc.at)
 		if err != nil || res.Allow != tc.allow || len(res.Deny) != tc.deny {
 			t.Fatalf("evaluation %d: %+v %v", i, res, err)
 		}
@@ -328,7 +328,7 @@ func TestEvaluateKeyed(t *testing.T) {
 	// Not a function of its input: never reused.
 	r := compile(t, "package warden.authz\nallow if rand.intn(\"x\", 2) == 0", policy.EngineConfig{})
 	for range 3 {
-		r.EvaluateKeyed(ctx, map[string]any{}, key("x"), t0)
+		r.EvaluateKeyed(ctx, map[string]any{}, nil, key("x"), t0)
 	}
 	if hits, misses := r.MemoStats(); hits != 0 || misses != 0 {
 		t.Fatalf("a non-deterministic bundle: %d hits, %d misses, want no memo at all", hits, misses)

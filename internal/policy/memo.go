@@ -28,10 +28,11 @@ type memo struct {
 // EvaluateKeyed is Evaluate with key, the SHA-256 of the input's canonical
 // JSON, naming the input: a result already computed for the same key in
 // the same second of at is returned without evaluating again. Errors are
-// never kept. at must be whole seconds.
-func (e *Engine) EvaluateKeyed(ctx context.Context, input any, key [32]byte, at time.Time) (Result, error) {
+// never kept. at must be whole seconds. parts, when given, are parts of
+// the input already converted (see Part).
+func (e *Engine) EvaluateKeyed(ctx context.Context, input any, parts []Part, key [32]byte, at time.Time) (Result, error) {
 	if !e.rules.pure || at.Nanosecond() != 0 {
-		return e.Evaluate(ctx, input, at)
+		return e.evaluate(ctx, input, parts, at)
 	}
 	sec := at.Unix()
 	m := &e.memo
@@ -45,7 +46,7 @@ func (e *Engine) EvaluateKeyed(ctx context.Context, input any, key [32]byte, at 
 	}
 	m.misses++
 	m.mu.Unlock()
-	r, err := e.Evaluate(ctx, input, at)
+	r, err := e.evaluate(ctx, input, parts, at)
 	if err != nil {
 		return r, err
 	}
