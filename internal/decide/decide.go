@@ -284,8 +284,19 @@ func (p *Pipeline) begin(pep Point, req *Request) *decision {
 		c.d.PolicyVersion = c.live.Active.Version()
 	}
 	c.e = &audit.Entry{Kind: audit.KindDecision, Time: c.now, DecisionID: c.d.ID, Action: req.Action, EnforcementPoint: pep.Name}
-	c.e.Resource, _ = json.Marshal(map[string]string{"kind": req.Resource.Kind, "id": req.Resource.ID})
+	c.e.Resource = resourceJSON(req.Resource)
 	return c
+}
+
+// resourceJSON is an entry's resource, {"id":...,"kind":...}, in canonical
+// form.
+func resourceJSON(r Resource) json.RawMessage {
+	b := make([]byte, 0, len(r.ID)+len(r.Kind)+24)
+	b = append(b, `{"id":`...)
+	b, _ = audit.AppendCanonical(b, r.ID) // a string always encodes
+	b = append(b, `,"kind":`...)
+	b, _ = audit.AppendCanonical(b, r.Kind)
+	return append(b, '}')
 }
 
 // deny makes c a deny for reason.

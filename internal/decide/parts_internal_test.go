@@ -2,12 +2,14 @@ package decide
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/warden-run/warden/internal/audit"
 	"github.com/warden-run/warden/internal/identity"
 	"github.com/warden-run/warden/internal/monitor"
 	"github.com/warden-run/warden/internal/policy"
@@ -125,5 +127,23 @@ func TestResourceAndRiskParts(t *testing.T) {
 		step()
 		m, v := p.riskInput("ai-agent://prod/a/b", risk)
 		same(fmt.Sprintf("risk %+v", risk), m, v, risk.Input())
+	}
+}
+
+// TestResourceJSON: an entry's resource is written as encoding/json wrote
+// it, in canonical form (no HTML escapes), whatever the strings hold.
+func TestResourceJSON(t *testing.T) {
+	for _, s := range []string{"kb/search", "", `a"b\c`, "<&>", "\u2028\u2029", "\x00\x1f", "é", "\xff\xfe bad", "\u202e"} {
+		r := Resource{Kind: "mcp." + s, ID: s}
+		old, _ := json.Marshal(map[string]string{"kind": r.Kind, "id": r.ID})
+		var v any
+		json.Unmarshal(old, &v)
+		want, err := audit.AppendCanonical(nil, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resourceJSON(r); string(got) != string(want) {
+			t.Errorf("%q: got %s, want %s", s, got, want)
+		}
 	}
 }
