@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -182,5 +183,33 @@ func TestLeafSizeIsTheCanonicalLength(t *testing.T) {
 		Input: json.RawMessage(`"` + strings.Repeat("x", MaxEntrySize) + `"`)}
 	if _, err := e.leafSize(); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("an entry over the limit: %v", err)
+	}
+}
+
+// TestPeekEntryReadsTheFields: PeekEntry reads every field DecodeEntry
+// reads from an entry as the log writes it, and refuses what is not JSON.
+func TestPeekEntryReadsTheFields(t *testing.T) {
+	e := &Entry{Kind: KindDecision, Action: "tools/call", Actor: "a", Agent: "ai-agent://prod/x/y", DecisionID: "dec_1",
+		EnforcementPoint: "gw", InputDigest: "d", Outcome: "deny", PolicyVersion: "v", Target: "t", Reasons: []string{"r1", "r2"},
+		LatencyMicros: 17, Index: 4, Prev: strings.Repeat("ab", 32), Time: time.Unix(1700000000, 5).UTC(),
+		Resource: json.RawMessage(`{"id":"kb/x","kind":"mcp.tool"}`), Input: json.RawMessage(`{"a":[1,"<"]}`), Detail: json.RawMessage(`{"b":true}`)}
+	leaf, err := e.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := DecodeEntry(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := PeekEntry(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.parts = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("PeekEntry read %+v, DecodeEntry %+v", got, want)
+	}
+	if _, err := PeekEntry([]byte(`{"action":`)); !errors.Is(err, ErrBadEntry) {
+		t.Errorf("a cut entry: %v", err)
 	}
 }

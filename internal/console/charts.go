@@ -135,7 +135,7 @@ func (c *Console) rates(ctx context.Context, now time.Time) ([]bucket, error) {
 		}
 		for _, d := range raw {
 			sampled += len(d)
-			e, err := peek(d)
+			e, err := audit.PeekEntry(d)
 			if err != nil || e.Kind != audit.KindDecision {
 				continue
 			}

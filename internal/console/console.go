@@ -540,7 +540,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v view) {
 			o.Window = len(raw)
 			reasons := map[string]int{}
 			for _, b := range raw {
-				e, err := peek(b)
+				e, err := audit.PeekEntry(b)
 				if err != nil || e.Kind != audit.KindDecision {
 					continue
 				}

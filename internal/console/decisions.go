@@ -209,7 +209,7 @@ func (c *Console) scan(ctx context.Context, q search, want, budget int) (scanned
 					continue entries
 				}
 			}
-			e, err := peek(b)
+			e, err := audit.PeekEntry(b)
 			if err == nil && q.tokens && e.Kind == audit.KindToken && e.Agent == q.Agent && e.Outcome == "allow" {
 				out.Tokens = append(out.Tokens, e)
 				continue
@@ -287,17 +287,6 @@ func entryTime(b []byte) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return e.Time, nil
-}
-
-// peek decodes an entry for a list: its fields, without the checks of
-// audit.DecodeEntry (canonical form, known fields), which cost five
-// times as much. One decision's page, and its proof, use DecodeEntry.
-func peek(b []byte) (*audit.Entry, error) {
-	var e audit.Entry
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, err
-	}
-	return &e, nil
 }
 
 func (c *Console) decisions(w http.ResponseWriter, r *http.Request, v view) {
