@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
 )
 
 // DPoPConfig configures a DPoPVerifier.
@@ -164,35 +162,11 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 	if len(proof) > maxProofLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrDPoP, maxProofLen)
 	}
-	hdr, err := peekHeader(proof)
+	jws, err := readProof(proof, "dpop+jwt")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDPoP, err)
 	}
-	if hdr.Alg != string(jose.EdDSA) {
-		return nil, fmt.Errorf("%w: %w: %q (want EdDSA)", ErrDPoP, ErrAlgorithm, hdr.Alg)
-	}
-	if !strings.EqualFold(hdr.Typ, "dpop+jwt") {
-		return nil, fmt.Errorf("%w: typ %q, want dpop+jwt", ErrDPoP, hdr.Typ)
-	}
-	jws, err := jose.ParseSigned(proof, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDPoP, ErrMalformed)
-	}
-	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("%w: want exactly one signature", ErrDPoP)
-	}
-	jwk := jws.Signatures[0].Protected.JSONWebKey
-	if jwk == nil {
-		return nil, fmt.Errorf("%w: no jwk in the header", ErrDPoP)
-	}
-	pub, ok := jwk.Key.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: the header jwk must be an Ed25519 public key", ErrDPoP)
-	}
-	payload, err := jws.Verify(pub)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDPoP, ErrSignature)
-	}
+	pub, payload := jws.key, jws.payload
 	var cl dpopClaims
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
 	dec.UseNumber()

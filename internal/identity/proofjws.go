@@ -1,0 +1,117 @@
+package identity
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/warden-run/warden/internal/wire"
+)
+
+// A DPoP proof is a compact JWS of one shape: EdDSA, signed by the Ed25519
+// key its header carries. It is read here rather than by go-jose, whose
+// general parsing (every algorithm, JSON serialization, key types, its own
+// reflection-based JSON) cost about a third of a proof's check, beside the
+// signature's verification. What this reader accepts, go-jose accepts too
+// and verifies with the same key (FuzzDPoPProof checks it); it is stricter
+// where the two could differ: base64url without padding and with its
+// unused bits zero, no member named twice or in two cases, no critical
+// extensions, no unencoded payload, a public key only.
+
+// proofJWS is a DPoP proof's protected header, its key and its payload,
+// its signature verified.
+type proofJWS struct {
+	header  joseHeader
+	key     ed25519.PublicKey
+	payload []byte
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+// readProof checks that proof is a compact JWS of type typ (in any case)
+// signed with EdDSA by the key in its header, and returns its parts.
+func readProof(proof, typ string) (*proofJWS, error) {
+	h, rest, ok1 := strings.Cut(proof, ".")
+	p, s, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
+		return nil, fmt.Errorf("%w: not a compact JWS (three base64url parts)", ErrMalformed)
+	}
+	raw, err := b64.DecodeString(h)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
+	}
+	var hdr map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &hdr); err != nil || hdr == nil {
+		return nil, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	if err := wire.CheckKeys(raw); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	var out proofJWS
+	if err := stringMember(hdr, "alg", &out.header.Alg); err != nil || out.header.Alg != "EdDSA" {
+		return nil, fmt.Errorf("%w: %q (want EdDSA)", ErrAlgorithm, out.header.Alg)
+	}
+	if err := stringMember(hdr, "typ", &out.header.Typ); err != nil || !strings.EqualFold(out.header.Typ, typ) {
+		return nil, fmt.Errorf("%w: typ %q, want %s", ErrMalformed, out.header.Typ, typ)
+	}
+	for _, name := range []string{"crit", "b64"} {
+		if _, ok := hdr[name]; ok {
+			return nil, fmt.Errorf("%w: header member %q is not supported", ErrMalformed, name)
+		}
+	}
+	jwk, ok := hdr["jwk"]
+	if !ok {
+		return nil, fmt.Errorf("%w: no jwk in the header", ErrMalformed)
+	}
+	if out.key, err = proofKey(jwk); err != nil {
+		return nil, err
+	}
+	sig, err := b64.DecodeString(s)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature is not a base64url Ed25519 signature", ErrMalformed)
+	}
+	if !ed25519.Verify(out.key, []byte(proof[:len(h)+1+len(p)]), sig) {
+		return nil, ErrSignature
+	}
+	if out.payload, err = b64.DecodeString(p); err != nil {
+		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
+	}
+	return &out, nil
+}
+
+// proofKey reads the Ed25519 public key of a proof's header: kty OKP, crv
+// Ed25519, x of 32 bytes, and no private part.
+func proofKey(raw json.RawMessage) (ed25519.PublicKey, error) {
+	var jwk map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &jwk); err != nil || jwk == nil {
+		return nil, fmt.Errorf("%w: the header jwk is not a JSON object", ErrMalformed)
+	}
+	if _, ok := jwk["d"]; ok {
+		return nil, fmt.Errorf("%w: the header jwk holds a private key", ErrMalformed)
+	}
+	var kty, crv, x string
+	if stringMember(jwk, "kty", &kty) != nil || stringMember(jwk, "crv", &crv) != nil || stringMember(jwk, "x", &x) != nil ||
+		kty != "OKP" || crv != "Ed25519" {
+		return nil, fmt.Errorf("%w: the header jwk must be an Ed25519 public key", ErrMalformed)
+	}
+	pub, err := b64.DecodeString(x)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: the header jwk's x is not a base64url Ed25519 public key", ErrMalformed)
+	}
+	return ed25519.PublicKey(pub), nil
+}
+
+// stringMember sets *v to obj[name] when it is a JSON string, "" when
+// absent; any other JSON there is an error.
+func stringMember(obj map[string]json.RawMessage, name string, v *string) error {
+	raw, ok := obj[name]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s is not a string", name)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package identity
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// TestReadProofAgainstGoJose: a proof's reader accepts the proofs Warden's
+// clients and go-jose's signer make; whatever it accepts, go-jose accepts
+// with the same key and payload; and it refuses what the two could read
+// differently.
+func TestReadProofAgainstGoJose(t *testing.T) {
+	pub, priv := GenerateKey()
+	x := base64.RawURLEncoding.EncodeToString(pub)
+	jwk := `{"kty":"OKP","crv":"Ed25519","x":"` + x + `"}`
+	const payload = `{"jti":"j","htm":"POST","htu":"https://pep.test/x","iat":1800000000}`
+	enc := base64.RawURLEncoding.EncodeToString
+	// sign makes a compact JWS of the header and payload given, as bytes.
+	sign := func(header, body string) string {
+		in := enc([]byte(header)) + "." + enc([]byte(body))
+		return in + "." + enc(ed25519.Sign(priv, []byte(in)))
+	}
+	good := sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, payload)
+	_, other := GenerateKey()
+	cases := []struct {
+		name   string
+		proof  string
+		accept bool
+	}{
+		{"Warden's own", good, true},
+		{"other members, typ in capitals", sign(`{"typ":"DPoP+JWT","alg":"EdDSA","kid":"k","jwk":{"kty":"OKP","crv":"Ed25519","use":"sig","x":"`+x+`"}}`, payload), true},
+		{"whitespace in the header", sign(" {\n\"alg\" : \"EdDSA\", \"typ\":\"dpop+jwt\",\"jwk\":"+jwk+"}\t", payload), true},
+		{"signed by another key", func() string {
+			in := enc([]byte(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`)) + "." + enc([]byte(payload))
+			return in + "." + enc(ed25519.Sign(other, []byte(in)))
+		}(), false},
+		{"payload changed", strings.Replace(good, enc([]byte(payload)), enc([]byte(strings.Replace(payload, `"j"`, `"k"`, 1))), 1), false},
+		{"alg none", sign(`{"alg":"none","typ":"dpop+jwt","jwk":`+jwk+`}`, payload), false},
+		{"alg in another case", sign(`{"alg":"eddsa","typ":"dpop+jwt","jwk":`+jwk+`}`, payload), false},
+		{"typ JWT", sign(`{"alg":"EdDSA","typ":"JWT","jwk":`+jwk+`}`, payload), false},
+		{"no typ", sign(`{"alg":"EdDSA","jwk":`+jwk+`}`, payload), false},
+		{"no jwk", sign(`{"alg":"EdDSA","typ":"dpop+jwt"}`, payload), false},
+		{"jwk named JWK", sign(`{"alg":"EdDSA","typ":"dpop+jwt","JWK":`+jwk+`}`, payload), false},
+		{"alg twice", sign(`{"alg":"none","alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, payload), false},
+		{"alg and ALG", sign(`{"ALG":"none","alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, payload), false},
+		{"jwk twice", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"AAAA"},"jwk":`+jwk+`}`, payload), false},
+		{"private key in the jwk", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"`+x+`","d":"`+enc(priv.Seed())+`"}}`, payload), false},
+		{"an X25519 key", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"X25519","x":"`+x+`"}}`, payload), false},
+		{"a short x", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"`+x[:40]+`"}}`, payload), false},
+		{"x not a string", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":1}}`, payload), false},
+		{"critical extension", sign(`{"alg":"EdDSA","typ":"dpop+jwt","crit":["exp"],"exp":1,"jwk":`+jwk+`}`, payload), false},
+		{"unencoded payload", sign(`{"alg":"EdDSA","typ":"dpop+jwt","b64":false,"crit":["b64"],"jwk":`+jwk+`}`, payload), false},
+		{"padded header", func() string {
+			h := `{"alg":"EdDSA","typ":"dpop+jwt","jwk":` + jwk + `}`
+			for len(h)%3 == 0 {
+				h += " "
+			}
+			in := base64.URLEncoding.EncodeToString([]byte(h)) + "." + enc([]byte(payload))
+			return in + "." + enc(ed25519.Sign(priv, []byte(in)))
+		}(), false},
+		{"signature with its unused bits set", func() string {
+			last := good[len(good)-1]
+			i := strings.IndexByte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", last)
+			return good[:len(good)-1] + string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[i^1])
+		}(), false},
+		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(good), false},
+		{"four parts", good + ".x", false},
+		{"JSON serialization", `{"payload":"` + enc([]byte(payload)) + `","signatures":[]}`, false},
+		{"header not an object", sign(`["alg","EdDSA"]`, payload), false},
+		{"header null", sign(`null`, payload), false},
+		{"empty payload", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, ""), false},
+	}
+	for _, c := range cases {
+		got, err := readProof(c.proof, "dpop+jwt")
+		if (err == nil) != c.accept {
+			t.Errorf("%s: accepted %v (%v), want %v", c.name, err == nil, err, c.accept)
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrAlgorithm) && !errors.Is(err, ErrSignature) {
+				t.Errorf("%s: %v wraps none of the token errors", c.name, err)
+			}
+			continue
+		}
+		jws, err := jose.ParseSigned(c.proof, []jose.SignatureAlgorithm{jose.EdDSA})
+		if err != nil {
+			t.Fatalf("%s: go-jose cannot parse what was accepted: %v", c.name, err)
+		}
+		k := jws.Signatures[0].Protected.JSONWebKey
+		if k == nil || !pub.Equal(k.Key) || !got.key.Equal(pub) {
+			t.Fatalf("%s: the keys differ: %v and %v", c.name, got.key, k)
+		}
+		body, err := jws.Verify(got.key)
+		if err != nil || string(body) != string(got.payload) {
+			t.Fatalf("%s: go-jose verifies %q (%v), the reader gave %q", c.name, body, err, got.payload)
+		}
+	}
+}
