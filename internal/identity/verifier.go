@@ -331,6 +331,8 @@ type tokenCache struct {
 	m    sync.Map // string -> *Token
 	n    atomic.Int64
 	trim sync.Mutex
+	// swept is when expired tokens were last dropped, in Unix nanoseconds.
+	swept atomic.Int64
 }
 
 func newTokenCache(max int) *tokenCache { return &tokenCache{max: max} }
@@ -342,20 +344,31 @@ func (c *tokenCache) get(raw string) *Token {
 	return nil
 }
 
+// tokenSweepEvery is how often the token cache drops expired tokens while
+// it is not full: without it, a cache of 65,536 tokens that few agents
+// fill (each new token is kept until it would be trimmed) grew for days.
+const tokenSweepEvery = 30 * time.Second
+
 func (c *tokenCache) put(raw string, t *Token, now time.Time) {
 	if _, loaded := c.m.LoadOrStore(raw, t); loaded {
 		return
 	}
-	if c.n.Add(1) <= int64(c.max) {
+	full := c.n.Add(1) > int64(c.max)
+	due := now.UnixNano()-c.swept.Load() >= int64(tokenSweepEvery)
+	switch {
+	case full:
+		c.trim.Lock()
+	case due && c.trim.TryLock(): // one sweep at a time; the others go on
+	default:
 		return
 	}
-	c.trim.Lock()
 	defer c.trim.Unlock()
-	if c.n.Load() <= int64(c.max) {
-		return
+	if c.n.Load() <= int64(c.max) && now.UnixNano()-c.swept.Load() < int64(tokenSweepEvery) {
+		return // trimmed or swept meanwhile
 	}
-	// Full: drop expired tokens, then, if still full of live ones, an
-	// arbitrary eighth (map order is random).
+	// Drop expired tokens, then, if still full of live ones, an arbitrary
+	// eighth (map order is random).
+	c.swept.Store(now.UnixNano())
 	c.m.Range(func(k, v any) bool {
 		if v.(*Token).Expiry.Before(now) {
 			c.m.Delete(k)
@@ -363,6 +376,9 @@ func (c *tokenCache) put(raw string, t *Token, now time.Time) {
 		}
 		return true
 	})
+	if c.n.Load() <= int64(c.max) {
+		return
+	}
 	c.m.Range(func(k, _ any) bool {
 		if c.n.Load() < int64(c.max-c.max/8) {
 			return false

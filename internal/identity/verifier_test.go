@@ -352,6 +352,27 @@ func TestRevocationReachesTheViewWithoutTheStore(t *testing.T) {
 	}
 }
 
+// TestTokenCacheDropsExpiredTokens: tokens are dropped once expired, not
+// only when the cache is full: a cache far from full keeps the live ones.
+func TestTokenCacheDropsExpiredTokens(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache(1 << 16)
+	now := time.Now()
+	for i := range 1000 {
+		c.put(fmt.Sprint("old-", i), &Token{Expiry: now.Add(time.Minute)}, now)
+	}
+	later := now.Add(2 * time.Minute)
+	c.put("new", &Token{Expiry: later.Add(time.Minute)}, later)
+	if n := c.n.Load(); n != 1 || c.get("new") == nil {
+		t.Fatalf("%d tokens cached two minutes after 1,000 expired, want the one live", n)
+	}
+	// Between sweeps, nothing is walked.
+	c.put("expired-meanwhile", &Token{Expiry: later}, later.Add(time.Second))
+	if n := c.n.Load(); n != 2 {
+		t.Fatalf("%d tokens cached, want 2", n)
+	}
+}
+
 func TestTokenCacheStaysBounded(t *testing.T) {
 	t.Parallel()
 	c := newTokenCache(16)
