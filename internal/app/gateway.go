@@ -116,6 +116,10 @@ func (a *App) NewGateway(gc GatewayConfig) (*Gateway, error) {
 	// What agents read, shared by the MCP gateway and the HTTP proxy: an
 	// agent that reads through one and acts through the other is followed.
 	prov := provenance.NewStore(0, 0)
+	prov.ForgetAgents(func(agent string) bool {
+		rec, ok := a.View.Agent(agent)
+		return !ok || rec.Status == store.StatusDisabled
+	})
 	if len(gc.MCP.Servers) > 0 || len(gc.HTTP.Routes) > 0 {
 		name := gc.MCP.Name
 		if name == "" {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/warden-run/warden/internal/wire"
 )
@@ -203,19 +204,36 @@ func join(path, k string) string {
 }
 
 // Store holds the sessions of many agents, each in each task, bounded: the
-// least recently used goes first.
+// least recently used goes first, a session unused for IdleAfter goes, and
+// so, at the store's sweeps, do the sessions of agents that can no longer
+// act (ForgetAgents). A session forgotten is fail-safe: the values of its
+// reads are then read nowhere (unknown), which the guardrails treat as an
+// untrusted target once the agent is tainted, and taints are kept apart.
 type Store struct {
 	mu       sync.Mutex
 	max      int
 	maxReads int
+	idle     time.Duration
+	now      func() time.Time
+	gone     func(agent string) bool
+	swept    time.Time
 	lru      *list.List // of *entry, most recent first
 	m        map[string]*list.Element
 }
 
 type entry struct {
-	key string
-	s   *Session
+	key, agent string
+	s          *Session
+	used       time.Time
 }
+
+// IdleAfter is how long a session is kept after its agent last used it
+// (read, or acted with arguments). sweepEvery is how often the store asks
+// which agents can no longer act.
+const (
+	IdleAfter  = time.Hour
+	sweepEvery = time.Minute
+)
 
 // NewStore keeps at most maxSessions sessions of at most maxReads reads.
 func NewStore(maxSessions, maxReads int) *Store {
@@ -225,7 +243,16 @@ func NewStore(maxSessions, maxReads int) *Store {
 	if maxReads <= 0 {
 		maxReads = MaxReads
 	}
-	return &Store{max: maxSessions, maxReads: maxReads, lru: list.New(), m: map[string]*list.Element{}}
+	return &Store{max: maxSessions, maxReads: maxReads, idle: IdleAfter, now: time.Now, lru: list.New(), m: map[string]*list.Element{}}
+}
+
+// ForgetAgents makes the store drop, about once a minute, the sessions of
+// the agents gone reports as unable to act (disabled, removed): agents that
+// come and go leave nothing behind. gone must not call the store.
+func (st *Store) ForgetAgents(gone func(agent string) bool) {
+	st.mu.Lock()
+	st.gone = gone
+	st.mu.Unlock()
 }
 
 // Session returns the session of agent in task, made when needed. An
@@ -234,18 +261,50 @@ func NewStore(maxSessions, maxReads int) *Store {
 // session does not forget what the agent read.
 func (st *Store) Session(agent, task string) *Session {
 	key := agent + "\x00" + task
+	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.expire(now)
 	if e, ok := st.m[key]; ok {
 		st.lru.MoveToFront(e)
+		e.Value.(*entry).used = now
 		return e.Value.(*entry).s
 	}
 	if st.lru.Len() >= st.max {
-		last := st.lru.Back()
-		st.lru.Remove(last)
-		delete(st.m, last.Value.(*entry).key)
+		st.remove(st.lru.Back())
 	}
 	s := newSession(st.maxReads)
-	st.m[key] = st.lru.PushFront(&entry{key: key, s: s})
+	st.m[key] = st.lru.PushFront(&entry{key: key, agent: agent, s: s, used: now})
 	return s
+}
+
+// expire drops the sessions idle too long (the least recently used are at
+// the back) and, when a sweep is due, those of agents that are gone.
+func (st *Store) expire(now time.Time) {
+	for e := st.lru.Back(); e != nil && now.Sub(e.Value.(*entry).used) > st.idle; e = st.lru.Back() {
+		st.remove(e)
+	}
+	if st.gone == nil || now.Sub(st.swept) < sweepEvery {
+		return
+	}
+	st.swept = now
+	for e := st.lru.Front(); e != nil; {
+		next := e.Next()
+		if st.gone(e.Value.(*entry).agent) {
+			st.remove(e)
+		}
+		e = next
+	}
+}
+
+func (st *Store) remove(e *list.Element) {
+	st.lru.Remove(e)
+	delete(st.m, e.Value.(*entry).key)
+}
+
+// Len is how many sessions the store holds.
+func (st *Store) Len() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.lru.Len()
 }
