@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -110,16 +111,50 @@ var provenRefusals = map[string]bool{"replayed": true, "wrong_audience": true}
 // model does not learn from (policy changes, Warden's own responses,
 // refusals that name no agent).
 func Decode(e *audit.Entry) (Event, bool) {
+	var in *recordedInput
+	if len(e.Input) > 0 {
+		in = new(recordedInput)
+		if json.Unmarshal(e.Input, in) != nil {
+			in = nil
+		}
+	}
+	var res *resourceRef
+	if json.Unmarshal(e.Resource, &res) != nil {
+		res = nil
+	}
+	return decode(e, in, res)
+}
+
+// DecodeLeaf is Decode of an entry's stored bytes, read in one pass: the
+// entry's fields and what the model needs of its input (audit.PeekEntry,
+// then Decode, would read the input twice more). err is for bytes that
+// are not an entry.
+func DecodeLeaf(b []byte) (ev Event, ok bool, err error) {
+	var l struct {
+		audit.Entry
+		// These two hide the entry's own, as JSON's.
+		Input    *recordedInput `json:"input"`
+		Resource *resourceRef   `json:"resource"`
+	}
+	if err := json.Unmarshal(b, &l); err != nil {
+		return Event{}, false, fmt.Errorf("%w: %v", audit.ErrBadEntry, err)
+	}
+	ev, ok = decode(&l.Entry, l.Input, l.Resource)
+	return ev, ok, nil
+}
+
+// decode is Decode with the entry's input and resource read.
+func decode(e *audit.Entry, in *recordedInput, res *resourceRef) (Event, bool) {
 	ev := Event{Index: e.Index, Time: e.Time, Action: e.Action, Outcome: e.Outcome, Reasons: e.Reasons}
 	switch e.Kind {
 	case audit.KindDecision:
 		if e.Agent != "" {
 			ev.Kind, ev.Agent = EventDecision, e.Agent
-			ev.Resource = resourceKey(e.Resource)
-			fromInput(&ev, e.Input)
+			ev.Resource = res.key()
+			fromInput(&ev, in)
 			return ev, true
 		}
-		return authFailure(ev, e)
+		return authFailure(ev, e, in, res)
 	case audit.KindToken:
 		if e.Outcome == "deny" && !slices.ContainsFunc(e.Reasons, func(r string) bool { return provenRefusals[r] }) {
 			// The agent an assertion names is known only once its
@@ -138,7 +173,7 @@ func Decode(e *audit.Entry) (Event, bool) {
 			}
 			return ev, ev.Agent != ""
 		case "deny":
-			return authFailure(ev, e)
+			return authFailure(ev, e, in, res)
 		}
 	case audit.KindUsage:
 		var d struct {
@@ -164,7 +199,7 @@ func Decode(e *audit.Entry) (Event, bool) {
 }
 
 // authFailure is the event of a refusal that names an agent.
-func authFailure(ev Event, e *audit.Entry) (Event, bool) {
+func authFailure(ev Event, e *audit.Entry, in *recordedInput, res *resourceRef) (Event, bool) {
 	var d struct {
 		Claimed json.RawMessage `json:"claimed_agent"`
 		Source  string          `json:"source"`
@@ -186,48 +221,50 @@ func authFailure(ev Event, e *audit.Entry) (Event, bool) {
 	}
 	ev.Kind, ev.Agent, ev.SourceIP = EventAuthFailure, claimed.ID, d.Source
 	if e.Kind == audit.KindDecision {
-		ev.Resource = resourceKey(e.Resource)
-		fromInput(&ev, e.Input)
+		ev.Resource = res.key()
+		fromInput(&ev, in)
 	}
 	return ev, true
 }
 
-func resourceKey(raw json.RawMessage) string {
-	var r struct {
-		Kind string `json:"kind"`
-		ID   string `json:"id"`
-	}
-	if json.Unmarshal(raw, &r) != nil {
+// resourceRef is an entry's resource.
+type resourceRef struct {
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+}
+
+func (r *resourceRef) key() string {
+	if r == nil {
 		return ""
 	}
 	return r.Kind + ":" + r.ID
 }
 
-// fromInput reads what the model needs from a recorded policy input.
-func fromInput(ev *Event, raw json.RawMessage) {
-	if len(raw) == 0 {
-		return
-	}
-	var in struct {
-		Agent struct {
-			Roles []string `json:"roles"`
-		} `json:"agent"`
-		Args     map[string]json.RawMessage `json:"args"`
-		Resource struct {
-			Attributes map[string]any `json:"attributes"`
-		} `json:"resource"`
-		Context struct {
-			Source struct {
-				IP     string `json:"ip"`
-				Region string `json:"region"`
-			} `json:"source"`
-			Session struct {
-				Taints []string `json:"taints"`
-			} `json:"session"`
-			Delegation []string `json:"delegation"`
-		} `json:"context"`
-	}
-	if json.Unmarshal(raw, &in) != nil {
+// recordedInput is what the model needs of a recorded policy input.
+type recordedInput struct {
+	Agent struct {
+		Roles []string `json:"roles"`
+	} `json:"agent"`
+	Args     map[string]json.RawMessage `json:"args"`
+	Resource struct {
+		Attributes map[string]any `json:"attributes"`
+	} `json:"resource"`
+	Context struct {
+		Source struct {
+			IP     string `json:"ip"`
+			Region string `json:"region"`
+		} `json:"source"`
+		Session struct {
+			Taints []string `json:"taints"`
+		} `json:"session"`
+		Delegation []string `json:"delegation"`
+	} `json:"context"`
+}
+
+// fromInput reads what the model needs from a recorded policy input (nil
+// when the entry has none, or none that reads).
+func fromInput(ev *Event, in *recordedInput) {
+	if in == nil {
 		return
 	}
 	ev.Roles = in.Agent.Roles

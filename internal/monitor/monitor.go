@@ -339,14 +339,21 @@ func (m *Monitor) applyAll(next int64, data [][]byte) {
 		idx := next + int64(i)
 		// The log's own entries, read from it: their fields, without
 		// checking their canonical form again (audit verify does that).
-		e, err := audit.PeekEntry(d)
+		ev, ok, err := DecodeLeaf(d)
+		if err != nil {
+			// An input of another shape than the model reads (a redact
+			// path that replaced a list, say): the entry without it.
+			var e *audit.Entry
+			if e, err = audit.PeekEntry(d); err == nil {
+				ev, ok = Decode(e)
+			}
+		}
 		if err != nil {
 			m.skipped.Add(1)
 			m.lg.Error("monitor: an audit entry could not be read; skipped", "index", idx, "err", err)
 			m.model.Position = idx
 			continue
 		}
-		ev, ok := Decode(e)
 		if !ok {
 			m.model.Position = idx
 			continue

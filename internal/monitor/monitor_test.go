@@ -239,3 +239,30 @@ func TestLearningEndsWithoutSignals(t *testing.T) {
 		t.Fatalf("after its decisions to learn from: %+v", r)
 	}
 }
+
+// An entry whose recorded input has another shape than the model reads
+// (a redact path that replaced the roles) is still read, without its
+// input, not skipped.
+func TestMonitorReadsAnEntryOfAnotherShape(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	m := e.monitor(t, false)
+	var last int64
+	for i := range 10 {
+		e.clock.Add(int64(time.Second))
+		idx, err := e.log.Append(context.Background(), &audit.Entry{Kind: audit.KindDecision, Time: e.now(), Agent: agent,
+			Action: "tools/call", Resource: json.RawMessage(`{"id":"payments/transfer","kind":"mcp.tool"}`), Outcome: "deny",
+			Reasons: []string{"warden.not_allowed"}, Input: json.RawMessage(`{"agent":{"roles":"[redacted]"}}`), DecisionID: fmt.Sprint("dec_", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = idx
+	}
+	waitFor(t, "the monitor to read the denials", func() bool { return m.Stats().Position >= last })
+	if s := m.Stats(); s.Skipped != 0 {
+		t.Fatalf("%d entries skipped", s.Skipped)
+	}
+	if r := m.Risk(agent); !slices.Contains(r.Signals, monitor.SignalDenyBurst) {
+		t.Fatalf("risk %+v: the denials were not read", r)
+	}
+}
