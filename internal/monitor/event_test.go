@@ -116,9 +116,9 @@ func BenchmarkDecodeEntry(b *testing.B) {
 		"args": map[string]any{"text": "hello"}, "resource": map[string]any{"id": "bench__echo", "kind": "mcp.tool",
 			"attributes": map[string]any{"upstream": "bench", "trust": "trusted"}},
 		"context": map[string]any{"time": "2026-12-05T10:00:00Z", "source": map[string]any{"ip": "127.0.0.1", "region": ""},
-			"risk": map[string]any{"score": 0, "level": "low", "signals": []any{}, "learning": true, "stale": false},
+			"risk":    map[string]any{"score": 0, "level": "low", "signals": []any{}, "learning": true, "stale": false},
 			"session": map[string]any{"id": "s-1", "task": "", "taints": []any{}, "taint_sources": []any{}},
-			"grants": []any{}, "delegation": []any{}, "approvals": []any{},
+			"grants":  []any{}, "delegation": []any{}, "approvals": []any{},
 			"provenance": map[string]any{"known": true, "untrusted": []any{}, "unknown": []any{"text"}, "arguments": 1, "read_untrusted": false, "forgotten": false}}}
 	raw, _ := audit.AppendCanonical(nil, in)
 	e := audit.Entry{Kind: audit.KindDecision, Action: "tools/call", Outcome: "allow", Agent: "ai-agent://prod/bench/agent", Reasons: []string{},
