@@ -89,3 +89,23 @@ func TestCheckKeysManyNames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheckKeys is the check on a tool call's arguments, by the
+// token-based reference and by the scanner.
+func BenchmarkCheckKeys(b *testing.B) {
+	raw := []byte(`{"to":"alice@example.com","subject":"Quarterly report","body":"Please find the figures attached.",` +
+		`"cc":["bob@example.com","carol@example.com"],"options":{"priority":"high","receipt":true,"retries":3}}`)
+	for _, c := range []struct {
+		name  string
+		check func([]byte) error
+	}{{"tokens", refCheckKeys}, {"scanner", CheckKeys}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if c.check(raw) != nil {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
