@@ -86,23 +86,32 @@ func (k *keyScanner) array(depth int) (bool, error) {
 		return true, nil
 	}
 	for {
-		if ok, err := k.value(depth + 1); err != nil || !ok {
+		if more, ok, err := k.next(depth, ']'); err != nil || !ok || !more {
 			return ok, err
 		}
-		k.space()
-		if k.i >= len(k.b) {
-			return false, nil
-		}
-		switch k.b[k.i] {
-		case ',':
-			k.i++
-		case ']':
-			k.i++
-			return true, nil
-		default:
-			return false, nil
-		}
 	}
+}
+
+// next reads a value inside an array or object, then what follows it: a
+// comma (more is true) or the container's end, close. ok is false when the
+// JSON is broken.
+func (k *keyScanner) next(depth int, close byte) (more, ok bool, err error) {
+	if ok, err := k.value(depth + 1); err != nil || !ok {
+		return false, ok, err
+	}
+	k.space()
+	if k.i >= len(k.b) {
+		return false, false, nil
+	}
+	switch k.b[k.i] {
+	case ',':
+		k.i++
+		return true, true, nil
+	case close:
+		k.i++
+		return false, true, nil
+	}
+	return false, false, nil
 }
 
 func (k *keyScanner) object(depth int) (bool, error) {
@@ -157,21 +166,8 @@ func (k *keyScanner) object(depth int) (bool, error) {
 			return false, nil
 		}
 		k.i++
-		if ok, err := k.value(depth + 1); err != nil || !ok {
+		if more, ok, err := k.next(depth, '}'); err != nil || !ok || !more {
 			return ok, err
-		}
-		k.space()
-		if k.i >= len(k.b) {
-			return false, nil
-		}
-		switch k.b[k.i] {
-		case ',':
-			k.i++
-		case '}':
-			k.i++
-			return true, nil
-		default:
-			return false, nil
 		}
 	}
 }
