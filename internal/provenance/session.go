@@ -204,16 +204,15 @@ func join(path, k string) string {
 }
 
 // Store holds the sessions of many agents, each in each task, bounded: the
-// least recently used goes first, a session unused for IdleAfter goes, and
-// so, at the store's sweeps, do the sessions of agents that can no longer
-// act (ForgetAgents). A session forgotten is fail-safe: the values of its
-// reads are then read nowhere (unknown), which the guardrails treat as an
-// untrusted target once the agent is tainted, and taints are kept apart.
+// least recently used goes first, and, at the store's sweeps, so do the
+// sessions of agents that can no longer act (ForgetAgents). A session is
+// not forgotten for being idle: an injected agent that waited would find
+// its untrusted reads' values read nowhere (unknown), which the guardrails
+// refuse as a target only while the agent is tainted, and taints end.
 type Store struct {
 	mu       sync.Mutex
 	max      int
 	maxReads int
-	idle     time.Duration
 	now      func() time.Time
 	gone     func(agent string) bool
 	swept    time.Time
@@ -224,16 +223,10 @@ type Store struct {
 type entry struct {
 	key, agent string
 	s          *Session
-	used       time.Time
 }
 
-// IdleAfter is how long a session is kept after its agent last used it
-// (read, or acted with arguments). sweepEvery is how often the store asks
-// which agents can no longer act.
-const (
-	IdleAfter  = time.Hour
-	sweepEvery = time.Minute
-)
+// sweepEvery is how often the store asks which agents can no longer act.
+const sweepEvery = time.Minute
 
 // NewStore keeps at most maxSessions sessions of at most maxReads reads.
 func NewStore(maxSessions, maxReads int) *Store {
@@ -243,7 +236,7 @@ func NewStore(maxSessions, maxReads int) *Store {
 	if maxReads <= 0 {
 		maxReads = MaxReads
 	}
-	return &Store{max: maxSessions, maxReads: maxReads, idle: IdleAfter, now: time.Now, lru: list.New(), m: map[string]*list.Element{}}
+	return &Store{max: maxSessions, maxReads: maxReads, now: time.Now, lru: list.New(), m: map[string]*list.Element{}}
 }
 
 // ForgetAgents makes the store drop, about once a minute, the sessions of
@@ -264,26 +257,21 @@ func (st *Store) Session(agent, task string) *Session {
 	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.expire(now)
+	st.sweep(now)
 	if e, ok := st.m[key]; ok {
 		st.lru.MoveToFront(e)
-		e.Value.(*entry).used = now
 		return e.Value.(*entry).s
 	}
 	if st.lru.Len() >= st.max {
 		st.remove(st.lru.Back())
 	}
 	s := newSession(st.maxReads)
-	st.m[key] = st.lru.PushFront(&entry{key: key, agent: agent, s: s, used: now})
+	st.m[key] = st.lru.PushFront(&entry{key: key, agent: agent, s: s})
 	return s
 }
 
-// expire drops the sessions idle too long (the least recently used are at
-// the back) and, when a sweep is due, those of agents that are gone.
-func (st *Store) expire(now time.Time) {
-	for e := st.lru.Back(); e != nil && now.Sub(e.Value.(*entry).used) > st.idle; e = st.lru.Back() {
-		st.remove(e)
-	}
+// sweep drops, when a sweep is due, the sessions of agents that are gone.
+func (st *Store) sweep(now time.Time) {
 	if st.gone == nil || now.Sub(st.swept) < sweepEvery {
 		return
 	}

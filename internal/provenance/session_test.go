@@ -68,38 +68,33 @@ func TestBounds(t *testing.T) {
 	}
 }
 
-// A session unused for IdleAfter is forgotten; one in use is not, however
-// old; and the sessions of agents that can no longer act go at the next
-// sweep, every task of theirs.
-func TestIdleAndGoneAgentsAreForgotten(t *testing.T) {
+// The sessions of agents that can no longer act go at the next sweep,
+// every task of theirs; a session idle for days stays: forgetting it would
+// make an injected agent's untrusted values unknown once it waited.
+func TestGoneAgentsAreForgottenIdleOnesKept(t *testing.T) {
 	st := NewStore(0, 0)
 	now := time.Unix(1_800_000_000, 0)
 	st.now = func() time.Time { return now }
 	gone := map[string]bool{}
 	st.ForgetAgents(func(agent string) bool { return gone[agent] })
-	busy, idle := st.Session("busy", ""), st.Session("idle", "")
+	idle := st.Session("idle", "")
 	idle.Record(Read{Upstream: "web", Trust: Untrusted, AuditIndex: 1}, "x@evil.example", nil)
-	for range 7 {
-		now = now.Add(10 * time.Minute)
-		if st.Session("busy", "") != busy {
-			t.Fatal("a session in use was forgotten")
-		}
-	}
-	if st.Len() != 1 || st.Session("idle", "") == idle {
-		t.Fatalf("a session idle for 70 minutes was kept (%d sessions)", st.Len())
+	now = now.Add(72 * time.Hour)
+	if st.Session("idle", "") != idle {
+		t.Fatal("a session idle for three days was forgotten")
 	}
 	st.Session("leaver", "")
 	st.Session("leaver", "task-1")
 	gone["leaver"] = true
 	now = now.Add(30 * time.Second)
-	st.Session("busy", "")
-	if st.Len() != 4 {
-		t.Fatalf("%d sessions before the next sweep, want 4", st.Len())
+	st.Session("idle", "")
+	if st.Len() != 3 {
+		t.Fatalf("%d sessions before the next sweep, want 3", st.Len())
 	}
 	now = now.Add(sweepEvery)
-	st.Session("busy", "")
-	if st.Len() != 2 {
-		t.Fatalf("%d sessions after the sweep, want busy and idle's new one", st.Len())
+	st.Session("idle", "")
+	if st.Len() != 1 {
+		t.Fatalf("%d sessions after the sweep, want the idle agent's alone", st.Len())
 	}
 }
 
