@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"filippo.io/edwards25519"
+
 	"github.com/warden-run/warden/internal/wire"
 )
 
@@ -33,6 +35,10 @@ var b64 = base64.RawURLEncoding.Strict()
 // readProof checks that proof is a compact JWS of type typ (in any case)
 // signed with EdDSA by the key in its header, and returns its parts.
 func readProof(proof, typ string) (*proofJWS, error) {
+	// Base64 decoding skips line breaks: a proof has one spelling.
+	if strings.ContainsAny(proof, "\r\n") {
+		return nil, fmt.Errorf("%w: a line break in a compact JWS", ErrMalformed)
+	}
 	h, rest, ok1 := strings.Cut(proof, ".")
 	p, s, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || h == "" || p == "" || s == "" || strings.Contains(s, ".") {
@@ -100,7 +106,22 @@ func proofKey(raw json.RawMessage) (ed25519.PublicKey, error) {
 	if err != nil || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("%w: the header jwk's x is not a base64url Ed25519 public key", ErrMalformed)
 	}
+	if lowOrder(pub) {
+		return nil, fmt.Errorf("%w: the header jwk's x is a low-order point, which verifies signatures nobody made", ErrMalformed)
+	}
 	return ed25519.PublicKey(pub), nil
+}
+
+// lowOrder says whether pub is not a point of the curve, or one that eight
+// times itself is the identity: with such a key, a signature of the
+// identity's encoding and zero verifies for any message (go-jose refuses
+// these keys too, Go's ed25519.Verify does not).
+func lowOrder(pub []byte) bool {
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil {
+		return true
+	}
+	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
 }
 
 // stringMember sets *v to obj[name] when it is a JSON string, "" when

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -50,6 +51,11 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 		{"alg and ALG", sign(`{"ALG":"none","alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, payload), false},
 		{"jwk twice", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"AAAA"},"jwk":`+jwk+`}`, payload), false},
 		{"private key in the jwk", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"`+x+`","d":"`+enc(priv.Seed())+`"}}`, payload), false},
+		{"a low-order key, with the signature it takes for any message", lowOrderForgery(payload), false},
+		{"another low-order key, not in canonical form", func() string {
+			h := `{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc(append([]byte{0xee}, bytes.Repeat([]byte{0xff}, 31)...)) + `"}}`
+			return enc([]byte(h)) + "." + enc([]byte(payload)) + "." + enc(make([]byte, 64))
+		}(), false},
 		{"an X25519 key", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"X25519","x":"`+x+`"}}`, payload), false},
 		{"a short x", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"`+x[:40]+`"}}`, payload), false},
 		{"x not a string", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":1}}`, payload), false},
@@ -69,6 +75,11 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 			return good[:len(good)-1] + string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[i^1])
 		}(), false},
 		{"standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(good), false},
+		{"a line break in the header, signed so", func() string {
+			h := enc([]byte(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":` + jwk + `}`))
+			in := h[:10] + "\r\n" + h[10:] + "." + enc([]byte(payload))
+			return in + "." + enc(ed25519.Sign(priv, []byte(in)))
+		}(), false},
 		{"four parts", good + ".x", false},
 		{"JSON serialization", `{"payload":"` + enc([]byte(payload)) + `","signatures":[]}`, false},
 		{"header not an object", sign(`["alg","EdDSA"]`, payload), false},
@@ -99,5 +110,29 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 		if err != nil || string(body) != string(got.payload) {
 			t.Fatalf("%s: go-jose verifies %q (%v), the reader gave %q", c.name, body, err, got.payload)
 		}
+	}
+}
+
+// lowOrderForgery is a proof "signed" by the identity point as its key:
+// R the identity's encoding, S zero. [S]B = R + [k]A holds for any message
+// when A and R are the identity, so Go's ed25519.Verify accepts it.
+func lowOrderForgery(payload string) string {
+	identity := append([]byte{1}, make([]byte, 31)...)
+	enc := base64.RawURLEncoding.EncodeToString
+	h := `{"alg":"EdDSA","typ":"dpop+jwt","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc(identity) + `"}}`
+	in := enc([]byte(h)) + "." + enc([]byte(payload))
+	return in + "." + enc(append(identity, make([]byte, 32)...))
+}
+
+// TestLowOrderForgeryVerifies: the forgery above is one: without the
+// reader's check, Go's verifier accepts it (so the test case refusing it
+// proves the check).
+func TestLowOrderForgeryVerifies(t *testing.T) {
+	p := lowOrderForgery(`{"jti":"x"}`)
+	parts := strings.Split(p, ".")
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	key := append([]byte{1}, make([]byte, 31)...)
+	if !ed25519.Verify(key, []byte(parts[0]+"."+parts[1]), sig) {
+		t.Fatal("Go's verifier refuses the low-order forgery: the refusal test proves nothing")
 	}
 }

@@ -245,7 +245,9 @@ type recordedInput struct {
 	Agent struct {
 		Roles []string `json:"roles"`
 	} `json:"agent"`
-	Args     map[string]json.RawMessage `json:"args"`
+	// Args is an object, or the string an omitted one is recorded as
+	// (arguments over the record's limit): the agent chooses which.
+	Args     json.RawMessage `json:"args"`
 	Resource struct {
 		Attributes map[string]any `json:"attributes"`
 	} `json:"resource"`
@@ -275,8 +277,11 @@ func fromInput(ev *Event, in *recordedInput) {
 	}
 	ev.SourceIP, ev.Region = in.Context.Source.IP, in.Context.Source.Region
 	ev.Taints = in.Context.Session.Taints
-	for k := range in.Args {
-		ev.ArgKeys = append(ev.ArgKeys, k)
+	var args map[string]json.RawMessage
+	if json.Unmarshal(in.Args, &args) == nil {
+		for k := range args {
+			ev.ArgKeys = append(ev.ArgKeys, k)
+		}
 	}
 	slices.Sort(ev.ArgKeys)
 	a := in.Resource.Attributes

@@ -99,9 +99,19 @@ func TestDecodeLeafIsDecode(t *testing.T) {
 			t.Errorf("entry %d: DecodeLeaf %+v %v %v, Decode %+v %v", i, got, ok, err, want, wantOK)
 		}
 	}
+	// Arguments over the record's limit are recorded as a string: the rest
+	// of the input is still read (an agent must not hide its source, roles
+	// or taints by sending 64 KB).
 	e := audit.Entry{Kind: audit.KindDecision, Action: "tools/call", Outcome: "allow", Agent: a, Time: at,
-		Input: json.RawMessage(`{"agent":{"roles":"[redacted]"}}`)}
+		Input: json.RawMessage(`{"agent":{"roles":["trader"]},"args":"[omitted: 70000 bytes, sha256:00]","context":{"source":{"ip":"10.1.2.3"},"session":{"taints":["t"]}}}`)}
 	leaf, _ := e.Canonical()
+	ev, ok, err := monitor.DecodeLeaf(leaf)
+	if err != nil || !ok || ev.SourceIP != "10.1.2.3" || len(ev.Roles) != 1 || len(ev.Taints) != 1 || len(ev.ArgKeys) != 0 {
+		t.Errorf("omitted arguments: %+v %v %v", ev, ok, err)
+	}
+	e = audit.Entry{Kind: audit.KindDecision, Action: "tools/call", Outcome: "allow", Agent: a, Time: at,
+		Input: json.RawMessage(`{"agent":{"roles":"[redacted]"}}`)}
+	leaf, _ = e.Canonical()
 	if _, _, err := monitor.DecodeLeaf(leaf); err == nil {
 		t.Error("an input of another shape was read")
 	}
