@@ -201,7 +201,10 @@ func (k *keyScanner) str() (string, bool) {
 
 // fold is s with each letter replaced by the smallest of its case
 // variants: two strings fold alike when strings.EqualFold says they are
-// equal.
+// equal, or when they are equal once lowered and raised again, as parsers
+// that compare names by their upper or lower case see them (the dotless
+// ı raises to I, the dotted İ lowers to i; neither folds so in Unicode's
+// simple case folding).
 func fold(s string) string {
 	ascii := true
 	for i := 0; i < len(s) && ascii; i++ {
@@ -215,6 +218,7 @@ func fold(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for _, r := range s {
+		r = unicode.ToUpper(unicode.ToLower(r))
 		low := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
 			low = min(low, f)
