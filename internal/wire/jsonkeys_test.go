@@ -17,11 +17,11 @@ func TestCheckKeys(t *testing.T) {
 		{`{"to":"x","To":"y"}`, `"to" and "To" differ only in case`},
 		{`{"m":[1,{"k":{"id":1,"ID":2}}]}`, `"id" and "ID"`},
 		{`{"a":{"x":1},"A":{"x":1}}`, `"a" and "A"`},
-		{"{\"k\":1,\"\u212a\":2}", "differ only in case"}, // the Kelvin sign folds to k
+		{"{\"k\":1,\"\u212a\":2}", "differ only in case"},       // the Kelvin sign folds to k
 		{"{\"file\":1,\"f\u0131le\":2}", "differ only in case"}, // the dotless ı raises to I
-		{"{\"id\":1,\"\u0130d\":2}", "differ only in case"},   // the dotted İ lowers to i
-		{"{\"\u00df\":1,\"ss\":2}", ""},                        // ß is not ss in simple folding
-		{`{"a":1} {"a":2}`, ""},                           // two values: each is its own
+		{"{\"id\":1,\"\u0130d\":2}", "differ only in case"},     // the dotted İ lowers to i
+		{"{\"\u00df\":1,\"ss\":2}", ""},                         // ß is not ss in simple folding
+		{`{"a":1} {"a":2}`, ""},                                 // two values: each is its own
 		{strings.Repeat("[", 10001) + strings.Repeat("]", 10001), "nested too deeply"},
 		{`{"a":`, ""}, // broken: decoding refuses it
 	} {
