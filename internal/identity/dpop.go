@@ -55,6 +55,7 @@ type DPoPVerifier struct {
 	perKey       *keyedLimiter
 	keyHash      keyHasher
 	refusals     *sampledLog
+	headers      *headerMemo
 	rateRefused  atomic.Uint64
 }
 
@@ -88,6 +89,10 @@ type DPoPProof struct {
 
 const maxProofLen = 8 << 10
 
+// proofHeaderMemo is how many proof headers (clients' keys) a verifier
+// keeps read: at most about 700 KB.
+const proofHeaderMemo = 1024
+
 // NewDPoPVerifier makes a verifier with its own replay memory.
 func NewDPoPVerifier(cfg DPoPConfig) *DPoPVerifier {
 	if cfg.MaxAge <= 0 {
@@ -104,7 +109,8 @@ func NewDPoPVerifier(cfg DPoPConfig) *DPoPVerifier {
 	}
 	return &DPoPVerifier{maxAge: cfg.MaxAge, skew: cfg.ClockSkew, now: orNow(cfg.Now),
 		replay: NewReplayCache(cfg.ReplayCacheSize), perKey: newKeyedLimiter(cfg.ProofsPerKey, 1<<16), keyHash: newKeyHasher(),
-		refusals: newSampledLog(orDiscard(cfg.Logger), "DPoP proof refused", 10*time.Second, 5)}
+		refusals: newSampledLog(orDiscard(cfg.Logger), "DPoP proof refused", 10*time.Second, 5),
+		headers:  newHeaderMemo(proofHeaderMemo)}
 }
 
 // Stats returns the verifier's figures.
@@ -162,7 +168,7 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 	if len(proof) > maxProofLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrDPoP, maxProofLen)
 	}
-	jws, err := readProof(proof, "dpop+jwt")
+	jws, err := readProof(proof, "dpop+jwt", d.headers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDPoP, err)
 	}
@@ -173,7 +179,7 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 	if err := dec.Decode(&cl); err != nil {
 		return nil, fmt.Errorf("%w: claims are not a JSON object", ErrDPoP)
 	}
-	jkt := Thumbprint(pub)
+	jkt := jws.jkt
 	if c.JKT != "" && subtle.ConstantTimeCompare([]byte(jkt), []byte(c.JKT)) != 1 {
 		return nil, ErrDPoPKeyMismatch
 	}

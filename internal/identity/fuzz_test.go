@@ -54,7 +54,14 @@ func FuzzDPoPProof(f *testing.F) {
 	f.Add(proof(f, priv, "POST", "https://pep.test/x", "tok", now, "seed-1"))
 	f.Add("a.b.c")
 	f.Add("")
+	memo := newHeaderMemo(64)
 	f.Fuzz(func(t *testing.T, p string) {
+		// A memo of headers shared by every input changes no answer.
+		alone, err1 := readProof(p, "dpop+jwt", nil)
+		shared, err2 := readProof(p, "dpop+jwt", memo)
+		if (err1 == nil) != (err2 == nil) || err1 == nil && (!alone.key.Equal(shared.key) || alone.jkt != shared.jkt) {
+			t.Fatalf("read alone %v (%v), with the memo %v (%v)", alone, err1, shared, err2)
+		}
 		d := NewDPoPVerifier(DPoPConfig{Now: clk.Now})
 		got, err := d.Verify(p, DPoPCheck{Method: "POST", URL: "https://pep.test/x", AccessToken: "tok"})
 		if err != nil {

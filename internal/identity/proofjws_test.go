@@ -86,10 +86,30 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 		{"header null", sign(`null`, payload), false},
 		{"empty payload", sign(`{"alg":"EdDSA","typ":"dpop+jwt","jwk":`+jwk+`}`, ""), false},
 	}
-	for _, c := range cases {
-		got, err := readProof(c.proof, "dpop+jwt")
+	// Each case read alone, then all of them through one memo of headers,
+	// twice: a header read before (the good proof's, for the proofs signed
+	// by another key or with another payload) changes no answer.
+	memo := newHeaderMemo(proofHeaderMemo)
+	var all []struct {
+		name   string
+		proof  string
+		accept bool
+		memo   *headerMemo
+	}
+	for _, m := range []*headerMemo{nil, memo, memo} {
+		for _, c := range cases {
+			all = append(all, struct {
+				name   string
+				proof  string
+				accept bool
+				memo   *headerMemo
+			}{c.name, c.proof, c.accept, m})
+		}
+	}
+	for _, c := range all {
+		got, err := readProof(c.proof, "dpop+jwt", c.memo)
 		if (err == nil) != c.accept {
-			t.Errorf("%s: accepted %v (%v), want %v", c.name, err == nil, err, c.accept)
+			t.Errorf("%s (memo %v): accepted %v (%v), want %v", c.name, c.memo != nil, err == nil, err, c.accept)
 			continue
 		}
 		if err != nil {
@@ -103,7 +123,7 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 			t.Fatalf("%s: go-jose cannot parse what was accepted: %v", c.name, err)
 		}
 		k := jws.Signatures[0].Protected.JSONWebKey
-		if k == nil || !pub.Equal(k.Key) || !got.key.Equal(pub) {
+		if k == nil || !pub.Equal(k.Key) || !got.key.Equal(pub) || got.jkt != Thumbprint(pub) {
 			t.Fatalf("%s: the keys differ: %v and %v", c.name, got.key, k)
 		}
 		body, err := jws.Verify(got.key)
@@ -134,5 +154,49 @@ func TestLowOrderForgeryVerifies(t *testing.T) {
 	key := append([]byte{1}, make([]byte, 31)...)
 	if !ed25519.Verify(key, []byte(parts[0]+"."+parts[1]), sig) {
 		t.Fatal("Go's verifier refuses the low-order forgery: the refusal test proves nothing")
+	}
+}
+
+func TestHeaderMemo(t *testing.T) {
+	pub, priv := GenerateKey()
+	enc := base64.RawURLEncoding.EncodeToString
+	header := func(typ string) string {
+		return enc([]byte(`{"alg":"EdDSA","typ":"` + typ + `","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc(pub) + `"}}`))
+	}
+	sign := func(h string) string {
+		in := h + "." + enc([]byte(`{}`))
+		return in + "." + enc(ed25519.Sign(priv, []byte(in)))
+	}
+	m := newHeaderMemo(2)
+	if _, err := readProof(sign(header("dpop+jwt")), "dpop+jwt", m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.get(header("dpop+jwt"), "dpop+jwt"); !ok {
+		t.Fatal("a header read without fault is not kept")
+	}
+	// Kept for one type, the header is read again for another.
+	if _, err := readProof(sign(header("dpop+jwt")), "jwt", m); err == nil {
+		t.Fatal("a header kept as a dpop+jwt's was taken for another type")
+	}
+	if _, err := readProof(sign(header("JWT")), "dpop+jwt", m); err == nil {
+		t.Fatal("a typ JWT header was accepted")
+	}
+	if _, ok := m.get(header("JWT"), "dpop+jwt"); ok {
+		t.Fatal("a header refused was kept")
+	}
+	for _, typ := range []string{"DPoP+JWT", "DPOP+JWT", "dPoP+jwt"} {
+		if _, err := readProof(sign(header(typ)), "dpop+jwt", m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.m) > 2 {
+			t.Fatalf("the memo holds %d headers, more than its 2", len(m.m))
+		}
+	}
+	long := enc([]byte(`{"alg":"EdDSA","typ":"dpop+jwt","kid":"` + strings.Repeat("k", maxMemoHeader) + `","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc(pub) + `"}}`))
+	if _, err := readProof(sign(long), "dpop+jwt", m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.get(long, "dpop+jwt"); ok {
+		t.Fatal("a header longer than the memo's limit was kept")
 	}
 }
