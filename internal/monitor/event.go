@@ -130,6 +130,14 @@ func Decode(e *audit.Entry) (Event, bool) {
 // then Decode, would read the input twice more). err is for bytes that
 // are not an entry.
 func DecodeLeaf(b []byte) (ev Event, ok bool, err error) {
+	if ev, ok, err := scanLeaf(b); err == nil {
+		return ev, ok, nil
+	}
+	return decodeLeaf(b)
+}
+
+// decodeLeaf is DecodeLeaf by encoding/json.
+func decodeLeaf(b []byte) (ev Event, ok bool, err error) {
 	var l struct {
 		audit.Entry
 		// These two hide the entry's own, as JSON's.
@@ -247,7 +255,12 @@ type recordedInput struct {
 	} `json:"agent"`
 	// Args is an object, or the string an omitted one is recorded as
 	// (arguments over the record's limit): the agent chooses which.
-	Args     json.RawMessage `json:"args"`
+	Args json.RawMessage `json:"args"`
+	// argKeys are Args' names, sorted, when argsRead (scanLeaf reads them
+	// and leaves Args empty).
+	argKeys  []string
+	argsRead bool
+
 	Resource struct {
 		Attributes map[string]any `json:"attributes"`
 	} `json:"resource"`
@@ -277,13 +290,19 @@ func fromInput(ev *Event, in *recordedInput) {
 	}
 	ev.SourceIP, ev.Region = in.Context.Source.IP, in.Context.Source.Region
 	ev.Taints = in.Context.Session.Taints
-	var args map[string]json.RawMessage
-	if json.Unmarshal(in.Args, &args) == nil {
-		for k := range args {
-			ev.ArgKeys = append(ev.ArgKeys, k)
+	if in.argsRead {
+		if len(in.argKeys) > 0 {
+			ev.ArgKeys = in.argKeys
 		}
+	} else {
+		var args map[string]json.RawMessage
+		if json.Unmarshal(in.Args, &args) == nil {
+			for k := range args {
+				ev.ArgKeys = append(ev.ArgKeys, k)
+			}
+		}
+		slices.Sort(ev.ArgKeys)
 	}
-	slices.Sort(ev.ArgKeys)
 	a := in.Resource.Attributes
 	ev.Egress = a["egress"] == true || a["external"] == true
 	ev.ResourceDomain, _ = a["trust_domain"].(string)
