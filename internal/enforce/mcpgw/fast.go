@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/warden-run/warden/internal/enforce"
+	"github.com/warden-run/warden/internal/jsonscan"
 )
 
 // The gateway answers the request agents send most, tools/call, without
@@ -152,6 +153,89 @@ func (m *newProtocolMeta) sessionless(version string) bool {
 // request that selects the sessionless protocol in its _meta, or that asks
 // for progress, which needs an event stream) is not one.
 func parseCall(body []byte) (rpcCall, bool) {
+	if call, ok, err := scanCall(body); err == nil {
+		return call, ok
+	}
+	return parseCallJSON(body)
+}
+
+// scanCall is parseCall in one pass over the body (jsonscan). It gives up
+// (jsonscan.ErrGiveUp) on a member named twice, which encoding/json reads
+// as the last, and on a value of a type parseCallJSON would refuse; both
+// then read the body as parseCallJSON does (FuzzParseCall).
+func scanCall(body []byte) (call rpcCall, ok bool, err error) {
+	s := jsonscan.New(body)
+	var version, method string
+	var params bool
+	err = s.Members([]string{"jsonrpc", "method", "id", "params"}, func(i int) (err error) {
+		switch i {
+		case 0:
+			version, err = s.Str()
+		case 1:
+			method, err = s.Str()
+		case 2:
+			call.id, err = s.Raw()
+		default:
+			params = s.Next() == '{'
+			err = s.Members([]string{"name", "arguments", "_meta"}, func(i int) (err error) {
+				switch i {
+				case 0:
+					call.name, err = s.Str()
+				case 1:
+					call.args, err = s.Raw()
+				default:
+					call.meta, call.progress, err = scanMeta(s)
+				}
+				return err
+			})
+		}
+		return err
+	})
+	if err != nil || !s.End() {
+		return rpcCall{}, false, jsonscan.ErrGiveUp
+	}
+	id := call.id
+	if version != "2.0" || method != "tools/call" || !params || call.name == "" ||
+		len(id) == 0 || (id[0] != '"' && id[0] != '-' && (id[0] < '0' || id[0] > '9')) {
+		return rpcCall{}, false, nil
+	}
+	return call, true, nil
+}
+
+// scanMeta reads a tools/call's _meta as parseCallJSON does: what it says
+// of the sessionless protocol, and whether it asks for progress.
+func scanMeta(s *jsonscan.Scanner) (meta *newProtocolMeta, progress bool, err error) {
+	var version string
+	var has [3]bool
+	okVersion, okCaps, okInfo := true, false, false
+	err = s.Members([]string{"progressToken", mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientCapabilities, mcp.MetaKeyClientInfo},
+		func(i int) (err error) {
+			if i == 0 {
+				progress = true
+				return s.Skip()
+			}
+			has[i-1] = true
+			switch c := s.Next(); {
+			case i == 1 && (c == '"' || c == 'n'):
+				version, err = s.Str()
+				return err
+			case i == 1:
+				okVersion = false
+			case i == 2:
+				okCaps = c == '{'
+			default:
+				okInfo = c == '{'
+			}
+			return s.Skip()
+		})
+	if err != nil || !has[0] {
+		return nil, progress, err
+	}
+	return &newProtocolMeta{version: version, valid: okVersion && has[1] && okCaps && (!has[2] || okInfo)}, progress, nil
+}
+
+// parseCallJSON is parseCall by encoding/json.
+func parseCallJSON(body []byte) (rpcCall, bool) {
 	var msg map[string]json.RawMessage
 	if json.Unmarshal(body, &msg) != nil || msg == nil {
 		return rpcCall{}, false

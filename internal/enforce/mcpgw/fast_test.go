@@ -251,6 +251,33 @@ func TestFastPathConcurrent(t *testing.T) {
 	}
 }
 
+// The fast path reads a tools/call as clients send it in one pass, and
+// gives up only where encoding/json might read it otherwise.
+func TestParseCallScans(t *testing.T) {
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"x":1}}}`,
+		`{"method":"tools/call","params":{"_meta":{"progressToken":"p"},"name":"a__b"},"jsonrpc":"2.0","id":"7"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+			`"io.modelcontextprotocol/clientCapabilities":{}}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}`,
+	} {
+		if scanned, same := mcpgw.ParseCallBothWays([]byte(body)); !scanned || !same {
+			t.Errorf("%s: scanned %v, read as encoding/json reads it %v", body, scanned, same)
+		}
+	}
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"},"params":{"name":"c__d"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","name":"c__d"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":7}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"}} x`,
+	} {
+		if scanned, _ := mcpgw.ParseCallBothWays([]byte(body)); scanned {
+			t.Errorf("%s: scanned", body)
+		}
+	}
+}
+
 // Whatever the body, parseCall does not panic, and what it takes is a
 // JSON-RPC 2.0 tools/call with an id and a tool name.
 func FuzzParseCall(f *testing.F) {
@@ -260,10 +287,30 @@ func FuzzParseCall(f *testing.F) {
 		`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"}}]`,
 		`{"jsonrpc":"2.0","method":"tools/call","params":{"name":"a__b"}}`,
 		`{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":""}}`,
+		` { "jsonrpc" : "2.0" , "id" : -7 , "method" : "tools/call" , "params" : { "arguments" : { "a" : [ 1 ] } , "name" : "a\u005f_b" } } `,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+			`"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":7,` +
+			`"io.modelcontextprotocol/clientCapabilities":null,"io.modelcontextprotocol/clientInfo":[]}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b"},"params":{"name":"c__d"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","arguments":{"x":1},"arguments":null}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+			`"io.modelcontextprotocol/clientCapabilities":null}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":null,` +
+			`"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":"c"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",` +
+			`"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":[]}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a__b","_meta":{"io.modelcontextprotocol/protocolVersion":null,` +
+			`"io.modelcontextprotocol/clientCapabilities":{}}}}`,
+		`null`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":null}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if _, same := mcpgw.ParseCallBothWays(body); !same {
+			t.Fatalf("%s: the scanner and encoding/json read it otherwise", body)
+		}
 		id, name, ok := mcpgw.ParseCall(body)
 		if !ok {
 			return
