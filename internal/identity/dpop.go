@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/warden-run/warden/internal/jsonscan"
 )
 
 // DPoPConfig configures a DPoPVerifier.
@@ -128,6 +131,51 @@ type dpopClaims struct {
 	Nonce json.RawMessage `json:"nonce"`
 }
 
+// readClaims reads a proof's claims in one pass (jsonscan), or, where the
+// scanner gives up, as json.Decoder reads them.
+func readClaims(payload []byte) (dpopClaims, error) {
+	if cl, err := scanClaims(payload); err == nil {
+		return cl, nil
+	}
+	var cl dpopClaims
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	return cl, dec.Decode(&cl)
+}
+
+// scanClaims is readClaims' one pass; it gives up (jsonscan.ErrGiveUp)
+// where json.Decoder might read the claims otherwise.
+func scanClaims(payload []byte) (dpopClaims, error) {
+	var cl dpopClaims
+	s := jsonscan.New(payload)
+	err := s.Fields([]string{"jti", "htm", "htu", "iat", "ath", "nonce"}, func(i int) (err error) {
+		switch i {
+		case 0:
+			cl.JTI, err = s.Str()
+		case 1:
+			cl.HTM, err = s.Str()
+		case 2:
+			cl.HTU, err = s.Str()
+		case 3:
+			if c := s.Next(); c != '-' && (c < '0' || c > '9') {
+				return jsonscan.ErrGiveUp
+			}
+			var n []byte
+			n, err = s.Raw()
+			cl.IAT = json.Number(n)
+		case 4:
+			cl.ATH, err = s.Str()
+		default:
+			cl.Nonce, err = s.Raw()
+		}
+		return err
+	})
+	if err != nil || !s.End() {
+		return dpopClaims{}, jsonscan.ErrGiveUp
+	}
+	return cl, nil
+}
+
 // Verify checks proof against c and records its id, so the same proof is
 // refused next time. A refused proof is not recorded.
 func (d *DPoPVerifier) Verify(proof string, c DPoPCheck) (*DPoPProof, error) {
@@ -173,10 +221,8 @@ func (d *DPoPVerifier) check(proof string, c DPoPCheck) (*DPoPProof, error) {
 		return nil, fmt.Errorf("%w: %w", ErrDPoP, err)
 	}
 	pub, payload := jws.key, jws.payload
-	var cl dpopClaims
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
-	dec.UseNumber()
-	if err := dec.Decode(&cl); err != nil {
+	cl, err := readClaims(payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims are not a JSON object", ErrDPoP)
 	}
 	jkt := jws.jkt

@@ -1,6 +1,9 @@
 package identity
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +102,42 @@ func FuzzClientAssertion(f *testing.F) {
 			t.Fatalf("issued a token for an assertion the agent never signed: %q", s)
 		}
 	})
+}
+
+// A proof's claims are read in one pass as json.Decoder reads them.
+func FuzzDPoPClaims(f *testing.F) {
+	for _, c := range []string{
+		`{"jti":"j","htm":"POST","htu":"https://pep.test/x","iat":1800000000,"ath":"a"}`,
+		`{"jti":"j","iat":-1.5e3,"nonce":{"n":[1]}} `,
+		`{"JTI":"j","jti":"k"}`, `{"iat":"1800000000"}`, `{"jti":"a"}{"jti":"b"}`, `null`, `[]`, `{"htu":"\u0068ttps://x"}`,
+	} {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := readClaims(b)
+		var want dpopClaims
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		werr := dec.Decode(&want)
+		if (err == nil) != (werr == nil) || err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: read %+v (%v), json.Decoder %+v (%v)", b, got, err, want, werr)
+		}
+	})
+}
+
+// Claims as clients write them are read in one pass.
+func TestDPoPClaimsScanned(t *testing.T) {
+	for _, c := range []string{
+		`{"jti":"j","htm":"POST","htu":"https://pep.test/x","iat":1800000000,"ath":"a"}`,
+		`{"htu":"https://pep.test/x","iat":1800000000,"jti":"j","htm":"GET","nonce":"n"}`,
+	} {
+		if _, err := scanClaims([]byte(c)); err != nil {
+			t.Errorf("%s: %v", c, err)
+		}
+	}
+	for _, c := range []string{`{"JTI":"j"}`, `{"jti":"a","jti":"b"}`, `{"iat":"1"}`, `{"jti":"a"} x`} {
+		if _, err := scanClaims([]byte(c)); err == nil {
+			t.Errorf("%s: scanned", c)
+		}
+	}
 }
