@@ -262,7 +262,10 @@ type recordedInput struct {
 	argsRead bool
 
 	Resource struct {
-		Attributes map[string]any `json:"attributes"`
+		// Attributes are kept as JSON: any value an enforcement point
+		// sends (a number out of float64's range, say) reads, so that no
+		// attribute can hide the rest of the input from the model.
+		Attributes map[string]json.RawMessage `json:"attributes"`
 	} `json:"resource"`
 	Context struct {
 		Source struct {
@@ -304,8 +307,10 @@ func fromInput(ev *Event, in *recordedInput) {
 		slices.Sort(ev.ArgKeys)
 	}
 	a := in.Resource.Attributes
-	ev.Egress = a["egress"] == true || a["external"] == true
-	ev.ResourceDomain, _ = a["trust_domain"].(string)
+	ev.Egress = string(a["egress"]) == "true" || string(a["external"]) == "true"
+	if json.Unmarshal(a["trust_domain"], &ev.ResourceDomain) != nil {
+		ev.ResourceDomain = ""
+	}
 }
 
 // network is the address range a source is counted in: its /24 (IPv4) or

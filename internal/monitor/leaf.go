@@ -154,9 +154,8 @@ func args(s *jsonscan.Scanner, in *recordedInput) error {
 }
 
 // attributes reads the resource's attributes the model reads (egress,
-// external, trust_domain) into a map as encoding/json would make it,
-// their values as any: a map is read by exact names, and a name twice is
-// the later value.
+// external, trust_domain) as encoding/json reads them into a map of raw
+// values: by exact names, a name twice being the later value.
 func attributes(s *jsonscan.Scanner, in *recordedInput) error {
 	if s.Null() {
 		in.Resource.Attributes = nil
@@ -165,21 +164,14 @@ func attributes(s *jsonscan.Scanner, in *recordedInput) error {
 	if s.Next() != '{' {
 		return jsonscan.ErrGiveUp
 	}
-	a := map[string]any{}
+	a := map[string]json.RawMessage{}
 	in.Resource.Attributes = a
 	return s.Object(func(key []byte) error {
 		switch string(key) {
 		case "egress", "external", "trust_domain":
 			raw, err := s.Raw()
-			if err != nil {
-				return err
-			}
-			var v any
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return jsonscan.ErrGiveUp
-			}
-			a[string(key)] = v
-			return nil
+			a[string(key)] = raw
+			return err
 		}
 		return s.Skip()
 	})

@@ -101,12 +101,51 @@ func TestScanLeafGivesUp(t *testing.T) {
 	}
 }
 
+// No attribute an enforcement point sends hides the rest of a decision's
+// input from the model, live or rebuilt: a number out of float64's range
+// once made encoding/json drop the input (both readings), or the scanner
+// and encoding/json read one entry two ways.
+func TestAttributesHideNothing(t *testing.T) {
+	for _, attrs := range []string{`{"foo":1e400,"egress":true}`, `{"egress":1e400}`, `{"egress" : true ,"trust_domain":"partner","n":-1e999}`} {
+		e := audit.Entry{Kind: audit.KindDecision, Action: "tools/call", Outcome: "allow", Agent: "ai-agent://prod/a/b", Index: 3,
+			Time:  time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC),
+			Input: json.RawMessage(`{"agent":{"roles":["bench"]},"args":{"secret_key":1},"resource":{"attributes":` + attrs + `},"context":{"source":{"ip":"10.0.0.1"}}}`)}
+		leaf, err := e.Canonical()
+		if err != nil {
+			t.Fatal(err)
+		}
+		live, ok, err := DecodeLeaf(leaf)
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", attrs, ok, err)
+		}
+		stored, err := audit.DecodeEntry(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rebuilt, _ := Decode(stored)
+		slow, _, err := decodeLeaf(leaf)
+		if err != nil {
+			t.Fatalf("%s: encoding/json: %v", attrs, err)
+		}
+		for _, ev := range []Event{live, rebuilt, slow} {
+			if len(ev.Roles) != 1 || len(ev.ArgKeys) != 1 || ev.SourceIP != "10.0.0.1" || ev.Egress != strings.Contains(attrs, `true`) {
+				t.Errorf("%s: read %+v", attrs, ev)
+			}
+		}
+		if !reflect.DeepEqual(live, rebuilt) || !reflect.DeepEqual(live, slow) {
+			t.Errorf("%s: live %+v, rebuilt %+v, encoding/json %+v", attrs, live, rebuilt, slow)
+		}
+	}
+}
+
 // Whatever the scanner reads, encoding/json reads the same.
 func FuzzDecodeLeaf(f *testing.F) {
 	for _, leaf := range leafSeeds(f) {
 		f.Add(leaf)
 	}
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"input":{"resource":{"attributes":{"foo":1e400,"egress":true}}},"agent":"x","kind":"decision","time":"2026-12-05T01:00:00Z"}`))
+	f.Add([]byte(`{"input":{"resource":{"attributes":{"egress" : true ,"trust_domain": null}}},"agent":"x","kind":"decision"}`))
 	f.Add([]byte(`{"input":{"args":{"a":1,"a":2,"b":{}}},"agent":"x","kind":"decision"}`))
 	f.Add([]byte(`{"input":{"resource":{"attributes":{"egress":true,"egress":false}}},"agent":"x","kind":"decision"}`))
 	f.Add([]byte(`{"input":{"resource":{"attributes":{"egress":true},"attributes":{"trust_domain":"x"}}},"agent":"x","kind":"decision"}`))
