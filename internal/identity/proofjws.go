@@ -30,13 +30,18 @@ type proofJWS struct {
 	key     ed25519.PublicKey
 	jkt     string // the key's thumbprint
 	payload []byte
+	// read is the header as read, for a memo of headers, when it was not
+	// found in one: the caller keeps it once the whole proof is accepted.
+	read *readHeader
 }
 
 var b64 = base64.RawURLEncoding.Strict()
 
 // readProof checks that proof is a compact JWS of type typ (in any case)
 // signed with EdDSA by the key in its header, and returns its parts. Its
-// header is looked up in, and once read put into, seen (nil for none).
+// header is looked up in seen (nil for none); a header not found there is
+// read, and put into it by the caller (keep) only once the proof is
+// accepted, so that refused proofs take no room.
 func readProof(proof, typ string, seen *headerMemo) (*proofJWS, error) {
 	// Base64 decoding skips line breaks: a proof has one spelling.
 	if strings.ContainsAny(proof, "\r\n") {
@@ -55,7 +60,7 @@ func readProof(proof, typ string, seen *headerMemo) (*proofJWS, error) {
 		return nil, err
 	} else {
 		out.jkt = Thumbprint(out.key)
-		seen.put(h, readHeader{typ: typ, header: out.header, key: out.key, jkt: out.jkt})
+		out.read = &readHeader{encoded: h, typ: typ, header: out.header, key: out.key, jkt: out.jkt}
 	}
 	sig, err := b64.DecodeString(s)
 	if err != nil || len(sig) != ed25519.SignatureSize {
@@ -172,10 +177,11 @@ type headerMemo struct {
 
 // readHeader is what a header read without fault gave.
 type readHeader struct {
-	typ    string
-	header joseHeader
-	key    ed25519.PublicKey
-	jkt    string
+	encoded string // the header's base64url
+	typ     string
+	header  joseHeader
+	key     ed25519.PublicKey
+	jkt     string
 }
 
 // maxMemoHeader is the longest header kept: an Ed25519 key's header is
@@ -196,13 +202,17 @@ func (c *headerMemo) get(h, typ string) (readHeader, bool) {
 	return r, ok && r.typ == typ
 }
 
-// put keeps r as what h reads as; when full, an arbitrary header makes
-// room (the map's iteration order), so that no sequence of headers pins
-// the memo.
-func (c *headerMemo) put(h string, r readHeader) {
-	if c == nil || len(h) > maxMemoHeader {
+// keep puts the header of an accepted proof (p.read, when it was not
+// found) into the memo; when full, an arbitrary header makes room (the
+// map's iteration order), so that no sequence of headers pins the memo.
+// The header is copied: the proof it is part of is not kept.
+func (c *headerMemo) keep(p *proofJWS) {
+	if c == nil || p.read == nil || len(p.read.encoded) > maxMemoHeader {
 		return
 	}
+	r := *p.read
+	r.encoded = strings.Clone(r.encoded)
+	h := r.encoded
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.size {

@@ -5,8 +5,11 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -108,6 +111,9 @@ func TestReadProofAgainstGoJose(t *testing.T) {
 	}
 	for _, c := range all {
 		got, err := readProof(c.proof, "dpop+jwt", c.memo)
+		if err == nil {
+			c.memo.keep(got)
+		}
 		if (err == nil) != c.accept {
 			t.Errorf("%s (memo %v): accepted %v (%v), want %v", c.name, c.memo != nil, err == nil, err, c.accept)
 			continue
@@ -168,24 +174,33 @@ func TestHeaderMemo(t *testing.T) {
 		return in + "." + enc(ed25519.Sign(priv, []byte(in)))
 	}
 	m := newHeaderMemo(2)
-	if _, err := readProof(sign(header("dpop+jwt")), "dpop+jwt", m); err != nil {
+	// read is a proof's reading by a verifier: its header kept once the
+	// proof is accepted.
+	read := func(proof, typ string) error {
+		p, err := readProof(proof, typ, m)
+		if err == nil {
+			m.keep(p)
+		}
+		return err
+	}
+	if err := read(sign(header("dpop+jwt")), "dpop+jwt"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := m.get(header("dpop+jwt"), "dpop+jwt"); !ok {
 		t.Fatal("a header read without fault is not kept")
 	}
 	// Kept for one type, the header is read again for another.
-	if _, err := readProof(sign(header("dpop+jwt")), "jwt", m); err == nil {
+	if err := read(sign(header("dpop+jwt")), "jwt"); err == nil {
 		t.Fatal("a header kept as a dpop+jwt's was taken for another type")
 	}
-	if _, err := readProof(sign(header("JWT")), "dpop+jwt", m); err == nil {
+	if err := read(sign(header("JWT")), "dpop+jwt"); err == nil {
 		t.Fatal("a typ JWT header was accepted")
 	}
 	if _, ok := m.get(header("JWT"), "dpop+jwt"); ok {
 		t.Fatal("a header refused was kept")
 	}
 	for _, typ := range []string{"DPoP+JWT", "DPOP+JWT", "dPoP+jwt"} {
-		if _, err := readProof(sign(header(typ)), "dpop+jwt", m); err != nil {
+		if err := read(sign(header(typ)), "dpop+jwt"); err != nil {
 			t.Fatal(err)
 		}
 		if len(m.m) > 2 {
@@ -193,10 +208,47 @@ func TestHeaderMemo(t *testing.T) {
 		}
 	}
 	long := enc([]byte(`{"alg":"EdDSA","typ":"dpop+jwt","kid":"` + strings.Repeat("k", maxMemoHeader) + `","jwk":{"kty":"OKP","crv":"Ed25519","x":"` + enc(pub) + `"}}`))
-	if _, err := readProof(sign(long), "dpop+jwt", m); err != nil {
+	if err := read(sign(long), "dpop+jwt"); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := m.get(long, "dpop+jwt"); ok {
 		t.Fatal("a header longer than the memo's limit was kept")
+	}
+}
+
+// A verifier keeps the header of an accepted proof only, and a copy of it,
+// not the proof: proofs refused (signed by a key other than the token's,
+// say) take no room, and a kept header holds no proof of 8 KB in memory.
+func TestVerifierKeepsAcceptedHeadersOnly(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	_, priv := GenerateKey()
+	bound, _ := GenerateKey() // the key the token is bound to
+	_, other := GenerateKey()
+	d := NewDPoPVerifier(DPoPConfig{Now: func() time.Time { return now }})
+	const url = "https://pep.test/x"
+	for i := range 20 {
+		p := proof(t, other, "POST", url, "", now, fmt.Sprint("wrong-", i))
+		if _, err := d.Verify(p, DPoPCheck{Method: "POST", URL: url, JKT: Thumbprint(bound)}); err == nil {
+			t.Fatal("a proof by another key than the token's was accepted")
+		}
+	}
+	if n := len(d.headers.m); n != 0 {
+		t.Fatalf("refused proofs left %d headers in the memo", n)
+	}
+	p := proof(t, priv, "POST", url, "", now, "good")
+	if _, err := d.Verify(p, DPoPCheck{Method: "POST", URL: url}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.headers.m); n != 1 {
+		t.Fatalf("an accepted proof left %d headers in the memo, want 1", n)
+	}
+	h, _, _ := strings.Cut(p, ".")
+	for k := range d.headers.m {
+		if k != h {
+			t.Fatalf("kept %q, want %q", k, h)
+		}
+		if unsafe.StringData(k) == unsafe.StringData(p) {
+			t.Fatal("the memo keeps the proof the header was part of")
+		}
 	}
 }
