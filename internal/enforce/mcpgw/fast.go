@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -153,10 +154,18 @@ func (m *newProtocolMeta) sessionless(version string) bool {
 // request that selects the sessionless protocol in its _meta, or that asks
 // for progress, which needs an event stream) is not one.
 func parseCall(body []byte) (rpcCall, bool) {
-	if call, ok, err := scanCall(body); err == nil {
-		return call, ok
+	call, ok, err := scanCall(body)
+	if err != nil {
+		call, ok = parseCallJSON(body)
 	}
-	return parseCallJSON(body)
+	// A numeric id the SDK cannot read (1e999, out of float64's range) it
+	// refuses; so does the fast path, by leaving the request to it.
+	if ok && call.id[0] != '"' {
+		if _, err := strconv.ParseFloat(string(call.id), 64); err != nil {
+			return rpcCall{}, false
+		}
+	}
+	return call, ok
 }
 
 // scanCall is parseCall in one pass over the body (jsonscan). It gives up
