@@ -38,11 +38,11 @@ type DPoPConfig struct {
 }
 
 // Defaults of DPoPConfig. A proof is remembered for MaxAge + 2 x ClockSkew
-// (120 s with the server's default skew of 30 s); one key at
-// DefaultProofsPerKey then holds at most 1,210,000 of the
-// DefaultReplayCapacity, under a third, and one agent at the MCP gateway's
-// whole measured throughput (1,300 calls a second on two cores) about
-// 156,000. Filling it takes four keys at their ceiling, 40,000 proof
+// (120 s with the server's default skew of 30 s), and counted up to a
+// window of the memory (8 s) longer; one key at DefaultProofsPerKey then
+// counts for at most 1,290,000 of the DefaultReplayCapacity, under a
+// third, and one agent at the MCP gateway's whole measured throughput
+// (1,300 calls a second on two cores) about 168,000. Filling it takes four keys at their ceiling, 40,000 proof
 // checks a second: more than two cores can verify (about 28,000).
 const DefaultReplayCapacity = 4_000_000
 
@@ -194,7 +194,7 @@ func (d *DPoPVerifier) record(p *DPoPProof) error {
 	now := d.now()
 	// A replay is refused before it costs the key anything: a captured
 	// proof replayed must not spend its owner's rate.
-	if d.replay.Held(p.JKT, p.ID) {
+	if d.replay.Held(p.JKT, p.ID, now) {
 		return fmt.Errorf("%w: proof %w", ErrDPoP, ErrReplay)
 	}
 	if ok, _, wait := d.perKey.take(d.keyHash.string(p.JKT), now); !ok {

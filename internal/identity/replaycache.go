@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -8,10 +9,14 @@ import (
 // ReplayCache remembers single-use values (DPoP proof ids) until they
 // expire, so that each is accepted once. It keeps, per value, a 64-bit hash
 // of the owner (the key that signed the proof) and the value under a secret
-// random seed, in a set, and the hash again in the bucket of the second its
-// memory ends: about 48 bytes a value, where strings in a heap took about
-// 144 (BenchmarkReplayMemory). A value is never forgotten before its expiry: when the cache holds
-// Capacity live values it refuses new ones (ErrReplayCacheIsFull) instead.
+// random seed, with the second its memory ends, in the map of the
+// replayWindow seconds that second falls in. A window's map is dropped
+// whole once all of its seconds are past: values are never deleted one by
+// one, so no map fills with the deleted slots that made one map of every
+// value grow by two thirds over the first hour of steady use
+// (TestReplayMemoryFlatUnderChurn). A value is never
+// forgotten before its expiry: when the cache holds Capacity values it
+// refuses new ones (ErrReplayCacheIsFull) instead.
 //
 // Two different values with the same hash would make the second look like a
 // replay: a refusal, never an acceptance, and with four million values held
@@ -21,13 +26,23 @@ type ReplayCache struct {
 	capacity int
 	hash     keyHasher
 
-	mu       sync.Mutex
-	seen     map[uint64]struct{}
-	expiring map[int64][]uint64 // unix second -> hashes remembered until its end
-	swept    int64              // buckets of earlier seconds are gone
-	peak     int                // most values held since seen was made
-	spare    [][]uint64         // emptied buckets, for reuse
-	refused  uint64             // values refused because the cache was full
+	mu      sync.Mutex
+	windows []replayWindowMap // in no order; a few dozen at most
+	held    int               // values in windows, expired or not
+	swept   int64             // windows wholly before this second are gone
+	refused uint64            // values refused because the cache was full
+}
+
+// replayWindow is the seconds of one window of the replay memory: the
+// values of a window stay counted (not held) up to that long after their
+// expiry, and a check looks in (proof lifetime / replayWindow) maps.
+const replayWindow = 8
+
+// replayWindowMap holds the values whose memory ends in one window: hash
+// to the last second of its memory.
+type replayWindowMap struct {
+	window int64 // second / replayWindow
+	until  map[uint64]int64
 }
 
 // ReplayStats describe a replay cache.
@@ -40,8 +55,7 @@ type ReplayStats struct {
 
 // NewReplayCache makes a cache holding at most capacity values.
 func NewReplayCache(capacity int) *ReplayCache {
-	return &ReplayCache{capacity: max(capacity, 1), hash: newKeyHasher(),
-		seen: make(map[uint64]struct{}), expiring: make(map[int64][]uint64)}
+	return &ReplayCache{capacity: max(capacity, 1), hash: newKeyHasher()}
 }
 
 // Use records value for no particular owner.
@@ -62,84 +76,80 @@ func (c *ReplayCache) UseFor(owner, value string, expires, now time.Time) error 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweep(sec)
-	if _, ok := c.seen[h]; ok {
+	if c.holds(h, sec) {
 		return ErrReplay
 	}
-	if len(c.seen) >= c.capacity {
+	if c.held >= c.capacity {
 		c.refused++
 		return ErrReplayCacheIsFull
 	}
-	// A bucket before the sweep line would never be swept.
+	// Held for this second at least, and never in a window already swept.
 	until = max(until, sec, c.swept)
-	c.seen[h] = struct{}{}
-	b, ok := c.expiring[until]
-	if !ok && len(c.spare) > 0 {
-		b, c.spare = c.spare[len(c.spare)-1], c.spare[:len(c.spare)-1]
+	w := windowOf(until)
+	i := slices.IndexFunc(c.windows, func(m replayWindowMap) bool { return m.window == w })
+	if i < 0 {
+		c.windows = append(c.windows, replayWindowMap{window: w, until: make(map[uint64]int64)})
+		i = len(c.windows) - 1
 	}
-	c.expiring[until] = append(b, h)
-	c.peak = max(c.peak, len(c.seen))
+	c.windows[i].until[h] = until
+	c.held++
 	return nil
 }
 
-// Held says whether value is held for owner, without recording it.
-func (c *ReplayCache) Held(owner, value string) bool {
+// windowOf is the window of second s (floor division: seconds before 1970
+// too).
+func windowOf(s int64) int64 {
+	if s < 0 {
+		return (s - replayWindow + 1) / replayWindow
+	}
+	return s / replayWindow
+}
+
+// holds says whether hash h is held at second now: in a window, its
+// memory not ended before now.
+func (c *ReplayCache) holds(h uint64, now int64) bool {
+	for _, m := range c.windows {
+		if until, ok := m.until[h]; ok && until >= now {
+			return true
+		}
+	}
+	return false
+}
+
+// Held says whether value is held for owner at now, without recording it.
+func (c *ReplayCache) Held(owner, value string, now time.Time) bool {
 	h := c.hash.pair(owner, value)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.seen[h]
-	return ok
+	return c.holds(h, now.Unix())
 }
 
-// sweep forgets the values whose memory ended before second now.
+// sweep drops the windows whose seconds all ended before second now.
 func (c *ReplayCache) sweep(now int64) {
 	if now <= c.swept {
 		return
 	}
-	if now-c.swept > int64(len(c.expiring)) {
-		for s, b := range c.expiring {
-			if s < now {
-				c.drop(s, b)
-			}
+	c.windows = slices.DeleteFunc(c.windows, func(m replayWindowMap) bool {
+		if (m.window+1)*replayWindow <= now {
+			c.held -= len(m.until)
+			return true
 		}
-	} else {
-		for s := c.swept; s < now; s++ {
-			if b, ok := c.expiring[s]; ok {
-				c.drop(s, b)
-			}
-		}
-	}
+		return false
+	})
 	c.swept = now
-	// Go maps keep their size after deletions: after a burst, copy what
-	// is left into a smaller map so that the memory is returned.
-	if c.peak >= 1<<16 && len(c.seen) < c.peak/4 {
-		m := make(map[uint64]struct{}, 2*len(c.seen))
-		for h := range c.seen {
-			m[h] = struct{}{}
-		}
-		c.seen, c.peak = m, len(m)
-	}
 }
 
-func (c *ReplayCache) drop(s int64, b []uint64) {
-	for _, h := range b {
-		delete(c.seen, h)
-	}
-	delete(c.expiring, s)
-	if cap(b) <= 1<<16 && len(c.spare) < 8 {
-		c.spare = append(c.spare, b[:0])
-	}
-}
-
-// Len returns how many values are remembered.
+// Len returns how many values are counted: those held, and expired ones
+// of windows not yet past.
 func (c *ReplayCache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.seen)
+	return c.held
 }
 
 // Stats returns the cache's figures.
 func (c *ReplayCache) Stats() ReplayStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return ReplayStats{Remembered: len(c.seen), Capacity: c.capacity, RefusedFull: c.refused}
+	return ReplayStats{Remembered: c.held, Capacity: c.capacity, RefusedFull: c.refused}
 }
