@@ -369,3 +369,29 @@ func TestReplayMemoryFlatUnderChurn(t *testing.T) {
 		t.Errorf("the heap grew from %.2f MB to %.2f MB under a steady load", float64(early)/1e6, float64(late)/1e6)
 	}
 }
+
+// A value presented again after its expiry, before its window is past,
+// is accepted and counted once: counted twice, the memory would lose a
+// place for good each time.
+func TestReplayCacheCountsAValueOnce(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_800_000_000, 0) // the first second of a window
+	c := NewReplayCache(10)
+	if err := c.Use("v", start.Add(time.Second), start); err != nil {
+		t.Fatal(err)
+	}
+	later := start.Add(3 * time.Second)
+	if err := c.Use("v", later.Add(2*time.Second), later); err != nil {
+		t.Fatalf("presented again after its expiry: %v", err)
+	}
+	if n := c.Len(); n != 1 {
+		t.Fatalf("counted %d, want 1", n)
+	}
+	if err := c.Use("v", later.Add(2*time.Second), later); !errors.Is(err, ErrReplay) {
+		t.Fatalf("presented a third time within its memory: %v", err)
+	}
+	end := start.Add(replayWindow * time.Second)
+	if err := c.Use("w", end.Add(time.Second), end); err != nil || c.Len() != 1 {
+		t.Fatalf("after the window: %v, counted %d, want 1", err, c.Len())
+	}
+}

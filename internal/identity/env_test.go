@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"crypto/ed25519"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -59,7 +60,24 @@ var testDomains = map[string]DomainPolicy{"prod": {RequireDPoP: true}, "dev": {}
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "warden.db")})
+	// The store's directory is removed once the goroutines that use it are
+	// done: cancelled below, they stop after the test, and SQLite deletes
+	// its write-ahead files when the last connection closes, which
+	// t.TempDir's removal raced with ("directory not empty").
+	dir, err := os.MkdirTemp("", "warden-identity-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 100 {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("the store's directory could not be removed")
+	})
+	st, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(dir, "warden.db")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,8 +91,12 @@ func (c *ReplayCache) UseFor(owner, value string, expires, now time.Time) error 
 		c.windows = append(c.windows, replayWindowMap{window: w, until: make(map[uint64]int64)})
 		i = len(c.windows) - 1
 	}
+	// Expired but not yet swept, the value may be in this window already:
+	// it is counted once.
+	if _, counted := c.windows[i].until[h]; !counted {
+		c.held++
+	}
 	c.windows[i].until[h] = until
-	c.held++
 	return nil
 }
 
