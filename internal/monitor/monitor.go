@@ -10,8 +10,8 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,7 +81,10 @@ type Monitor struct {
 	cfg   Config     // the model's, defaults filled
 	mu    sync.Mutex // the model and saved
 	model *Model
-	saved []byte
+	// saved is the SHA-256 of the snapshot last saved or read (nil for
+	// none): the snapshot's bytes are read back for the compare-and-swap
+	// of the next save, rather than kept, which doubled the model's memory.
+	saved *[sha256.Size]byte
 
 	cells      sync.Map     // agent -> *cell
 	caughtUpAt atomic.Int64 // unix nanos the monitor last stood at the log's end
@@ -137,7 +140,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("monitor: read snapshot: %w", err)
 		default:
-			m.saved = b
+			m.saved = digest(b)
 			if err := m.model.Restore(b); err != nil {
 				m.lg.Warn("monitor: snapshot unreadable; rebuilding from the audit log", "err", err)
 				m.model, _ = NewModel(m.opts.Model)
@@ -402,31 +405,52 @@ func (m *Monitor) save(ctx context.Context) {
 	}
 	m.mu.Lock()
 	b, err := m.model.MarshalJSON()
-	old := m.saved
+	last := m.saved
 	m.mu.Unlock()
-	if err != nil || bytes.Equal(b, old) {
+	sum := digest(b)
+	if err != nil || last != nil && *sum == *last {
 		return
 	}
 	var ok bool
-	if old == nil {
+	if last == nil {
 		ok, err = m.opts.Snapshots.PutMetaIfAbsent(ctx, snapshotKey, b)
 	} else {
-		ok, err = m.opts.Snapshots.SwapMeta(ctx, snapshotKey, old, b)
+		// The stored snapshot is replaced only if it is still the one this
+		// process saved or read last.
+		var cur []byte
+		if cur, err = m.opts.Snapshots.Meta(ctx, snapshotKey); err == nil {
+			if *digest(cur) != *last {
+				m.adopt(cur)
+				return
+			}
+			ok, err = m.opts.Snapshots.SwapMeta(ctx, snapshotKey, cur, b)
+		}
 	}
 	switch {
 	case err != nil:
 		m.lg.Warn("monitor: saving the model failed", "err", err)
 	case !ok:
 		// Another process saved one meanwhile: take it as the base of the next swap.
-		cur, err := m.opts.Snapshots.Meta(ctx, snapshotKey)
-		if err == nil {
-			m.mu.Lock()
-			m.saved = cur
-			m.mu.Unlock()
+		if cur, err := m.opts.Snapshots.Meta(ctx, snapshotKey); err == nil {
+			m.adopt(cur)
 		}
 	default:
 		m.mu.Lock()
-		m.saved = b
+		m.saved = sum
 		m.mu.Unlock()
 	}
+}
+
+// adopt takes snapshot b, saved by another process, as the base of the
+// next save.
+func (m *Monitor) adopt(b []byte) {
+	m.mu.Lock()
+	m.saved = digest(b)
+	m.mu.Unlock()
+}
+
+// digest is a snapshot's SHA-256.
+func digest(b []byte) *[sha256.Size]byte {
+	sum := sha256.Sum256(b)
+	return &sum
 }

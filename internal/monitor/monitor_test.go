@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,4 +266,53 @@ func TestMonitorReadsAnEntryOfAnotherShape(t *testing.T) {
 	if r := m.Risk(agent); !slices.Contains(r.Signals, monitor.SignalDenyBurst) {
 		t.Fatalf("risk %+v: the denials were not read", r)
 	}
+}
+
+// Each save swaps the stored snapshot when it is still the one the monitor
+// saved last; one another process saved meanwhile is taken as the base of
+// the next save. The swap is made against the stored bytes read back: the
+// monitor keeps only their digest, not a second copy of its model.
+func TestSavesSwapOnlyTheSnapshotSavedLast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	m, err := monitor.New(monitor.Options{Now: e.now, Poll: 10 * time.Millisecond, Snapshots: e.store, SnapshotEvery: 10 * time.Millisecond}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.log.Watch(m.Wake())
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	// storedAt is the position of the stored snapshot. The monitor saves
+	// by its clock: each look moves it on.
+	storedAt := func() int64 {
+		e.clock.Add(int64(20 * time.Millisecond))
+		b, err := e.store.Meta(ctx, "monitor.snapshot")
+		if err != nil {
+			return -2
+		}
+		md, _ := monitor.NewModel(monitor.Config{})
+		if md.Restore(b) != nil {
+			return -3
+		}
+		return md.Position
+	}
+	first := e.deny(t, "ticket_closed")
+	waitFor(t, "the first save", func() bool { return storedAt() == first })
+	second := e.deny(t, "ticket_closed")
+	waitFor(t, "a save over the monitor's own snapshot", func() bool { return storedAt() == second })
+	// Another process saves a snapshot of its own (here: the one before).
+	cur, err := e.store.Meta(ctx, "monitor.snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := []byte(strings.Replace(string(cur), fmt.Sprintf(`"position":%d`, second), fmt.Sprintf(`"position":%d`, first), 1))
+	if ok, err := e.store.SwapMeta(ctx, "monitor.snapshot", cur, other); err != nil || !ok || storedAt() != first {
+		t.Fatalf("another process's save: %v %v (stored at %d)", ok, err, storedAt())
+	}
+	// Taken as the base, it is swapped at the next change of the model.
+	third := e.deny(t, "ticket_closed")
+	waitFor(t, "a save over the other process's snapshot", func() bool { return storedAt() == third })
 }
